@@ -1,0 +1,62 @@
+//! # h2msg — the HAMMER2 cluster messaging protocol (2012 link protocol)
+//!
+//! `h2msg` is a `no_std`, sans-IO implementation of the link protocol that DragonFly BSD's
+//! HAMMER2 nodes spoke in 2012, the protocol that later became DMSG. Bytes go in, messages
+//! come out, and nothing in this crate touches a socket, a clock, a file or an allocator:
+//! the adapters own those.
+//!
+//! ## Layers
+//!
+//! ```text
+//!   std-adapter (h2msg-std)          kernel-shim (h2msg-kshim)
+//!   sockets, key files, the CLI      extern "C", caller-owned memory
+//!                \                      /
+//!                 +---- pure calls ----+
+//!                          |
+//!   core (this crate)  #![no_std]  #![forbid(unsafe_code)]
+//!     wire       layouts of the 32-byte header and the 512-byte handshake
+//!                block, the `cmd` field, limits, error codes, CRC-32C,
+//!                byte-order detection
+//!     ioq        receive decoder and transmit queue        (to come)
+//!     iocom      one connection: rx + tx + flags + events  (to come)
+//!     trans      the transaction table                     (to come)
+//!     handshake  the 512-byte RSA exchange, RSA behind a trait (to come)
+//! ```
+//!
+//! Today the crate holds the [`wire`] layer: everything needed to encode, decode and
+//! check one message exactly as the 2012 C implementation put it on the wire.
+//!
+//! ## Example: a `DBG_SHELL` line, sealed and parsed back
+//!
+//! ```
+//! use h2msg::wire::{Cmd, MessageView, MsgHeader, SoftCrc32c, WireOrder};
+//!
+//! let crc = SoftCrc32c;
+//! let mut header = MsgHeader::new(Cmd::DBG_SHELL);
+//! header.salt = 0x327B_2301;
+//! let aux = b"help\0";
+//!
+//! // Sealing stamps aux_bytes, aux_icrc, icrc2 and icrc1 (PROTOCOL.md §3.6).
+//! let base = header.seal(WireOrder::Little, &[], aux, &crc)?;
+//! assert_eq!(header.aux_icrc, 0xA7EE_6765);
+//!
+//! // The wire image is the base header, then the aux data padded with zeros to 32.
+//! let mut wire = [0u8; 64];
+//! wire[..32].copy_from_slice(&base);
+//! wire[32..37].copy_from_slice(aux);
+//!
+//! let view = MessageView::parse(&wire, &crc)?;
+//! assert_eq!(view.header().cmd, Cmd::DBG_SHELL);
+//! assert_eq!(&view.aux()[..5], b"help\0");
+//! assert_eq!(view.wire_len(), 64);
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+//!
+//! The authority on the format is the project's `PROTOCOL.md`; section numbers in these
+//! docs (§3.6 and so on) refer to it.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::cast_possible_truncation))]
+
+pub mod wire;

@@ -1,0 +1,404 @@
+//! Error codes: the IOQ status codes of §4.4, the wire error values, and the typed errors of
+//! the decode and encode helpers.
+
+use core::fmt;
+
+/// Wire value of `hdr.error` meaning "unknown command" (`MSG_ERR_UNKNOWN`, §4.4).
+///
+/// Receivers answer every command they do not handle with a final reply carrying it (§8.3).
+pub const MSG_ERR_UNKNOWN: u16 = 0x20;
+
+/// The local IOQ status codes of §4.4 (`ioq.error`).
+///
+/// They are never transmitted: the receive path copies one into the `error` field of the
+/// `LNK_ERROR` it synthesises when a connection fails. Codes 15 (MSGSEQ) and 18–20
+/// (IVWRAP, MACFAIL, ALGO) are reserved for the later stream-protection modes and 16–17
+/// for the later transaction state machine; the enum is `#[non_exhaustive]` so they can be
+/// added without a breaking change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u16)]
+pub enum IoqError {
+    /// 1: the header magic is neither 0x4832 nor 0x3248.
+    Sync = 1,
+    /// 2: the stream ended (inside a message, or at a boundary in the C code's view, §11 R4).
+    Eof = 2,
+    /// 3: the transport failed.
+    Sock = 3,
+    /// 4: a size field is out of range (header 32..=2048 bytes, aux ≤ 65536 bytes).
+    Field = 4,
+    /// 5: the base header CRC (`icrc1`) does not match.
+    Hcrc = 5,
+    /// 6: the extended header CRC (`icrc2`) does not match.
+    Xcrc = 6,
+    /// 7: the aux data CRC (`aux_icrc`) does not match.
+    Acrc = 7,
+    /// 8: defined by the C code, never raised there.
+    State = 8,
+    /// 9: the peer's address cannot be obtained.
+    NoPeer = 9,
+    /// 10: neither `remote/<peer>.pub` nor `remote/<peer>.none` exists.
+    NoRKey = 10,
+    /// 11: our own `rsa.pub` or `rsa.prv` cannot be opened.
+    NoLKey = 11,
+    /// 12: the key exchange failed (RSA error, short read, bad verifier, version ≠ 1).
+    KeyXchgFail = 12,
+    /// 13: a key file does not parse, or the key sizes do not fit.
+    KeyFmt = 13,
+    /// 14: the random source is unusable.
+    BadURandom = 14,
+}
+
+impl IoqError {
+    /// Every defined code, in numeric order.
+    pub const ALL: [IoqError; 14] = [
+        Self::Sync,
+        Self::Eof,
+        Self::Sock,
+        Self::Field,
+        Self::Hcrc,
+        Self::Xcrc,
+        Self::Acrc,
+        Self::State,
+        Self::NoPeer,
+        Self::NoRKey,
+        Self::NoLKey,
+        Self::KeyXchgFail,
+        Self::KeyFmt,
+        Self::BadURandom,
+    ];
+
+    /// The numeric code, as carried in a synthesised `LNK_ERROR`.
+    #[must_use]
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The error for a numeric code, or `None` for 0 and for codes this crate does not define.
+    #[must_use]
+    pub const fn from_code(code: u16) -> Option<Self> {
+        Some(match code {
+            1 => Self::Sync,
+            2 => Self::Eof,
+            3 => Self::Sock,
+            4 => Self::Field,
+            5 => Self::Hcrc,
+            6 => Self::Xcrc,
+            7 => Self::Acrc,
+            8 => Self::State,
+            9 => Self::NoPeer,
+            10 => Self::NoRKey,
+            11 => Self::NoLKey,
+            12 => Self::KeyXchgFail,
+            13 => Self::KeyFmt,
+            14 => Self::BadURandom,
+            _ => return None,
+        })
+    }
+
+    /// The C name without its prefix (`HAMMER2_IOQ_ERROR_SYNC` → `"SYNC"`).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Sync => "SYNC",
+            Self::Eof => "EOF",
+            Self::Sock => "SOCK",
+            Self::Field => "FIELD",
+            Self::Hcrc => "HCRC",
+            Self::Xcrc => "XCRC",
+            Self::Acrc => "ACRC",
+            Self::State => "STATE",
+            Self::NoPeer => "NOPEER",
+            Self::NoRKey => "NORKEY",
+            Self::NoLKey => "NOLKEY",
+            Self::KeyXchgFail => "KEYXCHGFAIL",
+            Self::KeyFmt => "KEYFMT",
+            Self::BadURandom => "BADURANDOM",
+        }
+    }
+}
+
+impl fmt::Display for IoqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IOQ error {} ({})", self.code(), self.name())
+    }
+}
+
+impl core::error::Error for IoqError {}
+
+/// Why a received header, extended header or aux block was refused.
+///
+/// Each variant names the offending value; [`DecodeError::ioq_error`] gives the spec's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Fewer bytes than the part being decoded needs (an end of input inside a message).
+    Truncated {
+        /// Bytes the part needs.
+        needed: usize,
+        /// Bytes that were available.
+        available: usize,
+    },
+    /// The first two bytes are neither magic order (SYNC).
+    Sync {
+        /// The two bytes as they arrived.
+        found: [u8; 2],
+    },
+    /// `icrc1` does not match the base header (HCRC).
+    Hcrc {
+        /// The value carried in the header.
+        stored: u16,
+        /// The value computed over bytes 4..32.
+        computed: u16,
+    },
+    /// The header size field is outside 1..=64 units (FIELD).
+    HeaderSize {
+        /// The size field (units of 32 bytes).
+        units: u8,
+    },
+    /// `aux_bytes` is above 2048 units (FIELD).
+    AuxSize {
+        /// The `aux_bytes` field (units of 32 bytes).
+        units: u16,
+    },
+    /// `icrc2` does not match the extended header (XCRC).
+    Xcrc {
+        /// The value carried in the header.
+        stored: u16,
+        /// The value computed over the extended bytes.
+        computed: u16,
+    },
+    /// `aux_icrc` does not match the aux data (ACRC).
+    Acrc {
+        /// The value carried in the header.
+        stored: u32,
+        /// The value computed over the aux bytes.
+        computed: u32,
+    },
+}
+
+impl DecodeError {
+    /// The IOQ status code this error maps to (§4.4). Truncation maps to EOF (2): input
+    /// that ends inside a message is what code 2 reports (§5.2).
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        match self {
+            Self::Truncated { .. } => IoqError::Eof,
+            Self::Sync { .. } => IoqError::Sync,
+            Self::Hcrc { .. } => IoqError::Hcrc,
+            Self::HeaderSize { .. } | Self::AuxSize { .. } => IoqError::Field,
+            Self::Xcrc { .. } => IoqError::Xcrc,
+            Self::Acrc { .. } => IoqError::Acrc,
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.ioq_error();
+        match *self {
+            Self::Truncated { needed, available } => {
+                write!(f, "{code}: need {needed} bytes, have {available}")
+            }
+            Self::Sync { found } => write!(
+                f,
+                "{code}: magic bytes {:02x} {:02x} are neither 32 48 nor 48 32",
+                found[0], found[1]
+            ),
+            Self::Hcrc { stored, computed } => {
+                write!(
+                    f,
+                    "{code}: icrc1 is {stored:#06x}, header gives {computed:#06x}"
+                )
+            }
+            Self::HeaderSize { units } => write!(
+                f,
+                "{code}: header size {units} units ({} bytes) is outside 32..=2048",
+                usize::from(units) * 32
+            ),
+            Self::AuxSize { units } => write!(
+                f,
+                "{code}: aux size {units} units ({} bytes) is above 65536",
+                usize::from(units) * 32
+            ),
+            Self::Xcrc { stored, computed } => write!(
+                f,
+                "{code}: icrc2 is {stored:#06x}, extended header gives {computed:#06x}"
+            ),
+            Self::Acrc { stored, computed } => write!(
+                f,
+                "{code}: aux_icrc is {stored:#010x}, aux data gives {computed:#010x}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Why a header could not be sealed for sending. Nothing is changed when one is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The `cmd` size field is 0: a header is at least one 32-byte unit.
+    ZeroHeaderSize,
+    /// The extended header given does not match the `cmd` size field.
+    ExtLen {
+        /// Extended bytes the `cmd` size field calls for (`units·32 − 32`).
+        expected: usize,
+        /// Extended bytes given.
+        given: usize,
+    },
+    /// The header would exceed [`MSGHDR_MAX`](super::limits::MSGHDR_MAX).
+    HeaderTooLarge {
+        /// Header length in bytes the `cmd` size field calls for.
+        len: usize,
+    },
+    /// The aux payload exceeds [`MSGAUX_MAX`](super::limits::MSGAUX_MAX) once padded.
+    AuxTooLarge {
+        /// Aux length given, in bytes.
+        len: usize,
+    },
+}
+
+impl EncodeError {
+    /// The IOQ status code this error maps to: every encode error is a size problem (FIELD).
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        IoqError::Field
+    }
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::ZeroHeaderSize => {
+                f.write_str("cmd size field is 0; a header is at least 32 bytes")
+            }
+            Self::ExtLen { expected, given } => write!(
+                f,
+                "cmd size field calls for {expected} extended header bytes, {given} given"
+            ),
+            Self::HeaderTooLarge { len } => {
+                write!(f, "header of {len} bytes exceeds the 2048-byte limit")
+            }
+            Self::AuxTooLarge { len } => {
+                write!(f, "aux payload of {len} bytes exceeds the 65536-byte limit")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_spec_table() {
+        // §4.4, written out independently of the enum's discriminants.
+        let table: [(u16, &str); 14] = [
+            (1, "SYNC"),
+            (2, "EOF"),
+            (3, "SOCK"),
+            (4, "FIELD"),
+            (5, "HCRC"),
+            (6, "XCRC"),
+            (7, "ACRC"),
+            (8, "STATE"),
+            (9, "NOPEER"),
+            (10, "NORKEY"),
+            (11, "NOLKEY"),
+            (12, "KEYXCHGFAIL"),
+            (13, "KEYFMT"),
+            (14, "BADURANDOM"),
+        ];
+        for (code, name) in table {
+            let e = IoqError::from_code(code).unwrap();
+            assert_eq!(e.code(), code);
+            assert_eq!(e.name(), name);
+        }
+        for (e, (code, _)) in IoqError::ALL.iter().zip(table) {
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
+    fn undefined_and_reserved_codes_are_none() {
+        for code in [0, 15, 16, 17, 18, 19, 20, 21, 22, 24, 0xFFFF] {
+            assert_eq!(IoqError::from_code(code), None, "code {code}");
+        }
+    }
+
+    #[test]
+    fn decode_errors_map_to_their_codes() {
+        let cases = [
+            (
+                DecodeError::Truncated {
+                    needed: 32,
+                    available: 3,
+                },
+                2,
+            ),
+            (DecodeError::Sync { found: [0, 0] }, 1),
+            (
+                DecodeError::Hcrc {
+                    stored: 1,
+                    computed: 2,
+                },
+                5,
+            ),
+            (DecodeError::HeaderSize { units: 0 }, 4),
+            (DecodeError::AuxSize { units: 2049 }, 4),
+            (
+                DecodeError::Xcrc {
+                    stored: 1,
+                    computed: 2,
+                },
+                6,
+            ),
+            (
+                DecodeError::Acrc {
+                    stored: 1,
+                    computed: 2,
+                },
+                7,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.ioq_error().code(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_offending_value() {
+        use core::fmt::Write;
+        struct Buf([u8; 128], usize);
+        impl Write for Buf {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let end = self.1 + s.len();
+                self.0
+                    .get_mut(self.1..end)
+                    .ok_or(fmt::Error)?
+                    .copy_from_slice(s.as_bytes());
+                self.1 = end;
+                Ok(())
+            }
+        }
+        let mut b = Buf([0; 128], 0);
+        write!(
+            b,
+            "{}",
+            DecodeError::Hcrc {
+                stored: 0x2e97,
+                computed: 0x1234
+            }
+        )
+        .unwrap();
+        let s = core::str::from_utf8(&b.0[..b.1]).unwrap();
+        assert_eq!(
+            s,
+            "IOQ error 5 (HCRC): icrc1 is 0x2e97, header gives 0x1234"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! A whole message that sits contiguously in a buffer, checked and borrowed in place.
+//!
+//! This is the zero-copy read path for bytes that are all present already (a capture file,
+//! a FIFO holding a complete message). Incremental input is the receive decoder's job.
+
+use super::crc::Crc32c;
+use super::error::DecodeError;
+use super::header::{MsgHeader, ReceivedHeader};
+use super::limits::BASE_HEADER_LEN;
+use super::order::WireOrder;
+
+/// One checked message borrowed from the buffer it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    received: ReceivedHeader,
+    ext: &'a [u8],
+    aux: &'a [u8],
+}
+
+impl<'a> MessageView<'a> {
+    /// Parses the message at the start of `bytes` with every check of the receive path, in
+    /// its order: magic, `icrc1`, sizes, `icrc2`, `aux_icrc`. Bytes after the message are
+    /// not read; [`wire_len`](Self::wire_len) says where the next one starts.
+    ///
+    /// # Errors
+    /// [`DecodeError::Truncated`] when `bytes` ends inside the message (with the whole
+    /// message length as `needed` once the base header is readable), else the first
+    /// failing check.
+    pub fn parse(bytes: &'a [u8], crc: &impl Crc32c) -> Result<Self, DecodeError> {
+        let received = ReceivedHeader::parse(bytes, crc)?;
+        let truncated = DecodeError::Truncated {
+            needed: received.wire_len(),
+            available: bytes.len(),
+        };
+        let ext = bytes
+            .get(BASE_HEADER_LEN..received.header_len())
+            .ok_or(truncated)?;
+        received.verify_ext(ext, crc)?;
+        let aux = bytes
+            .get(received.header_len()..received.wire_len())
+            .ok_or(truncated)?;
+        received.verify_aux(aux, crc)?;
+        Ok(Self { received, ext, aux })
+    }
+
+    /// The decoded base header.
+    #[must_use]
+    pub const fn header(&self) -> &MsgHeader {
+        self.received.header()
+    }
+
+    /// The base header with its byte order and size accessors.
+    #[must_use]
+    pub const fn received(&self) -> &ReceivedHeader {
+        &self.received
+    }
+
+    /// The sender's byte order, which the extended header and aux data are still in.
+    #[must_use]
+    pub const fn order(&self) -> WireOrder {
+        self.received.order()
+    }
+
+    /// The extended header bytes (header bytes 0x20..), as sent.
+    #[must_use]
+    pub const fn ext(&self) -> &'a [u8] {
+        self.ext
+    }
+
+    /// The aux data as sent, padding included (a multiple of 32 bytes).
+    #[must_use]
+    pub const fn aux(&self) -> &'a [u8] {
+        self.aux
+    }
+
+    /// The aux data up to its first NUL: the text of a `DBG_SHELL` line or reply.
+    #[must_use]
+    pub fn aux_until_nul(&self) -> &'a [u8] {
+        let end = self
+            .aux
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.aux.len());
+        self.aux.get(..end).unwrap_or_default()
+    }
+
+    /// Bytes the message occupies on the wire.
+    #[must_use]
+    pub const fn wire_len(&self) -> usize {
+        self.received.wire_len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Cmd, SoftCrc32c};
+
+    fn message(cmd: Cmd, ext: &[u8], aux: &[u8], out: &mut [u8]) -> usize {
+        let mut h = MsgHeader::new(cmd);
+        let base = h.seal(WireOrder::Little, ext, aux, &SoftCrc32c).unwrap();
+        out[..32].copy_from_slice(&base);
+        out[32..32 + ext.len()].copy_from_slice(ext);
+        let a = 32 + ext.len();
+        out[a..a + aux.len()].copy_from_slice(aux);
+        a + h.aux_len()
+    }
+
+    #[test]
+    fn parses_consecutive_messages() {
+        let mut buf = [0u8; 256];
+        let n1 = message(Cmd::DBG_SHELL, &[], b"status\0", &mut buf);
+        let n2 = message(Cmd::from_raw(0x0000_1202), &[9u8; 32], &[], &mut buf[n1..]);
+        let first = MessageView::parse(&buf[..n1 + n2], &SoftCrc32c).unwrap();
+        assert_eq!(first.wire_len(), 64);
+        assert_eq!(first.aux_until_nul(), b"status");
+        assert!(first.ext().is_empty());
+        let second = MessageView::parse(&buf[n1..n1 + n2], &SoftCrc32c).unwrap();
+        assert_eq!(second.ext(), &[9u8; 32]);
+        assert!(second.aux().is_empty());
+        assert_eq!(second.wire_len(), 64);
+    }
+
+    #[test]
+    fn truncation_reports_the_whole_message_length() {
+        let mut buf = [0u8; 128];
+        let n = message(Cmd::from_raw(0x0000_1202), &[1u8; 32], &[2u8; 64], &mut buf);
+        assert_eq!(n, 128);
+        for cut in [32, 40, 64, 100, 127] {
+            assert_eq!(
+                MessageView::parse(&buf[..cut], &SoftCrc32c),
+                Err(DecodeError::Truncated {
+                    needed: 128,
+                    available: cut
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn ext_is_checked_before_aux() {
+        let mut buf = [0u8; 128];
+        message(Cmd::from_raw(0x0000_1202), &[1u8; 32], &[2u8; 64], &mut buf);
+        buf[40] ^= 1;
+        buf[100] ^= 1;
+        assert!(matches!(
+            MessageView::parse(&buf, &SoftCrc32c),
+            Err(DecodeError::Xcrc { .. })
+        ));
+        buf[40] ^= 1;
+        assert!(matches!(
+            MessageView::parse(&buf, &SoftCrc32c),
+            Err(DecodeError::Acrc { .. })
+        ));
+    }
+
+    #[test]
+    fn aux_without_nul_is_whole() {
+        let mut buf = [0u8; 64];
+        message(Cmd::DBG_SHELL, &[], &[b'a'; 32], &mut buf);
+        assert_eq!(
+            MessageView::parse(&buf, &SoftCrc32c)
+                .unwrap()
+                .aux_until_nul(),
+            &[b'a'; 32]
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The wire layer: exact byte layouts, the `cmd` field, limits, error codes and CRCs.
+//!
+//! Everything here is a pure function of its inputs: no state, no allocation, no panics,
+//! and no read past the slice it is given. The receive and transmit state machines build
+//! on these pieces.
+//!
+//! | Module | What it holds | Spec |
+//! |---|---|---|
+//! | [`limits`] | alignment, size limits, magic values, port | §3.5, App. A |
+//! | [`cmd`] | the typed `cmd` field, flags, protocols, named commands | §3.4, §4.1–4.2 |
+//! | [`error`] | IOQ status codes, wire error values, typed decode/encode errors | §4.4 |
+//! | [`crc`] | CRC-32C, `fold16`, the injectable [`Crc32c`] trait | §3.6, App. B |
+//! | [`checksums`] | `icrc1`, `icrc2`, `aux_icrc` over exactly their bytes | §3.6 |
+//! | [`order`] | byte-order detection from the magic | §3.2 |
+//! | [`header`] | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
+//! | [`message`] | a whole contiguous message as a borrowed view | §3.1 |
+//! | [`handshake_block`] | the 512-byte handshake block and its verifier | §2.1 |
+
+pub mod checksums;
+pub mod cmd;
+pub mod crc;
+pub mod error;
+pub mod handshake_block;
+pub mod header;
+pub mod limits;
+pub mod message;
+pub mod order;
+
+pub use checksums::{compute_aux_icrc, compute_icrc1, compute_icrc2};
+pub use cmd::{Cmd, MsgFlags, Protocol};
+pub use crc::{Crc32c, SoftCrc32c, fold16};
+pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_UNKNOWN};
+pub use handshake_block::{HandshakeBlock, verifier};
+pub use header::{MsgHdr, MsgHeader, ReceivedHeader};
+pub use message::MessageView;
+pub use order::WireOrder;
