@@ -59,6 +59,18 @@ pub fn verifier(sess: &[u8; SESS_LEN]) -> [u8; VERF_LEN] {
 }
 
 impl HandshakeBlock {
+    /// The 512 wire bytes viewed as a block (no copy).
+    #[must_use]
+    pub fn from_wire(bytes: &[u8; HANDSHAKE_LEN]) -> &Self {
+        zerocopy::transmute_ref!(bytes)
+    }
+
+    /// The block's 512 wire bytes (no copy).
+    #[must_use]
+    pub fn wire_bytes(&self) -> &[u8; HANDSHAKE_LEN] {
+        zerocopy::transmute_ref!(self)
+    }
+
     /// Sets what §2.3 step 6 overwrites after the random fill: `quickmsg` text, magic,
     /// version 1 and flags 0 in `order`, the verifier of the current `sess`, and the top two
     /// bits of both `pad` bytes 0 cleared (so each RSA block is below the modulus).
