@@ -17,7 +17,10 @@ pub fn read_vector(relative: &str) -> Vec<u8> {
 /// Decodes hex, ignoring ASCII whitespace (so spec text can be pasted as it is).
 pub fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {text:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {text:?}"
+    );
     digits
         .chunks_exact(2)
         .map(|pair| {
@@ -39,7 +42,11 @@ pub fn reference_crc32c(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
         }
     }
     c ^ 0xFFFF_FFFF
@@ -77,7 +84,10 @@ pub fn swap_header_fields(header: &[u8; 32]) -> [u8; 32] {
 
 /// Reads field `name` of a raw header in the given order (`big` or little).
 pub fn field(header: &[u8], name: &str, big: bool) -> u32 {
-    let (_, offset, len) = HEADER_FIELDS.iter().find(|f| f.0 == name).expect("known field");
+    let (_, offset, len) = HEADER_FIELDS
+        .iter()
+        .find(|f| f.0 == name)
+        .expect("known field");
     let bytes = &header[*offset..offset + len];
     let mut value = 0u32;
     if big {

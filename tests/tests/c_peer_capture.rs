@@ -25,7 +25,10 @@ fn num(v: &Value) -> u32 {
 fn check_stream(direction: &str, expected_frames: usize) {
     let rec = recording();
     let stream = &rec["streams"][direction];
-    let wire = read_vector(&format!("c-peer/v1-rsa/{}", stream["file"].as_str().unwrap()));
+    let wire = read_vector(&format!(
+        "c-peer/v1-rsa/{}",
+        stream["file"].as_str().unwrap()
+    ));
     assert_eq!(wire.len() as u64, stream["bytes"].as_u64().unwrap());
     let frames = stream["frames"].as_array().unwrap();
     assert_eq!(frames.len(), expected_frames);
@@ -50,8 +53,16 @@ fn check_stream(direction: &str, expected_frames: usize) {
         assert_eq!(u32::from(h.icrc2), num(&f["icrc2"]), "{ctx}");
         assert_eq!(u32::from(h.aux_units), num(&f["aux_bytes"]), "{ctx}");
         assert_eq!(h.aux_icrc, num(&f["aux_icrc"]), "{ctx}");
-        assert_eq!(m.received().header_len() as u64, f["hbytes"].as_u64().unwrap(), "{ctx}");
-        assert_eq!(&wire[offset..offset + 32], &hex(f["header_hex"].as_str().unwrap())[..], "{ctx}");
+        assert_eq!(
+            m.received().header_len() as u64,
+            f["hbytes"].as_u64().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            &wire[offset..offset + 32],
+            &hex(f["header_hex"].as_str().unwrap())[..],
+            "{ctx}"
+        );
         assert_eq!(m.aux(), &hex(f["aux_hex"].as_str().unwrap())[..], "{ctx}");
         assert_eq!(h.cmd.to_string(), f["name"].as_str().unwrap(), "{ctx}");
         match f["aux_text"].as_str() {
@@ -60,7 +71,11 @@ fn check_stream(direction: &str, expected_frames: usize) {
         }
         offset += m.wire_len();
     }
-    assert_eq!(offset, wire.len(), "{direction}: nothing after the last frame");
+    assert_eq!(
+        offset,
+        wire.len(),
+        "{direction}: nothing after the last frame"
+    );
 }
 
 #[test]
@@ -111,4 +126,3 @@ fn c_handshake_blocks_pass_the_verifier() {
     tampered.sess[0] ^= 1;
     assert!(!tampered.is_valid());
 }
-

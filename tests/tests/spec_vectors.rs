@@ -171,7 +171,12 @@ fn the_spec_s_intermediate_crcs_are_right() {
             assert_eq!(reference_crc32c(&v.aux), v.aux_icrc, "{}", v.name);
         }
         if !v.ext.is_empty() {
-            assert_eq!(reference_fold16(reference_crc32c(&v.ext)), v.icrc2, "{}", v.name);
+            assert_eq!(
+                reference_fold16(reference_crc32c(&v.ext)),
+                v.icrc2,
+                "{}",
+                v.name
+            );
         }
     }
 }
@@ -181,7 +186,12 @@ fn encoding_gives_the_spec_bytes() {
     for v in vectors() {
         let (h, wire) = encode(&v, v.order);
         assert_eq!(wire, v.wire(), "{}", v.name);
-        assert_eq!((h.icrc1, h.icrc2, h.aux_icrc), (v.icrc1, v.icrc2, v.aux_icrc), "{}", v.name);
+        assert_eq!(
+            (h.icrc1, h.icrc2, h.aux_icrc),
+            (v.icrc1, v.icrc2, v.aux_icrc),
+            "{}",
+            v.name
+        );
     }
 }
 
@@ -189,7 +199,8 @@ fn encoding_gives_the_spec_bytes() {
 fn decoding_the_spec_bytes_gives_the_fields() {
     for v in vectors() {
         let wire = v.wire();
-        let m = MessageView::parse(&wire, &SoftCrc32c).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let m =
+            MessageView::parse(&wire, &SoftCrc32c).unwrap_or_else(|e| panic!("{}: {e}", v.name));
         let h = m.header();
         assert_eq!(m.order(), v.order, "{}", v.name);
         assert_eq!(h.cmd.raw(), v.cmd, "{}", v.name);
@@ -199,12 +210,20 @@ fn decoding_the_spec_bytes_gives_the_fields() {
             "{}",
             v.name
         );
-        assert_eq!((h.icrc1, h.icrc2, h.aux_icrc), (v.icrc1, v.icrc2, v.aux_icrc), "{}", v.name);
+        assert_eq!(
+            (h.icrc1, h.icrc2, h.aux_icrc),
+            (v.icrc1, v.icrc2, v.aux_icrc),
+            "{}",
+            v.name
+        );
         assert_eq!(h.aux_units as usize * 32, v.aux.len(), "{}", v.name);
         assert_eq!(m.ext(), &v.ext[..], "{}", v.name);
         assert_eq!(m.aux(), &v.aux[..], "{}", v.name);
         assert_eq!(m.wire_len(), wire.len(), "{}", v.name);
-        assert_eq!(m.received().is_bswapped(), v.order != WireOrder::Little && cfg!(target_endian = "little"));
+        assert_eq!(
+            m.received().is_bswapped(),
+            v.order != WireOrder::Little && cfg!(target_endian = "little")
+        );
     }
 }
 
@@ -215,7 +234,11 @@ fn other_order(v: &Vector) -> Vec<u8> {
     base = swap_header_fields(&base);
     let big = base[0] == 0x48;
     let icrc1 = reference_fold16(reference_crc32c(&base[4..32]));
-    base[2..4].copy_from_slice(&if big { icrc1.to_be_bytes() } else { icrc1.to_le_bytes() });
+    base[2..4].copy_from_slice(&if big {
+        icrc1.to_be_bytes()
+    } else {
+        icrc1.to_le_bytes()
+    });
     let mut w = base.to_vec();
     w.extend_from_slice(&v.ext);
     w.extend_from_slice(&v.aux);
@@ -266,7 +289,17 @@ fn the_vector_file_holds_the_same_bytes() {
         names.push(m.header().cmd.raw());
         offset += m.wire_len();
     }
-    assert_eq!(names, [0x0010_0101, 0x0010_0101, 0x2010_0101, 0x2010_0101, 0x0010_0101, 0x8000_1202]);
+    assert_eq!(
+        names,
+        [
+            0x0010_0101,
+            0x0010_0101,
+            0x2010_0101,
+            0x2010_0101,
+            0x0010_0101,
+            0x8000_1202
+        ]
+    );
 }
 
 #[test]
@@ -281,7 +314,10 @@ fn verifier_vector_of_section_2_1() {
     for (i, b) in sess.iter().enumerate() {
         assert_eq!(*b, (0x1D * i + 0x5A) as u8);
     }
-    assert_eq!(verifier(&sess).to_vec(), hex("0808f898880818388888381808889878"));
+    assert_eq!(
+        verifier(&sess).to_vec(),
+        hex("0808f898880818388888381808889878")
+    );
     // The spec's warning: 00 01 .. 3f gives an all-zero verifier.
     let counting: [u8; 64] = std::array::from_fn(|i| i as u8);
     assert_eq!(verifier(&counting), [0; 16]);
