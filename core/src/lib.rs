@@ -59,4 +59,5 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+pub mod ioq;
 pub mod wire;

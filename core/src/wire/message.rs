@@ -43,6 +43,15 @@ impl<'a> MessageView<'a> {
         Ok(Self { received, ext, aux })
     }
 
+    /// A view of parts the receive decoder has already checked.
+    pub(crate) const fn from_checked_parts(
+        received: ReceivedHeader,
+        ext: &'a [u8],
+        aux: &'a [u8],
+    ) -> Self {
+        Self { received, ext, aux }
+    }
+
     /// The decoded base header.
     #[must_use]
     pub const fn header(&self) -> &MsgHeader {

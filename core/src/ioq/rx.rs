@@ -1,0 +1,871 @@
+//! The receive decoder (§5): bytes in, checked messages out.
+//!
+//! # States
+//!
+//! The decoder walks the spec's states for every message, checking in the spec's order:
+//!
+//! | Phase | Waits for | Then checks |
+//! |---|---|---|
+//! | [`RxPhase::Header1`] | the 32-byte base header | magic (SYNC 1), `icrc1` (HCRC 5), sizes (FIELD 4) |
+//! | [`RxPhase::Header2`] | the whole header (base + extended) | `icrc2` (XCRC 6) |
+//! | [`RxPhase::AuxData1`] | the aux data, in the FIFO | `aux_icrc` (ACRC 7) |
+//! | [`RxPhase::AuxData2`] | the aux data, in lent aux storage | `aux_icrc` (ACRC 7) |
+//! | [`RxPhase::Error`] | nothing: the stream failed | — |
+//! | [`RxPhase::Closed`] | nothing: the stream ended cleanly | — |
+//!
+//! # Memory contract
+//!
+//! All memory is the caller's, given at construction as any `AsRef<[u8]> + AsMut<[u8]>`
+//! (an array owned by the decoder, or a lent `&mut [u8]`):
+//!
+//! * The **FIFO** (at least [`MSGHDR_MAX`] = 2048 bytes; the C code used
+//!   [`MSGBUF_SIZE`](crate::wire::limits::MSGBUF_SIZE) = 8192) holds headers, and whole
+//!   messages that fit in it: those are delivered **zero-copy**, borrowed from the FIFO.
+//! * The **aux storage** receives the aux data of a message too large for the FIFO (header
+//!   plus aux above the FIFO size): the bytes already in the FIFO are moved there once, and
+//!   [`read_buf`](RxDecoder::read_buf) then points the transport straight into it, so the
+//!   rest arrives without another copy. Give it [`MSGAUX_MAX`](crate::wire::limits::MSGAUX_MAX) = 65536 bytes to accept every
+//!   legal message, or less (even 0) to accept only what fits in the FIFO.
+//! * If such a message's aux data does not fit the aux storage, [`RxDecoder::poll`] returns
+//!   [`RxPoll::AuxStorageTooSmall`]: not an error of the stream. Nothing is consumed;
+//!   lend bigger storage with [`RxDecoder::replace_aux_storage`] and poll again, or give up
+//!   on the connection.
+//!
+//! Buffered bytes are never dropped (the C code's R1/R2 bugs are not reproduced): the FIFO
+//! is compacted only when the message being assembled would not fit behind its start.
+//!
+//! # Driving it
+//!
+//! ```
+//! use h2msg::ioq::rx::{RxDecoder, RxPoll};
+//! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
+//!
+//! let mut rx = RxDecoder::new([0u8; 8192], [0u8; 0], SoftCrc32c).unwrap();
+//! let wire = MsgHeader::new(Cmd::LNK_PING).seal(WireOrder::Little, &[], &[], &SoftCrc32c)?;
+//!
+//! // A transport would `read(rx.read_buf())` and report the count; `feed` does both for
+//! // bytes the caller already has. Any chunking works.
+//! for chunk in wire.chunks(5) {
+//!     assert_eq!(rx.feed(chunk), chunk.len());
+//! }
+//! match rx.poll() {
+//!     RxPoll::Message(m) => assert_eq!(m.header().cmd, Cmd::LNK_PING),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert!(matches!(rx.poll(), RxPoll::NeedInput));
+//! rx.end_input();
+//! assert!(matches!(rx.poll(), RxPoll::Closed)); // a clean end at a message boundary
+//! # Ok::<(), h2msg::wire::EncodeError>(())
+//! ```
+
+use core::fmt;
+
+use crate::wire::limits::{BASE_HEADER_LEN, MSGHDR_MAX};
+use crate::wire::{Cmd, Crc32c, DecodeError, IoqError, MessageView, MsgHeader, ReceivedHeader};
+
+/// Where the decoder is in the current message (the spec's ioq states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxPhase {
+    /// Waiting for a base header (also: between messages).
+    Header1,
+    /// Waiting for the rest of a header with an extended part.
+    Header2,
+    /// Waiting for aux data that will sit in the FIFO.
+    AuxData1,
+    /// Waiting for aux data that arrives in the lent aux storage.
+    AuxData2,
+    /// The stream failed; no further message will be decoded.
+    Error,
+    /// The input ended cleanly at a message boundary.
+    Closed,
+}
+
+/// A failure of the receive stream: what was wrong and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFailure {
+    /// What was wrong.
+    pub error: DecodeError,
+    /// Stream offset (bytes since the decoder started) of the message that failed.
+    pub offset: u64,
+}
+
+impl RxFailure {
+    /// The IOQ status code (§4.4).
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        self.error.ioq_error()
+    }
+
+    /// The `LNK_ERROR` message the C code synthesises for a failed stream (§5.1): a zeroed
+    /// header with `cmd = LNK_ERROR` and `error` = the IOQ code. It is never sent.
+    #[must_use]
+    pub const fn lnk_error(&self) -> MsgHeader {
+        let mut h = MsgHeader::new(Cmd::LNK_ERROR);
+        h.error = self.ioq_error().code();
+        h
+    }
+}
+
+impl fmt::Display for RxFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "message at stream offset {}: {}",
+            self.offset, self.error
+        )
+    }
+}
+
+impl core::error::Error for RxFailure {}
+
+/// What [`RxDecoder::poll`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RxPoll<'a> {
+    /// A complete, checked message, borrowed from the decoder's memory until the next call.
+    Message(MessageView<'a>),
+    /// No complete message: give the decoder more bytes.
+    NeedInput,
+    /// The next message's aux data fits neither the FIFO nor the aux storage. Nothing was
+    /// consumed; see [`RxDecoder::replace_aux_storage`].
+    AuxStorageTooSmall {
+        /// Aux bytes the message carries.
+        needed: usize,
+        /// Size of the current aux storage.
+        available: usize,
+    },
+    /// The stream failed. Delivered once; the decoder stays in [`RxPhase::Error`].
+    Failed(RxFailure),
+    /// The input ended at a message boundary: a normal close (§11 R4). Delivered once.
+    Closed,
+    /// [`Failed`](Self::Failed) or [`Closed`](Self::Closed) was delivered already.
+    Finished,
+}
+
+/// Why [`RxDecoder::new`] refused its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FifoTooSmall {
+    /// The FIFO size given.
+    pub len: usize,
+}
+
+impl fmt::Display for FifoTooSmall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "receive FIFO of {} bytes is below the {MSGHDR_MAX}-byte header limit",
+            self.len
+        )
+    }
+}
+
+impl core::error::Error for FifoTooSmall {}
+
+/// [`RxDecoder::commit_read`] was told of more bytes than [`RxDecoder::read_buf`] offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverCommit {
+    /// Bytes reported.
+    pub reported: usize,
+    /// Bytes the read buffer had room for.
+    pub room: usize,
+}
+
+impl fmt::Display for OverCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes reported read into a buffer of {}",
+            self.reported, self.room
+        )
+    }
+}
+
+impl core::error::Error for OverCommit {}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    Header1,
+    Header2(ReceivedHeader),
+    /// The whole message will sit in the FIFO.
+    AuxInFifo(ReceivedHeader),
+    /// The header is in the FIFO; `filled` aux bytes are in the aux storage.
+    AuxInStorage {
+        header: ReceivedHeader,
+        filled: usize,
+    },
+    Failed {
+        failure: RxFailure,
+        delivered: bool,
+    },
+    Closed {
+        delivered: bool,
+    },
+}
+
+/// The receive decoder of one connection. See the [module docs](self).
+///
+/// `F` is the FIFO and `A` the aux storage (arrays or lent slices), `C` the CRC-32C engine.
+pub struct RxDecoder<F, A, C> {
+    fifo: F,
+    aux_store: A,
+    crc: C,
+    /// Unconsumed bytes are `fifo[beg..end]`.
+    beg: usize,
+    end: usize,
+    state: State,
+    /// FIFO bytes of the message delivered by the last poll, consumed at the next call.
+    release: usize,
+    /// Stream offset of the next message's first byte.
+    offset: u64,
+    input_ended: bool,
+}
+
+impl<F, A, C> fmt::Debug for RxDecoder<F, A, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxDecoder")
+            .field("phase", &self.phase())
+            .field("buffered", &(self.end - self.beg))
+            .field("offset", &self.offset)
+            .field("input_ended", &self.input_ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, A, C> RxDecoder<F, A, C> {
+    /// The current phase.
+    #[must_use]
+    pub const fn phase(&self) -> RxPhase {
+        match self.state {
+            State::Header1 => RxPhase::Header1,
+            State::Header2(_) => RxPhase::Header2,
+            State::AuxInFifo(_) => RxPhase::AuxData1,
+            State::AuxInStorage { .. } => RxPhase::AuxData2,
+            State::Failed { .. } => RxPhase::Error,
+            State::Closed { .. } => RxPhase::Closed,
+        }
+    }
+
+    /// Stream offset of the first byte not yet part of a delivered message.
+    #[must_use]
+    pub const fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// True once the decoder will accept no more input (failed, closed, or input ended).
+    #[must_use]
+    pub const fn is_finished(&self) -> bool {
+        matches!(self.state, State::Failed { .. } | State::Closed { .. })
+    }
+}
+
+impl<F, A, C> RxDecoder<F, A, C>
+where
+    F: AsRef<[u8]> + AsMut<[u8]>,
+    A: AsRef<[u8]> + AsMut<[u8]>,
+    C: Crc32c,
+{
+    /// A decoder over a FIFO of at least [`MSGHDR_MAX`] bytes and any aux storage.
+    ///
+    /// # Errors
+    /// [`FifoTooSmall`] if the FIFO cannot hold the largest legal header.
+    pub fn new(fifo: F, aux_store: A, crc: C) -> Result<Self, FifoTooSmall> {
+        let len = fifo.as_ref().len();
+        if len < MSGHDR_MAX {
+            return Err(FifoTooSmall { len });
+        }
+        Ok(Self {
+            fifo,
+            aux_store,
+            crc,
+            beg: 0,
+            end: 0,
+            state: State::Header1,
+            release: 0,
+            offset: 0,
+            input_ended: false,
+        })
+    }
+
+    /// Swaps in new aux storage and returns the old one, for example after
+    /// [`RxPoll::AuxStorageTooSmall`]. Aux bytes already moved into the old storage (in
+    /// [`RxPhase::AuxData2`]) are copied over if they fit; if they do not, nothing changes
+    /// and the new storage is handed back as `Err`.
+    ///
+    /// # Errors
+    /// The new storage, unused, when it is too small for the aux bytes already received.
+    pub fn replace_aux_storage(&mut self, mut new: A) -> Result<A, A> {
+        if let State::AuxInStorage { filled, .. } = self.state {
+            let (Some(dst), Some(src)) = (
+                new.as_mut().get_mut(..filled),
+                self.aux_store.as_ref().get(..filled),
+            ) else {
+                return Err(new);
+            };
+            dst.copy_from_slice(src);
+        }
+        Ok(core::mem::replace(&mut self.aux_store, new))
+    }
+
+    /// Where the transport should put the next bytes it receives; report how many with
+    /// [`commit_read`](Self::commit_read). Empty when the decoder needs a
+    /// [`poll`](Self::poll) first (a complete message fills the FIFO) or takes no more input.
+    ///
+    /// In [`RxPhase::AuxData2`] this is the unfilled part of the aux storage, exactly the
+    /// missing aux bytes, so the transport writes straight into place.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.apply_release();
+        if self.input_ended {
+            return &mut [];
+        }
+        let need = match self.state {
+            State::Header1 => BASE_HEADER_LEN,
+            State::Header2(h) => h.header_len(),
+            State::AuxInFifo(h) => h.wire_len(),
+            State::AuxInStorage { header, filled } => {
+                let aux_len = header.aux_len();
+                return self
+                    .aux_store
+                    .as_mut()
+                    .get_mut(filled..aux_len)
+                    .unwrap_or_default();
+            }
+            State::Failed { .. } | State::Closed { .. } => return &mut [],
+        };
+        let cap = self.fifo.as_ref().len();
+        if self.beg > 0 && (self.end == cap || self.beg + need > cap) {
+            self.compact();
+        }
+        self.fifo.as_mut().get_mut(self.end..).unwrap_or_default()
+    }
+
+    /// Reports that the transport wrote `n` bytes at the start of the last
+    /// [`read_buf`](Self::read_buf).
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the room `read_buf` offered; nothing changes then.
+    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
+        let room = self.read_buf().len();
+        if n > room {
+            return Err(OverCommit { reported: n, room });
+        }
+        match &mut self.state {
+            State::AuxInStorage { filled, .. } => *filled += n,
+            _ => self.end += n,
+        }
+        Ok(())
+    }
+
+    /// Copies as much of `bytes` as the decoder has room for and returns how many it took.
+    /// Fewer than all means: [`poll`](Self::poll), then feed the rest. 0 after the stream
+    /// finished or [`end_input`](Self::end_input).
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        let buf = self.read_buf();
+        let n = buf.len().min(bytes.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            match &mut self.state {
+                State::AuxInStorage { filled, .. } => *filled += n,
+                _ => self.end += n,
+            }
+            n
+        } else {
+            0
+        }
+    }
+
+    /// The transport reached its end (`read()` returned 0). Messages already complete are
+    /// still delivered; then [`RxPoll::Closed`] if the end fell on a message boundary, else
+    /// [`RxPoll::Failed`] with [`DecodeError::Truncated`] (EOF, code 2).
+    pub fn end_input(&mut self) {
+        self.input_ended = true;
+    }
+
+    /// Decodes the next message, if its bytes are all there. The message borrows the
+    /// decoder's memory and is consumed by the next call of any `&mut self` method.
+    pub fn poll(&mut self) -> RxPoll<'_> {
+        self.apply_release();
+        loop {
+            let avail = self.end - self.beg;
+            match self.state {
+                State::Failed { failure, delivered } => {
+                    if delivered {
+                        return RxPoll::Finished;
+                    }
+                    self.state = State::Failed {
+                        failure,
+                        delivered: true,
+                    };
+                    return RxPoll::Failed(failure);
+                }
+                State::Closed { delivered } => {
+                    if delivered {
+                        return RxPoll::Finished;
+                    }
+                    self.state = State::Closed { delivered: true };
+                    return RxPoll::Closed;
+                }
+                State::Header1 => {
+                    if avail < BASE_HEADER_LEN {
+                        if !self.input_ended {
+                            return RxPoll::NeedInput;
+                        }
+                        if avail == 0 {
+                            self.state = State::Closed { delivered: false };
+                        } else {
+                            self.fail(DecodeError::Truncated {
+                                needed: BASE_HEADER_LEN,
+                                available: avail,
+                            });
+                        }
+                        continue;
+                    }
+                    match ReceivedHeader::parse(self.unconsumed(), &self.crc) {
+                        Ok(header) => self.state = State::Header2(header),
+                        Err(e) => self.fail(e),
+                    }
+                }
+                State::Header2(header) => {
+                    if avail < header.header_len() {
+                        if self.stall_or_truncate(header, avail) {
+                            return RxPoll::NeedInput;
+                        }
+                        continue;
+                    }
+                    let ext = self
+                        .unconsumed()
+                        .get(BASE_HEADER_LEN..header.header_len())
+                        .unwrap_or_default();
+                    if let Err(e) = header.verify_ext(ext, &self.crc) {
+                        self.fail(e);
+                        continue;
+                    }
+                    if header.wire_len() <= self.fifo.as_ref().len() {
+                        self.state = State::AuxInFifo(header);
+                        continue;
+                    }
+                    let available = self.aux_store.as_ref().len();
+                    if available < header.aux_len() {
+                        return RxPoll::AuxStorageTooSmall {
+                            needed: header.aux_len(),
+                            available,
+                        };
+                    }
+                    self.move_aux_to_storage(header);
+                }
+                State::AuxInFifo(header) => {
+                    if avail < header.wire_len() {
+                        if self.stall_or_truncate(header, avail) {
+                            return RxPoll::NeedInput;
+                        }
+                        continue;
+                    }
+                    let aux = self
+                        .unconsumed()
+                        .get(header.header_len()..header.wire_len())
+                        .unwrap_or_default();
+                    if let Err(e) = header.verify_aux(aux, &self.crc) {
+                        self.fail(e);
+                        continue;
+                    }
+                    return self.deliver(header, header.wire_len());
+                }
+                State::AuxInStorage { header, filled } => {
+                    let aux_len = header.aux_len();
+                    if filled < aux_len {
+                        if self.stall_or_truncate(header, header.header_len() + filled) {
+                            return RxPoll::NeedInput;
+                        }
+                        continue;
+                    }
+                    let aux = self.aux_store.as_ref().get(..aux_len).unwrap_or_default();
+                    if let Err(e) = header.verify_aux(aux, &self.crc) {
+                        self.fail(e);
+                        continue;
+                    }
+                    return self.deliver(header, header.header_len());
+                }
+            }
+        }
+    }
+
+    /// Records a delivered message and returns its view. `fifo_bytes` of it are in the FIFO.
+    fn deliver(&mut self, header: ReceivedHeader, fifo_bytes: usize) -> RxPoll<'_> {
+        self.state = State::Header1;
+        self.release = fifo_bytes;
+        self.offset += header.wire_len() as u64;
+        let in_fifo = self
+            .fifo
+            .as_ref()
+            .get(self.beg..self.end)
+            .unwrap_or_default();
+        let ext = in_fifo
+            .get(BASE_HEADER_LEN..header.header_len())
+            .unwrap_or_default();
+        let aux = if fifo_bytes == header.wire_len() {
+            in_fifo.get(header.header_len()..header.wire_len())
+        } else {
+            self.aux_store.as_ref().get(..header.aux_len())
+        };
+        RxPoll::Message(MessageView::from_checked_parts(
+            header,
+            ext,
+            aux.unwrap_or_default(),
+        ))
+    }
+
+    /// Missing bytes of the current message: `true` means wait for input; `false` means
+    /// the input ended inside the message and the decoder has failed (EOF, §5.2).
+    fn stall_or_truncate(&mut self, header: ReceivedHeader, have: usize) -> bool {
+        if !self.input_ended {
+            return true;
+        }
+        self.fail(DecodeError::Truncated {
+            needed: header.wire_len(),
+            available: have,
+        });
+        false
+    }
+
+    fn fail(&mut self, error: DecodeError) {
+        self.state = State::Failed {
+            failure: RxFailure {
+                error,
+                offset: self.offset,
+            },
+            delivered: false,
+        };
+    }
+
+    /// AUXDATA1 of the spec for a message too large for the FIFO: every buffered byte after
+    /// the header is aux data of this message (header + aux exceeds the FIFO, so no later
+    /// message can be buffered yet); move them to the aux storage.
+    fn move_aux_to_storage(&mut self, header: ReceivedHeader) {
+        let start = self.beg + header.header_len();
+        let filled = self.end - start;
+        let src = self.fifo.as_ref().get(start..self.end).unwrap_or_default();
+        if let Some(dst) = self.aux_store.as_mut().get_mut(..filled) {
+            dst.copy_from_slice(src);
+        }
+        self.end = start;
+        self.state = State::AuxInStorage { header, filled };
+    }
+
+    fn unconsumed(&self) -> &[u8] {
+        self.fifo
+            .as_ref()
+            .get(self.beg..self.end)
+            .unwrap_or_default()
+    }
+
+    /// Consumes the FIFO bytes of the message delivered last.
+    fn apply_release(&mut self) {
+        if self.release > 0 {
+            self.beg += self.release;
+            self.release = 0;
+            if self.beg == self.end {
+                self.beg = 0;
+                self.end = 0;
+            }
+        }
+    }
+
+    /// Moves the unconsumed bytes to the front of the FIFO.
+    fn compact(&mut self) {
+        self.fifo.as_mut().copy_within(self.beg..self.end, 0);
+        self.end -= self.beg;
+        self.beg = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{MsgFlags, SoftCrc32c, WireOrder};
+
+    extern crate std;
+    use std::vec::Vec;
+
+    /// One message's wire image, sealed by the wire layer.
+    fn message(cmd: Cmd, msgid: u32, ext: &[u8], aux: &[u8]) -> Vec<u8> {
+        let mut h = MsgHeader::new(cmd);
+        h.msgid = msgid;
+        let base = h.seal(WireOrder::Little, ext, aux, &SoftCrc32c).unwrap();
+        let mut w = base.to_vec();
+        w.extend_from_slice(ext);
+        w.extend_from_slice(aux);
+        w.resize(32 + ext.len() + h.aux_len(), 0);
+        w
+    }
+
+    type Rx = RxDecoder<Vec<u8>, Vec<u8>, SoftCrc32c>;
+
+    fn decoder(fifo: usize, aux: usize) -> Rx {
+        RxDecoder::new(std::vec![0u8; fifo], std::vec![0u8; aux], SoftCrc32c).unwrap()
+    }
+
+    /// Feeds `stream` in chunks of `chunk`, polling whenever input stalls; returns the
+    /// (msgid, aux) of each message and the final poll result's phase.
+    fn run(rx: &mut Rx, stream: &[u8], chunk: usize) -> (Vec<(u32, Vec<u8>)>, RxPhase) {
+        let mut out = Vec::new();
+        let mut rest = stream;
+        loop {
+            match rx.poll() {
+                RxPoll::Message(m) => out.push((m.header().msgid, m.aux().to_vec())),
+                RxPoll::NeedInput => {
+                    if rest.is_empty() {
+                        rx.end_input();
+                    } else {
+                        let n = rx.feed(&rest[..chunk.min(rest.len())]);
+                        assert!(n > 0, "decoder took nothing while asking for input");
+                        rest = &rest[n..];
+                    }
+                }
+                RxPoll::Failed(_) | RxPoll::Closed => return (out, rx.phase()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fifo_below_the_header_limit_is_refused() {
+        assert_eq!(
+            RxDecoder::new([0u8; 2047], [0u8; 0], SoftCrc32c).err(),
+            Some(FifoTooSmall { len: 2047 })
+        );
+        assert!(RxDecoder::new([0u8; 2048], [0u8; 0], SoftCrc32c).is_ok());
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_messages() {
+        let mut stream = Vec::new();
+        for i in 0..20u32 {
+            let aux: Vec<u8> = (0..(i as usize * 37) % 300).map(|b| b as u8).collect();
+            let ext = std::vec![i as u8; 32 * (i as usize % 3)];
+            let cmd = Cmd::new(
+                MsgFlags::NONE,
+                crate::wire::Protocol::LNK,
+                0x12,
+                1 + (i % 3) as u8,
+            )
+            .unwrap();
+            stream.extend(message(cmd, i, &ext, &aux));
+        }
+        let mut whole = decoder(8192, 0);
+        let (expected, phase) = run(&mut whole, &stream, stream.len());
+        assert_eq!(expected.len(), 20);
+        assert_eq!(phase, RxPhase::Closed);
+        for chunk in [1, 2, 3, 31, 32, 33, 100, 4096] {
+            let mut rx = decoder(2048, 0);
+            let (got, phase) = run(&mut rx, &stream, chunk);
+            assert_eq!(got, expected, "chunk {chunk}");
+            assert_eq!(phase, RxPhase::Closed);
+            assert_eq!(rx.offset(), stream.len() as u64);
+        }
+    }
+
+    #[test]
+    fn messages_that_fit_are_borrowed_from_the_fifo() {
+        let mut fifo = [0u8; 4096];
+        let range = fifo.as_ptr_range();
+        let mut rx = RxDecoder::new(&mut fifo[..], [0u8; 0], SoftCrc32c).unwrap();
+        let wire = message(Cmd::DBG_SHELL, 0, &[], b"status");
+        assert_eq!(rx.feed(&wire), wire.len());
+        let RxPoll::Message(m) = rx.poll() else {
+            panic!()
+        };
+        assert!(range.contains(&m.aux().as_ptr()), "aux is not a copy");
+        assert_eq!(m.aux_until_nul(), b"status");
+    }
+
+    #[test]
+    fn large_aux_goes_to_lent_storage_read_in_place() {
+        let aux: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        let wire = message(Cmd::DBG_SHELL, 9, &[], &aux);
+        let mut rx = decoder(8192, 65536);
+        // The first read fills the FIFO; the rest must go straight into the aux storage.
+        let first = rx.feed(&wire);
+        assert_eq!(first, 8192);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        assert_eq!(rx.phase(), RxPhase::AuxData2);
+        let buf = rx.read_buf();
+        assert_eq!(
+            buf.len(),
+            wire.len() - first,
+            "read_buf is exactly the missing aux"
+        );
+        buf.copy_from_slice(&wire[first..]);
+        let n = buf.len();
+        rx.commit_read(n).unwrap();
+        let RxPoll::Message(m) = rx.poll() else {
+            panic!()
+        };
+        assert_eq!(m.header().msgid, 9);
+        assert_eq!(m.aux(), &aux[..]);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        assert_eq!(rx.phase(), RxPhase::Header1);
+    }
+
+    #[test]
+    fn too_small_aux_storage_is_not_fatal_and_loses_nothing() {
+        let aux = std::vec![7u8; 20000];
+        let mut stream = message(Cmd::DBG_SHELL, 1, &[], &aux);
+        stream.extend(message(Cmd::LNK_PING, 2, &[], &[]));
+        let mut rx = decoder(8192, 1000);
+        let taken = rx.feed(&stream);
+        for _ in 0..2 {
+            assert_eq!(rx.poll_aux_error(), Some((20000, 1000)));
+        }
+        assert_eq!(rx.phase(), RxPhase::Header2);
+        rx.replace_aux_storage(std::vec![0u8; 20000]).unwrap();
+        let (got, phase) = run(&mut rx, &stream[taken..], 333);
+        assert_eq!(got, std::vec![(1, aux), (2, Vec::new())]);
+        assert_eq!(phase, RxPhase::Closed);
+    }
+
+    impl Rx {
+        fn poll_aux_error(&mut self) -> Option<(usize, usize)> {
+            match self.poll() {
+                RxPoll::AuxStorageTooSmall { needed, available } => Some((needed, available)),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn aux_storage_swap_keeps_bytes_already_moved() {
+        let aux = std::vec![3u8; 10016];
+        let wire = message(Cmd::DBG_SHELL, 4, &[], &aux);
+        let mut rx = decoder(8192, 10016);
+        let taken = rx.feed(&wire);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        assert_eq!(rx.phase(), RxPhase::AuxData2);
+        // Too small for what has arrived: refused, nothing changes.
+        assert!(rx.replace_aux_storage(std::vec![0u8; 100]).is_err());
+        let old = rx.replace_aux_storage(std::vec![0u8; 65536]).unwrap();
+        assert_eq!(old.len(), 10016);
+        let (got, _) = run(&mut rx, &wire[taken..], 1000);
+        assert_eq!(got, std::vec![(4, aux)]);
+    }
+
+    #[test]
+    fn end_at_a_boundary_is_closed_once() {
+        let mut rx = decoder(2048, 0);
+        rx.feed(&message(Cmd::LNK_PING, 1, &[], &[]));
+        rx.end_input();
+        assert!(
+            matches!(rx.poll(), RxPoll::Message(_)),
+            "accepted input is delivered first"
+        );
+        assert!(matches!(rx.poll(), RxPoll::Closed));
+        assert!(matches!(rx.poll(), RxPoll::Finished));
+        assert_eq!(rx.feed(b"more"), 0);
+        assert!(rx.read_buf().is_empty());
+    }
+
+    #[test]
+    fn end_inside_a_message_is_eof_once() {
+        let wire = message(Cmd::DBG_SHELL, 0, &[], b"hello");
+        for cut in 1..wire.len() {
+            let mut rx = decoder(2048, 0);
+            rx.feed(&wire[..cut]);
+            rx.end_input();
+            let RxPoll::Failed(f) = rx.poll() else {
+                panic!("cut {cut}")
+            };
+            assert_eq!(f.ioq_error(), IoqError::Eof);
+            assert_eq!(f.offset, 0);
+            assert_eq!(f.lnk_error().cmd, Cmd::LNK_ERROR);
+            assert_eq!(f.lnk_error().error, 2);
+            assert!(matches!(rx.poll(), RxPoll::Finished));
+            assert_eq!(rx.phase(), RxPhase::Error);
+        }
+    }
+
+    #[test]
+    fn failure_names_the_offset_of_the_bad_message() {
+        let mut stream = message(Cmd::LNK_PING, 1, &[], &[]);
+        stream.extend(message(Cmd::DBG_SHELL, 2, &[], b"x"));
+        let bad_at = stream.len();
+        stream.extend(message(Cmd::LNK_PING, 3, &[], &[]));
+        stream[bad_at + 8] ^= 1; // corrupt the third header
+        stream.extend(message(Cmd::LNK_PING, 4, &[], &[]));
+        let mut rx = decoder(2048, 0);
+        rx.feed(&stream);
+        assert!(matches!(rx.poll(), RxPoll::Message(_)));
+        assert!(matches!(rx.poll(), RxPoll::Message(_)));
+        let RxPoll::Failed(f) = rx.poll() else {
+            panic!()
+        };
+        assert_eq!(f.offset, bad_at as u64);
+        assert_eq!(f.ioq_error(), IoqError::Hcrc);
+        assert!(matches!(rx.poll(), RxPoll::Finished));
+    }
+
+    #[test]
+    fn over_commit_is_refused_without_change() {
+        let mut rx = decoder(2048, 0);
+        let room = rx.read_buf().len();
+        assert_eq!(
+            rx.commit_read(room + 1),
+            Err(OverCommit {
+                reported: room + 1,
+                room
+            })
+        );
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        rx.commit_read(0).unwrap();
+        assert_eq!(rx.read_buf().len(), room);
+    }
+
+    #[test]
+    fn a_full_fifo_asks_for_a_poll() {
+        let mut stream = Vec::new();
+        for i in 0..100 {
+            stream.extend(message(Cmd::LNK_PING, i, &[], &[]));
+        }
+        let mut rx = decoder(2048, 0);
+        assert_eq!(rx.feed(&stream), 2048);
+        assert_eq!(
+            rx.feed(&stream[2048..]),
+            0,
+            "full until a message is consumed"
+        );
+        assert!(matches!(rx.poll(), RxPoll::Message(_)));
+        assert_eq!(
+            rx.feed(&stream[2048..]),
+            32,
+            "the consumed message made room"
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_a_straddling_header() {
+        // 2048-byte FIFO; messages of 96 bytes leave a partial one at the end.
+        let mut stream = Vec::new();
+        for i in 0..60u32 {
+            stream.extend(message(Cmd::DBG_SHELL, i, &[], &[i as u8; 64]));
+        }
+        let mut rx = decoder(2048, 0);
+        let (got, phase) = run(&mut rx, &stream, 700);
+        assert_eq!(got.len(), 60);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, (id, aux))| *id == i as u32 && aux[0] == i as u8)
+        );
+        assert_eq!(phase, RxPhase::Closed);
+    }
+
+    #[test]
+    fn biggest_header_in_the_smallest_fifo() {
+        let ext = std::vec![0xAB; 2016];
+        let cmd = Cmd::new(MsgFlags::NONE, crate::wire::Protocol::LNK, 0x12, 64).unwrap();
+        let mut stream = message(Cmd::LNK_PING, 1, &[], &[]);
+        stream.extend(message(cmd, 2, &ext, b"tail"));
+        let mut rx = decoder(2048, 32);
+        let (got, phase) = run(&mut rx, &stream, 1000);
+        assert_eq!(got.len(), 2);
+        assert_eq!(&got[1].1[..4], b"tail");
+        assert_eq!(phase, RxPhase::Closed);
+    }
+}
