@@ -17,14 +17,15 @@
 //!     wire       layouts of the 32-byte header and the 512-byte handshake
 //!                block, the `cmd` field, limits, error codes, CRC-32C,
 //!                byte-order detection
-//!     ioq        receive decoder and transmit queue        (to come)
+//!     ioq        receive decoder and transmit queue
 //!     iocom      one connection: rx + tx + flags + events  (to come)
 //!     trans      the transaction table                     (to come)
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait (to come)
 //! ```
 //!
-//! Today the crate holds the [`wire`] layer: everything needed to encode, decode and
-//! check one message exactly as the 2012 C implementation put it on the wire.
+//! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
+//! check one message exactly as the 2012 C implementation put it on the wire — and the
+//! two directions of a connection in [`ioq`].
 //!
 //! ## Example: a `DBG_SHELL` line, sealed and parsed back
 //!
@@ -61,3 +62,6 @@
 
 pub mod ioq;
 pub mod wire;
+
+/// The `rand_core` this crate's RNG parameters are written against.
+pub use rand_core;

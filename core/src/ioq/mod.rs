@@ -6,3 +6,4 @@
 //! never allocate and never read a clock.
 
 pub mod rx;
+pub mod tx;

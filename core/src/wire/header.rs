@@ -151,6 +151,33 @@ impl MsgHeader {
         self.aux_units as usize * ALIGN
     }
 
+    /// Checks that an extended header of `ext_len` bytes and aux data of `aux_len` bytes
+    /// can be sent with this header's `cmd`, and returns the aux size in 32-byte units.
+    ///
+    /// # Errors
+    /// The [`EncodeError`] that [`seal`](Self::seal) would return.
+    pub fn check_sizes(&self, ext_len: usize, aux_len: usize) -> Result<u16, EncodeError> {
+        let header_len = usize::from(self.cmd.size_units()) * ALIGN;
+        if header_len == 0 {
+            return Err(EncodeError::ZeroHeaderSize);
+        }
+        if header_len > MSGHDR_MAX {
+            return Err(EncodeError::HeaderTooLarge { len: header_len });
+        }
+        let expected = header_len - BASE_HEADER_LEN;
+        if ext_len != expected {
+            return Err(EncodeError::ExtLen {
+                expected,
+                given: ext_len,
+            });
+        }
+        // MSGAUX_MAX is a multiple of 32, so padding never pushes a fitting length over it.
+        match u16::try_from(aux_len.div_ceil(ALIGN)) {
+            Ok(units) if aux_len <= MSGAUX_MAX => Ok(units),
+            _ => Err(EncodeError::AuxTooLarge { len: aux_len }),
+        }
+    }
+
     /// Prepares this header for sending and returns its 32 wire bytes.
     ///
     /// `ext` is the extended header (header bytes 0x20.., its length must be what the `cmd`
@@ -170,26 +197,7 @@ impl MsgHeader {
         aux: &[u8],
         crc: &impl Crc32c,
     ) -> Result<[u8; BASE_HEADER_LEN], EncodeError> {
-        let header_len = usize::from(self.cmd.size_units()) * ALIGN;
-        if header_len == 0 {
-            return Err(EncodeError::ZeroHeaderSize);
-        }
-        if header_len > MSGHDR_MAX {
-            return Err(EncodeError::HeaderTooLarge { len: header_len });
-        }
-        let expected = header_len - BASE_HEADER_LEN;
-        if ext.len() != expected {
-            return Err(EncodeError::ExtLen {
-                expected,
-                given: ext.len(),
-            });
-        }
-        // MSGAUX_MAX is a multiple of 32, so padding never pushes a fitting length over it.
-        let aux_units = match u16::try_from(aux.len().div_ceil(ALIGN)) {
-            Ok(units) if aux.len() <= MSGAUX_MAX => units,
-            _ => return Err(EncodeError::AuxTooLarge { len: aux.len() }),
-        };
-
+        let aux_units = self.check_sizes(ext.len(), aux.len())?;
         self.aux_units = aux_units;
         self.aux_icrc = compute_aux_icrc(aux, crc);
         self.icrc2 = compute_icrc2(ext, crc);

@@ -1,0 +1,472 @@
+//! The transmit queue (§6): messages in, bytes out for a (vectored) write.
+//!
+//! [`TxQueue::enqueue`] stamps each message as §6.1 says — magic, salt (random high 24
+//! bits, low 8 bits the per-link sequence), `aux_icrc`, `icrc2`, `icrc1` — and copies its
+//! wire image (header, extended header, aux, zero padding — §11 T6) into a byte ring the
+//! caller sized. The driver takes the queued bytes either as slices for a vectored write
+//! ([`TxQueue::pending`]) or copied into its own buffer ([`TxQueue::copy_pending`]), then
+//! reports how many the transport accepted ([`TxQueue::advance`]); the next call resumes at
+//! exactly that byte. Bytes leave in queue order, messages are never interleaved.
+//!
+//! Because messages are copied into one ring, the pending bytes are at most two slices
+//! (before and after the wrap), well within the spec's 16 iovecs per `writev`
+//! ([`MAXIOVEC`](crate::wire::limits::MAXIOVEC)). The copy also means the caller's buffers
+//! are free again as soon as `enqueue` returns.
+//!
+//! ```
+//! use h2msg::ioq::tx::TxQueue;
+//! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
+//! # struct Counter(u32);
+//! # impl h2msg::rand_core::TryRng for Counter {
+//! #     type Error = core::convert::Infallible;
+//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { self.0 += 1; Ok(self.0) }
+//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(self.try_next_u32()?.into()) }
+//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { d.fill(0); Ok(()) }
+//! # }
+//!
+//! let mut tx = TxQueue::new([0u8; 4096], Counter(0), SoftCrc32c, WireOrder::Little);
+//! tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"help\0")?;
+//! assert_eq!(tx.pending_len(), 64);
+//!
+//! // The transport took 10 bytes; the rest stays queued, in order.
+//! tx.advance(10).unwrap();
+//! assert_eq!(tx.pending_len(), 54);
+//! # Ok::<(), h2msg::ioq::tx::TxError>(())
+//! ```
+
+use core::fmt;
+
+use rand_core::Rng;
+
+use crate::ioq::rx::OverCommit;
+use crate::wire::checksums::zero_pad_for;
+use crate::wire::limits::{ALIGN, BASE_HEADER_LEN};
+use crate::wire::{Crc32c, EncodeError, MsgHeader, WireOrder};
+
+/// Why a message was not queued. The queue is unchanged in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxError {
+    /// The message's sizes are not legal (FIELD).
+    Encode(EncodeError),
+    /// Not enough free room now: send some bytes and try again.
+    QueueFull {
+        /// Wire bytes the message needs.
+        needed: usize,
+        /// Free bytes in the queue.
+        free: usize,
+    },
+    /// The message is larger than the whole queue and can never be queued.
+    ExceedsCapacity {
+        /// Wire bytes the message needs.
+        needed: usize,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+}
+
+impl From<EncodeError> for TxError {
+    fn from(e: EncodeError) -> Self {
+        Self::Encode(e)
+    }
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Encode(e) => e.fmt(f),
+            Self::QueueFull { needed, free } => {
+                write!(
+                    f,
+                    "transmit queue full: message needs {needed} bytes, {free} free"
+                )
+            }
+            Self::ExceedsCapacity { needed, capacity } => write!(
+                f,
+                "message of {needed} bytes exceeds the transmit queue's {capacity} bytes"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for TxError {}
+
+/// The transmit queue of one connection. See the [module docs](self).
+///
+/// `B` is the byte ring (an array or a lent slice; to queue every legal message it needs
+/// 2048 + 65536 bytes), `R` the source of the salt's random bits (any `rand_core` RNG; the
+/// bits are not security relevant in this era, §3.3), `C` the CRC-32C engine.
+pub struct TxQueue<B, R, C> {
+    ring: B,
+    /// Index of the first unsent byte.
+    head: usize,
+    /// Number of queued bytes.
+    len: usize,
+    rng: R,
+    seq: u8,
+    crc: C,
+    order: WireOrder,
+}
+
+impl<B, R, C> fmt::Debug for TxQueue<B, R, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("queued", &self.len)
+            .field("seq", &self.seq)
+            .field("order", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B, R, C> TxQueue<B, R, C> {
+    /// Number of bytes waiting to be sent.
+    #[must_use]
+    pub const fn pending_len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits to be sent (the C code's `WIDLE`).
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sequence number the next message will carry in its salt's low byte.
+    #[must_use]
+    pub const fn next_seq(&self) -> u8 {
+        self.seq
+    }
+
+    /// The byte order headers are sent in.
+    #[must_use]
+    pub const fn order(&self) -> WireOrder {
+        self.order
+    }
+}
+
+impl<B, R, C> TxQueue<B, R, C>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c,
+{
+    /// An empty queue over `ring`, sending headers in `order` (h2msg sends
+    /// [`WireOrder::Little`]; the other order exists for interoperability tests).
+    pub fn new(ring: B, rng: R, crc: C, order: WireOrder) -> Self {
+        Self {
+            ring,
+            head: 0,
+            len: 0,
+            rng,
+            seq: 0,
+            crc,
+            order,
+        }
+    }
+
+    /// Capacity of the ring in bytes.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.ring.as_ref().len()
+    }
+
+    /// Free bytes in the ring.
+    #[must_use]
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// Stamps `header` and queues the message; returns the header as sent.
+    ///
+    /// The salt, sizes and CRC fields of `header` are overwritten (§6.1); the other fields
+    /// are sent as given. `aux` may have any length up to 65536 and is padded with zeros.
+    ///
+    /// # Errors
+    /// [`TxError`]; the queue, its sequence number and the RNG are untouched then.
+    pub fn enqueue(
+        &mut self,
+        header: MsgHeader,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<MsgHeader, TxError> {
+        let aux_units = header.check_sizes(ext.len(), aux.len())?;
+        let needed = BASE_HEADER_LEN + ext.len() + usize::from(aux_units) * ALIGN;
+        let capacity = self.capacity();
+        if needed > capacity {
+            return Err(TxError::ExceedsCapacity { needed, capacity });
+        }
+        if needed > self.free() {
+            return Err(TxError::QueueFull {
+                needed,
+                free: self.free(),
+            });
+        }
+
+        let mut header = header;
+        header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
+        let base = header.seal(self.order, ext, aux, &self.crc)?;
+        self.seq = self.seq.wrapping_add(1);
+        for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
+            self.push(part);
+        }
+        Ok(header)
+    }
+
+    /// The queued bytes, oldest first, as up to two slices (the second is empty unless
+    /// the ring wraps). Hand them to a vectored write, then call [`advance`](Self::advance).
+    #[must_use]
+    pub fn pending(&self) -> [&[u8]; 2] {
+        let ring = self.ring.as_ref();
+        let first_end = (self.head + self.len).min(ring.len());
+        let wrapped = self.head + self.len - first_end;
+        [
+            ring.get(self.head..first_end).unwrap_or_default(),
+            ring.get(..wrapped).unwrap_or_default(),
+        ]
+    }
+
+    /// Copies as many queued bytes as fit into `out`, oldest first, and returns how many.
+    /// Nothing is consumed until [`advance`](Self::advance).
+    pub fn copy_pending(&self, out: &mut [u8]) -> usize {
+        let mut copied = 0;
+        for part in self.pending() {
+            let n = part.len().min(out.len() - copied);
+            if let (Some(dst), Some(src)) = (out.get_mut(copied..copied + n), part.get(..n)) {
+                dst.copy_from_slice(src);
+                copied += n;
+            }
+        }
+        copied
+    }
+
+    /// Consumes `n` bytes from the front: the transport accepted them.
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes then.
+    pub fn advance(&mut self, n: usize) -> Result<(), OverCommit> {
+        if n > self.len {
+            return Err(OverCommit {
+                reported: n,
+                room: self.len,
+            });
+        }
+        self.len -= n;
+        self.head = if self.len == 0 {
+            0
+        } else {
+            (self.head + n) % self.capacity()
+        };
+        Ok(())
+    }
+
+    /// Drops every queued byte, as the C code does after a transmit error (§6.2).
+    pub fn discard_all(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Appends `bytes`, wrapping at the end of the ring. The caller checked the room.
+    fn push(&mut self, bytes: &[u8]) {
+        let cap = self.capacity();
+        let tail = (self.head + self.len) % cap;
+        let first = bytes.len().min(cap - tail);
+        let (a, b) = bytes.split_at(first);
+        let ring = self.ring.as_mut();
+        if let Some(dst) = ring.get_mut(tail..tail + a.len()) {
+            dst.copy_from_slice(a);
+        }
+        if let Some(dst) = ring.get_mut(..b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.len += bytes.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Cmd, MessageView, MsgFlags, SoftCrc32c};
+    extern crate std;
+    use std::vec::Vec;
+
+    /// Salt bits 1, 2, 3, …
+    pub(crate) struct Counter(pub u32);
+
+    impl rand_core::TryRng for Counter {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            self.0 += 1;
+            Ok(self.0)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(u64::from(self.try_next_u32()?))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            dst.fill(0);
+            Ok(())
+        }
+    }
+
+    fn queue(cap: usize) -> TxQueue<Vec<u8>, Counter, SoftCrc32c> {
+        TxQueue::new(
+            std::vec![0u8; cap],
+            Counter(0),
+            SoftCrc32c,
+            WireOrder::Little,
+        )
+    }
+
+    fn drain(tx: &mut TxQueue<Vec<u8>, Counter, SoftCrc32c>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in tx.pending() {
+            out.extend_from_slice(part);
+        }
+        tx.advance(out.len()).unwrap();
+        out
+    }
+
+    #[test]
+    fn salt_is_random_high_bits_and_sequence() {
+        let mut tx = queue(4096);
+        for i in 0..300u32 {
+            let h = tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+            assert_eq!(h.salt, ((i + 1) << 8) | (i & 0xFF));
+            drain(&mut tx);
+        }
+        assert_eq!(tx.next_seq(), (300 % 256) as u8);
+    }
+
+    #[test]
+    fn queued_bytes_are_the_sealed_message_with_zero_padding() {
+        let mut tx = queue(4096);
+        let mut header = MsgHeader::new(Cmd::DBG_SHELL.set(MsgFlags::CREATE));
+        header.msgid = 77;
+        let sent = tx.enqueue(header, &[], b"help").unwrap();
+        let bytes = drain(&mut tx);
+        assert_eq!(bytes.len(), 64);
+        let m = MessageView::parse(&bytes, &SoftCrc32c).unwrap();
+        assert_eq!(*m.header(), sent);
+        assert_eq!(m.header().msgid, 77);
+        assert_eq!(&m.aux()[..4], b"help");
+        assert!(m.aux()[4..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn failed_enqueue_changes_nothing() {
+        let mut tx = queue(256);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        let before = (tx.pending_len(), tx.next_seq(), tx.pending()[0].to_vec());
+        let cases = [
+            (
+                MsgHeader::new(Cmd::from_raw(0x100)),
+                0,
+                TxError::Encode(EncodeError::ZeroHeaderSize),
+            ),
+            (
+                MsgHeader::new(Cmd::DBG_SHELL),
+                300,
+                TxError::ExceedsCapacity {
+                    needed: 352,
+                    capacity: 256,
+                },
+            ),
+            (
+                MsgHeader::new(Cmd::DBG_SHELL),
+                200,
+                TxError::QueueFull {
+                    needed: 256,
+                    free: 224,
+                },
+            ),
+        ];
+        let aux = [1u8; 300];
+        for (h, aux_len, err) in cases {
+            assert_eq!(tx.enqueue(h, &[], &aux[..aux_len]), Err(err));
+            assert_eq!(
+                (tx.pending_len(), tx.next_seq(), tx.pending()[0].to_vec()),
+                before
+            );
+        }
+        // The RNG was not drawn from either: the next salt is the second value.
+        let h = tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        assert_eq!(h.salt, (2 << 8) | 1);
+    }
+
+    #[test]
+    fn partial_writes_resume_at_every_byte_across_the_wrap() {
+        // A ring of 160 bytes with messages of 32 and 64 bytes wraps repeatedly.
+        let mut reference = queue(1 << 16);
+        let mut tx = queue(160);
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        let mut step = 1usize;
+        for i in 0..200u32 {
+            let aux: &[u8] = if i % 2 == 0 { &[] } else { b"x" };
+            let mut h = MsgHeader::new(Cmd::DBG_SHELL);
+            h.msgid = i;
+            reference.enqueue(h, &[], aux).unwrap();
+            expected.extend(drain(&mut reference));
+            loop {
+                match tx.enqueue(h, &[], aux) {
+                    Ok(_) => break,
+                    Err(TxError::QueueFull { .. }) => {
+                        // Send a few bytes, sometimes through the copy variant.
+                        let mut buf = [0u8; 64];
+                        let n = tx.copy_pending(&mut buf[..step.min(64)]);
+                        got.extend_from_slice(&buf[..n]);
+                        tx.advance(n).unwrap();
+                        step = step % 61 + 1;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        got.extend(drain(&mut tx));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn pending_is_two_slices_only_when_wrapped() {
+        let mut tx = queue(96);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        assert_eq!(tx.pending()[1].len(), 0);
+        tx.advance(32).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"wrapping")
+            .unwrap();
+        let [a, b] = tx.pending();
+        assert_eq!((a.len(), b.len()), (64, 32));
+        let mut whole = [0u8; 96];
+        assert_eq!(tx.copy_pending(&mut whole), 96);
+        let second = MessageView::parse(&whole[32..], &SoftCrc32c).unwrap();
+        assert_eq!(second.aux_until_nul(), b"wrapping");
+    }
+
+    #[test]
+    fn over_advance_is_refused() {
+        let mut tx = queue(96);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        assert_eq!(
+            tx.advance(33),
+            Err(OverCommit {
+                reported: 33,
+                room: 32
+            })
+        );
+        assert_eq!(tx.pending_len(), 32);
+        tx.discard_all();
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn big_endian_queue_sends_big_endian_headers() {
+        let mut tx = TxQueue::new(std::vec![0u8; 64], Counter(0), SoftCrc32c, WireOrder::Big);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        let [a, _] = tx.pending();
+        assert_eq!(&a[..2], &[0x48, 0x32]);
+        assert_eq!(
+            MessageView::parse(a, &SoftCrc32c).unwrap().order(),
+            WireOrder::Big
+        );
+    }
+}
