@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use h2msg::wire::{MessageView, WireOrder};
+use serde_json::Value;
+
 /// The vector folder of this crate (`tests/vectors`).
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
@@ -126,5 +129,160 @@ mod tests {
             next += len;
         }
         assert_eq!(next, 32);
+    }
+}
+
+/// The recorded C session's `vectors.json`.
+pub fn c_peer_recording() -> Value {
+    serde_json::from_slice(&read_vector("c-peer/v1-rsa/vectors.json")).expect("valid JSON")
+}
+
+/// The frames of one direction (`"c2s"` or `"s2c"`) of the recorded C session.
+pub fn c_peer_frames(direction: &str) -> Vec<Value> {
+    c_peer_recording()["streams"][direction]["frames"]
+        .as_array()
+        .expect("frames")
+        .clone()
+}
+
+/// The bytes of one direction of the recorded C session (handshake included).
+pub fn c_peer_wire(direction: &str) -> Vec<u8> {
+    read_vector(&format!("c-peer/v1-rsa/wire-{direction}.bin"))
+}
+
+/// A hex string or number of `vectors.json` as a `u32`.
+pub fn json_u32(v: &Value) -> u32 {
+    match v {
+        Value::String(s) => hex_u32(s),
+        Value::Number(n) => u32::try_from(n.as_u64().expect("unsigned")).expect("fits u32"),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+/// Asserts that a decoded message matches one frame of `vectors.json` in every field.
+pub fn assert_frame(m: &MessageView<'_>, frame: &Value, ctx: &str) {
+    let h = m.header();
+    assert_eq!(m.order(), WireOrder::Little, "{ctx}");
+    let fields = [
+        ("icrc1", u32::from(h.icrc1)),
+        ("salt", h.salt),
+        ("source", u32::from(h.source)),
+        ("target", u32::from(h.target)),
+        ("msgid", h.msgid),
+        ("cmd", h.cmd.raw()),
+        ("error", u32::from(h.error)),
+        ("resv05", u32::from(h.resv05)),
+        ("icrc2", u32::from(h.icrc2)),
+        ("aux_bytes", u32::from(h.aux_units)),
+        ("aux_icrc", h.aux_icrc),
+    ];
+    for (name, value) in fields {
+        assert_eq!(value, json_u32(&frame[name]), "{ctx}: field {name}");
+    }
+    assert_eq!(
+        m.received().header_len() as u64,
+        frame["hbytes"].as_u64().unwrap(),
+        "{ctx}"
+    );
+    assert_eq!(
+        m.aux(),
+        &hex(frame["aux_hex"].as_str().unwrap())[..],
+        "{ctx}: aux"
+    );
+    assert_eq!(
+        h.cmd.to_string(),
+        frame["name"].as_str().unwrap(),
+        "{ctx}: name"
+    );
+    match frame["aux_text"].as_str() {
+        Some(text) => assert_eq!(m.aux_until_nul(), text.as_bytes(), "{ctx}: text"),
+        None => assert!(m.aux().is_empty(), "{ctx}: no aux"),
+    }
+}
+
+/// glibc's `random()` (the TYPE_3 additive feedback generator) seeded as an unseeded
+/// program sees it (`srandom(1)`): the source of the 2012 C tools' salts (§11 T7).
+/// Written from the published algorithm, independently of h2msg.
+pub struct GlibcRandom {
+    r: Vec<u32>,
+}
+
+impl GlibcRandom {
+    /// The generator after `srandom(seed)`.
+    pub fn new(seed: u32) -> Self {
+        let mut r: Vec<u32> = vec![0; 34];
+        r[0] = seed;
+        for i in 1..31 {
+            // 16807 * r[i-1] % 2147483647 without overflow (Schrage), as glibc does.
+            let prev = r[i - 1] as i32;
+            let hi = prev / 127_773;
+            let lo = prev % 127_773;
+            let mut word = 16_807 * lo - 2_836 * hi;
+            if word < 0 {
+                word += 2_147_483_647;
+            }
+            r[i] = word as u32;
+        }
+        for i in 31..34 {
+            r[i] = r[i - 31];
+        }
+        let mut g = Self { r };
+        for _ in 34..344 {
+            g.step();
+        }
+        g
+    }
+
+    fn step(&mut self) -> u32 {
+        let n = self.r.len();
+        let v = self.r[n - 31].wrapping_add(self.r[n - 3]);
+        self.r.push(v);
+        if self.r.len() > 64 {
+            self.r.drain(..self.r.len() - 34);
+        }
+        v
+    }
+
+    /// The next value of `random()` (31 bits).
+    pub fn next(&mut self) -> u32 {
+        self.step() >> 1
+    }
+}
+
+impl h2msg::rand_core::TryRng for GlibcRandom {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.next())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(u64::from(self.next()) << 32 | u64::from(self.next()))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.next() as u8;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod glibc_tests {
+    use super::*;
+
+    #[test]
+    fn first_values_of_an_unseeded_glibc_random() {
+        // The well-known first outputs of glibc random() without srandom().
+        let mut g = GlibcRandom::new(1);
+        let got: Vec<u32> = (0..5).map(|_| g.next()).collect();
+        assert_eq!(
+            got,
+            [
+                1_804_289_383,
+                846_930_886,
+                1_681_692_777,
+                1_714_636_915,
+                1_957_747_793
+            ]
+        );
     }
 }

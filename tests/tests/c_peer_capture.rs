@@ -3,72 +3,36 @@
 //! and the plaintext handshake blocks pass our verifier.
 
 use h2msg::wire::{HandshakeBlock, MessageView, SoftCrc32c, WireOrder, limits::HANDSHAKE_LEN};
-use h2msg_tests::{hex, hex_u32, read_vector};
-use serde_json::Value;
+use h2msg_tests::{assert_frame, c_peer_frames, c_peer_recording, c_peer_wire, hex};
 
 fn block_from(bytes: &[u8]) -> HandshakeBlock {
     *HandshakeBlock::from_wire(bytes.try_into().expect("512 bytes"))
 }
 
-fn recording() -> Value {
-    serde_json::from_slice(&read_vector("c-peer/v1-rsa/vectors.json")).unwrap()
-}
-
-fn num(v: &Value) -> u32 {
-    match v {
-        Value::String(s) => hex_u32(s),
-        Value::Number(n) => u32::try_from(n.as_u64().unwrap()).unwrap(),
-        other => panic!("not a number: {other}"),
-    }
-}
-
 fn check_stream(direction: &str, expected_frames: usize) {
-    let rec = recording();
-    let stream = &rec["streams"][direction];
-    let wire = read_vector(&format!(
-        "c-peer/v1-rsa/{}",
-        stream["file"].as_str().unwrap()
-    ));
-    assert_eq!(wire.len() as u64, stream["bytes"].as_u64().unwrap());
-    let frames = stream["frames"].as_array().unwrap();
+    let wire = c_peer_wire(direction);
+    let rec = c_peer_recording();
+    assert_eq!(
+        wire.len() as u64,
+        rec["streams"][direction]["bytes"].as_u64().unwrap()
+    );
+    let frames = c_peer_frames(direction);
     assert_eq!(frames.len(), expected_frames);
 
     let mut offset = HANDSHAKE_LEN;
-    for f in frames {
-        let at = usize::try_from(f["offset"].as_u64().unwrap()).unwrap();
-        assert_eq!(offset, at, "{direction}: frames are back to back");
+    for f in &frames {
+        assert_eq!(
+            offset as u64,
+            f["offset"].as_u64().unwrap(),
+            "{direction}: back to back"
+        );
         let m = MessageView::parse(&wire[offset..], &SoftCrc32c)
             .unwrap_or_else(|e| panic!("{direction} frame at {offset}: {e}"));
-        let h = m.header();
-        let ctx = format!("{direction} frame at {offset}");
-        assert_eq!(m.order(), WireOrder::Little, "{ctx}");
-        assert_eq!(u32::from(h.icrc1), num(&f["icrc1"]), "{ctx}");
-        assert_eq!(h.salt, num(&f["salt"]), "{ctx}");
-        assert_eq!(u32::from(h.source), num(&f["source"]), "{ctx}");
-        assert_eq!(u32::from(h.target), num(&f["target"]), "{ctx}");
-        assert_eq!(h.msgid, num(&f["msgid"]), "{ctx}");
-        assert_eq!(h.cmd.raw(), num(&f["cmd"]), "{ctx}");
-        assert_eq!(u32::from(h.error), num(&f["error"]), "{ctx}");
-        assert_eq!(u32::from(h.resv05), num(&f["resv05"]), "{ctx}");
-        assert_eq!(u32::from(h.icrc2), num(&f["icrc2"]), "{ctx}");
-        assert_eq!(u32::from(h.aux_units), num(&f["aux_bytes"]), "{ctx}");
-        assert_eq!(h.aux_icrc, num(&f["aux_icrc"]), "{ctx}");
-        assert_eq!(
-            m.received().header_len() as u64,
-            f["hbytes"].as_u64().unwrap(),
-            "{ctx}"
-        );
         assert_eq!(
             &wire[offset..offset + 32],
-            &hex(f["header_hex"].as_str().unwrap())[..],
-            "{ctx}"
+            &hex(f["header_hex"].as_str().unwrap())[..]
         );
-        assert_eq!(m.aux(), &hex(f["aux_hex"].as_str().unwrap())[..], "{ctx}");
-        assert_eq!(h.cmd.to_string(), f["name"].as_str().unwrap(), "{ctx}");
-        match f["aux_text"].as_str() {
-            Some(text) => assert_eq!(m.aux_until_nul(), text.as_bytes(), "{ctx}"),
-            None => assert!(m.aux().is_empty(), "{ctx}"),
-        }
+        assert_frame(&m, f, &format!("{direction} frame at {offset}"));
         offset += m.wire_len();
     }
     assert_eq!(
@@ -92,8 +56,8 @@ fn node_to_client_frames_decode() {
 fn c_replies_carry_stale_aux_icrc_and_still_decode() {
     // §11 T3 in the wild: the node's final reply to "help" (s2c offset 704) keeps the
     // aux_icrc of the client's "help" command (c2s offset 640) while carrying no aux.
-    let c2s = read_vector("c-peer/v1-rsa/wire-c2s.bin");
-    let s2c = read_vector("c-peer/v1-rsa/wire-s2c.bin");
+    let c2s = c_peer_wire("c2s");
+    let s2c = c_peer_wire("s2c");
     let command = MessageView::parse(&c2s[640..], &SoftCrc32c).unwrap();
     let reply = MessageView::parse(&s2c[704..], &SoftCrc32c).unwrap();
     assert_eq!(command.aux_until_nul(), b"help");
@@ -104,7 +68,7 @@ fn c_replies_carry_stale_aux_icrc_and_still_decode() {
 
 #[test]
 fn c_handshake_blocks_pass_the_verifier() {
-    let rec = recording();
+    let rec = c_peer_recording();
     let hs = &rec["handshake"];
     for side in ["client", "node"] {
         for key in ["tx_plain_hex", "rx_plain_hex"] {
