@@ -244,7 +244,7 @@ impl GlibcRandom {
     }
 
     /// The next value of `random()` (31 bits).
-    pub fn next(&mut self) -> u32 {
+    pub fn random(&mut self) -> u32 {
         self.step() >> 1
     }
 }
@@ -252,14 +252,14 @@ impl GlibcRandom {
 impl h2msg::rand_core::TryRng for GlibcRandom {
     type Error = std::convert::Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.next())
+        Ok(self.random())
     }
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(u64::from(self.next()) << 32 | u64::from(self.next()))
+        Ok(u64::from(self.random()) << 32 | u64::from(self.random()))
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
         for b in dst {
-            *b = self.next() as u8;
+            *b = self.random() as u8;
         }
         Ok(())
     }
@@ -273,7 +273,7 @@ mod glibc_tests {
     fn first_values_of_an_unseeded_glibc_random() {
         // The well-known first outputs of glibc random() without srandom().
         let mut g = GlibcRandom::new(1);
-        let got: Vec<u32> = (0..5).map(|_| g.next()).collect();
+        let got: Vec<u32> = (0..5).map(|_| g.random()).collect();
         assert_eq!(
             got,
             [
