@@ -286,3 +286,76 @@ mod glibc_tests {
         );
     }
 }
+
+/// A decoded message copied out of the decoder, for comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedMessage {
+    /// The header values.
+    pub header: h2msg::wire::MsgHeader,
+    /// The sender's byte order.
+    pub order: WireOrder,
+    /// Extended header bytes.
+    pub ext: Vec<u8>,
+    /// Aux bytes, padding included.
+    pub aux: Vec<u8>,
+}
+
+impl OwnedMessage {
+    /// Copies a borrowed message.
+    pub fn of(m: &MessageView<'_>) -> Self {
+        Self {
+            header: *m.header(),
+            order: m.order(),
+            ext: m.ext().to_vec(),
+            aux: m.aux().to_vec(),
+        }
+    }
+}
+
+/// How a decoding run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Clean end at a message boundary.
+    Closed,
+    /// The stream failed.
+    Failed(h2msg::ioq::rx::RxFailure),
+}
+
+/// Feeds `stream` to a fresh decoder (FIFO and aux storage of the given sizes) in pieces
+/// whose sizes cycle through `pieces`, ends the input, and collects everything it says.
+/// Asserts the decoder's own contract on the way: it always takes input when it asks for
+/// it, says `Failed`/`Closed` once, then only `Finished`.
+pub fn decode_stream(
+    stream: &[u8],
+    pieces: &[usize],
+    fifo: usize,
+    aux: usize,
+) -> (Vec<OwnedMessage>, Ending) {
+    use h2msg::ioq::rx::{RxDecoder, RxPoll};
+    let mut rx = RxDecoder::new(vec![0u8; fifo], vec![0u8; aux], h2msg::wire::SoftCrc32c)
+        .expect("fifo size");
+    let mut sizes = pieces.iter().cycle();
+    let mut rest = stream;
+    let mut out = Vec::new();
+    let ending = loop {
+        match rx.poll() {
+            RxPoll::Message(m) => out.push(OwnedMessage::of(&m)),
+            RxPoll::NeedInput if rest.is_empty() => rx.end_input(),
+            RxPoll::NeedInput => {
+                let n = (*sizes.next().expect("pieces")).clamp(1, rest.len());
+                let taken = rx.feed(&rest[..n]);
+                assert!(taken > 0, "decoder asked for input but took none");
+                rest = &rest[taken..];
+            }
+            RxPoll::Closed => break Ending::Closed,
+            RxPoll::Failed(f) => break Ending::Failed(f),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        matches!(rx.poll(), RxPoll::Finished),
+        "the ending is said once"
+    );
+    assert_eq!(rx.feed(b"late"), 0, "no input after the end");
+    (out, ending)
+}
