@@ -359,3 +359,86 @@ pub fn decode_stream(
     assert_eq!(rx.feed(b"late"), 0, "no input after the end");
     (out, ending)
 }
+
+/// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that
+/// replays the seed corpus, so neither can rot without the other noticing.
+pub mod fuzz {
+    use super::{Ending, decode_stream};
+    use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
+
+    /// Rewrites every CRC of the frames in `stream` that have a valid magic, so that the
+    /// fuzzer reaches the size, extended-header and aux paths behind the checksums.
+    pub fn repair_crcs(stream: &mut [u8]) {
+        let mut at = 0;
+        while let Some(base) = stream.get(at..at + 32) {
+            let big = match base[..2] {
+                [0x32, 0x48] => false,
+                [0x48, 0x32] => true,
+                _ => return,
+            };
+            let rd16 = |b: &[u8]| {
+                if big {
+                    u16::from_be_bytes([b[0], b[1]])
+                } else {
+                    u16::from_le_bytes([b[0], b[1]])
+                }
+            };
+            let hlen = usize::from(base[if big { 19 } else { 16 }]) * 32;
+            let alen = usize::from(rd16(&base[26..28])) * 32;
+            if !(32..=2048).contains(&hlen) || alen > 65536 {
+                return;
+            }
+            let put16 = |v: u16| {
+                if big {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            let put32 = |v: u32| {
+                if big {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            if let Some(ext) = stream.get(at + 32..at + hlen) {
+                let icrc2 = h2msg::wire::compute_icrc2(ext, &SoftCrc32c);
+                stream[at + 24..at + 26].copy_from_slice(&put16(icrc2));
+            }
+            if let Some(aux) = stream.get(at + hlen..at + hlen + alen) {
+                let c = SoftCrc32c.checksum(aux);
+                stream[at + 28..at + 32].copy_from_slice(&put32(c));
+            }
+            let base: [u8; 32] = stream[at..at + 32].try_into().expect("32 bytes");
+            let icrc1 = compute_icrc1(&base, &SoftCrc32c);
+            stream[at + 2..at + 4].copy_from_slice(&put16(icrc1));
+            at += hlen + alen;
+        }
+    }
+
+    /// The receive decoder on arbitrary input. Byte 0 chooses CRC repair and the FIFO and
+    /// aux storage sizes, bytes 1..4 the piece sizes; the rest is the stream.
+    pub fn rx_decoder(data: &[u8]) {
+        let Some((&[mode, p1, p2, p3], rest)) = data.split_first_chunk::<4>() else {
+            return;
+        };
+        let mut stream = rest.to_vec();
+        if mode & 1 != 0 {
+            repair_crcs(&mut stream);
+        }
+        let fifo = if mode & 2 != 0 { 2048 } else { 8192 };
+        let aux = [0, 100, 4096, 65536][usize::from(mode >> 2 & 3)];
+        let pieces = [
+            usize::from(p1).max(1),
+            usize::from(p2).max(1) * 7,
+            usize::from(p3).max(1),
+        ];
+        let (msgs, end) = decode_stream(&stream, &pieces, fifo, aux);
+        // Cross-check with a second, differently chunked run: same result.
+        let (again, end_again) = decode_stream(&stream, &[stream.len().max(1)], fifo, aux);
+        if let (Ending::Closed, Ending::Closed) = (&end, &end_again) {
+            assert_eq!(msgs, again, "chunking changed the messages");
+        }
+    }
+}
