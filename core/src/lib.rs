@@ -19,7 +19,7 @@
 //!                byte-order detection
 //!     ioq        receive decoder and transmit queue
 //!     iocom      one connection: rx + tx + flags + events  (to come)
-//!     trans      the transaction table                     (to come)
+//!     trans      the transaction table
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait (to come)
 //! ```
 //!
@@ -61,6 +61,7 @@
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
 pub mod ioq;
+pub mod trans;
 pub mod wire;
 
 /// The `rand_core` this crate's RNG parameters are written against.
