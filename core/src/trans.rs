@@ -541,10 +541,15 @@ impl<const N: usize> TransTable<N> {
     /// The table is empty once the iterator is dropped, even if it was not run to the
     /// end. Order is unspecified.
     pub fn lose_link(&mut self) -> LoseLink<'_, N> {
-        LoseLink {
-            table: self,
-            next: 0,
-        }
+        LoseLink { table: self }
+    }
+
+    /// Removes one open transaction (the first in slot order) as lost, for a caller that
+    /// reports them one at a time; `None` once the table is empty.
+    pub fn take_lost(&mut self) -> Option<LostTransaction> {
+        let entry = self.slots.iter_mut().find_map(Option::take)?;
+        self.len = self.len.saturating_sub(1);
+        Some(LostTransaction { key: entry.key, state: entry.state })
     }
 
     /// A msgid for a new Local transaction: nonzero, and not open on the Local side.
@@ -754,25 +759,13 @@ impl LostTransaction {
 #[derive(Debug)]
 pub struct LoseLink<'a, const N: usize> {
     table: &'a mut TransTable<N>,
-    /// Slots before this index are already empty.
-    next: usize,
 }
 
 impl<const N: usize> Iterator for LoseLink<'_, N> {
     type Item = LostTransaction;
 
     fn next(&mut self) -> Option<LostTransaction> {
-        while let Some(slot) = self.table.slots.get_mut(self.next) {
-            self.next += 1;
-            if let Some(e) = slot.take() {
-                self.table.len = self.table.len.saturating_sub(1);
-                return Some(LostTransaction {
-                    key: e.key,
-                    state: e.state,
-                });
-            }
-        }
-        None
+        self.table.take_lost()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

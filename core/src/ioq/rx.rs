@@ -213,8 +213,9 @@ pub struct RxDecoder<F, A, C> {
     beg: usize,
     end: usize,
     state: State,
-    /// FIFO bytes of the message delivered by the last poll, consumed at the next call.
-    release: usize,
+    /// The message delivered by the last poll and how many of its bytes are in the FIFO;
+    /// consumed at the next `&mut` call.
+    held: Option<(ReceivedHeader, usize)>,
     /// Stream offset of the next message's first byte.
     offset: u64,
     input_ended: bool,
@@ -280,10 +281,25 @@ where
             beg: 0,
             end: 0,
             state: State::Header1,
-            release: 0,
+            held: None,
             offset: 0,
             input_ended: false,
         })
+    }
+
+    /// The message the last [`poll`](Self::poll) delivered, again: it stays available
+    /// (borrowed from the decoder's memory) until the next `&mut self` call.
+    #[must_use]
+    pub fn current(&self) -> Option<MessageView<'_>> {
+        let (header, fifo_bytes) = self.held?;
+        let in_fifo = self.fifo.as_ref().get(self.beg..self.end)?;
+        let ext = in_fifo.get(BASE_HEADER_LEN..header.header_len())?;
+        let aux = if fifo_bytes == header.wire_len() {
+            in_fifo.get(header.header_len()..header.wire_len())?
+        } else {
+            self.aux_store.as_ref().get(..header.aux_len())?
+        };
+        Some(MessageView::from_checked_parts(header, ext, aux))
     }
 
     /// Swaps in new aux storage and returns the old one, for example after
@@ -491,26 +507,9 @@ where
     /// Records a delivered message and returns its view. `fifo_bytes` of it are in the FIFO.
     fn deliver(&mut self, header: ReceivedHeader, fifo_bytes: usize) -> RxPoll<'_> {
         self.state = State::Header1;
-        self.release = fifo_bytes;
+        self.held = Some((header, fifo_bytes));
         self.offset += header.wire_len() as u64;
-        let in_fifo = self
-            .fifo
-            .as_ref()
-            .get(self.beg..self.end)
-            .unwrap_or_default();
-        let ext = in_fifo
-            .get(BASE_HEADER_LEN..header.header_len())
-            .unwrap_or_default();
-        let aux = if fifo_bytes == header.wire_len() {
-            in_fifo.get(header.header_len()..header.wire_len())
-        } else {
-            self.aux_store.as_ref().get(..header.aux_len())
-        };
-        RxPoll::Message(MessageView::from_checked_parts(
-            header,
-            ext,
-            aux.unwrap_or_default(),
-        ))
+        self.current().map_or(RxPoll::NeedInput, RxPoll::Message)
     }
 
     /// Missing bytes of the current message: `true` means wait for input; `false` means
@@ -559,9 +558,8 @@ where
 
     /// Consumes the FIFO bytes of the message delivered last.
     fn apply_release(&mut self) {
-        if self.release > 0 {
-            self.beg += self.release;
-            self.release = 0;
+        if let Some((_, fifo_bytes)) = self.held.take() {
+            self.beg += fifo_bytes;
             if self.beg == self.end {
                 self.beg = 0;
                 self.end = 0;

@@ -176,6 +176,24 @@ where
         self.capacity() - self.len
     }
 
+    /// Whether [`enqueue`](Self::enqueue) would accept a message with this header and these
+    /// extended-header and aux lengths now; returns the wire bytes it would take.
+    ///
+    /// # Errors
+    /// The [`TxError`] `enqueue` would return.
+    pub fn check(&self, header: &MsgHeader, ext_len: usize, aux_len: usize) -> Result<usize, TxError> {
+        let aux_units = header.check_sizes(ext_len, aux_len)?;
+        let needed = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
+        let capacity = self.capacity();
+        if needed > capacity {
+            return Err(TxError::ExceedsCapacity { needed, capacity });
+        }
+        if needed > self.free() {
+            return Err(TxError::QueueFull { needed, free: self.free() });
+        }
+        Ok(needed)
+    }
+
     /// Stamps `header` and queues the message; returns the header as sent.
     ///
     /// The salt, sizes and CRC fields of `header` are overwritten (§6.1); the other fields
