@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+pub mod iocom;
 pub mod ioq;
 pub mod trans;
 pub mod wire;

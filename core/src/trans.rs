@@ -549,7 +549,10 @@ impl<const N: usize> TransTable<N> {
     pub fn take_lost(&mut self) -> Option<LostTransaction> {
         let entry = self.slots.iter_mut().find_map(Option::take)?;
         self.len = self.len.saturating_sub(1);
-        Some(LostTransaction { key: entry.key, state: entry.state })
+        Some(LostTransaction {
+            key: entry.key,
+            state: entry.state,
+        })
     }
 
     /// A msgid for a new Local transaction: nonzero, and not open on the Local side.

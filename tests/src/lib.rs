@@ -360,6 +360,8 @@ pub fn decode_stream(
     (out, ending)
 }
 
+pub mod sim;
+
 /// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that
 /// replays the seed corpus, so neither can rot without the other noticing.
 pub mod fuzz {

@@ -181,7 +181,12 @@ where
     ///
     /// # Errors
     /// The [`TxError`] `enqueue` would return.
-    pub fn check(&self, header: &MsgHeader, ext_len: usize, aux_len: usize) -> Result<usize, TxError> {
+    pub fn check(
+        &self,
+        header: &MsgHeader,
+        ext_len: usize,
+        aux_len: usize,
+    ) -> Result<usize, TxError> {
         let aux_units = header.check_sizes(ext_len, aux_len)?;
         let needed = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
         let capacity = self.capacity();
@@ -189,7 +194,10 @@ where
             return Err(TxError::ExceedsCapacity { needed, capacity });
         }
         if needed > self.free() {
-            return Err(TxError::QueueFull { needed, free: self.free() });
+            return Err(TxError::QueueFull {
+                needed,
+                free: self.free(),
+            });
         }
         Ok(needed)
     }

@@ -505,6 +505,61 @@ mod tests {
     }
 
     #[test]
+    fn flag_set_algebra() {
+        let cd = MsgFlags::CREATE | MsgFlags::DELETE;
+        assert!(!MsgFlags::CREATE.intersects(MsgFlags::DELETE));
+        assert_eq!(cd | MsgFlags::CREATE, cd, "union of overlapping flags");
+        let mut f = MsgFlags::NONE;
+        f |= MsgFlags::CREATE;
+        assert_eq!(f, MsgFlags::CREATE);
+        assert!(
+            Cmd::DBG_SHELL
+                .set(MsgFlags::REPLY)
+                .set(MsgFlags::REPLY)
+                .is_reply()
+        );
+        assert!(!Cmd::DBG_SHELL.is_reply());
+    }
+
+    #[test]
+    fn formatting_names_everything() {
+        extern crate std;
+        use std::format;
+        assert_eq!(
+            format!("{:?}", MsgFlags::CREATE | MsgFlags::REPLY),
+            "CREATE|REPLY"
+        );
+        assert_eq!(format!("{}", MsgFlags::NONE), "-");
+        assert_eq!(format!("{:?}", Protocol::DBG), "DBG");
+        assert_eq!(format!("{:?}", Protocol::new(9).unwrap()), "PROTO9");
+        assert_eq!(format!("{:?}", Cmd::DBG_SHELL), "Cmd(0x00100101 DBG_SHELL)");
+        assert_eq!(
+            format!("{}", Cmd::from_raw(0x8000_1202)),
+            "LNK.0x012/2|CREATE"
+        );
+        let names = [
+            (Protocol::LNK, "LNK"),
+            (Protocol::DBG, "DBG"),
+            (Protocol::CAC, "CAC"),
+            (Protocol::QRM, "QRM"),
+            (Protocol::BLK, "BLK"),
+            (Protocol::VOP, "VOP"),
+        ];
+        for (p, name) in names {
+            assert_eq!(p.name(), Some(name));
+        }
+        let cmds = [
+            (Cmd::LNK_PAD, "LNK_PAD"),
+            (Cmd::LNK_PING, "LNK_PING"),
+            (Cmd::LNK_ERROR, "LNK_ERROR"),
+            (Cmd::DBG_SHELL, "DBG_SHELL"),
+        ];
+        for (c, name) in cmds {
+            assert_eq!(c.name(), Some(name));
+        }
+    }
+
+    #[test]
     fn names_ignore_flags() {
         assert_eq!(Cmd::from_raw(0x2010_0101).name(), Some("DBG_SHELL"));
         assert_eq!(Cmd::from_raw(0x0000_1202).name(), None);

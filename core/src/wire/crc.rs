@@ -116,6 +116,13 @@ mod tests {
     }
 
     #[test]
+    fn references_to_engines_are_engines() {
+        let by_ref: &SoftCrc32c = &SoftCrc32c;
+        assert_eq!(Crc32c::checksum(&by_ref, b"123456789"), 0xE306_9283);
+        assert_eq!(Crc32c::append(&by_ref, 0, b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
     fn empty_input_keeps_the_crc() {
         assert_eq!(SoftCrc32c.checksum(&[]), 0);
         assert_eq!(SoftCrc32c.append(0x1234_5678, &[]), 0x1234_5678);

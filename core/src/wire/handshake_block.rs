@@ -214,6 +214,20 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_read_in_the_sender_order() {
+        for order in [WireOrder::Little, WireOrder::Big] {
+            let mut b = random_block(5);
+            b.stamp(order);
+            b.flags = match order {
+                WireOrder::Little => 0x0102_0304u32.to_le_bytes(),
+                WireOrder::Big => 0x0102_0304u32.to_be_bytes(),
+            };
+            assert_eq!(b.flags(), 0x0102_0304, "{order:?}");
+            assert!(b.is_valid(), "flags are ignored by the receiver");
+        }
+    }
+
+    #[test]
     fn big_endian_version_reads_as_one() {
         let mut b = random_block(9);
         b.stamp(WireOrder::Big);

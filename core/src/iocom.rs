@@ -1,0 +1,702 @@
+//! One connection (§7): a receive decoder, a transmit queue and a transaction table, with
+//! the link-level rules of the era applied between them, behind one sans-IO API.
+//!
+//! # Two sides
+//!
+//! The **driver** moves bytes: it reads into [`Iocom::read_buf`] (or [`Iocom::feed`]s
+//! bytes), writes [`Iocom::pending`] and reports with [`Iocom::advance_write`], tells the
+//! end of input ([`Iocom::end_input`]) or a transport failure
+//! ([`Iocom::transport_failed`]), and asks [`Iocom::interest`] what to wait for — the
+//! C flags RREQ, WREQ, WIDLE and EOF as a value ([`Iocom::flags`] gives the bits).
+//!
+//! The **application** pulls [`Event`]s from [`Iocom::poll_event`] and sends with
+//! [`Iocom::send`], [`Iocom::open`], [`Iocom::reply`] and [`Iocom::abort`].
+//!
+//! # What the connection answers by itself
+//!
+//! | Received | Done | Why |
+//! |---|---|---|
+//! | `LNK_PAD` | dropped | one-way filler (§4.2) |
+//! | `LNK_PING` command | final reply, error 0 | so a peer can measure liveness (a 2012 C node answers 0x20 instead) |
+//! | a command not [accepted](Iocom::accept), or with AUXOOB | final reply, error 0x20 | §8.3, §11 S1 |
+//! | a reply to a command not accepted | dropped | §11 T4 (the C tools crash here) |
+//! | an element that breaks the transaction rules | dropped, [`Event::Rejected`] | §8.1 |
+//! | a late ABORT\|DELETE | dropped | §8.1 |
+//!
+//! Auto-answers are final replies with the seed era's flag rules
+//! ([`final_reply_cmd`](crate::trans::final_reply_cmd)) and do not enter the transaction
+//! table. To always be able to answer, the connection reads a message only while the
+//! transmit queue has room for a header-only reply: a peer that does not read its replies
+//! stalls its own requests, and memory stays bounded.
+//!
+//! # Link loss
+//!
+//! When the stream fails, ends, or the transport fails, every open transaction is reported
+//! as [`Event::Aborted`] (a local ABORT|DELETE with error
+//! [`MSG_ERR_LOSTLINK`](crate::trans::MSG_ERR_LOSTLINK), so no caller waits forever),
+//! then one [`Event::LinkDown`] — after which `poll_event` returns `None`. Queued transmit
+//! bytes are discarded on a failure (as the C code does) but kept after a clean end of
+//! input, so replies already queued can still be flushed.
+//!
+//! Time: nothing in the seed era is timed (the C loop's 5 s poll timeout has no protocol
+//! meaning, §7), so no clock enters this API yet.
+
+use core::fmt;
+
+use heapless::Vec as BoundedVec;
+use rand_core::Rng;
+
+use crate::ioq::rx::{OverCommit, RxDecoder, RxFailure, RxPoll};
+use crate::ioq::tx::{TxError, TxQueue};
+use crate::trans::{
+    Direction, MSG_ERR_LOSTLINK, TransError, TransKey, TransTable, TransUpdate, final_reply_cmd,
+    streaming_reply_cmd, transaction_reply_cmd,
+};
+use crate::wire::limits::BASE_HEADER_LEN;
+use crate::wire::{Cmd, Crc32c, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, WireOrder};
+
+/// Most commands one connection can [accept](Iocom::accept).
+pub const ACCEPT_MAX: usize = 16;
+
+/// The caller's memory for one connection.
+#[derive(Debug)]
+pub struct IocomMemory<F, A, B> {
+    /// Receive FIFO (≥ 2048 bytes; 8192 is the C size).
+    pub fifo: F,
+    /// Aux storage for messages larger than the FIFO (65536 accepts all; may be empty).
+    pub aux: A,
+    /// Transmit ring (2048 + 65536 bytes can queue any legal message).
+    pub tx_ring: B,
+}
+
+/// How the link ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// The input ended at a message boundary.
+    Closed,
+    /// The received stream failed: the C code's synthesised `LNK_ERROR`
+    /// ([`RxFailure::lnk_error`]) carries its IOQ code.
+    Failed(RxFailure),
+    /// The driver reported a transport failure (SOCK, 3).
+    TransportFailed,
+}
+
+/// What [`Iocom::poll_event`] hands the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A received message for the application: a command it accepted, or a reply to one.
+    /// Borrowed until the next `&mut` call; copy what you need first.
+    Message {
+        /// The message.
+        msg: MessageView<'a>,
+        /// What it did to the transaction table.
+        update: TransUpdate,
+    },
+    /// A received element broke the transaction rules and was dropped; the link goes on.
+    Rejected {
+        /// Its header.
+        header: MsgHeader,
+        /// The rule it broke.
+        error: TransError,
+    },
+    /// The next message's aux data fits neither FIFO nor aux storage (not fatal; see
+    /// [`Iocom::replace_aux_storage`]).
+    AuxStorageTooSmall {
+        /// Aux bytes needed.
+        needed: usize,
+        /// Aux storage size.
+        available: usize,
+    },
+    /// An open transaction ended because the link was lost (§10 item 7): a local
+    /// `LNK_ERROR` with ABORT|DELETE (plus REPLY, and CREATE if no reply had come, for a
+    /// transaction we opened) and error `LOSTLINK`, as if the peer had ended it.
+    Aborted {
+        /// The transaction.
+        key: TransKey,
+        /// The synthesised element: its flags, msgid, error `LOSTLINK` (0x21).
+        header: MsgHeader,
+    },
+    /// The link is down; the last event.
+    LinkDown(LinkEnd),
+}
+
+/// What the connection waits for (§7's RREQ / WIDLE / EOF, as a value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Received bytes are wanted ([`Iocom::read_buf`] has room).
+    pub read: bool,
+    /// Bytes wait to be written ([`Iocom::pending`]).
+    pub write: bool,
+    /// Nothing more will happen: the link is down, its last event delivered and nothing
+    /// is left to write.
+    pub finished: bool,
+}
+
+/// The C iocom flags (§7), for diagnostics and C callers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IocomFlags(u32);
+
+impl IocomFlags {
+    /// Stop: the link is down.
+    pub const EOF: u32 = 0x01;
+    /// The reader wants input.
+    pub const RREQ: u32 = 0x02;
+    /// The writer was told the transport is full.
+    pub const WREQ: u32 = 0x04;
+    /// Nothing queued for transmit.
+    pub const WIDLE: u32 = 0x08;
+
+    /// The bits.
+    #[must_use]
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// True if every bit of `mask` is set.
+    #[must_use]
+    pub const fn contains(self, mask: u32) -> bool {
+        self.0 & mask == mask
+    }
+}
+
+/// Why [`Iocom::send`] (or a helper) did not send. Nothing changed in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The transmit queue refused it (sizes, room).
+    Tx(TxError),
+    /// The transaction rules refused it.
+    Transaction(TransError),
+    /// No free msgid for a new transaction (the table is full).
+    NoFreeMsgid,
+    /// The link is down.
+    LinkDown,
+}
+
+impl From<TxError> for SendError {
+    fn from(e: TxError) -> Self {
+        Self::Tx(e)
+    }
+}
+
+impl From<TransError> for SendError {
+    fn from(e: TransError) -> Self {
+        Self::Transaction(e)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tx(e) => e.fmt(f),
+            Self::Transaction(e) => e.fmt(f),
+            Self::NoFreeMsgid => f.write_str("no free msgid: the transaction table is full"),
+            Self::LinkDown => f.write_str("the link is down"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+/// [`Iocom::accept`] was given more than [`ACCEPT_MAX`] commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptListFull;
+
+impl fmt::Display for AcceptListFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a connection accepts at most {ACCEPT_MAX} commands")
+    }
+}
+
+impl core::error::Error for AcceptListFull {}
+
+/// Counters of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IocomStats {
+    /// Messages decoded.
+    pub received: u64,
+    /// Messages queued for sending, auto-answers included.
+    pub sent: u64,
+    /// Commands answered by the connection itself (pings, unknown commands).
+    pub auto_replies: u64,
+    /// Received messages dropped (padding, unknown replies, late aborts, rule breaks).
+    pub dropped: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// Reporting lost transactions, then `LinkDown(end)`.
+    Draining(LinkEnd),
+    Down,
+}
+
+/// What one received message turned into.
+enum Step {
+    Nothing,
+    Handled,
+    Deliver(TransUpdate),
+    Emit(Event<'static>),
+}
+
+/// One connection. See the [module docs](self).
+///
+/// `F`, `A`, `B` are the memory of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C
+/// engine, `T` the capacity of each of the two transaction tables (ours and the peer's).
+pub struct Iocom<F, A, B, R, C, const T: usize> {
+    rx: RxDecoder<F, A, C>,
+    tx: TxQueue<B, R, C>,
+    /// Transactions we opened. Separate from `remote` so that neither side's load can
+    /// starve the other's (a shared table filled by our own requests would refuse every
+    /// request of the peer, and both ends would wait for each other).
+    local: TransTable<T>,
+    /// Transactions the peer opened.
+    remote: TransTable<T>,
+    accepted: BoundedVec<u32, ACCEPT_MAX>,
+    link: Link,
+    write_blocked: bool,
+    last_msgid: u32,
+    stats: IocomStats,
+}
+
+impl<F, A, B, R, C, const T: usize> fmt::Debug for Iocom<F, A, B, R, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iocom")
+            .field("rx", &self.rx)
+            .field("tx", &self.tx)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("link", &self.link)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, A, B, R, C, const T: usize> Iocom<F, A, B, R, C, T>
+where
+    F: AsRef<[u8]> + AsMut<[u8]>,
+    A: AsRef<[u8]> + AsMut<[u8]>,
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c + Clone,
+{
+    /// A connection over the caller's memory, sending little-endian headers. It accepts
+    /// `LNK_PING` replies; [`accept`](Self::accept) the commands the application handles.
+    ///
+    /// # Errors
+    /// [`FifoTooSmall`](crate::ioq::rx::FifoTooSmall) if the FIFO is below 2048 bytes.
+    pub fn new(
+        memory: IocomMemory<F, A, B>,
+        rng: R,
+        crc: C,
+    ) -> Result<Self, crate::ioq::rx::FifoTooSmall> {
+        Self::with_order(memory, rng, crc, WireOrder::Little)
+    }
+
+    /// Like [`new`](Self::new), sending headers in `order`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_order(
+        memory: IocomMemory<F, A, B>,
+        rng: R,
+        crc: C,
+        order: WireOrder,
+    ) -> Result<Self, crate::ioq::rx::FifoTooSmall> {
+        let rx = RxDecoder::new(memory.fifo, memory.aux, crc.clone())?;
+        let mut accepted = BoundedVec::new();
+        // Capacity is ACCEPT_MAX ≥ 1: this push cannot fail.
+        let _ = accepted.push(dispatch_key(Cmd::LNK_PING));
+        Ok(Self {
+            rx,
+            tx: TxQueue::new(memory.tx_ring, rng, crc, order),
+            local: TransTable::new(),
+            remote: TransTable::new(),
+            accepted,
+            link: Link::Up,
+            write_blocked: false,
+            last_msgid: 0,
+            stats: IocomStats::default(),
+        })
+    }
+
+    /// Hands commands matching `cmd` (by [`Cmd::same_handler`], REPLY ignored) and their
+    /// replies to the application instead of answering them with 0x20.
+    ///
+    /// # Errors
+    /// [`AcceptListFull`] beyond [`ACCEPT_MAX`] commands.
+    pub fn accept(&mut self, cmd: Cmd) -> Result<(), AcceptListFull> {
+        let key = dispatch_key(cmd);
+        if self.accepted.contains(&key) {
+            return Ok(());
+        }
+        self.accepted.push(key).map_err(|_| AcceptListFull)
+    }
+
+    // ----- driver side -------------------------------------------------------------
+
+    /// Where the transport should read into; report the count with
+    /// [`commit_read`](Self::commit_read). Empty when no input is wanted now.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.link != Link::Up {
+            return &mut [];
+        }
+        self.rx.read_buf()
+    }
+
+    /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the room offered; nothing changes.
+    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
+        if self.link != Link::Up {
+            return if n == 0 {
+                Ok(())
+            } else {
+                Err(OverCommit {
+                    reported: n,
+                    room: 0,
+                })
+            };
+        }
+        self.rx.commit_read(n)
+    }
+
+    /// Copies received bytes in; returns how many were taken (fewer: poll events first).
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        if self.link != Link::Up {
+            return 0;
+        }
+        self.rx.feed(bytes)
+    }
+
+    /// The transport's input ended (read returned 0).
+    pub fn end_input(&mut self) {
+        self.rx.end_input();
+    }
+
+    /// The transport failed (an error other than "try again"): the link goes down (SOCK).
+    pub fn transport_failed(&mut self) {
+        if self.link == Link::Up {
+            self.link = Link::Draining(LinkEnd::TransportFailed);
+        }
+        self.tx.discard_all();
+    }
+
+    /// Bytes to write, oldest first, as up to two slices for a vectored write.
+    #[must_use]
+    pub fn pending(&self) -> [&[u8]; 2] {
+        self.tx.pending()
+    }
+
+    /// Copies pending bytes into `out`; returns how many. Consume with
+    /// [`advance_write`](Self::advance_write).
+    pub fn copy_pending(&self, out: &mut [u8]) -> usize {
+        self.tx.copy_pending(out)
+    }
+
+    /// The transport accepted `n` pending bytes.
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes.
+    pub fn advance_write(&mut self, n: usize) -> Result<(), OverCommit> {
+        self.tx.advance(n)?;
+        if n > 0 {
+            self.write_blocked = false;
+        }
+        Ok(())
+    }
+
+    /// The transport would block on write: remembered as WREQ until bytes are accepted.
+    pub fn write_would_block(&mut self) {
+        self.write_blocked = true;
+    }
+
+    /// What the connection waits for. Meaningful after [`poll_event`](Self::poll_event)
+    /// returned `None`: drain events first, then wait for what this says.
+    #[must_use]
+    pub fn interest(&self) -> Interest {
+        let up = self.link == Link::Up;
+        let has_room = self.tx.free() >= BASE_HEADER_LEN;
+        let write = !self.tx.is_empty();
+        Interest {
+            read: up && !self.rx.is_finished() && has_room,
+            write,
+            finished: self.link == Link::Down && !write,
+        }
+    }
+
+    /// The C flags of this connection.
+    #[must_use]
+    pub fn flags(&self) -> IocomFlags {
+        let i = self.interest();
+        let mut bits = 0;
+        if self.link != Link::Up {
+            bits |= IocomFlags::EOF;
+        }
+        if i.read {
+            bits |= IocomFlags::RREQ;
+        }
+        if self.write_blocked {
+            bits |= IocomFlags::WREQ;
+        }
+        if self.tx.is_empty() {
+            bits |= IocomFlags::WIDLE;
+        }
+        IocomFlags(bits)
+    }
+
+    /// Counters.
+    #[must_use]
+    pub const fn stats(&self) -> IocomStats {
+        self.stats
+    }
+
+    /// The open transactions we started ([`Side::Local`](crate::trans::Side::Local)).
+    #[must_use]
+    pub const fn local_transactions(&self) -> &TransTable<T> {
+        &self.local
+    }
+
+    /// The open transactions the peer started ([`Side::Remote`](crate::trans::Side::Remote)).
+    #[must_use]
+    pub const fn remote_transactions(&self) -> &TransTable<T> {
+        &self.remote
+    }
+
+    /// The table that tracks a message, by the side that opened its transaction: a
+    /// received reply or a sent command belongs to one of ours.
+    fn table_for(&mut self, cmd: Cmd, sending: bool) -> &mut TransTable<T> {
+        if cmd.is_reply() != sending {
+            &mut self.local
+        } else {
+            &mut self.remote
+        }
+    }
+
+    /// Swaps the receive aux storage (see [`RxDecoder::replace_aux_storage`]).
+    ///
+    /// # Errors
+    /// The new storage, unused, if it cannot hold the aux bytes already received.
+    pub fn replace_aux_storage(&mut self, new: A) -> Result<A, A> {
+        self.rx.replace_aux_storage(new)
+    }
+
+    // ----- application side --------------------------------------------------------
+
+    /// The next event, or `None` if there is nothing until more input arrives, transmit
+    /// room frees up, or the link is down and everything was said.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        loop {
+            match self.step() {
+                Step::Nothing => return None,
+                Step::Handled => {}
+                Step::Emit(event) => return Some(event),
+                Step::Deliver(update) => {
+                    return self.rx.current().map(|msg| Event::Message { msg, update });
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        match self.link {
+            Link::Down => return Step::Nothing,
+            Link::Draining(end) => {
+                return match self.local.take_lost().or_else(|| self.remote.take_lost()) {
+                    Some(lost) => {
+                        let mut header =
+                            MsgHeader::new(Cmd::LNK_ERROR.with_flags(lost.abort_flags()));
+                        header.msgid = lost.key.msgid;
+                        header.error = MSG_ERR_LOSTLINK;
+                        Step::Emit(Event::Aborted {
+                            key: lost.key,
+                            header,
+                        })
+                    }
+                    None => {
+                        self.link = Link::Down;
+                        Step::Emit(Event::LinkDown(end))
+                    }
+                };
+            }
+            Link::Up => {}
+        }
+        if self.tx.free() < BASE_HEADER_LEN {
+            return Step::Nothing; // backpressure: keep room to answer
+        }
+        let header = match self.rx.poll() {
+            RxPoll::NeedInput => return Step::Nothing,
+            RxPoll::AuxStorageTooSmall { needed, available } => {
+                return Step::Emit(Event::AuxStorageTooSmall { needed, available });
+            }
+            RxPoll::Failed(failure) => {
+                self.tx.discard_all();
+                self.link = Link::Draining(LinkEnd::Failed(failure));
+                return Step::Handled;
+            }
+            RxPoll::Closed | RxPoll::Finished => {
+                self.link = Link::Draining(LinkEnd::Closed);
+                return Step::Handled;
+            }
+            RxPoll::Message(m) => *m.header(),
+        };
+        self.stats.received += 1;
+        self.dispatch(header)
+    }
+
+    /// The link-level rules of the module table, for one received message.
+    fn dispatch(&mut self, header: MsgHeader) -> Step {
+        let cmd = header.cmd;
+        let accepted = self.accepted.contains(&dispatch_key(cmd));
+        if cmd.is_reply() {
+            if !accepted {
+                self.stats.dropped += 1;
+                return Step::Handled;
+            }
+        } else if cmd.same_handler(Cmd::LNK_PAD) {
+            self.stats.dropped += 1;
+            return Step::Handled;
+        } else if cmd.flags().contains(MsgFlags::AUXOOB)
+            || !accepted
+            || cmd.same_handler(Cmd::LNK_PING)
+        {
+            let error =
+                if cmd.same_handler(Cmd::LNK_PING) && !cmd.flags().contains(MsgFlags::AUXOOB) {
+                    0
+                } else {
+                    MSG_ERR_UNKNOWN
+                };
+            let reply = reply_header(&header, final_reply_cmd(cmd), error);
+            // Room for a header was checked before this message was read.
+            if self.tx.enqueue(reply, &[], &[]).is_ok() {
+                self.stats.sent += 1;
+                self.stats.auto_replies += 1;
+            }
+            return Step::Handled;
+        }
+        match self.table_for(cmd, false).on_receive(cmd, header.msgid) {
+            Ok(TransUpdate::LateAbortDiscarded(_)) => {
+                self.stats.dropped += 1;
+                Step::Handled
+            }
+            Ok(update) => Step::Deliver(update),
+            Err(error) => {
+                self.stats.dropped += 1;
+                Step::Emit(Event::Rejected { header, error })
+            }
+        }
+    }
+
+    /// Sends a message as given (flags, msgid and all), after the transaction rules.
+    /// Returns the header as sent (salt and CRCs stamped).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent or recorded then.
+    pub fn send(
+        &mut self,
+        header: MsgHeader,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<MsgHeader, SendError> {
+        if self.link != Link::Up {
+            return Err(SendError::LinkDown);
+        }
+        self.tx.check(&header, ext.len(), aux.len())?;
+        self.table_for(header.cmd, true)
+            .on_send(header.cmd, header.msgid)?;
+        let sent = self.tx.enqueue(header, ext, aux)?;
+        self.stats.sent += 1;
+        Ok(sent)
+    }
+
+    /// Opens a transaction: sends `cmd` with CREATE (and DELETE if `last`) under a fresh
+    /// msgid. Returns the header as sent; its msgid names the transaction.
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent or recorded then.
+    pub fn open(
+        &mut self,
+        cmd: Cmd,
+        ext: &[u8],
+        aux: &[u8],
+        last: bool,
+    ) -> Result<MsgHeader, SendError> {
+        let msgid = self
+            .local
+            .next_msgid(self.last_msgid)
+            .ok_or(SendError::NoFreeMsgid)?;
+        let flags = if last {
+            MsgFlags::CREATE | MsgFlags::DELETE
+        } else {
+            MsgFlags::CREATE
+        };
+        let mut header = MsgHeader::new(cmd.clear(MsgFlags::ALL).set(flags));
+        header.msgid = msgid;
+        let sent = self.send(header, ext, aux)?;
+        self.last_msgid = msgid;
+        Ok(sent)
+    }
+
+    /// Replies to a received command `to` (its header as delivered).
+    ///
+    /// For a command of an open transaction the reply follows the transaction rules: the
+    /// first reply carries CREATE, the one with `last` DELETE. For a one-way command (the
+    /// seed era's `DBG_SHELL`) the reply follows §8.2's seed rules: streaming replies
+    /// (`last == false`) are `REPLY` with CREATE/DELETE cleared, the final reply keeps the
+    /// command's flags plus REPLY. msgid, source, target and `resv05` are copied (§11 T2).
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent or recorded then.
+    pub fn reply(
+        &mut self,
+        to: &MsgHeader,
+        error: u16,
+        aux: &[u8],
+        last: bool,
+    ) -> Result<MsgHeader, SendError> {
+        let key = TransKey::remote(to.msgid);
+        let cmd = match self.remote.get(key) {
+            Some(state) if Direction::of(to.cmd) == Direction::Command => transaction_reply_cmd(
+                to.cmd, state, last,
+            )
+            .ok_or(SendError::Transaction(TransError::DirectionClosed {
+                key,
+                direction: Direction::Reply,
+            }))?,
+            _ if last => final_reply_cmd(to.cmd),
+            _ => streaming_reply_cmd(to.cmd),
+        };
+        self.send(reply_header(to, cmd, error), &[], aux)
+    }
+
+    /// Aborts a transaction we opened: sends its command with ABORT|DELETE.
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent or recorded then.
+    pub fn abort(&mut self, cmd: Cmd, msgid: u32) -> Result<MsgHeader, SendError> {
+        let mut header = MsgHeader::new(
+            cmd.clear(MsgFlags::ALL)
+                .set(MsgFlags::ABORT | MsgFlags::DELETE),
+        );
+        header.msgid = msgid;
+        self.send(header, &[], &[])
+    }
+}
+
+/// What dispatch matches on: the command without REPLY (a command and its replies share it).
+const fn dispatch_key(cmd: Cmd) -> u32 {
+    cmd.clear(MsgFlags::REPLY).switch_key()
+}
+
+/// A reply header built from the command's, as the C code builds replies in place.
+fn reply_header(to: &MsgHeader, cmd: Cmd, error: u16) -> MsgHeader {
+    let mut h = MsgHeader::new(cmd);
+    h.msgid = to.msgid;
+    h.source = to.source;
+    h.target = to.target;
+    h.resv05 = to.resv05;
+    h.error = error;
+    h
+}
