@@ -26,6 +26,11 @@ fn rx_decoder_seeds() {
 }
 
 #[test]
+fn iocom_pump_seeds() {
+    replay("iocom_pump", h2msg_tests::fuzz::iocom_pump);
+}
+
+#[test]
 fn repair_makes_a_damaged_stream_decode_again() {
     // The repair helper must really fix CRCs, or the fuzzer would never get past them.
     // (Bytes chosen outside the size fields, which repair keeps as they are.)

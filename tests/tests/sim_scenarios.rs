@@ -296,7 +296,10 @@ fn partial_writes_at_every_offset_change_nothing() {
         pair.a.io.open(echo(), &[], &big, true).unwrap();
         let steps = pair.run(10_000_000);
         // Each step moves at most `transfer` bytes each way: small sizes really split.
-        assert!(steps as usize >= pair.a.wrote.len() / transfer, "transfer {transfer}");
+        assert!(
+            steps as usize >= pair.a.wrote.len() / transfer,
+            "transfer {transfer}"
+        );
         (pair.a.events, pair.b.events, pair.a.wrote, pair.b.wrote)
     };
     let reference = run(1 << 20);
