@@ -106,7 +106,7 @@ proptest! {
                 prop_assert_eq!(offset, starts[victim] as u64);
                 prop_assert!([1, 5, 6, 7].contains(&error.ioq_error().code()), "{:?}", error);
             }
-            Ending::Closed => prop_assert!(false, "damage went unnoticed"),
+            other => prop_assert!(false, "damage went unnoticed: {:?}", other),
         }
     }
 
