@@ -436,6 +436,13 @@ where
                         continue;
                     }
                     match ReceivedHeader::parse(self.unconsumed(), &self.crc) {
+                        // The common case: the whole message is already here.
+                        Ok(header) if avail >= header.wire_len() => {
+                            match self.check_in_fifo(header) {
+                                Ok(()) => return self.deliver(header, header.wire_len()),
+                                Err(e) => self.fail(e),
+                            }
+                        }
                         Ok(header) => self.state = State::Header2(header),
                         Err(e) => self.fail(e),
                     }
@@ -510,6 +517,19 @@ where
         self.held = Some((header, fifo_bytes));
         self.offset += header.wire_len() as u64;
         self.current().map_or(RxPoll::NeedInput, RxPoll::Message)
+    }
+
+    /// Checks the extended header and aux data of a message whose bytes are all in the FIFO.
+    fn check_in_fifo(&self, header: ReceivedHeader) -> Result<(), DecodeError> {
+        let bytes = self.unconsumed();
+        let ext = bytes
+            .get(BASE_HEADER_LEN..header.header_len())
+            .unwrap_or_default();
+        header.verify_ext(ext, &self.crc)?;
+        let aux = bytes
+            .get(header.header_len()..header.wire_len())
+            .unwrap_or_default();
+        header.verify_aux(aux, &self.crc)
     }
 
     /// Missing bytes of the current message: `true` means wait for input; `false` means

@@ -187,6 +187,17 @@ where
         ext_len: usize,
         aux_len: usize,
     ) -> Result<usize, TxError> {
+        self.room_for(header, ext_len, aux_len)
+            .map(|(needed, _)| needed)
+    }
+
+    /// The wire length and aux units of a message, if it can be queued now.
+    fn room_for(
+        &self,
+        header: &MsgHeader,
+        ext_len: usize,
+        aux_len: usize,
+    ) -> Result<(usize, u16), TxError> {
         let aux_units = header.check_sizes(ext_len, aux_len)?;
         let needed = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
         let capacity = self.capacity();
@@ -199,7 +210,7 @@ where
                 free: self.free(),
             });
         }
-        Ok(needed)
+        Ok((needed, aux_units))
     }
 
     /// Stamps `header` and queues the message; returns the header as sent.
@@ -215,25 +226,14 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<MsgHeader, TxError> {
-        let aux_units = header.check_sizes(ext.len(), aux.len())?;
-        let needed = BASE_HEADER_LEN + ext.len() + usize::from(aux_units) * ALIGN;
-        let capacity = self.capacity();
-        if needed > capacity {
-            return Err(TxError::ExceedsCapacity { needed, capacity });
-        }
-        if needed > self.free() {
-            return Err(TxError::QueueFull {
-                needed,
-                free: self.free(),
-            });
-        }
-
+        let (_, aux_units) = self.room_for(&header, ext.len(), aux.len())?;
         let mut header = header;
         header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
-        let base = header.seal(self.order, ext, aux, &self.crc)?;
+        let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
         self.seq = self.seq.wrapping_add(1);
+        let mut tail = wrap(self.head + self.len, self.capacity());
         for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
-            self.push(part);
+            tail = self.write_at(tail, part);
         }
         Ok(header)
     }
@@ -291,21 +291,26 @@ where
         self.len = 0;
     }
 
-    /// Appends `bytes`, wrapping at the end of the ring. The caller checked the room.
-    fn push(&mut self, bytes: &[u8]) {
+    /// Writes `bytes` at ring index `at`, wrapping at the end, and counts them as queued;
+    /// returns the index after them. The caller checked the room.
+    fn write_at(&mut self, at: usize, bytes: &[u8]) -> usize {
         let cap = self.capacity();
-        let tail = (self.head + self.len) % cap;
-        let first = bytes.len().min(cap - tail);
-        let (a, b) = bytes.split_at(first);
+        let (a, b) = bytes.split_at(bytes.len().min(cap - at));
         let ring = self.ring.as_mut();
-        if let Some(dst) = ring.get_mut(tail..tail + a.len()) {
+        if let Some(dst) = ring.get_mut(at..at + a.len()) {
             dst.copy_from_slice(a);
         }
         if let Some(dst) = ring.get_mut(..b.len()) {
             dst.copy_from_slice(b);
         }
         self.len += bytes.len();
+        wrap(at + bytes.len(), cap)
     }
+}
+
+/// `index` (below `2 · cap`) wrapped into the ring, without a division.
+const fn wrap(index: usize, cap: usize) -> usize {
+    if index >= cap { index - cap } else { index }
 }
 
 #[cfg(test)]

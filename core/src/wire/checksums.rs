@@ -59,6 +59,9 @@ pub fn compute_icrc2(ext: &[u8], crc: &impl Crc32c) -> u16 {
 /// CRC-32C. Empty aux gives 0.
 #[must_use]
 pub fn compute_aux_icrc(aux: &[u8], crc: &impl Crc32c) -> u32 {
+    if aux.is_empty() {
+        return 0;
+    }
     crc.append(crc.checksum(aux), zero_pad_for(aux.len()))
 }
 

@@ -198,14 +198,32 @@ impl MsgHeader {
         crc: &impl Crc32c,
     ) -> Result<[u8; BASE_HEADER_LEN], EncodeError> {
         let aux_units = self.check_sizes(ext.len(), aux.len())?;
+        Ok(self.stamp(aux_units, order, ext, aux, crc))
+    }
+
+    /// [`seal`](Self::seal) after [`check_sizes`](Self::check_sizes) returned `aux_units`.
+    pub(crate) fn stamp(
+        &mut self,
+        aux_units: u16,
+        order: WireOrder,
+        ext: &[u8],
+        aux: &[u8],
+        crc: &impl Crc32c,
+    ) -> [u8; BASE_HEADER_LEN] {
         self.aux_units = aux_units;
         self.aux_icrc = compute_aux_icrc(aux, crc);
         self.icrc2 = compute_icrc2(ext, crc);
         self.icrc1 = 0;
         let mut bytes = self.to_bytes(order);
         self.icrc1 = compute_icrc1(&bytes, crc);
-        bytes = self.to_bytes(order);
-        Ok(bytes)
+        let icrc1 = match order {
+            WireOrder::Little => self.icrc1.to_le_bytes(),
+            WireOrder::Big => self.icrc1.to_be_bytes(),
+        };
+        if let Some(field) = bytes.get_mut(2..4) {
+            field.copy_from_slice(&icrc1);
+        }
+        bytes
     }
 }
 

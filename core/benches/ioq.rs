@@ -1,0 +1,211 @@
+//! Receive and transmit throughput of the ioq state machines, each as a ratio to a raw
+//! CRC-32C pass over the same bytes measured in the same run, with core's portable CRC and
+//! with a hardware CRC-32C (the `crc32c` crate) injected through [`Crc32c`]. Also: heap
+//! allocations per message in steady state, and the size of a connection.
+//!
+//! Run: `cargo bench -p h2msg --bench ioq`.
+
+#![allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark binary: a panic is a failed run"
+)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use h2msg::iocom::Iocom;
+use h2msg::ioq::rx::{RxDecoder, RxPoll};
+use h2msg::ioq::tx::TxQueue;
+use h2msg::wire::{Cmd, Crc32c, MsgHeader, SoftCrc32c, WireOrder};
+
+/// Counts heap allocations (dhat's testing mode writes no profile), to show that the
+/// steady state makes none.
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
+fn allocations() -> u64 {
+    dhat::HeapStats::get().total_blocks
+}
+
+/// Hardware CRC-32C (SSE4.2 `crc32` / ARMv8 CRC, software fallback) from the `crc32c` crate.
+#[derive(Clone, Copy)]
+struct HwCrc32c;
+
+impl Crc32c for HwCrc32c {
+    fn append(&self, crc: u32, bytes: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc, bytes)
+    }
+}
+
+/// Salt bits from a counter: cheap and deterministic.
+struct Counter(u32);
+
+impl h2msg::rand_core::TryRng for Counter {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9E37_79B9);
+        Ok(self.0)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(u64::from(self.try_next_u32()?))
+    }
+    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
+        d.fill(0);
+        Ok(())
+    }
+}
+
+const TX_RING: usize = 2048 + 65536;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Encodes `count` messages with `aux` through a transmit queue, draining it as a
+/// transport would; returns the median time per message and the stream made.
+fn encode<C: Crc32c + Clone>(
+    crc: C,
+    aux: &[u8],
+    count: usize,
+    rounds: usize,
+) -> (Duration, Vec<u8>, u64) {
+    let mut tx = TxQueue::new(vec![0u8; TX_RING], Counter(0), crc, WireOrder::Little);
+    let mut stream = Vec::with_capacity(count * (32 + aux.len().div_ceil(32) * 32));
+    let mut allocs = 0;
+    let samples = (0..rounds)
+        .map(|round| {
+            let before = allocations();
+            let start = Instant::now();
+            for _ in 0..count {
+                if tx.free() < 32 + aux.len() + 32 {
+                    let n = tx.pending_len();
+                    black_box(tx.pending());
+                    tx.advance(n).unwrap();
+                }
+                tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], black_box(aux))
+                    .unwrap();
+                if round == 0 {
+                    // The first round also records the stream (outside the measured rounds).
+                    for part in tx.pending() {
+                        stream.extend_from_slice(part);
+                    }
+                    let n = tx.pending_len();
+                    tx.advance(n).unwrap();
+                }
+            }
+            let elapsed = start.elapsed();
+            if round > 0 {
+                allocs += allocations() - before;
+            }
+            elapsed / count as u32
+        })
+        .skip(1)
+        .collect();
+    (median(samples), stream, allocs)
+}
+
+/// Decodes `stream` (read in 64 KiB pieces, as from a socket); median time per message.
+fn decode<C: Crc32c>(crc: C, stream: &[u8], count: usize, rounds: usize) -> (Duration, u64) {
+    let mut rx = RxDecoder::new(vec![0u8; 8192], vec![0u8; 65536], crc).unwrap();
+    let mut allocs = 0;
+    let samples = (0..rounds)
+        .map(|_| {
+            let before = allocations();
+            let start = Instant::now();
+            let mut rest = stream;
+            let mut seen = 0;
+            while seen < count {
+                match rx.poll() {
+                    RxPoll::Message(m) => {
+                        black_box(m.aux());
+                        seen += 1;
+                    }
+                    RxPoll::NeedInput => {
+                        let n = rx.feed(&rest[..rest.len().min(65536)]);
+                        rest = &rest[n..];
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            let elapsed = start.elapsed();
+            allocs += allocations() - before;
+            elapsed / count as u32
+        })
+        .collect();
+    (median(samples), allocs)
+}
+
+/// A raw CRC-32C pass over `stream`, per message.
+fn crc_pass<C: Crc32c>(crc: &C, stream: &[u8], count: usize, rounds: usize) -> Duration {
+    median(
+        (0..rounds)
+            .map(|_| {
+                let start = Instant::now();
+                black_box(crc.checksum(black_box(stream)));
+                start.elapsed() / count as u32
+            })
+            .collect(),
+    )
+}
+
+fn rate(per_msg: Duration, bytes_per_msg: usize) -> (f64, f64) {
+    let s = per_msg.as_secs_f64();
+    (1.0 / s / 1e6, bytes_per_msg as f64 / s / (1024.0 * 1024.0))
+}
+
+fn run<C: Crc32c + Clone>(name: &str, crc: C) -> u64 {
+    println!("\n{name}");
+    println!(
+        "{:>6} {:>8} | {:>9} {:>9} {:>7} | {:>9} {:>9} {:>7} | {:>9}",
+        "aux",
+        "msgs",
+        "rx Mmsg/s",
+        "rx MiB/s",
+        "rx/crc",
+        "tx Mmsg/s",
+        "tx MiB/s",
+        "tx/crc",
+        "crc MiB/s"
+    );
+    let mut allocs = 0;
+    for aux_len in [0usize, 64, 1024, 4096, 65536] {
+        let aux: Vec<u8> = (0..aux_len).map(|i| (i * 7) as u8).collect();
+        let wire_len = 32 + aux_len;
+        let count = (16 << 20) / wire_len.max(256);
+        let rounds = 7;
+        let (tx_t, stream, tx_allocs) = encode(crc.clone(), &aux, count, rounds);
+        let (rx_t, rx_allocs) = decode(crc.clone(), &stream, count, rounds);
+        let crc_t = crc_pass(&crc, &stream, count, rounds);
+        allocs += tx_allocs + rx_allocs;
+        let (rx_m, rx_b) = rate(rx_t, wire_len);
+        let (tx_m, tx_b) = rate(tx_t, wire_len);
+        let (_, crc_b) = rate(crc_t, wire_len);
+        println!(
+            "{aux_len:>6} {count:>8} | {rx_m:>9.2} {rx_b:>9.0} {:>6.2}x | {tx_m:>9.2} {tx_b:>9.0} {:>6.2}x | {crc_b:>9.0}",
+            crc_t.as_secs_f64() / rx_t.as_secs_f64(),
+            crc_t.as_secs_f64() / tx_t.as_secs_f64(),
+        );
+    }
+    allocs
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    println!(
+        "ioq throughput; ratios are (CRC-32C over the same bytes) / (ioq time): 1.00x = as fast as the CRC alone"
+    );
+    let allocs = run("portable CRC-32C (core's SoftCrc32c)", SoftCrc32c)
+        + run("hardware CRC-32C (crc32c crate)", HwCrc32c);
+    println!("\nheap allocations in the measured rx and tx loops: {allocs} (all sizes, both CRCs)");
+
+    type DefaultIocom = Iocom<[u8; 8192], [u8; 65536], [u8; TX_RING], Counter, SoftCrc32c, 64>;
+    println!(
+        "size_of::<Iocom> with 8 KiB FIFO, 64 KiB aux storage, 66 KiB tx ring, 64+64 transactions: {} bytes",
+        size_of::<DefaultIocom>()
+    );
+}
