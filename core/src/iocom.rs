@@ -700,3 +700,174 @@ fn reply_header(to: &MsgHeader, cmd: Cmd, error: u16) -> MsgHeader {
     h.error = error;
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SoftCrc32c;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    struct Counter(u32);
+
+    impl rand_core::TryRng for Counter {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            self.0 += 1;
+            Ok(self.0)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(u64::from(self.try_next_u32()?))
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
+            d.fill(0);
+            Ok(())
+        }
+    }
+
+    type Io = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, Counter, SoftCrc32c, 4>;
+
+    fn iocom(tx_ring: usize) -> Io {
+        let memory = IocomMemory {
+            fifo: vec![0u8; 2048],
+            aux: vec![],
+            tx_ring: vec![0u8; tx_ring],
+        };
+        Iocom::new(memory, Counter(0), SoftCrc32c).unwrap()
+    }
+
+    fn ping_bytes(n: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut h = MsgHeader::new(Cmd::LNK_PING);
+            h.msgid = i;
+            out.extend_from_slice(&h.seal(WireOrder::Little, &[], &[], &SoftCrc32c).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_fresh_connection_wants_to_read_and_is_idle() {
+        let io = iocom(1024);
+        let flags = io.flags();
+        assert!(flags.contains(IocomFlags::RREQ | IocomFlags::WIDLE));
+        assert!(!flags.contains(IocomFlags::EOF));
+        assert_eq!(
+            io.interest(),
+            Interest {
+                read: true,
+                write: false,
+                finished: false
+            }
+        );
+    }
+
+    #[test]
+    fn reading_stops_while_replies_cannot_be_queued() {
+        // Room for two header-only replies only.
+        let mut io = iocom(64);
+        assert_eq!(io.feed(&ping_bytes(5)), 160);
+        assert!(io.poll_event().is_none());
+        assert_eq!(io.stats().auto_replies, 2, "answered while there was room");
+        assert!(!io.interest().read, "no reading until replies leave");
+        assert!(io.interest().write);
+        assert!(!io.flags().contains(IocomFlags::WIDLE));
+        // The transport takes the replies: the rest get answered.
+        let n = io.tx.pending_len();
+        io.advance_write(n).unwrap();
+        assert!(io.poll_event().is_none());
+        io.advance_write(io.tx.pending_len()).unwrap();
+        assert!(io.poll_event().is_none());
+        assert_eq!(io.stats().auto_replies, 5, "nothing received was lost");
+    }
+
+    #[test]
+    fn write_would_block_is_wreq_until_bytes_leave() {
+        let mut io = iocom(1024);
+        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        io.write_would_block();
+        assert!(io.flags().contains(IocomFlags::WREQ));
+        io.advance_write(10).unwrap();
+        assert!(!io.flags().contains(IocomFlags::WREQ));
+        assert_eq!(
+            io.advance_write(100),
+            Err(OverCommit {
+                reported: 100,
+                room: 22
+            })
+        );
+    }
+
+    #[test]
+    fn a_clean_end_keeps_queued_replies_a_failure_drops_them() {
+        let mut io = iocom(1024);
+        io.feed(&ping_bytes(1));
+        io.end_input();
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::LinkDown(LinkEnd::Closed))
+        ));
+        assert!(io.poll_event().is_none());
+        assert_eq!(
+            io.pending()[0].len(),
+            32,
+            "the ping's reply can still be flushed"
+        );
+        assert!(!io.interest().finished);
+        io.advance_write(32).unwrap();
+        assert!(io.interest().finished);
+        assert!(io.flags().contains(IocomFlags::EOF));
+
+        let mut io = iocom(1024);
+        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        let mut bad = ping_bytes(1);
+        bad[0] = 0;
+        io.feed(&bad);
+        match io.poll_event() {
+            Some(Event::LinkDown(LinkEnd::Failed(f))) => assert_eq!(f.lnk_error().error, 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            io.pending()[0].is_empty(),
+            "a broken link sends nothing more"
+        );
+        assert_eq!(io.feed(b"more"), 0);
+        assert!(io.read_buf().is_empty());
+    }
+
+    #[test]
+    fn the_accept_list_is_bounded() {
+        let mut io = iocom(1024);
+        for n in 0..ACCEPT_MAX as u16 - 1 {
+            io.accept(Cmd::new(MsgFlags::NONE, crate::wire::Protocol::BLK, n, 1).unwrap())
+                .unwrap();
+        }
+        // Accepting one already there is fine; one more is not.
+        io.accept(Cmd::LNK_PING.set(MsgFlags::REPLY)).unwrap();
+        assert_eq!(io.accept(Cmd::DBG_SHELL), Err(AcceptListFull));
+    }
+
+    #[test]
+    fn open_uses_fresh_msgids_and_a_full_table_refuses() {
+        let mut io = iocom(4096);
+        let ids: Vec<u32> = (0..4)
+            .map(|_| io.open(Cmd::DBG_SHELL, &[], &[], false).unwrap().msgid)
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let pending = io.tx.pending_len();
+        assert_eq!(
+            io.open(Cmd::DBG_SHELL, &[], &[], false),
+            Err(SendError::NoFreeMsgid)
+        );
+        assert_eq!(io.tx.pending_len(), pending, "nothing queued");
+        // A rule break is refused before anything is queued.
+        let mut dup = MsgHeader::new(Cmd::DBG_SHELL.set(MsgFlags::CREATE));
+        dup.msgid = 2;
+        assert!(matches!(
+            io.send(dup, &[], &[]),
+            Err(SendError::Transaction(_))
+        ));
+        assert_eq!(io.tx.pending_len(), pending);
+    }
+}
