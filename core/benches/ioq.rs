@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use h2msg::iocom::Iocom;
 use h2msg::ioq::rx::{RxDecoder, RxPoll};
-use h2msg::ioq::tx::TxQueue;
+use h2msg::ioq::tx::{CounterSalt, TxQueue};
 use h2msg::wire::{Cmd, Crc32c, MsgHeader, SoftCrc32c, WireOrder};
 
 /// Counts heap allocations (dhat's testing mode writes no profile), to show that the
@@ -41,24 +41,6 @@ impl Crc32c for HwCrc32c {
     }
 }
 
-/// Salt bits from a counter: cheap and deterministic.
-struct Counter(u32);
-
-impl h2msg::rand_core::TryRng for Counter {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        self.0 = self.0.wrapping_add(0x9E37_79B9);
-        Ok(self.0)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(u64::from(self.try_next_u32()?))
-    }
-    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
-        d.fill(0);
-        Ok(())
-    }
-}
-
 const TX_RING: usize = 2048 + 65536;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -74,7 +56,12 @@ fn encode<C: Crc32c + Clone>(
     count: usize,
     rounds: usize,
 ) -> (Duration, Vec<u8>, u64) {
-    let mut tx = TxQueue::new(vec![0u8; TX_RING], Counter(0), crc, WireOrder::Little);
+    let mut tx = TxQueue::new(
+        vec![0u8; TX_RING],
+        CounterSalt::default(),
+        crc,
+        WireOrder::Little,
+    );
     let mut stream = Vec::with_capacity(count * (32 + aux.len().div_ceil(32) * 32));
     let mut allocs = 0;
     let samples = (0..rounds)
@@ -224,7 +211,7 @@ fn main() {
         + run("hardware CRC-32C (crc32c crate)", HwCrc32c);
     println!("\nheap allocations in the measured rx and tx loops: {allocs} (all sizes, both CRCs)");
 
-    type DefaultIocom = Iocom<[u8; 8192], [u8; 65536], [u8; TX_RING], Counter, SoftCrc32c, 64>;
+    type DefaultIocom = Iocom<[u8; 8192], [u8; 65536], [u8; TX_RING], CounterSalt, SoftCrc32c, 64>;
     println!(
         "size_of::<Iocom> with 8 KiB FIFO, 64 KiB aux storage, 66 KiB tx ring, 64+64 transactions: {} bytes",
         size_of::<DefaultIocom>()

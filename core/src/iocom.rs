@@ -704,29 +704,13 @@ fn reply_header(to: &MsgHeader, cmd: Cmd, error: u16) -> MsgHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ioq::tx::CounterSalt;
     use crate::wire::SoftCrc32c;
     extern crate std;
     use std::vec;
     use std::vec::Vec;
 
-    struct Counter(u32);
-
-    impl rand_core::TryRng for Counter {
-        type Error = core::convert::Infallible;
-        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-            self.0 += 1;
-            Ok(self.0)
-        }
-        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-            Ok(u64::from(self.try_next_u32()?))
-        }
-        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> {
-            d.fill(0);
-            Ok(())
-        }
-    }
-
-    type Io = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, Counter, SoftCrc32c, 4>;
+    type Io = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 4>;
 
     fn iocom(tx_ring: usize) -> Io {
         let memory = IocomMemory {
@@ -734,7 +718,7 @@ mod tests {
             aux: vec![],
             tx_ring: vec![0u8; tx_ring],
         };
-        Iocom::new(memory, Counter(0), SoftCrc32c).unwrap()
+        Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap()
     }
 
     fn ping_bytes(n: u32) -> Vec<u8> {

@@ -4,6 +4,8 @@
 
 use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
 use h2msg::ioq::rx::RxFailure;
+use h2msg::ioq::tx::CounterSalt;
+use h2msg::rand_core::TryRng;
 use h2msg::trans::{TransError, TransKey, TransUpdate};
 use h2msg::wire::{MsgHeader, SoftCrc32c, WireOrder};
 
@@ -65,7 +67,7 @@ impl OwnedEvent {
 pub struct Salts {
     script: Vec<u32>,
     next: usize,
-    counter: u32,
+    counter: CounterSalt,
 }
 
 impl Salts {
@@ -74,20 +76,19 @@ impl Salts {
         Self {
             script: script.to_vec(),
             next: 0,
-            counter: 0,
+            counter: CounterSalt::default(),
         }
     }
 }
 
-impl h2msg::rand_core::TryRng for Salts {
+impl TryRng for Salts {
     type Error = std::convert::Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
         if let Some(&v) = self.script.get(self.next) {
             self.next += 1;
             return Ok(v);
         }
-        self.counter = self.counter.wrapping_add(1);
-        Ok(self.counter)
+        self.counter.try_next_u32()
     }
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
         Ok(u64::from(self.try_next_u32()?))

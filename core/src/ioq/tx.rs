@@ -14,17 +14,10 @@
 //! are free again as soon as `enqueue` returns.
 //!
 //! ```
-//! use h2msg::ioq::tx::TxQueue;
+//! use h2msg::ioq::tx::{CounterSalt, TxQueue};
 //! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
-//! # struct Counter(u32);
-//! # impl h2msg::rand_core::TryRng for Counter {
-//! #     type Error = core::convert::Infallible;
-//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { self.0 += 1; Ok(self.0) }
-//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(self.try_next_u32()?.into()) }
-//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), Self::Error> { d.fill(0); Ok(()) }
-//! # }
 //!
-//! let mut tx = TxQueue::new([0u8; 4096], Counter(0), SoftCrc32c, WireOrder::Little);
+//! let mut tx = TxQueue::new([0u8; 4096], CounterSalt::default(), SoftCrc32c, WireOrder::Little);
 //! tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"help\0")?;
 //! assert_eq!(tx.pending_len(), 64);
 //!
@@ -42,6 +35,41 @@ use crate::ioq::rx::OverCommit;
 use crate::wire::checksums::zero_pad_for;
 use crate::wire::limits::{ALIGN, BASE_HEADER_LEN};
 use crate::wire::{Crc32c, EncodeError, MsgHeader, WireOrder};
+
+/// Salt bits from a counter (1, 2, 3, …), for when reproducible salts are wanted: tests,
+/// simulations, a kernel without a cheap RNG. The salt's random bits have no security role
+/// in this era (§3.3, §11 T7); any `rand_core` RNG can be used instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSalt(u32);
+
+impl CounterSalt {
+    /// A counter whose first value is `last + 1`.
+    #[must_use]
+    pub const fn after(last: u32) -> Self {
+        Self(last)
+    }
+}
+
+impl rand_core::TryRng for CounterSalt {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.0 = self.0.wrapping_add(1);
+        Ok(self.0)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.try_next_u32().map(u64::from)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(4) {
+            let bytes = self.try_next_u32()?.to_le_bytes();
+            chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
+        }
+        Ok(())
+    }
+}
 
 /// Why a message was not queued. The queue is unchanged in every case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,34 +348,16 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    /// Salt bits 1, 2, 3, …
-    pub(crate) struct Counter(pub u32);
-
-    impl rand_core::TryRng for Counter {
-        type Error = core::convert::Infallible;
-        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-            self.0 += 1;
-            Ok(self.0)
-        }
-        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-            Ok(u64::from(self.try_next_u32()?))
-        }
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-            dst.fill(0);
-            Ok(())
-        }
-    }
-
-    fn queue(cap: usize) -> TxQueue<Vec<u8>, Counter, SoftCrc32c> {
+    fn queue(cap: usize) -> TxQueue<Vec<u8>, CounterSalt, SoftCrc32c> {
         TxQueue::new(
             std::vec![0u8; cap],
-            Counter(0),
+            CounterSalt::default(),
             SoftCrc32c,
             WireOrder::Little,
         )
     }
 
-    fn drain(tx: &mut TxQueue<Vec<u8>, Counter, SoftCrc32c>) -> Vec<u8> {
+    fn drain(tx: &mut TxQueue<Vec<u8>, CounterSalt, SoftCrc32c>) -> Vec<u8> {
         let mut out = Vec::new();
         for part in tx.pending() {
             out.extend_from_slice(part);
@@ -491,7 +501,12 @@ mod tests {
 
     #[test]
     fn big_endian_queue_sends_big_endian_headers() {
-        let mut tx = TxQueue::new(std::vec![0u8; 64], Counter(0), SoftCrc32c, WireOrder::Big);
+        let mut tx = TxQueue::new(
+            std::vec![0u8; 64],
+            CounterSalt::default(),
+            SoftCrc32c,
+            WireOrder::Big,
+        );
         tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
         let [a, _] = tx.pending();
         assert_eq!(&a[..2], &[0x48, 0x32]);
