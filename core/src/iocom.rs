@@ -24,7 +24,7 @@
 //! | a late ABORT\|DELETE | dropped | §8.1 |
 //!
 //! Auto-answers are final replies with the seed era's flag rules
-//! ([`final_reply_cmd`](crate::trans::final_reply_cmd)) and do not enter the transaction
+//! ([`final_reply_cmd`]) and do not enter the transaction
 //! table. To always be able to answer, the connection reads a message only while the
 //! transmit queue has room for a header-only reply: a peer that does not read its replies
 //! stalls its own requests, and memory stays bounded.
@@ -33,7 +33,7 @@
 //!
 //! When the stream fails, ends, or the transport fails, every open transaction is reported
 //! as [`Event::Aborted`] (a local ABORT|DELETE with error
-//! [`MSG_ERR_LOSTLINK`](crate::trans::MSG_ERR_LOSTLINK), so no caller waits forever),
+//! [`MSG_ERR_LOSTLINK`], so no caller waits forever),
 //! then one [`Event::LinkDown`] — after which `poll_event` returns `None`. Queued transmit
 //! bytes are discarded on a failure (as the C code does) but kept after a clean end of
 //! input, so replies already queued can still be flushed.

@@ -260,8 +260,19 @@ where
         let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
         self.seq = self.seq.wrapping_add(1);
         let mut tail = wrap(self.head + self.len, self.capacity());
-        for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
-            tail = self.write_at(tail, part);
+        // The header is the whole message most of the time: a fixed-size copy when it
+        // does not wrap.
+        if let Some(dst) = self.ring.as_mut().get_mut(tail..tail + BASE_HEADER_LEN) {
+            dst.copy_from_slice(&base);
+            self.len += BASE_HEADER_LEN;
+            tail = wrap(tail + BASE_HEADER_LEN, self.capacity());
+        } else {
+            tail = self.write_at(tail, &base);
+        }
+        for part in [ext, aux, zero_pad_for(aux.len())] {
+            if !part.is_empty() {
+                tail = self.write_at(tail, part);
+            }
         }
         Ok(header)
     }
