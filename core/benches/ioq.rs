@@ -184,7 +184,7 @@ fn run<C: Crc32c + Clone>(name: &str, crc: C) -> u64 {
         let aux: Vec<u8> = (0..aux_len).map(|i| (i * 7) as u8).collect();
         let wire_len = 32 + aux_len;
         let count = (16 << 20) / wire_len.max(256);
-        let rounds = 7;
+        let rounds = 15;
         let (tx_t, stream, tx_allocs) = encode(crc.clone(), &aux, count, rounds);
         let (rx_t, rx_allocs) = decode(crc.clone(), &stream, count, rounds);
         let crc_t = crc_pass(&crc, &stream, rounds);

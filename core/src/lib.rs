@@ -18,14 +18,15 @@
 //!                block, the `cmd` field, limits, error codes, CRC-32C,
 //!                byte-order detection
 //!     ioq        receive decoder and transmit queue
-//!     iocom      one connection: rx + tx + flags + events  (to come)
+//!     iocom      one connection: rx + tx + flags + events
 //!     trans      the transaction table
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait (to come)
 //! ```
 //!
 //! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
-//! check one message exactly as the 2012 C implementation put it on the wire — and the
-//! two directions of a connection in [`ioq`].
+//! check one message exactly as the 2012 C implementation put it on the wire — the two
+//! directions of a connection in [`ioq`], the transaction table in [`trans`], and one whole
+//! connection in [`iocom`]. The handshake is still to come.
 //!
 //! ## Example: a `DBG_SHELL` line, sealed and parsed back
 //!
