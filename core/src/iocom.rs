@@ -17,6 +17,7 @@
 //! | Received | Done | Why |
 //! |---|---|---|
 //! | `LNK_PAD` | dropped | one-way filler (§4.2) |
+//! | `LNK_ERROR` | dropped | only ever synthesised locally (§5.1), exempt from 0x20 (§8.3) |
 //! | `LNK_PING` command | final reply, error 0 | so a peer can measure liveness (a 2012 C node answers 0x20 instead) |
 //! | a command not [accepted](Iocom::accept), or with AUXOOB | final reply, error 0x20 | §8.3, §11 S1 |
 //! | a reply to a command not accepted | dropped | §11 T4 (the C tools crash here) |
@@ -46,7 +47,7 @@ use core::fmt;
 use heapless::Vec as BoundedVec;
 use rand_core::Rng;
 
-use crate::ioq::rx::{OverCommit, RxDecoder, RxFailure, RxPoll};
+use crate::ioq::rx::{FifoTooSmall, OverCommit, RxDecoder, RxFailure, RxPoll};
 use crate::ioq::tx::{TxError, TxQueue};
 use crate::trans::{
     Direction, MSG_ERR_LOSTLINK, TransError, TransKey, TransTable, TransUpdate, final_reply_cmd,
@@ -69,6 +70,38 @@ pub struct IocomMemory<F, A, B> {
     pub tx_ring: B,
 }
 
+/// Why [`Iocom::new`] refused its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryError {
+    /// The receive FIFO is below the 2048-byte header limit.
+    FifoTooSmall {
+        /// Its size.
+        len: usize,
+    },
+    /// The transmit ring cannot hold even a header-only reply (32 bytes).
+    TxRingTooSmall {
+        /// Its size.
+        len: usize,
+    },
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FifoTooSmall { len } => FifoTooSmall { len: *len }.fmt(f),
+            Self::TxRingTooSmall { len } => {
+                write!(
+                    f,
+                    "transmit ring of {len} bytes cannot hold a 32-byte header"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for MemoryError {}
+
 /// How the link ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkEnd {
@@ -79,6 +112,15 @@ pub enum LinkEnd {
     Failed(RxFailure),
     /// The driver reported a transport failure (SOCK, 3).
     TransportFailed,
+    /// A message's aux data fit neither the FIFO nor the aux storage, and the application
+    /// did not lend bigger storage after [`Event::AuxStorageTooSmall`]: the link's memory
+    /// bound was hit.
+    AuxStorageTooSmall {
+        /// Aux bytes the message carries.
+        needed: usize,
+        /// Aux storage size.
+        available: usize,
+    },
 }
 
 /// What [`Iocom::poll_event`] hands the application.
@@ -100,8 +142,9 @@ pub enum Event<'a> {
         /// The rule it broke.
         error: TransError,
     },
-    /// The next message's aux data fits neither FIFO nor aux storage (not fatal; see
-    /// [`Iocom::replace_aux_storage`]).
+    /// The next message's aux data fits neither FIFO nor aux storage. Said once: lend
+    /// bigger storage with [`Iocom::replace_aux_storage`] before the next `poll_event`, or
+    /// the link goes down with [`LinkEnd::AuxStorageTooSmall`].
     AuxStorageTooSmall {
         /// Aux bytes needed.
         needed: usize,
@@ -256,6 +299,8 @@ pub struct Iocom<F, A, B, R, C, const T: usize> {
     accepted: BoundedVec<u32, ACCEPT_MAX>,
     link: Link,
     write_blocked: bool,
+    /// `Event::AuxStorageTooSmall` was said for the message waiting now.
+    aux_stall_reported: bool,
     last_msgid: u32,
     stats: IocomStats,
 }
@@ -285,12 +330,8 @@ where
     /// `LNK_PING` replies; [`accept`](Self::accept) the commands the application handles.
     ///
     /// # Errors
-    /// [`FifoTooSmall`](crate::ioq::rx::FifoTooSmall) if the FIFO is below 2048 bytes.
-    pub fn new(
-        memory: IocomMemory<F, A, B>,
-        rng: R,
-        crc: C,
-    ) -> Result<Self, crate::ioq::rx::FifoTooSmall> {
+    /// [`MemoryError`] if the FIFO is below 2048 bytes or the transmit ring below 32.
+    pub fn new(memory: IocomMemory<F, A, B>, rng: R, crc: C) -> Result<Self, MemoryError> {
         Self::with_order(memory, rng, crc, WireOrder::Little)
     }
 
@@ -303,8 +344,13 @@ where
         rng: R,
         crc: C,
         order: WireOrder,
-    ) -> Result<Self, crate::ioq::rx::FifoTooSmall> {
-        let rx = RxDecoder::new(memory.fifo, memory.aux, crc.clone())?;
+    ) -> Result<Self, MemoryError> {
+        let len = memory.tx_ring.as_ref().len();
+        if len < BASE_HEADER_LEN {
+            return Err(MemoryError::TxRingTooSmall { len });
+        }
+        let rx = RxDecoder::new(memory.fifo, memory.aux, crc.clone())
+            .map_err(|FifoTooSmall { len }| MemoryError::FifoTooSmall { len })?;
         let mut accepted = BoundedVec::new();
         // Capacity is ACCEPT_MAX ≥ 1: this push cannot fail.
         let _ = accepted.push(dispatch_key(Cmd::LNK_PING));
@@ -316,6 +362,7 @@ where
             accepted,
             link: Link::Up,
             write_blocked: false,
+            aux_stall_reported: false,
             last_msgid: 0,
             stats: IocomStats::default(),
         })
@@ -421,7 +468,7 @@ where
         let has_room = self.tx.free() >= BASE_HEADER_LEN;
         let write = !self.tx.is_empty();
         Interest {
-            read: up && !self.rx.is_finished() && has_room,
+            read: up && self.rx.wants_input() && has_room,
             write,
             finished: self.link == Link::Down && !write,
         }
@@ -480,7 +527,9 @@ where
     /// # Errors
     /// The new storage, unused, if it cannot hold the aux bytes already received.
     pub fn replace_aux_storage(&mut self, new: A) -> Result<A, A> {
-        self.rx.replace_aux_storage(new)
+        let old = self.rx.replace_aux_storage(new)?;
+        self.aux_stall_reported = false;
+        Ok(old)
     }
 
     // ----- application side --------------------------------------------------------
@@ -529,6 +578,12 @@ where
         let header = match self.rx.poll() {
             RxPoll::NeedInput => return Step::Nothing,
             RxPoll::AuxStorageTooSmall { needed, available } => {
+                if self.aux_stall_reported {
+                    self.tx.discard_all();
+                    self.link = Link::Draining(LinkEnd::AuxStorageTooSmall { needed, available });
+                    return Step::Handled;
+                }
+                self.aux_stall_reported = true;
                 return Step::Emit(Event::AuxStorageTooSmall { needed, available });
             }
             RxPoll::Failed(failure) => {
@@ -555,7 +610,9 @@ where
                 self.stats.dropped += 1;
                 return Step::Handled;
             }
-        } else if cmd.same_handler(Cmd::LNK_PAD) {
+        } else if cmd.same_handler(Cmd::LNK_PAD) || cmd.same_handler(Cmd::LNK_ERROR) {
+            // Padding is ignored by definition; LNK_ERROR is only ever made locally (§5.1)
+            // and §8.3 exempts it from the 0x20 answer, so one from the wire is dropped.
             self.stats.dropped += 1;
             return Step::Handled;
         } else if cmd.flags().contains(MsgFlags::AUXOOB)
@@ -646,6 +703,7 @@ where
     /// seed era's `DBG_SHELL`) the reply follows §8.2's seed rules: streaming replies
     /// (`last == false`) are `REPLY` with CREATE/DELETE cleared, the final reply keeps the
     /// command's flags plus REPLY. msgid, source, target and `resv05` are copied (§11 T2).
+    /// The C tools never put aux data in a final reply; h2msg sends whatever `aux` holds.
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent or recorded then.
@@ -671,7 +729,9 @@ where
         self.send(reply_header(to, cmd, error), &[], aux)
     }
 
-    /// Aborts a transaction we opened: sends its command with ABORT|DELETE.
+    /// Aborts a transaction we opened: sends its command with ABORT|DELETE. Allowed even
+    /// after our DELETE was sent, while replies are still coming (§8.1); the transaction
+    /// then ends when the peer's reply direction closes.
     ///
     /// # Errors
     /// [`SendError`]; nothing is sent or recorded then.
@@ -681,7 +741,20 @@ where
                 .set(MsgFlags::ABORT | MsgFlags::DELETE),
         );
         header.msgid = msgid;
-        self.send(header, &[], &[])
+        let key = TransKey::local(msgid);
+        let already_deleted = self
+            .local
+            .get(key)
+            .is_some_and(|state| !state.command().is_open());
+        if !already_deleted {
+            return self.send(header, &[], &[]);
+        }
+        if self.link != Link::Up {
+            return Err(SendError::LinkDown);
+        }
+        let sent = self.tx.enqueue(header, &[], &[])?;
+        self.stats.sent += 1;
+        Ok(sent)
     }
 }
 
@@ -719,6 +792,18 @@ mod tests {
             tx_ring: vec![0u8; tx_ring],
         };
         Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap()
+    }
+
+    fn message_bytes(cmd: Cmd, msgid: u32, aux: &[u8]) -> Vec<u8> {
+        let mut h = MsgHeader::new(cmd);
+        h.msgid = msgid;
+        let mut out = h
+            .seal(WireOrder::Little, &[], aux, &SoftCrc32c)
+            .unwrap()
+            .to_vec();
+        out.extend_from_slice(aux);
+        out.resize(32 + h.aux_len(), 0);
+        out
     }
 
     fn ping_bytes(n: u32) -> Vec<u8> {
@@ -818,6 +903,110 @@ mod tests {
         );
         assert_eq!(io.feed(b"more"), 0);
         assert!(io.read_buf().is_empty());
+    }
+
+    #[test]
+    fn memory_too_small_is_refused() {
+        let memory = IocomMemory {
+            fifo: vec![0u8; 2048],
+            aux: vec![],
+            tx_ring: vec![0u8; 31],
+        };
+        assert_eq!(
+            Io::new(memory, CounterSalt::default(), SoftCrc32c).err(),
+            Some(MemoryError::TxRingTooSmall { len: 31 })
+        );
+        let memory = IocomMemory {
+            fifo: vec![0u8; 100],
+            aux: vec![],
+            tx_ring: vec![0u8; 64],
+        };
+        assert_eq!(
+            Io::new(memory, CounterSalt::default(), SoftCrc32c).err(),
+            Some(MemoryError::FifoTooSmall { len: 100 })
+        );
+    }
+
+    #[test]
+    fn an_unanswered_aux_stall_is_said_once_then_ends_the_link() {
+        let mut io = iocom(1024);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        let big = message_bytes(Cmd::DBG_SHELL, 1, &[7u8; 4000]);
+        io.feed(&big);
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::AuxStorageTooSmall {
+                needed: 4000,
+                available: 0
+            })
+        ));
+        match io.poll_event() {
+            Some(Event::LinkDown(LinkEnd::AuxStorageTooSmall {
+                needed: 4000,
+                available: 0,
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(io.poll_event().is_none());
+    }
+
+    #[test]
+    fn lending_storage_after_the_stall_delivers_the_message() {
+        let mut io = iocom(1024);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        let big = message_bytes(Cmd::DBG_SHELL, 1, &[7u8; 4000]);
+        let taken = io.feed(&big);
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::AuxStorageTooSmall { .. })
+        ));
+        io.replace_aux_storage(vec![0u8; 4000]).unwrap();
+        assert!(io.poll_event().is_none());
+        assert_eq!(io.feed(&big[taken..]), big.len() - taken);
+        match io.poll_event() {
+            Some(Event::Message { msg, .. }) => assert_eq!(msg.aux(), &[7u8; 4000][..]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wire_lnk_error_is_dropped_unanswered() {
+        let mut io = iocom(1024);
+        io.feed(&message_bytes(Cmd::LNK_ERROR, 0, &[]));
+        assert!(io.poll_event().is_none());
+        assert_eq!((io.stats().dropped, io.stats().auto_replies), (1, 0));
+        assert!(io.pending()[0].is_empty());
+    }
+
+    #[test]
+    fn no_read_interest_after_the_end_of_input() {
+        let mut io = iocom(1024);
+        io.end_input();
+        assert!(!io.interest().read);
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::LinkDown(LinkEnd::Closed))
+        ));
+    }
+
+    #[test]
+    fn abort_after_our_delete_is_sent() {
+        let mut io = iocom(1024);
+        let h = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
+        let before = io.tx.pending_len();
+        let abort = io.abort(Cmd::DBG_SHELL, h.msgid).unwrap();
+        assert!(
+            abort
+                .cmd
+                .flags()
+                .contains(MsgFlags::ABORT | MsgFlags::DELETE)
+        );
+        assert_eq!(io.tx.pending_len(), before + 32);
+        assert_eq!(
+            io.local_transactions().len(),
+            1,
+            "still waiting for the replies"
+        );
     }
 
     #[test]

@@ -518,7 +518,10 @@ pub mod fuzz {
                         received[i].push(m.header);
                     }
                 }
-                assert!(s.io.local_transactions().len() <= crate::sim::SIM_TRANSACTIONS);
+                // What each side's tables hold agrees with what its events said.
+                let opened_here =
+                    s.io.local_transactions().len() + s.io.remote_transactions().len();
+                assert!(opened_here <= 2 * crate::sim::SIM_TRANSACTIONS);
                 if let Some(down) = s
                     .events
                     .iter()
@@ -533,7 +536,8 @@ pub mod fuzz {
         pair.run(1_000_000);
         // A side whose transmit queue is full stops reading until it can answer; with the
         // peer's input closed its bytes can never leave, which a real driver learns as a
-        // failed write.
+        // failed write. (This makes the ending certain; what is checked after it is that
+        // the link-loss path empties both tables and says LinkDown last.)
         for s in [&mut pair.a, &mut pair.b] {
             if !matches!(s.events.last(), Some(OwnedEvent::LinkDown(_))) {
                 s.io.transport_failed();

@@ -167,6 +167,9 @@ impl Side {
     fn handle_events(&mut self) -> usize {
         let mut n = 0;
         while let Some(event) = self.io.poll_event() {
+            // Without new input a connection has only so much to say: a flood of events is
+            // a connection that repeats itself.
+            assert!(n < 100_000, "poll_event does not run dry: last {event:?}");
             let owned = OwnedEvent::of(&event);
             if let Some(app) = self.app.as_mut() {
                 app(&mut self.io, &owned);

@@ -143,3 +143,20 @@ fn ioq_error_7_acrc_in_the_fifo_and_in_lent_storage() {
         assert!(matches!(f.error, DecodeError::Acrc { .. }));
     }
 }
+
+#[test]
+fn ioq_error_6_xcrc_comes_before_eof_in_the_aux() {
+    // §5 HEADER2: the extended header is checked as soon as it is complete, so a bad one
+    // is reported as XCRC even when the input then ends inside the aux data.
+    let ext = [0x5Au8; 32];
+    let mut h = MsgHeader::new(Cmd::from_raw(0x0000_1202));
+    let mut bad = h
+        .seal(WireOrder::Little, &ext, &[1u8; 64], &SoftCrc32c)
+        .unwrap()
+        .to_vec();
+    bad.extend_from_slice(&ext);
+    bad[40] ^= 0x01;
+    bad.extend_from_slice(&[1u8; 10]); // 10 of 64 aux bytes, then the end
+    let f = fails_after_one_good(&bad);
+    assert_eq!(f.ioq_error(), IoqError::Xcrc);
+}

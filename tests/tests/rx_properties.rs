@@ -3,12 +3,13 @@
 
 use h2msg::ioq::rx::RxFailure;
 use h2msg::wire::{Cmd, DecodeError, MsgFlags, MsgHeader, Protocol, SoftCrc32c, WireOrder};
-use h2msg_tests::{Ending, decode_stream};
+use h2msg_tests::{Ending, OwnedMessage, decode_stream};
 use proptest::prelude::*;
 
 /// A valid message: random fields, extended header of 0..=2 units, aux of 0..=3000 bytes
-/// (some larger than a 2 KiB FIFO), either byte order. Returns its wire image.
-fn message() -> impl Strategy<Value = Vec<u8>> {
+/// (some larger than a 2 KiB FIFO), either byte order. Returns its wire image and what a
+/// decoder must give back: the sealed header, the extended bytes and the aux as given.
+fn message() -> impl Strategy<Value = (Vec<u8>, OwnedMessage)> {
     (
         any::<(u32, u32, u8, u16)>(),
         0usize..3,
@@ -40,20 +41,33 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
                     w.extend_from_slice(&ext);
                     w.extend_from_slice(&aux);
                     w.resize(32 + ext.len() + h.aux_len(), 0);
-                    w
+                    let mut padded = aux.clone();
+                    padded.resize(aux.len().div_ceil(32) * 32, 0);
+                    (
+                        w,
+                        OwnedMessage {
+                            header: h,
+                            order,
+                            ext,
+                            aux: padded,
+                        },
+                    )
                 })
         })
 }
 
-fn stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+/// Several messages back to back: the bytes, where each starts, and what each must decode to.
+fn stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, Vec<OwnedMessage>)> {
     proptest::collection::vec(message(), 1..12).prop_map(|msgs| {
         let mut starts = Vec::new();
         let mut s = Vec::new();
-        for m in msgs {
+        let mut expected = Vec::new();
+        for (wire, m) in msgs {
             starts.push(s.len());
-            s.extend(m);
+            s.extend(wire);
+            expected.push(m);
         }
-        (s, starts)
+        (s, starts, expected)
     })
 }
 
@@ -65,10 +79,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn chunking_never_changes_the_messages((s, starts) in stream(), pieces in pieces()) {
+    fn chunking_never_changes_the_messages((s, _starts, expected) in stream(), pieces in pieces()) {
         let (whole, end) = decode_stream(&s, &[s.len()], 8192, 65536);
         prop_assert_eq!(end, Ending::Closed);
-        prop_assert_eq!(whole.len(), starts.len());
+        prop_assert_eq!(&whole, &expected, "decoded fields, extended bytes and aux are what was sent");
         // A 2 KiB FIFO with lent aux storage, in arbitrary pieces: the same messages.
         let (split, end) = decode_stream(&s, &pieces, 2048, 65536);
         prop_assert_eq!(end, Ending::Closed);
@@ -82,6 +96,29 @@ proptest! {
     ) {
         let (msgs, end) = decode_stream(&bytes, &pieces, 2048, 4096);
         if let Ending::Failed(f) = end {
+            prop_assert_eq!(f.offset, msgs.iter().map(|m| 32 + m.ext.len() + m.aux.len()).sum::<usize>() as u64);
+        }
+    }
+
+    /// Valid streams with bytes overwritten, CRCs then repaired half of the time, so that
+    /// the size, extended-header and aux paths see hostile values, not just SYNC.
+    #[test]
+    fn mangled_streams_never_panic(
+        (s, _starts, _expected) in stream(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        repair in any::<bool>(),
+        pieces in pieces(),
+    ) {
+        let mut bytes = s;
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        if repair {
+            h2msg_tests::fuzz::repair_crcs(&mut bytes);
+        }
+        let (msgs, end) = decode_stream(&bytes, &pieces, 2048, 4096);
+        if let Ending::Failed(f) = end {
             prop_assert!([1, 2, 4, 5, 6, 7].contains(&f.ioq_error().code()));
             let delivered: usize = msgs.iter().map(|m| 32 + m.ext.len() + m.aux.len()).sum();
             prop_assert_eq!(f.offset, delivered as u64);
@@ -90,11 +127,11 @@ proptest! {
 
     #[test]
     fn a_flipped_bit_costs_exactly_its_message(
-        (s, starts) in stream(),
+        (s, starts, expected) in stream(),
         pick in any::<prop::sample::Index>(),
         pieces in pieces(),
     ) {
-        let (intact, _) = decode_stream(&s, &[s.len()], 8192, 65536);
+        let intact = expected;
         let bit = pick.index(s.len() * 8);
         let mut bad = s.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
@@ -112,11 +149,10 @@ proptest! {
 
     #[test]
     fn truncation_delivers_what_is_whole_then_eof(
-        (s, starts) in stream(),
+        (s, starts, intact) in stream(),
         cut in any::<prop::sample::Index>(),
         pieces in pieces(),
     ) {
-        let (intact, _) = decode_stream(&s, &[s.len()], 8192, 65536);
         let n = cut.index(s.len());
         let whole_msgs = starts.iter().filter(|&&st| st < n).count();
         let (msgs, end) = decode_stream(&s[..n], &pieces, 2048, 65536);

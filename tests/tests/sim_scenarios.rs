@@ -303,6 +303,16 @@ fn partial_writes_at_every_offset_change_nothing() {
         (pair.a.events, pair.b.events, pair.a.wrote, pair.b.wrote)
     };
     let reference = run(1 << 20);
+    let delivered = reference
+        .1
+        .iter()
+        .filter_map(OwnedEvent::message)
+        .find(|m| m.aux.len() == big.len());
+    assert_eq!(
+        delivered.map(|m| &m.aux),
+        Some(&big),
+        "the 64 KiB aux arrives as sent"
+    );
     assert_eq!(
         reference.1.len(),
         5,

@@ -252,7 +252,7 @@ impl<F, A, C> RxDecoder<F, A, C> {
         self.offset
     }
 
-    /// True once the decoder will accept no more input (failed, closed, or input ended).
+    /// True once the stream has failed or closed (its ending may not be polled yet).
     #[must_use]
     pub const fn is_finished(&self) -> bool {
         matches!(self.state, State::Failed { .. } | State::Closed { .. })
@@ -303,14 +303,19 @@ where
     }
 
     /// Swaps in new aux storage and returns the old one, for example after
-    /// [`RxPoll::AuxStorageTooSmall`]. Aux bytes already moved into the old storage (in
-    /// [`RxPhase::AuxData2`]) are copied over if they fit; if they do not, nothing changes
-    /// and the new storage is handed back as `Err`.
+    /// [`RxPoll::AuxStorageTooSmall`]. The message delivered last is released first. While a
+    /// message is arriving in the aux storage ([`RxPhase::AuxData2`]) the new storage must
+    /// hold that message's whole aux data; the bytes already received are copied over.
     ///
     /// # Errors
-    /// The new storage, unused, when it is too small for the aux bytes already received.
+    /// The new storage, unused and with nothing changed, when it cannot hold the aux data of
+    /// the message that is arriving into the storage.
     pub fn replace_aux_storage(&mut self, mut new: A) -> Result<A, A> {
-        if let State::AuxInStorage { filled, .. } = self.state {
+        self.apply_release();
+        if let State::AuxInStorage { header, filled } = self.state {
+            if new.as_ref().len() < header.aux_len() {
+                return Err(new);
+            }
             let (Some(dst), Some(src)) = (
                 new.as_mut().get_mut(..filled),
                 self.aux_store.as_ref().get(..filled),
@@ -320,6 +325,12 @@ where
             dst.copy_from_slice(src);
         }
         Ok(core::mem::replace(&mut self.aux_store, new))
+    }
+
+    /// True while the decoder can use more input: not finished and input not ended.
+    #[must_use]
+    pub const fn wants_input(&self) -> bool {
+        !self.input_ended && !matches!(self.state, State::Failed { .. } | State::Closed { .. })
     }
 
     /// Where the transport should put the next bytes it receives; report how many with
@@ -757,12 +768,34 @@ mod tests {
         let taken = rx.feed(&wire);
         assert!(matches!(rx.poll(), RxPoll::NeedInput));
         assert_eq!(rx.phase(), RxPhase::AuxData2);
-        // Too small for what has arrived: refused, nothing changes.
+        // Too small for the arriving message: refused, nothing changes.
         assert!(rx.replace_aux_storage(std::vec![0u8; 100]).is_err());
+        assert!(rx.replace_aux_storage(std::vec![0u8; 10015]).is_err());
+        assert_eq!(rx.phase(), RxPhase::AuxData2);
         let old = rx.replace_aux_storage(std::vec![0u8; 65536]).unwrap();
         assert_eq!(old.len(), 10016);
         let (got, _) = run(&mut rx, &wire[taken..], 1000);
         assert_eq!(got, std::vec![(4, aux)]);
+    }
+
+    #[test]
+    fn swapping_storage_releases_the_message_delivered_last() {
+        let aux = std::vec![9u8; 9000];
+        let wire = message(Cmd::DBG_SHELL, 5, &[], &aux);
+        let mut rx = decoder(8192, 9024);
+        let (got, _) = run(&mut rx, &wire, 4096);
+        assert_eq!(got[0].1[..9000], aux[..]);
+        let mut rx = decoder(8192, 9024);
+        rx.feed(&wire);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        let rest = &wire[8192..];
+        assert_eq!(rx.feed(rest), rest.len());
+        assert!(matches!(rx.poll(), RxPoll::Message(_)));
+        rx.replace_aux_storage(std::vec![0u8; 9024]).unwrap();
+        assert!(
+            rx.current().is_none(),
+            "the delivered message is gone, not re-read from new storage"
+        );
     }
 
     #[test]

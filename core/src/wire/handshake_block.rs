@@ -65,6 +65,12 @@ impl HandshakeBlock {
         zerocopy::transmute_ref!(bytes)
     }
 
+    /// The 512 wire bytes viewed as a mutable block (no copy).
+    #[must_use]
+    pub fn from_wire_mut(bytes: &mut [u8; HANDSHAKE_LEN]) -> &mut Self {
+        zerocopy::transmute_mut!(bytes)
+    }
+
     /// The block's 512 wire bytes (no copy).
     #[must_use]
     pub fn wire_bytes(&self) -> &[u8; HANDSHAKE_LEN] {
