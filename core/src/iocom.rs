@@ -716,13 +716,12 @@ where
     ) -> Result<MsgHeader, SendError> {
         let key = TransKey::remote(to.msgid);
         let cmd = match self.remote.get(key) {
-            Some(state) if Direction::of(to.cmd) == Direction::Command => transaction_reply_cmd(
-                to.cmd, state, last,
-            )
-            .ok_or(SendError::Transaction(TransError::DirectionClosed {
-                key,
-                direction: Direction::Reply,
-            }))?,
+            Some(state) => transaction_reply_cmd(to.cmd, state, last).ok_or(
+                SendError::Transaction(TransError::DirectionClosed {
+                    key,
+                    direction: Direction::Reply,
+                }),
+            )?,
             _ if last => final_reply_cmd(to.cmd),
             _ => streaming_reply_cmd(to.cmd),
         };
@@ -1006,6 +1005,126 @@ mod tests {
             io.local_transactions().len(),
             1,
             "still waiting for the replies"
+        );
+    }
+
+    #[test]
+    fn counters_count() {
+        let mut io = iocom(1024);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        let mut input = ping_bytes(2);
+        input.extend(message_bytes(Cmd::LNK_PAD, 0, &[]));
+        input.extend(message_bytes(Cmd::LNK_PAD, 0, &[]));
+        input.extend(message_bytes(Cmd::DBG_SHELL.set(MsgFlags::REPLY), 0, &[])); // accepted reply
+        input.extend(message_bytes(
+            Cmd::LNK_PING.set(MsgFlags::REPLY | MsgFlags::DELETE),
+            9,
+            &[],
+        ));
+        io.feed(&input);
+        while io.poll_event().is_some() {}
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
+        let stats = io.stats();
+        assert_eq!(stats.received, 6);
+        assert_eq!(stats.auto_replies, 2);
+        // Two pads, and a reply element for a transaction that does not exist.
+        assert_eq!(stats.dropped, 3);
+        assert_eq!(stats.sent, 5);
+    }
+
+    #[test]
+    fn a_down_link_takes_no_input() {
+        let mut io = iocom(1024);
+        io.transport_failed();
+        assert!(io.read_buf().is_empty());
+        assert_eq!(
+            io.commit_read(1),
+            Err(OverCommit {
+                reported: 1,
+                room: 0
+            })
+        );
+        assert_eq!(io.commit_read(0), Ok(()));
+        let mut up = iocom(1024);
+        let room = up.read_buf().len();
+        assert!(room > 0);
+        assert_eq!(
+            up.commit_read(room + 1),
+            Err(OverCommit {
+                reported: room + 1,
+                room
+            })
+        );
+    }
+
+    #[test]
+    fn flag_bits_are_the_c_values() {
+        let mut io = iocom(1024);
+        assert_eq!(io.flags().bits(), IocomFlags::RREQ | IocomFlags::WIDLE);
+        assert_eq!(
+            (
+                IocomFlags::EOF,
+                IocomFlags::RREQ,
+                IocomFlags::WREQ,
+                IocomFlags::WIDLE
+            ),
+            (1, 2, 4, 8)
+        );
+        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        io.write_would_block();
+        io.advance_write(0).unwrap();
+        assert_eq!(
+            io.flags().bits(),
+            IocomFlags::RREQ | IocomFlags::WREQ,
+            "nothing left: still blocked"
+        );
+        io.transport_failed();
+        assert_eq!(
+            io.flags().bits(),
+            IocomFlags::EOF | IocomFlags::WREQ | IocomFlags::WIDLE
+        );
+    }
+
+    #[test]
+    fn errors_say_what_happened() {
+        use std::string::ToString;
+        assert_eq!(SendError::LinkDown.to_string(), "the link is down");
+        assert_eq!(
+            SendError::NoFreeMsgid.to_string(),
+            "no free msgid: the transaction table is full"
+        );
+        assert_eq!(
+            AcceptListFull.to_string(),
+            "a connection accepts at most 16 commands"
+        );
+        assert_eq!(
+            MemoryError::TxRingTooSmall { len: 8 }.to_string(),
+            "transmit ring of 8 bytes cannot hold a 32-byte header"
+        );
+        assert_eq!(
+            MemoryError::FifoTooSmall { len: 8 }.to_string(),
+            "receive FIFO of 8 bytes is below the 2048-byte header limit"
+        );
+        assert_eq!(
+            OverCommit {
+                reported: 5,
+                room: 4
+            }
+            .to_string(),
+            "5 bytes reported read into a buffer of 4"
+        );
+        let f = RxFailure {
+            error: crate::wire::DecodeError::Sync { found: [1, 2] },
+            offset: 64,
+        };
+        assert_eq!(
+            f.to_string(),
+            "message at stream offset 64: IOQ error 1 (SYNC): magic bytes 01 02 are neither 32 48 nor 48 32"
+        );
+        assert!(
+            std::format!("{:?}", iocom(64)).starts_with("Iocom { rx: RxDecoder { phase: Header1")
         );
     }
 
