@@ -20,13 +20,13 @@
 //!     ioq        receive decoder and transmit queue
 //!     iocom      one connection: rx + tx + flags + events
 //!     trans      the transaction table
-//!     handshake  the 512-byte RSA exchange, RSA behind a trait (to come)
+//!     handshake  the 512-byte RSA exchange, RSA behind a trait
 //! ```
 //!
 //! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
 //! check one message exactly as the 2012 C implementation put it on the wire — the two
 //! directions of a connection in [`ioq`], the transaction table in [`trans`], and one whole
-//! connection in [`iocom`]. The handshake is still to come.
+//! connection in [`iocom`], and the 512-byte [`handshake`] that opens every link.
 //!
 //! ## Example: a `DBG_SHELL` line, sealed and parsed back
 //!
@@ -61,6 +61,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+pub mod handshake;
 pub mod iocom;
 pub mod ioq;
 pub mod trans;

@@ -1,0 +1,879 @@
+//! The 512-byte handshake both ends run first (§2), as a sans-IO state machine.
+//!
+//! Each side builds a block (random fill, then the fixed fields of §2.3: `quickmsg`,
+//! magic, version 1, flags 0, the verifier of its `sess`, masked pad bytes), transforms it
+//! block by block with raw RSA — our private key, then the peer's public key (§2.4) — and
+//! sends the 512 bytes, while it receives the peer's 512 bytes in any chunking, undoes the
+//! transform (our private key, then the peer's public key) and validates them (§2.5).
+//!
+//! Drive it like the connection: [`Handshake::pending`] / [`Handshake::advance`] for the
+//! bytes to send, [`Handshake::read_buf`] / [`Handshake::commit_read`] (or
+//! [`Handshake::feed`]) for the bytes received, [`Handshake::end_input`] when the transport
+//! ends, [`Handshake::handle_timeout`] with the caller's clock, and [`Handshake::poll`] for
+//! the outcome. Nothing here blocks, allocates or reads a clock.
+//!
+//! # Modes
+//!
+//! * [`KeyMode::Rsa`]: the seed era's authenticated exchange. Both 256-byte blocks of a
+//!   2048-bit key (or the single block of a 4096-bit key) are transformed.
+//! * [`KeyMode::Plaintext`]: the seed era's `.none` peers (§11 H5): the same 512 bytes are
+//!   exchanged **in the clear**. This mode authenticates nothing and keeps nothing secret;
+//!   it exists only to talk to peers configured with `remote/<peer>.none`.
+//!
+//! # Choices where the C code is loose (§11)
+//!
+//! | Item | C code | Here |
+//! |---|---|---|
+//! | H2 version | demands 1 | sends 1, demands 1 |
+//! | H3 magic | not checked | must be 0x4832 in either order (C always sends one) |
+//! | H4 key sizes | any size dividing 512 | 2048-bit (two blocks) or 4096-bit (one block), else KEYFMT |
+//! | H6 RSA error while sending | keeps sending | stops at once |
+//! | H7 timeout | none | optional deadline, KEYXCHGFAIL when it passes |
+//! | H9 retry counter | host order | little-endian, at most [`MAX_RSA_RETRIES`] tries |
+//! | — | — | each decoded block must have its top two bits clear, as every sender makes them |
+//!
+//! The second RSA block carries only padding and random bytes, which nothing verifies: a
+//! corrupted second block is caught only when its decoding falls out of range (most of the
+//! time, not always). The first block carries `sess` and the verifier, and any damage there
+//! fails the exchange.
+
+#[cfg(feature = "crypto")]
+mod rsa_keys;
+mod rsa_op;
+
+use core::fmt;
+
+use rand_core::TryCryptoRng;
+use zeroize::Zeroize;
+
+#[cfg(feature = "crypto")]
+pub use rsa_keys::{KeySizeMismatch, RsaKeys};
+pub use rsa_op::{RawRsa, RsaOpError};
+
+use crate::ioq::rx::OverCommit;
+use crate::wire::handshake_block::SESS_LEN;
+use crate::wire::limits::{HANDSHAKE_LEN, HANDSHAKE_VERSION};
+use crate::wire::{HandshakeBlock, IoqError, WireOrder};
+
+/// Most attempts at a private-key result below `2^(8·blk−2)` before giving up (§2.4 step 1).
+/// Each attempt succeeds with probability above 1/4, so 128 failures in a row mean a broken
+/// key, not bad luck (the chance is below 2⁻⁵³).
+pub const MAX_RSA_RETRIES: u32 = 128;
+
+/// How the two ends protect the exchange.
+#[derive(Debug)]
+pub enum KeyMode<K> {
+    /// Raw RSA with our private key and the peer's public key.
+    Rsa(K),
+    /// No keys: the 512 bytes travel in the clear (`.none` peers). Authenticates nothing.
+    Plaintext,
+}
+
+/// Why the key exchange failed (KEYXCHGFAIL, 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyExchangeFailure {
+    /// An RSA operation failed.
+    Rsa(RsaOpError),
+    /// No private-key result with its top two bits clear in [`MAX_RSA_RETRIES`] tries.
+    RetriesExhausted,
+    /// A decoded block had one of its top two bits set: not what any sender makes.
+    OutOfRange {
+        /// Offset of the block.
+        block: usize,
+    },
+    /// The input ended before 512 bytes arrived.
+    Truncated {
+        /// Bytes received.
+        received: usize,
+    },
+    /// The magic is neither byte order of 0x4832.
+    Magic {
+        /// The two bytes found.
+        found: [u8; 2],
+    },
+    /// The version is not 1.
+    Version {
+        /// The version found.
+        found: u16,
+    },
+    /// The verifier does not match the session key.
+    Verifier,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// Why the handshake failed. Each variant is one IOQ code (§2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// KEYXCHGFAIL (12).
+    KeyExchange(KeyExchangeFailure),
+    /// KEYFMT (13): the keys' block size is not 256 or 512 bytes.
+    KeyFormat {
+        /// The block size the keys have.
+        block_len: usize,
+    },
+    /// BADURANDOM (14): the random source failed or gave all zeros.
+    BadRandom,
+}
+
+impl HandshakeError {
+    /// The IOQ status code (§2.6).
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        match self {
+            Self::KeyExchange(_) => IoqError::KeyXchgFail,
+            Self::KeyFormat { .. } => IoqError::KeyFmt,
+            Self::BadRandom => IoqError::BadURandom,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.ioq_error();
+        match self {
+            Self::KeyExchange(why) => match why {
+                KeyExchangeFailure::Rsa(e) => write!(f, "{code}: {e}"),
+                KeyExchangeFailure::RetriesExhausted => {
+                    write!(f, "{code}: no usable RSA result in {MAX_RSA_RETRIES} tries")
+                }
+                KeyExchangeFailure::OutOfRange { block } => {
+                    write!(
+                        f,
+                        "{code}: the block at {block:#x} decodes out of range (wrong key?)"
+                    )
+                }
+                KeyExchangeFailure::Truncated { received } => {
+                    write!(f, "{code}: input ended after {received} of 512 bytes")
+                }
+                KeyExchangeFailure::Magic { found } => {
+                    write!(f, "{code}: magic bytes {:02x} {:02x}", found[0], found[1])
+                }
+                KeyExchangeFailure::Version { found } => {
+                    write!(f, "{code}: version {found}, not 1")
+                }
+                KeyExchangeFailure::Verifier => {
+                    write!(f, "{code}: verifier does not match (wrong key?)")
+                }
+                KeyExchangeFailure::Timeout => write!(f, "{code}: deadline passed"),
+            },
+            Self::KeyFormat { block_len } => {
+                write!(
+                    f,
+                    "{code}: RSA block of {block_len} bytes; keys must be 2048 or 4096 bits"
+                )
+            }
+            Self::BadRandom => write!(f, "{code}: random source failed or gave zeros"),
+        }
+    }
+}
+
+impl core::error::Error for HandshakeError {}
+
+/// What a completed handshake yields. Secret: zeroized on drop.
+pub struct Session {
+    /// The `sess` we sent.
+    pub own_sess: [u8; SESS_LEN],
+    /// The `sess` the peer sent.
+    pub peer_sess: [u8; SESS_LEN],
+    /// The peer's `quickmsg` field (C peers send "Testing 1 2 3").
+    pub peer_quickmsg: [u8; 32],
+    /// The byte order of the peer's block.
+    pub peer_order: WireOrder,
+}
+
+impl Session {
+    /// The peer's `quickmsg` up to its NUL.
+    #[must_use]
+    pub fn peer_quickmsg_text(&self) -> &[u8] {
+        let end = self
+            .peer_quickmsg
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.peer_quickmsg.len());
+        self.peer_quickmsg.get(..end).unwrap_or_default()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.own_sess.zeroize();
+        self.peer_sess.zeroize();
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("peer_order", &self.peer_order)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Handshake::poll`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakePoll {
+    /// Bytes still have to be sent or received.
+    InProgress,
+    /// Both blocks went through: the session. Given once.
+    Done(Session),
+    /// The handshake failed. Said once; nothing more is sent or accepted.
+    Failed(HandshakeError),
+    /// `Done` or `Failed` was said already.
+    Finished,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Failed(HandshakeError),
+    Reported,
+}
+
+/// One side of the handshake. See the [module docs](self).
+pub struct Handshake<K> {
+    keys: KeyMode<K>,
+    block_len: usize,
+    /// Wire bytes to send.
+    tx: [u8; HANDSHAKE_LEN],
+    sent: usize,
+    /// Wire bytes received; decoded in place block by block.
+    rx: [u8; HANDSHAKE_LEN],
+    received: usize,
+    decoded: usize,
+    own_sess: [u8; SESS_LEN],
+    deadline: Option<u64>,
+    input_ended: bool,
+    state: State,
+}
+
+impl<K> fmt::Debug for Handshake<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("sent", &self.sent)
+            .field("received", &self.received)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Drop for Handshake<K> {
+    fn drop(&mut self) {
+        self.tx.zeroize();
+        self.rx.zeroize();
+        self.own_sess.zeroize();
+    }
+}
+
+impl<K: RawRsa> Handshake<K> {
+    /// Builds and transforms our block (§2.3, §2.4). `deadline` is a time on the caller's
+    /// clock (any unit, as long as [`handle_timeout`](Self::handle_timeout) gets the same).
+    ///
+    /// # Errors
+    /// KEYFMT for unusable keys, BADURANDOM for a failing or all-zero random fill,
+    /// KEYXCHGFAIL for an RSA failure.
+    pub fn new<R: TryCryptoRng + ?Sized>(
+        mut keys: KeyMode<K>,
+        rng: &mut R,
+        order: WireOrder,
+        deadline: Option<u64>,
+    ) -> Result<Self, HandshakeError> {
+        let block_len = match &keys {
+            KeyMode::Rsa(k) => k.block_len(),
+            KeyMode::Plaintext => HANDSHAKE_LEN,
+        };
+        if block_len != 256 && block_len != HANDSHAKE_LEN {
+            return Err(HandshakeError::KeyFormat { block_len });
+        }
+        let mut tx = [0u8; HANDSHAKE_LEN];
+        if rng.try_fill_bytes(&mut tx).is_err() || tx.iter().all(|&b| b == 0) {
+            tx.zeroize();
+            return Err(HandshakeError::BadRandom);
+        }
+        let block = HandshakeBlock::from_wire_mut(&mut tx);
+        block.stamp(order);
+        let own_sess = block.sess;
+        let mut hs = Self {
+            keys: KeyMode::Plaintext,
+            block_len,
+            tx,
+            sent: 0,
+            rx: [0; HANDSHAKE_LEN],
+            received: 0,
+            decoded: 0,
+            own_sess,
+            deadline,
+            input_ended: false,
+            state: State::Running,
+        };
+        if let KeyMode::Rsa(k) = &mut keys {
+            encrypt_blocks(k, &mut hs.tx, block_len).map_err(HandshakeError::KeyExchange)?;
+        }
+        hs.keys = keys;
+        Ok(hs)
+    }
+
+    /// Bytes still to send.
+    #[must_use]
+    pub fn pending(&self) -> &[u8] {
+        match self.state {
+            State::Running => self.tx.get(self.sent..).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// The transport took `n` of the pending bytes.
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds them; nothing changes.
+    pub fn advance(&mut self, n: usize) -> Result<(), OverCommit> {
+        let room = self.pending().len();
+        if n > room {
+            return Err(OverCommit { reported: n, room });
+        }
+        self.sent += n;
+        Ok(())
+    }
+
+    /// Where the next received bytes go; report them with [`commit_read`](Self::commit_read).
+    /// Never more than the handshake's remaining bytes, so nothing of the message stream
+    /// that follows is taken.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.state != State::Running || self.input_ended {
+            return &mut [];
+        }
+        self.rx.get_mut(self.received..).unwrap_or_default()
+    }
+
+    /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the room; nothing changes.
+    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
+        let room = self.read_buf().len();
+        if n > room {
+            return Err(OverCommit { reported: n, room });
+        }
+        self.received += n;
+        Ok(())
+    }
+
+    /// Copies received bytes in; returns how many were taken (never past the 512th byte).
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        let buf = self.read_buf();
+        let n = buf.len().min(bytes.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.received += n;
+            n
+        } else {
+            0
+        }
+    }
+
+    /// The transport ended: fewer than 512 bytes is KEYXCHGFAIL.
+    pub fn end_input(&mut self) {
+        self.input_ended = true;
+    }
+
+    /// The deadline given to [`new`](Self::new), if any.
+    #[must_use]
+    pub const fn deadline(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    /// Tells the time; past the deadline an unfinished handshake fails (§11 H7).
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.state == State::Running && self.deadline.is_some_and(|d| now >= d) {
+            self.fail(KeyExchangeFailure::Timeout);
+        }
+    }
+
+    /// Decodes what has arrived and says how the handshake stands.
+    pub fn poll(&mut self) -> HandshakePoll {
+        if self.state == State::Running {
+            self.step();
+        }
+        if self.state == State::Running {
+            match self.finish() {
+                None => return HandshakePoll::InProgress,
+                Some(Ok(session)) => {
+                    self.state = State::Reported;
+                    return HandshakePoll::Done(session);
+                }
+                Some(Err(why)) => self.fail(why),
+            }
+        }
+        match self.state {
+            State::Running => HandshakePoll::InProgress,
+            State::Failed(e) => {
+                self.state = State::Reported;
+                HandshakePoll::Failed(e)
+            }
+            State::Reported => HandshakePoll::Finished,
+        }
+    }
+
+    /// The peer's block with the transform undone, once all 512 bytes were decoded (for
+    /// diagnostics and tests; it holds the peer's session key).
+    #[must_use]
+    pub fn received_block(&self) -> Option<&HandshakeBlock> {
+        (self.decoded == HANDSHAKE_LEN).then(|| HandshakeBlock::from_wire(&self.rx))
+    }
+
+    fn step(&mut self) {
+        while self.state == State::Running && self.received >= self.decoded + self.block_len {
+            let at = self.decoded;
+            if let KeyMode::Rsa(k) = &mut self.keys {
+                if let Err(why) = decrypt_block(k, &mut self.rx, at, self.block_len) {
+                    self.fail(why);
+                    return;
+                }
+            } else if self.rx.get(at).is_some_and(|b| b & 0xC0 != 0) {
+                self.fail(KeyExchangeFailure::OutOfRange { block: at });
+                return;
+            }
+            self.decoded += self.block_len;
+        }
+        if self.state == State::Running && self.input_ended && self.received < HANDSHAKE_LEN {
+            self.fail(KeyExchangeFailure::Truncated {
+                received: self.received,
+            });
+        }
+    }
+
+    fn fail(&mut self, why: KeyExchangeFailure) {
+        self.state = State::Failed(HandshakeError::KeyExchange(why));
+    }
+
+    /// The session, if everything was sent, received and is valid (§2.5 steps 4–5).
+    fn finish(&mut self) -> Option<Result<Session, KeyExchangeFailure>> {
+        if self.state != State::Running || self.sent < HANDSHAKE_LEN || self.decoded < HANDSHAKE_LEN
+        {
+            return None;
+        }
+        let block = HandshakeBlock::from_wire(&self.rx);
+        let order = match WireOrder::detect(block.magic) {
+            Ok(order) => order,
+            Err(_) => return Some(Err(KeyExchangeFailure::Magic { found: block.magic })),
+        };
+        if block.version() != HANDSHAKE_VERSION {
+            return Some(Err(KeyExchangeFailure::Version {
+                found: block.version(),
+            }));
+        }
+        if !block.is_valid() {
+            return Some(Err(KeyExchangeFailure::Verifier));
+        }
+        Some(Ok(Session {
+            own_sess: self.own_sess,
+            peer_sess: block.sess,
+            peer_quickmsg: block.quickmsg,
+            peer_order: order,
+        }))
+    }
+}
+
+/// §2.4 for every block of `buf`: retry the private op until its result has the top two
+/// bits clear, then the peer's public op, written back over the block.
+fn encrypt_blocks<K: RawRsa>(
+    keys: &mut K,
+    buf: &mut [u8; HANDSHAKE_LEN],
+    block_len: usize,
+) -> Result<(), KeyExchangeFailure> {
+    let mut m1 = [0u8; HANDSHAKE_LEN];
+    let result = (|| {
+        for block in buf.chunks_exact_mut(block_len) {
+            let m1 = m1
+                .get_mut(..block_len)
+                .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
+            let mut tries = 0;
+            loop {
+                if tries == MAX_RSA_RETRIES {
+                    return Err(KeyExchangeFailure::RetriesExhausted);
+                }
+                tries += 1;
+                bump_retry_counter(block);
+                keys.private_op(block, m1)
+                    .map_err(KeyExchangeFailure::Rsa)?;
+                if m1.first().is_some_and(|b| b & 0xC0 == 0) {
+                    break;
+                }
+            }
+            keys.peer_public_op(m1, block)
+                .map_err(KeyExchangeFailure::Rsa)?;
+        }
+        Ok(())
+    })();
+    m1.zeroize();
+    result
+}
+
+/// §2.5 step 2 for the block at `at`: our private op, then the peer's public op, in place.
+fn decrypt_block<K: RawRsa>(
+    keys: &mut K,
+    buf: &mut [u8; HANDSHAKE_LEN],
+    at: usize,
+    block_len: usize,
+) -> Result<(), KeyExchangeFailure> {
+    let mut p1 = [0u8; HANDSHAKE_LEN];
+    let result = (|| {
+        let block = buf
+            .get_mut(at..at + block_len)
+            .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
+        let p1 = p1
+            .get_mut(..block_len)
+            .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
+        keys.private_op(block, p1)
+            .map_err(KeyExchangeFailure::Rsa)?;
+        // The sender made this the private-op result with its top two bits clear.
+        if p1.first().is_some_and(|b| b & 0xC0 != 0) {
+            return Err(KeyExchangeFailure::OutOfRange { block: at });
+        }
+        keys.peer_public_op(p1, block)
+            .map_err(KeyExchangeFailure::Rsa)?;
+        // And this the block whose first byte it masked with 0x3F.
+        if block.first().is_some_and(|b| b & 0xC0 != 0) {
+            return Err(KeyExchangeFailure::OutOfRange { block: at });
+        }
+        Ok(())
+    })();
+    p1.zeroize();
+    result
+}
+
+/// Increments the little-endian u32 at bytes 4..8 of a block (§2.4 step 1, §11 H9).
+fn bump_retry_counter(block: &mut [u8]) {
+    if let Some(counter) = block.get_mut(4..8) {
+        let mut le = [0u8; 4];
+        le.copy_from_slice(counter);
+        counter.copy_from_slice(&u32::from_le_bytes(le).wrapping_add(1).to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::limits::HANDSHAKE_QUICKMSG;
+    extern crate std;
+
+    /// A stand-in for RSA: both operations copy, and the private one can be made to give
+    /// a result with its top bit set a number of times, to drive the retry loop.
+    struct MockRsa {
+        block_len: usize,
+        high_results: u32,
+        private_calls: u32,
+    }
+
+    impl MockRsa {
+        fn new(block_len: usize) -> Self {
+            Self {
+                block_len,
+                high_results: 0,
+                private_calls: 0,
+            }
+        }
+    }
+
+    impl RawRsa for MockRsa {
+        fn block_len(&self) -> usize {
+            self.block_len
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            self.private_calls += 1;
+            out.copy_from_slice(input);
+            if self.high_results > 0 {
+                self.high_results -= 1;
+                out[0] |= 0x80;
+            }
+            Ok(())
+        }
+        fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            out.copy_from_slice(input);
+            Ok(())
+        }
+    }
+
+    /// Bytes seed, seed+1, … (never all zero for a nonzero seed).
+    struct SeqRng(u8);
+
+    impl rand_core::TryRng for SeqRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            let mut b = [0u8; 4];
+            self.try_fill_bytes(&mut b)?;
+            Ok(u32::from_le_bytes(b))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(u64::from(self.try_next_u32()?))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for b in dst {
+                *b = self.0;
+                self.0 = self.0.wrapping_mul(31).wrapping_add(7);
+            }
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for SeqRng {}
+
+    struct BrokenRng;
+    impl rand_core::TryRng for BrokenRng {
+        type Error = core::fmt::Error;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Err(core::fmt::Error)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Err(core::fmt::Error)
+        }
+        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Self::Error> {
+            Err(core::fmt::Error)
+        }
+    }
+    impl rand_core::TryCryptoRng for BrokenRng {}
+
+    struct ZeroRng;
+    impl rand_core::TryRng for ZeroRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(0)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            dst.fill(0);
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for ZeroRng {}
+
+    type Hs = Handshake<MockRsa>;
+
+    fn side(seed: u8, mode: KeyMode<MockRsa>) -> Hs {
+        Handshake::new(mode, &mut SeqRng(seed), WireOrder::Little, None).unwrap()
+    }
+
+    /// Moves at most `chunk` pending bytes of `from` into `to`.
+    fn pipe(from: &mut Hs, to: &mut Hs, chunk: usize) {
+        let n = from.pending().len().min(chunk);
+        let bytes: std::vec::Vec<u8> = from.pending()[..n].to_vec();
+        let taken = to.feed(&bytes);
+        from.advance(taken).unwrap();
+    }
+
+    /// Runs two sides against each other, `chunk` bytes at a time each way.
+    fn exchange(a: &mut Hs, b: &mut Hs, chunk: usize) -> (HandshakePoll, HandshakePoll) {
+        let (mut ra, mut rb) = (None, None);
+        for _ in 0..10_000 {
+            pipe(a, b, chunk);
+            pipe(b, a, chunk);
+            for (hs, result) in [(&mut *a, &mut ra), (&mut *b, &mut rb)] {
+                if result.is_none() {
+                    match hs.poll() {
+                        HandshakePoll::InProgress => {}
+                        done => *result = Some(done),
+                    }
+                }
+            }
+            if ra.is_some() && rb.is_some() {
+                break;
+            }
+        }
+        (ra.unwrap(), rb.unwrap())
+    }
+
+    #[test]
+    fn two_sides_agree_in_any_chunking_and_both_modes() {
+        for chunk in [1, 7, 100, 255, 256, 257, 512] {
+            for rsa in [true, false] {
+                let mode = |n| {
+                    if rsa {
+                        KeyMode::Rsa(MockRsa::new(n))
+                    } else {
+                        KeyMode::Plaintext
+                    }
+                };
+                let mut a = side(3, mode(256));
+                let mut b = side(200, mode(256));
+                let (own_a, own_b) = (a.own_sess, b.own_sess);
+                let (HandshakePoll::Done(sa), HandshakePoll::Done(sb)) =
+                    exchange(&mut a, &mut b, chunk)
+                else {
+                    panic!("chunk {chunk}");
+                };
+                assert_eq!((sa.own_sess, sa.peer_sess), (own_a, own_b));
+                assert_eq!((sb.own_sess, sb.peer_sess), (own_b, own_a));
+                assert_eq!(sa.peer_quickmsg_text(), &HANDSHAKE_QUICKMSG[..13]);
+                assert!(matches!(a.poll(), HandshakePoll::Finished));
+            }
+        }
+    }
+
+    #[test]
+    fn the_retry_counter_is_bumped_until_the_private_result_fits() {
+        let plain = side(9, KeyMode::Rsa(MockRsa::new(512)));
+        let mut forced = MockRsa::new(512);
+        forced.high_results = 3;
+        let retried = side(9, KeyMode::Rsa(forced));
+        let counter = |hs: &Hs| u32::from_le_bytes(hs.tx[4..8].try_into().unwrap());
+        assert_eq!(counter(&retried), counter(&plain).wrapping_add(3));
+        let KeyMode::Rsa(keys) = &retried.keys else {
+            panic!()
+        };
+        assert_eq!(keys.private_calls, 4);
+        assert_eq!(retried.tx[8..], plain.tx[8..]);
+    }
+
+    #[test]
+    fn the_retry_loop_is_bounded() {
+        let mut hopeless = MockRsa::new(256);
+        hopeless.high_results = u32::MAX;
+        let err = Handshake::new(
+            KeyMode::Rsa(hopeless),
+            &mut SeqRng(1),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            HandshakeError::KeyExchange(KeyExchangeFailure::RetriesExhausted)
+        );
+        assert_eq!(err.ioq_error(), IoqError::KeyXchgFail);
+    }
+
+    #[test]
+    fn unusable_key_sizes_are_keyfmt() {
+        for block_len in [0, 64, 128, 384, 1024] {
+            let err = Handshake::new(
+                KeyMode::Rsa(MockRsa::new(block_len)),
+                &mut SeqRng(1),
+                WireOrder::Little,
+                None,
+            )
+            .unwrap_err();
+            assert_eq!(err, HandshakeError::KeyFormat { block_len });
+            assert_eq!(err.ioq_error(), IoqError::KeyFmt);
+        }
+    }
+
+    #[test]
+    fn a_broken_or_zero_random_source_is_badurandom() {
+        let err =
+            Handshake::<MockRsa>::new(KeyMode::Plaintext, &mut BrokenRng, WireOrder::Little, None)
+                .unwrap_err();
+        assert_eq!(err, HandshakeError::BadRandom);
+        let err =
+            Handshake::<MockRsa>::new(KeyMode::Plaintext, &mut ZeroRng, WireOrder::Little, None)
+                .unwrap_err();
+        assert_eq!(err.ioq_error(), IoqError::BadURandom);
+    }
+
+    #[test]
+    fn fewer_than_512_bytes_then_the_end_is_keyxchgfail() {
+        let mut a = side(1, KeyMode::Plaintext);
+        let b = side(2, KeyMode::Plaintext);
+        assert_eq!(a.feed(&b.pending()[..100]), 100);
+        a.end_input();
+        assert!(matches!(
+            a.poll(),
+            HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Truncated {
+                received: 100
+            }))
+        ));
+        assert!(
+            a.pending().is_empty(),
+            "nothing more is sent after a failure"
+        );
+        assert!(matches!(a.poll(), HandshakePoll::Finished));
+    }
+
+    #[test]
+    fn the_deadline_fails_an_unfinished_handshake() {
+        let mut a = Handshake::<MockRsa>::new(
+            KeyMode::Plaintext,
+            &mut SeqRng(1),
+            WireOrder::Little,
+            Some(10_000),
+        )
+        .unwrap();
+        a.handle_timeout(9_999);
+        assert!(matches!(a.poll(), HandshakePoll::InProgress));
+        a.handle_timeout(10_000);
+        assert!(matches!(
+            a.poll(),
+            HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
+        ));
+    }
+
+    #[test]
+    fn no_byte_past_the_handshake_is_taken() {
+        let mut a = side(1, KeyMode::Plaintext);
+        let b = side(2, KeyMode::Plaintext);
+        let mut stream = b.pending().to_vec();
+        stream.extend_from_slice(b"first message bytes");
+        assert_eq!(a.feed(&stream), HANDSHAKE_LEN);
+        assert!(a.read_buf().is_empty());
+    }
+
+    /// A plaintext peer block with one field changed.
+    fn received_with(edit: impl Fn(&mut [u8; HANDSHAKE_LEN])) -> HandshakePoll {
+        let mut a = side(1, KeyMode::Plaintext);
+        let b = side(2, KeyMode::Plaintext);
+        let mut block: [u8; HANDSHAKE_LEN] = b.pending().try_into().unwrap();
+        edit(&mut block);
+        a.feed(&block);
+        a.advance(HANDSHAKE_LEN).unwrap();
+        a.poll()
+    }
+
+    #[test]
+    fn plaintext_mode_catches_flips_in_magic_version_sess_and_verf() {
+        for byte in (0x08..0x0C).chain(0x10..0x60) {
+            for bit in 0..8 {
+                let poll = received_with(|b| b[byte] ^= 1 << bit);
+                assert!(
+                    matches!(poll, HandshakePoll::Failed(HandshakeError::KeyExchange(_))),
+                    "flip at {byte:#x}/{bit}: {poll:?}"
+                );
+            }
+        }
+        let version_two = received_with(|b| b[0x0A] = 2);
+        assert!(matches!(
+            version_two,
+            HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Version {
+                found: 2
+            }))
+        ));
+        let bad_magic = received_with(|b| b[0x08] = 0);
+        assert!(matches!(
+            bad_magic,
+            HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Magic {
+                found: [0, 0x48]
+            }))
+        ));
+        // Flags are ignored (§2.1), as the C receiver does.
+        assert!(matches!(
+            received_with(|b| b[0x0C] ^= 0xFF),
+            HandshakePoll::Done(_)
+        ));
+    }
+
+    #[test]
+    fn a_big_endian_peer_is_understood() {
+        let mut a = side(1, KeyMode::Plaintext);
+        let b = Handshake::<MockRsa>::new(KeyMode::Plaintext, &mut SeqRng(2), WireOrder::Big, None)
+            .unwrap();
+        a.feed(b.pending());
+        a.advance(HANDSHAKE_LEN).unwrap();
+        let HandshakePoll::Done(s) = a.poll() else {
+            panic!()
+        };
+        assert_eq!(s.peer_order, WireOrder::Big);
+        assert_eq!(s.peer_sess, b.own_sess);
+    }
+}

@@ -1,0 +1,127 @@
+//! [`RawRsa`] on the `rsa` crate (feature `crypto`): our private key, the peer's public key,
+//! and an RNG for blinding the private operation, which is always on (RUSTSEC-2023-0071).
+
+use core::fmt;
+
+use rand_core::TryCryptoRng;
+use rsa::traits::PublicKeyParts;
+use rsa::{BoxedUint, PrivateKey, PublicKey, hazmat};
+use zeroize::Zeroize;
+
+use super::rsa_op::{RawRsa, RsaOpError};
+
+/// Our key and the peer's differ in size (KEYFMT, §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySizeMismatch {
+    /// `RSA_size` of our key.
+    pub own: usize,
+    /// `RSA_size` of the peer's key.
+    pub peer: usize,
+}
+
+impl fmt::Display for KeySizeMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "own key is {} bytes, peer key {} bytes; they must match",
+            self.own, self.peer
+        )
+    }
+}
+
+impl core::error::Error for KeySizeMismatch {}
+
+/// Our private key and the peer's public key, with the RNG that blinds private operations.
+pub struct RsaKeys<R> {
+    own: PrivateKey,
+    peer: PublicKey,
+    rng: R,
+}
+
+impl<R> fmt::Debug for RsaKeys<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RsaKeys")
+            .field("block_len", &self.own.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: TryCryptoRng> RsaKeys<R> {
+    /// Pairs our private key with the peer's public key.
+    ///
+    /// # Errors
+    /// [`KeySizeMismatch`] if their sizes differ. (Sizes the handshake cannot use are
+    /// refused by [`Handshake::new`](super::Handshake::new) with KEYFMT.)
+    pub fn new(own: PrivateKey, peer: PublicKey, rng: R) -> Result<Self, KeySizeMismatch> {
+        if own.size() != peer.size() {
+            return Err(KeySizeMismatch {
+                own: own.size(),
+                peer: peer.size(),
+            });
+        }
+        Ok(Self { own, peer, rng })
+    }
+}
+
+/// The block as an integer of the key's precision.
+fn to_uint(input: &[u8], key: &impl PublicKeyParts) -> Result<BoxedUint, RsaOpError> {
+    if input.len() != key.size() {
+        return Err(RsaOpError::WrongLength);
+    }
+    BoxedUint::from_be_slice(input, key.n_bits_precision()).map_err(|_| RsaOpError::WrongLength)
+}
+
+/// Writes `value` big-endian into `out`, left-padded with zeros.
+fn write_uint(value: &BoxedUint, out: &mut [u8]) -> Result<(), RsaOpError> {
+    let mut bytes = value.to_be_bytes();
+    let result = match bytes.len().checked_sub(out.len()) {
+        // Wider storage than the block: the excess leading bytes must be zero.
+        Some(excess) => match bytes.split_at(excess) {
+            (lead, tail) if lead.iter().all(|&b| b == 0) => {
+                out.copy_from_slice(tail);
+                Ok(())
+            }
+            _ => Err(RsaOpError::Failed),
+        },
+        None => {
+            let pad = out.len() - bytes.len();
+            let (zeros, rest) = out.split_at_mut(pad);
+            zeros.fill(0);
+            rest.copy_from_slice(&bytes);
+            Ok(())
+        }
+    };
+    bytes.zeroize();
+    result
+}
+
+impl<R: TryCryptoRng> RawRsa for RsaKeys<R> {
+    fn block_len(&self) -> usize {
+        self.own.size()
+    }
+
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        if out.len() != self.own.size() {
+            return Err(RsaOpError::WrongLength);
+        }
+        let c = to_uint(input, &self.own)?;
+        if c.ge(self.own.n().as_ref()) {
+            return Err(RsaOpError::InputOutOfRange);
+        }
+        let m = hazmat::rsa_decrypt_and_check(&self.own, Some(&mut self.rng), &c)
+            .map_err(|_| RsaOpError::Failed)?;
+        write_uint(&m, out)
+    }
+
+    fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        if out.len() != self.peer.size() {
+            return Err(RsaOpError::WrongLength);
+        }
+        let m = to_uint(input, &self.peer)?;
+        if m.ge(self.peer.n().as_ref()) {
+            return Err(RsaOpError::InputOutOfRange);
+        }
+        let c = hazmat::rsa_encrypt(&self.peer, &m).map_err(|_| RsaOpError::Failed)?;
+        write_uint(&c, out)
+    }
+}

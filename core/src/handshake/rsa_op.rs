@@ -1,0 +1,52 @@
+//! The raw RSA operations the handshake needs, behind a small trait so that a kernel can
+//! bring its own implementation; the default one, on the `rsa` crate, is behind the
+//! `crypto` feature.
+
+use core::fmt;
+
+/// Why a raw RSA operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RsaOpError {
+    /// The input is not below the modulus.
+    InputOutOfRange,
+    /// The input or output slice is not one block long.
+    WrongLength,
+    /// The implementation failed (its RNG for blinding, an internal check).
+    Failed,
+}
+
+impl fmt::Display for RsaOpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InputOutOfRange => "RSA input is not below the modulus",
+            Self::WrongLength => "RSA block of the wrong length",
+            Self::Failed => "RSA operation failed",
+        })
+    }
+}
+
+impl core::error::Error for RsaOpError {}
+
+/// Raw (unpadded) RSA with our private key and the peer's public key, on big-endian blocks
+/// of exactly [`block_len`](RawRsa::block_len) bytes (§2.4). Outputs are left-padded with
+/// zeros to the block length, as OpenSSL's `RSA_NO_PADDING` does.
+///
+/// Implementations must blind the private operation (RUSTSEC-2023-0071).
+pub trait RawRsa {
+    /// `RSA_size` of the keys: 256 for 2048-bit keys, 512 for 4096-bit keys. Our key and
+    /// the peer's must have the same size.
+    fn block_len(&self) -> usize;
+
+    /// `out = input^d mod n` with our private key.
+    ///
+    /// # Errors
+    /// [`RsaOpError`].
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
+
+    /// `out = input^e mod n` with the peer's public key.
+    ///
+    /// # Errors
+    /// [`RsaOpError`].
+    fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
+}
