@@ -47,7 +47,7 @@ use rand_core::TryCryptoRng;
 use zeroize::Zeroize;
 
 #[cfg(feature = "crypto")]
-pub use rsa_keys::{KeySizeMismatch, RsaKeys};
+pub use rsa_keys::{KeySizeMismatch, RsaKeys, private_block, public_block};
 pub use rsa_op::{RawRsa, RsaOpError};
 
 use crate::ioq::rx::OverCommit;

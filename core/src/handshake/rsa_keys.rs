@@ -95,33 +95,55 @@ fn write_uint(value: &BoxedUint, out: &mut [u8]) -> Result<(), RsaOpError> {
     result
 }
 
+/// The raw private operation on one block: `out = input^d mod n`, blinded with `rng`.
+/// `input` and `out` must be exactly the key's size.
+///
+/// # Errors
+/// [`RsaOpError`].
+pub fn private_block<R: TryCryptoRng + ?Sized>(
+    key: &PrivateKey,
+    rng: &mut R,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<(), RsaOpError> {
+    if out.len() != key.size() {
+        return Err(RsaOpError::WrongLength);
+    }
+    let c = to_uint(input, key)?;
+    if c.ge(key.n().as_ref()) {
+        return Err(RsaOpError::InputOutOfRange);
+    }
+    let m = hazmat::rsa_decrypt_and_check(key, Some(rng), &c).map_err(|_| RsaOpError::Failed)?;
+    write_uint(&m, out)
+}
+
+/// The raw public operation on one block: `out = input^e mod n`. `input` and `out` must be
+/// exactly the key's size.
+///
+/// # Errors
+/// [`RsaOpError`].
+pub fn public_block(key: &PublicKey, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+    if out.len() != key.size() {
+        return Err(RsaOpError::WrongLength);
+    }
+    let m = to_uint(input, key)?;
+    if m.ge(key.n().as_ref()) {
+        return Err(RsaOpError::InputOutOfRange);
+    }
+    let c = hazmat::rsa_encrypt(key, &m).map_err(|_| RsaOpError::Failed)?;
+    write_uint(&c, out)
+}
+
 impl<R: TryCryptoRng> RawRsa for RsaKeys<R> {
     fn block_len(&self) -> usize {
         self.own.size()
     }
 
     fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
-        if out.len() != self.own.size() {
-            return Err(RsaOpError::WrongLength);
-        }
-        let c = to_uint(input, &self.own)?;
-        if c.ge(self.own.n().as_ref()) {
-            return Err(RsaOpError::InputOutOfRange);
-        }
-        let m = hazmat::rsa_decrypt_and_check(&self.own, Some(&mut self.rng), &c)
-            .map_err(|_| RsaOpError::Failed)?;
-        write_uint(&m, out)
+        private_block(&self.own, &mut self.rng, input, out)
     }
 
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
-        if out.len() != self.peer.size() {
-            return Err(RsaOpError::WrongLength);
-        }
-        let m = to_uint(input, &self.peer)?;
-        if m.ge(self.peer.n().as_ref()) {
-            return Err(RsaOpError::InputOutOfRange);
-        }
-        let c = hazmat::rsa_encrypt(&self.peer, &m).map_err(|_| RsaOpError::Failed)?;
-        write_uint(&c, out)
+        public_block(&self.peer, input, out)
     }
 }

@@ -1,0 +1,92 @@
+//! The `h2msg` command-line tool.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
+use h2msg_std::raw_filter;
+
+/// HAMMER2 cluster messaging (the 2012 link protocol) — keys and tools.
+#[derive(Parser, Debug)]
+#[command(name = "h2msg", version, about)]
+struct Cli {
+    /// Key directory (rsa.prv, rsa.pub, remote/<peer>.pub|.none).
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_KEY_DIR)]
+    keydir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the key directory and a 2048-bit key pair; existing keys are kept.
+    Rsainit {
+        /// Directory to use instead of --keydir.
+        dir: Option<PathBuf>,
+    },
+    /// Raw RSA filter: stdin in key-size blocks through each key in order, to stdout
+    /// (a .pub key applies the public operation, a .prv key the private one).
+    /// Default key: <keydir>/rsa.pub.
+    Rsaenc {
+        /// Key files, applied in order.
+        keys: Vec<PathBuf>,
+    },
+    /// Like rsaenc, with <keydir>/rsa.prv as the default key.
+    Rsadec {
+        /// Key files, applied in order.
+        keys: Vec<PathBuf>,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let mut rng = getrandom::SysRng;
+    match cli.command {
+        Command::Rsainit { dir } => {
+            let dir = KeyDir::new(dir.unwrap_or(cli.keydir));
+            let outcome = dir.init(&mut rng).map_err(|e| e.to_string())?;
+            let prv = dir.private_key_path();
+            if outcome.private_created {
+                eprintln!("created {} (2048 bits)", prv.display());
+            } else {
+                eprintln!("kept existing {}", prv.display());
+            }
+            if outcome.public_written {
+                eprintln!("wrote {}", dir.public_key_path().display());
+            }
+            Ok(())
+        }
+        Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
+            filter(&keys, &mut rng)
+        }
+        Command::Rsaenc { .. } => filter(&[KeyDir::new(cli.keydir).public_key_path()], &mut rng),
+        Command::Rsadec { .. } => filter(&[KeyDir::new(cli.keydir).private_key_path()], &mut rng),
+    }
+}
+
+fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> {
+    let keys = paths
+        .iter()
+        .map(|p| keys::read_any_key(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    raw_filter::filter(
+        &keys,
+        rng,
+        &mut io::stdin().lock(),
+        &mut io::stdout().lock(),
+    )
+    .map_err(|e| format!("rsa filter: {e}"))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("h2msg: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
