@@ -10,9 +10,9 @@ use h2msg_std::raw_filter;
 
 /// HAMMER2 cluster messaging (the 2012 link protocol) — keys and tools.
 #[derive(Parser, Debug)]
-#[command(name = "h2msg", version, about)]
+#[command(name = "h2msg", version)]
 struct Cli {
-    /// Key directory (rsa.prv, rsa.pub, remote/<peer>.pub|.none).
+    /// Key directory (`rsa.prv`, `rsa.pub`, `remote/<peer>.pub` or `.none`).
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_KEY_DIR)]
     keydir: PathBuf,
 
@@ -29,12 +29,12 @@ enum Command {
     },
     /// Raw RSA filter: stdin in key-size blocks through each key in order, to stdout
     /// (a .pub key applies the public operation, a .prv key the private one).
-    /// Default key: <keydir>/rsa.pub.
+    /// Default key: `<keydir>/rsa.pub`.
     Rsaenc {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
     },
-    /// Like rsaenc, with <keydir>/rsa.prv as the default key.
+    /// Like rsaenc, with `<keydir>/rsa.prv` as the default key.
     Rsadec {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
