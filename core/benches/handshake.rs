@@ -1,0 +1,207 @@
+//! Handshake cost with 2048-bit keys, against the raw RSA operations it performs, measured
+//! in the same run: per side (build and encrypt our block, decrypt the peer's) and per
+//! connection (both sides in one process).
+//!
+//! Run: `cargo bench -p h2msg --features crypto --bench handshake`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark binary: a panic is a failed run"
+)]
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RawRsa, RsaKeys, RsaOpError};
+use h2msg::wire::WireOrder;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::{PrivateKey, PublicKey};
+
+/// Deterministic generator for the benchmark (not secure; the bench measures time only).
+struct BenchRng(u64);
+
+impl rand_core::TryRng for BenchRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.try_next_u64()? as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        Ok(self.0 ^ (self.0 >> 29))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+impl rand_core::TryCryptoRng for BenchRng {}
+
+fn key_file(side: &str, file: &str) -> String {
+    let path = format!(
+        "{}/../tests/vectors/c-peer/v1-rsa/{side}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn keys(me: &str, peer: &str, seed: u64) -> RsaKeys<BenchRng> {
+    let own = PrivateKey::from_pkcs1_pem(&key_file(me, "rsa.prv")).unwrap();
+    let peer = PublicKey::from_public_key_pem(&key_file(peer, "rsa.pub")).unwrap();
+    RsaKeys::new(own, peer, BenchRng(seed)).unwrap()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(rounds: usize, mut f: impl FnMut(usize)) -> Duration {
+    median(
+        (0..rounds)
+            .map(|i| {
+                let start = Instant::now();
+                f(i);
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let rounds = 31;
+    let mut k = keys("client", "node", 1);
+    let block: Vec<u8> = (0..256)
+        .map(|i| if i == 0 { 0x2A } else { (i * 13) as u8 })
+        .collect();
+    let mut out = vec![0u8; 256];
+    let private = time(rounds, |_| {
+        k.private_op(black_box(&block), &mut out).unwrap()
+    });
+    let public = time(rounds, |_| {
+        k.peer_public_op(black_box(&block), &mut out).unwrap()
+    });
+
+    // One side: build and encrypt our block (per block: private ops until the result fits,
+    // then a public op), then undo the peer's (per block: one private, one public op).
+    // Keys are parsed outside the timing: loading key files is not part of the handshake.
+    let peer_bytes = Handshake::new(
+        KeyMode::Rsa(keys("node", "client", 2)),
+        &mut BenchRng(3),
+        WireOrder::Little,
+        None,
+    )
+    .unwrap()
+    .pending()
+    .to_vec();
+    let private_ops = Rc::new(Cell::new(0u32));
+    let mut ratios = Vec::new();
+    let mut sides = Vec::new();
+    let mut total_private = 0;
+    for i in 0..rounds {
+        let mut counted = Counting(keys("client", "node", i as u64), Rc::clone(&private_ops));
+        // This round's cost of one private op, measured next to the handshake it explains.
+        let op_start = Instant::now();
+        for _ in 0..3 {
+            counted.0.private_op(black_box(&block), &mut out).unwrap();
+        }
+        let private_now = op_start.elapsed() / 3;
+        private_ops.set(0);
+        let start = Instant::now();
+        let mut hs = Handshake::new(
+            KeyMode::Rsa(counted),
+            &mut BenchRng(i as u64),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap();
+        hs.feed(&peer_bytes);
+        let n = hs.pending().len();
+        hs.advance(n).unwrap();
+        assert!(matches!(hs.poll(), HandshakePoll::Done(_)));
+        let elapsed = start.elapsed();
+        let ops = private_ops.get();
+        total_private += ops;
+        // This run's own raw RSA work.
+        let raw = private_now * ops + public * 4;
+        ratios.push(elapsed.as_secs_f64() / raw.as_secs_f64());
+        sides.push(elapsed);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[rounds / 2];
+    let side = median(sides);
+    let private_per_side = f64::from(total_private) / rounds as f64;
+
+    let mut pairs: Vec<_> = (0..rounds)
+        .map(|i| {
+            Some((
+                keys("client", "node", i as u64),
+                keys("node", "client", 7 + i as u64),
+            ))
+        })
+        .collect();
+    let connection = time(rounds, |i| {
+        let (ka, kb) = pairs[i].take().unwrap();
+        let mut a = Handshake::new(
+            KeyMode::Rsa(ka),
+            &mut BenchRng(i as u64),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap();
+        let mut b = Handshake::new(
+            KeyMode::Rsa(kb),
+            &mut BenchRng(9 + i as u64),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap();
+        let (wa, wb) = (a.pending().to_vec(), b.pending().to_vec());
+        a.feed(&wb);
+        b.feed(&wa);
+        a.advance(512).unwrap();
+        b.advance(512).unwrap();
+        assert!(matches!(
+            (a.poll(), b.poll()),
+            (HandshakePoll::Done(_), HandshakePoll::Done(_))
+        ));
+    });
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("2048-bit keys, medians of {rounds} runs");
+    println!("raw private op (blinded, CRT):   {:8.3} ms", ms(private));
+    println!("raw public op:                   {:8.3} ms", ms(public));
+    println!("private ops per side (retries included): {private_per_side:.2}; public ops: 4");
+    println!(
+        "one side (build, send, receive): {:8.3} ms; / its own raw RSA operations: {ratio:.2}x",
+        ms(side)
+    );
+    println!("one connection (both sides):     {:8.3} ms", ms(connection));
+}
+
+/// Counts private operations.
+struct Counting<K>(K, Rc<Cell<u32>>);
+
+impl<K: RawRsa> RawRsa for Counting<K> {
+    fn block_len(&self) -> usize {
+        self.0.block_len()
+    }
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        self.1.set(self.1.get() + 1);
+        self.0.private_op(input, out)
+    }
+    fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        self.0.peer_public_op(input, out)
+    }
+}
