@@ -48,7 +48,7 @@ use zeroize::Zeroize;
 
 #[cfg(feature = "crypto")]
 pub use rsa_keys::{KeySizeMismatch, RsaKeys, private_block, public_block};
-pub use rsa_op::{RawRsa, RsaOpError};
+pub use rsa_op::{NoRsa, RawRsa, RsaOpError};
 
 use crate::ioq::rx::OverCommit;
 use crate::wire::handshake_block::SESS_LEN;
@@ -861,6 +861,19 @@ mod tests {
             received_with(|b| b[0x0C] ^= 0xFF),
             HandshakePoll::Done(_)
         ));
+    }
+
+    #[test]
+    fn a_plaintext_only_handshake_needs_no_rsa() {
+        let mut a =
+            Handshake::<NoRsa>::new(KeyMode::Plaintext, &mut SeqRng(4), WireOrder::Little, None)
+                .unwrap();
+        let b =
+            Handshake::<NoRsa>::new(KeyMode::Plaintext, &mut SeqRng(5), WireOrder::Little, None)
+                .unwrap();
+        a.feed(b.pending());
+        a.advance(HANDSHAKE_LEN).unwrap();
+        assert!(matches!(a.poll(), HandshakePoll::Done(_)));
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub struct KeySizeMismatch {
     pub peer: usize,
 }
 
+impl KeySizeMismatch {
+    /// The IOQ status code: KEYFMT (13), as §2.2 maps differing key sizes.
+    #[must_use]
+    pub const fn ioq_error(&self) -> crate::wire::IoqError {
+        crate::wire::IoqError::KeyFmt
+    }
+}
+
 impl fmt::Display for KeySizeMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

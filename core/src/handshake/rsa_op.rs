@@ -50,3 +50,23 @@ pub trait RawRsa {
     /// [`RsaOpError`].
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
 }
+
+/// No RSA at all: the key type of a handshake that only ever runs in
+/// [`KeyMode::Plaintext`](super::KeyMode::Plaintext) (`.none` peers). It has no values, so
+/// its operations can never run.
+#[derive(Debug)]
+pub enum NoRsa {}
+
+impl RawRsa for NoRsa {
+    fn block_len(&self) -> usize {
+        match *self {}
+    }
+
+    fn private_op(&mut self, _: &[u8], _: &mut [u8]) -> Result<(), RsaOpError> {
+        match *self {}
+    }
+
+    fn peer_public_op(&mut self, _: &[u8], _: &mut [u8]) -> Result<(), RsaOpError> {
+        match *self {}
+    }
+}
