@@ -853,6 +853,81 @@ mod tests {
     }
 
     #[test]
+    fn reading_in_place_in_small_steps_gives_the_same_messages() {
+        // Drive the decoder only through read_buf/commit_read, as a socket driver does,
+        // with reads of 1..=97 bytes, through both the FIFO and the lent aux storage.
+        let mut stream = Vec::new();
+        for i in 0..30u32 {
+            let aux = std::vec![i as u8; (i as usize * 613) % 9000];
+            stream.extend(message(Cmd::DBG_SHELL, i, &[], &aux));
+        }
+        let mut rx = decoder(4096, 65536);
+        let mut got = Vec::new();
+        let mut at = 0;
+        let mut step = 1;
+        loop {
+            match rx.poll() {
+                RxPoll::Message(m) => {
+                    got.push((m.header().msgid, m.aux().len(), m.aux().first().copied()))
+                }
+                RxPoll::NeedInput if at == stream.len() => rx.end_input(),
+                RxPoll::NeedInput => {
+                    let buf = rx.read_buf();
+                    let n = buf.len().min(step).min(stream.len() - at);
+                    buf[..n].copy_from_slice(&stream[at..at + n]);
+                    rx.commit_read(n).unwrap();
+                    at += n;
+                    step = step % 97 + 1;
+                }
+                RxPoll::Closed => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got.len(), 30);
+        for (i, (id, len, first)) in got.into_iter().enumerate() {
+            let aux_len = (i * 613) % 9000;
+            assert_eq!((id, len), (i as u32, aux_len.div_ceil(32) * 32));
+            assert_eq!(first, (aux_len > 0).then_some(i as u8));
+        }
+    }
+
+    #[test]
+    fn truncation_inside_lent_aux_counts_what_arrived() {
+        let wire = message(Cmd::DBG_SHELL, 1, &[], &[5u8; 20000]);
+        let mut rx = decoder(8192, 65536);
+        let n = rx.feed(&wire[..12000]);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        assert_eq!(rx.feed(&wire[n..12000]), 12000 - n);
+        assert!(matches!(rx.poll(), RxPoll::NeedInput));
+        rx.end_input();
+        let RxPoll::Failed(f) = rx.poll() else {
+            panic!()
+        };
+        assert_eq!(
+            f.error,
+            DecodeError::Truncated {
+                needed: 20032,
+                available: 12000
+            }
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_phase_and_buffered_bytes() {
+        let mut rx = decoder(2048, 0);
+        rx.feed(&[0x32, 0x48, 0, 0, 0]);
+        let text = std::format!("{rx:?}");
+        assert!(
+            text.contains("phase: Header1") && text.contains("buffered: 5"),
+            "{text}"
+        );
+        assert!(!rx.is_finished());
+        rx.end_input();
+        assert!(matches!(rx.poll(), RxPoll::Failed(_)));
+        assert!(rx.is_finished());
+    }
+
+    #[test]
     fn over_commit_is_refused_without_change() {
         let mut rx = decoder(2048, 0);
         let room = rx.read_buf().len();

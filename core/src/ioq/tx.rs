@@ -495,6 +495,81 @@ mod tests {
     }
 
     #[test]
+    fn check_says_what_enqueue_would_take() {
+        let mut tx = queue(256);
+        let h = MsgHeader::new(Cmd::from_raw(0x0000_1202));
+        assert_eq!(tx.check(&h, 32, 5), Ok(96));
+        assert_eq!(
+            tx.check(&h, 32, 200),
+            Err(TxError::ExceedsCapacity {
+                needed: 288,
+                capacity: 256
+            })
+        );
+        tx.enqueue(h, &[0; 32], &[1; 5]).unwrap();
+        assert_eq!(tx.pending_len(), 96);
+        assert_eq!(
+            tx.check(&h, 32, 130),
+            Err(TxError::QueueFull {
+                needed: 224,
+                free: 160
+            })
+        );
+    }
+
+    #[test]
+    fn copy_pending_into_a_small_buffer_across_the_wrap() {
+        let mut tx = queue(96);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        tx.advance(32).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"x")
+            .unwrap();
+        let [a, b] = tx.pending();
+        let mut whole = a.to_vec();
+        whole.extend_from_slice(b);
+        for size in [1, 31, 40, 70, 95] {
+            let mut out = std::vec![0u8; size];
+            assert_eq!(tx.copy_pending(&mut out), size);
+            assert_eq!(out[..], whole[..size], "size {size}");
+        }
+    }
+
+    #[test]
+    fn counter_salt_counts_in_every_form() {
+        use rand_core::TryRng;
+        let mut c = CounterSalt::after(41);
+        assert_eq!(c.try_next_u32(), Ok(42));
+        assert_eq!(c.try_next_u64(), Ok(43));
+        let mut bytes = [0u8; 6];
+        c.try_fill_bytes(&mut bytes).unwrap();
+        assert_eq!(bytes, [44, 0, 0, 0, 45, 0]);
+    }
+
+    #[test]
+    fn errors_and_debug_say_what_happened() {
+        use std::string::ToString;
+        assert_eq!(
+            TxError::QueueFull {
+                needed: 64,
+                free: 10
+            }
+            .to_string(),
+            "transmit queue full: message needs 64 bytes, 10 free"
+        );
+        assert_eq!(
+            TxError::ExceedsCapacity {
+                needed: 64,
+                capacity: 32
+            }
+            .to_string(),
+            "message of 64 bytes exceeds the transmit queue's 32 bytes"
+        );
+        let tx = queue(64);
+        assert!(std::format!("{tx:?}").starts_with("TxQueue { queued: 0, seq: 0"));
+    }
+
+    #[test]
     fn over_advance_is_refused() {
         let mut tx = queue(96);
         tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
