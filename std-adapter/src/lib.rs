@@ -1,11 +1,15 @@
 //! # h2msg-std — the h2msg core over std: key files, OS randomness, the `h2msg` tool
 //!
-//! Today this crate holds the key-file layout of the 2012 tools ([`keys`]) and the raw RSA
-//! filters ([`raw_filter`]); the `h2msg` binary exposes them as `rsainit`, `rsaenc` and
-//! `rsadec`. The socket drivers and the service, shell, ping, dump and demo commands are
-//! still to come.
+//! Today this crate holds the key-file layout of the 2012 tools ([`keys`]), the raw RSA
+//! filters ([`raw_filter`]), a blocking driver over any `Read + Write` ([`blocking`]), the
+//! node's debug shell ([`service`]) and the loopback [`demo`]. The `h2msg` binary exposes
+//! `rsainit`, `rsaenc`, `rsadec` and `demo`; the standing service, shell, ping, dump and
+//! bench commands and the tokio and embedded-io drivers are still to come.
 
+pub mod blocking;
+pub mod demo;
 pub mod keys;
 pub mod raw_filter;
+pub mod service;
 
 pub use h2msg as core;

@@ -39,6 +39,12 @@ enum Command {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
     },
+    /// Run the protocol on loopback with throwaway keys: handshake, shell, pings, 64 KiB.
+    Demo {
+        /// Number of pings.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        pings: u32,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -56,6 +62,29 @@ fn run(cli: Cli) -> Result<(), String> {
             if outcome.public_written {
                 eprintln!("wrote {}", dir.public_key_path().display());
             }
+            Ok(())
+        }
+        Command::Demo { pings } => {
+            let r = h2msg_std::demo::run_demo(pings).map_err(|e| format!("demo: {e}"))?;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            println!("h2msg demo on {} (throwaway 2048-bit keys)", r.address);
+            println!("  connect + RSA handshake: {:.1} ms", ms(r.handshake));
+            println!("  shell> help");
+            for line in r.help.lines() {
+                println!("    {line}");
+            }
+            let (min, avg, max) = r.ping;
+            println!(
+                "  {} pings: min {:.3} / avg {:.3} / max {:.3} ms",
+                r.pings,
+                ms(min),
+                ms(avg),
+                ms(max)
+            );
+            println!(
+                "  64 KiB aux message sent and answered in {:.3} ms",
+                ms(r.aux_64k)
+            );
             Ok(())
         }
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {

@@ -1,0 +1,146 @@
+//! `h2msg demo`: the whole protocol on loopback with throwaway keys — no root, no `/etc`.
+//! A node and a client each get a fresh 2048-bit key pair in a temporary directory and
+//! trust each other (`remote/127.0.0.1.pub`); the node serves on an ephemeral port; the
+//! client runs the RSA handshake, a shell `help`, 1000 pings and a 64 KiB aux transfer.
+
+use std::fs;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use h2msg::iocom::Event;
+use h2msg::wire::{Cmd, MsgHeader};
+
+use crate::blocking::{Link, std_iocom};
+use crate::keys::KeyDir;
+use crate::service::{handshake_tcp, serve};
+
+/// What the demo measured.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The service's address.
+    pub address: String,
+    /// Connect plus RSA handshake.
+    pub handshake: Duration,
+    /// The shell's answer to `help`.
+    pub help: String,
+    /// Ping round trips: min, average, max.
+    pub ping: (Duration, Duration, Duration),
+    /// Pings answered.
+    pub pings: u32,
+    /// Time for one 64 KiB aux message to be sent and answered.
+    pub aux_64k: Duration,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Runs the demo and returns its figures.
+///
+/// # Errors
+/// Any failure, as an I/O error with a message.
+pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
+    let dir = tempfile::tempdir()?;
+    let node = KeyDir::new(dir.path().join("node"));
+    let client = KeyDir::new(dir.path().join("client"));
+    for (me, other_side) in [(&node, &client), (&client, &node)] {
+        me.init(&mut getrandom::SysRng).map_err(other)?;
+        fs::create_dir_all(other_side.path().join("remote"))?;
+        fs::copy(
+            me.public_key_path(),
+            other_side.path().join("remote/127.0.0.1.pub"),
+        )?;
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?.to_string();
+    let server = thread::spawn(move || -> Result<(), String> {
+        let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+        serve(stream, &node).map_err(|e| e.to_string())
+    });
+
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(&address)?;
+    stream.set_nodelay(true)?;
+    handshake_tcp(&mut stream, &client).map_err(other)?;
+    let handshake = start.elapsed();
+
+    let mut io = std_iocom(0).map_err(other)?;
+    io.accept(Cmd::DBG_SHELL).map_err(other)?;
+    let mut link = Link::new(stream, io);
+
+    // The shell: a prompt request, then `help`; collect the text until the final reply.
+    let mut help = String::new();
+    for line in [&b""[..], b"help\0"] {
+        link.io()
+            .send(MsgHeader::new(Cmd::DBG_SHELL), &[], line)
+            .map_err(other)?;
+        loop {
+            let reply = link.next_event(|e| match e {
+                Event::Message { msg, .. } => {
+                    Some(String::from_utf8_lossy(msg.aux_until_nul()).into_owned())
+                }
+                _ => None,
+            })?;
+            match reply {
+                Some(Some(text)) if text.is_empty() => break, // the final reply: the prompt
+                Some(Some(text)) => help.push_str(&text),
+                Some(None) => {}
+                None => return Err(other("the link went down during the shell exchange")),
+            }
+        }
+    }
+
+    // Pings, one at a time, each waiting for its reply.
+    let mut times = Vec::with_capacity(pings as usize);
+    for msgid in 1..=pings {
+        let mut ping = MsgHeader::new(Cmd::LNK_PING);
+        ping.msgid = msgid;
+        let sent = Instant::now();
+        link.io().send(ping, &[], &[]).map_err(other)?;
+        wait_for_reply(&mut link, msgid)?;
+        times.push(sent.elapsed());
+    }
+    let min = times.iter().min().copied().unwrap_or_default();
+    let max = times.iter().max().copied().unwrap_or_default();
+    let avg = times.iter().sum::<Duration>() / pings.max(1);
+
+    // One 64 KiB aux message (a ping carrying data: the node answers it without aux).
+    let aux = vec![0xA5u8; 65536];
+    let mut big = MsgHeader::new(Cmd::LNK_PING);
+    big.msgid = pings + 1;
+    let sent = Instant::now();
+    link.io().send(big, &[], &aux).map_err(other)?;
+    wait_for_reply(&mut link, pings + 1)?;
+    let aux_64k = sent.elapsed();
+
+    drop(link); // closes the connection: the node's serve() returns
+    server
+        .join()
+        .map_err(|_| other("the service thread panicked"))?
+        .map_err(other)?;
+    Ok(DemoReport {
+        address,
+        handshake,
+        help,
+        ping: (min, avg, max),
+        pings,
+        aux_64k,
+    })
+}
+
+fn wait_for_reply(link: &mut Link<TcpStream>, msgid: u32) -> io::Result<()> {
+    loop {
+        let got = link.next_event(|e| match e {
+            Event::Message { msg, .. } => Some(msg.header().msgid),
+            _ => None,
+        })?;
+        match got {
+            Some(Some(id)) if id == msgid => return Ok(()),
+            Some(_) => {}
+            None => return Err(other("the link went down while waiting for a reply")),
+        }
+    }
+}
