@@ -188,12 +188,7 @@ impl Session {
     /// The peer's `quickmsg` up to its NUL.
     #[must_use]
     pub fn peer_quickmsg_text(&self) -> &[u8] {
-        let end = self
-            .peer_quickmsg
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.peer_quickmsg.len());
-        self.peer_quickmsg.get(..end).unwrap_or_default()
+        crate::wire::until_nul(&self.peer_quickmsg)
     }
 }
 

@@ -375,10 +375,7 @@ where
         if n > room {
             return Err(OverCommit { reported: n, room });
         }
-        match &mut self.state {
-            State::AuxInStorage { filled, .. } => *filled += n,
-            _ => self.end += n,
-        }
+        self.record_read(n);
         Ok(())
     }
 
@@ -390,10 +387,7 @@ where
         let n = buf.len().min(bytes.len());
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(..n)) {
             dst.copy_from_slice(src);
-            match &mut self.state {
-                State::AuxInStorage { filled, .. } => *filled += n,
-                _ => self.end += n,
-            }
+            self.record_read(n);
             n
         } else {
             0
@@ -528,6 +522,14 @@ where
         self.held = Some((header, fifo_bytes));
         self.offset += header.wire_len() as u64;
         self.current().map_or(RxPoll::NeedInput, RxPoll::Message)
+    }
+
+    /// Counts `n` bytes written into the last `read_buf`.
+    fn record_read(&mut self, n: usize) {
+        match &mut self.state {
+            State::AuxInStorage { filled, .. } => *filled += n,
+            _ => self.end += n,
+        }
     }
 
     /// Checks the extended header and aux data of a message whose bytes are all in the FIFO.

@@ -148,12 +148,7 @@ impl HandshakeBlock {
     /// The `quickmsg` text up to its NUL (the C peers send "Testing 1 2 3").
     #[must_use]
     pub fn quickmsg_text(&self) -> &[u8] {
-        let end = self
-            .quickmsg
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.quickmsg.len());
-        self.quickmsg.get(..end).unwrap_or_default()
+        super::until_nul(&self.quickmsg)
     }
 }
 

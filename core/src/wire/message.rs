@@ -85,12 +85,7 @@ impl<'a> MessageView<'a> {
     /// The aux data up to its first NUL: the text of a `DBG_SHELL` line or reply.
     #[must_use]
     pub fn aux_until_nul(&self) -> &'a [u8] {
-        let end = self
-            .aux
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.aux.len());
-        self.aux.get(..end).unwrap_or_default()
+        super::until_nul(self.aux)
     }
 
     /// Bytes the message occupies on the wire.

@@ -34,3 +34,11 @@ pub use handshake_block::{HandshakeBlock, verifier};
 pub use header::{MsgHdr, MsgHeader, ReceivedHeader};
 pub use message::MessageView;
 pub use order::WireOrder;
+
+/// `bytes` up to their first NUL (all of them if there is none): the C strings of the
+/// protocol — `DBG_SHELL` lines, the handshake's `quickmsg`.
+#[must_use]
+pub fn until_nul(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes.get(..end).unwrap_or_default()
+}
