@@ -19,8 +19,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// list for `help` or `?`, else `Unrecognized command: <word>`.
 #[must_use]
 pub fn shell_reply(line: &[u8]) -> Option<String> {
-    let text =
-        String::from_utf8_lossy(line.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+    let text = String::from_utf8_lossy(h2msg::wire::until_nul(line)).into_owned();
     match text.split_whitespace().next() {
         None => None,
         Some("help" | "?") => Some("help        Command help\n".to_string()),
