@@ -2,12 +2,13 @@
 //!
 //! Today this crate holds the key-file layout of the 2012 tools ([`keys`]), the raw RSA
 //! filters ([`raw_filter`]), a blocking driver over any `Read + Write` ([`blocking`]), the
-//! node's debug shell ([`service`]) and the loopback [`demo`]. The `h2msg` binary exposes
-//! `rsainit`, `rsaenc`, `rsadec` and `demo`; the standing service, shell, ping, dump and
+//! node's debug shell ([`service`]), the loopback [`demo`] and the capture decoder ([`dump`]). The `h2msg` binary exposes
+//! `rsainit`, `rsaenc`, `rsadec`, `demo` and `dump`; the standing service, shell, ping and
 //! bench commands and the tokio and embedded-io drivers are still to come.
 
 pub mod blocking;
 pub mod demo;
+pub mod dump;
 pub mod keys;
 pub mod raw_filter;
 pub mod service;

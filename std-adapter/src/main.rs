@@ -39,6 +39,17 @@ enum Command {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
     },
+    /// Decode a captured byte stream of messages, one line per message.
+    Dump {
+        /// The capture; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+        /// The capture starts with the 512 handshake bytes: skip them.
+        #[arg(long)]
+        skip_handshake: bool,
+    },
     /// Run the protocol on loopback with throwaway keys: handshake, shell, pings, 64 KiB.
     Demo {
         /// Number of pings.
@@ -63,6 +74,26 @@ fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("wrote {}", dir.public_key_path().display());
             }
             Ok(())
+        }
+        Command::Dump {
+            file,
+            json,
+            skip_handshake,
+        } => {
+            let bytes = match file.as_deref() {
+                None => read_all(&mut io::stdin().lock()),
+                Some(p) if p.as_os_str() == "-" => read_all(&mut io::stdin().lock()),
+                Some(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            }?;
+            let end = h2msg_std::dump::dump(&bytes, skip_handshake, json, &mut io::stdout().lock())
+                .map_err(|e| format!("dump: {e}"))?;
+            match end {
+                h2msg_std::dump::DumpEnd::Clean { .. } => Ok(()),
+                h2msg_std::dump::DumpEnd::Damaged { failure, .. } => Err(format!(
+                    "damaged frame at offset {}: {}",
+                    failure.offset, failure.error
+                )),
+            }
         }
         Command::Demo { pings } => {
             let r = h2msg_std::demo::run_demo(pings).map_err(|e| format!("demo: {e}"))?;
@@ -108,6 +139,14 @@ fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> 
         &mut io::stdout().lock(),
     )
     .map_err(|e| format!("rsa filter: {e}"))
+}
+
+fn read_all(input: &mut impl io::Read) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("standard input: {e}"))?;
+    Ok(bytes)
 }
 
 fn main() -> ExitCode {
