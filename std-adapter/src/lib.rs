@@ -7,6 +7,7 @@
 //! bench commands and the tokio and embedded-io drivers are still to come.
 
 pub mod blocking;
+pub mod client;
 pub mod demo;
 pub mod dump;
 pub mod keys;

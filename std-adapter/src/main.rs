@@ -39,6 +39,28 @@ enum Command {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
     },
+    /// Serve the debug shell and pings on a TCP port (foreground).
+    Service {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:987")]
+        listen: String,
+        /// Most links served at once.
+        #[arg(long, default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS)]
+        max_links: usize,
+    },
+    /// Connect to a service's debug shell; lines from stdin, answers to stdout.
+    Shell {
+        /// HOST or HOST:PORT (default 127.0.0.1:987).
+        host: Option<String>,
+    },
+    /// LNK_PING round trips with min/avg/max.
+    Ping {
+        /// HOST or HOST:PORT.
+        host: String,
+        /// Number of pings.
+        #[arg(short = 'n', long, default_value_t = 4)]
+        count: u32,
+    },
     /// Decode a captured byte stream of messages, one line per message.
     Dump {
         /// The capture; `-` or nothing for standard input.
@@ -73,6 +95,40 @@ fn run(cli: Cli) -> Result<(), String> {
             if outcome.public_written {
                 eprintln!("wrote {}", dir.public_key_path().display());
             }
+            Ok(())
+        }
+        Command::Service { listen, max_links } => {
+            h2msg_std::service::run_service(&listen, &KeyDir::new(cli.keydir), max_links)
+                .map_err(|e| format!("service: {e}"))
+        }
+        Command::Shell { host } => h2msg_std::client::shell(
+            host.as_deref(),
+            &KeyDir::new(cli.keydir),
+            &mut io::stdin().lock(),
+            &mut io::stdout().lock(),
+        )
+        .map_err(|e| format!("shell: {e}")),
+        Command::Ping { host, count } => {
+            let replies = h2msg_std::client::ping(&host, &KeyDir::new(cli.keydir), count)
+                .map_err(|e| format!("ping: {e}"))?;
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            for (i, r) in replies.iter().enumerate() {
+                println!(
+                    "reply {} from {host}: time={:.3} ms error={:#x}",
+                    i + 1,
+                    ms(r.rtt),
+                    r.error
+                );
+            }
+            let min = replies.iter().map(|r| r.rtt).min().unwrap_or_default();
+            let max = replies.iter().map(|r| r.rtt).max().unwrap_or_default();
+            let avg = replies.iter().map(|r| r.rtt).sum::<std::time::Duration>() / count.max(1);
+            println!(
+                "{count} pings: min {:.3} / avg {:.3} / max {:.3} ms",
+                ms(min),
+                ms(avg),
+                ms(max)
+            );
             Ok(())
         }
         Command::Dump {

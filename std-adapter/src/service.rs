@@ -119,6 +119,46 @@ fn answer_shell(link: &mut Link<TcpStream>, header: &MsgHeader, aux: &[u8]) -> i
     send(link, &[], true)
 }
 
+/// Most connections served at once by default.
+pub const DEFAULT_MAX_LINKS: usize = 256;
+
+/// `h2msg service`: accepts connections on `listen` and serves each in its own thread
+/// (foreground; the C tool daemonised). Prints `listening on ADDR` once bound. A
+/// connection beyond `max_links` is closed at once; a failing link costs only itself.
+///
+/// # Errors
+/// The bind failure with the OS reason (§11 S4), or an accept failure.
+pub fn run_service(listen: &str, keys: &KeyDir, max_links: usize) -> io::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {listen}: {e}")))?;
+    println!("listening on {}", listener.local_addr()?);
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let stream = stream?;
+        if active.fetch_add(1, Ordering::SeqCst) >= max_links {
+            active.fetch_sub(1, Ordering::SeqCst);
+            drop(stream);
+            continue;
+        }
+        let keys = keys.clone();
+        let active = Arc::clone(&active);
+        std::thread::spawn(move || {
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            if let Err(e) = serve(stream, &keys) {
+                eprintln!("h2msg service: link {peer}: {e}");
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

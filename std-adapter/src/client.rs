@@ -1,0 +1,152 @@
+//! The client side of the tool: `shell` (the debug shell of §4.3) and `ping`.
+
+use std::io::{self, BufRead, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use h2msg::iocom::Event;
+use h2msg::wire::{Cmd, MsgHeader};
+
+use crate::blocking::{Link, std_iocom};
+use crate::keys::KeyDir;
+use crate::service::handshake_tcp;
+
+/// The service's port (`HAMMER2_LISTEN_PORT`).
+pub const DEFAULT_PORT: u16 = 987;
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// `HOST` or `HOST:PORT` (default port 987; default host 127.0.0.1, §11 S5).
+fn target(host: Option<&str>) -> String {
+    match host {
+        None => format!("127.0.0.1:{DEFAULT_PORT}"),
+        Some(h) if h.contains(':') => h.to_string(),
+        Some(h) => format!("{h}:{DEFAULT_PORT}"),
+    }
+}
+
+/// Connects and runs the handshake with the keys of `keys`.
+///
+/// # Errors
+/// Connection or handshake failure, with its reason.
+pub fn connect(host: Option<&str>, keys: &KeyDir) -> io::Result<Link<TcpStream>> {
+    let addr = target(host);
+    let sockaddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| other(format!("{addr}: no address")))?;
+    let mut stream = TcpStream::connect(sockaddr)?;
+    stream.set_nodelay(true)?;
+    handshake_tcp(&mut stream, keys).map_err(other)?;
+    let mut io = std_iocom(0).map_err(other)?;
+    io.accept(Cmd::DBG_SHELL).map_err(other)?;
+    Ok(Link::new(stream, io))
+}
+
+/// Sends one shell line (empty: ask for the prompt) and writes the replies' text to `out`
+/// until the final reply, which is shown as the prompt `debug> `.
+fn shell_exchange(
+    link: &mut Link<TcpStream>,
+    line: &str,
+    out: &mut impl Write,
+    prompt: bool,
+) -> io::Result<()> {
+    let mut aux = line.as_bytes().to_vec();
+    if !aux.is_empty() {
+        aux.push(0);
+    }
+    link.io()
+        .send(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux)
+        .map_err(other)?;
+    loop {
+        let reply = link.next_event(|e| match e {
+            Event::Message { msg, .. } if msg.header().cmd.is_reply() => Some((
+                msg.aux().is_empty(),
+                String::from_utf8_lossy(msg.aux_until_nul()).into_owned(),
+            )),
+            _ => None,
+        })?;
+        match reply {
+            Some(Some((true, _))) => {
+                if prompt {
+                    write!(out, "debug> ")?;
+                    out.flush()?;
+                }
+                return Ok(());
+            }
+            Some(Some((false, text))) => {
+                write!(out, "{text}")?;
+            }
+            Some(None) => {}
+            None => return Err(other("the service closed the connection")),
+        }
+    }
+}
+
+/// `h2msg shell`: connects, prints `debug: connected`, gets the prompt, then sends each
+/// input line and prints the answers; at the end of input it has every answer and returns.
+///
+/// # Errors
+/// Connection, handshake or I/O failure.
+pub fn shell(
+    host: Option<&str>,
+    keys: &KeyDir,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut link = connect(host, keys)?;
+    writeln!(out, "debug: connected")?;
+    shell_exchange(&mut link, "", out, true)?;
+    for line in input.lines() {
+        let line = line?;
+        let line = line.get(..255).unwrap_or(&line); // the C client's line limit
+        shell_exchange(&mut link, line, out, true)?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// One ping's outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct PingReply {
+    /// Round-trip time.
+    pub rtt: Duration,
+    /// The reply's error field: 0 from h2msg, 0x20 from a 2012 C node.
+    pub error: u16,
+}
+
+/// `h2msg ping`: `count` `LNK_PING` round trips, one at a time.
+///
+/// # Errors
+/// Connection, handshake or I/O failure.
+pub fn ping(host: &str, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>> {
+    let mut link = connect(Some(host), keys)?;
+    link.io().accept(Cmd::LNK_PING).map_err(other)?;
+    let mut replies = Vec::new();
+    for msgid in 1..=count {
+        let mut h = MsgHeader::new(Cmd::LNK_PING);
+        h.msgid = msgid;
+        let sent = Instant::now();
+        link.io().send(h, &[], &[]).map_err(other)?;
+        loop {
+            let got = link.next_event(|e| match e {
+                Event::Message { msg, .. } => Some((msg.header().msgid, msg.header().error)),
+                _ => None,
+            })?;
+            match got {
+                Some(Some((id, error))) if id == msgid => {
+                    replies.push(PingReply {
+                        rtt: sent.elapsed(),
+                        error,
+                    });
+                    break;
+                }
+                Some(_) => {}
+                None => return Err(other("the peer closed the connection")),
+            }
+        }
+    }
+    Ok(replies)
+}
