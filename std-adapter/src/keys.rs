@@ -168,7 +168,7 @@ impl KeyDir {
     pub fn own_keys(&self) -> Result<(PrivateKey, PublicKey), KeyError> {
         let private = read_private_key(&self.private_key_path())?;
         let public_path = self.public_key_path();
-        let public = read_public_key(&public_path, true)?;
+        let public = parse_public_pem(&public_path, &read_own_file(&public_path)?)?;
         if public.size() != private.size() {
             return Err(KeyError::Format {
                 path: public_path,
@@ -196,7 +196,7 @@ impl KeyDir {
     pub fn peer_key(&self, peer: IpAddr) -> Result<PeerKey, KeyError> {
         let path = self.peer_key_path(peer);
         match fs::read_to_string(&path) {
-            Ok(_) => read_public_key(&path, false).map(PeerKey::Rsa),
+            Ok(pem) => parse_public_pem(&path, &pem).map(PeerKey::Rsa),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if path.with_extension("none").exists() {
                     Ok(PeerKey::None)
@@ -317,36 +317,19 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
             mode,
         });
     }
-    let pem = fs::read_to_string(path).map_err(|source| KeyError::NoLocalKey {
+    let pem = read_own_file(path)?;
+    let key = parse_private_pem(&pem).map_err(|e| KeyError::Format {
         path: path.to_path_buf(),
-        source,
+        reason: format!("not a PEM RSA private key (PKCS#1 or PKCS#8): {e}"),
     })?;
-    let key = PrivateKey::from_pkcs1_pem(&pem)
-        .or_else(|_| PrivateKey::from_pkcs8_pem(&pem))
-        .map_err(|e| KeyError::Format {
-            path: path.to_path_buf(),
-            reason: format!("not a PEM RSA private key (PKCS#1 or PKCS#8): {e}"),
-        })?;
     check_size(path, key.size())?;
     Ok(key)
 }
 
-/// Reads a public key (SubjectPublicKeyInfo PEM, "PUBLIC KEY"); a missing own key is NOLKEY.
-fn read_public_key(path: &Path, own: bool) -> Result<PublicKey, KeyError> {
-    let pem = fs::read_to_string(path).map_err(|source| {
-        if own {
-            KeyError::NoLocalKey {
-                path: path.to_path_buf(),
-                source,
-            }
-        } else {
-            KeyError::Format {
-                path: path.to_path_buf(),
-                reason: source.to_string(),
-            }
-        }
-    })?;
-    let key = PublicKey::from_public_key_pem(&pem).map_err(|e| KeyError::Format {
+/// Parses a public key read from `path` (SubjectPublicKeyInfo PEM, "PUBLIC KEY") and checks
+/// its size.
+fn parse_public_pem(path: &Path, pem: &str) -> Result<PublicKey, KeyError> {
+    let key = PublicKey::from_public_key_pem(pem).map_err(|e| KeyError::Format {
         path: path.to_path_buf(),
         reason: format!("not a PEM public key (SubjectPublicKeyInfo): {e}"),
     })?;
@@ -354,13 +337,24 @@ fn read_public_key(path: &Path, own: bool) -> Result<PublicKey, KeyError> {
     Ok(key)
 }
 
-/// Reads any key file for the raw filters: a private key if it parses as one, else public.
-pub fn read_any_key(path: &Path) -> Result<AnyKey, KeyError> {
-    let pem = fs::read_to_string(path).map_err(|source| KeyError::NoLocalKey {
+/// A key file of ours; missing or unreadable is NOLKEY.
+fn read_own_file(path: &Path) -> Result<String, KeyError> {
+    fs::read_to_string(path).map_err(|source| KeyError::NoLocalKey {
         path: path.to_path_buf(),
         source,
-    })?;
-    if let Ok(k) = PrivateKey::from_pkcs1_pem(&pem).or_else(|_| PrivateKey::from_pkcs8_pem(&pem)) {
+    })
+}
+
+/// A PEM RSA private key in either form OpenSSL writes: PKCS#1 ("RSA PRIVATE KEY", the
+/// 2012 `genrsa`) or PKCS#8 ("PRIVATE KEY", OpenSSL 3's default).
+fn parse_private_pem(pem: &str) -> Result<PrivateKey, rsa::pkcs8::Error> {
+    PrivateKey::from_pkcs1_pem(pem).or_else(|_| PrivateKey::from_pkcs8_pem(pem))
+}
+
+/// Reads any key file for the raw filters: a private key if it parses as one, else public.
+pub fn read_any_key(path: &Path) -> Result<AnyKey, KeyError> {
+    let pem = read_own_file(path)?;
+    if let Ok(k) = parse_private_pem(&pem) {
         return Ok(AnyKey::Private(Box::new(k)));
     }
     PublicKey::from_public_key_pem(&pem)
