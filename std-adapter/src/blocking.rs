@@ -194,4 +194,31 @@ impl<S: Read + Write> Link<S> {
             }
         }
     }
+
+    /// Waits for the reply to our message `msgid` and returns its `error` field; other
+    /// events are passed over.
+    ///
+    /// # Errors
+    /// The transport's error, or the link going down first.
+    pub fn wait_for_reply(&mut self, msgid: u32) -> io::Result<u16> {
+        loop {
+            let reply = self.next_event(|e| match e {
+                Event::Message { msg, .. }
+                    if msg.header().cmd.is_reply() && msg.header().msgid == msgid =>
+                {
+                    Some(msg.header().error)
+                }
+                _ => None,
+            })?;
+            match reply {
+                Some(Some(error)) => return Ok(error),
+                Some(None) => {}
+                None => {
+                    return Err(io::Error::other(
+                        "the link went down while waiting for a reply",
+                    ));
+                }
+            }
+        }
+    }
 }

@@ -46,8 +46,11 @@ pub fn connect(host: Option<&str>, keys: &KeyDir) -> io::Result<Link<TcpStream>>
 }
 
 /// Sends one shell line (empty: ask for the prompt) and writes the replies' text to `out`
-/// until the final reply, which is shown as the prompt `debug> `.
-fn shell_exchange(
+/// until the final reply, which is shown as the prompt `debug> ` if `prompt`.
+///
+/// # Errors
+/// The transport's error, or the service closing the connection first.
+pub fn shell_exchange(
     link: &mut Link<TcpStream>,
     line: &str,
     out: &mut impl Write,
@@ -130,23 +133,11 @@ pub fn ping(host: &str, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>>
         h.msgid = msgid;
         let sent = Instant::now();
         link.io().send(h, &[], &[]).map_err(other)?;
-        loop {
-            let got = link.next_event(|e| match e {
-                Event::Message { msg, .. } => Some((msg.header().msgid, msg.header().error)),
-                _ => None,
-            })?;
-            match got {
-                Some(Some((id, error))) if id == msgid => {
-                    replies.push(PingReply {
-                        rtt: sent.elapsed(),
-                        error,
-                    });
-                    break;
-                }
-                Some(_) => {}
-                None => return Err(other("the peer closed the connection")),
-            }
-        }
+        let error = link.wait_for_reply(msgid)?;
+        replies.push(PingReply {
+            rtt: sent.elapsed(),
+            error,
+        });
     }
     Ok(replies)
 }

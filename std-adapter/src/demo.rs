@@ -5,16 +5,15 @@
 
 use std::fs;
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::iocom::Event;
 use h2msg::wire::{Cmd, MsgHeader};
 
-use crate::blocking::{Link, std_iocom};
+use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;
-use crate::service::{handshake_tcp, serve};
+use crate::service::serve;
 
 /// What the demo measured.
 #[derive(Debug)]
@@ -62,36 +61,14 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
     });
 
     let start = Instant::now();
-    let mut stream = TcpStream::connect(&address)?;
-    stream.set_nodelay(true)?;
-    handshake_tcp(&mut stream, &client).map_err(other)?;
+    let mut link = connect(Some(&address), &client)?;
     let handshake = start.elapsed();
 
-    let mut io = std_iocom(0).map_err(other)?;
-    io.accept(Cmd::DBG_SHELL).map_err(other)?;
-    let mut link = Link::new(stream, io);
-
-    // The shell: a prompt request, then `help`; collect the text until the final reply.
-    let mut help = String::new();
-    for line in [&b""[..], b"help\0"] {
-        link.io()
-            .send(MsgHeader::new(Cmd::DBG_SHELL), &[], line)
-            .map_err(other)?;
-        loop {
-            let reply = link.next_event(|e| match e {
-                Event::Message { msg, .. } => {
-                    Some(String::from_utf8_lossy(msg.aux_until_nul()).into_owned())
-                }
-                _ => None,
-            })?;
-            match reply {
-                Some(Some(text)) if text.is_empty() => break, // the final reply: the prompt
-                Some(Some(text)) => help.push_str(&text),
-                Some(None) => {}
-                None => return Err(other("the link went down during the shell exchange")),
-            }
-        }
-    }
+    // The shell: a prompt request, then `help`.
+    let mut text = Vec::new();
+    shell_exchange(&mut link, "", &mut text, false)?;
+    shell_exchange(&mut link, "help", &mut text, false)?;
+    let help = String::from_utf8_lossy(&text).into_owned();
 
     // Pings, one at a time, each waiting for its reply.
     let mut times = Vec::with_capacity(pings as usize);
@@ -100,7 +77,7 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         ping.msgid = msgid;
         let sent = Instant::now();
         link.io().send(ping, &[], &[]).map_err(other)?;
-        wait_for_reply(&mut link, msgid)?;
+        link.wait_for_reply(msgid)?;
         times.push(sent.elapsed());
     }
     let min = times.iter().min().copied().unwrap_or_default();
@@ -113,7 +90,7 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
     big.msgid = pings + 1;
     let sent = Instant::now();
     link.io().send(big, &[], &aux).map_err(other)?;
-    wait_for_reply(&mut link, pings + 1)?;
+    link.wait_for_reply(pings + 1)?;
     let aux_64k = sent.elapsed();
 
     drop(link); // closes the connection: the node's serve() returns
@@ -129,18 +106,4 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         pings,
         aux_64k,
     })
-}
-
-fn wait_for_reply(link: &mut Link<TcpStream>, msgid: u32) -> io::Result<()> {
-    loop {
-        let got = link.next_event(|e| match e {
-            Event::Message { msg, .. } => Some(msg.header().msgid),
-            _ => None,
-        })?;
-        match got {
-            Some(Some(id)) if id == msgid => return Ok(()),
-            Some(_) => {}
-            None => return Err(other("the link went down while waiting for a reply")),
-        }
-    }
 }
