@@ -13,14 +13,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use h2msg_std::dump::{DumpEnd, dump};
 
-fn h2msg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_h2msg"))
-}
+mod common;
+use common::{h2msg, h2msg_ok};
 
 /// A running service, stopped when dropped.
 struct Service {
@@ -120,23 +119,14 @@ fn shell_with_piped_stdin_gets_every_answer() {
 /// Runs `h2msg ping` from `client` against the service; checks it succeeded and that every
 /// reply carried error 0; returns its output.
 fn ping(client: &Path, port: u16, count: u32) -> String {
-    let out = h2msg()
-        .args([
-            "--keydir",
-            client.to_str().unwrap(),
-            "ping",
-            &format!("127.0.0.1:{port}"),
-            "-n",
-            &count.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = h2msg_ok(&[
+        "--keydir",
+        client.to_str().unwrap(),
+        "ping",
+        &format!("127.0.0.1:{port}"),
+        "-n",
+        &count.to_string(),
+    ]);
     let answered = text
         .lines()
         .filter(|l| l.starts_with("reply ") && l.ends_with("error=0x0"))

@@ -6,7 +6,8 @@
     reason = "test code: a failed step is a failed test"
 )]
 
-use std::process::Command;
+mod common;
+use common::h2msg_ok;
 
 #[test]
 fn the_demo_library_call_completes_every_step() {
@@ -20,16 +21,7 @@ fn the_demo_library_call_completes_every_step() {
 
 #[test]
 fn the_demo_command_prints_its_summary() {
-    let out = Command::new(env!("CARGO_BIN_EXE_h2msg"))
-        .args(["demo", "-n", "20"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = h2msg_ok(&["demo", "-n", "20"]);
     for expected in [
         "RSA handshake",
         "help        Command help",

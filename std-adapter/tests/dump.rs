@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use h2msg_std::dump::{DumpEnd, dump};
 use serde_json::Value;
@@ -121,7 +121,7 @@ fn a_damaged_frame_is_reported_and_decoding_stops() {
     // The binary says so and exits non-zero.
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &bytes).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_h2msg"))
+    let status = common::h2msg()
         .arg("dump")
         .arg(file.path())
         .output()

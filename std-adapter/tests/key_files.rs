@@ -18,6 +18,9 @@ use std::process::{Command, Stdio};
 
 use h2msg_std::keys::{KeyDir, KeyError, PeerKey};
 
+mod common;
+use common::{h2msg, h2msg_ok};
+
 fn have_openssl() -> bool {
     let ok = Command::new("openssl")
         .arg("version")
@@ -147,23 +150,11 @@ fn peer_keys_pub_none_or_missing() {
     assert!(matches!(dir.peer_key(peer()), Ok(PeerKey::Rsa(_))));
 }
 
-fn h2msg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_h2msg"))
-}
-
 #[test]
 fn rsainit_makes_keys_openssl_reads_and_never_overwrites() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("etc/hammer2");
-    let out = h2msg()
-        .args(["--keydir", root.to_str().unwrap(), "rsainit"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h2msg_ok(&["--keydir", root.to_str().unwrap(), "rsainit"]);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&root), 0o700);
     assert_eq!(mode(&root.join("rsa.prv")), 0o400);
