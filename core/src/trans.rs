@@ -861,6 +861,24 @@ mod tests {
         a.union(b).union(c)
     }
 
+    #[test]
+    fn an_open_transaction_is_listed_and_not_aborted_until_it_is() {
+        extern crate std;
+        use std::format;
+        let mut t = TransTable::<4>::new();
+        assert!(t.is_empty());
+        t.on_send(cmd(C), 5).unwrap();
+        assert!(!t.is_empty());
+        assert!(!t.get(TransKey::local(5)).unwrap().is_aborted());
+        assert!(format!("{t:?}").contains("msgid: 5"), "{t:?}");
+        t.on_send(cmd(A), 5).unwrap();
+        assert!(t.get(TransKey::local(5)).unwrap().is_aborted());
+        assert_eq!(
+            format!("{} {}", Direction::Command, Direction::Reply),
+            "command reply"
+        );
+    }
+
     /// Exact equality, slot layout included: what the checkpoint rule promises.
     fn same<const N: usize>(a: &TransTable<N>, b: &TransTable<N>) -> bool {
         a.slots == b.slots && a.len == b.len
