@@ -1,7 +1,6 @@
 //! The client side of the tool: `shell` (the debug shell of §4.3) and `ping`.
 
 use std::io::{self, BufRead, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use h2msg::iocom::Event;
@@ -9,37 +8,20 @@ use h2msg::wire::{Cmd, MsgHeader};
 
 use crate::blocking::{Link, std_iocom};
 use crate::keys::KeyDir;
-use crate::service::handshake_tcp;
-
-/// The service's port (`HAMMER2_LISTEN_PORT`).
-pub const DEFAULT_PORT: u16 = 987;
+use crate::service::{HANDSHAKE_TIMEOUT, handshake};
+use crate::transport::{Endpoint, Stream};
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
-}
-
-/// `HOST` or `HOST:PORT` (default port 987; default host 127.0.0.1, §11 S5).
-fn target(host: Option<&str>) -> String {
-    match host {
-        None => format!("127.0.0.1:{DEFAULT_PORT}"),
-        Some(h) if h.contains(':') => h.to_string(),
-        Some(h) => format!("{h}:{DEFAULT_PORT}"),
-    }
 }
 
 /// Connects and runs the handshake with the keys of `keys`.
 ///
 /// # Errors
 /// Connection or handshake failure, with its reason.
-pub fn connect(host: Option<&str>, keys: &KeyDir) -> io::Result<Link<TcpStream>> {
-    let addr = target(host);
-    let sockaddr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| other(format!("{addr}: no address")))?;
-    let mut stream = TcpStream::connect(sockaddr)?;
-    stream.set_nodelay(true)?;
-    handshake_tcp(&mut stream, keys).map_err(other)?;
+pub fn connect(endpoint: &Endpoint, keys: &KeyDir) -> io::Result<Link<Stream>> {
+    let mut stream = endpoint.connect()?;
+    handshake(&mut stream, keys, HANDSHAKE_TIMEOUT).map_err(other)?;
     let mut io = std_iocom(0).map_err(other)?;
     io.accept(Cmd::DBG_SHELL).map_err(other)?;
     Ok(Link::new(stream, io))
@@ -51,7 +33,7 @@ pub fn connect(host: Option<&str>, keys: &KeyDir) -> io::Result<Link<TcpStream>>
 /// # Errors
 /// The transport's error, or the service closing the connection first.
 pub fn shell_exchange(
-    link: &mut Link<TcpStream>,
+    link: &mut Link<Stream>,
     line: &str,
     out: &mut impl Write,
     prompt: bool,
@@ -94,12 +76,12 @@ pub fn shell_exchange(
 /// # Errors
 /// Connection, handshake or I/O failure.
 pub fn shell(
-    host: Option<&str>,
+    endpoint: &Endpoint,
     keys: &KeyDir,
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let mut link = connect(host, keys)?;
+    let mut link = connect(endpoint, keys)?;
     writeln!(out, "debug: connected")?;
     shell_exchange(&mut link, "", out, true)?;
     for line in input.lines() {
@@ -124,8 +106,8 @@ pub struct PingReply {
 ///
 /// # Errors
 /// Connection, handshake or I/O failure.
-pub fn ping(host: &str, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>> {
-    let mut link = connect(Some(host), keys)?;
+pub fn ping(endpoint: &Endpoint, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>> {
+    let mut link = connect(endpoint, keys)?;
     link.io().accept(Cmd::LNK_PING).map_err(other)?;
     let mut replies = Vec::new();
     for msgid in 1..=count {

@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io;
-use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,8 @@ use h2msg::wire::{Cmd, MsgHeader};
 
 use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;
-use crate::service::serve;
+use crate::service::{HANDSHAKE_TIMEOUT, LinkRegistry, serve};
+use crate::transport::Endpoint;
 
 /// What the demo measured.
 #[derive(Debug)]
@@ -53,15 +53,19 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         )?;
     }
 
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let address = listener.local_addr()?.to_string();
+    let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind()?;
+    let endpoint = listener.local_endpoint()?;
+    let address = endpoint.to_string();
     let server = thread::spawn(move || -> Result<(), String> {
-        let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
-        serve(stream, &node).map_err(|e| e.to_string())
+        let stream = listener.accept().map_err(|e| e.to_string())?;
+        let slot = LinkRegistry::new(1)
+            .admit(&stream)
+            .ok_or("the demo's one link was refused")?;
+        serve(stream, &node, &slot, HANDSHAKE_TIMEOUT).map_err(|e| e.to_string())
     });
 
     let start = Instant::now();
-    let mut link = connect(Some(&address), &client)?;
+    let mut link = connect(&endpoint, &client)?;
     let handshake = start.elapsed();
 
     // The shell: a prompt request, then `help`.

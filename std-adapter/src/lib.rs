@@ -11,7 +11,9 @@ pub mod client;
 pub mod demo;
 pub mod dump;
 pub mod keys;
+pub mod logging;
 pub mod raw_filter;
 pub mod service;
+pub mod transport;
 
 pub use h2msg as core;

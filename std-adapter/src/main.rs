@@ -3,10 +3,13 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::raw_filter;
+use h2msg_std::service::{ServiceConfig, run_service};
+use h2msg_std::transport::Endpoint;
 
 /// HAMMER2 cluster messaging (the 2012 link protocol) — keys and tools.
 #[derive(Parser, Debug)]
@@ -15,6 +18,14 @@ struct Cli {
     /// Key directory (`rsa.prv`, `rsa.pub`, `remote/<peer>.pub` or `.none`).
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_KEY_DIR)]
     keydir: PathBuf,
+
+    /// Say more on standard error: -v link events, -vv debugging, -vvv everything.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Say only errors on standard error (by default warnings too).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -39,23 +50,26 @@ enum Command {
         /// Key files, applied in order.
         keys: Vec<PathBuf>,
     },
-    /// Serve the debug shell and pings on a TCP port (foreground).
+    /// Serve the debug shell and pings (foreground; stops on SIGINT/SIGTERM).
     Service {
-        /// Address to listen on.
+        /// Where to listen: ADDR:PORT, or unix:PATH for a Unix-domain socket.
         #[arg(long, default_value = "0.0.0.0:987")]
         listen: String,
-        /// Most links served at once.
+        /// Most links served at once; more are closed at once.
         #[arg(long, default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS)]
         max_links: usize,
+        /// Seconds a peer may take to complete the handshake.
+        #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::service::HANDSHAKE_TIMEOUT.as_secs_f64())]
+        handshake_timeout: f64,
     },
     /// Connect to a service's debug shell; lines from stdin, answers to stdout.
     Shell {
-        /// HOST or HOST:PORT (default 127.0.0.1:987).
+        /// HOST, HOST:PORT or unix:PATH (default 127.0.0.1:987).
         host: Option<String>,
     },
     /// LNK_PING round trips with min/avg/max.
     Ping {
-        /// HOST or HOST:PORT.
+        /// HOST, HOST:PORT or unix:PATH.
         host: String,
         /// Number of pings.
         #[arg(short = 'n', long, default_value_t = 4)]
@@ -81,6 +95,7 @@ enum Command {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    h2msg_std::logging::init(h2msg_std::logging::level(cli.verbose, cli.quiet));
     let mut rng = getrandom::SysRng;
     match cli.command {
         Command::Rsainit { dir } => {
@@ -97,20 +112,33 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Service { listen, max_links } => {
-            h2msg_std::service::run_service(&listen, &KeyDir::new(cli.keydir), max_links)
-                .map_err(|e| format!("service: {e}"))
+        Command::Service {
+            listen,
+            max_links,
+            handshake_timeout,
+        } => {
+            let config = ServiceConfig {
+                listen: Endpoint::parse(Some(&listen)),
+                max_links,
+                handshake_timeout: Duration::try_from_secs_f64(handshake_timeout)
+                    .map_err(|e| format!("--handshake-timeout {handshake_timeout}: {e}"))?,
+            };
+            run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
         Command::Shell { host } => h2msg_std::client::shell(
-            host.as_deref(),
+            &Endpoint::parse(host.as_deref()),
             &KeyDir::new(cli.keydir),
             &mut io::stdin().lock(),
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),
         Command::Ping { host, count } => {
-            let replies = h2msg_std::client::ping(&host, &KeyDir::new(cli.keydir), count)
-                .map_err(|e| format!("ping: {e}"))?;
+            let replies = h2msg_std::client::ping(
+                &Endpoint::parse(Some(&host)),
+                &KeyDir::new(cli.keydir),
+                count,
+            )
+            .map_err(|e| format!("ping: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             for (i, r) in replies.iter().enumerate() {
                 println!(

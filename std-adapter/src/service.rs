@@ -1,28 +1,53 @@
-//! The node side: per connection, the handshake with the keys of the peer's address, then
-//! the debug shell of §4.3 (`LNK_PING` and unknown commands are answered by the core).
+//! The node side (`h2msg service`): an accept loop in the foreground; per connection, the
+//! handshake with the keys of the peer's address, then the debug shell of §4.3
+//! (`LNK_PING` and unknown commands are answered by the core itself).
+//!
+//! Each link runs in its own thread over its own fixed-size connection state (an 8 KiB
+//! FIFO, 64 KiB of aux storage and a transmit ring for one largest message pair), so a
+//! hostile or broken peer costs only its own link and never more memory than that. The
+//! handshake has a deadline; links beyond `max_links` are closed at once. SIGINT or
+//! SIGTERM stops accepting, shuts every link down (its open transactions are aborted as on
+//! link loss) and returns.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io;
-use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use h2msg::handshake::{Handshake, KeyMode, RsaKeys};
-use h2msg::iocom::Event;
+use h2msg::iocom::{Event, IocomStats};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+use log::{debug, info, warn};
 
 use crate::blocking::{DriveError, Link, drive_handshake, std_iocom};
 use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::transport::{Endpoint, Stream};
 
-/// How long a peer may take to complete the handshake.
+/// How long a peer may take to complete the handshake by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most links served at once by default.
+pub const DEFAULT_MAX_LINKS: usize = 1024;
+
+/// The words the shell knows, as `help` lists them. `help` is the C node's own line.
+const HELP: &str = "help        Command help\n\
+                    status      Links and their counters\n\
+                    ping        Answers pong\n";
+
 /// The shell's answer to one input line (§4.3): nothing for an empty line, the command
-/// list for `help` or `?`, else `Unrecognized command: <word>`.
+/// list for `help` or `?`, the links for `status`, `pong` for `ping`, else
+/// `Unrecognized command: <word>`.
 #[must_use]
-pub fn shell_reply(line: &[u8]) -> Option<String> {
+pub fn shell_reply(line: &[u8], links: &LinkRegistry) -> Option<String> {
     let text = String::from_utf8_lossy(h2msg::wire::until_nul(line)).into_owned();
     match text.split_whitespace().next() {
         None => None,
-        Some("help" | "?") => Some("help        Command help\n".to_string()),
+        Some("help" | "?") => Some(HELP.to_string()),
+        Some("status") => Some(links.status()),
+        Some("ping") => Some("pong\n".to_string()),
         Some(word) => Some(format!("Unrecognized command: {word}\n")),
     }
 }
@@ -53,13 +78,35 @@ impl From<io::Error> for ServeError {
     }
 }
 
-/// The handshake for a TCP peer with the keys of its numeric address (§2.2).
+/// How a link's handshake authenticated the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Both RSA key pairs (`remote/<peer>.pub`).
+    Rsa,
+    /// No keys (`remote/<peer>.none`): the plaintext exchange.
+    Plaintext,
+}
+
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rsa => "rsa",
+            Self::Plaintext => "plaintext",
+        })
+    }
+}
+
+/// The handshake with the keys of the peer's address (§2.2), within `timeout`.
 ///
 /// # Errors
 /// [`ServeError`].
-pub fn handshake_tcp(stream: &mut TcpStream, keys: &KeyDir) -> Result<(), ServeError> {
-    let peer = stream.peer_addr()?.ip();
-    let mode = match keys.peer_key(peer).map_err(ServeError::Keys)? {
+pub fn handshake(
+    stream: &mut Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+) -> Result<Trust, ServeError> {
+    let peer = stream.peer_ip()?;
+    let (mode, trust) = match keys.peer_key(peer).map_err(ServeError::Keys)? {
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(ServeError::Keys)?;
             let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
@@ -68,24 +115,178 @@ pub fn handshake_tcp(stream: &mut TcpStream, keys: &KeyDir) -> Result<(), ServeE
                     reason: e.to_string(),
                 })
             })?;
-            KeyMode::Rsa(rsa)
+            (KeyMode::Rsa(rsa), Trust::Rsa)
         }
-        PeerKey::None => KeyMode::Plaintext,
+        PeerKey::None => (KeyMode::Plaintext, Trust::Plaintext),
     };
     let hs = Handshake::new(mode, &mut getrandom::SysRng, WireOrder::Little, None)
         .map_err(|e| ServeError::Drive(DriveError::Handshake(e)))?;
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    drive_handshake(stream, hs, HANDSHAKE_TIMEOUT).map_err(ServeError::Drive)?;
+    stream.set_read_timeout(Some(timeout))?;
+    drive_handshake(stream, hs, timeout).map_err(ServeError::Drive)?;
     stream.set_read_timeout(None)?;
-    Ok(())
+    Ok(trust)
 }
 
-/// Serves one accepted connection until the peer goes away.
+/// A link the service serves, as `status` shows it.
+#[derive(Debug)]
+struct LinkEntry {
+    peer: String,
+    since: Instant,
+    trust: Option<Trust>,
+    /// As of the link's last request.
+    stats: IocomStats,
+    /// A second handle, to shut the link down from the accept loop.
+    socket: Option<Stream>,
+}
+
+#[derive(Debug, Default)]
+struct Links {
+    next_id: u64,
+    served: u64,
+    refused: u64,
+    by_id: BTreeMap<u64, LinkEntry>,
+}
+
+/// The links a service has, bounded by its `max_links`: for `status` and shutdown.
+#[derive(Debug)]
+pub struct LinkRegistry {
+    max_links: usize,
+    links: Mutex<Links>,
+}
+
+/// A link's place in the [`LinkRegistry`]; removes it when dropped.
+#[derive(Debug)]
+pub struct LinkSlot {
+    registry: Arc<LinkRegistry>,
+    id: u64,
+}
+
+impl LinkRegistry {
+    /// A registry admitting at most `max_links` links at once.
+    #[must_use]
+    pub fn new(max_links: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_links,
+            links: Mutex::new(Links::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Links> {
+        // A thread that panicked while holding it left only counters behind.
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits a link over `stream`, or `None` when `max_links` are already served.
+    #[must_use]
+    pub fn admit(self: &Arc<Self>, stream: &Stream) -> Option<LinkSlot> {
+        let mut links = self.lock();
+        if links.by_id.len() >= self.max_links {
+            links.refused += 1;
+            return None;
+        }
+        links.next_id += 1;
+        links.served += 1;
+        let id = links.next_id;
+        links.by_id.insert(
+            id,
+            LinkEntry {
+                peer: stream.peer_name(),
+                since: Instant::now(),
+                trust: None,
+                stats: IocomStats::default(),
+                socket: stream.try_clone().ok(),
+            },
+        );
+        Some(LinkSlot {
+            registry: Arc::clone(self),
+            id,
+        })
+    }
+
+    /// Links served now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Whether no link is served.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shuts every link's socket down: each link thread wakes to end of input.
+    pub fn shut_down_all(&self) {
+        for entry in self.lock().by_id.values() {
+            if let Some(socket) = &entry.socket {
+                socket.shutdown();
+            }
+        }
+    }
+
+    /// The `status` text: one line of totals, then one line per link.
+    #[must_use]
+    pub fn status(&self) -> String {
+        let links = self.lock();
+        let mut text = format!(
+            "links: {} of {} (served {}, refused {})\n",
+            links.by_id.len(),
+            self.max_links,
+            links.served,
+            links.refused
+        );
+        for (id, e) in &links.by_id {
+            let trust = e
+                .trust
+                .map_or_else(|| "handshake".to_string(), |t| t.to_string());
+            let _ = writeln!(
+                text,
+                "  #{id} {} {trust} up {:.1} s: received {} sent {} auto-answered {} dropped {}",
+                e.peer,
+                e.since.elapsed().as_secs_f64(),
+                e.stats.received,
+                e.stats.sent,
+                e.stats.auto_replies,
+                e.stats.dropped
+            );
+        }
+        text
+    }
+}
+
+impl LinkSlot {
+    fn update(&self, f: impl FnOnce(&mut LinkEntry)) {
+        if let Some(entry) = self.registry.lock().by_id.get_mut(&self.id) {
+            f(entry);
+        }
+    }
+
+    /// The registry it belongs to.
+    #[must_use]
+    pub fn registry(&self) -> &LinkRegistry {
+        &self.registry
+    }
+}
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        self.registry.lock().by_id.remove(&self.id);
+    }
+}
+
+/// Serves one admitted connection until the peer goes away.
 ///
 /// # Errors
 /// [`ServeError`].
-pub fn serve(mut stream: TcpStream, keys: &KeyDir) -> Result<(), ServeError> {
-    handshake_tcp(&mut stream, keys)?;
+pub fn serve(
+    mut stream: Stream,
+    keys: &KeyDir,
+    slot: &LinkSlot,
+    handshake_timeout: Duration,
+) -> Result<(), ServeError> {
+    let trust = handshake(&mut stream, keys, handshake_timeout)?;
+    slot.update(|e| e.trust = Some(trust));
+    info!("link {}: up ({trust})", slot.id);
     let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
     io.accept(Cmd::DBG_SHELL)
         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -96,22 +297,34 @@ pub fn serve(mut stream: TcpStream, keys: &KeyDir) -> Result<(), ServeError> {
         }
         _ => None,
     })? {
+        let stats = link.io().stats();
+        slot.update(|e| e.stats = stats);
         let Some((header, aux)) = request else {
             continue;
         };
-        answer_shell(&mut link, &header, &aux)?;
+        debug!(
+            "link {}: shell {:?}",
+            slot.id,
+            String::from_utf8_lossy(h2msg::wire::until_nul(&aux))
+        );
+        answer_shell(&mut link, &header, &aux, slot.registry())?;
     }
     Ok(())
 }
 
-fn answer_shell(link: &mut Link<TcpStream>, header: &MsgHeader, aux: &[u8]) -> io::Result<()> {
-    let send = |link: &mut Link<TcpStream>, text: &[u8], last: bool| {
+fn answer_shell(
+    link: &mut Link<Stream>,
+    header: &MsgHeader,
+    aux: &[u8],
+    links: &LinkRegistry,
+) -> io::Result<()> {
+    let send = |link: &mut Link<Stream>, text: &[u8], last: bool| {
         link.io()
             .reply(header, 0, text, last)
             .map(drop)
             .map_err(|e| io::Error::other(e.to_string()))
     };
-    if let Some(line) = shell_reply(aux) {
+    if let Some(line) = shell_reply(aux, links) {
         let mut text = line.into_bytes();
         text.push(0);
         send(link, &text, false)?;
@@ -119,43 +332,96 @@ fn answer_shell(link: &mut Link<TcpStream>, header: &MsgHeader, aux: &[u8]) -> i
     send(link, &[], true)
 }
 
-/// Most connections served at once by default.
-pub const DEFAULT_MAX_LINKS: usize = 256;
+/// How `h2msg service` runs.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Where to listen.
+    pub listen: Endpoint,
+    /// Most links served at once.
+    pub max_links: usize,
+    /// Deadline for a peer's handshake.
+    pub handshake_timeout: Duration,
+}
 
-/// `h2msg service`: accepts connections on `listen` and serves each in its own thread
-/// (foreground; the C tool daemonised). Prints `listening on ADDR` once bound. A
-/// connection beyond `max_links` is closed at once; a failing link costs only itself.
+/// `h2msg service`: accepts connections and serves each in its own thread, in the
+/// foreground (the C tool daemonised; a service manager does that job now). Prints
+/// `listening on ENDPOINT` on standard output once bound. Returns after SIGINT or SIGTERM,
+/// once every link is shut down.
 ///
 /// # Errors
-/// The bind failure with the OS reason (§11 S4), or an accept failure.
-pub fn run_service(listen: &str, keys: &KeyDir, max_links: usize) -> io::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| io::Error::new(e.kind(), format!("bind {listen}: {e}")))?;
-    println!("listening on {}", listener.local_addr()?);
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let stream = stream?;
-        if active.fetch_add(1, Ordering::SeqCst) >= max_links {
-            active.fetch_sub(1, Ordering::SeqCst);
-            drop(stream);
-            continue;
-        }
-        let keys = keys.clone();
-        let active = Arc::clone(&active);
-        std::thread::spawn(move || {
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            if let Err(e) = serve(stream, &keys) {
-                eprintln!("h2msg service: link {peer}: {e}");
-            }
-            active.fetch_sub(1, Ordering::SeqCst);
-        });
+/// The bind failure with the OS reason (§11 S4), or a failure to set up signals.
+pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    let listener = Arc::new(config.listen.bind()?);
+    {
+        use std::io::Write as _;
+        let mut out = io::stdout().lock();
+        writeln!(out, "listening on {}", listener.local_endpoint()?)?;
+        out.flush()?;
     }
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let signal_handle = signals.handle();
+    let signal_thread = {
+        let (stopping, listener) = (Arc::clone(&stopping), Arc::clone(&listener));
+        thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                info!("signal {signal}: shutting down");
+                stopping.store(true, Ordering::SeqCst);
+                listener.wake();
+            }
+        })
+    };
+
+    let registry = LinkRegistry::new(config.max_links);
+    let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
+    while !stopping.load(Ordering::SeqCst) {
+        let stream = match listener.accept() {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: the service
+                // stays up; the pause keeps a persistent failure from spinning.
+                warn!("accept: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(slot) = registry.admit(&stream) else {
+            warn!(
+                "{}: refused, {} links served already",
+                stream.peer_name(),
+                config.max_links
+            );
+            continue;
+        };
+        workers.retain(|w| !w.is_finished());
+        let (keys, timeout) = (keys.clone(), config.handshake_timeout);
+        let worker = thread::Builder::new()
+            .name(format!("link-{}", slot.id))
+            .spawn(move || {
+                let peer = stream.peer_name();
+                match serve(stream, &keys, &slot, timeout) {
+                    Ok(()) => info!("link {} ({peer}): closed", slot.id),
+                    Err(e) => warn!("link {} ({peer}): {e}", slot.id),
+                }
+            });
+        match worker {
+            Ok(w) => workers.push(w),
+            Err(e) => warn!("no thread for a link: {e}"),
+        }
+    }
+    signal_handle.close();
+    let _ = signal_thread.join();
+    registry.shut_down_all();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    info!("stopped");
     Ok(())
 }
 
@@ -165,19 +431,41 @@ mod tests {
 
     #[test]
     fn the_shell_answers_as_section_4_3_says() {
-        assert_eq!(shell_reply(b""), None);
-        assert_eq!(shell_reply(b"\0garbage"), None);
+        let links = LinkRegistry::new(4);
+        assert_eq!(shell_reply(b"", &links), None);
+        assert_eq!(shell_reply(b"\0garbage", &links), None);
+        assert_eq!(shell_reply(b"help\0", &links).as_deref(), Some(HELP));
+        assert!(HELP.starts_with("help        Command help\n"));
+        assert_eq!(shell_reply(b"?", &links).as_deref(), Some(HELP));
+        assert_eq!(shell_reply(b"ping\0", &links).as_deref(), Some("pong\n"));
         assert_eq!(
-            shell_reply(b"help\0").as_deref(),
-            Some("help        Command help\n")
-        );
-        assert_eq!(
-            shell_reply(b"?").as_deref(),
-            Some("help        Command help\n")
-        );
-        assert_eq!(
-            shell_reply(b"bar baz\0").as_deref(),
+            shell_reply(b"bar baz\0", &links).as_deref(),
             Some("Unrecognized command: bar\n")
         );
+    }
+
+    #[test]
+    fn the_registry_bounds_links_and_status_lists_them() {
+        let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
+        let target = listener.local_endpoint().unwrap();
+        let links = LinkRegistry::new(2);
+        let streams: Vec<Stream> = (0..3).map(|_| target.connect().unwrap()).collect();
+        let a = links.admit(&streams[0]).unwrap();
+        let b = links.admit(&streams[1]).unwrap();
+        assert!(links.admit(&streams[2]).is_none());
+        a.update(|e| e.stats.received = 7);
+        let status = shell_reply(b"status", &links).unwrap();
+        assert!(
+            status.starts_with("links: 2 of 2 (served 2, refused 1)\n"),
+            "{status}"
+        );
+        assert!(status.contains("#1 127.0.0.1:"), "{status}");
+        assert!(status.contains("received 7 sent 0"), "{status}");
+        drop(a);
+        assert_eq!(links.len(), 1);
+        assert!(links.status().contains("#2 "));
+        assert!(!links.status().contains("#1 "));
+        drop(b);
+        assert!(links.is_empty());
     }
 }

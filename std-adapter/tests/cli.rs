@@ -9,121 +9,94 @@
 )]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use h2msg_std::dump::{DumpEnd, dump};
 
 mod common;
-use common::{h2msg, h2msg_ok};
+use common::{HELP_TEXT, Service, h2msg, h2msg_ok, plaintext_pair, trusted_pair};
 
-/// A running service, stopped when dropped.
-struct Service {
-    child: Child,
-    port: u16,
-}
-
-impl Service {
-    fn start(keydir: &Path) -> Self {
-        let mut child = h2msg()
-            .args([
-                "--keydir",
-                keydir.to_str().unwrap(),
-                "service",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("listening on ADDR");
-        Self { child, port }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Key directories for a node and a client that trust each other at 127.0.0.1.
-fn trusted_pair(root: &Path) -> (PathBuf, PathBuf) {
-    let (node, client) = (root.join("node"), root.join("client"));
-    for dir in [&node, &client] {
-        assert!(
-            h2msg()
-                .arg("rsainit")
-                .arg(dir)
-                .output()
-                .unwrap()
-                .status
-                .success()
-        );
-        fs::create_dir_all(dir.join("remote")).unwrap();
-    }
-    fs::copy(client.join("rsa.pub"), node.join("remote/127.0.0.1.pub")).unwrap();
-    fs::copy(node.join("rsa.pub"), client.join("remote/127.0.0.1.pub")).unwrap();
-    (node, client)
-}
-
-#[test]
-fn shell_with_piped_stdin_gets_every_answer() {
-    let t = tempfile::tempdir().unwrap();
-    let (node, client) = trusted_pair(t.path());
-    let service = Service::start(&node);
+/// Runs `h2msg shell ENDPOINT` with `input` piped in; asserts it succeeded; its output.
+fn shell(client: &Path, endpoint: &str, input: &str) -> String {
     let mut shell = h2msg()
-        .args([
-            "--keydir",
-            client.to_str().unwrap(),
-            "shell",
-            &format!("127.0.0.1:{}", service.port),
-        ])
+        .args(["--keydir", client.to_str().unwrap(), "shell", endpoint])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     shell
         .stdin
         .take()
         .unwrap()
-        .write_all(b"help\nfoo bar\n\n?\n")
+        .write_all(input.as_bytes())
         .unwrap();
     let out = shell.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let expected = "debug: connected\n\
-                    debug> help        Command help\n\
-                    debug> Unrecognized command: foo\n\
-                    debug> debug> help        Command help\n\
-                    debug> \n";
-    assert_eq!(text, expected);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The shell over TCP and over a Unix socket, with RSA keys and in plaintext: the same
+/// answers, line by line.
+#[test]
+fn shell_with_piped_stdin_gets_every_answer_over_tcp_and_unix_in_both_key_modes() {
+    let expected: Vec<String> = [
+        "debug: connected".to_string(),
+        format!("debug> {}", HELP_TEXT.lines().next().unwrap()),
+        HELP_TEXT.lines().nth(1).unwrap().to_string(),
+        HELP_TEXT.lines().nth(2).unwrap().to_string(),
+        "debug> Unrecognized command: foo".to_string(),
+        "debug> debug> pong".to_string(),
+        "debug> ".to_string(),
+    ]
+    .into();
+    for plaintext in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let (node, client) = if plaintext {
+            plaintext_pair(t.path())
+        } else {
+            trusted_pair(t.path())
+        };
+        let socket = format!("unix:{}", t.path().join("h2msg.sock").display());
+        for listen in ["127.0.0.1:0", socket.as_str()] {
+            let service = Service::start_with(&node, listen, &[]);
+            let text = shell(&client, &service.endpoint, "help\nfoo bar\n\nping\n");
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines, expected, "plaintext={plaintext} listen={listen}");
+        }
+    }
+}
+
+/// `status` lists the asking link with its peer, trust and counters.
+#[test]
+fn status_lists_the_links() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let service = Service::start(&node);
+    let text = shell(&client, &service.endpoint, "status\n");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "debug> links: 1 of 1024 (served 1, refused 0)", "{text}");
+    assert!(
+        lines[2].starts_with("  #1 127.0.0.1:") && lines[2].contains(" plaintext up "),
+        "{text}"
+    );
+    // The prompt request and the `status` line itself have been received.
+    assert!(lines[2].contains("received 2 sent 1"), "{text}");
 }
 
 /// Runs `h2msg ping` from `client` against the service; checks it succeeded and that every
 /// reply carried error 0; returns its output.
-fn ping(client: &Path, port: u16, count: u32) -> String {
+fn ping(client: &Path, endpoint: &str, count: u32) -> String {
     let text = h2msg_ok(&[
         "--keydir",
         client.to_str().unwrap(),
         "ping",
-        &format!("127.0.0.1:{port}"),
+        endpoint,
         "-n",
         &count.to_string(),
     ]);
@@ -140,19 +113,17 @@ fn ping_reports_round_trips_with_error_zero() {
     let t = tempfile::tempdir().unwrap();
     let (node, client) = trusted_pair(t.path());
     let service = Service::start(&node);
-    assert!(ping(&client, service.port, 5).contains("5 pings: min "));
+    assert!(ping(&client, &service.endpoint, 5).contains("5 pings: min "));
 }
 
 #[test]
-fn a_plaintext_peer_works_with_none_files() {
+fn a_plaintext_peer_pings_over_a_unix_socket() {
     let t = tempfile::tempdir().unwrap();
-    let (node, client) = trusted_pair(t.path());
-    for dir in [&node, &client] {
-        fs::remove_file(dir.join("remote/127.0.0.1.pub")).unwrap();
-        fs::write(dir.join("remote/127.0.0.1.none"), "").unwrap();
-    }
-    let service = Service::start(&node);
-    ping(&client, service.port, 2);
+    let (node, client) = plaintext_pair(t.path());
+    let socket = format!("unix:{}", t.path().join("s").display());
+    let service = Service::start_with(&node, &socket, &[]);
+    assert_eq!(service.endpoint, socket);
+    assert!(ping(&client, &socket, 3).contains("3 pings: min "));
 }
 
 #[test]
@@ -186,7 +157,7 @@ fn the_recorded_c_client_is_served() {
     let service = Service::start(&node);
 
     let c2s = fs::read(vectors.join("wire-c2s.bin")).unwrap();
-    let mut stream = TcpStream::connect(("127.0.0.1", service.port)).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", service.port())).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -216,9 +187,9 @@ fn the_recorded_c_client_is_served() {
         shell,
         [
             None,
-            Some("help        Command help\n"),
+            Some(HELP_TEXT),
             None,
-            Some("help        Command help\n"),
+            Some(HELP_TEXT),
             None,
             Some("Unrecognized command: foo\n"),
             None,

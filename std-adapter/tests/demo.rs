@@ -7,12 +7,12 @@
 )]
 
 mod common;
-use common::h2msg_ok;
+use common::{HELP_TEXT, h2msg_ok};
 
 #[test]
 fn the_demo_library_call_completes_every_step() {
     let report = h2msg_std::demo::run_demo(50).unwrap();
-    assert_eq!(report.help, "help        Command help\n");
+    assert_eq!(report.help, HELP_TEXT);
     assert_eq!(report.pings, 50);
     let (min, avg, max) = report.ping;
     assert!(min <= avg && avg <= max);

@@ -3,10 +3,20 @@
 #![allow(
     dead_code,
     clippy::expect_used,
+    clippy::unwrap_used,
     reason = "test code, of which each test binary uses a part"
 )]
 
-use std::process::Command;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the node's shell answers to `help` (§4.3's line, then the words h2msg adds).
+pub(crate) const HELP_TEXT: &str = "help        Command help\n\
+                                    status      Links and their counters\n\
+                                    ping        Answers pong\n";
 
 /// The `h2msg` binary of this build.
 pub(crate) fn h2msg() -> Command {
@@ -23,4 +33,109 @@ pub(crate) fn h2msg_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// A running `h2msg service`, killed when dropped.
+pub(crate) struct Service {
+    pub(crate) child: Child,
+    /// Where it listens, as it printed it (`127.0.0.1:PORT` or `unix:PATH`).
+    pub(crate) endpoint: String,
+}
+
+impl Service {
+    /// Starts a service on an ephemeral loopback port.
+    pub(crate) fn start(keydir: &Path) -> Self {
+        Self::start_with(keydir, "127.0.0.1:0", &[])
+    }
+
+    /// Starts a service listening on `listen` with `extra` arguments, and waits until it
+    /// says where it listens.
+    pub(crate) fn start_with(keydir: &Path, listen: &str, extra: &[&str]) -> Self {
+        let mut child = h2msg()
+            .args(["--keydir", keydir.to_str().unwrap(), "service", "--listen", listen])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
+            .to_string();
+        Self { child, endpoint }
+    }
+
+    /// The TCP port, for a TCP service.
+    pub(crate) fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits up to `limit` for the exit status.
+    pub(crate) fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The service's peak resident set size (VmHWM), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Key directories for a node and a client that trust each other at 127.0.0.1 with RSA.
+pub(crate) fn trusted_pair(root: &Path) -> (PathBuf, PathBuf) {
+    let (node, client) = (root.join("node"), root.join("client"));
+    for dir in [&node, &client] {
+        h2msg_ok(&["rsainit", dir.to_str().unwrap()]);
+        fs::create_dir_all(dir.join("remote")).unwrap();
+    }
+    fs::copy(client.join("rsa.pub"), node.join("remote/127.0.0.1.pub")).unwrap();
+    fs::copy(node.join("rsa.pub"), client.join("remote/127.0.0.1.pub")).unwrap();
+    (node, client)
+}
+
+/// Key directories for a node and a client that talk in plaintext (`127.0.0.1.none`
+/// on both sides, no key pairs at all).
+pub(crate) fn plaintext_pair(root: &Path) -> (PathBuf, PathBuf) {
+    let (node, client) = (root.join("node"), root.join("client"));
+    for dir in [&node, &client] {
+        fs::create_dir_all(dir.join("remote")).unwrap();
+        fs::write(dir.join("remote/127.0.0.1.none"), "").unwrap();
+    }
+    (node, client)
 }

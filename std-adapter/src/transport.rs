@@ -1,0 +1,334 @@
+//! Where links run: TCP (the C tool's only transport) or a Unix-domain socket (local
+//! daemons, tests). One address syntax for both: `unix:PATH` names a socket file, anything
+//! else is `HOST[:PORT]`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The service's port (`HAMMER2_LISTEN_PORT`).
+pub const DEFAULT_PORT: u16 = 987;
+
+/// The address whose key files a Unix-socket peer uses. Such a peer is on this host, so
+/// the loopback address's trust (`remote/127.0.0.1.pub` or `.none`) applies; the C tool
+/// had no Unix sockets, so there was nothing to follow.
+pub const UNIX_PEER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A place to listen on or connect to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `HOST:PORT`.
+    Tcp(String),
+    /// A Unix-domain socket file.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses `unix:PATH`, `HOST` or `HOST:PORT`; a missing port is 987, a missing host
+    /// (`None`) is 127.0.0.1 (§11 S5).
+    #[must_use]
+    pub fn parse(text: Option<&str>) -> Self {
+        match text {
+            None => Self::Tcp(format!("127.0.0.1:{DEFAULT_PORT}")),
+            Some(t) => match t.strip_prefix("unix:") {
+                Some(path) => Self::Unix(PathBuf::from(path)),
+                // An IPv6 literal has colons of its own: `[::1]:987` or bare `::1`.
+                None if t.starts_with('[') || t.matches(':').count() == 1 => {
+                    Self::Tcp(t.to_string())
+                }
+                None if t.contains(':') => Self::Tcp(format!("[{t}]:{DEFAULT_PORT}")),
+                None => Self::Tcp(format!("{t}:{DEFAULT_PORT}")),
+            },
+        }
+    }
+
+    /// Connects to it.
+    ///
+    /// # Errors
+    /// Name resolution or connection failure, naming the endpoint.
+    pub fn connect(&self) -> io::Result<Stream> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{self}: {e}"));
+        match self {
+            Self::Tcp(addr) => {
+                let sockaddr = addr
+                    .to_socket_addrs()
+                    .map_err(named)?
+                    .next()
+                    .ok_or_else(|| io::Error::other(format!("{self}: no address")))?;
+                let stream = TcpStream::connect(sockaddr).map_err(named)?;
+                // Small messages must not wait for Nagle's timer.
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            Self::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).map_err(named)?)),
+        }
+    }
+
+    /// Binds to it. A Unix socket file left by an earlier run is replaced.
+    ///
+    /// # Errors
+    /// The bind failure with the OS reason (§11 S4).
+    pub fn bind(&self) -> io::Result<Listener> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("bind {self}: {e}"));
+        match self {
+            Self::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(named)?)),
+            Self::Unix(path) => {
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    std::fs::remove_file(path).map_err(named)?;
+                }
+                Ok(Listener::Unix {
+                    listener: UnixListener::bind(path).map_err(named)?,
+                    path: path.clone(),
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => f.write_str(addr),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected link's byte stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A Unix-domain socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The address whose key files this peer uses (§2.2): its numeric IP address, or
+    /// [`UNIX_PEER_ADDRESS`] for a Unix-socket peer.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn peer_ip(&self) -> io::Result<IpAddr> {
+        match self {
+            Self::Tcp(s) => Ok(s.peer_addr()?.ip()),
+            Self::Unix(_) => Ok(UNIX_PEER_ADDRESS),
+        }
+    }
+
+    /// The peer, for logs and `status`.
+    #[must_use]
+    pub fn peer_name(&self) -> String {
+        match self {
+            Self::Tcp(s) => s
+                .peer_addr()
+                .map_or_else(|_| "tcp peer".to_string(), |a| a.to_string()),
+            Self::Unix(_) => "unix peer".to_string(),
+        }
+    }
+
+    /// Bounds every blocking read (`None`: no bound).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+            Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// A second handle on the same socket (to shut it down from another thread).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        match self {
+            Self::Tcp(s) => s.try_clone().map(Self::Tcp),
+            Self::Unix(s) => s.try_clone().map(Self::Unix),
+        }
+    }
+
+    /// Shuts both directions down: a thread blocked on the socket wakes to end of input.
+    pub fn shutdown(&self) {
+        // Already closed by the peer is as good as shut down.
+        let _ = match self {
+            Self::Tcp(s) => s.shutdown(Shutdown::Both),
+            Self::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.read(buf),
+            Self::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.write(buf),
+            Self::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.write_vectored(bufs),
+            Self::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.flush(),
+            Self::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix-domain socket and its file, removed when the listener is dropped.
+    Unix {
+        /// The socket.
+        listener: UnixListener,
+        /// Its file.
+        path: PathBuf,
+    },
+}
+
+impl Listener {
+    /// Where it listens, in the syntax [`Endpoint::parse`] reads (an ephemeral port
+    /// resolved).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_endpoint(&self) -> io::Result<Endpoint> {
+        match self {
+            Self::Tcp(l) => Ok(Endpoint::Tcp(l.local_addr()?.to_string())),
+            Self::Unix { path, .. } => Ok(Endpoint::Unix(path.clone())),
+        }
+    }
+
+    /// Waits for the next connection.
+    ///
+    /// # Errors
+    /// The accept failure.
+    pub fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Self::Unix { listener, .. } => Ok(Stream::Unix(listener.accept()?.0)),
+        }
+    }
+
+    /// Wakes a thread blocked in [`accept`](Self::accept) by connecting to ourselves
+    /// (portable, unlike shutting a listening socket down).
+    pub fn wake(&self) {
+        let target = match self.local_endpoint() {
+            Ok(Endpoint::Tcp(addr)) => match addr.parse::<std::net::SocketAddr>() {
+                // A wildcard address is not connectable everywhere: use loopback.
+                Ok(mut a) if a.ip().is_unspecified() => {
+                    a.set_ip(if a.is_ipv4() {
+                        IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    } else {
+                        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                    });
+                    Endpoint::Tcp(a.to_string())
+                }
+                _ => Endpoint::Tcp(addr),
+            },
+            Ok(unix) => unix,
+            Err(_) => return,
+        };
+        let _ = target.connect();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_as_the_c_tool_and_unix_sockets_need() {
+        assert_eq!(Endpoint::parse(None), Endpoint::Tcp("127.0.0.1:987".into()));
+        assert_eq!(
+            Endpoint::parse(Some("node1")),
+            Endpoint::Tcp("node1:987".into())
+        );
+        assert_eq!(
+            Endpoint::parse(Some("10.0.0.2:1234")),
+            Endpoint::Tcp("10.0.0.2:1234".into())
+        );
+        assert_eq!(
+            Endpoint::parse(Some("::1")),
+            Endpoint::Tcp("[::1]:987".into())
+        );
+        assert_eq!(
+            Endpoint::parse(Some("[::1]:5")),
+            Endpoint::Tcp("[::1]:5".into())
+        );
+        assert_eq!(
+            Endpoint::parse(Some("unix:/run/h2.sock")),
+            Endpoint::Unix("/run/h2.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse(Some("unix:/run/h2.sock")).to_string(),
+            "unix:/run/h2.sock"
+        );
+    }
+
+    #[test]
+    fn a_unix_listener_replaces_a_stale_socket_and_removes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let endpoint = Endpoint::Unix(path.clone());
+        drop(UnixListener::bind(&path).unwrap()); // a stale file from a "crashed" run
+        assert!(path.exists());
+        let listener = endpoint.bind().unwrap();
+        let mut client = endpoint.connect().unwrap();
+        let mut served = listener.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        served.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+        drop(listener);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn wake_unblocks_accept_on_a_wildcard_listener() {
+        let listener = Endpoint::Tcp("0.0.0.0:0".into()).bind().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| listener.accept().map(|st| st.peer_name()));
+            std::thread::sleep(Duration::from_millis(50));
+            listener.wake();
+            let peer = waiter.join().unwrap().unwrap();
+            assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+        });
+    }
+}
