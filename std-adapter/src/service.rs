@@ -18,7 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::handshake::{Handshake, KeyMode, RsaKeys};
-use h2msg::iocom::{Event, IocomStats};
+use h2msg::iocom::{Event, IocomStats, LinkEnd};
+use h2msg::ioq::rx::RxFailure;
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use log::{debug, info, warn};
 
@@ -59,6 +60,10 @@ pub enum ServeError {
     Keys(KeyError),
     /// The handshake or the transport failed.
     Drive(DriveError),
+    /// The peer's stream broke a framing rule (the IOQ codes of §4.4).
+    Stream(RxFailure),
+    /// The peer sent a message bigger than the link's memory bound.
+    TooBig(LinkEnd),
 }
 
 impl std::fmt::Display for ServeError {
@@ -66,6 +71,8 @@ impl std::fmt::Display for ServeError {
         match self {
             Self::Keys(e) => e.fmt(f),
             Self::Drive(e) => e.fmt(f),
+            Self::Stream(failure) => failure.fmt(f),
+            Self::TooBig(end) => write!(f, "the link's memory bound was hit: {end:?}"),
         }
     }
 }
@@ -119,8 +126,15 @@ pub fn handshake(
         }
         PeerKey::None => (KeyMode::Plaintext, Trust::Plaintext),
     };
-    let hs = Handshake::new(mode, &mut getrandom::SysRng, WireOrder::Little, None)
-        .map_err(|e| ServeError::Drive(DriveError::Handshake(e)))?;
+    // The deadline is on drive_handshake's clock: milliseconds since it started.
+    let deadline = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let hs = Handshake::new(
+        mode,
+        &mut getrandom::SysRng,
+        WireOrder::Little,
+        Some(deadline),
+    )
+    .map_err(|e| ServeError::Drive(DriveError::Handshake(e)))?;
     stream.set_read_timeout(Some(timeout))?;
     drive_handshake(stream, hs, timeout).map_err(ServeError::Drive)?;
     stream.set_read_timeout(None)?;
@@ -291,9 +305,14 @@ pub fn serve(
     io.accept(Cmd::DBG_SHELL)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let mut link = Link::new(stream, io);
+    let mut end = LinkEnd::Closed;
     while let Some(request) = link.next_event(|event| match event {
         Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
             Some((*msg.header(), msg.aux().to_vec()))
+        }
+        Event::LinkDown(how) => {
+            end = how;
+            None
         }
         _ => None,
     })? {
@@ -309,7 +328,12 @@ pub fn serve(
         );
         answer_shell(&mut link, &header, &aux, slot.registry())?;
     }
-    Ok(())
+    match end {
+        LinkEnd::Closed => Ok(()),
+        LinkEnd::Failed(failure) => Err(ServeError::Stream(failure)),
+        LinkEnd::TransportFailed => Err(io::Error::other("transport failed").into()),
+        too_big @ LinkEnd::AuxStorageTooSmall { .. } => Err(ServeError::TooBig(too_big)),
+    }
 }
 
 fn answer_shell(

@@ -37,7 +37,11 @@ fn shell(client: &Path, endpoint: &str, input: &str) -> String {
         .write_all(input.as_bytes())
         .unwrap();
     let out = shell.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -80,7 +84,10 @@ fn status_lists_the_links() {
     let service = Service::start(&node);
     let text = shell(&client, &service.endpoint, "status\n");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[1], "debug> links: 1 of 1024 (served 1, refused 0)", "{text}");
+    assert_eq!(
+        lines[1], "debug> links: 1 of 1024 (served 1, refused 0)",
+        "{text}"
+    );
     assert!(
         lines[2].starts_with("  #1 127.0.0.1:") && lines[2].contains(" plaintext up "),
         "{text}"

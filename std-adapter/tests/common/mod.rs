@@ -52,10 +52,20 @@ impl Service {
     /// says where it listens.
     pub(crate) fn start_with(keydir: &Path, listen: &str, extra: &[&str]) -> Self {
         let mut child = h2msg()
-            .args(["--keydir", keydir.to_str().unwrap(), "service", "--listen", listen])
+            .args([
+                "--keydir",
+                keydir.to_str().unwrap(),
+                "service",
+                "--listen",
+                listen,
+            ])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("H2MSG_TEST_SERVICE_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let mut line = String::new();
