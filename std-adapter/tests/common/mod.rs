@@ -4,6 +4,7 @@
     dead_code,
     clippy::expect_used,
     clippy::unwrap_used,
+    clippy::panic,
     reason = "test code, of which each test binary uses a part"
 )]
 
