@@ -6,6 +6,7 @@
 //! `rsainit`, `rsaenc`, `rsadec`, `demo` and `dump`; the standing service, shell, ping and
 //! bench commands and the tokio and embedded-io drivers are still to come.
 
+pub mod bench;
 pub mod blocking;
 pub mod client;
 pub mod demo;

@@ -86,6 +86,22 @@ enum Command {
         #[arg(long)]
         skip_handshake: bool,
     },
+    /// Loopback throughput per aux size next to a plain TCP copy; service memory per link.
+    Bench {
+        /// Aux sizes in bytes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = h2msg_std::bench::DEFAULT_SIZES)]
+        sizes: Vec<usize>,
+        /// Messages per run (default: about 256 MiB of wire bytes per size).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Runs of each transfer; the median is shown.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also start a service and hold this many idle links open to it, each after a
+        /// handshake and a ping; report the service's memory.
+        #[arg(long, default_value_t = 0)]
+        links: usize,
+    },
     /// Run the protocol on loopback with throwaway keys: handshake, shell, pings, 64 KiB.
     Demo {
         /// Number of pings.
@@ -202,12 +218,70 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Bench {
+            sizes,
+            count,
+            rounds,
+            links,
+        } => bench(&sizes, count, rounds, links).map_err(|e| format!("bench: {e}")),
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
             filter(&keys, &mut rng)
         }
         Command::Rsaenc { .. } => filter(&[KeyDir::new(cli.keydir).public_key_path()], &mut rng),
         Command::Rsadec { .. } => filter(&[KeyDir::new(cli.keydir).private_key_path()], &mut rng),
     }
+}
+
+fn bench(sizes: &[usize], count: Option<u64>, rounds: usize, links: usize) -> io::Result<()> {
+    use h2msg_std::bench::{ChildService, default_count, measure, open_idle_links};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    if !sizes.is_empty() {
+        println!(
+            "loopback TCP, one direction, median of {rounds} runs; raw = a plain TCP copy of \
+             the same bytes"
+        );
+        println!(
+            "{:>7} {:>9} {:>13} {:>11} {:>11} {:>7}",
+            "aux B", "messages", "h2msg msg/s", "h2msg MB/s", "raw MB/s", "ratio"
+        );
+    }
+    for &aux_len in sizes {
+        let n = count.unwrap_or_else(|| default_count(aux_len));
+        let progress = ProgressBar::new(n * rounds.max(1) as u64);
+        if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
+            progress.set_style(style);
+        }
+        progress.set_message(format!("aux {aux_len} B"));
+        let row = measure(aux_len, n, rounds, &progress)?;
+        progress.finish_and_clear();
+        println!(
+            "{:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
+            aux_len,
+            n,
+            row.h2msg.messages_per_sec() / 1e6,
+            row.h2msg.megabytes_per_sec(),
+            row.raw.megabytes_per_sec(),
+            row.ratio()
+        );
+    }
+    if links > 0 {
+        let exe = std::env::current_exe()?;
+        let (service, keys) = ChildService::start(&exe, links + 16)?;
+        let (rss_before, _) = service.rss_kib()?;
+        let open = open_idle_links(&service.endpoint, &keys, links, 16)?;
+        let (rss, peak) = service.rss_kib()?;
+        println!(
+            "service with {} idle links (each handshook and answered a ping): RSS {:.1} MiB \
+             (peak {:.1} MiB, {:.1} MiB before the links), {:.0} KiB per link",
+            open.len(),
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            rss_before as f64 / 1024.0,
+            rss.saturating_sub(rss_before) as f64 / open.len() as f64
+        );
+    }
+    Ok(())
 }
 
 fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> {

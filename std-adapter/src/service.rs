@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::handshake::{Handshake, KeyMode, RsaKeys};
-use h2msg::iocom::{Event, IocomStats, LinkEnd};
+use h2msg::iocom::{Event, IocomStats, LinkEnd, SendError};
 use h2msg::ioq::rx::RxFailure;
+use h2msg::ioq::tx::TxError;
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use log::{debug, info, warn};
 
@@ -336,24 +337,54 @@ pub fn serve(
     }
 }
 
+/// Most text one shell reply carries; longer answers (`status` of many links) go out as
+/// several streaming replies, split at line ends.
+const SHELL_CHUNK: usize = 8 << 10;
+
 fn answer_shell(
     link: &mut Link<Stream>,
     header: &MsgHeader,
     aux: &[u8],
     links: &LinkRegistry,
 ) -> io::Result<()> {
-    let send = |link: &mut Link<Stream>, text: &[u8], last: bool| {
-        link.io()
-            .reply(header, 0, text, last)
-            .map(drop)
-            .map_err(|e| io::Error::other(e.to_string()))
+    let mut send = |text: &[u8], last: bool| loop {
+        match link.io().reply(header, 0, text, last) {
+            Ok(_) => return Ok(()),
+            // The transmit ring is full of earlier chunks: write them out first.
+            Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
     };
-    if let Some(line) = shell_reply(aux, links) {
-        let mut text = line.into_bytes();
-        text.push(0);
-        send(link, &text, false)?;
+    if let Some(answer) = shell_reply(aux, links) {
+        for chunk in line_chunks(&answer, SHELL_CHUNK) {
+            let mut text = chunk.as_bytes().to_vec();
+            text.push(0);
+            send(&text, false)?;
+        }
     }
-    send(link, &[], true)
+    send(&[], true)
+}
+
+/// `text` in pieces of at most `max` bytes, cut after a newline where one is in reach.
+fn line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut cut = rest.len().min(max);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut < rest.len()
+            && let Some(nl) = rest.get(..cut).and_then(|head| head.rfind('\n'))
+        {
+            cut = nl + 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// How `h2msg service` runs.
@@ -466,6 +497,17 @@ mod tests {
             shell_reply(b"bar baz\0", &links).as_deref(),
             Some("Unrecognized command: bar\n")
         );
+    }
+
+    #[test]
+    fn long_answers_are_cut_at_line_ends() {
+        let text = "aaaa\nbbbb\ncc\n";
+        let chunks: Vec<&str> = line_chunks(text, 11).collect();
+        assert_eq!(chunks, ["aaaa\nbbbb\n", "cc\n"]);
+        // A line longer than a chunk is cut inside it, never inside a character.
+        let chunks: Vec<&str> = line_chunks("ééé", 3).collect();
+        assert_eq!(chunks, ["é", "é", "é"]);
+        assert_eq!(line_chunks("", 4).count(), 0);
     }
 
     #[test]

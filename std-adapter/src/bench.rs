@@ -1,0 +1,394 @@
+//! `h2msg bench`: how fast messages cross loopback TCP through the blocking driver, next
+//! to a plain TCP copy of the same number of bytes measured in the same run; and how much
+//! memory a service holds for many idle links.
+//!
+//! The sender queues messages until its transmit ring is full and then writes them all
+//! with one vectored write, which is what makes small messages cheap; the receiver takes
+//! them one event at a time, as an application would. The messages are one-way
+//! `DBG_SHELL` commands (no reply), so the figure is one direction's throughput.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use h2msg::handshake::{Handshake, KeyMode, NoRsa};
+use h2msg::iocom::{Event, SendError};
+use h2msg::ioq::tx::TxError;
+use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+use indicatif::ProgressBar;
+
+use crate::blocking::{Link, drive_handshake, std_iocom};
+use crate::client::connect;
+use crate::keys::KeyDir;
+use crate::transport::{Endpoint, Stream};
+
+/// Aux sizes measured when none are given.
+pub const DEFAULT_SIZES: [usize; 5] = [0, 64, 1024, 4096, 65536];
+
+/// Wire bytes one message with `aux_len` bytes of aux data takes (32-byte units, §3.5).
+#[must_use]
+pub const fn wire_len(aux_len: usize) -> usize {
+    32 + aux_len.div_ceil(32) * 32
+}
+
+/// Messages per run when `--count` is not given: about 256 MiB of wire bytes, at most
+/// 4 million messages.
+#[must_use]
+pub const fn default_count(aux_len: usize) -> u64 {
+    let n = (256 << 20) / wire_len(aux_len) as u64;
+    if n == 0 {
+        1
+    } else if n > 4_000_000 {
+        4_000_000
+    } else {
+        n
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// A connected loopback TCP pair (client end, server end), Nagle off.
+///
+/// # Errors
+/// The socket's error.
+pub fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    for s in [&client, &server] {
+        s.set_nodelay(true)?;
+    }
+    Ok((client, server))
+}
+
+/// One measured transfer.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer {
+    /// Messages (or, for the raw copy, the messages' worth of bytes).
+    pub messages: u64,
+    /// Bytes on the wire.
+    pub wire_bytes: u64,
+    /// From the first write to the last byte taken by the receiver.
+    pub elapsed: Duration,
+}
+
+impl Transfer {
+    /// Messages per second.
+    #[must_use]
+    pub fn messages_per_sec(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Wire megabytes (10^6 bytes) per second.
+    #[must_use]
+    pub fn megabytes_per_sec(&self) -> f64 {
+        self.wire_bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Sends `count` one-way messages of `aux_len` aux bytes from one connection to another
+/// over loopback TCP (after a plaintext handshake, which is not timed) and times it.
+///
+/// # Errors
+/// Any transport or protocol failure, or a receiver that saw the wrong messages.
+pub fn h2msg_transfer(aux_len: usize, count: u64, progress: &ProgressBar) -> io::Result<Transfer> {
+    let (mut a, mut b) = loopback_pair()?;
+    let handshake = |s: &mut TcpStream| -> io::Result<()> {
+        let hs = Handshake::new(
+            KeyMode::<NoRsa>::Plaintext,
+            &mut getrandom::SysRng,
+            WireOrder::Little,
+            Some(10_000),
+        )
+        .map_err(other)?;
+        drive_handshake(s, hs, Duration::from_secs(10)).map_err(other)?;
+        Ok(())
+    };
+    let peer = thread::spawn(move || handshake(&mut b).map(|()| b));
+    handshake(&mut a)?;
+    let b = peer
+        .join()
+        .map_err(|_| other("handshake thread panicked"))??;
+
+    let receiver = thread::spawn(move || -> io::Result<(Instant, u64)> {
+        let mut io = std_iocom(0).map_err(other)?;
+        io.accept(Cmd::DBG_SHELL).map_err(other)?;
+        let mut link = Link::new(b, io);
+        let (mut received, mut aux_bytes) = (0u64, 0u64);
+        while received < count {
+            let aux = link
+                .next_event(|e| match e {
+                    Event::Message { msg, .. } => Some(msg.aux().len() as u64),
+                    _ => None,
+                })?
+                .ok_or_else(|| other("the link went down early"))?;
+            if let Some(len) = aux {
+                received += 1;
+                aux_bytes += len;
+            }
+        }
+        Ok((Instant::now(), aux_bytes))
+    });
+
+    let aux = vec![0x5Au8; aux_len];
+    let mut io = std_iocom(0).map_err(other)?;
+    io.accept(Cmd::DBG_SHELL).map_err(other)?;
+    let mut link = Link::new(a, io);
+    let header = MsgHeader::new(Cmd::DBG_SHELL);
+    let start = Instant::now();
+    for sent in 0..count {
+        loop {
+            match link.io().send(header, &[], &aux) {
+                Ok(_) => break,
+                Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
+                Err(e) => return Err(other(e)),
+            }
+        }
+        if sent % 4096 == 0 {
+            progress.inc(4096.min(count - sent));
+        }
+    }
+    link.flush()?;
+    let (done, aux_bytes) = receiver
+        .join()
+        .map_err(|_| other("receiver thread panicked"))??;
+    // The wire carries aux data in 32-byte units (§3.5): the receiver sees it padded.
+    let padded = count * (wire_len(aux_len) - 32) as u64;
+    if aux_bytes != padded {
+        return Err(other(format!(
+            "received {aux_bytes} aux bytes, sent {padded} (padded)"
+        )));
+    }
+    Ok(Transfer {
+        messages: count,
+        wire_bytes: count * wire_len(aux_len) as u64,
+        elapsed: done.duration_since(start),
+    })
+}
+
+/// Copies as many bytes as `count` messages of `aux_len` take on the wire through a plain
+/// loopback TCP connection — 128 KiB writes, 64 KiB reads — and times it: the baseline.
+///
+/// # Errors
+/// The transport's error.
+pub fn raw_transfer(aux_len: usize, count: u64) -> io::Result<Transfer> {
+    let (mut a, mut b) = loopback_pair()?;
+    let total = count * wire_len(aux_len) as u64;
+    let receiver = thread::spawn(move || -> io::Result<Instant> {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0u64;
+        while got < total {
+            match b.read(&mut buf)? {
+                0 => return Err(other("the sender closed early")),
+                n => got += n as u64,
+            }
+        }
+        Ok(Instant::now())
+    });
+    let chunk = vec![0x5Au8; 128 << 10];
+    let start = Instant::now();
+    let mut left = total;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+        a.write_all(chunk.get(..n).unwrap_or(&chunk))?;
+        left -= n as u64;
+    }
+    let done = receiver
+        .join()
+        .map_err(|_| other("receiver thread panicked"))??;
+    Ok(Transfer {
+        messages: count,
+        wire_bytes: total,
+        elapsed: done.duration_since(start),
+    })
+}
+
+/// One row of the bench table: the median of `rounds` runs of each, interleaved.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// Aux bytes per message.
+    pub aux_len: usize,
+    /// Through h2msg.
+    pub h2msg: Transfer,
+    /// The plain TCP copy of the same bytes.
+    pub raw: Transfer,
+}
+
+impl Row {
+    /// h2msg's throughput as a fraction of the plain copy's.
+    #[must_use]
+    pub fn ratio(&self) -> f64 {
+        self.raw.elapsed.as_secs_f64() / self.h2msg.elapsed.as_secs_f64()
+    }
+}
+
+fn median(mut runs: Vec<Transfer>) -> Option<Transfer> {
+    runs.sort_by_key(|t| t.elapsed);
+    runs.get(runs.len() / 2).copied()
+}
+
+/// Measures one aux size: `rounds` runs of each transfer, interleaved, medians kept.
+///
+/// # Errors
+/// Any failing run.
+pub fn measure(
+    aux_len: usize,
+    count: u64,
+    rounds: usize,
+    progress: &ProgressBar,
+) -> io::Result<Row> {
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        ours.push(h2msg_transfer(aux_len, count, progress)?);
+        raw.push(raw_transfer(aux_len, count)?);
+    }
+    Ok(Row {
+        aux_len,
+        h2msg: median(ours).ok_or_else(|| other("no run"))?,
+        raw: median(raw).ok_or_else(|| other("no run"))?,
+    })
+}
+
+/// Opens `n` links to `endpoint` from `threads` threads at once; each handshakes and gets
+/// one ping answered. Returns the open links, idle.
+///
+/// # Errors
+/// The first link that failed, with its reason.
+pub fn open_idle_links(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    n: usize,
+    threads: usize,
+) -> io::Result<Vec<Link<Stream>>> {
+    let threads = threads.clamp(1, n.max(1));
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> io::Result<Vec<Link<Stream>>> {
+                    let mine = n / threads + usize::from(t < n % threads);
+                    let mut links = Vec::with_capacity(mine);
+                    for _ in 0..mine {
+                        let mut link = connect(endpoint, keys)?;
+                        let mut ping = MsgHeader::new(Cmd::LNK_PING);
+                        ping.msgid = 1;
+                        link.io().send(ping, &[], &[]).map_err(other)?;
+                        match link.wait_for_reply(1)? {
+                            0 => links.push(link),
+                            e => return Err(other(format!("ping answered with error {e:#x}"))),
+                        }
+                    }
+                    Ok(links)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(n);
+        for w in workers {
+            all.extend(w.join().map_err(|_| other("a client thread panicked"))??);
+        }
+        Ok(all)
+    })
+}
+
+/// A service process of this binary on an ephemeral loopback port, trusting loopback
+/// peers in plaintext; killed when dropped.
+#[derive(Debug)]
+pub struct ChildService {
+    child: Child,
+    /// Where it listens.
+    pub endpoint: Endpoint,
+    _keys: tempfile::TempDir,
+}
+
+impl ChildService {
+    /// Starts `exe service` (the `h2msg` binary) for up to `max_links` links, with a key
+    /// directory holding only `remote/127.0.0.1.none`; returns it and that directory.
+    ///
+    /// # Errors
+    /// Failure to start it or to read where it listens.
+    pub fn start(exe: &Path, max_links: usize) -> io::Result<(Self, KeyDir)> {
+        let keys = tempfile::tempdir()?;
+        std::fs::create_dir_all(keys.path().join("remote"))?;
+        std::fs::write(keys.path().join("remote/127.0.0.1.none"), "")?;
+        let mut child = Command::new(exe)
+            .arg("--keydir")
+            .arg(keys.path())
+            .args(["service", "--listen", "127.0.0.1:0", "--max-links"])
+            .arg(max_links.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            io::BufRead::read_line(&mut io::BufReader::new(out), &mut line)?;
+        }
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            return Err(other(format!("the service said {line:?}")));
+        };
+        let endpoint = Endpoint::parse(Some(addr));
+        let dir = KeyDir::new(keys.path());
+        Ok((
+            Self {
+                child,
+                endpoint,
+                _keys: keys,
+            },
+            dir,
+        ))
+    }
+
+    /// The service's resident set size now and at its peak (VmRSS, VmHWM), in KiB.
+    ///
+    /// # Errors
+    /// `/proc` cannot be read (not Linux).
+    pub fn rss_kib(&self) -> io::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| other(format!("no {name} in /proc status")))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_lengths_follow_the_32_byte_alignment() {
+        assert_eq!(wire_len(0), 32);
+        assert_eq!(wire_len(1), 64);
+        assert_eq!(wire_len(32), 64);
+        assert_eq!(wire_len(65536), 32 + 65536);
+        assert_eq!(default_count(0), 4_000_000);
+        assert_eq!(default_count(65536), (256 << 20) / (65536 + 32));
+    }
+
+    #[test]
+    fn a_small_transfer_delivers_every_message_and_byte() {
+        let progress = ProgressBar::hidden();
+        for aux_len in [0, 100, 65536] {
+            let t = h2msg_transfer(aux_len, 300, &progress).unwrap();
+            assert_eq!(t.messages, 300);
+            assert_eq!(t.wire_bytes, 300 * wire_len(aux_len) as u64);
+        }
+        let raw = raw_transfer(100, 300).unwrap();
+        assert_eq!(raw.wire_bytes, 300 * 160);
+    }
+}

@@ -1,0 +1,89 @@
+//! Load: 1000 concurrent links to one `h2msg service` (loopback, plaintext trust), each
+//! handshaken and answering a ping; the service's memory is reported. And the bench
+//! command's output.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use std::path::Path;
+
+use h2msg_std::bench::{ChildService, open_idle_links};
+use h2msg_std::client::shell_exchange;
+
+mod common;
+use common::h2msg_ok;
+
+const LINKS: usize = 1000;
+
+/// The soft limit on open files: the test holds 1000 sockets, the service 1000 more.
+fn open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_thousand_concurrent_links_are_served() {
+    assert!(
+        open_file_limit() > LINKS as u64 + 100,
+        "raise the open-file limit (ulimit -n) above {} for this test",
+        LINKS + 100
+    );
+    let exe = Path::new(env!("CARGO_BIN_EXE_h2msg"));
+    let (service, keys) = ChildService::start(exe, LINKS + 1).unwrap();
+    let mut links = open_idle_links(&service.endpoint, &keys, LINKS, 16).unwrap();
+    assert_eq!(links.len(), LINKS);
+
+    // Every link is still served: ask the service about itself on the last one.
+    let mut text = Vec::new();
+    shell_exchange(&mut links[LINKS - 1], "status", &mut text, false).unwrap();
+    let status = String::from_utf8(text).unwrap();
+    let first = status.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "links: {LINKS} of {} (served {LINKS}, refused 0)",
+            LINKS + 1
+        )
+    );
+    assert_eq!(status.lines().count(), LINKS + 1);
+
+    // One more link fits; the one after it is refused at once.
+    let extra = open_idle_links(&service.endpoint, &keys, 1, 1).unwrap();
+    assert!(open_idle_links(&service.endpoint, &keys, 1, 1).is_err());
+    drop(extra);
+
+    let (rss, peak) = service.rss_kib().unwrap();
+    eprintln!(
+        "service with {LINKS} links: RSS {:.1} MiB, peak {:.1} MiB",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
+
+#[test]
+fn the_bench_command_prints_its_table() {
+    let text = h2msg_ok(&[
+        "bench", "--sizes", "0,1024", "--count", "3000", "--rounds", "1", "--links", "20",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].split_whitespace().eq([
+        "aux", "B", "messages", "h2msg", "msg/s", "h2msg", "MB/s", "raw", "MB/s", "ratio"
+    ]));
+    for (line, aux) in lines[2..4].iter().zip(["0", "1024"]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[..2], [aux, "3000"], "{line}");
+        // msg/s (in millions, then "M"), h2msg MB/s, raw MB/s, ratio.
+        assert_eq!(fields[3], "M", "{line}");
+        let figures: Vec<f64> = [2, 4, 5, 6].map(|i| fields[i].parse().unwrap()).into();
+        assert!(figures[..3].iter().all(|&f| f > 0.0), "{line}");
+        assert!(figures[3] >= 0.0, "{line}");
+    }
+    assert!(
+        lines[4]
+            .starts_with("service with 20 idle links (each handshook and answered a ping): RSS "),
+        "{text}"
+    );
+}
