@@ -49,7 +49,7 @@ impl CbcReceiver {
     }
 }
 
-const _: () = assert!(UNIT % BLOCK == 0);
+const _: () = assert!(UNIT.is_multiple_of(BLOCK));
 
 #[cfg(test)]
 mod tests {
