@@ -39,6 +39,44 @@
 //! bytes are discarded on a failure (as the C code does) but kept after a clean end of
 //! input, so replies already queued can still be flushed.
 //!
+//! # Stream modes
+//!
+//! A connection starts in the seed era's plaintext mode. Right after the handshake, before
+//! any other byte, [`Iocom::start_stream`] can switch it to `cbc` or `gcm`
+//! ([`crate::stream`]); the driver's calls stay exactly the same — the bytes it moves are
+//! simply ciphertext. A failing protected stream ends the link like any receive failure,
+//! with MSGSEQ (15), MACFAIL (19) or IVWRAP (18) in [`LinkEnd::Failed`].
+//!
+//! ```
+//! # #[cfg(feature = "stream-crypto")] {
+//! use h2msg::handshake::Session;
+//! use h2msg::iocom::{Iocom, IocomMemory};
+//! use h2msg::ioq::tx::CounterSalt;
+//! use h2msg::stream::{negotiate, ModeChoice, StreamMode, FLAG_GCM};
+//! use h2msg::wire::{SoftCrc32c, WireOrder};
+//!
+//! // What `Handshake::with_flags(.., choice.handshake_flags())` yields on `poll` (Done):
+//! // both `sess` values and both `flags` fields. Built by hand here.
+//! let choice = ModeChoice::Auto;
+//! let session = Session {
+//!     own_sess: [1; 64],
+//!     peer_sess: [2; 64],
+//!     peer_quickmsg: [0; 32],
+//!     peer_order: WireOrder::Little,
+//!     own_flags: choice.handshake_flags(),
+//!     peer_flags: FLAG_GCM,
+//! };
+//!
+//! let mode = negotiate(choice, session.own_flags, session.peer_flags)?;
+//! assert_eq!(mode, StreamMode::Gcm);
+//! let memory = IocomMemory { fifo: vec![0u8; 8192], aux: vec![0u8; 0], tx_ring: vec![0u8; 4096] };
+//! let mut io: Iocom<_, _, _, _, _, 4> = Iocom::new(memory, CounterSalt::default(), SoftCrc32c)?;
+//! io.start_stream(mode, &session)?;
+//! assert_eq!(io.stream_mode(), StreamMode::Gcm);
+//! # }
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+//!
 //! Time: nothing in the seed era is timed (the C loop's 5 s poll timeout has no protocol
 //! meaning, §7), so no clock enters this API yet.
 
@@ -47,14 +85,18 @@ use core::fmt;
 use heapless::Vec as BoundedVec;
 use rand_core::Rng;
 
+use crate::handshake::Session;
 use crate::ioq::rx::{FifoTooSmall, OverCommit, RxDecoder, RxFailure, RxPoll};
 use crate::ioq::tx::{TxError, TxQueue};
+use crate::stream::{StartStreamError, StreamMode};
 use crate::trans::{
     Direction, MSG_ERR_LOSTLINK, TransError, TransKey, TransTable, TransUpdate, final_reply_cmd,
     streaming_reply_cmd, transaction_reply_cmd,
 };
-use crate::wire::limits::BASE_HEADER_LEN;
-use crate::wire::{Cmd, Crc32c, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, WireOrder};
+use crate::wire::limits::{ALIGN, BASE_HEADER_LEN, MSGHDR_MAX};
+use crate::wire::{
+    Cmd, Crc32c, DecodeError, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, WireOrder,
+};
 
 /// Most commands one connection can [accept](Iocom::accept).
 pub const ACCEPT_MAX: usize = 16;
@@ -108,7 +150,8 @@ pub enum LinkEnd {
     /// The input ended at a message boundary.
     Closed,
     /// The received stream failed: the C code's synthesised `LNK_ERROR`
-    /// ([`RxFailure::lnk_error`]) carries its IOQ code.
+    /// ([`RxFailure::lnk_error`]) carries its IOQ code. Also the transmit side's IVWRAP
+    /// (18), at the receive offset where it happened.
     Failed(RxFailure),
     /// The driver reported a transport failure (SOCK, 3).
     TransportFailed,
@@ -303,6 +346,7 @@ pub struct Iocom<F, A, B, R, C, const T: usize> {
     aux_stall_reported: bool,
     last_msgid: u32,
     stats: IocomStats,
+    mode: StreamMode,
 }
 
 impl<F, A, B, R, C, const T: usize> fmt::Debug for Iocom<F, A, B, R, C, T> {
@@ -365,6 +409,7 @@ where
             aux_stall_reported: false,
             last_msgid: 0,
             stats: IocomStats::default(),
+            mode: StreamMode::Seed,
         })
     }
 
@@ -379,6 +424,54 @@ where
             return Ok(());
         }
         self.accepted.push(key).map_err(|_| AcceptListFull)
+    }
+
+    /// Switches the connection to the stream `mode` negotiated for the handshake that
+    /// produced `session` ([`crate::stream::negotiate`]). Call it right after
+    /// construction, before any byte is fed or message sent; the driver side is unchanged.
+    /// [`StreamMode::Seed`] keeps the plaintext of the seed era.
+    ///
+    /// # Errors
+    /// [`StartStreamError`], the connection unchanged: the mode is not in this build,
+    /// traffic already happened, or the memory does not fit the mode (the FIFO needs
+    /// 2048 bytes plus one cipher record — 80 for `gcm`, 32 for `cbc`; the transmit ring
+    /// must hold a record, and for `cbc` be a multiple of 32 bytes). A `gcm` message takes
+    /// 5/4 of its plaintext size in the ring (a 16-byte tag per 64 bytes), plus up to 80
+    /// bytes for the chunk that completes it: about 84 KiB to queue the largest one.
+    pub fn start_stream(
+        &mut self,
+        mode: StreamMode,
+        session: &Session,
+    ) -> Result<(), StartStreamError> {
+        if !(self.link == Link::Up && self.rx.is_pristine() && self.tx.is_pristine()) {
+            return Err(StartStreamError::NotFresh);
+        }
+        let (rx, tx) = crate::stream::ciphers(mode, session)?;
+        let needed = MSGHDR_MAX + rx.record_len();
+        let len = self.rx.fifo_len();
+        if len < needed {
+            return Err(StartStreamError::FifoTooSmall { len, needed });
+        }
+        let ring = self.tx.capacity();
+        // cbc encrypts whole units in place; a gcm header-only reply takes one record.
+        let unfit = match mode {
+            StreamMode::Seed => false,
+            StreamMode::Cbc => !ring.is_multiple_of(ALIGN),
+            StreamMode::Gcm => ring < tx.record_len(),
+        };
+        if unfit {
+            return Err(StartStreamError::TxRingUnfit { len: ring });
+        }
+        self.rx.start_stream(rx);
+        self.tx.start_stream(tx);
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// The stream mode in use ([`StreamMode::Seed`] until [`start_stream`](Self::start_stream)).
+    #[must_use]
+    pub const fn stream_mode(&self) -> StreamMode {
+        self.mode
     }
 
     // ----- driver side -------------------------------------------------------------
@@ -465,7 +558,7 @@ where
     #[must_use]
     pub fn interest(&self) -> Interest {
         let up = self.link == Link::Up;
-        let has_room = self.tx.free() >= BASE_HEADER_LEN;
+        let has_room = self.tx.can_queue(BASE_HEADER_LEN);
         let write = !self.tx.is_empty();
         Interest {
             read: up && self.rx.wants_input() && has_room,
@@ -538,7 +631,12 @@ where
     /// room frees up, or the link is down and everything was said.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         loop {
-            match self.step() {
+            let step = self.step();
+            if !matches!(step, Step::Handled) {
+                // Whatever was queued (auto-answers) can leave now: complete a gcm chunk.
+                self.tx.complete_chunk();
+            }
+            match step {
                 Step::Nothing => return None,
                 Step::Handled => {}
                 Step::Emit(event) => return Some(event),
@@ -572,7 +670,7 @@ where
             }
             Link::Up => {}
         }
-        if self.tx.free() < BASE_HEADER_LEN {
+        if !self.tx.can_queue(BASE_HEADER_LEN) {
             return Step::Nothing; // backpressure: keep room to answer
         }
         let header = match self.rx.poll() {
@@ -660,12 +758,36 @@ where
         if self.link != Link::Up {
             return Err(SendError::LinkDown);
         }
-        self.tx.check(&header, ext.len(), aux.len())?;
+        if let Err(e) = self.tx.check(&header, ext.len(), aux.len()) {
+            return Err(self.refused(e));
+        }
         self.table_for(header.cmd, true)
             .on_send(header.cmd, header.msgid)?;
-        let sent = self.tx.enqueue(header, ext, aux)?;
+        self.queue(header, ext, aux)
+    }
+
+    /// Queues a checked message and makes it sendable now (a `gcm` chunk is completed).
+    fn queue(&mut self, header: MsgHeader, ext: &[u8], aux: &[u8]) -> Result<MsgHeader, SendError> {
+        let sent = self
+            .tx
+            .enqueue(header, ext, aux)
+            .map_err(|e| self.refused(e))?;
+        self.tx.complete_chunk();
         self.stats.sent += 1;
         Ok(sent)
+    }
+
+    /// A transmit refusal as the caller sees it; an exhausted `gcm` counter also ends the
+    /// link (IVWRAP): nothing can be sent on it any more.
+    fn refused(&mut self, e: TxError) -> SendError {
+        if e == TxError::IvWrap && self.link == Link::Up {
+            self.tx.discard_all();
+            self.link = Link::Draining(LinkEnd::Failed(RxFailure {
+                error: DecodeError::IvWrap,
+                offset: self.rx.offset(),
+            }));
+        }
+        SendError::Tx(e)
     }
 
     /// Opens a transaction: sends `cmd` with CREATE (and DELETE if `last`) under a fresh
@@ -751,9 +873,7 @@ where
         if self.link != Link::Up {
             return Err(SendError::LinkDown);
         }
-        let sent = self.tx.enqueue(header, &[], &[])?;
-        self.stats.sent += 1;
-        Ok(sent)
+        self.queue(header, &[], &[])
     }
 }
 
@@ -1126,6 +1246,111 @@ mod tests {
         assert!(
             std::format!("{:?}", iocom(64)).starts_with("Iocom { rx: RxDecoder { phase: Header1")
         );
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    fn session() -> Session {
+        Session {
+            own_sess: [3; 64],
+            peer_sess: [3; 64],
+            peer_quickmsg: [0; 32],
+            peer_order: WireOrder::Little,
+            own_flags: 0,
+            peer_flags: 0,
+        }
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn an_exhausted_gcm_counter_ends_the_link_with_ivwrap_on_both_sides() {
+        // Both counters at their last value: one chunk each way, then IVWRAP. (Own and
+        // peer sess are equal, so a side can read its own bytes.)
+        let mut io = iocom(1024);
+        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
+        io.rx.start_stream(rx);
+        io.tx.start_stream(tx);
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
+        let wire = io.pending()[0].to_vec();
+        assert_eq!(wire.len(), 80, "message and pad: the last chunk");
+        assert_eq!(
+            io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]),
+            Err(SendError::Tx(TxError::IvWrap))
+        );
+        match io.poll_event() {
+            Some(Event::LinkDown(LinkEnd::Failed(f))) => assert_eq!(f.lnk_error().error, 18),
+            other => panic!("{other:?}"),
+        }
+
+        let mut rx_side = iocom(1024);
+        rx_side.accept(Cmd::DBG_SHELL).unwrap();
+        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
+        rx_side.rx.start_stream(rx);
+        rx_side.tx.start_stream(tx);
+        rx_side.feed(&wire);
+        assert!(matches!(rx_side.poll_event(), Some(Event::Message { .. })));
+        rx_side.feed(&wire);
+        match rx_side.poll_event() {
+            Some(Event::LinkDown(LinkEnd::Failed(f))) => {
+                assert_eq!(f.ioq_error(), crate::wire::IoqError::IvWrap);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn start_stream_refuses_after_traffic_and_unfit_memory() {
+        let mut io = iocom(1024);
+        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        assert_eq!(
+            io.start_stream(StreamMode::Gcm, &session()),
+            Err(StartStreamError::NotFresh)
+        );
+        let mut io = iocom(1024);
+        io.feed(&ping_bytes(1));
+        assert_eq!(
+            io.start_stream(StreamMode::Cbc, &session()),
+            Err(StartStreamError::NotFresh)
+        );
+        let mut io = iocom(1024); // a 2048-byte FIFO: no room for a record beyond a header
+        assert_eq!(
+            io.start_stream(StreamMode::Gcm, &session()),
+            Err(StartStreamError::FifoTooSmall {
+                len: 2048,
+                needed: 2128
+            })
+        );
+        assert_eq!(io.stream_mode(), StreamMode::Seed, "unchanged");
+        let memory = IocomMemory {
+            fifo: vec![0u8; 4096],
+            aux: vec![],
+            tx_ring: vec![0u8; 1000],
+        };
+        let mut io = Io::new(memory, CounterSalt::default(), SoftCrc32c).unwrap();
+        assert_eq!(
+            io.start_stream(StreamMode::Cbc, &session()),
+            Err(StartStreamError::TxRingUnfit { len: 1000 })
+        );
+        io.start_stream(StreamMode::Seed, &session()).unwrap();
+    }
+
+    #[cfg(not(feature = "stream-crypto"))]
+    #[test]
+    fn without_the_feature_only_seed_starts() {
+        let session = Session {
+            own_sess: [3; 64],
+            peer_sess: [3; 64],
+            peer_quickmsg: [0; 32],
+            peer_order: WireOrder::Little,
+            own_flags: 0,
+            peer_flags: 0,
+        };
+        let mut io = iocom(1024);
+        assert_eq!(
+            io.start_stream(StreamMode::Gcm, &session),
+            Err(StartStreamError::Unsupported(StreamMode::Gcm))
+        );
+        io.start_stream(StreamMode::Seed, &session).unwrap();
     }
 
     #[test]

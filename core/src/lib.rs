@@ -21,12 +21,15 @@
 //!     iocom      one connection: rx + tx + flags + events
 //!     trans      the transaction table
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait
+//!     stream     what follows the handshake: seed (plaintext), cbc, gcm,
+//!                and their negotiation through the handshake's flags
 //! ```
 //!
 //! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
 //! check one message exactly as the 2012 C implementation put it on the wire — the two
 //! directions of a connection in [`ioq`], the transaction table in [`trans`], and one whole
-//! connection in [`iocom`], and the 512-byte [`handshake`] that opens every link.
+//! connection in [`iocom`], the 512-byte [`handshake`] that opens every link, and the
+//! [`stream`] modes that protect what follows it (feature `stream-crypto` for `cbc`/`gcm`).
 //!
 //! ## Example: a `DBG_SHELL` line, sealed and parsed back
 //!
@@ -64,6 +67,7 @@
 pub mod handshake;
 pub mod iocom;
 pub mod ioq;
+pub mod stream;
 pub mod trans;
 pub mod wire;
 

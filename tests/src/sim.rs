@@ -2,6 +2,7 @@
 //! `Pair`): bytes move between them in transfers of a configurable size, so every partial
 //! read and write happens, and each side's application is a closure that sees every event.
 
+use h2msg::handshake::Session;
 use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
 use h2msg::ioq::rx::RxFailure;
 use h2msg::ioq::tx::CounterSalt;
@@ -33,7 +34,8 @@ pub enum OwnedEvent {
 }
 
 impl OwnedEvent {
-    fn of(e: &Event<'_>) -> Self {
+    /// The owned copy of an event.
+    pub fn of_event(e: &Event<'_>) -> Self {
         match e {
             Event::Message { msg, update } => Self::Message(OwnedMessage::of(msg), *update),
             Event::Rejected { header, error } => Self::Rejected(*header, *error),
@@ -170,7 +172,7 @@ impl Side {
             // Without new input a connection has only so much to say: a flood of events is
             // a connection that repeats itself.
             assert!(n < 100_000, "poll_event does not run dry: last {event:?}");
-            let owned = OwnedEvent::of(&event);
+            let owned = OwnedEvent::of_event(&event);
             if let Some(app) = self.app.as_mut() {
                 app(&mut self.io, &owned);
             }
@@ -240,4 +242,26 @@ fn transfer(from: &mut Side, to: &mut Side, max: usize) -> usize {
         .expect("advance within pending");
     from.wrote.extend_from_slice(&chunk[..taken]);
     taken
+}
+
+/// The two ends' sessions of one handshake, as `Handshake::poll` would give them: side A
+/// sent `sess_a` and `flags_a`, side B `sess_b` and `flags_b`.
+pub fn session_pair(
+    sess_a: [u8; 64],
+    sess_b: [u8; 64],
+    flags_a: u32,
+    flags_b: u32,
+) -> (Session, Session) {
+    let session = |own, peer, own_flags, peer_flags| Session {
+        own_sess: own,
+        peer_sess: peer,
+        peer_quickmsg: [0; 32],
+        peer_order: WireOrder::Little,
+        own_flags,
+        peer_flags,
+    };
+    (
+        session(sess_a, sess_b, flags_a, flags_b),
+        session(sess_b, sess_a, flags_b, flags_a),
+    )
 }

@@ -182,6 +182,11 @@ pub struct Session {
     pub peer_quickmsg: [u8; 32],
     /// The byte order of the peer's block.
     pub peer_order: WireOrder,
+    /// The `flags` we sent (0 unless built with [`Handshake::with_flags`]).
+    pub own_flags: u32,
+    /// The `flags` the peer sent, read in its byte order (C nodes send 0). Authentic when
+    /// the exchange used RSA: any change on the wire fails the verifier.
+    pub peer_flags: u32,
 }
 
 impl Session {
@@ -203,6 +208,8 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("peer_order", &self.peer_order)
+            .field("own_flags", &self.own_flags)
+            .field("peer_flags", &self.peer_flags)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +247,7 @@ pub struct Handshake<K> {
     received: usize,
     decoded: usize,
     own_sess: [u8; SESS_LEN],
+    own_flags: u32,
     deadline: Option<u64>,
     input_ended: bool,
     state: State,
@@ -271,10 +279,27 @@ impl<K: RawRsa> Handshake<K> {
     /// KEYFMT for unusable keys, BADURANDOM for a failing or all-zero random fill,
     /// KEYXCHGFAIL for an RSA failure.
     pub fn new<R: TryCryptoRng + ?Sized>(
+        keys: KeyMode<K>,
+        rng: &mut R,
+        order: WireOrder,
+        deadline: Option<u64>,
+    ) -> Result<Self, HandshakeError> {
+        Self::with_flags(keys, rng, order, deadline, 0)
+    }
+
+    /// Like [`new`](Self::new), sending `flags` in the block's `flags` field — for example
+    /// [`ModeChoice::handshake_flags`](crate::stream::ModeChoice::handshake_flags) to
+    /// advertise the `gcm` stream mode. The peer reads them from
+    /// [`Session::peer_flags`].
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_flags<R: TryCryptoRng + ?Sized>(
         mut keys: KeyMode<K>,
         rng: &mut R,
         order: WireOrder,
         deadline: Option<u64>,
+        flags: u32,
     ) -> Result<Self, HandshakeError> {
         let block_len = match &keys {
             KeyMode::Rsa(k) => k.block_len(),
@@ -289,7 +314,7 @@ impl<K: RawRsa> Handshake<K> {
             return Err(HandshakeError::BadRandom);
         }
         let block = HandshakeBlock::from_wire_mut(&mut tx);
-        block.stamp(order);
+        block.stamp_with_flags(order, flags);
         let own_sess = block.sess;
         let mut hs = Self {
             keys: KeyMode::Plaintext,
@@ -300,6 +325,7 @@ impl<K: RawRsa> Handshake<K> {
             received: 0,
             decoded: 0,
             own_sess,
+            own_flags: flags,
             deadline,
             input_ended: false,
             state: State::Running,
@@ -468,6 +494,8 @@ impl<K: RawRsa> Handshake<K> {
             peer_sess: block.sess,
             peer_quickmsg: block.quickmsg,
             peer_order: order,
+            own_flags: self.own_flags,
+            peer_flags: block.flags(),
         }))
     }
 }

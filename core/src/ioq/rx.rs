@@ -60,6 +60,7 @@
 
 use core::fmt;
 
+use crate::stream::RxCipher;
 use crate::wire::limits::{BASE_HEADER_LEN, MSGHDR_MAX};
 use crate::wire::{Cmd, Crc32c, DecodeError, IoqError, MessageView, MsgHeader, ReceivedHeader};
 
@@ -209,9 +210,19 @@ pub struct RxDecoder<F, A, C> {
     fifo: F,
     aux_store: A,
     crc: C,
-    /// Unconsumed bytes are `fifo[beg..end]`.
+    /// Unconsumed plaintext is `fifo[beg..end]`; `fifo[end..wire_end]` are received bytes
+    /// of a protected stream not yet opened (a partial cipher record). Without a stream
+    /// cipher `wire_end == end`.
     beg: usize,
     end: usize,
+    wire_end: usize,
+    /// The stream mode's receive side ([`crate::stream`]).
+    cipher: RxCipher,
+    /// The next message's expected sequence number (protected modes, MSGSEQ).
+    seq: u8,
+    /// The protected stream failed at `fifo[end]`: reported once the plaintext before it
+    /// is used up.
+    stream_error: Option<DecodeError>,
     state: State,
     /// The message delivered by the last poll and how many of its bytes are in the FIFO;
     /// consumed at the next `&mut` call.
@@ -280,6 +291,10 @@ where
             crc,
             beg: 0,
             end: 0,
+            wire_end: 0,
+            cipher: RxCipher::Plain,
+            seq: 0,
+            stream_error: None,
             state: State::Header1,
             held: None,
             offset: 0,
@@ -330,7 +345,9 @@ where
     /// True while the decoder can use more input: not finished and input not ended.
     #[must_use]
     pub const fn wants_input(&self) -> bool {
-        !self.input_ended && !matches!(self.state, State::Failed { .. } | State::Closed { .. })
+        !self.input_ended
+            && self.stream_error.is_none()
+            && !matches!(self.state, State::Failed { .. } | State::Closed { .. })
     }
 
     /// Where the transport should put the next bytes it receives; report how many with
@@ -341,14 +358,17 @@ where
     /// missing aux bytes, so the transport writes straight into place.
     pub fn read_buf(&mut self) -> &mut [u8] {
         self.apply_release();
-        if self.input_ended {
+        if self.input_ended || self.stream_error.is_some() {
             return &mut [];
         }
+        // A protected stream's bytes always land in the FIFO, where they are opened; the
+        // FIFO then keeps room for one more record beyond what the message needs.
+        let record = self.cipher.record_len();
         let need = match self.state {
             State::Header1 => BASE_HEADER_LEN,
             State::Header2(h) => h.header_len(),
             State::AuxInFifo(h) => h.wire_len(),
-            State::AuxInStorage { header, filled } => {
+            State::AuxInStorage { header, filled } if record == 0 => {
                 let aux_len = header.aux_len();
                 return self
                     .aux_store
@@ -356,13 +376,17 @@ where
                     .get_mut(filled..aux_len)
                     .unwrap_or_default();
             }
+            State::AuxInStorage { header, .. } => header.header_len(),
             State::Failed { .. } | State::Closed { .. } => return &mut [],
         };
         let cap = self.fifo.as_ref().len();
-        if self.beg > 0 && (self.end == cap || self.beg + need > cap) {
+        if self.beg > 0 && (self.wire_end == cap || self.beg + need + record > cap) {
             self.compact();
         }
-        self.fifo.as_mut().get_mut(self.end..).unwrap_or_default()
+        self.fifo
+            .as_mut()
+            .get_mut(self.wire_end..)
+            .unwrap_or_default()
     }
 
     /// Reports that the transport wrote `n` bytes at the start of the last
@@ -427,10 +451,14 @@ where
                 }
                 State::Header1 => {
                     if avail < BASE_HEADER_LEN {
+                        if let Some(e) = self.stream_error {
+                            self.fail(e);
+                            continue;
+                        }
                         if !self.input_ended {
                             return RxPoll::NeedInput;
                         }
-                        if avail == 0 {
+                        if avail == 0 && self.wire_end == self.end {
                             self.state = State::Closed { delivered: false };
                         } else {
                             self.fail(DecodeError::Truncated {
@@ -443,7 +471,10 @@ where
                     match ReceivedHeader::parse(self.unconsumed(), &self.crc) {
                         // The common case: the whole message is already here.
                         Ok(header) if avail >= header.wire_len() => {
-                            match self.check_in_fifo(header) {
+                            match self
+                                .check_in_fifo(header)
+                                .and_then(|()| self.check_sequence(header))
+                            {
                                 Ok(()) => return self.deliver(header, header.wire_len()),
                                 Err(e) => self.fail(e),
                             }
@@ -467,7 +498,7 @@ where
                         self.fail(e);
                         continue;
                     }
-                    if header.wire_len() <= self.fifo.as_ref().len() {
+                    if header.wire_len() + self.cipher.record_len() <= self.fifo.as_ref().len() {
                         self.state = State::AuxInFifo(header);
                         continue;
                     }
@@ -491,7 +522,10 @@ where
                         .unconsumed()
                         .get(header.header_len()..header.wire_len())
                         .unwrap_or_default();
-                    if let Err(e) = header.verify_aux(aux, &self.crc) {
+                    if let Err(e) = header
+                        .verify_aux(aux, &self.crc)
+                        .and_then(|()| self.check_sequence(header))
+                    {
                         self.fail(e);
                         continue;
                     }
@@ -506,7 +540,10 @@ where
                         continue;
                     }
                     let aux = self.aux_store.as_ref().get(..aux_len).unwrap_or_default();
-                    if let Err(e) = header.verify_aux(aux, &self.crc) {
+                    if let Err(e) = header
+                        .verify_aux(aux, &self.crc)
+                        .and_then(|()| self.check_sequence(header))
+                    {
                         self.fail(e);
                         continue;
                     }
@@ -526,10 +563,77 @@ where
 
     /// Counts `n` bytes written into the last `read_buf`.
     fn record_read(&mut self, n: usize) {
-        match &mut self.state {
-            State::AuxInStorage { filled, .. } => *filled += n,
-            _ => self.end += n,
+        if self.cipher.is_plain() {
+            match &mut self.state {
+                State::AuxInStorage { filled, .. } => *filled += n,
+                _ => {
+                    self.end += n;
+                    self.wire_end = self.end;
+                }
+            }
+            return;
         }
+        self.wire_end += n;
+        self.open_received();
+    }
+
+    /// Switches to a protected stream mode. Only before the first byte arrives (the
+    /// connection checks [`is_pristine`](Self::is_pristine)).
+    pub(crate) fn start_stream(&mut self, cipher: RxCipher) {
+        self.cipher = cipher;
+        self.seq = 0;
+    }
+
+    /// True while nothing was received.
+    pub(crate) const fn is_pristine(&self) -> bool {
+        self.offset == 0
+            && self.wire_end == 0
+            && self.held.is_none()
+            && !self.input_ended
+            && matches!(self.state, State::Header1)
+    }
+
+    /// The FIFO's size.
+    pub(crate) fn fifo_len(&self) -> usize {
+        self.fifo.as_ref().len()
+    }
+
+    /// Opens the whole cipher records among the received bytes: their plaintext joins
+    /// `fifo[..end]`, a partial record stays behind it. After a failure nothing more is
+    /// opened; the failure is reported when the decoder runs out of plaintext.
+    fn open_received(&mut self) {
+        if self.stream_error.is_some() {
+            return;
+        }
+        let (end, wire_end) = (self.end, self.wire_end);
+        let Some(region) = self.fifo.as_mut().get_mut(end..wire_end) else {
+            return;
+        };
+        let opened = self.cipher.open(region);
+        self.fifo
+            .as_mut()
+            .copy_within(end + opened.consumed..wire_end, end + opened.plain);
+        self.end = end + opened.plain;
+        self.wire_end = wire_end - (opened.consumed - opened.plain);
+        self.stream_error = opened.error;
+        self.move_plain_to_storage();
+    }
+
+    /// The protected modes' sequence check (§2.8): the salt's low byte must be the count
+    /// of messages received before this one; the count advances only on a match.
+    fn check_sequence(&mut self, header: ReceivedHeader) -> Result<(), DecodeError> {
+        if self.cipher.is_plain() {
+            return Ok(());
+        }
+        let found = header.header().salt.to_le_bytes()[0];
+        if found != self.seq {
+            return Err(DecodeError::MsgSeq {
+                expected: self.seq,
+                found,
+            });
+        }
+        self.seq = self.seq.wrapping_add(1);
+        Ok(())
     }
 
     /// Checks the extended header and aux data of a message whose bytes are all in the FIFO.
@@ -548,6 +652,10 @@ where
     /// Missing bytes of the current message: `true` means wait for input; `false` means
     /// the input ended inside the message and the decoder has failed (EOF, §5.2).
     fn stall_or_truncate(&mut self, header: ReceivedHeader, have: usize) -> bool {
+        if let Some(e) = self.stream_error {
+            self.fail(e);
+            return false;
+        }
         if !self.input_ended {
             return true;
         }
@@ -572,14 +680,43 @@ where
     /// the header is aux data of this message (header + aux exceeds the FIFO, so no later
     /// message can be buffered yet); move them to the aux storage.
     fn move_aux_to_storage(&mut self, header: ReceivedHeader) {
+        self.state = State::AuxInStorage { header, filled: 0 };
+        self.move_plain_to_storage();
+    }
+
+    /// In [`RxPhase::AuxData2`]: moves the plaintext after the header into the aux storage,
+    /// up to the message's aux length. A protected stream's opened plaintext can run past
+    /// the message (into the next one); that part, and any unopened bytes, close up behind
+    /// the header.
+    fn move_plain_to_storage(&mut self) {
+        let State::AuxInStorage { header, filled } = self.state else {
+            return;
+        };
         let start = self.beg + header.header_len();
-        let filled = self.end - start;
-        let src = self.fifo.as_ref().get(start..self.end).unwrap_or_default();
-        if let Some(dst) = self.aux_store.as_mut().get_mut(..filled) {
+        let take = self
+            .end
+            .saturating_sub(start)
+            .min(header.aux_len().saturating_sub(filled));
+        if take == 0 {
+            return;
+        }
+        let src = self
+            .fifo
+            .as_ref()
+            .get(start..start + take)
+            .unwrap_or_default();
+        if let Some(dst) = self.aux_store.as_mut().get_mut(filled..filled + take) {
             dst.copy_from_slice(src);
         }
-        self.end = start;
-        self.state = State::AuxInStorage { header, filled };
+        self.fifo
+            .as_mut()
+            .copy_within(start + take..self.wire_end, start);
+        self.end -= take;
+        self.wire_end -= take;
+        self.state = State::AuxInStorage {
+            header,
+            filled: filled + take,
+        };
     }
 
     fn unconsumed(&self) -> &[u8] {
@@ -593,17 +730,19 @@ where
     fn apply_release(&mut self) {
         if let Some((_, fifo_bytes)) = self.held.take() {
             self.beg += fifo_bytes;
-            if self.beg == self.end {
+            if self.beg == self.wire_end {
                 self.beg = 0;
                 self.end = 0;
+                self.wire_end = 0;
             }
         }
     }
 
     /// Moves the unconsumed bytes to the front of the FIFO.
     fn compact(&mut self) {
-        self.fifo.as_mut().copy_within(self.beg..self.end, 0);
+        self.fifo.as_mut().copy_within(self.beg..self.wire_end, 0);
         self.end -= self.beg;
+        self.wire_end -= self.beg;
         self.beg = 0;
     }
 }

@@ -32,9 +32,10 @@ use core::fmt;
 use rand_core::Rng;
 
 use crate::ioq::rx::OverCommit;
+use crate::stream::{MAX_CHUNK, TxCipher};
 use crate::wire::checksums::zero_pad_for;
 use crate::wire::limits::{ALIGN, BASE_HEADER_LEN};
-use crate::wire::{Crc32c, EncodeError, MsgHeader, WireOrder};
+use crate::wire::{Cmd, Crc32c, EncodeError, MsgHeader, WireOrder};
 
 /// Salt bits from a counter (1, 2, 3, …), for when reproducible salts are wanted: tests,
 /// simulations, a kernel without a cheap RNG. The salt's random bits have no security role
@@ -91,6 +92,9 @@ pub enum TxError {
         /// The queue's capacity.
         capacity: usize,
     },
+    /// The `gcm` stream's nonce counter cannot cover the message (IVWRAP, 18): the link
+    /// can send nothing more.
+    IvWrap,
 }
 
 impl From<EncodeError> for TxError {
@@ -113,6 +117,7 @@ impl fmt::Display for TxError {
                 f,
                 "message of {needed} bytes exceeds the transmit queue's {capacity} bytes"
             ),
+            Self::IvWrap => f.write_str("IOQ error 18 (IVWRAP): the nonce counter is exhausted"),
         }
     }
 }
@@ -134,6 +139,11 @@ pub struct TxQueue<B, R, C> {
     seq: u8,
     crc: C,
     order: WireOrder,
+    /// The stream mode's transmit side ([`crate::stream`]).
+    cipher: TxCipher,
+    /// `gcm`: plaintext of the chunk being filled; sealed into the ring when full.
+    staged: [u8; MAX_CHUNK],
+    staged_len: usize,
 }
 
 impl<B, R, C> fmt::Debug for TxQueue<B, R, C> {
@@ -189,6 +199,47 @@ where
             seq: 0,
             crc,
             order,
+            cipher: TxCipher::Plain,
+            staged: [0; MAX_CHUNK],
+            staged_len: 0,
+        }
+    }
+
+    /// Switches to a protected stream mode. Only before the first message (the connection
+    /// checks [`is_pristine`](Self::is_pristine)).
+    pub(crate) fn start_stream(&mut self, cipher: TxCipher) {
+        self.cipher = cipher;
+    }
+
+    /// True while nothing was queued.
+    pub(crate) const fn is_pristine(&self) -> bool {
+        self.len == 0 && self.seq == 0 && self.staged_len == 0
+    }
+
+    /// Wire bytes (and `gcm` chunks) that `plain` more plaintext bytes take, including the
+    /// `LNK_PAD` that [`complete_chunk`](Self::complete_chunk) may add after them.
+    fn wire_len_for(&self, plain: usize) -> (usize, u64) {
+        match self.cipher.chunk_len() {
+            None => (plain, 0),
+            Some(chunk) => {
+                let chunks = (self.staged_len + plain).div_ceil(chunk);
+                (chunks * self.cipher.record_len(), chunks as u64)
+            }
+        }
+    }
+
+    /// True if a message of `plain` wire bytes (before protection) fits now.
+    pub(crate) fn can_queue(&self, plain: usize) -> bool {
+        self.wire_len_for(plain).0 <= self.free()
+    }
+
+    /// `gcm`: completes a half-filled chunk with a header-only `LNK_PAD` (which receivers
+    /// drop), so every queued message can be sent now. The room was reserved when the
+    /// messages before it were queued. Nothing to do in the other modes.
+    pub(crate) fn complete_chunk(&mut self) {
+        if self.staged_len > 0 {
+            // Cannot fail: enqueue reserved the pad's room and chunk.
+            let _ = self.enqueue(MsgHeader::new(Cmd::LNK_PAD), &[], &[]);
         }
     }
 
@@ -227,7 +278,11 @@ where
         aux_len: usize,
     ) -> Result<(usize, u16), TxError> {
         let aux_units = header.check_sizes(ext_len, aux_len)?;
-        let needed = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
+        let plain = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
+        let (needed, chunks) = self.wire_len_for(plain);
+        if chunks > self.cipher.chunks_left() {
+            return Err(TxError::IvWrap);
+        }
         let capacity = self.capacity();
         if needed > capacity {
             return Err(TxError::ExceedsCapacity { needed, capacity });
@@ -254,27 +309,83 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<MsgHeader, TxError> {
-        let (_, aux_units) = self.room_for(&header, ext.len(), aux.len())?;
+        let (needed, aux_units) = self.room_for(&header, ext.len(), aux.len())?;
         let mut header = header;
         header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
         let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
         self.seq = self.seq.wrapping_add(1);
-        let mut tail = wrap(self.head + self.len, self.capacity());
+        if self.cipher.chunk_len().is_some() {
+            for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
+                self.put_chunked(part);
+            }
+            return Ok(header);
+        }
+        let start = wrap(self.head + self.len, self.capacity());
+        self.write_plain(start, &base, ext, aux);
+        self.encrypt_span(start, needed);
+        Ok(header)
+    }
+
+    /// Copies a message's plaintext into the ring at `tail`.
+    fn write_plain(&mut self, tail: usize, base: &[u8; BASE_HEADER_LEN], ext: &[u8], aux: &[u8]) {
+        let mut tail = tail;
         // The header is the whole message most of the time: a fixed-size copy when it
         // does not wrap.
         if let Some(dst) = self.ring.as_mut().get_mut(tail..tail + BASE_HEADER_LEN) {
-            dst.copy_from_slice(&base);
+            dst.copy_from_slice(base);
             self.len += BASE_HEADER_LEN;
             tail = wrap(tail + BASE_HEADER_LEN, self.capacity());
         } else {
-            tail = self.write_at(tail, &base);
+            tail = self.write_at(tail, base);
         }
         for part in [ext, aux, zero_pad_for(aux.len())] {
             if !part.is_empty() {
                 tail = self.write_at(tail, part);
             }
         }
-        Ok(header)
+    }
+
+    /// `cbc`: encrypts the `len` ring bytes from `start` in place, continuing the chain.
+    /// Both pieces of a wrapped span are whole units: the ring's size and every message
+    /// are multiples of 32 bytes (checked when the mode starts).
+    fn encrypt_span(&mut self, start: usize, len: usize) {
+        if self.cipher.record_len() == 0 {
+            return;
+        }
+        let cap = self.capacity();
+        let first = len.min(cap - start);
+        let ring = self.ring.as_mut();
+        if let Some(span) = ring.get_mut(start..start + first) {
+            self.cipher.encrypt_in_place(span);
+        }
+        if let Some(span) = ring.get_mut(..len - first) {
+            self.cipher.encrypt_in_place(span);
+        }
+    }
+
+    /// `gcm`: adds plaintext to the chunk being filled; a full chunk is sealed and written
+    /// to the ring with its tag.
+    fn put_chunked(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = (MAX_CHUNK - self.staged_len).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            if let Some(dst) = self.staged.get_mut(self.staged_len..self.staged_len + take) {
+                dst.copy_from_slice(now);
+            }
+            self.staged_len += take;
+            rest = later;
+            if self.staged_len == MAX_CHUNK {
+                self.staged_len = 0;
+                // Cannot fail: room_for checked the counter covers every chunk.
+                if let Ok(tag) = self.cipher.seal_chunk(&mut self.staged) {
+                    let tail = wrap(self.head + self.len, self.capacity());
+                    let chunk = self.staged;
+                    let tail = self.write_at(tail, &chunk);
+                    self.write_at(tail, &tag);
+                }
+            }
+        }
     }
 
     /// The queued bytes, oldest first, as up to two slices (the second is empty unless
@@ -328,6 +439,7 @@ where
     pub fn discard_all(&mut self) {
         self.head = 0;
         self.len = 0;
+        self.staged_len = 0;
     }
 
     /// Writes `bytes` at ring index `at`, wrapping at the end, and counts them as queued;

@@ -12,9 +12,9 @@ pub const MSG_ERR_UNKNOWN: u16 = 0x20;
 ///
 /// They are never transmitted: the receive path copies one into the `error` field of the
 /// `LNK_ERROR` it synthesises when a connection fails. Codes 15 (MSGSEQ) and 18–20
-/// (IVWRAP, MACFAIL, ALGO) are reserved for the later stream-protection modes and 16–17
-/// for the later transaction state machine; the enum is `#[non_exhaustive]` so they can be
-/// added without a breaking change.
+/// (IVWRAP, MACFAIL, ALGO) belong to the protected stream modes ([`crate::stream`]); 16–17
+/// of the later transaction state machine are not defined here, and the enum is
+/// `#[non_exhaustive]` so they can be added without a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[repr(u16)]
@@ -47,11 +47,20 @@ pub enum IoqError {
     KeyFmt = 13,
     /// 14: the random source is unusable.
     BadURandom = 14,
+    /// 15: a protected stream's message carries the wrong sequence number in its salt's
+    /// low byte (§2.8): a message was dropped, repeated or inserted.
+    MsgSeq = 15,
+    /// 18: a `gcm` stream's nonce counter is exhausted (§2.9).
+    IvWrap = 18,
+    /// 19: a `gcm` chunk's tag does not verify: the stream was modified (§2.9).
+    MacFail = 19,
+    /// 20: the stream cipher cannot be set up or was refused (§2.9).
+    Algo = 20,
 }
 
 impl IoqError {
     /// Every defined code, in numeric order.
-    pub const ALL: [IoqError; 14] = [
+    pub const ALL: [IoqError; 18] = [
         Self::Sync,
         Self::Eof,
         Self::Sock,
@@ -66,6 +75,10 @@ impl IoqError {
         Self::KeyXchgFail,
         Self::KeyFmt,
         Self::BadURandom,
+        Self::MsgSeq,
+        Self::IvWrap,
+        Self::MacFail,
+        Self::Algo,
     ];
 
     /// The numeric code, as carried in a synthesised `LNK_ERROR`.
@@ -92,6 +105,10 @@ impl IoqError {
             12 => Self::KeyXchgFail,
             13 => Self::KeyFmt,
             14 => Self::BadURandom,
+            15 => Self::MsgSeq,
+            18 => Self::IvWrap,
+            19 => Self::MacFail,
+            20 => Self::Algo,
             _ => return None,
         })
     }
@@ -114,6 +131,10 @@ impl IoqError {
             Self::KeyXchgFail => "KEYXCHGFAIL",
             Self::KeyFmt => "KEYFMT",
             Self::BadURandom => "BADURANDOM",
+            Self::MsgSeq => "MSGSEQ",
+            Self::IvWrap => "IVWRAP",
+            Self::MacFail => "MACFAIL",
+            Self::Algo => "ALGO",
         }
     }
 }
@@ -175,6 +196,20 @@ pub enum DecodeError {
         /// The value computed over the aux bytes.
         computed: u32,
     },
+    /// A protected stream's message has the wrong sequence number (MSGSEQ).
+    MsgSeq {
+        /// The receiver's message counter, low byte.
+        expected: u8,
+        /// The salt's low byte.
+        found: u8,
+    },
+    /// A `gcm` chunk failed authentication (MACFAIL); nothing of it was released.
+    MacFail {
+        /// The chunk's counter value (its index in the stream).
+        chunk: u64,
+    },
+    /// The `gcm` nonce counter is exhausted (IVWRAP).
+    IvWrap,
 }
 
 impl DecodeError {
@@ -189,6 +224,9 @@ impl DecodeError {
             Self::HeaderSize { .. } | Self::AuxSize { .. } => IoqError::Field,
             Self::Xcrc { .. } => IoqError::Xcrc,
             Self::Acrc { .. } => IoqError::Acrc,
+            Self::MsgSeq { .. } => IoqError::MsgSeq,
+            Self::MacFail { .. } => IoqError::MacFail,
+            Self::IvWrap => IoqError::IvWrap,
         }
     }
 }
@@ -229,6 +267,13 @@ impl fmt::Display for DecodeError {
                 f,
                 "{code}: aux_icrc is {stored:#010x}, aux data gives {computed:#010x}"
             ),
+            Self::MsgSeq { expected, found } => {
+                write!(f, "{code}: salt sequence {found}, expected {expected}")
+            }
+            Self::MacFail { chunk } => {
+                write!(f, "{code}: chunk {chunk} failed authentication")
+            }
+            Self::IvWrap => write!(f, "{code}: the nonce counter is exhausted"),
         }
     }
 }
@@ -297,7 +342,7 @@ mod tests {
     #[test]
     fn codes_match_the_spec_table() {
         // §4.4, written out independently of the enum's discriminants.
-        let table: [(u16, &str); 14] = [
+        let table: [(u16, &str); 18] = [
             (1, "SYNC"),
             (2, "EOF"),
             (3, "SOCK"),
@@ -312,6 +357,10 @@ mod tests {
             (12, "KEYXCHGFAIL"),
             (13, "KEYFMT"),
             (14, "BADURANDOM"),
+            (15, "MSGSEQ"),
+            (18, "IVWRAP"),
+            (19, "MACFAIL"),
+            (20, "ALGO"),
         ];
         for (code, name) in table {
             let e = IoqError::from_code(code).unwrap();
@@ -325,7 +374,7 @@ mod tests {
 
     #[test]
     fn undefined_and_reserved_codes_are_none() {
-        for code in [0, 15, 16, 17, 18, 19, 20, 21, 22, 24, 0xFFFF] {
+        for code in [0, 16, 17, 21, 22, 24, 0xFFFF] {
             assert_eq!(IoqError::from_code(code), None, "code {code}");
         }
     }
@@ -364,6 +413,15 @@ mod tests {
                 },
                 7,
             ),
+            (
+                DecodeError::MsgSeq {
+                    expected: 1,
+                    found: 2,
+                },
+                15,
+            ),
+            (DecodeError::IvWrap, 18),
+            (DecodeError::MacFail { chunk: 3 }, 19),
         ];
         for (err, code) in cases {
             assert_eq!(err.ioq_error().code(), code, "{err:?}");

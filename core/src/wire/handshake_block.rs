@@ -81,6 +81,12 @@ impl HandshakeBlock {
     /// version 1 and flags 0 in `order`, the verifier of the current `sess`, and the top two
     /// bits of both `pad` bytes 0 cleared (so each RSA block is below the modulus).
     pub fn stamp(&mut self, order: WireOrder) {
+        self.stamp_with_flags(order, 0);
+    }
+
+    /// Like [`stamp`](Self::stamp), with `flags` in the `flags` field (C nodes send 0 and
+    /// ignore it; h2msg advertises its stream modes there, see [`crate::stream`]).
+    pub fn stamp_with_flags(&mut self, order: WireOrder, flags: u32) {
         for (dst, src) in self.quickmsg.iter_mut().zip(HANDSHAKE_QUICKMSG) {
             *dst = *src;
         }
@@ -88,12 +94,12 @@ impl HandshakeBlock {
             WireOrder::Little => (
                 MAGIC.to_le_bytes(),
                 HANDSHAKE_VERSION.to_le_bytes(),
-                0u32.to_le_bytes(),
+                flags.to_le_bytes(),
             ),
             WireOrder::Big => (
                 MAGIC.to_be_bytes(),
                 HANDSHAKE_VERSION.to_be_bytes(),
-                0u32.to_be_bytes(),
+                flags.to_be_bytes(),
             ),
         };
         self.magic = magic;

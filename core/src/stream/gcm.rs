@@ -1,0 +1,222 @@
+//! The `gcm` mode's cipher (§2.9): AES-256-GCM over 64-byte chunks, each followed by its
+//! 16-byte tag, no associated data, nonce = 4-byte fixed part ‖ 64-bit big-endian counter.
+
+use aes_gcm::aead::array::Array;
+use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
+
+use super::keys::GcmKeys;
+use crate::wire::DecodeError;
+
+/// Plaintext bytes per chunk (`CRYPTO_CHUNK_SIZE` of libdmsg).
+pub(crate) const CHUNK: usize = 64;
+/// Tag bytes after each chunk.
+pub(crate) const TAG: usize = 16;
+/// Wire bytes per chunk.
+pub(crate) const RECORD: usize = CHUNK + TAG;
+
+/// The nonce counter of one direction: the next value, or exhausted after 2⁶⁴ chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Counter(Option<u64>);
+
+impl Counter {
+    pub(crate) const fn starting_at(next: u64) -> Self {
+        Self(Some(next))
+    }
+
+    /// Chunks that can still be processed (saturating at `u64::MAX`).
+    pub(crate) const fn left(self) -> u64 {
+        match self.0 {
+            Some(0) => u64::MAX,
+            Some(next) => u64::MAX - next + 1,
+            None => 0,
+        }
+    }
+
+    const fn advanced(self) -> Self {
+        match self.0 {
+            Some(n) => Self(n.checked_add(1)),
+            None => Self(None),
+        }
+    }
+}
+
+/// The key schedule and nonce of one direction.
+struct Direction {
+    aead: Aes256Gcm,
+    fixed: [u8; 4],
+    counter: Counter,
+}
+
+impl Direction {
+    fn new(keys: &GcmKeys, counter: Counter) -> Self {
+        Self {
+            aead: Aes256Gcm::new(&Array(*keys.key())),
+            fixed: *keys.fixed_nonce(),
+            counter,
+        }
+    }
+
+    /// The nonce for `counter`: fixed part, then the counter big-endian.
+    fn nonce(&self, counter: u64) -> Array<u8, aes_gcm::aead::consts::U12> {
+        let c = counter.to_be_bytes();
+        let f = self.fixed;
+        Array([
+            f[0], f[1], f[2], f[3], c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+        ])
+    }
+}
+
+impl Drop for Direction {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.fixed);
+    }
+}
+
+/// One direction's sealing side.
+pub(crate) struct GcmSender(Direction);
+
+impl GcmSender {
+    pub(crate) fn new(keys: &GcmKeys) -> Self {
+        Self::with_counter(keys, Counter::starting_at(0))
+    }
+
+    pub(crate) fn with_counter(keys: &GcmKeys, counter: Counter) -> Self {
+        Self(Direction::new(keys, counter))
+    }
+
+    pub(crate) const fn chunks_left(&self) -> u64 {
+        self.0.counter.left()
+    }
+
+    /// Encrypts one chunk in place and returns its tag; the counter advances.
+    ///
+    /// # Errors
+    /// [`DecodeError::IvWrap`] once 2⁶⁴ chunks were sealed; nothing changes then.
+    pub(crate) fn seal(&mut self, chunk: &mut [u8]) -> Result<[u8; TAG], DecodeError> {
+        let counter = self.0.counter.0.ok_or(DecodeError::IvWrap)?;
+        let nonce = self.0.nonce(counter);
+        let tag = self
+            .0
+            .aead
+            .encrypt_inout_detached(&nonce, &[], chunk.into())
+            .map_err(|_| DecodeError::IvWrap)?;
+        self.0.counter = self.0.counter.advanced();
+        Ok(tag.0)
+    }
+}
+
+/// One direction's opening side.
+pub(crate) struct GcmReceiver(Direction);
+
+impl GcmReceiver {
+    pub(crate) fn new(keys: &GcmKeys) -> Self {
+        Self::with_counter(keys, Counter::starting_at(0))
+    }
+
+    pub(crate) fn with_counter(keys: &GcmKeys, counter: Counter) -> Self {
+        Self(Direction::new(keys, counter))
+    }
+
+    /// Checks the tag of one chunk and only then decrypts it in place; the counter
+    /// advances only on success, and a chunk that fails is left as ciphertext.
+    ///
+    /// # Errors
+    /// [`DecodeError::MacFail`] for a wrong tag, [`DecodeError::IvWrap`] after 2⁶⁴ chunks.
+    pub(crate) fn open(&mut self, chunk: &mut [u8], tag: &[u8; TAG]) -> Result<(), DecodeError> {
+        let counter = self.0.counter.0.ok_or(DecodeError::IvWrap)?;
+        let nonce = self.0.nonce(counter);
+        self.0
+            .aead
+            .decrypt_inout_detached(&nonce, &[], chunk.into(), &Array(*tag))
+            .map_err(|_| DecodeError::MacFail { chunk: counter })?;
+        self.0.counter = self.0.counter.advanced();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// McGrew & Viega, "The Galois/Counter Mode of Operation", Test Case 15 (AES-256,
+    /// 96-bit IV, no AAD): its 64-byte plaintext is exactly one chunk. The IV
+    /// `cafebabe facedbaddecaf888` reads as fixed part ‖ big-endian counter.
+    const KEY: &str = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";
+    const PLAIN: &str = "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+        1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255";
+    const CIPHER: &str = "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+        8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad";
+    const TAG15: &str = "b094dac5d93471bdec1a502270e3cc6c";
+    const COUNTER: u64 = 0xface_dbad_deca_f888;
+
+    fn keys() -> GcmKeys {
+        let mut sess = [0u8; 64];
+        sess[..32].copy_from_slice(&hex(KEY));
+        sess[32..36].copy_from_slice(&hex("cafebabe"));
+        GcmKeys::from_sender_sess(&sess)
+    }
+
+    #[test]
+    fn a_chunk_seals_to_the_published_vector() {
+        let mut tx = GcmSender::with_counter(&keys(), Counter::starting_at(COUNTER));
+        let mut chunk = hex(PLAIN);
+        let tag = tx.seal(&mut chunk).unwrap();
+        assert_eq!(chunk, hex(CIPHER));
+        assert_eq!(tag.to_vec(), hex(TAG15));
+        assert_eq!(tx.chunks_left(), u64::MAX - COUNTER);
+    }
+
+    #[test]
+    fn a_chunk_opens_from_the_published_vector_and_only_once() {
+        let tag: [u8; 16] = hex(TAG15).try_into().unwrap();
+        let mut rx = GcmReceiver::with_counter(&keys(), Counter::starting_at(COUNTER));
+        let mut chunk = hex(CIPHER);
+        rx.open(&mut chunk, &tag).unwrap();
+        assert_eq!(chunk, hex(PLAIN));
+        // The counter moved on: the same record again (a replay) does not authenticate.
+        let mut again = hex(CIPHER);
+        assert_eq!(
+            rx.open(&mut again, &tag),
+            Err(DecodeError::MacFail { chunk: COUNTER + 1 })
+        );
+        assert_eq!(again, hex(CIPHER), "nothing of a failed chunk is decrypted");
+    }
+
+    #[test]
+    fn a_failed_chunk_leaves_the_counter_where_it_was() {
+        let mut tx = GcmSender::new(&keys());
+        let mut rx = GcmReceiver::new(&keys());
+        let mut chunk = [7u8; CHUNK];
+        let tag = tx.seal(&mut chunk).unwrap();
+        let mut bad = chunk;
+        bad[5] ^= 0x10;
+        assert_eq!(
+            rx.open(&mut bad, &tag),
+            Err(DecodeError::MacFail { chunk: 0 })
+        );
+        rx.open(&mut chunk, &tag).unwrap();
+        assert_eq!(chunk, [7u8; CHUNK]);
+    }
+
+    #[test]
+    fn the_counter_runs_out_after_the_last_value() {
+        let mut tx = GcmSender::with_counter(&keys(), Counter::starting_at(u64::MAX));
+        let mut rx = GcmReceiver::with_counter(&keys(), Counter::starting_at(u64::MAX));
+        assert_eq!(tx.chunks_left(), 1);
+        let mut chunk = [1u8; CHUNK];
+        let tag = tx.seal(&mut chunk).unwrap();
+        assert_eq!(tx.chunks_left(), 0);
+        assert_eq!(tx.seal(&mut [0u8; CHUNK]), Err(DecodeError::IvWrap));
+        rx.open(&mut chunk, &tag).unwrap();
+        assert_eq!(rx.open(&mut chunk, &tag), Err(DecodeError::IvWrap));
+    }
+}

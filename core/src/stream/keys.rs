@@ -1,0 +1,139 @@
+//! Key material of the protected modes, derived from the handshake's two `sess` values.
+//!
+//! * `cbc` (§2.8): one key and one IV for **both** directions, the XOR of both sides'
+//!   `sess` — `K = own[0..32] ⊕ peer[0..32]`, `IV32 = own[32..64] ⊕ peer[32..64]`, of which
+//!   AES-CBC uses the first 16 bytes. XOR is symmetric, so both ends derive the same values.
+//! * `gcm` (§2.9): each direction is keyed by its **sender's** `sess` alone — key
+//!   `sess[0..32]`, fixed nonce part `sess[32..36]`.
+//!
+//! Every value here is secret: zeroized on drop, and `Debug` prints no byte of it (§11 H12:
+//! the C successor printed key and IV on stdout; h2msg never does).
+
+use core::fmt;
+
+use zeroize::Zeroize;
+
+use crate::wire::handshake_block::SESS_LEN;
+
+/// AES-256 key length.
+pub const KEY_LEN: usize = 32;
+/// Length of the IV the C successor stores (AES-CBC consumes the first 16 bytes).
+pub const CBC_IV_STORED_LEN: usize = 32;
+/// Length of the fixed part of a GCM nonce.
+pub const GCM_FIXED_LEN: usize = 4;
+
+/// The `cbc` mode's key and IV, shared by both directions (§2.8).
+///
+/// ```
+/// use h2msg::stream::keys::CbcKeys;
+///
+/// let a: [u8; 64] = core::array::from_fn(|i| (0x1D * i as u32 + 0x5A) as u8);
+/// let b: [u8; 64] = core::array::from_fn(|i| (3 * i as u32 + 1) as u8);
+/// let keys = CbcKeys::derive(&a, &b);
+/// assert_eq!(keys.key()[..4], [0x5b, 0x73, 0x93, 0xbb]);
+/// // Either side derives the same values.
+/// assert_eq!(keys.iv32(), CbcKeys::derive(&b, &a).iv32());
+/// ```
+pub struct CbcKeys {
+    key: [u8; KEY_LEN],
+    iv32: [u8; CBC_IV_STORED_LEN],
+}
+
+impl CbcKeys {
+    /// `K = own[0..32] ⊕ peer[0..32]`, `IV32 = own[32..64] ⊕ peer[32..64]`.
+    #[must_use]
+    pub fn derive(own_sess: &[u8; SESS_LEN], peer_sess: &[u8; SESS_LEN]) -> Self {
+        let xor = |at: usize| -> [u8; KEY_LEN] {
+            core::array::from_fn(|i| {
+                own_sess.get(at + i).copied().unwrap_or(0)
+                    ^ peer_sess.get(at + i).copied().unwrap_or(0)
+            })
+        };
+        Self {
+            key: xor(0),
+            iv32: xor(KEY_LEN),
+        }
+    }
+
+    /// The AES-256 key. Secret: compare it in tests, never log it.
+    #[must_use]
+    pub const fn key(&self) -> &[u8; KEY_LEN] {
+        &self.key
+    }
+
+    /// The 32 IV bytes as the C code stores them. Secret, like [`key`](Self::key).
+    #[must_use]
+    pub const fn iv32(&self) -> &[u8; CBC_IV_STORED_LEN] {
+        &self.iv32
+    }
+
+    /// The 16 bytes AES-CBC starts its chain with: the first half of [`iv32`](Self::iv32).
+    #[must_use]
+    pub fn iv(&self) -> [u8; 16] {
+        core::array::from_fn(|i| self.iv32.get(i).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for CbcKeys {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.iv32.zeroize();
+    }
+}
+
+impl fmt::Debug for CbcKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CbcKeys").finish_non_exhaustive()
+    }
+}
+
+/// One direction's `gcm` key and fixed nonce part, from its sender's `sess` (§2.9).
+///
+/// ```
+/// use h2msg::stream::keys::GcmKeys;
+///
+/// let sess: [u8; 64] = core::array::from_fn(|i| i as u8);
+/// let keys = GcmKeys::from_sender_sess(&sess);
+/// assert_eq!(keys.key()[31], 31);
+/// assert_eq!(keys.fixed_nonce(), &[32, 33, 34, 35]);
+/// ```
+pub struct GcmKeys {
+    key: [u8; KEY_LEN],
+    fixed: [u8; GCM_FIXED_LEN],
+}
+
+impl GcmKeys {
+    /// Key `sess[0..32]`, fixed nonce part `sess[32..36]` of the direction's sender.
+    #[must_use]
+    pub fn from_sender_sess(sess: &[u8; SESS_LEN]) -> Self {
+        Self {
+            key: core::array::from_fn(|i| sess.get(i).copied().unwrap_or(0)),
+            fixed: core::array::from_fn(|i| sess.get(KEY_LEN + i).copied().unwrap_or(0)),
+        }
+    }
+
+    /// The AES-256 key. Secret: compare it in tests, never log it.
+    #[must_use]
+    pub const fn key(&self) -> &[u8; KEY_LEN] {
+        &self.key
+    }
+
+    /// The nonce's fixed first four bytes.
+    #[must_use]
+    pub const fn fixed_nonce(&self) -> &[u8; GCM_FIXED_LEN] {
+        &self.fixed
+    }
+}
+
+impl Drop for GcmKeys {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.fixed.zeroize();
+    }
+}
+
+impl fmt::Debug for GcmKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcmKeys").finish_non_exhaustive()
+    }
+}

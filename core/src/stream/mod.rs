@@ -1,0 +1,530 @@
+//! Stream protection after the handshake: which bytes travel between the transport and the
+//! ioq once the 512-byte exchange is done (§2.7–§2.9).
+//!
+//! # The three modes
+//!
+//! | [`StreamMode`] | Era | On the wire | Receiver checks |
+//! |---|---|---|---|
+//! | [`Seed`](StreamMode::Seed) | the seed (§2.7, §11 H11) | plaintext, exactly as in 2012 | nothing beyond the ioq's CRCs |
+//! | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
+//! | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by its sender's `sess`; nonce = `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
+//!
+//! The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
+//! in through `read_buf`/`commit_read`/`feed` and taking them out through
+//! `pending`/`advance_write`; [`Iocom::start_stream`](crate::iocom::Iocom::start_stream)
+//! switches a fresh connection to a protected mode. Nothing allocates: received bytes are
+//! decrypted in place in the receive FIFO (for `gcm` the tags are squeezed out as each
+//! chunk is opened), transmitted bytes are encrypted in the transmit ring (`cbc` in place,
+//! `gcm` through one 64-byte staging chunk).
+//!
+//! The `cbc` and `gcm` ciphers need the `stream-crypto` feature (the RustCrypto `aes`,
+//! `cbc` and `aes-gcm` crates); without it only `seed` can be started and the others
+//! report [`StartStreamError::Unsupported`] (ALGO, 20).
+//!
+//! # `gcm` and the 32-byte messages: `LNK_PAD`
+//!
+//! libdmsg's messages were 64-byte aligned, so a chunk never held part of a message that
+//! had to wait. The 2012 messages are 32-byte aligned: a message can end in the middle of a
+//! chunk. Before the bytes are offered to the transport (at the end of every
+//! [`Iocom`](crate::iocom::Iocom) call that queued something), the sender completes such a
+//! half chunk with a header-only `LNK_PAD` message, which every receiver drops (§4.2). No
+//! message ever waits for later data, and the receive side needs no timer.
+//!
+//! # Failures
+//!
+//! A chunk whose tag does not verify fails the stream with MACFAIL: its plaintext is never
+//! released (the tag is checked before decryption), nothing after it is decoded, and the
+//! receive counter advances only on an authenticated chunk — so a replayed, reordered,
+//! dropped or modified chunk fails too. Messages that were complete before the damaged
+//! chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
+//! side (the C check compared the counter's address and could never fire).
+//!
+//! # Negotiation
+//!
+//! The handshake block's `flags` field is sent as 0 by the C nodes and ignored by their
+//! receivers (§2.1, §2.5). An h2msg node that can do `gcm` sets [`FLAG_GCM`] there
+//! ([`ModeChoice::handshake_flags`]). When both blocks carry it the link uses `gcm`;
+//! otherwise the configured era mode — `seed` by default, `cbc` when asked for — which,
+//! as in 2012, both ends must be configured alike for. See [`negotiate`].
+//!
+//! The flags travel inside the RSA-transformed block: changing a bit of it on the wire
+//! changes the whole decoded block, which then fails the verifier (KEYXCHGFAIL), so an
+//! attacker cannot strip the flag to force a downgrade. With `.none` peers (no RSA)
+//! nothing is protected and no flag is trusted: such links are plaintext
+//! ([`ModeChoice::none_peer`]).
+//!
+//! ```
+//! use h2msg::stream::{negotiate, ModeChoice, StreamMode, FLAG_GCM};
+//!
+//! let ours = ModeChoice::Auto;
+//! // Two h2msg nodes: both advertise gcm.
+//! assert_eq!(negotiate(ours, ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
+//! // A 2012 C node sends flags 0: the era mode.
+//! assert_eq!(negotiate(ours, ours.handshake_flags(), 0), Ok(StreamMode::Seed));
+//! assert_eq!(negotiate(ModeChoice::Cbc, ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
+//! // Insisting on gcm refuses such a peer.
+//! assert!(negotiate(ModeChoice::Gcm, FLAG_GCM, 0).is_err());
+//! ```
+//!
+//! # Choices where the spec is silent
+//!
+//! * `cbc` processes whole 32-byte units (the C `HAMMER2_AES_KEY_SIZE`); a partial unit
+//!   waits for the rest of its bytes.
+//! * The MSGSEQ check counts every message the decoder completes, `LNK_PAD` included, and
+//!   runs in `cbc` and `gcm` (libdmsg checks it under GCM too, "anyway"), not in `seed`.
+//! * A `gcm` stream that ends inside a chunk ends with EOF (2), like a truncated message.
+//! * `gcm` chunk counters start at 0 in each direction, as in libdmsg.
+
+pub mod keys;
+
+#[cfg(feature = "stream-crypto")]
+mod cbc;
+#[cfg(feature = "stream-crypto")]
+mod gcm;
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::handshake::Session;
+use crate::wire::{DecodeError, IoqError};
+
+/// The bit of the handshake block's `flags` field by which an h2msg node says it can run
+/// the `gcm` mode. C nodes send 0 and ignore the field.
+pub const FLAG_GCM: u32 = 0x0000_0001;
+
+/// What a link does with its bytes after the handshake. See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StreamMode {
+    /// Plaintext, as the seed era (§2.7).
+    #[default]
+    Seed,
+    /// AES-256-CBC, the seed's successor (§2.8).
+    Cbc,
+    /// AES-256-GCM in 64-byte chunks (§2.9).
+    Gcm,
+}
+
+impl StreamMode {
+    /// The mode's name as the command line spells it: `seed`, `cbc`, `gcm`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::Cbc => "cbc",
+            Self::Gcm => "gcm",
+        }
+    }
+
+    /// True if this build can run the mode (`cbc` and `gcm` need `stream-crypto`).
+    #[must_use]
+    pub const fn is_available(self) -> bool {
+        matches!(self, Self::Seed) || cfg!(feature = "stream-crypto")
+    }
+}
+
+impl fmt::Display for StreamMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a node is configured to do (`--mode seed|cbc|gcm|auto`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ModeChoice {
+    /// `gcm` when the peer can, else `seed` — the default.
+    #[default]
+    Auto,
+    /// Always `seed`; `gcm` is not advertised.
+    Seed,
+    /// Always `cbc` (for peers of the successor era); `gcm` is not advertised.
+    Cbc,
+    /// Only `gcm`: a peer that cannot is refused.
+    Gcm,
+}
+
+impl ModeChoice {
+    /// The `flags` value to put in our handshake block: [`FLAG_GCM`] for `auto` and `gcm`,
+    /// else 0 (exactly what a C node sends).
+    #[must_use]
+    pub const fn handshake_flags(self) -> u32 {
+        match self {
+            Self::Auto | Self::Gcm => FLAG_GCM,
+            Self::Seed | Self::Cbc => 0,
+        }
+    }
+
+    /// What to do with a peer configured as `remote/<peer>.none` (no RSA, nothing
+    /// secret): such a link is always plaintext ([`StreamMode::Seed`]). In the seed era
+    /// the plaintext block is still exchanged (§11 H5); the successor (`cbc`) skips the
+    /// handshake entirely.
+    ///
+    /// # Errors
+    /// [`NegotiateError::GcmNeedsRsa`] for `gcm`: without RSA there is no secret to key it.
+    pub const fn none_peer(self) -> Result<NonePeer, NegotiateError> {
+        match self {
+            Self::Auto | Self::Seed => Ok(NonePeer::ExchangePlaintextBlock),
+            Self::Cbc => Ok(NonePeer::SkipHandshake),
+            Self::Gcm => Err(NegotiateError::GcmNeedsRsa),
+        }
+    }
+}
+
+impl FromStr for ModeChoice {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "seed" => Ok(Self::Seed),
+            "cbc" => Ok(Self::Cbc),
+            "gcm" => Ok(Self::Gcm),
+            _ => Err(UnknownMode),
+        }
+    }
+}
+
+impl fmt::Display for ModeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Seed => "seed",
+            Self::Cbc => "cbc",
+            Self::Gcm => "gcm",
+        })
+    }
+}
+
+/// A mode name other than `auto`, `seed`, `cbc`, `gcm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownMode;
+
+impl fmt::Display for UnknownMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stream mode must be one of auto, seed, cbc, gcm")
+    }
+}
+
+impl core::error::Error for UnknownMode {}
+
+/// How to treat a `.none` peer (see [`ModeChoice::none_peer`]); the link is plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonePeer {
+    /// Exchange the 512-byte block in the clear (seed era, §11 H5).
+    ExchangePlaintextBlock,
+    /// Skip the handshake (the successor era).
+    SkipHandshake,
+}
+
+/// Why [`negotiate`] found no mode both ends accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NegotiateError {
+    /// We insist on `gcm`; the peer's flags do not offer it.
+    PeerCannotGcm {
+        /// The peer's `flags` field.
+        peer_flags: u32,
+    },
+    /// `gcm` was asked for with a `.none` peer: there is no RSA-protected secret.
+    GcmNeedsRsa,
+}
+
+impl NegotiateError {
+    /// The IOQ code: ALGO (20), the libdmsg code for a cipher problem.
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        IoqError::Algo
+    }
+}
+
+impl fmt::Display for NegotiateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.ioq_error();
+        match self {
+            Self::PeerCannotGcm { peer_flags } => write!(
+                f,
+                "{code}: gcm required, the peer's handshake flags {peer_flags:#010x} do not offer it"
+            ),
+            Self::GcmNeedsRsa => write!(f, "{code}: gcm needs an RSA handshake, the peer is .none"),
+        }
+    }
+}
+
+impl core::error::Error for NegotiateError {}
+
+/// The mode of a link after a handshake in which we sent `own_flags` and received
+/// `peer_flags` ([`Session::own_flags`], [`Session::peer_flags`]): `gcm` if both carry
+/// [`FLAG_GCM`], else the era mode of `choice`.
+///
+/// # Errors
+/// [`NegotiateError::PeerCannotGcm`] when `choice` is [`ModeChoice::Gcm`] and the peer
+/// (or our own flags) do not offer it.
+pub const fn negotiate(
+    choice: ModeChoice,
+    own_flags: u32,
+    peer_flags: u32,
+) -> Result<StreamMode, NegotiateError> {
+    if own_flags & peer_flags & FLAG_GCM != 0 {
+        return Ok(StreamMode::Gcm);
+    }
+    match choice {
+        ModeChoice::Auto | ModeChoice::Seed => Ok(StreamMode::Seed),
+        ModeChoice::Cbc => Ok(StreamMode::Cbc),
+        ModeChoice::Gcm => Err(NegotiateError::PeerCannotGcm { peer_flags }),
+    }
+}
+
+/// Why [`Iocom::start_stream`](crate::iocom::Iocom::start_stream) refused; the connection
+/// is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartStreamError {
+    /// This build has no cipher for the mode (the `stream-crypto` feature is off).
+    Unsupported(StreamMode),
+    /// Bytes were already received or queued: the mode must be set before any traffic.
+    NotFresh,
+    /// The receive FIFO needs room for a whole header plus one cipher record.
+    FifoTooSmall {
+        /// Its size.
+        len: usize,
+        /// The size the mode needs.
+        needed: usize,
+    },
+    /// The transmit ring must hold one cipher record, and for `cbc` be a multiple of 32
+    /// bytes (it is encrypted in place, in whole units).
+    TxRingUnfit {
+        /// Its size.
+        len: usize,
+    },
+}
+
+impl StartStreamError {
+    /// The IOQ code: ALGO (20).
+    #[must_use]
+    pub const fn ioq_error(&self) -> IoqError {
+        IoqError::Algo
+    }
+}
+
+impl fmt::Display for StartStreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.ioq_error();
+        match self {
+            Self::Unsupported(mode) => write!(
+                f,
+                "{code}: stream mode {mode} is not in this build (feature stream-crypto)"
+            ),
+            Self::NotFresh => write!(
+                f,
+                "{code}: the stream mode must be set before any byte is exchanged"
+            ),
+            Self::FifoTooSmall { len, needed } => write!(
+                f,
+                "{code}: receive FIFO of {len} bytes, the stream mode needs {needed}"
+            ),
+            Self::TxRingUnfit { len } => write!(
+                f,
+                "{code}: transmit ring of {len} bytes does not fit the stream mode"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for StartStreamError {}
+
+/// What [`RxCipher::open`] did to a region of received wire bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// Plaintext bytes now at the front of the region.
+    pub(crate) plain: usize,
+    /// Wire bytes they came from; `region[consumed..]` is still to be opened.
+    pub(crate) consumed: usize,
+    /// The stream failed at `consumed` (MACFAIL, IVWRAP).
+    pub(crate) error: Option<DecodeError>,
+}
+
+/// The receive side of a stream mode.
+pub(crate) enum RxCipher {
+    Plain,
+    #[cfg(feature = "stream-crypto")]
+    Cbc(cbc::CbcReceiver),
+    #[cfg(feature = "stream-crypto")]
+    Gcm(gcm::GcmReceiver),
+}
+
+impl RxCipher {
+    pub(crate) const fn is_plain(&self) -> bool {
+        matches!(self, Self::Plain)
+    }
+
+    /// Wire bytes one record occupies: the room a FIFO needs beyond the plaintext it must
+    /// assemble, so that the record completing that plaintext fits.
+    pub(crate) const fn record_len(&self) -> usize {
+        match self {
+            Self::Plain => 0,
+            #[cfg(feature = "stream-crypto")]
+            Self::Cbc(_) => cbc::UNIT,
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(_) => gcm::RECORD,
+        }
+    }
+
+    /// Opens every whole record at the front of `region` in place, moving the plaintext
+    /// to the front; stops at a partial record or at the first failure.
+    pub(crate) fn open(&mut self, region: &mut [u8]) -> Opened {
+        match self {
+            Self::Plain => Opened {
+                plain: region.len(),
+                consumed: region.len(),
+                error: None,
+            },
+            #[cfg(feature = "stream-crypto")]
+            Self::Cbc(rx) => {
+                let n = rx.decrypt_units(region);
+                Opened {
+                    plain: n,
+                    consumed: n,
+                    error: None,
+                }
+            }
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(rx) => open_records(rx, region),
+        }
+    }
+}
+
+/// `gcm`: authenticates and decrypts record after record, squeezing the tags out.
+#[cfg(feature = "stream-crypto")]
+fn open_records(rx: &mut gcm::GcmReceiver, region: &mut [u8]) -> Opened {
+    let mut opened = Opened {
+        plain: 0,
+        consumed: 0,
+        error: None,
+    };
+    while let Some(record) = region.get_mut(opened.consumed..opened.consumed + gcm::RECORD) {
+        let Some((chunk, tag)) = record.split_at_mut_checked(gcm::CHUNK) else {
+            break;
+        };
+        let tag: [u8; gcm::TAG] = core::array::from_fn(|i| tag.get(i).copied().unwrap_or(0));
+        if let Err(e) = rx.open(chunk, &tag) {
+            opened.error = Some(e);
+            break;
+        }
+        region.copy_within(opened.consumed..opened.consumed + gcm::CHUNK, opened.plain);
+        opened.consumed += gcm::RECORD;
+        opened.plain += gcm::CHUNK;
+    }
+    opened
+}
+
+/// The transmit side of a stream mode.
+pub(crate) enum TxCipher {
+    Plain,
+    #[cfg(feature = "stream-crypto")]
+    Cbc(cbc::CbcSender),
+    #[cfg(feature = "stream-crypto")]
+    Gcm(gcm::GcmSender),
+}
+
+/// Plaintext bytes of a `gcm` chunk (the transmit staging size).
+pub(crate) const MAX_CHUNK: usize = 64;
+/// Most tag bytes after a chunk.
+pub(crate) const MAX_TAG: usize = 16;
+
+impl TxCipher {
+    /// Plaintext bytes per sealed chunk, or `None` when the mode writes plaintext-sized
+    /// output in place (`seed`, `cbc`).
+    pub(crate) const fn chunk_len(&self) -> Option<usize> {
+        match self {
+            Self::Plain => None,
+            #[cfg(feature = "stream-crypto")]
+            Self::Cbc(_) => None,
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(_) => Some(gcm::CHUNK),
+        }
+    }
+
+    /// Chunks the mode can still seal (`u64::MAX` for the unchunked modes).
+    pub(crate) const fn chunks_left(&self) -> u64 {
+        match self {
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(tx) => tx.chunks_left(),
+            _ => u64::MAX,
+        }
+    }
+
+    /// Wire bytes one chunk takes (chunk + tag).
+    pub(crate) const fn record_len(&self) -> usize {
+        match self {
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(_) => gcm::RECORD,
+            #[cfg(feature = "stream-crypto")]
+            Self::Cbc(_) => cbc::UNIT,
+            _ => 0,
+        }
+    }
+
+    /// `cbc`: encrypts whole units in place (plaintext for `seed`).
+    pub(crate) fn encrypt_in_place(&mut self, bytes: &mut [u8]) {
+        #[cfg(feature = "stream-crypto")]
+        if let Self::Cbc(tx) = self {
+            tx.encrypt(bytes);
+        }
+        let _ = bytes;
+    }
+
+    /// `gcm`: seals one chunk in place, returning its tag.
+    pub(crate) fn seal_chunk(&mut self, chunk: &mut [u8]) -> Result<[u8; MAX_TAG], DecodeError> {
+        match self {
+            #[cfg(feature = "stream-crypto")]
+            Self::Gcm(tx) => tx.seal(chunk),
+            _ => {
+                let _ = chunk;
+                Ok([0; MAX_TAG])
+            }
+        }
+    }
+}
+
+/// The two directions' ciphers for `mode` after `session`.
+pub(crate) fn ciphers(
+    mode: StreamMode,
+    session: &Session,
+) -> Result<(RxCipher, TxCipher), StartStreamError> {
+    match mode {
+        StreamMode::Seed => Ok((RxCipher::Plain, TxCipher::Plain)),
+        #[cfg(feature = "stream-crypto")]
+        StreamMode::Cbc => {
+            let keys = keys::CbcKeys::derive(&session.own_sess, &session.peer_sess);
+            Ok((
+                RxCipher::Cbc(cbc::CbcReceiver::new(&keys)),
+                TxCipher::Cbc(cbc::CbcSender::new(&keys)),
+            ))
+        }
+        #[cfg(feature = "stream-crypto")]
+        StreamMode::Gcm => {
+            let tx = keys::GcmKeys::from_sender_sess(&session.own_sess);
+            let rx = keys::GcmKeys::from_sender_sess(&session.peer_sess);
+            Ok((
+                RxCipher::Gcm(gcm::GcmReceiver::new(&rx)),
+                TxCipher::Gcm(gcm::GcmSender::new(&tx)),
+            ))
+        }
+        #[cfg(not(feature = "stream-crypto"))]
+        StreamMode::Cbc | StreamMode::Gcm => {
+            let _ = session;
+            Err(StartStreamError::Unsupported(mode))
+        }
+    }
+}
+
+/// Test access to a `gcm` pair whose counters start at `counter`, to reach IVWRAP.
+#[cfg(all(test, feature = "stream-crypto"))]
+pub(crate) fn gcm_ciphers_at(session: &Session, counter: u64) -> (RxCipher, TxCipher) {
+    let tx = keys::GcmKeys::from_sender_sess(&session.own_sess);
+    let rx = keys::GcmKeys::from_sender_sess(&session.peer_sess);
+    let at = gcm::Counter::starting_at(counter);
+    (
+        RxCipher::Gcm(gcm::GcmReceiver::with_counter(&rx, at)),
+        TxCipher::Gcm(gcm::GcmSender::with_counter(&tx, at)),
+    )
+}

@@ -1,0 +1,181 @@
+//! Negotiating the stream mode through the handshake's `flags` field: two h2msg nodes end
+//! in `gcm`, a 2012 C node (flags 0) gets the era mode, and a man in the middle cannot
+//! strip the flag: any change to the RSA-transformed block fails the handshake.
+
+use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RsaKeys, Session};
+use h2msg::stream::{FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StreamMode, negotiate};
+use h2msg::wire::{Cmd, IoqError, MsgHeader, WireOrder, limits::HANDSHAKE_LEN};
+use h2msg_tests::sim::{Pair, Side, SideConfig};
+use h2msg_tests::{TestRng, c_peer_wire, vectors_dir};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::{PrivateKey, PublicKey};
+
+type Hs = Handshake<RsaKeys<TestRng>>;
+
+fn handshake(me: &str, peer: &str, seed: u64, choice: ModeChoice) -> Hs {
+    let dir = vectors_dir().join("c-peer/v1-rsa");
+    let prv = std::fs::read_to_string(dir.join(me).join("rsa.prv")).unwrap();
+    let public = std::fs::read_to_string(dir.join(peer).join("rsa.pub")).unwrap();
+    let keys = RsaKeys::new(
+        PrivateKey::from_pkcs1_pem(&prv).unwrap(),
+        PublicKey::from_public_key_pem(&public).unwrap(),
+        TestRng(seed),
+    )
+    .unwrap();
+    Handshake::with_flags(
+        KeyMode::Rsa(keys),
+        &mut TestRng(seed ^ 0xABCD),
+        WireOrder::Little,
+        None,
+        choice.handshake_flags(),
+    )
+    .unwrap()
+}
+
+/// Feeds `received` to `hs` (its own bytes count as sent) and polls.
+fn receive(hs: &mut Hs, received: &[u8]) -> HandshakePoll {
+    let n = hs.pending().len();
+    hs.advance(n).unwrap();
+    assert_eq!(hs.feed(received), HANDSHAKE_LEN);
+    hs.poll()
+}
+
+fn done(poll: HandshakePoll) -> Session {
+    match poll {
+        HandshakePoll::Done(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Runs both sides' handshakes against each other; returns (node, client) sessions.
+fn exchange(node: ModeChoice, client: ModeChoice) -> (Session, Session) {
+    let mut n = handshake("node", "client", 1, node);
+    let mut c = handshake("client", "node", 2, client);
+    let (n_wire, c_wire) = (n.pending().to_vec(), c.pending().to_vec());
+    (
+        done(receive(&mut n, &c_wire)),
+        done(receive(&mut c, &n_wire)),
+    )
+}
+
+#[test]
+fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
+    let (ns, cs) = exchange(ModeChoice::Auto, ModeChoice::Auto);
+    assert_eq!((ns.peer_flags, cs.peer_flags), (FLAG_GCM, FLAG_GCM));
+    let modes = [
+        negotiate(ModeChoice::Auto, ns.own_flags, ns.peer_flags),
+        negotiate(ModeChoice::Auto, cs.own_flags, cs.peer_flags),
+    ];
+    assert_eq!(modes, [Ok(StreamMode::Gcm), Ok(StreamMode::Gcm)]);
+
+    let mut a = Side::new(&SideConfig::default(), None);
+    let mut b = Side::new(&SideConfig::default(), None);
+    a.io.start_stream(StreamMode::Gcm, &cs).unwrap();
+    b.io.start_stream(StreamMode::Gcm, &ns).unwrap();
+    b.io.accept(Cmd::DBG_SHELL).unwrap();
+    let mut pair = Pair::new(a, b, 100);
+    pair.a
+        .io
+        .send(MsgHeader::new(Cmd::DBG_SHELL), &[], b"status\0")
+        .unwrap();
+    pair.run(10_000);
+    let got = pair.b.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].aux[..7], b"status\0");
+}
+
+#[test]
+fn the_configured_era_mode_applies_when_one_side_does_not_offer_gcm() {
+    for (node, client, expect) in [
+        (ModeChoice::Auto, ModeChoice::Seed, StreamMode::Seed),
+        (ModeChoice::Cbc, ModeChoice::Cbc, StreamMode::Cbc),
+        (ModeChoice::Gcm, ModeChoice::Auto, StreamMode::Gcm),
+    ] {
+        let (ns, cs) = exchange(node, client);
+        assert_eq!(
+            negotiate(node, ns.own_flags, ns.peer_flags),
+            Ok(expect),
+            "{node} vs {client}"
+        );
+        assert_eq!(
+            negotiate(client, cs.own_flags, cs.peer_flags),
+            Ok(expect),
+            "{client} vs {node}"
+        );
+    }
+    let (ns, _) = exchange(ModeChoice::Gcm, ModeChoice::Cbc);
+    let refused = negotiate(ModeChoice::Gcm, ns.own_flags, ns.peer_flags).unwrap_err();
+    assert_eq!(refused, NegotiateError::PeerCannotGcm { peer_flags: 0 });
+    assert_eq!(refused.ioq_error(), IoqError::Algo);
+}
+
+#[test]
+fn a_2012_c_node_sends_flags_zero_and_gets_the_era_mode() {
+    let wire = c_peer_wire("c2s");
+    let mut node = handshake("node", "client", 3, ModeChoice::Auto);
+    let session = done(receive(&mut node, &wire[..HANDSHAKE_LEN]));
+    assert_eq!(session.peer_flags, 0);
+    assert_eq!(
+        negotiate(ModeChoice::Auto, session.own_flags, session.peer_flags),
+        Ok(StreamMode::Seed)
+    );
+    assert!(negotiate(ModeChoice::Gcm, session.own_flags, session.peer_flags).is_err());
+}
+
+/// A man in the middle who wants `seed` instead of `gcm` must clear the flag in the
+/// client's block. The block travels RSA-transformed: every bit flip in the bytes that
+/// carry `flags` (0x0C..0x10), and anywhere else in the first RSA block, fails the
+/// handshake with KEYXCHGFAIL — it never completes with different flags.
+#[test]
+fn tampering_with_the_flags_fails_the_handshake_no_silent_downgrade() {
+    let client = handshake("client", "node", 2, ModeChoice::Auto);
+    let wire = client.pending().to_vec();
+    let flag_bits = (0x0C * 8..0x10 * 8).collect::<Vec<_>>();
+    let block_bits = (0..256).step_by(9).map(|byte| byte * 8 + byte % 8);
+    for bit in flag_bits.into_iter().chain(block_bits) {
+        let mut tampered = wire.clone();
+        tampered[bit / 8] ^= 1 << (bit % 8);
+        let mut node = handshake("node", "client", 1, ModeChoice::Auto);
+        match receive(&mut node, &tampered) {
+            HandshakePoll::Failed(e) => assert_eq!(e.ioq_error(), IoqError::KeyXchgFail),
+            other => panic!("bit {bit}: {other:?}"),
+        }
+    }
+    // Untouched, the same bytes are accepted and carry the flag.
+    let mut node = handshake("node", "client", 1, ModeChoice::Auto);
+    assert_eq!(done(receive(&mut node, &wire)).peer_flags, FLAG_GCM);
+}
+
+#[test]
+fn none_peers_are_plaintext_and_gcm_refuses_them() {
+    assert_eq!(
+        ModeChoice::Auto.none_peer(),
+        Ok(NonePeer::ExchangePlaintextBlock)
+    );
+    assert_eq!(
+        ModeChoice::Seed.none_peer(),
+        Ok(NonePeer::ExchangePlaintextBlock)
+    );
+    assert_eq!(ModeChoice::Cbc.none_peer(), Ok(NonePeer::SkipHandshake));
+    assert_eq!(
+        ModeChoice::Gcm.none_peer(),
+        Err(NegotiateError::GcmNeedsRsa)
+    );
+}
+
+#[test]
+fn mode_names_parse_and_print() {
+    for (text, choice) in [
+        ("auto", ModeChoice::Auto),
+        ("seed", ModeChoice::Seed),
+        ("cbc", ModeChoice::Cbc),
+        ("gcm", ModeChoice::Gcm),
+    ] {
+        assert_eq!(text.parse::<ModeChoice>(), Ok(choice));
+        assert_eq!(choice.to_string(), text);
+    }
+    assert!("aes".parse::<ModeChoice>().is_err());
+    assert_eq!(StreamMode::Gcm.to_string(), "gcm");
+    assert_eq!(ModeChoice::default(), ModeChoice::Auto);
+}
