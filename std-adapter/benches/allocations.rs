@@ -11,6 +11,7 @@
     reason = "a benchmark binary: a panic is a failed run"
 )]
 
+use h2msg::stream::StreamMode;
 use h2msg_std::bench::h2msg_transfer;
 use indicatif::ProgressBar;
 
@@ -28,19 +29,21 @@ fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let hidden = ProgressBar::hidden();
     println!("heap allocations per message in steady state (goal 0)");
-    for aux_len in [0usize, 1024, 65536] {
-        let base = 2_000u64;
-        let small = allocations_during(|| {
-            h2msg_transfer(aux_len, base, &hidden).unwrap();
-        });
-        let large = allocations_during(|| {
-            h2msg_transfer(aux_len, 3 * base, &hidden).unwrap();
-        });
-        let per_message = large.saturating_sub(small) as f64 / (2 * base) as f64;
-        println!(
-            "  aux {aux_len:>5} B: {small} allocations for {base} messages, {large} for {}: \
-             {per_message:.4} per message",
-            3 * base
-        );
+    for mode in [StreamMode::Seed, StreamMode::Cbc, StreamMode::Gcm] {
+        for aux_len in [0usize, 1024, 65536] {
+            let base = 2_000u64;
+            let small = allocations_during(|| {
+                h2msg_transfer(aux_len, base, mode, &hidden).unwrap();
+            });
+            let large = allocations_during(|| {
+                h2msg_transfer(aux_len, 3 * base, mode, &hidden).unwrap();
+            });
+            let per_message = large.saturating_sub(small) as f64 / (2 * base) as f64;
+            println!(
+                "  {mode} aux {aux_len:>5} B: {small} allocations for {base} messages, \
+                 {large} for {}: {per_message:.4} per message",
+                3 * base
+            );
+        }
     }
 }

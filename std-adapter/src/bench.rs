@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use h2msg::handshake::{Handshake, KeyMode, NoRsa};
 use h2msg::iocom::{Event, SendError};
 use h2msg::ioq::tx::TxError;
+use h2msg::stream::{ModeChoice, StreamMode};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use indicatif::ProgressBar;
 
@@ -24,6 +25,19 @@ use crate::blocking::{Link, drive_handshake, std_iocom};
 use crate::client::connect;
 use crate::keys::KeyDir;
 use crate::transport::{Endpoint, Stream};
+
+/// Parses a stream mode name for the bench (`seed`, `cbc` or `gcm`).
+///
+/// # Errors
+/// Any other name.
+pub fn parse_mode(name: &str) -> Result<StreamMode, String> {
+    match name {
+        "seed" => Ok(StreamMode::Seed),
+        "cbc" => Ok(StreamMode::Cbc),
+        "gcm" => Ok(StreamMode::Gcm),
+        other => Err(format!("{other}: the bench runs seed, cbc or gcm")),
+    }
+}
 
 /// Aux sizes measured when none are given.
 pub const DEFAULT_SIZES: [usize; 5] = [0, 64, 1024, 4096, 65536];
@@ -71,7 +85,8 @@ pub fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
 pub struct Transfer {
     /// Messages (or, for the raw copy, the messages' worth of bytes).
     pub messages: u64,
-    /// Bytes on the wire.
+    /// Message bytes: headers and padded aux, as the seed era puts them on the wire (a
+    /// cipher's tags and pads not counted, so modes compare on the same work).
     pub wire_bytes: u64,
     /// From the first write to the last byte taken by the receiver.
     pub elapsed: Duration,
@@ -92,13 +107,19 @@ impl Transfer {
 }
 
 /// Sends `count` one-way messages of `aux_len` aux bytes from one connection to another
-/// over loopback TCP (after a plaintext handshake, which is not timed) and times it.
+/// over loopback TCP in stream `mode` (after a handshake in plaintext, which is not timed;
+/// its session keys the cipher as an RSA one would) and times it.
 ///
 /// # Errors
 /// Any transport or protocol failure, or a receiver that saw the wrong messages.
-pub fn h2msg_transfer(aux_len: usize, count: u64, progress: &ProgressBar) -> io::Result<Transfer> {
-    let (mut a, mut b) = loopback_pair()?;
-    let handshake = |s: &mut TcpStream| -> io::Result<()> {
+pub fn h2msg_transfer(
+    aux_len: usize,
+    count: u64,
+    mode: StreamMode,
+    progress: &ProgressBar,
+) -> io::Result<Transfer> {
+    let (a, b) = loopback_pair()?;
+    let connection = move |mut s: TcpStream| -> io::Result<Link<TcpStream>> {
         let hs = Handshake::new(
             KeyMode::<NoRsa>::Plaintext,
             &mut getrandom::SysRng,
@@ -106,19 +127,20 @@ pub fn h2msg_transfer(aux_len: usize, count: u64, progress: &ProgressBar) -> io:
             Some(10_000),
         )
         .map_err(other)?;
-        drive_handshake(s, hs, Duration::from_secs(10)).map_err(other)?;
-        Ok(())
+        let session = drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?;
+        let mut io = std_iocom(0).map_err(other)?;
+        io.start_stream(mode, &session).map_err(other)?;
+        io.accept(Cmd::DBG_SHELL).map_err(other)?;
+        Ok(Link::new(s, io))
     };
-    let peer = thread::spawn(move || handshake(&mut b).map(|()| b));
-    handshake(&mut a)?;
-    let b = peer
+    let peer = thread::spawn(move || connection(b));
+    let mut link = connection(a)?;
+    let mut receiving = peer
         .join()
         .map_err(|_| other("handshake thread panicked"))??;
 
     let receiver = thread::spawn(move || -> io::Result<(Instant, u64)> {
-        let mut io = std_iocom(0).map_err(other)?;
-        io.accept(Cmd::DBG_SHELL).map_err(other)?;
-        let mut link = Link::new(b, io);
+        let link = &mut receiving;
         let (mut received, mut aux_bytes) = (0u64, 0u64);
         while received < count {
             let aux = link
@@ -136,9 +158,6 @@ pub fn h2msg_transfer(aux_len: usize, count: u64, progress: &ProgressBar) -> io:
     });
 
     let aux = vec![0x5Au8; aux_len];
-    let mut io = std_iocom(0).map_err(other)?;
-    io.accept(Cmd::DBG_SHELL).map_err(other)?;
-    let mut link = Link::new(a, io);
     let header = MsgHeader::new(Cmd::DBG_SHELL);
     let start = Instant::now();
     for sent in 0..count {
@@ -232,19 +251,21 @@ fn median(mut runs: Vec<Transfer>) -> Option<Transfer> {
     runs.get(runs.len() / 2).copied()
 }
 
-/// Measures one aux size: `rounds` runs of each transfer, interleaved, medians kept.
+/// Measures one aux size in one stream mode: `rounds` runs of each transfer,
+/// interleaved, medians kept.
 ///
 /// # Errors
 /// Any failing run.
 pub fn measure(
     aux_len: usize,
     count: u64,
+    mode: StreamMode,
     rounds: usize,
     progress: &ProgressBar,
 ) -> io::Result<Row> {
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
-        ours.push(h2msg_transfer(aux_len, count, progress)?);
+        ours.push(h2msg_transfer(aux_len, count, mode, progress)?);
         raw.push(raw_transfer(aux_len, count)?);
     }
     Ok(Row {
@@ -273,7 +294,7 @@ pub fn open_idle_links(
                     let mine = n / threads + usize::from(t < n % threads);
                     let mut links = Vec::with_capacity(mine);
                     for _ in 0..mine {
-                        let mut link = connect(endpoint, keys)?;
+                        let (mut link, _) = connect(endpoint, keys, ModeChoice::Auto)?;
                         let mut ping = MsgHeader::new(Cmd::LNK_PING);
                         ping.msgid = 1;
                         link.io().send(ping, &[], &[]).map_err(other)?;
@@ -383,10 +404,12 @@ mod tests {
     #[test]
     fn a_small_transfer_delivers_every_message_and_byte() {
         let progress = ProgressBar::hidden();
-        for aux_len in [0, 100, 65536] {
-            let t = h2msg_transfer(aux_len, 300, &progress).unwrap();
-            assert_eq!(t.messages, 300);
-            assert_eq!(t.wire_bytes, 300 * wire_len(aux_len) as u64);
+        for mode in [StreamMode::Seed, StreamMode::Cbc, StreamMode::Gcm] {
+            for aux_len in [0, 100, 65536] {
+                let t = h2msg_transfer(aux_len, 300, mode, &progress).unwrap();
+                assert_eq!(t.messages, 300);
+                assert_eq!(t.wire_bytes, 300 * wire_len(aux_len) as u64);
+            }
         }
         let raw = raw_transfer(100, 300).unwrap();
         assert_eq!(raw.wire_bytes, 300 * 160);

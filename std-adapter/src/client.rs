@@ -6,25 +6,32 @@ use std::time::{Duration, Instant};
 use h2msg::iocom::Event;
 use h2msg::wire::{Cmd, MsgHeader};
 
-use crate::blocking::{Link, std_iocom};
+use h2msg::stream::ModeChoice;
+use log::info;
+
+use crate::blocking::Link;
 use crate::keys::KeyDir;
-use crate::service::{HANDSHAKE_TIMEOUT, handshake};
+use crate::service::{HANDSHAKE_TIMEOUT, LinkTerms, open_link};
 use crate::transport::{Endpoint, Stream};
 
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Connects and runs the handshake with the keys of `keys`.
+/// Connects, runs the handshake with the keys of `keys` and agrees on a stream mode
+/// within `mode`; returns the link and what was agreed (also logged at `-v`).
 ///
 /// # Errors
 /// Connection or handshake failure, with its reason.
-pub fn connect(endpoint: &Endpoint, keys: &KeyDir) -> io::Result<Link<Stream>> {
-    let mut stream = endpoint.connect()?;
-    handshake(&mut stream, keys, HANDSHAKE_TIMEOUT).map_err(other)?;
-    let mut io = std_iocom(0).map_err(other)?;
-    io.accept(Cmd::DBG_SHELL).map_err(other)?;
-    Ok(Link::new(stream, io))
+pub fn connect(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+) -> io::Result<(Link<Stream>, LinkTerms)> {
+    let stream = endpoint.connect()?;
+    let (link, terms) = open_link(stream, keys, HANDSHAKE_TIMEOUT, mode).map_err(other)?;
+    info!("{endpoint}: link up ({terms})");
+    Ok((link, terms))
 }
 
 /// Sends one shell line (empty: ask for the prompt) and writes the replies' text to `out`
@@ -78,10 +85,11 @@ pub fn shell_exchange(
 pub fn shell(
     endpoint: &Endpoint,
     keys: &KeyDir,
+    mode: ModeChoice,
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let mut link = connect(endpoint, keys)?;
+    let (mut link, _) = connect(endpoint, keys, mode)?;
     writeln!(out, "debug: connected")?;
     shell_exchange(&mut link, "", out, true)?;
     for line in input.lines() {
@@ -106,8 +114,13 @@ pub struct PingReply {
 ///
 /// # Errors
 /// Connection, handshake or I/O failure.
-pub fn ping(endpoint: &Endpoint, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>> {
-    let mut link = connect(endpoint, keys)?;
+pub fn ping(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+    count: u32,
+) -> io::Result<Vec<PingReply>> {
+    let (mut link, _) = connect(endpoint, keys, mode)?;
     link.io().accept(Cmd::LNK_PING).map_err(other)?;
     let mut replies = Vec::new();
     for msgid in 1..=count {

@@ -8,6 +8,7 @@ use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use h2msg::stream::{ModeChoice, StreamMode};
 use h2msg::wire::{Cmd, MsgHeader};
 
 use crate::client::{connect, shell_exchange};
@@ -22,6 +23,8 @@ pub struct DemoReport {
     pub address: String,
     /// Connect plus RSA handshake.
     pub handshake: Duration,
+    /// The stream mode the two ends agreed on.
+    pub mode: StreamMode,
     /// The shell's answer to `help`.
     pub help: String,
     /// Ping round trips: min, average, max.
@@ -61,11 +64,11 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         let slot = LinkRegistry::new(1)
             .admit(&stream)
             .ok_or("the demo's one link was refused")?;
-        serve(stream, &node, &slot, HANDSHAKE_TIMEOUT).map_err(|e| e.to_string())
+        serve(stream, &node, &slot, HANDSHAKE_TIMEOUT, ModeChoice::Auto).map_err(|e| e.to_string())
     });
 
     let start = Instant::now();
-    let mut link = connect(&endpoint, &client)?;
+    let (mut link, terms) = connect(&endpoint, &client, ModeChoice::Auto)?;
     let handshake = start.elapsed();
 
     // The shell: a prompt request, then `help`.
@@ -105,6 +108,7 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
     Ok(DemoReport {
         address,
         handshake,
+        mode: terms.mode,
         help,
         ping: (min, avg, max),
         pings,

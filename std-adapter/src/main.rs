@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use h2msg::stream::{ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};
@@ -29,6 +30,17 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--mode`, shared by the commands that open links.
+#[derive(clap::Args, Debug)]
+struct ModeArg {
+    /// Stream protection after the handshake: auto (gcm when both ends can, else seed),
+    /// seed (plaintext, 2012), cbc (the AES-CBC successor; both ends must say so) or gcm
+    /// (authenticated; refuses a peer that cannot).
+    #[arg(long = "mode", value_name = "MODE", default_value = "auto",
+          value_parser = |s: &str| s.parse::<ModeChoice>().map_err(|e| e.to_string()))]
+    choice: ModeChoice,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,11 +73,15 @@ enum Command {
         /// Seconds a peer may take to complete the handshake.
         #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::service::HANDSHAKE_TIMEOUT.as_secs_f64())]
         handshake_timeout: f64,
+        #[command(flatten)]
+        mode: ModeArg,
     },
     /// Connect to a service's debug shell; lines from stdin, answers to stdout.
     Shell {
         /// HOST, HOST:PORT or unix:PATH (default 127.0.0.1:987).
         host: Option<String>,
+        #[command(flatten)]
+        mode: ModeArg,
     },
     /// LNK_PING round trips with min/avg/max.
     Ping {
@@ -74,6 +90,8 @@ enum Command {
         /// Number of pings.
         #[arg(short = 'n', long, default_value_t = 4)]
         count: u32,
+        #[command(flatten)]
+        mode: ModeArg,
     },
     /// Decode a captured byte stream of messages, one line per message.
     Dump {
@@ -97,6 +115,10 @@ enum Command {
         /// Runs of each transfer; the median is shown.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Stream modes to measure, comma-separated: seed, cbc, gcm.
+        #[arg(long, value_delimiter = ',', default_value = "seed",
+              value_parser = h2msg_std::bench::parse_mode)]
+        modes: Vec<StreamMode>,
         /// Also start a service and hold this many idle links open to it, each after a
         /// handshake and a ping; report the service's memory.
         #[arg(long, default_value_t = 0)]
@@ -132,26 +154,30 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             max_links,
             handshake_timeout,
+            mode,
         } => {
             let config = ServiceConfig {
                 listen: Endpoint::parse(Some(&listen)),
                 max_links,
                 handshake_timeout: Duration::try_from_secs_f64(handshake_timeout)
                     .map_err(|e| format!("--handshake-timeout {handshake_timeout}: {e}"))?,
+                mode: mode.choice,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
-        Command::Shell { host } => h2msg_std::client::shell(
+        Command::Shell { host, mode } => h2msg_std::client::shell(
             &Endpoint::parse(host.as_deref()),
             &KeyDir::new(cli.keydir),
+            mode.choice,
             &mut io::stdin().lock(),
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),
-        Command::Ping { host, count } => {
+        Command::Ping { host, count, mode } => {
             let replies = h2msg_std::client::ping(
                 &Endpoint::parse(Some(&host)),
                 &KeyDir::new(cli.keydir),
+                mode.choice,
                 count,
             )
             .map_err(|e| format!("ping: {e}"))?;
@@ -199,7 +225,11 @@ fn run(cli: Cli) -> Result<(), String> {
             let r = h2msg_std::demo::run_demo(pings).map_err(|e| format!("demo: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             println!("h2msg demo on {} (throwaway 2048-bit keys)", r.address);
-            println!("  connect + RSA handshake: {:.1} ms", ms(r.handshake));
+            println!(
+                "  connect + RSA handshake: {:.1} ms, stream mode {}",
+                ms(r.handshake),
+                r.mode
+            );
             println!("  shell> help");
             for line in r.help.lines() {
                 println!("    {line}");
@@ -222,8 +252,9 @@ fn run(cli: Cli) -> Result<(), String> {
             sizes,
             count,
             rounds,
+            modes,
             links,
-        } => bench(&sizes, count, rounds, links).map_err(|e| format!("bench: {e}")),
+        } => bench(&sizes, count, rounds, &modes, links).map_err(|e| format!("bench: {e}")),
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
             filter(&keys, &mut rng)
         }
@@ -232,7 +263,13 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn bench(sizes: &[usize], count: Option<u64>, rounds: usize, links: usize) -> io::Result<()> {
+fn bench(
+    sizes: &[usize],
+    count: Option<u64>,
+    rounds: usize,
+    modes: &[StreamMode],
+    links: usize,
+) -> io::Result<()> {
     use h2msg_std::bench::{ChildService, default_count, measure, open_idle_links};
     use indicatif::{ProgressBar, ProgressStyle};
 
@@ -242,21 +279,22 @@ fn bench(sizes: &[usize], count: Option<u64>, rounds: usize, links: usize) -> io
              the same bytes"
         );
         println!(
-            "{:>7} {:>9} {:>13} {:>11} {:>11} {:>7}",
-            "aux B", "messages", "h2msg msg/s", "h2msg MB/s", "raw MB/s", "ratio"
+            "{:>4} {:>7} {:>9} {:>13} {:>11} {:>11} {:>7}",
+            "mode", "aux B", "messages", "h2msg msg/s", "h2msg MB/s", "raw MB/s", "ratio"
         );
     }
-    for &aux_len in sizes {
+    for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
         let n = count.unwrap_or_else(|| default_count(aux_len));
         let progress = ProgressBar::new(n * rounds.max(1) as u64);
         if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
             progress.set_style(style);
         }
-        progress.set_message(format!("aux {aux_len} B"));
-        let row = measure(aux_len, n, rounds, &progress)?;
+        progress.set_message(format!("{mode} aux {aux_len} B"));
+        let row = measure(aux_len, n, mode, rounds, &progress)?;
         progress.finish_and_clear();
         println!(
-            "{:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
+            "{:>4} {:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
+            mode.name(),
             aux_len,
             n,
             row.h2msg.messages_per_sec() / 1e6,

@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, KeyMode, RsaKeys};
+use h2msg::handshake::{Handshake, KeyMode, RsaKeys, Session};
 use h2msg::iocom::{Event, IocomStats, LinkEnd, SendError};
 use h2msg::ioq::rx::RxFailure;
 use h2msg::ioq::tx::TxError;
+use h2msg::stream::{
+    ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, negotiate,
+};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use log::{debug, info, warn};
 
@@ -65,6 +68,10 @@ pub enum ServeError {
     Stream(RxFailure),
     /// The peer sent a message bigger than the link's memory bound.
     TooBig(LinkEnd),
+    /// No stream mode both ends accept (ALGO, 20).
+    Negotiate(NegotiateError),
+    /// The connection could not take the agreed mode.
+    StartStream(StartStreamError),
 }
 
 impl std::fmt::Display for ServeError {
@@ -74,6 +81,8 @@ impl std::fmt::Display for ServeError {
             Self::Drive(e) => e.fmt(f),
             Self::Stream(failure) => failure.fmt(f),
             Self::TooBig(end) => write!(f, "the link's memory bound was hit: {end:?}"),
+            Self::Negotiate(e) => e.fmt(f),
+            Self::StartStream(e) => e.fmt(f),
         }
     }
 }
@@ -104,7 +113,26 @@ impl std::fmt::Display for Trust {
     }
 }
 
-/// The handshake with the keys of the peer's address (§2.2), within `timeout`.
+/// What a link's two ends agreed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTerms {
+    /// How the peer was authenticated.
+    pub trust: Trust,
+    /// How the bytes after the handshake travel.
+    pub mode: StreamMode,
+}
+
+impl std::fmt::Display for LinkTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.trust, self.mode)
+    }
+}
+
+/// The handshake with the keys of the peer's address (§2.2), within `timeout`, and the
+/// stream mode both ends accept (`choice` on our side; see [`h2msg::stream`]). A `.none`
+/// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
+/// seed era), except in `cbc`, whose era skipped the exchange (§11 H5). Returns the terms
+/// and the session, if there was an exchange.
 ///
 /// # Errors
 /// [`ServeError`].
@@ -112,9 +140,10 @@ pub fn handshake(
     stream: &mut Stream,
     keys: &KeyDir,
     timeout: Duration,
-) -> Result<Trust, ServeError> {
+    choice: ModeChoice,
+) -> Result<(LinkTerms, Option<Session>), ServeError> {
     let peer = stream.peer_ip()?;
-    let (mode, trust) = match keys.peer_key(peer).map_err(ServeError::Keys)? {
+    let (mode, trust, flags) = match keys.peer_key(peer).map_err(ServeError::Keys)? {
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(ServeError::Keys)?;
             let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
@@ -123,23 +152,60 @@ pub fn handshake(
                     reason: e.to_string(),
                 })
             })?;
-            (KeyMode::Rsa(rsa), Trust::Rsa)
+            (KeyMode::Rsa(rsa), Trust::Rsa, choice.handshake_flags())
         }
-        PeerKey::None => (KeyMode::Plaintext, Trust::Plaintext),
+        PeerKey::None => {
+            let plaintext = LinkTerms {
+                trust: Trust::Plaintext,
+                mode: StreamMode::Seed,
+            };
+            match choice.none_peer().map_err(ServeError::Negotiate)? {
+                NonePeer::SkipHandshake => return Ok((plaintext, None)),
+                NonePeer::ExchangePlaintextBlock => (KeyMode::Plaintext, Trust::Plaintext, 0),
+            }
+        }
     };
     // The deadline is on drive_handshake's clock: milliseconds since it started.
     let deadline = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let hs = Handshake::new(
+    let hs = Handshake::with_flags(
         mode,
         &mut getrandom::SysRng,
         WireOrder::Little,
         Some(deadline),
+        flags,
     )
     .map_err(|e| ServeError::Drive(DriveError::Handshake(e)))?;
     stream.set_read_timeout(Some(timeout))?;
-    drive_handshake(stream, hs, timeout).map_err(ServeError::Drive)?;
+    let session = drive_handshake(stream, hs, timeout).map_err(ServeError::Drive)?;
     stream.set_read_timeout(None)?;
-    Ok(trust)
+    let mode = match trust {
+        Trust::Rsa => negotiate(choice, session.own_flags, session.peer_flags)
+            .map_err(ServeError::Negotiate)?,
+        Trust::Plaintext => StreamMode::Seed,
+    };
+    Ok((LinkTerms { trust, mode }, Some(session)))
+}
+
+/// A link over `stream`: the handshake, then a connection in the agreed stream mode that
+/// takes `DBG_SHELL` (the core answers pings and unknown commands itself).
+///
+/// # Errors
+/// [`ServeError`].
+pub fn open_link(
+    mut stream: Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+) -> Result<(Link<Stream>, LinkTerms), ServeError> {
+    let (terms, session) = handshake(&mut stream, keys, timeout, choice)?;
+    let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
+    if let Some(session) = &session {
+        io.start_stream(terms.mode, session)
+            .map_err(ServeError::StartStream)?;
+    }
+    io.accept(Cmd::DBG_SHELL)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok((Link::new(stream, io), terms))
 }
 
 /// A link the service serves, as `status` shows it.
@@ -147,7 +213,7 @@ pub fn handshake(
 struct LinkEntry {
     peer: String,
     since: Instant,
-    trust: Option<Trust>,
+    terms: Option<LinkTerms>,
     /// As of the link's last request.
     stats: IocomStats,
     /// A second handle, to shut the link down from the accept loop.
@@ -207,7 +273,7 @@ impl LinkRegistry {
             LinkEntry {
                 peer: stream.peer_name(),
                 since: Instant::now(),
-                trust: None,
+                terms: None,
                 stats: IocomStats::default(),
                 socket: stream.try_clone().ok(),
             },
@@ -251,12 +317,12 @@ impl LinkRegistry {
             links.refused
         );
         for (id, e) in &links.by_id {
-            let trust = e
-                .trust
+            let terms = e
+                .terms
                 .map_or_else(|| "handshake".to_string(), |t| t.to_string());
             let _ = writeln!(
                 text,
-                "  #{id} {} {trust} up {:.1} s: received {} sent {} auto-answered {} dropped {}",
+                "  #{id} {} {terms} up {:.1} s: received {} sent {} auto-answered {} dropped {}",
                 e.peer,
                 e.since.elapsed().as_secs_f64(),
                 e.stats.received,
@@ -294,18 +360,15 @@ impl Drop for LinkSlot {
 /// # Errors
 /// [`ServeError`].
 pub fn serve(
-    mut stream: Stream,
+    stream: Stream,
     keys: &KeyDir,
     slot: &LinkSlot,
     handshake_timeout: Duration,
+    choice: ModeChoice,
 ) -> Result<(), ServeError> {
-    let trust = handshake(&mut stream, keys, handshake_timeout)?;
-    slot.update(|e| e.trust = Some(trust));
-    info!("link {}: up ({trust})", slot.id);
-    let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
-    io.accept(Cmd::DBG_SHELL)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut link = Link::new(stream, io);
+    let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice)?;
+    slot.update(|e| e.terms = Some(terms));
+    info!("link {}: up ({terms})", slot.id);
     let mut end = LinkEnd::Closed;
     while let Some(request) = link.next_event(|event| match event {
         Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
@@ -396,6 +459,8 @@ pub struct ServiceConfig {
     pub max_links: usize,
     /// Deadline for a peer's handshake.
     pub handshake_timeout: Duration,
+    /// The stream modes we accept.
+    pub mode: ModeChoice,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -455,12 +520,12 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
             continue;
         };
         workers.retain(|w| !w.is_finished());
-        let (keys, timeout) = (keys.clone(), config.handshake_timeout);
+        let (keys, timeout, mode) = (keys.clone(), config.handshake_timeout, config.mode);
         let worker = thread::Builder::new()
             .name(format!("link-{}", slot.id))
             .spawn(move || {
                 let peer = stream.peer_name();
-                match serve(stream, &keys, &slot, timeout) {
+                match serve(stream, &keys, &slot, timeout, mode) {
                     Ok(()) => info!("link {} ({peer}): closed", slot.id),
                     Err(e) => warn!("link {} ({peer}): {e}", slot.id),
                 }

@@ -89,11 +89,74 @@ fn status_lists_the_links() {
         "{text}"
     );
     assert!(
-        lines[2].starts_with("  #1 127.0.0.1:") && lines[2].contains(" plaintext up "),
+        lines[2].starts_with("  #1 127.0.0.1:") && lines[2].contains(" plaintext seed up "),
         "{text}"
     );
     // The prompt request and the `status` line itself have been received.
     assert!(lines[2].contains("received 2 sent 1"), "{text}");
+}
+
+/// The trust and stream mode the service's `status` shows for the one link of `client`,
+/// which connects with `--mode client_mode` to a service started with
+/// `--mode service_mode`; the shell's stderr if it failed.
+fn link_terms(
+    node: &Path,
+    client: &Path,
+    service_mode: &str,
+    client_mode: &str,
+) -> Result<String, String> {
+    let service = Service::start_with(node, "127.0.0.1:0", &["--mode", service_mode]);
+    let mut shell = h2msg()
+        .args([
+            "--keydir",
+            client.to_str().unwrap(),
+            "shell",
+            &service.endpoint,
+        ])
+        .args(["--mode", client_mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell.stdin.take().unwrap().write_all(b"status\n").unwrap();
+    let out = shell.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().nth(2).unwrap_or_default();
+    // "  #1 127.0.0.1:PORT rsa gcm up 0.0 s: ..." -> "rsa gcm"
+    Ok(line
+        .split_whitespace()
+        .skip(2)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// Service and shell in each stream mode; `auto` on both ends ends in `gcm`; a client that
+/// insists on `gcm` is refused by a service that will not do it, with ALGO (20).
+#[test]
+fn stream_modes_across_processes() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = trusted_pair(t.path());
+    for (service_mode, client_mode, agreed) in [
+        ("seed", "seed", "rsa seed"),
+        ("cbc", "cbc", "rsa cbc"),
+        ("gcm", "gcm", "rsa gcm"),
+        ("auto", "auto", "rsa gcm"),
+        ("auto", "seed", "rsa seed"),
+        ("gcm", "auto", "rsa gcm"),
+    ] {
+        assert_eq!(
+            link_terms(&node, &client, service_mode, client_mode).as_deref(),
+            Ok(agreed),
+            "service {service_mode}, client {client_mode}"
+        );
+    }
+    let refused = link_terms(&node, &client, "seed", "gcm").unwrap_err();
+    assert!(refused.contains("IOQ error 20 (ALGO)"), "{refused}");
 }
 
 /// Runs `h2msg ping` from `client` against the service; checks it succeeded and that every

@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::iocom::Event;
+use h2msg::stream::ModeChoice;
 use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
 use h2msg_std::blocking::std_iocom;
 use h2msg_std::client::{connect, shell_exchange};
@@ -35,7 +36,13 @@ fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
         unreachable!("a TCP endpoint")
     };
     let mut stream = Stream::Tcp(tcp.try_clone().unwrap());
-    handshake(&mut stream, &KeyDir::new(client), Duration::from_secs(5)).unwrap();
+    handshake(
+        &mut stream,
+        &KeyDir::new(client),
+        Duration::from_secs(5),
+        ModeChoice::Auto,
+    )
+    .unwrap();
     tcp
 }
 
@@ -74,7 +81,12 @@ fn hostile_clients_cost_only_their_own_links() {
     let service = Service::start_with(&node, "127.0.0.1:0", &["--handshake-timeout", &deadline]);
     let endpoint = service.endpoint.clone();
     let good_keys = KeyDir::new(&client);
-    let mut good = connect(&Endpoint::parse(Some(&endpoint)), &good_keys).unwrap();
+    let (mut good, _) = connect(
+        &Endpoint::parse(Some(&endpoint)),
+        &good_keys,
+        ModeChoice::Auto,
+    )
+    .unwrap();
 
     let hostile: Vec<thread::JoinHandle<&'static str>> = vec![
         {
@@ -200,9 +212,10 @@ fn sigterm_stops_the_service_and_closes_its_links() {
     let (node, client) = plaintext_pair(t.path());
     let socket = t.path().join("h2msg.sock");
     let mut service = Service::start_with(&node, &format!("unix:{}", socket.display()), &[]);
-    let mut link = connect(
+    let (mut link, _) = connect(
         &Endpoint::parse(Some(&service.endpoint)),
         &KeyDir::new(&client),
+        ModeChoice::Auto,
     )
     .unwrap();
     let mut text = Vec::new();
