@@ -405,10 +405,10 @@ mod tests {
     fn a_small_transfer_delivers_every_message_and_byte() {
         let progress = ProgressBar::hidden();
         for mode in [StreamMode::Seed, StreamMode::Cbc, StreamMode::Gcm] {
-            for aux_len in [0, 100, 65536] {
-                let t = h2msg_transfer(aux_len, 300, mode, &progress).unwrap();
-                assert_eq!(t.messages, 300);
-                assert_eq!(t.wire_bytes, 300 * wire_len(aux_len) as u64);
+            for (aux_len, count) in [(0, 300), (100, 300), (65536, 20)] {
+                let t = h2msg_transfer(aux_len, count, mode, &progress).unwrap();
+                assert_eq!(t.messages, count);
+                assert_eq!(t.wire_bytes, count * wire_len(aux_len) as u64);
             }
         }
         let raw = raw_transfer(100, 300).unwrap();

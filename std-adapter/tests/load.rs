@@ -70,14 +70,15 @@ fn the_bench_command_prints_its_table() {
     ]);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].split_whitespace().eq([
+        "mode",
         "aux", "B", "messages", "h2msg", "msg/s", "h2msg", "MB/s", "raw", "MB/s", "ratio"
     ]));
     for (line, aux) in lines[2..4].iter().zip(["0", "1024"]) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields[..2], [aux, "3000"], "{line}");
+        assert_eq!(fields[..3], ["seed", aux, "3000"], "{line}");
         // msg/s (in millions, then "M"), h2msg MB/s, raw MB/s, ratio.
-        assert_eq!(fields[3], "M", "{line}");
-        let figures: Vec<f64> = [2, 4, 5, 6].map(|i| fields[i].parse().unwrap()).into();
+        assert_eq!(fields[4], "M", "{line}");
+        let figures: Vec<f64> = [3, 5, 6, 7].map(|i| fields[i].parse().unwrap()).into();
         assert!(figures[..3].iter().all(|&f| f > 0.0), "{line}");
         assert!(figures[3] >= 0.0, "{line}");
     }
