@@ -21,6 +21,7 @@
 //!     iocom      one connection: rx + tx + flags + events
 //!     trans      the transaction table
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait
+//!     drive      what every driver shares; the embedded-io driver
 //! ```
 //!
 //! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
@@ -61,6 +62,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+// Only for `From<DriveError<std::io::Error>> for std::io::Error` (feature `std`).
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod drive;
 pub mod handshake;
 pub mod iocom;
 pub mod ioq;
