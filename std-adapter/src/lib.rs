@@ -4,7 +4,8 @@
 //! filters ([`raw_filter`]), a blocking driver over any `Read + Write` ([`blocking`]), the
 //! node's debug shell ([`service`]), the loopback [`demo`] and the capture decoder ([`dump`]). The `h2msg` binary exposes
 //! `rsainit`, `rsaenc`, `rsadec`, `demo` and `dump`; the standing service, shell, ping and
-//! bench commands and the tokio and embedded-io drivers are still to come.
+//! bench commands and the tokio driver are still to come. The embedded-io driver lives in the core
+//! (`h2msg::drive::embedded`, feature `embedded-io`).
 
 pub mod blocking;
 pub mod client;

@@ -53,6 +53,12 @@ impl From<io::Error> for ServeError {
     }
 }
 
+impl From<DriveError> for ServeError {
+    fn from(e: DriveError) -> Self {
+        Self::Drive(e)
+    }
+}
+
 /// The handshake for a TCP peer with the keys of its numeric address (§2.2).
 ///
 /// # Errors
