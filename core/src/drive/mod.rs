@@ -3,7 +3,7 @@
 //!
 //! A driver moves bytes between a transport and the sans-IO core. Whether it blocks
 //! (`h2msg-std`'s `blocking`), awaits (its `tokio_driver`) or runs on a microcontroller
-//! ([`embedded`], feature `embedded-io`), it makes the same decisions: write everything
+//! (`embedded`, feature `embedded-io`), it makes the same decisions: write everything
 //! queued before blocking on a read, take a read of 0 bytes as the end of input, fail the
 //! link on a transport error, and report how the link ended. [`Pump`] and
 //! [`HandshakePump`] make them once; a driver only adds its transport's calls and its own
