@@ -49,7 +49,7 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 pub(crate) type StdPump = Pump<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
 /// Whether a std transport result asks to be retried: a signal interrupted the call.
-pub(crate) fn interrupted<T>(result: &io::Result<T>) -> bool {
+fn interrupted<T>(result: &io::Result<T>) -> bool {
     matches!(result, Err(e) if e.kind() == io::ErrorKind::Interrupted)
 }
 

@@ -162,6 +162,30 @@ async fn garbage_from_the_peer_is_sync_error_1() {
 }
 
 #[tokio::test]
+async fn garbage_to_the_blocking_side_is_sync_error_1_there() {
+    use tokio::io::AsyncWriteExt;
+
+    let (address, peer) = blocking_peer(|stream| {
+        let mut link = blocking::Link::new(stream, std_iocom(0).expect("C sizes"));
+        loop {
+            match link.next_event(|_| ()) {
+                Ok(Some(())) => {}
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    });
+    let mut link = tokio_side(&address).await;
+    link.stream().write_all(&[0x11; 32]).await.expect("garbage");
+    let err = peer.join().expect("the blocking side").expect("an error");
+    assert_eq!(err.code(), 1, "{err}");
+    assert!(
+        matches!(&err, DriveError::Stream(f) if f.ioq_error() == IoqError::Sync),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_peer_closing_inside_a_message_is_eof_error_2() {
     let (address, peer) = blocking_peer(|mut stream| {
         let mut ping = [0u8; 32];
