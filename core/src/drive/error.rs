@@ -152,3 +152,87 @@ impl From<DriveError<std::io::Error>> for std::io::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::KeyExchangeFailure;
+    use crate::wire::DecodeError;
+
+    #[test]
+    fn each_variant_has_the_code_of_the_spec_table() {
+        let stream = |error| DriveError::Stream(RxFailure { error, offset: 96 });
+        // §4.4 and §2.6, written out here rather than taken from IoqError.
+        let cases: [(DriveError<u8>, u16); 12] = [
+            (DriveError::Io(0), 3),
+            (DriveError::WriteZero, 3),
+            (
+                DriveError::OverCommit(OverCommit {
+                    reported: 9,
+                    room: 8,
+                }),
+                3,
+            ),
+            (DriveError::TransportFailed, 3),
+            (stream(DecodeError::Sync { found: [0, 0] }), 1),
+            (
+                stream(DecodeError::Truncated {
+                    needed: 32,
+                    available: 5,
+                }),
+                2,
+            ),
+            (
+                stream(DecodeError::Acrc {
+                    stored: 1,
+                    computed: 2,
+                }),
+                7,
+            ),
+            (DriveError::Closed, 2),
+            (
+                DriveError::Handshake(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout)),
+                12,
+            ),
+            (DriveError::Handshake(HandshakeError::BadRandom), 14),
+            (
+                DriveError::AuxStorageTooSmall {
+                    needed: 4096,
+                    available: 0,
+                },
+                4,
+            ),
+            (DriveError::Stalled, 8),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_clean_close_is_no_error_and_every_other_end_is_one() {
+        assert_eq!(DriveError::<u8>::from_link_end(LinkEnd::Closed), None);
+        assert_eq!(
+            DriveError::<u8>::from_link_end(LinkEnd::TransportFailed),
+            Some(DriveError::TransportFailed)
+        );
+        assert_eq!(
+            DriveError::<u8>::from_link_end(LinkEnd::AuxStorageTooSmall {
+                needed: 100,
+                available: 64
+            }),
+            Some(DriveError::AuxStorageTooSmall {
+                needed: 100,
+                available: 64
+            })
+        );
+        let failure = RxFailure {
+            error: DecodeError::HeaderSize { units: 0 },
+            offset: 0,
+        };
+        assert_eq!(
+            DriveError::<u8>::from_link_end(LinkEnd::Failed(failure)),
+            Some(DriveError::Stream(failure))
+        );
+    }
+}
