@@ -23,6 +23,7 @@
 //!     handshake  the 512-byte RSA exchange, RSA behind a trait
 //!     stream     what follows the handshake: seed (plaintext), cbc, gcm,
 //!                and their negotiation through the handshake's flags
+//!     drive      what every driver shares; the embedded-io driver
 //! ```
 //!
 //! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
@@ -64,6 +65,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+// Only for `From<DriveError<std::io::Error>> for std::io::Error` (feature `std`).
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod drive;
 pub mod handshake;
 pub mod iocom;
 pub mod ioq;

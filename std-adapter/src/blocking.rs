@@ -1,11 +1,11 @@
 //! A blocking driver: the core's handshake and connection over any `Read + Write` (TCP,
 //! Unix sockets, pipes), with vectored writes and a hardware CRC-32C.
 
-use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, HandshakeError, HandshakePoll, RawRsa, Session};
+use h2msg::drive::{HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
+use h2msg::handshake::{Handshake, RawRsa, Session};
 use h2msg::iocom::{Event, Iocom, IocomMemory, MemoryError};
 use h2msg::ioq::tx::CounterSalt;
 use h2msg::wire::Crc32c;
@@ -40,157 +40,155 @@ pub fn std_iocom(salt_start: u32) -> Result<StdIocom, MemoryError> {
     Iocom::new(memory, CounterSalt::after(salt_start), HwCrc32c)
 }
 
-/// Why a driven handshake did not complete.
-#[derive(Debug)]
-pub enum DriveError {
-    /// The transport failed (SOCK, 3).
-    Io(io::Error),
-    /// The handshake failed (codes 12–14).
-    Handshake(HandshakeError),
-}
+/// Why a driver stopped, with the IOQ code that applies ([`DriveError::code`]): the
+/// transport's [`io::Error`] is SOCK (3). `?` turns it into an [`io::Error`] where a caller
+/// wants one (the transport's own error unchanged, the core's verdicts wrapped).
+pub type DriveError = h2msg::drive::DriveError<io::Error>;
 
-impl fmt::Display for DriveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "IOQ error 3 (SOCK): {e}"),
-            Self::Handshake(e) => e.fmt(f),
-        }
-    }
-}
+/// The shared driver half for the std connection type.
+pub(crate) type StdPump = Pump<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
-impl std::error::Error for DriveError {}
-
-impl From<io::Error> for DriveError {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
-    }
+/// Whether a std transport result asks to be retried: a signal interrupted the call.
+fn interrupted<T>(result: &io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.kind() == io::ErrorKind::Interrupted)
 }
 
 /// Runs a handshake over a blocking stream: sends our 512 bytes, reads the peer's. Give
-/// the stream a read timeout to bound the wait; `timeout` then also bounds the whole.
+/// the stream a read timeout to bound each wait; `timeout` then bounds the whole (checked
+/// between reads).
 ///
 /// # Errors
-/// [`DriveError`].
+/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14; KEYXCHGFAIL when
+/// `timeout` passes).
 pub fn drive_handshake<S: Read + Write, K: RawRsa>(
     stream: &mut S,
-    mut hs: Handshake<K>,
+    hs: Handshake<K>,
     timeout: Duration,
 ) -> Result<Session, DriveError> {
     let start = Instant::now();
-    let now = |start: Instant| u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let deadline = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    stream.write_all(hs.pending())?;
-    stream.flush()?;
-    let n = hs.pending().len();
-    hs.advance(n).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut pump = HandshakePump::new(hs);
     loop {
-        if now(start) >= deadline {
-            hs.handle_timeout(u64::MAX);
-        }
-        match hs.poll() {
-            HandshakePoll::Done(session) => return Ok(session),
-            HandshakePoll::Failed(e) => return Err(DriveError::Handshake(e)),
-            HandshakePoll::Finished => {
-                return Err(DriveError::Io(io::Error::other("handshake already ended")));
+        match pump.next_step()? {
+            HandshakeNext::Write => {
+                let result = stream.write(pump.pending());
+                if !interrupted(&result) {
+                    pump.on_write(result)?;
+                    if pump.pending().is_empty() {
+                        stream.flush().map_err(DriveError::Io)?;
+                    }
+                }
             }
-            _ => {}
-        }
-        match stream.read(hs.read_buf()) {
-            Ok(0) => hs.end_input(),
-            Ok(n) => hs
-                .commit_read(n)
-                .map_err(|e| io::Error::other(e.to_string()))?,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                hs.handle_timeout(u64::MAX);
+            HandshakeNext::Read => {
+                if start.elapsed() >= timeout {
+                    return Err(pump.timed_out());
+                }
+                let result = stream.read(pump.read_buf());
+                let read_timed_out = matches!(
+                    &result,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+                );
+                // A read timeout only brings the next look at the clock.
+                if !interrupted(&result) && !read_timed_out {
+                    pump.on_read(result)?;
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            HandshakeNext::Done(session) => return Ok(session),
         }
     }
 }
 
 /// One connection over a blocking stream.
+///
+/// ```no_run
+/// use std::net::TcpStream;
+/// use std::time::Duration;
+///
+/// use h2msg::handshake::{Handshake, KeyMode, NoRsa};
+/// use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+/// use h2msg_std::blocking::{Link, drive_handshake, std_iocom};
+///
+/// let mut stream = TcpStream::connect("127.0.0.1:987")?;
+/// stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// let hs = Handshake::new(
+///     KeyMode::<NoRsa>::Plaintext, // a `.none` peer
+///     &mut getrandom::SysRng,
+///     WireOrder::Little,
+///     None,
+/// )?;
+/// drive_handshake(&mut stream, hs, Duration::from_secs(10))?;
+/// stream.set_read_timeout(None)?;
+///
+/// let mut io = std_iocom(0)?;
+/// io.accept(Cmd::LNK_PING)?; // to see the reply to our ping
+/// let mut link = Link::new(stream, io);
+/// let mut ping = MsgHeader::new(Cmd::LNK_PING);
+/// ping.msgid = 1;
+/// link.io().send(ping, &[], &[])?;
+/// assert_eq!(link.wait_for_reply(1)?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Link<S> {
     stream: S,
-    io: StdIocom,
+    pump: StdPump,
 }
 
 impl<S: Read + Write> Link<S> {
     /// A connection over `stream`, which has completed its handshake.
     pub fn new(stream: S, io: StdIocom) -> Self {
-        Self { stream, io }
+        Self {
+            stream,
+            pump: Pump::new(io),
+        }
     }
 
     /// The connection, to send on or inspect.
     pub fn io(&mut self) -> &mut StdIocom {
-        &mut self.io
+        self.pump.io()
     }
 
     /// Writes everything queued, with vectored writes.
     ///
     /// # Errors
-    /// The transport's error; the connection is then marked failed (SOCK).
-    pub fn flush(&mut self) -> io::Result<()> {
-        while self.io.interest().write {
-            let [a, b] = self.io.pending();
-            let slices = [IoSlice::new(a), IoSlice::new(b)];
-            match self.stream.write_vectored(&slices) {
-                Ok(0) => {
-                    self.io.transport_failed();
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                Ok(n) => self
-                    .io
-                    .advance_write(n)
-                    .map_err(|e| io::Error::other(e.to_string()))?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.io.transport_failed();
-                    return Err(e);
-                }
+    /// The transport's error (SOCK); the connection is then failed.
+    pub fn flush(&mut self) -> Result<(), DriveError> {
+        while self.pump.wants_write() {
+            let [older, newer] = self.pump.pending();
+            let result = self
+                .stream
+                .write_vectored(&[IoSlice::new(older), IoSlice::new(newer)]);
+            if !interrupted(&result) {
+                self.pump.on_write(result)?;
             }
         }
-        self.stream.flush()
+        self.stream
+            .flush()
+            .map_err(|e| self.pump.on_transport_error(e))
     }
 
     /// Waits for the next event and hands it to `f`, writing everything queued before it
-    /// blocks to read. `None` once the link is down and everything was said.
+    /// blocks to read. `None` once the peer closed the link cleanly and everything was
+    /// said.
     ///
     /// # Errors
-    /// The transport's error (the connection is then failed; further calls report it).
-    pub fn next_event<T>(&mut self, f: impl FnOnce(Event<'_>) -> T) -> io::Result<Option<T>> {
+    /// The transport's error (SOCK; the connection is then failed), or how the link failed
+    /// (the decoder's IOQ code) once its last event was given.
+    pub fn next_event<T>(
+        &mut self,
+        f: impl FnOnce(Event<'_>) -> T,
+    ) -> Result<Option<T>, DriveError> {
         loop {
-            if let Some(event) = self.io.poll_event() {
+            if let Some(event) = self.pump.poll_event() {
                 return Ok(Some(f(event)));
             }
-            // Before blocking on a read, send what we queued — the application's messages
-            // and the answers the core just gave by itself (pings, unknown commands).
-            self.flush()?;
-            if self.io.interest().finished {
-                return Ok(None);
-            }
-            let buf = self.io.read_buf();
-            if buf.is_empty() {
-                // Nothing to say, nothing to write, no room to read: a stalled connection
-                // (the core rules this out after a flush, but a driver must not spin).
-                return Err(io::Error::other("connection stalled"));
-            }
-            match self.stream.read(buf) {
-                Ok(0) => self.io.end_input(),
-                Ok(n) => self
-                    .io
-                    .commit_read(n)
-                    .map_err(|e| io::Error::other(e.to_string()))?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.io.transport_failed();
-                    return Err(e);
+            match self.pump.next_io()? {
+                NextIo::Write => self.flush()?,
+                NextIo::Read => {
+                    let result = self.stream.read(self.pump.read_buf());
+                    if !interrupted(&result) {
+                        self.pump.on_read(result)?;
+                    }
                 }
+                NextIo::Closed => return Ok(None),
             }
         }
     }
@@ -199,25 +197,14 @@ impl<S: Read + Write> Link<S> {
     /// events are passed over.
     ///
     /// # Errors
-    /// The transport's error, or the link going down first.
-    pub fn wait_for_reply(&mut self, msgid: u32) -> io::Result<u16> {
+    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] (EOF, 2) if the peer
+    /// closed the link first.
+    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError> {
         loop {
-            let reply = self.next_event(|e| match e {
-                Event::Message { msg, .. }
-                    if msg.header().cmd.is_reply() && msg.header().msgid == msgid =>
-                {
-                    Some(msg.header().error)
-                }
-                _ => None,
-            })?;
-            match reply {
+            match self.next_event(|event| reply_error(&event, msgid))? {
                 Some(Some(error)) => return Ok(error),
                 Some(None) => {}
-                None => {
-                    return Err(io::Error::other(
-                        "the link went down while waiting for a reply",
-                    ));
-                }
+                None => return Err(DriveError::Closed),
             }
         }
     }

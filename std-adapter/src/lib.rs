@@ -1,10 +1,12 @@
 //! # h2msg-std — the h2msg core over std: key files, OS randomness, the `h2msg` tool
 //!
-//! Today this crate holds the key-file layout of the 2012 tools ([`keys`]), the raw RSA
-//! filters ([`raw_filter`]), a blocking driver over any `Read + Write` ([`blocking`]), the
-//! node's debug shell ([`service`]), the loopback [`demo`] and the capture decoder ([`dump`]). The `h2msg` binary exposes
-//! `rsainit`, `rsaenc`, `rsadec`, `demo` and `dump`; the standing service, shell, ping and
-//! bench commands and the tokio and embedded-io drivers are still to come.
+//! The key-file layout of the 2012 tools ([`keys`]), the raw RSA filters ([`raw_filter`]),
+//! TCP and Unix-socket endpoints ([`transport`]), a blocking driver over any
+//! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
+//! (`tokio_driver`, feature `tokio`), the node ([`service`]) and its clients ([`client`]),
+//! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
+//! measurements of `h2msg bench` ([`bench`]) and the tool's log ([`logging`]). The
+//! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
 
 pub mod bench;
 pub mod blocking;
@@ -15,6 +17,8 @@ pub mod keys;
 pub mod logging;
 pub mod raw_filter;
 pub mod service;
+#[cfg(feature = "tokio")]
+pub mod tokio_driver;
 pub mod transport;
 
 pub use h2msg as core;

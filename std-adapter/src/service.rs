@@ -95,6 +95,12 @@ impl From<io::Error> for ServeError {
     }
 }
 
+impl From<DriveError> for ServeError {
+    fn from(e: DriveError) -> Self {
+        Self::Drive(e)
+    }
+}
+
 /// How a link's handshake authenticated the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trust {

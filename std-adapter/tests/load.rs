@@ -70,8 +70,7 @@ fn the_bench_command_prints_its_table() {
     ]);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].split_whitespace().eq([
-        "mode",
-        "aux", "B", "messages", "h2msg", "msg/s", "h2msg", "MB/s", "raw", "MB/s", "ratio"
+        "mode", "aux", "B", "messages", "h2msg", "msg/s", "h2msg", "MB/s", "raw", "MB/s", "ratio"
     ]));
     for (line, aux) in lines[2..4].iter().zip(["0", "1024"]) {
         let fields: Vec<&str> = line.split_whitespace().collect();

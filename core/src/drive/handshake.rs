@@ -1,0 +1,127 @@
+//! The transport-independent half of a handshake driver.
+
+use super::DriveError;
+use crate::handshake::{
+    Handshake, HandshakeError, HandshakePoll, KeyExchangeFailure, RawRsa, Session,
+};
+
+/// What a handshake driver does next.
+#[derive(Debug)]
+pub enum HandshakeNext {
+    /// Write [`HandshakePump::pending`] and report with [`HandshakePump::on_write`]; all
+    /// 512 bytes go out before the first read (§11 H8: write them all).
+    Write,
+    /// Read into [`HandshakePump::read_buf`] (never empty when this is said) and report
+    /// with [`HandshakePump::on_read`].
+    Read,
+    /// Both blocks went through.
+    Done(Session),
+}
+
+/// A [`Handshake`] being driven: the part every driver shares.
+///
+/// ```
+/// use core::convert::Infallible;
+///
+/// use h2msg::drive::{HandshakeNext, HandshakePump};
+/// use h2msg::handshake::{Handshake, KeyMode, NoRsa};
+/// use h2msg::wire::WireOrder;
+/// # struct Counter(u8);
+/// # impl h2msg::rand_core::TryRng for Counter {
+/// #     type Error = core::convert::Infallible;
+/// #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(7) }
+/// #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(7) }
+/// #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+/// #         for b in dst { self.0 = self.0.wrapping_add(1); *b = self.0; }
+/// #         Ok(())
+/// #     }
+/// # }
+/// # impl h2msg::rand_core::TryCryptoRng for Counter {}
+///
+/// let mode = KeyMode::<NoRsa>::Plaintext;
+/// let hs = Handshake::new(mode, &mut Counter(0), WireOrder::Little, None)?;
+/// let mut pump = HandshakePump::new(hs);
+/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Write)));
+/// let sent = pump.pending().len();
+/// pump.on_write::<Infallible>(Ok(sent))?;
+/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Read)));
+/// pump.on_read::<Infallible>(Ok(0))?; // the peer hung up: KEYXCHGFAIL
+/// assert_eq!(pump.next_step::<Infallible>().map(drop).map_err(|e| e.code()), Err(12));
+/// # Ok::<(), Box<dyn core::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct HandshakePump<K> {
+    hs: Handshake<K>,
+}
+
+impl<K: RawRsa> HandshakePump<K> {
+    /// Drives `hs`.
+    pub const fn new(hs: Handshake<K>) -> Self {
+        Self { hs }
+    }
+
+    /// What to do next.
+    ///
+    /// # Errors
+    /// [`DriveError::Handshake`] when the exchange failed (12–14);
+    /// [`DriveError::Stalled`] for a handshake that had ended before it was given here.
+    pub fn next_step<E>(&mut self) -> Result<HandshakeNext, DriveError<E>> {
+        if !self.hs.pending().is_empty() {
+            return Ok(HandshakeNext::Write);
+        }
+        match self.hs.poll() {
+            HandshakePoll::Done(session) => Ok(HandshakeNext::Done(session)),
+            HandshakePoll::Failed(e) => Err(DriveError::Handshake(e)),
+            HandshakePoll::InProgress if !self.hs.read_buf().is_empty() => Ok(HandshakeNext::Read),
+            _ => Err(DriveError::Stalled),
+        }
+    }
+
+    /// Bytes still to send.
+    #[must_use]
+    pub fn pending(&self) -> &[u8] {
+        self.hs.pending()
+    }
+
+    /// Where to read into.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.hs.read_buf()
+    }
+
+    /// Reports a write of [`pending`](Self::pending): `Ok(n)` bytes taken, or the
+    /// transport's error (not its "try again").
+    ///
+    /// # Errors
+    /// The transport's error, a write that took nothing or more than it was given (SOCK).
+    pub fn on_write<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        match result {
+            Ok(0) if !self.pending().is_empty() => Err(DriveError::WriteZero),
+            Ok(n) => self.hs.advance(n).map_err(DriveError::OverCommit),
+            Err(e) => Err(DriveError::Io(e)),
+        }
+    }
+
+    /// Reports a read into [`read_buf`](Self::read_buf): `Ok(0)` for the end of input
+    /// (which fails the exchange if it is short), `Ok(n)` bytes read, or the transport's
+    /// error (not its "try again").
+    ///
+    /// # Errors
+    /// The transport's error, or a read of more than the room offered (SOCK).
+    pub fn on_read<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        match result {
+            Ok(0) => {
+                self.hs.end_input();
+                Ok(())
+            }
+            Ok(n) => self.hs.commit_read(n).map_err(DriveError::OverCommit),
+            Err(e) => Err(DriveError::Io(e)),
+        }
+    }
+
+    /// The driver's own time limit passed: the error a handshake deadline gives
+    /// (KEYXCHGFAIL, §11 H7).
+    #[must_use]
+    pub const fn timed_out<E>(&self) -> DriveError<E> {
+        DriveError::Handshake(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
+    }
+}

@@ -1,0 +1,207 @@
+//! The transport-independent half of a connection driver: what to do next, and what a
+//! read or write result means for the connection.
+
+use rand_core::Rng;
+
+use super::DriveError;
+use crate::iocom::{Event, Iocom, LinkEnd};
+use crate::wire::Crc32c;
+
+/// What a driver does next, once [`Pump::poll_event`] has nothing to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextIo {
+    /// Write [`Pump::pending`] and report with [`Pump::on_write`]. Always said before
+    /// [`Read`](Self::Read): what the application queued and what the core answered by
+    /// itself (pings, unknown commands) goes out before the driver blocks on a read.
+    Write,
+    /// Read into [`Pump::read_buf`] (never empty when this is said) and report with
+    /// [`Pump::on_read`].
+    Read,
+    /// The peer closed the link cleanly and everything was said and written.
+    Closed,
+}
+
+/// A connection and how it ended: the part every driver shares, whatever its transport.
+///
+/// A driver loops: [`poll_event`](Self::poll_event) until it says `None`, then does what
+/// [`next_io`](Self::next_io) says, reporting each transport result with
+/// [`on_write`](Self::on_write) or [`on_read`](Self::on_read) (after retrying what its
+/// transport calls "try again"). Take events through the pump, not the connection, so it
+/// knows how the link ended.
+///
+/// ```
+/// use core::convert::Infallible;
+///
+/// use h2msg::drive::{NextIo, Pump};
+/// use h2msg::iocom::{Iocom, IocomMemory};
+/// use h2msg::ioq::tx::CounterSalt;
+/// use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c};
+///
+/// let memory = IocomMemory { fifo: [0u8; 2048], aux: [0u8; 0], tx_ring: [0u8; 256] };
+/// let io: Iocom<_, _, _, _, _, 4> = Iocom::new(memory, CounterSalt::default(), SoftCrc32c)?;
+/// let mut pump = Pump::new(io);
+/// pump.io().send(MsgHeader::new(Cmd::LNK_PING), &[], &[])?;
+///
+/// assert!(pump.poll_event().is_none());
+/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Write)); // before any read
+/// let [first, _] = pump.pending();
+/// let n = first.len(); // a transport that took everything
+/// pump.on_write::<Infallible>(Ok(n))?;
+/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
+/// pump.on_read::<Infallible>(Ok(0))?; // the peer closed
+/// assert!(matches!(pump.poll_event(), Some(h2msg::iocom::Event::LinkDown(_))));
+/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Closed));
+/// # Ok::<(), Box<dyn core::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Pump<F, A, B, R, C, const T: usize> {
+    io: Iocom<F, A, B, R, C, T>,
+    end: Option<LinkEnd>,
+}
+
+impl<F, A, B, R, C, const T: usize> Pump<F, A, B, R, C, T>
+where
+    F: AsRef<[u8]> + AsMut<[u8]>,
+    A: AsRef<[u8]> + AsMut<[u8]>,
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c + Clone,
+{
+    /// Drives `io`, which has completed its handshake.
+    pub const fn new(io: Iocom<F, A, B, R, C, T>) -> Self {
+        Self { io, end: None }
+    }
+
+    /// The connection, to send on or inspect.
+    pub const fn io(&mut self) -> &mut Iocom<F, A, B, R, C, T> {
+        &mut self.io
+    }
+
+    /// The connection back.
+    pub fn into_io(self) -> Iocom<F, A, B, R, C, T> {
+        self.io
+    }
+
+    /// How the link ended, once [`Event::LinkDown`] went through
+    /// [`poll_event`](Self::poll_event).
+    #[must_use]
+    pub const fn link_end(&self) -> Option<LinkEnd> {
+        self.end
+    }
+
+    /// The connection's next event ([`Iocom::poll_event`]), noting how the link ended.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        let end = &mut self.end;
+        self.io.poll_event().inspect(|event| {
+            if let Event::LinkDown(how) = event {
+                *end = Some(*how);
+            }
+        })
+    }
+
+    /// What to do next, once [`poll_event`](Self::poll_event) said `None`.
+    ///
+    /// # Errors
+    /// How the link failed, once it is down and everything was written
+    /// ([`DriveError::from_link_end`]); [`DriveError::Stalled`] if there is nothing to do
+    /// and the link is not finished (the core rules it out; a driver must not spin).
+    pub fn next_io<E>(&mut self) -> Result<NextIo, DriveError<E>> {
+        let interest = self.io.interest();
+        if interest.write {
+            return Ok(NextIo::Write);
+        }
+        if interest.finished {
+            // Events taken around the pump leave `end` unknown: nothing failed that we saw.
+            return match self.end.and_then(DriveError::from_link_end) {
+                Some(failure) => Err(failure),
+                None => Ok(NextIo::Closed),
+            };
+        }
+        if interest.read && !self.io.read_buf().is_empty() {
+            return Ok(NextIo::Read);
+        }
+        Err(DriveError::Stalled)
+    }
+
+    /// Whether bytes wait to be written.
+    #[must_use]
+    pub fn wants_write(&self) -> bool {
+        self.io.interest().write
+    }
+
+    /// Bytes to write, oldest first, as two slices for a vectored write.
+    #[must_use]
+    pub fn pending(&self) -> [&[u8]; 2] {
+        self.io.pending()
+    }
+
+    /// Where to read into.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.io.read_buf()
+    }
+
+    /// Reports a write of [`pending`](Self::pending): `Ok(n)` bytes taken, or the
+    /// transport's error (not its "try again", which the driver retries).
+    ///
+    /// # Errors
+    /// The error that failed the link: the transport's ([`DriveError::Io`]), a write that
+    /// took nothing ([`DriveError::WriteZero`]) or more than it was given
+    /// ([`DriveError::OverCommit`]).
+    pub fn on_write<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        let failure = match result {
+            Ok(0) if self.wants_write() => DriveError::WriteZero,
+            Ok(n) => match self.io.advance_write(n) {
+                Ok(()) => return Ok(()),
+                Err(over) => DriveError::OverCommit(over),
+            },
+            Err(e) => DriveError::Io(e),
+        };
+        Err(self.fail(failure))
+    }
+
+    /// Reports a read into [`read_buf`](Self::read_buf): `Ok(0)` for the end of input,
+    /// `Ok(n)` bytes read, or the transport's error (not its "try again").
+    ///
+    /// # Errors
+    /// The error that failed the link: the transport's ([`DriveError::Io`]) or a read of
+    /// more than the room offered ([`DriveError::OverCommit`]).
+    pub fn on_read<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        let failure = match result {
+            Ok(0) => {
+                self.io.end_input();
+                return Ok(());
+            }
+            Ok(n) => match self.io.commit_read(n) {
+                Ok(()) => return Ok(()),
+                Err(over) => DriveError::OverCommit(over),
+            },
+            Err(e) => DriveError::Io(e),
+        };
+        Err(self.fail(failure))
+    }
+
+    /// Reports a transport error outside a read or write (a flush, say): the link goes
+    /// down (SOCK).
+    pub fn on_transport_error<E>(&mut self, error: E) -> DriveError<E> {
+        self.fail(DriveError::Io(error))
+    }
+
+    fn fail<E>(&mut self, failure: DriveError<E>) -> DriveError<E> {
+        self.io.transport_failed();
+        failure
+    }
+}
+
+/// The `error` field of `event` if it is a reply to our message `msgid`: what
+/// `wait_for_reply` of each driver looks for.
+#[must_use]
+pub fn reply_error(event: &Event<'_>, msgid: u32) -> Option<u16> {
+    match event {
+        Event::Message { msg, .. }
+            if msg.header().cmd.is_reply() && msg.header().msgid == msgid =>
+        {
+            Some(msg.header().error)
+        }
+        _ => None,
+    }
+}
