@@ -612,3 +612,25 @@ impl h2msg::rand_core::TryRng for TestRng {
 }
 
 impl h2msg::rand_core::TryCryptoRng for TestRng {}
+
+/// A plaintext-mode (`.none`) handshake whose block comes from [`TestRng`]`(seed)`.
+pub fn plaintext_handshake(seed: u64) -> h2msg::handshake::Handshake<h2msg::handshake::NoRsa> {
+    h2msg::handshake::Handshake::new(
+        h2msg::handshake::KeyMode::Plaintext,
+        &mut TestRng(seed),
+        WireOrder::Little,
+        None,
+    )
+    .expect("a plaintext handshake needs only random bytes")
+}
+
+/// Feeds the peer's `received` block to `hs` (its own bytes count as sent) and polls.
+pub fn receive_block<K: h2msg::handshake::RawRsa>(
+    hs: &mut h2msg::handshake::Handshake<K>,
+    received: &[u8],
+) -> h2msg::handshake::HandshakePoll {
+    let n = hs.pending().len();
+    hs.advance(n).expect("our whole block counts as sent");
+    assert_eq!(hs.feed(received), h2msg::wire::limits::HANDSHAKE_LEN);
+    hs.poll()
+}

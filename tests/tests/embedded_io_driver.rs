@@ -4,12 +4,12 @@
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use h2msg::drive::DriveError;
 use h2msg::drive::embedded::{Link, drive_handshake};
-use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, NoRsa, Session};
+use h2msg::handshake::{Handshake, HandshakePoll, NoRsa, Session};
 use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
 use h2msg::ioq::tx::CounterSalt;
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
-use h2msg_tests::TestRng;
+use h2msg_tests::plaintext_handshake;
 
 type TestIocom = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
 
@@ -20,16 +20,6 @@ fn iocom(salt: u32) -> TestIocom {
         tx_ring: vec![0; 2 * (MSGHDR_MAX + MSGAUX_MAX)],
     };
     Iocom::new(memory, CounterSalt::after(salt), SoftCrc32c).expect("C sizes")
-}
-
-fn plaintext(seed: u64) -> Handshake<NoRsa> {
-    Handshake::new(
-        KeyMode::Plaintext,
-        &mut TestRng(seed),
-        WireOrder::Little,
-        None,
-    )
-    .expect("a plaintext handshake needs only random bytes")
 }
 
 /// Reads a recorded stream in chunks of the sizes given (cycled), each `interrupt_every`th
@@ -134,7 +124,7 @@ fn peer_stream(peer_hs: &Handshake<NoRsa>) -> Vec<u8> {
 /// DBG_SHELL command with "ok". Returns our session, the aux the command carried, and
 /// the transport.
 fn our_side(mut transport: Memory) -> (Session, Vec<u8>, Memory) {
-    let session = drive_handshake(&mut transport, plaintext(2)).expect("our handshake");
+    let session = drive_handshake(&mut transport, plaintext_handshake(2)).expect("our handshake");
     let mut io = iocom(0);
     io.accept(Cmd::DBG_SHELL).expect("accept list");
     let mut link = Link::new(transport, io);
@@ -204,7 +194,7 @@ fn peer_receives(
 }
 
 fn round_trip(chunks: &[usize], write_limit: usize, interrupt_every: usize) {
-    let peer_hs = plaintext(1);
+    let peer_hs = plaintext_handshake(1);
     let mut transport = Memory::new(peer_stream(&peer_hs), chunks, write_limit);
     transport.interrupt_every = interrupt_every;
     let (ours, aux, transport) = our_side(transport);
@@ -245,7 +235,7 @@ fn interrupted_reads_are_retried() {
 
 /// A transport that has the peer's handshake and then `after` to read.
 fn after_handshake(after: &[u8]) -> Memory {
-    let mut input = plaintext(1).pending().to_vec();
+    let mut input = plaintext_handshake(1).pending().to_vec();
     input.extend_from_slice(after);
     Memory::new(input, &[7], usize::MAX)
 }
@@ -254,7 +244,7 @@ type TestLink = Link<Memory, Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c,
 
 /// Our side after its handshake over `transport`.
 fn link_over(mut transport: Memory) -> TestLink {
-    drive_handshake(&mut transport, plaintext(2)).expect("our handshake");
+    drive_handshake(&mut transport, plaintext_handshake(2)).expect("our handshake");
     Link::new(transport, iocom(0))
 }
 
@@ -320,17 +310,18 @@ fn a_write_of_nothing_is_sock_error_3() {
 fn a_read_error_in_the_handshake_is_sock_error_3() {
     let mut transport = after_handshake(&[]);
     transport.fail_read_at = Some(100);
-    let err = drive_handshake(&mut transport, plaintext(2)).expect_err("the read fails");
+    let err = drive_handshake(&mut transport, plaintext_handshake(2)).expect_err("the read fails");
     assert_eq!(err, DriveError::Io(ErrorKind::ConnectionReset));
     assert_eq!(err.code(), 3);
 }
 
 #[test]
 fn a_short_handshake_is_keyxchgfail_12() {
-    let mut block = plaintext(1).pending().to_vec();
+    let mut block = plaintext_handshake(1).pending().to_vec();
     block.truncate(300);
     let mut transport = Memory::new(block, &[64], usize::MAX);
-    let err = drive_handshake(&mut transport, plaintext(2)).expect_err("300 of 512 bytes");
+    let err =
+        drive_handshake(&mut transport, plaintext_handshake(2)).expect_err("300 of 512 bytes");
     assert_eq!(err.code(), 12);
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use h2msg::handshake::{Handshake, HandshakeError, HandshakePoll, KeyMode, RawRsa, RsaKeys};
 use h2msg::wire::{WireOrder, limits::HANDSHAKE_LEN, verifier};
-use h2msg_tests::{TestRng, c_peer_recording, c_peer_wire, hex, vectors_dir};
+use h2msg_tests::{TestRng, c_peer_recording, c_peer_wire, hex, receive_block, vectors_dir};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{PrivateKey, PublicKey};
@@ -34,14 +34,6 @@ fn handshake(me: &str, peer: &str, seed: u64) -> Hs {
     .unwrap()
 }
 
-/// Feeds `received` to `hs` (our own bytes count as sent) and polls.
-fn receive(hs: &mut Hs, received: &[u8]) -> HandshakePoll {
-    let n = hs.pending().len();
-    hs.advance(n).unwrap();
-    assert_eq!(hs.feed(received), HANDSHAKE_LEN);
-    hs.poll()
-}
-
 #[test]
 fn the_c_handshakes_decode_to_the_senders_plaintext() {
     let rec = c_peer_recording();
@@ -49,7 +41,7 @@ fn the_c_handshakes_decode_to_the_senders_plaintext() {
         let sent_plain = hex(rec["handshake"][peer]["tx_plain_hex"].as_str().unwrap());
         let wire = c_peer_wire(dir);
         let mut hs = handshake(me, peer, 1);
-        let HandshakePoll::Done(session) = receive(&mut hs, &wire[..HANDSHAKE_LEN]) else {
+        let HandshakePoll::Done(session) = receive_block(&mut hs, &wire[..HANDSHAKE_LEN]) else {
             panic!("{me} refused the C {peer}'s handshake");
         };
         assert_eq!(
@@ -69,7 +61,7 @@ fn the_wrong_peer_key_fails() {
     let keys = RsaKeys::new(private_key("node"), public_key("node"), TestRng(5)).unwrap();
     let mut hs =
         Handshake::new(KeyMode::Rsa(keys), &mut TestRng(6), WireOrder::Little, None).unwrap();
-    let poll = receive(&mut hs, &wire[..HANDSHAKE_LEN]);
+    let poll = receive_block(&mut hs, &wire[..HANDSHAKE_LEN]);
     let HandshakePoll::Failed(e) = poll else {
         panic!("{poll:?}")
     };
@@ -90,7 +82,7 @@ fn flipped_bits_never_yield_a_wrong_session() {
         let mut bad = wire[..HANDSHAKE_LEN].to_vec();
         bad[byte] ^= 1 << (byte % 8);
         let mut hs = handshake("node", "client", byte as u64);
-        match receive(&mut hs, &bad) {
+        match receive_block(&mut hs, &bad) {
             HandshakePoll::Failed(HandshakeError::KeyExchange(_)) => {}
             HandshakePoll::Done(s) => {
                 assert!(

@@ -9,25 +9,15 @@ use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, HandshakeError, KeyExchangeFailure, KeyMode, NoRsa};
+use h2msg::handshake::{HandshakeError, KeyExchangeFailure};
 use h2msg::iocom::Event;
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
 use h2msg_std::blocking::{self, DriveError, std_iocom};
 use h2msg_std::tokio_driver::{Link, drive_handshake};
-use h2msg_tests::TestRng;
+use h2msg_tests::plaintext_handshake;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn plaintext(seed: u64) -> Handshake<NoRsa> {
-    Handshake::new(
-        KeyMode::Plaintext,
-        &mut TestRng(seed),
-        WireOrder::Little,
-        None,
-    )
-    .expect("a plaintext handshake needs only random bytes")
-}
 
 /// A loopback listener and a thread that accepts one connection, runs the blocking
 /// handshake on it and then `peer`.
@@ -41,7 +31,7 @@ fn blocking_peer<T: Send + 'static>(
         stream
             .set_read_timeout(Some(TIMEOUT))
             .expect("read timeout");
-        blocking::drive_handshake(&mut stream, plaintext(1), TIMEOUT)
+        blocking::drive_handshake(&mut stream, plaintext_handshake(1), TIMEOUT)
             .expect("the blocking side's handshake");
         peer(stream)
     });
@@ -53,7 +43,7 @@ async fn tokio_side(address: &str) -> Link<tokio::net::TcpStream> {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
-    drive_handshake(&mut stream, plaintext(2), TIMEOUT)
+    drive_handshake(&mut stream, plaintext_handshake(2), TIMEOUT)
         .await
         .expect("the tokio side's handshake");
     let mut io = std_iocom(0).expect("C sizes");
@@ -248,7 +238,7 @@ async fn a_silent_peer_fails_the_handshake_with_keyxchgfail_12_at_the_timeout() 
         .expect("connect");
     let limit = Duration::from_millis(200);
     let start = Instant::now();
-    let err = drive_handshake(&mut stream, plaintext(3), limit)
+    let err = drive_handshake(&mut stream, plaintext_handshake(3), limit)
         .await
         .expect_err("the peer never sends its block");
     let waited = start.elapsed();
@@ -281,7 +271,7 @@ fn the_blocking_handshake_also_gives_up_at_its_timeout() {
         .expect("read timeout");
     let limit = Duration::from_millis(200);
     let start = Instant::now();
-    let err = blocking::drive_handshake(&mut stream, plaintext(4), limit)
+    let err = blocking::drive_handshake(&mut stream, plaintext_handshake(4), limit)
         .expect_err("the peer never sends its block");
     let waited = start.elapsed();
     assert_eq!(err.code(), 12);

@@ -6,7 +6,7 @@ use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RsaKeys, Session};
 use h2msg::stream::{FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StreamMode, negotiate};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, WireOrder, limits::HANDSHAKE_LEN};
 use h2msg_tests::sim::{Pair, Side, SideConfig};
-use h2msg_tests::{TestRng, c_peer_wire, vectors_dir};
+use h2msg_tests::{TestRng, c_peer_wire, receive_block, vectors_dir};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{PrivateKey, PublicKey};
@@ -33,14 +33,6 @@ fn handshake(me: &str, peer: &str, seed: u64, choice: ModeChoice) -> Hs {
     .unwrap()
 }
 
-/// Feeds `received` to `hs` (its own bytes count as sent) and polls.
-fn receive(hs: &mut Hs, received: &[u8]) -> HandshakePoll {
-    let n = hs.pending().len();
-    hs.advance(n).unwrap();
-    assert_eq!(hs.feed(received), HANDSHAKE_LEN);
-    hs.poll()
-}
-
 fn done(poll: HandshakePoll) -> Session {
     match poll {
         HandshakePoll::Done(s) => s,
@@ -54,8 +46,8 @@ fn exchange(node: ModeChoice, client: ModeChoice) -> (Session, Session) {
     let mut c = handshake("client", "node", 2, client);
     let (n_wire, c_wire) = (n.pending().to_vec(), c.pending().to_vec());
     (
-        done(receive(&mut n, &c_wire)),
-        done(receive(&mut c, &n_wire)),
+        done(receive_block(&mut n, &c_wire)),
+        done(receive_block(&mut c, &n_wire)),
     )
 }
 
@@ -114,7 +106,7 @@ fn the_configured_era_mode_applies_when_one_side_does_not_offer_gcm() {
 fn a_2012_c_node_sends_flags_zero_and_gets_the_era_mode() {
     let wire = c_peer_wire("c2s");
     let mut node = handshake("node", "client", 3, ModeChoice::Auto);
-    let session = done(receive(&mut node, &wire[..HANDSHAKE_LEN]));
+    let session = done(receive_block(&mut node, &wire[..HANDSHAKE_LEN]));
     assert_eq!(session.peer_flags, 0);
     assert_eq!(
         negotiate(ModeChoice::Auto, session.own_flags, session.peer_flags),
@@ -137,14 +129,14 @@ fn tampering_with_the_flags_fails_the_handshake_no_silent_downgrade() {
         let mut tampered = wire.clone();
         tampered[bit / 8] ^= 1 << (bit % 8);
         let mut node = handshake("node", "client", 1, ModeChoice::Auto);
-        match receive(&mut node, &tampered) {
+        match receive_block(&mut node, &tampered) {
             HandshakePoll::Failed(e) => assert_eq!(e.ioq_error(), IoqError::KeyXchgFail),
             other => panic!("bit {bit}: {other:?}"),
         }
     }
     // Untouched, the same bytes are accepted and carry the flag.
     let mut node = handshake("node", "client", 1, ModeChoice::Auto);
-    assert_eq!(done(receive(&mut node, &wire)).peer_flags, FLAG_GCM);
+    assert_eq!(done(receive_block(&mut node, &wire)).peer_flags, FLAG_GCM);
 }
 
 #[test]
