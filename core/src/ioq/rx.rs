@@ -574,8 +574,12 @@ where
     fn move_aux_to_storage(&mut self, header: ReceivedHeader) {
         let start = self.beg + header.header_len();
         let filled = self.end - start;
-        let src = self.fifo.as_ref().get(start..self.end).unwrap_or_default();
-        if let Some(dst) = self.aux_store.as_mut().get_mut(..filled) {
+        // Both ranges are `filled` bytes long only if both exist: checking them together
+        // leaves no length-mismatch panic path in the compiled code.
+        if let (Some(src), Some(dst)) = (
+            self.fifo.as_ref().get(start..self.end),
+            self.aux_store.as_mut().get_mut(..filled),
+        ) {
             dst.copy_from_slice(src);
         }
         self.end = start;
@@ -602,7 +606,14 @@ where
 
     /// Moves the unconsumed bytes to the front of the FIFO.
     fn compact(&mut self) {
-        self.fifo.as_mut().copy_within(self.beg..self.end, 0);
+        // Checked ranges instead of `copy_within(beg..end, 0)`, whose range panic a kernel
+        // build would have to prove unreachable.
+        let (beg, end) = (self.beg, self.end);
+        if beg <= end
+            && let Some(front) = self.fifo.as_mut().get_mut(..end)
+        {
+            front.copy_within(beg.., 0);
+        }
         self.end -= self.beg;
         self.beg = 0;
     }
