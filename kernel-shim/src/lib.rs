@@ -73,8 +73,8 @@ unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
     Ok(unsafe { &mut *io })
 }
 
-/// Checks an out-pointer: not NULL, aligned for `T`.
-fn out_ptr<T>(ptr: *mut T) -> Result<*mut T, c_int> {
+/// Checks a pointer from C: not NULL, aligned for `T`.
+fn checked_ptr<T>(ptr: *mut T) -> Result<*mut T, c_int> {
     if ptr.is_null() {
         Err(H2MSG_ERR_NULL)
     } else if !ptr.is_aligned() {
@@ -106,7 +106,7 @@ unsafe fn bytes_in<'a>(bytes: *const u8, len: usize, max: usize) -> Result<&'a [
 }
 
 /// The `int` of a step that either worked or has a code.
-fn code(result: Result<(), c_int>) -> c_int {
+fn status(result: Result<(), c_int>) -> c_int {
     result.err().unwrap_or(H2MSG_OK)
 }
 
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn h2msg_iocom_init(
     io_out: *mut *mut H2msgIocom,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { init(mem, len, ops, io_out) })
+    status(unsafe { init(mem, len, ops, io_out) })
 }
 
 /// # Safety
@@ -156,8 +156,8 @@ unsafe fn init(
     ops: *const H2msgKernelOps,
     io_out: *mut *mut H2msgIocom,
 ) -> Result<(), c_int> {
-    let handle = out_ptr(mem.cast::<H2msgIocom>())?;
-    let io_out = out_ptr(io_out)?;
+    let handle = checked_ptr(mem.cast::<H2msgIocom>())?;
+    let io_out = checked_ptr(io_out)?;
     if ops.is_null() {
         return Err(H2MSG_ERR_NULL);
     }
@@ -213,7 +213,7 @@ unsafe fn init(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.map(|iocom| iocom.live = 0))
+    status(unsafe { live(io) }.map(|iocom| iocom.live = 0))
 }
 
 /// Closes the link from our side: queued bytes are dropped (no goodbye message exists,
@@ -226,7 +226,7 @@ pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_close(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.map(|iocom| {
+    status(unsafe { live(io) }.map(|iocom| {
         if !iocom.io.flags().contains(H2MSG_IOF_EOF) {
             iocom.closed_locally = true;
         }
@@ -250,8 +250,8 @@ pub unsafe extern "C" fn h2msg_iocom_feed(
     taken: *mut usize,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let taken = out_ptr(taken)?;
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let taken = checked_ptr(taken)?;
         // SAFETY: the caller vouches for `len` readable bytes.
         let input = unsafe { bytes_in(bytes, len, usize::MAX) }?;
         let n = iocom.io.feed(input);
@@ -274,8 +274,8 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
     len: *mut usize,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let (buf, len) = (out_ptr(buf)?, out_ptr(len)?);
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let (buf, len) = (checked_ptr(buf)?, checked_ptr(len)?);
         let room = iocom.io.read_buf();
         let start = if room.is_empty() {
             ptr::null_mut()
@@ -299,7 +299,7 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) -> c_int {
     // SAFETY: forwarded contract.
-    code(
+    status(
         unsafe { live(io) }
             .and_then(|iocom| iocom.io.commit_read(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
     )
@@ -314,7 +314,7 @@ pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_end_input(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.map(|iocom| iocom.io.end_input()))
+    status(unsafe { live(io) }.map(|iocom| iocom.io.end_input()))
 }
 
 /// The socket failed (not EINTR/EAGAIN): the link goes down with IOQ SOCK, queued bytes
@@ -325,7 +325,7 @@ pub unsafe extern "C" fn h2msg_iocom_end_input(io: *mut H2msgIocom) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.map(|iocom| iocom.io.transport_failed()))
+    status(unsafe { live(io) }.map(|iocom| iocom.io.transport_failed()))
 }
 
 /// The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
@@ -337,8 +337,8 @@ pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msgEvent) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let event = out_ptr(event)?;
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let event = checked_ptr(event)?;
         let next = iocom.next_event();
         // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
         unsafe { event.write(next) };
@@ -357,7 +357,7 @@ pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msg
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_accept(io: *mut H2msgIocom, cmd: u32) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|iocom| {
         iocom
             .io
             .accept(Cmd::from_raw(cmd))
@@ -385,7 +385,7 @@ pub unsafe extern "C" fn h2msg_iocom_send(
     aux_len: usize,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    code(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|iocom| {
         // SAFETY: the caller vouches for the lengths.
         let (ext, aux) = unsafe {
             (
@@ -422,7 +422,7 @@ pub unsafe extern "C" fn h2msg_iocom_open(
     msgid_out: *mut u32,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    code(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|iocom| {
         if !msgid_out.is_null() && !msgid_out.is_aligned() {
             return Err(H2MSG_ERR_ALIGN);
         }
@@ -462,8 +462,8 @@ pub unsafe extern "C" fn h2msg_iocom_reply(
     last: c_int,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let to = out_ptr(to.cast_mut())?;
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let to = checked_ptr(to.cast_mut())?;
         // SAFETY: checked non-null and aligned; the caller vouches for a readable message.
         let to = unsafe { to.read() };
         // SAFETY: the caller vouches for the length.
@@ -489,7 +489,7 @@ pub unsafe extern "C" fn h2msg_iocom_reply(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_abort(io: *mut H2msgIocom, cmd: u32, msgid: u32) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|iocom| {
         iocom
             .io
             .abort(Cmd::from_raw(cmd), msgid)
@@ -515,10 +515,10 @@ pub unsafe extern "C" fn h2msg_iocom_pending(
     iov_count: *mut usize,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let iov_count = out_ptr(iov_count)?;
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let iov_count = checked_ptr(iov_count)?;
         if iov_cap > 0 {
-            out_ptr(iov)?;
+            checked_ptr(iov)?;
         }
         let mut count = 0;
         let parts = iocom.io.pending();
@@ -549,7 +549,7 @@ pub unsafe extern "C" fn h2msg_iocom_pending(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_advance_write(io: *mut H2msgIocom, n: usize) -> c_int {
     // SAFETY: forwarded contract.
-    code(
+    status(
         unsafe { live(io) }
             .and_then(|iocom| iocom.io.advance_write(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
     )
@@ -562,7 +562,7 @@ pub unsafe extern "C" fn h2msg_iocom_advance_write(io: *mut H2msgIocom, n: usize
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_write_would_block(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.map(|iocom| iocom.io.write_would_block()))
+    status(unsafe { live(io) }.map(|iocom| iocom.io.write_would_block()))
 }
 
 /// What the link waits for, as the §7 flags in `*flags`: `H2MSG_IOF_RREQ` (read when
@@ -575,8 +575,8 @@ pub unsafe extern "C" fn h2msg_iocom_write_would_block(io: *mut H2msgIocom) -> c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_wait_for(io: *mut H2msgIocom, flags: *mut u32) -> c_int {
     // SAFETY: forwarded contract.
-    code(unsafe { live(io) }.and_then(|iocom| {
-        let flags = out_ptr(flags)?;
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let flags = checked_ptr(flags)?;
         let mut bits = iocom.io.flags().bits();
         if iocom.io.interest().finished {
             bits |= H2MSG_IOF_FINISHED;
