@@ -1,8 +1,588 @@
 //! # h2msg-kshim — the h2msg core behind a C ABI, for kernel modules
 //!
-//! Not built yet. This crate will expose the core through `extern "C"` functions over
-//! caller-owned memory (no allocator, no panic across the boundary) with a C header.
-//! It is `no_std` from the start so that nothing std-only creeps in.
+//! One connection (an *iocom*) lives in one memory block the kernel allocates:
+//! `h2msg_iocom_size()` bytes aligned to `h2msg_iocom_align()`. The state sits at the
+//! start; the receive FIFO (8 KiB), the aux buffer (64 KiB) and the transmit ring
+//! (66 KiB) follow. Nothing is allocated and nothing large goes on the stack.
+//!
+//! The kernel moves the bytes: it feeds what the socket delivered
+//! ([`h2msg_iocom_feed`], or [`h2msg_iocom_read_buf`] + [`h2msg_iocom_commit_read`]),
+//! writes what [`h2msg_iocom_pending`] lists and reports it with
+//! [`h2msg_iocom_advance_write`], and waits for what [`h2msg_iocom_wait_for`] says. The
+//! application side polls events ([`h2msg_iocom_poll`]) and sends
+//! ([`h2msg_iocom_open`], [`h2msg_iocom_reply`], [`h2msg_iocom_send`],
+//! [`h2msg_iocom_abort`]).
+//!
+//! Every function returns an `int`: 0 (`H2MSG_OK`), a spec IOQ code (1–14), or a negative
+//! `H2MSG_ERR_*` for a call refused before anything changed. Every pointer is checked for
+//! NULL and alignment, every length against its limit. The handshake is not here: the
+//! kernel receives sockets whose handshake userland completed (see the README).
+//!
+//! The C header `include/h2msg.h` is generated from this crate by cbindgen. Build the
+//! static library with the `panic-handler` feature: it defines the `#[panic_handler]`,
+//! which calls the kernel's `h2msg_kernel_panic` and which no export can reach.
+//!
+//! An iocom is not thread-safe: the kernel serialises calls on one iocom (a lock per
+//! link). The kernel's callbacks must not call back into h2msg.
 #![no_std]
 
-pub use h2msg as core;
+mod abi;
+mod block;
+mod kernel;
+
+use core::ffi::{c_int, c_void};
+use core::ptr::{self, NonNull};
+use core::slice;
+
+use h2msg::iocom::IocomMemory;
+use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, MSGHDR_MAX};
+use h2msg::wire::{Cmd, MsgHeader};
+
+pub use abi::*;
+pub use block::H2msgIocom;
+use block::{
+    AUX_LEN, AUX_OFFSET, CallerBytes, FIFO_LEN, FIFO_OFFSET, IOCOM_SIZE, LIVE, ShimIocom,
+    TX_RING_LEN, TX_RING_OFFSET, send_error_code,
+};
+use kernel::{KernelCrc, KernelRandom};
+
+/// Largest extended header: the largest header less the base header.
+const EXT_MAX: usize = MSGHDR_MAX - BASE_HEADER_LEN;
+
+/// The live iocom behind a handle.
+///
+/// # Safety
+/// `io` must be NULL, or point to memory that `h2msg_iocom_init` set up (or at least to
+/// `size_of::<H2msgIocom>()` initialised bytes); the marker then catches handles that
+/// were never set up or were finished.
+unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
+    if io.is_null() {
+        return Err(H2MSG_ERR_NULL);
+    }
+    if !io.is_aligned() {
+        return Err(H2MSG_ERR_ALIGN);
+    }
+    // SAFETY: non-null and aligned; the marker is a plain u64, read without forming a
+    // reference to a value that may not be an iocom.
+    let marker = unsafe { (&raw const (*io).live).read() };
+    if marker != LIVE {
+        return Err(H2MSG_ERR_HANDLE);
+    }
+    // SAFETY: the marker says `h2msg_iocom_init` wrote an iocom here; the caller
+    // serialises calls, so this is the only reference.
+    Ok(unsafe { &mut *io })
+}
+
+/// Checks a pointer from C: not NULL, aligned for `T`.
+fn checked_ptr<T>(ptr: *mut T) -> Result<*mut T, c_int> {
+    if ptr.is_null() {
+        Err(H2MSG_ERR_NULL)
+    } else if !ptr.is_aligned() {
+        Err(H2MSG_ERR_ALIGN)
+    } else {
+        Ok(ptr)
+    }
+}
+
+/// `len` bytes at `bytes` as a slice; NULL is allowed when `len` is 0. A length above
+/// `max` is FIELD (the size limits of §3.5).
+///
+/// # Safety
+/// When `len` is not 0 and at most `max`, `bytes` must be valid for reads of `len` bytes
+/// until the slice is dropped.
+unsafe fn bytes_in<'a>(bytes: *const u8, len: usize, max: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if bytes.is_null() {
+        return Err(H2MSG_ERR_NULL);
+    }
+    if len > max || isize::try_from(len).is_err() {
+        return Err(H2MSG_IOQ_FIELD);
+    }
+    // SAFETY: non-null, `u8` needs no alignment, the length fits `isize`, and the caller
+    // vouches for `len` readable bytes.
+    Ok(unsafe { slice::from_raw_parts(bytes, len) })
+}
+
+/// The `int` of a step that either worked or has a code.
+fn status(result: Result<(), c_int>) -> c_int {
+    result.err().unwrap_or(H2MSG_OK)
+}
+
+// ----- life cycle -------------------------------------------------------------------
+
+/// Bytes of memory one iocom needs (state and buffers).
+#[unsafe(no_mangle)]
+pub extern "C" fn h2msg_iocom_size() -> usize {
+    IOCOM_SIZE
+}
+
+/// The alignment that memory needs.
+#[unsafe(no_mangle)]
+pub extern "C" fn h2msg_iocom_align() -> usize {
+    align_of::<H2msgIocom>()
+}
+
+/// Sets up an iocom in `mem` (`len` bytes, at least `h2msg_iocom_size()`, aligned to
+/// `h2msg_iocom_align()`), with the kernel services of `ops` (copied; `random_bytes`
+/// required). The block is zeroed first. On success `*io_out` is the handle, which is
+/// `mem` itself. Use it after a completed handshake; the iocom accepts `LNK_PING`
+/// replies, see `h2msg_iocom_accept` for commands.
+///
+/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_SHORT`.
+///
+/// # Safety
+/// `mem` must be valid for reads and writes of `len` bytes and stay so, unmoved and
+/// untouched by anything else, until `h2msg_iocom_fini`. `ops` must point to a table
+/// whose functions are safe to call as documented there for as long as the iocom lives.
+/// `io_out` must be valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_init(
+    mem: *mut c_void,
+    len: usize,
+    ops: *const H2msgKernelOps,
+    io_out: *mut *mut H2msgIocom,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { init(mem, len, ops, io_out) })
+}
+
+/// # Safety
+/// As [`h2msg_iocom_init`].
+unsafe fn init(
+    mem: *mut c_void,
+    len: usize,
+    ops: *const H2msgKernelOps,
+    io_out: *mut *mut H2msgIocom,
+) -> Result<(), c_int> {
+    let handle = checked_ptr(mem.cast::<H2msgIocom>())?;
+    let io_out = checked_ptr(io_out)?;
+    if ops.is_null() {
+        return Err(H2MSG_ERR_NULL);
+    }
+    if !ops.is_aligned() {
+        return Err(H2MSG_ERR_ALIGN);
+    }
+    if len < IOCOM_SIZE {
+        return Err(H2MSG_ERR_SHORT);
+    }
+    // SAFETY: non-null and aligned; the caller vouches for the table.
+    let ops = unsafe { ops.read() };
+    let random_bytes = ops.random_bytes.ok_or(H2MSG_ERR_NULL)?;
+    let base = NonNull::new(mem.cast::<u8>()).ok_or(H2MSG_ERR_NULL)?;
+    // SAFETY: the caller vouches for `len` ≥ IOCOM_SIZE writable bytes at `mem`. Zeroing
+    // makes every byte the core will view initialised.
+    unsafe { base.write_bytes(0, IOCOM_SIZE) };
+    // SAFETY: the three ranges lie inside the block (IOCOM_SIZE ends at the ring's end),
+    // after the state and apart from each other; the block is initialised, and the caller
+    // leaves it to us until `h2msg_iocom_fini`.
+    let memory = unsafe {
+        IocomMemory {
+            fifo: CallerBytes::new(base.add(FIFO_OFFSET), FIFO_LEN),
+            aux: CallerBytes::new(base.add(AUX_OFFSET), AUX_LEN),
+            tx_ring: CallerBytes::new(base.add(TX_RING_OFFSET), TX_RING_LEN),
+        }
+    };
+    // SAFETY: the caller vouches for the table's functions for the iocom's life.
+    let (salt, crc) = unsafe { (KernelRandom::new(random_bytes), KernelCrc::new(ops.crc32c)) };
+    // Moved straight from the constructor's result into the block, field by field, so the
+    // 2 KB state is not copied through more stack temporaries (kernel stacks are small).
+    // The sizes are above the core's minimums, so `new` cannot fail; it is not unwrapped.
+    match ShimIocom::new(memory, salt, crc) {
+        // SAFETY: `handle` is aligned and the block holds `size_of::<H2msgIocom>()` ≤
+        // FIFO_OFFSET bytes; each write goes to one field without reading the old bytes.
+        Ok(io) => unsafe {
+            (&raw mut (*handle).io).write(io);
+            (&raw mut (*handle).ops).write(ops);
+            (&raw mut (*handle).closed_locally).write(false);
+            (&raw mut (*handle).live).write(LIVE);
+        },
+        Err(_) => return Err(H2MSG_IOQ_FIELD),
+    }
+    // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+    unsafe { io_out.write(handle) };
+    Ok(())
+}
+
+/// Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
+/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_HANDLE`.
+///
+/// # Safety
+/// `io` must be NULL or a handle from `h2msg_iocom_init` whose memory is still valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|iocom| iocom.live = 0))
+}
+
+/// Closes the link from our side: queued bytes are dropped (no goodbye message exists,
+/// §1), and `h2msg_iocom_poll` then reports every open transaction as
+/// `H2MSG_EVENT_ABORTED` (error LOSTLINK) and ends with `H2MSG_EVENT_LINK_DOWN`
+/// (`H2MSG_DOWN_LOCAL_CLOSE`, unless the link was down already).
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_close(io: *mut H2msgIocom) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|iocom| {
+        if !iocom.io.flags().contains(H2MSG_IOF_EOF) {
+            iocom.closed_locally = true;
+        }
+        iocom.io.transport_failed();
+    }))
+}
+
+// ----- receiving --------------------------------------------------------------------
+
+/// Copies received bytes in: `*taken` says how many were taken. Fewer than `len` means:
+/// poll events, then feed the rest. 0 once the link is down.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `bytes` valid for reads of `len` bytes (may be NULL
+/// when `len` is 0); `taken` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_feed(
+    io: *mut H2msgIocom,
+    bytes: *const u8,
+    len: usize,
+    taken: *mut usize,
+) -> c_int {
+    // SAFETY: forwarded contracts.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let taken = checked_ptr(taken)?;
+        // SAFETY: the caller vouches for `len` readable bytes.
+        let input = unsafe { bytes_in(bytes, len, usize::MAX) }?;
+        let n = iocom.io.feed(input);
+        // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+        unsafe { taken.write(n) };
+        Ok(())
+    }))
+}
+
+/// Where the socket should read into, to skip a copy: `*buf`, `*len` (0 when no input
+/// is wanted now). Valid until the next call on this iocom. Report the bytes read with
+/// `h2msg_iocom_commit_read`.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `buf` and `len` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_read_buf(
+    io: *mut H2msgIocom,
+    buf: *mut *mut u8,
+    len: *mut usize,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let (buf, len) = (checked_ptr(buf)?, checked_ptr(len)?);
+        let room = iocom.io.read_buf();
+        let start = if room.is_empty() {
+            ptr::null_mut()
+        } else {
+            room.as_mut_ptr()
+        };
+        // SAFETY: both checked non-null and aligned; the caller vouches for them.
+        unsafe {
+            buf.write(start);
+            len.write(room.len());
+        }
+        Ok(())
+    }))
+}
+
+/// Reports `n` bytes read into the last `h2msg_iocom_read_buf`. `H2MSG_ERR_OVERCOMMIT`
+/// (nothing changed) if `n` exceeds what it offered.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) -> c_int {
+    // SAFETY: forwarded contract.
+    status(
+        unsafe { live(io) }
+            .and_then(|iocom| iocom.io.commit_read(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
+    )
+}
+
+/// The socket's input ended (read returned 0). Complete messages are still delivered;
+/// then the link goes down: `H2MSG_DOWN_CLOSED` at a message boundary, else
+/// `H2MSG_DOWN_FAILED` with IOQ EOF.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_end_input(io: *mut H2msgIocom) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|iocom| iocom.io.end_input()))
+}
+
+/// The socket failed (not EINTR/EAGAIN): the link goes down with IOQ SOCK, queued bytes
+/// are dropped, open transactions are reported aborted.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|iocom| iocom.io.transport_failed()))
+}
+
+/// The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
+/// input arrives or bytes are written). A message's `ext` and `aux` point into the iocom's
+/// memory and stay valid until the next call on this iocom.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `event` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msgEvent) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let event = checked_ptr(event)?;
+        let next = iocom.next_event();
+        // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+        unsafe { event.write(next) };
+        Ok(())
+    }))
+}
+
+// ----- sending ----------------------------------------------------------------------
+
+/// Hands commands matching `cmd` (command number and protocol; flags ignored) and their
+/// replies to the application instead of answering them with error 0x20.
+/// `H2MSG_ERR_ACCEPT_FULL` beyond 16 commands.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_accept(io: *mut H2msgIocom, cmd: u32) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        iocom
+            .io
+            .accept(Cmd::from_raw(cmd))
+            .map_err(|_| H2MSG_ERR_ACCEPT_FULL)
+    }))
+}
+
+/// Queues a message exactly as given (`cmd` with its flags, `msgid`, `error`), after the
+/// transaction rules. The bytes are copied: the buffers are free again on return.
+/// Errors: `H2MSG_IOQ_FIELD` (sizes: `ext_len` must match `cmd`'s size field, `aux_len`
+/// at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `ext` and `aux` valid for reads of their lengths
+/// (NULL allowed for length 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_send(
+    io: *mut H2msgIocom,
+    cmd: u32,
+    msgid: u32,
+    error: u16,
+    ext: *const u8,
+    ext_len: usize,
+    aux: *const u8,
+    aux_len: usize,
+) -> c_int {
+    // SAFETY: forwarded contracts.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        // SAFETY: the caller vouches for the lengths.
+        let (ext, aux) = unsafe {
+            (
+                bytes_in(ext, ext_len, EXT_MAX)?,
+                bytes_in(aux, aux_len, MSGAUX_MAX)?,
+            )
+        };
+        let mut header = MsgHeader::new(Cmd::from_raw(cmd));
+        header.msgid = msgid;
+        header.error = error;
+        iocom
+            .io
+            .send(header, ext, aux)
+            .map(|_| ())
+            .map_err(send_error_code)
+    }))
+}
+
+/// Opens a transaction: queues `cmd` with CREATE (and DELETE if `last` is not 0) under a
+/// fresh msgid, written to `*msgid_out` (may be NULL). Errors as `h2msg_iocom_send`, and
+/// `H2MSG_ERR_NO_MSGID` when 64 transactions of ours are open.
+///
+/// # Safety
+/// As [`h2msg_iocom_send`]; `msgid_out` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_open(
+    io: *mut H2msgIocom,
+    cmd: u32,
+    ext: *const u8,
+    ext_len: usize,
+    aux: *const u8,
+    aux_len: usize,
+    last: c_int,
+    msgid_out: *mut u32,
+) -> c_int {
+    // SAFETY: forwarded contracts.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        if !msgid_out.is_null() && !msgid_out.is_aligned() {
+            return Err(H2MSG_ERR_ALIGN);
+        }
+        // SAFETY: the caller vouches for the lengths.
+        let (ext, aux) = unsafe {
+            (
+                bytes_in(ext, ext_len, EXT_MAX)?,
+                bytes_in(aux, aux_len, MSGAUX_MAX)?,
+            )
+        };
+        let sent = iocom
+            .io
+            .open(Cmd::from_raw(cmd), ext, aux, last != 0)
+            .map_err(send_error_code)?;
+        if !msgid_out.is_null() {
+            // SAFETY: non-null, aligned; the caller vouches for it being writable.
+            unsafe { msgid_out.write(sent.msgid) };
+        }
+        Ok(())
+    }))
+}
+
+/// Replies to a received command `to` (as delivered in an event): within its transaction
+/// if it opened one (CREATE on the first reply, DELETE with `last`), else with the seed
+/// era's one-way rules. msgid, source, target and `resv05` are copied from `to`.
+/// Errors as `h2msg_iocom_send`.
+///
+/// # Safety
+/// As [`h2msg_iocom_send`]; `to` valid for a read.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_reply(
+    io: *mut H2msgIocom,
+    to: *const H2msgMessage,
+    error: u16,
+    aux: *const u8,
+    aux_len: usize,
+    last: c_int,
+) -> c_int {
+    // SAFETY: forwarded contracts.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let to = checked_ptr(to.cast_mut())?;
+        // SAFETY: checked non-null and aligned; the caller vouches for a readable message.
+        let to = unsafe { to.read() };
+        // SAFETY: the caller vouches for the length.
+        let aux = unsafe { bytes_in(aux, aux_len, MSGAUX_MAX) }?;
+        let mut header = MsgHeader::new(Cmd::from_raw(to.cmd));
+        header.msgid = to.msgid;
+        header.source = to.source;
+        header.target = to.target;
+        header.resv05 = to.resv05;
+        iocom
+            .io
+            .reply(&header, error, aux, last != 0)
+            .map(|_| ())
+            .map_err(send_error_code)
+    }))
+}
+
+/// Aborts a transaction we opened: queues `cmd` with ABORT|DELETE under `msgid`.
+/// Errors as `h2msg_iocom_send`.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_abort(io: *mut H2msgIocom, cmd: u32, msgid: u32) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        iocom
+            .io
+            .abort(Cmd::from_raw(cmd), msgid)
+            .map(|_| ())
+            .map_err(send_error_code)
+    }))
+}
+
+// ----- transmitting -------------------------------------------------------------------
+
+/// The bytes to write, oldest first, as up to `iov_cap` (at most 16 are ever used)
+/// slices in `iov`; `*iov_count` says how many. Write them (`writev`, `sosend`), then
+/// report the count with `h2msg_iocom_advance_write`. Valid until the next call.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `iov` valid for writes of `iov_cap` entries (may be
+/// NULL when `iov_cap` is 0); `iov_count` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_pending(
+    io: *mut H2msgIocom,
+    iov: *mut H2msgIovec,
+    iov_cap: usize,
+    iov_count: *mut usize,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let iov_count = checked_ptr(iov_count)?;
+        if iov_cap > 0 {
+            checked_ptr(iov)?;
+        }
+        let mut count = 0;
+        let parts = iocom.io.pending();
+        for part in parts.iter().filter(|part| !part.is_empty()) {
+            if count == iov_cap.min(H2MSG_MAXIOVEC) {
+                break;
+            }
+            let slot = H2msgIovec {
+                iov_base: part.as_ptr().cast(),
+                iov_len: part.len(),
+            };
+            // SAFETY: `iov` is non-null and aligned (checked, since `iov_cap` > `count`)
+            // and the caller vouches for `iov_cap` writable entries; `count` < `iov_cap`.
+            unsafe { iov.add(count).write(slot) };
+            count += 1;
+        }
+        // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+        unsafe { iov_count.write(count) };
+        Ok(())
+    }))
+}
+
+/// The transport took `n` of the pending bytes. `H2MSG_ERR_OVERCOMMIT` (nothing changed)
+/// if `n` exceeds them.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_advance_write(io: *mut H2msgIocom, n: usize) -> c_int {
+    // SAFETY: forwarded contract.
+    status(
+        unsafe { live(io) }
+            .and_then(|iocom| iocom.io.advance_write(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
+    )
+}
+
+/// The transport would block on write (EAGAIN): WREQ is set until bytes are accepted.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_write_would_block(io: *mut H2msgIocom) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|iocom| iocom.io.write_would_block()))
+}
+
+/// What the link waits for, as the §7 flags in `*flags`: `H2MSG_IOF_RREQ` (read when
+/// readable), `H2MSG_IOF_WREQ` (write when writable), `H2MSG_IOF_WIDLE` (nothing to
+/// write), `H2MSG_IOF_EOF` (down), plus `H2MSG_IOF_FINISHED` (nothing more will happen).
+/// Meaningful after `h2msg_iocom_poll` returned `H2MSG_EVENT_NONE`.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `flags` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_wait_for(io: *mut H2msgIocom, flags: *mut u32) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|iocom| {
+        let flags = checked_ptr(flags)?;
+        let mut bits = iocom.io.flags().bits();
+        if iocom.io.interest().finished {
+            bits |= H2MSG_IOF_FINISHED;
+        }
+        // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+        unsafe { flags.write(bits) };
+        Ok(())
+    }))
+}

@@ -700,17 +700,21 @@ where
         if take == 0 {
             return;
         }
-        let src = self
-            .fifo
-            .as_ref()
-            .get(start..start + take)
-            .unwrap_or_default();
-        if let Some(dst) = self.aux_store.as_mut().get_mut(filled..filled + take) {
+        // Both ranges are `take` bytes long only if both exist: checking them together
+        // leaves no length-mismatch panic path in the compiled code (the kernel shim's
+        // freestanding proof looks for one).
+        if let (Some(src), Some(dst)) = (
+            self.fifo.as_ref().get(start..start + take),
+            self.aux_store.as_mut().get_mut(filled..filled + take),
+        ) {
             dst.copy_from_slice(src);
         }
-        self.fifo
-            .as_mut()
-            .copy_within(start + take..self.wire_end, start);
+        // Close up behind the header, again through checked ranges.
+        if let Some(rest) = self.fifo.as_mut().get_mut(start..self.wire_end)
+            && take <= rest.len()
+        {
+            rest.copy_within(take.., 0);
+        }
         self.end -= take;
         self.wire_end -= take;
         self.state = State::AuxInStorage {
@@ -740,7 +744,14 @@ where
 
     /// Moves the unconsumed bytes to the front of the FIFO.
     fn compact(&mut self) {
-        self.fifo.as_mut().copy_within(self.beg..self.wire_end, 0);
+        // Checked ranges instead of `copy_within(beg..wire_end, 0)`, whose range panic a
+        // kernel build would have to prove unreachable.
+        let (beg, end) = (self.beg, self.wire_end);
+        if beg <= end
+            && let Some(front) = self.fifo.as_mut().get_mut(..end)
+        {
+            front.copy_within(beg.., 0);
+        }
         self.end -= self.beg;
         self.wire_end -= self.beg;
         self.beg = 0;

@@ -427,10 +427,12 @@ where
             });
         }
         self.len -= n;
+        // head < cap and n ≤ cap: `wrap` suffices, and unlike `%` it has no divide-by-zero
+        // panic path for a kernel build to prove unreachable.
         self.head = if self.len == 0 {
             0
         } else {
-            (self.head + n) % self.capacity()
+            wrap(self.head + n, self.capacity())
         };
         Ok(())
     }

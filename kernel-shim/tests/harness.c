@@ -1,0 +1,687 @@
+/*
+ * C harness for h2msg-kshim: compiled against the generated include/h2msg.h and a host
+ * build of the static library (kernel-shim/ci/c-harness.sh). Two iocoms in malloc'ed
+ * memory talk to each other in memory, with a fake kernel behind struct h2msg_kernel_ops.
+ * Expected values come from the spec and from this file's own CRC-32C and header
+ * encoder, never from the library. Exit status 0 only if every check passed.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2msg.h"
+
+static int checks, failures;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        checks++;                                                                        \
+        if (!(cond)) {                                                                   \
+            failures++;                                                                  \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);              \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_EQ(got, want)                                                              \
+    do {                                                                                 \
+        long long got_ = (long long)(got), want_ = (long long)(want);                    \
+        checks++;                                                                        \
+        if (got_ != want_) {                                                             \
+            failures++;                                                                  \
+            fprintf(stderr, "FAIL %s:%d: %s is %lld, want %lld\n", __FILE__, __LINE__,  \
+                    #got, got_, want_);                                                  \
+        }                                                                                \
+    } while (0)
+
+/* ----- the fake kernel --------------------------------------------------------------- */
+
+/* CRC-32C bit by bit (spec appendix B), continuing from a finished CRC. */
+static uint32_t crc32c_bitwise(const void *buf, size_t len, uint32_t crc)
+{
+    const uint8_t *p = buf;
+    crc = ~crc;
+    while (len--) {
+        crc ^= *p++;
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+static unsigned long kernel_crc_calls, random_calls;
+static const uint8_t random_fill = 0xA5;
+static char last_log[160];
+static int log_lines;
+
+static uint32_t kernel_crc32c(const void *buf, size_t len, uint32_t crc)
+{
+    kernel_crc_calls++;
+    return crc32c_bitwise(buf, len, crc);
+}
+
+static void kernel_random_bytes(void *buf, size_t len)
+{
+    random_calls++;
+    memset(buf, random_fill, len);
+}
+
+static void kernel_log(const char *line)
+{
+    log_lines++;
+    snprintf(last_log, sizeof last_log, "%s", line);
+}
+
+/* The panic hook must exist to link; the freestanding proof shows nothing reaches it. */
+void h2msg_kernel_panic(const char *msg)
+{
+    fprintf(stderr, "h2msg_kernel_panic: %s\n", msg);
+    abort();
+}
+
+/* ----- sides ------------------------------------------------------------------------------ */
+
+#define MAX_EVENTS 512
+
+struct logged {
+    struct h2msg_event ev;
+    uint8_t *aux; /* a copy: the event's pointer is valid only until the next call */
+};
+
+struct side {
+    struct h2msg_iocom *io;
+    void *mem;
+    int in_place;     /* receive through read_buf/commit_read instead of feed */
+    size_t chunk;     /* most bytes moved per transfer */
+    int shell_node;   /* answer DBG_SHELL commands: aux XOR 0x5A, error 0 */
+    struct logged events[MAX_EVENTS];
+    size_t n_events;
+};
+
+static void *iocom_memory(void)
+{
+    size_t align = h2msg_iocom_align(), size = h2msg_iocom_size();
+    void *mem = aligned_alloc(align, (size + align - 1) / align * align);
+    if (!mem) {
+        perror("aligned_alloc");
+        exit(2);
+    }
+    memset(mem, 0xCC, size); /* init must not depend on zeroed memory */
+    return mem;
+}
+
+static void side_up(struct side *s, int kernel_crc, int in_place, size_t chunk)
+{
+    struct h2msg_kernel_ops ops = {
+        .random_bytes = kernel_random_bytes,
+        .crc32c = kernel_crc ? kernel_crc32c : NULL,
+        .log = kernel_log,
+    };
+    memset(s, 0, sizeof *s);
+    s->mem = iocom_memory();
+    s->in_place = in_place;
+    s->chunk = chunk;
+    CHECK_EQ(h2msg_iocom_init(s->mem, h2msg_iocom_size(), &ops, &s->io), H2MSG_OK);
+    CHECK(s->io == s->mem);
+}
+
+static void forget_events(struct side *s)
+{
+    for (size_t i = 0; i < s->n_events; i++)
+        free(s->events[i].aux);
+    s->n_events = 0;
+}
+
+static void side_down(struct side *s)
+{
+    forget_events(s);
+    CHECK_EQ(h2msg_iocom_fini(s->io), H2MSG_OK);
+    free(s->mem);
+    memset(s, 0, sizeof *s);
+}
+
+/* Moves pending bytes of `from` into `to`; returns how many moved. */
+static size_t transfer(struct side *from, struct side *to)
+{
+    size_t moved = 0;
+    for (;;) {
+        struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+        size_t n = 0, took = 0;
+        CHECK_EQ(h2msg_iocom_pending(from->io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+        if (n == 0)
+            return moved;
+        size_t want = iov[0].iov_len < to->chunk ? iov[0].iov_len : to->chunk;
+        if (to->in_place) {
+            uint8_t *buf = NULL;
+            size_t room = 0;
+            CHECK_EQ(h2msg_iocom_read_buf(to->io, &buf, &room), H2MSG_OK);
+            took = want < room ? want : room;
+            if (took) {
+                memcpy(buf, iov[0].iov_base, took);
+                CHECK_EQ(h2msg_iocom_commit_read(to->io, took), H2MSG_OK);
+            }
+        } else {
+            CHECK_EQ(h2msg_iocom_feed(to->io, iov[0].iov_base, want, &took), H2MSG_OK);
+        }
+        if (took == 0)
+            return moved; /* the receiver wants its events polled first */
+        CHECK_EQ(h2msg_iocom_advance_write(from->io, took), H2MSG_OK);
+        moved += took;
+    }
+}
+
+/* Polls every event of `s` into its log, answering shell commands; returns the count. */
+static size_t drain(struct side *s)
+{
+    size_t polled = 0;
+    for (;;) {
+        struct h2msg_event ev;
+        CHECK_EQ(h2msg_iocom_poll(s->io, &ev), H2MSG_OK);
+        if (ev.kind == H2MSG_EVENT_NONE)
+            return polled;
+        polled++;
+        if (s->n_events == MAX_EVENTS) {
+            fprintf(stderr, "event log full\n");
+            exit(2);
+        }
+        struct logged *l = &s->events[s->n_events++];
+        l->ev = ev;
+        l->aux = NULL;
+        if (ev.msg.aux_len) {
+            l->aux = malloc(ev.msg.aux_len);
+            memcpy(l->aux, ev.msg.aux, ev.msg.aux_len);
+        }
+        if (s->shell_node && ev.kind == H2MSG_EVENT_MESSAGE &&
+            (ev.msg.cmd & ~H2MSG_MSGF_MASK) == H2MSG_CMD_DBG_SHELL &&
+            !(ev.msg.cmd & H2MSG_MSGF_REPLY)) {
+            uint8_t *answer = malloc(ev.msg.aux_len + 1);
+            for (size_t i = 0; i < ev.msg.aux_len; i++)
+                answer[i] = ev.msg.aux[i] ^ 0x5A;
+            CHECK_EQ(h2msg_iocom_reply(s->io, &ev.msg, 0, answer, ev.msg.aux_len, 1),
+                     H2MSG_OK);
+            free(answer);
+        }
+    }
+}
+
+/* Pumps both ways until nothing moves; false if it never settles. */
+static int exchange(struct side *a, struct side *b)
+{
+    for (int round = 0; round < 1000000; round++) {
+        size_t moved = transfer(a, b) + transfer(b, a);
+        size_t polled = drain(a) + drain(b);
+        if (moved == 0 && polled == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static size_t count_kind(const struct side *s, uint32_t kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_events; i++)
+        n += s->events[i].ev.kind == kind;
+    return n;
+}
+
+static const struct logged *find_kind(const struct side *s, uint32_t kind)
+{
+    for (size_t i = 0; i < s->n_events; i++)
+        if (s->events[i].ev.kind == kind)
+            return &s->events[i];
+    return NULL;
+}
+
+static uint32_t wait_flags(struct h2msg_iocom *io)
+{
+    uint32_t flags = 0;
+    CHECK_EQ(h2msg_iocom_wait_for(io, &flags), H2MSG_OK);
+    return flags;
+}
+
+/* ----- a header encoder of our own, for hand-made and corrupted input --------------------- */
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
+static uint16_t fold16(uint32_t c) { return (uint16_t)((c & 0xFFFF) ^ (c >> 16)); }
+
+/* A little-endian message (spec §3.1, §3.6): 32-byte header, aux padded to 32. */
+static size_t encode(uint8_t *out, uint32_t cmd, uint32_t msgid, const void *aux, size_t aux_len)
+{
+    size_t padded = (aux_len + 31) / 32 * 32;
+    memset(out, 0, 32 + padded);
+    memcpy(out + 32, aux, aux_len);
+    put16(out, 0x4832);
+    put32(out + 4, 0x12345600);
+    put32(out + 12, msgid);
+    put32(out + 16, cmd);
+    put16(out + 26, (uint16_t)(padded / 32));
+    put32(out + 28, padded ? crc32c_bitwise(out + 32, padded, 0) : 0);
+    put16(out + 2, fold16(crc32c_bitwise(out + 4, 28, 0)));
+    return 32 + padded;
+}
+
+static void reseal_icrc1(uint8_t *msg) { put16(msg + 2, fold16(crc32c_bitwise(msg + 4, 28, 0))); }
+
+/* ----- tests ------------------------------------------------------------------------------ */
+
+static void test_crc_reference(void)
+{
+    CHECK_EQ(crc32c_bitwise("123456789", 9, 0), 0xE3069283u); /* the catalogue's check value */
+}
+
+static void test_sizes(void)
+{
+    size_t size = h2msg_iocom_size(), align = h2msg_iocom_align();
+    printf("# h2msg_iocom_size() = %zu, h2msg_iocom_align() = %zu\n", size, align);
+    CHECK(size >= 8192 + 65536 + 2048 + 65536); /* FIFO, aux, room for any message */
+    CHECK(align >= 8 && (align & (align - 1)) == 0);
+}
+
+static void test_misuse(void)
+{
+    struct h2msg_kernel_ops ops = {.random_bytes = kernel_random_bytes};
+    struct h2msg_kernel_ops no_random = {0};
+    struct h2msg_iocom *io = NULL;
+    uint8_t *mem = iocom_memory();
+    size_t size = h2msg_iocom_size();
+
+    CHECK_EQ(h2msg_iocom_init(NULL, size, &ops, &io), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_init(mem + 1, size, &ops, &io), H2MSG_ERR_ALIGN);
+    CHECK_EQ(h2msg_iocom_init(mem, size - 1, &ops, &io), H2MSG_ERR_SHORT);
+    CHECK_EQ(h2msg_iocom_init(mem, size, NULL, &io), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_init(mem, size, &no_random, &io), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_init(mem, size, &ops, NULL), H2MSG_ERR_NULL);
+    CHECK(io == NULL);
+
+    /* Memory that init never set up, a NULL and a misaligned handle are refused. */
+    struct h2msg_event ev;
+    uint32_t flags;
+    memset(mem, 0, size);
+    CHECK_EQ(h2msg_iocom_poll((struct h2msg_iocom *)mem, &ev), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_poll(NULL, &ev), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_wait_for(NULL, &flags), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_close(NULL), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_end_input((struct h2msg_iocom *)(mem + 4)), H2MSG_ERR_ALIGN);
+
+    CHECK_EQ(h2msg_iocom_init(mem, size, &ops, &io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_poll(io, NULL), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_wait_for(io, NULL), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_pending(io, NULL, 0, NULL), H2MSG_ERR_NULL);
+    size_t n = 99;
+    CHECK_EQ(h2msg_iocom_pending(io, NULL, 0, &n), H2MSG_OK);
+    CHECK_EQ(n, 0);
+
+    /* Sizes and transaction rules. */
+    static uint8_t big[65537];
+    uint8_t ext[32] = {0};
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, big, sizeof big),
+             H2MSG_IOQ_FIELD);
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL, 5), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, ext, 32, NULL, 0), H2MSG_IOQ_FIELD);
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL | H2MSG_MSGF_DELETE, 77, 0, NULL, 0,
+                              NULL, 0),
+             H2MSG_ERR_TRANSACTION);
+    CHECK_EQ(h2msg_iocom_advance_write(io, 1), H2MSG_ERR_OVERCOMMIT);
+    uint8_t *buf;
+    size_t room;
+    CHECK_EQ(h2msg_iocom_read_buf(io, &buf, &room), H2MSG_OK);
+    CHECK(room > 0 && buf >= mem && buf + room <= mem + size);
+    CHECK_EQ(h2msg_iocom_commit_read(io, room + 1), H2MSG_ERR_OVERCOMMIT);
+    CHECK(wait_flags(io) == (H2MSG_IOF_RREQ | H2MSG_IOF_WIDLE));
+
+    /* The queue: two 64 KiB messages do not fit at once. */
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, big, 65536), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, big, 65536), H2MSG_ERR_AGAIN);
+    CHECK_EQ(h2msg_iocom_write_would_block(io), H2MSG_OK);
+    CHECK(wait_flags(io) & H2MSG_IOF_WREQ);
+    CHECK_EQ(h2msg_iocom_advance_write(io, 65568 + 1), H2MSG_ERR_OVERCOMMIT);
+    CHECK_EQ(h2msg_iocom_advance_write(io, 65568), H2MSG_OK);
+    CHECK(!(wait_flags(io) & H2MSG_IOF_WREQ));
+
+    /* 64 open transactions of ours, then no msgid is free; 16 accepted commands at most. */
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 0, NULL), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 0, NULL),
+             H2MSG_ERR_NO_MSGID);
+    for (uint32_t i = 0; i < 15; i++) /* LNK_PING is accepted from the start */
+        CHECK_EQ(h2msg_iocom_accept(io, 0x00400001u + (i << 8)), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(io, H2MSG_CMD_DBG_SHELL), H2MSG_ERR_ACCEPT_FULL);
+
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_ERR_HANDLE);
+    free(mem);
+}
+
+/* What A puts on the wire, checked with this file's CRC: magic, icrc1, aux_icrc, salt. */
+static void test_wire_bytes(void)
+{
+    struct side a;
+    side_up(&a, 1, 0, 1 << 20);
+    unsigned long before = random_calls;
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, (const uint8_t *)"help", 5),
+             H2MSG_OK);
+    CHECK(random_calls > before);
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0;
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(iov[0].iov_len, 64);
+    const uint8_t *m = iov[0].iov_base;
+    CHECK(m[0] == 0x32 && m[1] == 0x48);
+    CHECK_EQ(m[2] | m[3] << 8, fold16(crc32c_bitwise(m + 4, 28, 0)));
+    uint32_t salt = m[4] | m[5] << 8 | m[6] << 16 | (uint32_t)m[7] << 24;
+    CHECK_EQ(salt, 0xA5A5A500u); /* random high 24 bits, sequence 0 (§3.3) */
+    CHECK_EQ((uint32_t)(m[16] | m[17] << 8 | m[18] << 16 | (uint32_t)m[19] << 24),
+             H2MSG_CMD_DBG_SHELL);
+    CHECK_EQ(m[26] | m[27] << 8, 1);
+    CHECK_EQ((uint32_t)(m[28] | m[29] << 8 | m[30] << 16 | (uint32_t)m[31] << 24),
+             crc32c_bitwise(m + 32, 32, 0));
+    CHECK(memcmp(m + 32, "help\0\0\0", 7) == 0);
+    side_down(&a);
+}
+
+/* A hand-encoded message is delivered; then the peer's clean end closes the link. */
+static void test_hand_made_input(void)
+{
+    struct side b;
+    uint8_t wire[96];
+    side_up(&b, 0, 0, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    size_t len = encode(wire, H2MSG_CMD_DBG_SHELL, 0, "status", 7);
+    size_t took = 0;
+    CHECK_EQ(h2msg_iocom_feed(b.io, wire, len, &took), H2MSG_OK);
+    CHECK_EQ(took, len);
+    CHECK_EQ(h2msg_iocom_end_input(b.io), H2MSG_OK);
+    drain(&b);
+    CHECK_EQ(b.n_events, 2);
+    const struct logged *msg = find_kind(&b, H2MSG_EVENT_MESSAGE);
+    CHECK(msg != NULL);
+    if (msg) {
+        CHECK_EQ(msg->ev.msg.cmd, H2MSG_CMD_DBG_SHELL);
+        CHECK_EQ(msg->ev.msg.salt, 0x12345600u);
+        CHECK_EQ(msg->ev.detail, H2MSG_TRANS_ONE_WAY);
+        CHECK_EQ(msg->ev.msg.aux_len, 32);
+        CHECK(msg->aux && memcmp(msg->aux, "status", 7) == 0);
+    }
+    const struct logged *down = find_kind(&b, H2MSG_EVENT_LINK_DOWN);
+    CHECK(down && down->ev.detail == H2MSG_DOWN_CLOSED && down->ev.ioq_error == 0);
+    CHECK(strcmp(last_log, "h2msg: link down: the peer closed the stream") == 0);
+    CHECK(wait_flags(b.io) & H2MSG_IOF_FINISHED);
+    side_down(&b);
+}
+
+/* DBG_SHELL one way and as transactions, pings, 64 KiB aux both ways, one side with the
+ * kernel's CRC and in-place reads, the other with the built-in CRC and feed. */
+static void test_two_iocoms(void)
+{
+    struct side a, b;
+    side_up(&a, 1, 1, 1000);
+    side_up(&b, 0, 0, 777);
+    b.shell_node = 1;
+    CHECK_EQ(h2msg_iocom_accept(a.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+
+    /* The seed era's shell: a one-way command line, a one-way reply. */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, (const uint8_t *)"help", 5),
+             H2MSG_OK);
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 1);
+    CHECK(b.events[0].aux && memcmp(b.events[0].aux, "help", 5) == 0);
+    CHECK_EQ(count_kind(&a, H2MSG_EVENT_MESSAGE), 1);
+    const struct logged *answer = find_kind(&a, H2MSG_EVENT_MESSAGE);
+    CHECK(answer && (answer->ev.msg.cmd & H2MSG_MSGF_REPLY));
+    CHECK(answer && answer->aux && answer->aux[0] == ('h' ^ 0x5A) && answer->aux[4] == 0x5A);
+
+    /* 100 pings: answered by B's iocom itself, each reply closes its transaction. */
+    forget_events(&a);
+    forget_events(&b);
+    uint32_t first_ping = 0;
+    for (int i = 0; i < 100; i++) {
+        uint32_t msgid = 0;
+        CHECK_EQ(h2msg_iocom_open(a.io, H2MSG_CMD_LNK_PING, NULL, 0, NULL, 0, 1, &msgid), H2MSG_OK);
+        if (i == 0)
+            first_ping = msgid;
+        if (i % 10 == 9)
+            CHECK(exchange(&a, &b));
+    }
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&a, H2MSG_EVENT_MESSAGE), 100);
+    CHECK_EQ(b.n_events, 0);
+    size_t closed = 0;
+    for (size_t i = 0; i < a.n_events; i++) {
+        const struct h2msg_event *ev = &a.events[i].ev;
+        closed += ev->detail == H2MSG_TRANS_CLOSED && ev->side == H2MSG_SIDE_LOCAL &&
+                  ev->msg.error == 0 && (ev->msg.cmd & H2MSG_MSGF_REPLY);
+    }
+    CHECK_EQ(closed, 100);
+    CHECK_EQ(a.events[0].ev.msg.msgid, first_ping);
+
+    /* 64 KiB of aux as a transaction, answered with 64 KiB. */
+    static uint8_t big[65536];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + (i >> 8));
+    forget_events(&a);
+    forget_events(&b);
+    unsigned long crc_before = kernel_crc_calls;
+    uint32_t msgid = 0;
+    CHECK_EQ(h2msg_iocom_open(a.io, H2MSG_CMD_DBG_SHELL, NULL, 0, big, sizeof big, 1, &msgid),
+             H2MSG_OK);
+    CHECK(exchange(&a, &b));
+    CHECK(kernel_crc_calls > crc_before); /* A's CRC is the kernel's */
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 1);
+    const struct logged *got = find_kind(&b, H2MSG_EVENT_MESSAGE);
+    CHECK(got && got->ev.msg.aux_len == sizeof big && got->ev.msg.aux_units == 2048);
+    CHECK(got && got->ev.detail == H2MSG_TRANS_DIRECTION_CLOSED && got->ev.side == H2MSG_SIDE_REMOTE);
+    CHECK(got && got->aux && memcmp(got->aux, big, sizeof big) == 0);
+    CHECK(got && got->ev.msg.aux_icrc == crc32c_bitwise(big, sizeof big, 0));
+    const struct logged *reply = find_kind(&a, H2MSG_EVENT_MESSAGE);
+    CHECK(reply && reply->ev.msg.msgid == msgid && reply->ev.msg.aux_len == sizeof big);
+    CHECK(reply && reply->ev.detail == H2MSG_TRANS_CLOSED);
+    int reply_ok = reply && reply->aux;
+    for (size_t i = 0; reply_ok && i < sizeof big; i++)
+        reply_ok = reply->aux[i] == (big[i] ^ 0x5A);
+    CHECK(reply_ok);
+
+    /* A ring that wraps: the pending bytes come as two iovecs, and arrive intact. */
+    forget_events(&a);
+    forget_events(&b);
+    uint8_t aux4000[4000];
+    memset(aux4000, 0x3C, sizeof aux4000);
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, big, sizeof big), H2MSG_OK);
+    size_t n = 0;
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n == 1 && iov[0].iov_len == 32 + sizeof big);
+    /* Hand B the first 65000 bytes (as a socket would), then queue 4032 more bytes. */
+    size_t sent = 0;
+    while (sent < 65000) {
+        size_t took = 0;
+        CHECK_EQ(h2msg_iocom_pending(a.io, iov, 1, &n), H2MSG_OK);
+        size_t want = 65000 - sent < iov[0].iov_len ? 65000 - sent : iov[0].iov_len;
+        CHECK_EQ(h2msg_iocom_feed(b.io, iov[0].iov_base, want, &took), H2MSG_OK);
+        CHECK_EQ(h2msg_iocom_advance_write(a.io, took), H2MSG_OK);
+        sent += took;
+        if (took == 0)
+            drain(&b);
+    }
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux4000, sizeof aux4000),
+             H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(iov[0].iov_len + iov[1].iov_len, 32 + sizeof big - 65000 + 32 + sizeof aux4000);
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, 1, &n), H2MSG_OK);
+    CHECK_EQ(n, 1);
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 2);
+    CHECK(b.events[0].aux && memcmp(b.events[0].aux, big, sizeof big) == 0);
+    CHECK(b.events[1].aux && b.events[1].ev.msg.aux_len == 4000 &&
+          memcmp(b.events[1].aux, aux4000, sizeof aux4000) == 0);
+
+    /* Link loss: A has three open transactions B accepted; A closes. */
+    forget_events(&a);
+    forget_events(&b);
+    b.shell_node = 0;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(h2msg_iocom_open(a.io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 0, NULL), H2MSG_OK);
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 3);
+    CHECK_EQ(b.events[0].ev.detail, H2MSG_TRANS_OPENED);
+    CHECK_EQ(h2msg_iocom_close(a.io), H2MSG_OK);
+    drain(&a);
+    CHECK_EQ(count_kind(&a, H2MSG_EVENT_ABORTED), 3);
+    CHECK_EQ(a.n_events, 4);
+    for (size_t i = 0; i < 3; i++) {
+        const struct h2msg_event *ev = &a.events[i].ev;
+        CHECK_EQ(ev->side, H2MSG_SIDE_LOCAL);
+        CHECK_EQ(ev->msg.error, H2MSG_MSG_ERR_LOSTLINK);
+        CHECK_EQ(ev->msg.cmd & ~H2MSG_MSGF_MASK, H2MSG_CMD_LNK_ERROR);
+        CHECK((ev->msg.cmd & (H2MSG_MSGF_ABORT | H2MSG_MSGF_DELETE)) ==
+              (H2MSG_MSGF_ABORT | H2MSG_MSGF_DELETE));
+    }
+    CHECK_EQ(a.events[3].ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(a.events[3].ev.detail, H2MSG_DOWN_LOCAL_CLOSE);
+    CHECK(strcmp(last_log, "h2msg: link down: closed locally") == 0);
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL, 0), H2MSG_ERR_LINK_DOWN);
+    CHECK_EQ(wait_flags(a.io), H2MSG_IOF_EOF | H2MSG_IOF_WIDLE | H2MSG_IOF_FINISHED);
+    /* B's socket reports the end: its three transactions are lost too. */
+    forget_events(&b);
+    CHECK_EQ(h2msg_iocom_end_input(b.io), H2MSG_OK);
+    drain(&b);
+    CHECK_EQ(b.n_events, 4);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_EQ(b.events[i].ev.kind, H2MSG_EVENT_ABORTED);
+        CHECK_EQ(b.events[i].ev.side, H2MSG_SIDE_REMOTE);
+    }
+    CHECK_EQ(b.events[3].ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(b.events[3].ev.detail, H2MSG_DOWN_CLOSED);
+    side_down(&a);
+    side_down(&b);
+}
+
+/* A corrupted or cut stream ends the link with the spec's IOQ code. */
+static void expect_failure(const uint8_t *wire, size_t len, int end, uint32_t detail,
+                           uint32_t ioq, const char *log)
+{
+    struct side b;
+    side_up(&b, 0, 0, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    size_t took = 0;
+    CHECK_EQ(h2msg_iocom_feed(b.io, wire, len, &took), H2MSG_OK);
+    if (end)
+        CHECK_EQ(h2msg_iocom_end_input(b.io), H2MSG_OK);
+    drain(&b);
+    const struct logged *down = find_kind(&b, H2MSG_EVENT_LINK_DOWN);
+    CHECK(down != NULL);
+    if (down) {
+        CHECK_EQ(down->ev.detail, detail);
+        CHECK_EQ(down->ev.ioq_error, ioq);
+    }
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 0);
+    CHECK(strcmp(last_log, log) == 0);
+    CHECK_EQ(h2msg_iocom_feed(b.io, wire, len, &took), H2MSG_OK);
+    CHECK_EQ(took, 0);
+    side_down(&b);
+}
+
+static void test_damaged_input(void)
+{
+    uint8_t good[96], bad[96];
+    size_t len = encode(good, H2MSG_CMD_DBG_SHELL, 0, "hello, node", 12);
+
+    memcpy(bad, good, len);
+    bad[0] = 0x00;
+    expect_failure(bad, len, 0, H2MSG_DOWN_FAILED, H2MSG_IOQ_SYNC,
+                   "h2msg: link down: bad magic (IOQ 1 SYNC)");
+    memcpy(bad, good, len);
+    bad[12] ^= 1; /* msgid changed, icrc1 not */
+    expect_failure(bad, len, 0, H2MSG_DOWN_FAILED, H2MSG_IOQ_HCRC,
+                   "h2msg: link down: header CRC mismatch (IOQ 5 HCRC)");
+    memcpy(bad, good, len);
+    bad[40] ^= 0x80; /* an aux byte */
+    expect_failure(bad, len, 0, H2MSG_DOWN_FAILED, H2MSG_IOQ_ACRC,
+                   "h2msg: link down: aux data CRC mismatch (IOQ 7 ACRC)");
+    memcpy(bad, good, len);
+    put16(bad + 26, 2049); /* aux above 65536 bytes, header CRC valid */
+    reseal_icrc1(bad);
+    expect_failure(bad, len, 0, H2MSG_DOWN_FAILED, H2MSG_IOQ_FIELD,
+                   "h2msg: link down: size field out of range (IOQ 4 FIELD)");
+    expect_failure(good, len - 10, 1, H2MSG_DOWN_FAILED, H2MSG_IOQ_EOF,
+                   "h2msg: link down: stream ended inside a message (IOQ 2 EOF)");
+    expect_failure(good, 20, 1, H2MSG_DOWN_FAILED, H2MSG_IOQ_EOF,
+                   "h2msg: link down: stream ended inside a message (IOQ 2 EOF)");
+
+    struct side b;
+    side_up(&b, 1, 1, 1 << 20);
+    CHECK_EQ(h2msg_iocom_transport_failed(b.io), H2MSG_OK);
+    drain(&b);
+    CHECK(b.n_events == 1 && b.events[0].ev.detail == H2MSG_DOWN_TRANSPORT &&
+          b.events[0].ev.ioq_error == H2MSG_IOQ_SOCK);
+    side_down(&b);
+}
+
+/* Random bytes in random pieces: every run ends in exactly one link-down, nothing else. */
+static void test_garbage(void)
+{
+    static uint8_t noise[6000];
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    struct side b;
+    side_up(&b, 0, 0, 1 << 20);
+    CHECK_EQ(h2msg_iocom_fini(b.io), H2MSG_OK);
+    int bad_runs = 0;
+    for (int run = 0; run < 3000; run++) {
+        struct h2msg_kernel_ops ops = {.random_bytes = kernel_random_bytes};
+        CHECK_EQ(h2msg_iocom_init(b.mem, h2msg_iocom_size(), &ops, &b.io), H2MSG_OK);
+        h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL);
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t len = x % sizeof noise;
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            noise[i] = (uint8_t)x;
+        }
+        if (run % 3 == 0 && len >= 2) /* a valid magic now and then */
+            noise[0] = 0x32, noise[1] = 0x48;
+        size_t at = 0, downs = 0, messages = 0;
+        while (at < len) {
+            size_t piece = 1 + (size_t)(x >> 40) % 700, took = 0;
+            if (piece > len - at)
+                piece = len - at;
+            h2msg_iocom_feed(b.io, noise + at, piece, &took);
+            at += took;
+            struct h2msg_event ev;
+            while (h2msg_iocom_poll(b.io, &ev) == H2MSG_OK && ev.kind != H2MSG_EVENT_NONE) {
+                downs += ev.kind == H2MSG_EVENT_LINK_DOWN;
+                messages += ev.kind == H2MSG_EVENT_MESSAGE;
+            }
+            if (took == 0)
+                break; /* down, or nothing more wanted */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        }
+        h2msg_iocom_end_input(b.io);
+        struct h2msg_event ev;
+        while (h2msg_iocom_poll(b.io, &ev) == H2MSG_OK && ev.kind != H2MSG_EVENT_NONE)
+            downs += ev.kind == H2MSG_EVENT_LINK_DOWN;
+        uint32_t flags = 0;
+        h2msg_iocom_wait_for(b.io, &flags);
+        if (downs != 1 || messages != 0 || !(flags & H2MSG_IOF_EOF))
+            bad_runs++;
+        CHECK_EQ(h2msg_iocom_fini(b.io), H2MSG_OK);
+    }
+    CHECK_EQ(bad_runs, 0);
+    free(b.mem);
+}
+
+int main(void)
+{
+    test_crc_reference();
+    test_sizes();
+    test_misuse();
+    test_wire_bytes();
+    test_hand_made_input();
+    test_two_iocoms();
+    test_damaged_input();
+    test_garbage();
+    printf("# %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
