@@ -11,7 +11,7 @@ use log::info;
 
 use crate::blocking::Link;
 use crate::keys::KeyDir;
-use crate::service::{HANDSHAKE_TIMEOUT, LinkTerms, open_link};
+use crate::link::{HANDSHAKE_TIMEOUT, LinkTerms, open_link};
 use crate::transport::{Endpoint, Stream};
 
 fn other(e: impl std::fmt::Display) -> io::Error {

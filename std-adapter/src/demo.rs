@@ -13,7 +13,8 @@ use h2msg::wire::{Cmd, MsgHeader};
 
 use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;
-use crate::service::{HANDSHAKE_TIMEOUT, LinkRegistry, serve};
+use crate::link::HANDSHAKE_TIMEOUT;
+use crate::service::{LinkRegistry, serve};
 use crate::transport::Endpoint;
 
 /// What the demo measured.

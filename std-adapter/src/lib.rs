@@ -3,7 +3,8 @@
 //! The key-file layout of the 2012 tools ([`keys`]), the raw RSA filters ([`raw_filter`]),
 //! TCP and Unix-socket endpoints ([`transport`]), a blocking driver over any
 //! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
-//! (`tokio_driver`, feature `tokio`), the node ([`service`]) and its clients ([`client`]),
+//! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`])
+//! and its clients ([`client`]),
 //! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
 //! measurements of `h2msg bench` ([`bench`]) and the tool's log ([`logging`]). The
 //! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
@@ -14,6 +15,7 @@ pub mod client;
 pub mod demo;
 pub mod dump;
 pub mod keys;
+pub mod link;
 pub mod logging;
 pub mod raw_filter;
 pub mod service;

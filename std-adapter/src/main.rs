@@ -71,7 +71,7 @@ enum Command {
         #[arg(long, default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS)]
         max_links: usize,
         /// Seconds a peer may take to complete the handshake.
-        #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::service::HANDSHAKE_TIMEOUT.as_secs_f64())]
+        #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::link::HANDSHAKE_TIMEOUT.as_secs_f64())]
         handshake_timeout: f64,
         #[command(flatten)]
         mode: ModeArg,
@@ -160,7 +160,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 listen: Endpoint::parse(Some(&listen)),
                 max_links,
                 handshake_timeout: Duration::try_from_secs_f64(handshake_timeout)
-                    .map_err(|e| format!("--handshake-timeout {handshake_timeout}: {e}"))?,
+                    .ok()
+                    .filter(|t| *t >= h2msg_std::link::MIN_READ_SLICE)
+                    .ok_or_else(|| {
+                        format!(
+                            "--handshake-timeout {handshake_timeout}: give at least {} seconds",
+                            h2msg_std::link::MIN_READ_SLICE.as_secs_f64()
+                        )
+                    })?,
                 mode: mode.choice,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))

@@ -2,12 +2,13 @@
 //! handshake with the keys of the peer's address, then the debug shell of §4.3
 //! (`LNK_PING` and unknown commands are answered by the core itself).
 //!
-//! Each link runs in its own thread over its own fixed-size connection state (an 8 KiB
-//! FIFO, 64 KiB of aux storage and a transmit ring for one largest message pair), so a
-//! hostile or broken peer costs only its own link and never more memory than that. The
-//! handshake has a deadline; links beyond `max_links` are closed at once. SIGINT or
-//! SIGTERM stops accepting, shuts every link down (its open transactions are aborted as on
-//! link loss) and returns.
+//! Each link runs in its own thread over its own fixed-size connection state (a 64 KiB
+//! FIFO, 64 KiB of aux storage and a transmit ring for two largest messages, about 260 KiB
+//! when a peer fills them all), so a hostile or broken peer costs only its own link and
+//! never more memory than that. The handshake has a deadline; links beyond `max_links` are
+//! closed at once. SIGINT or SIGTERM stops accepting, shuts every link down (its open
+//! transactions are aborted as on link loss) and returns; a second signal ends the process
+//! at once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,22 +18,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, KeyMode, RsaKeys, Session};
-use h2msg::iocom::{Event, IocomStats, LinkEnd, SendError};
-use h2msg::ioq::rx::RxFailure;
+use h2msg::iocom::{Event, IocomStats, SendError};
 use h2msg::ioq::tx::TxError;
-use h2msg::stream::{
-    ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, negotiate,
-};
-use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+use h2msg::stream::ModeChoice;
+use h2msg::wire::MsgHeader;
 use log::{debug, info, warn};
 
-use crate::blocking::{DriveError, Link, drive_handshake, std_iocom};
-use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::blocking::Link;
+use crate::keys::KeyDir;
+use crate::link::{LinkError, LinkTerms, open_link};
 use crate::transport::{Endpoint, Stream};
-
-/// How long a peer may take to complete the handshake by default.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most links served at once by default.
 pub const DEFAULT_MAX_LINKS: usize = 1024;
@@ -55,163 +50,6 @@ pub fn shell_reply(line: &[u8], links: &LinkRegistry) -> Option<String> {
         Some("ping") => Some("pong\n".to_string()),
         Some(word) => Some(format!("Unrecognized command: {word}\n")),
     }
-}
-
-/// Why a connection ended badly.
-#[derive(Debug)]
-pub enum ServeError {
-    /// No usable key for the peer, or our own keys are unusable.
-    Keys(KeyError),
-    /// The handshake or the transport failed.
-    Drive(DriveError),
-    /// The peer's stream broke a framing rule (the IOQ codes of §4.4).
-    Stream(RxFailure),
-    /// The peer sent a message bigger than the link's memory bound.
-    TooBig(LinkEnd),
-    /// No stream mode both ends accept (ALGO, 20).
-    Negotiate(NegotiateError),
-    /// The connection could not take the agreed mode.
-    StartStream(StartStreamError),
-}
-
-impl std::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Keys(e) => e.fmt(f),
-            Self::Drive(e) => e.fmt(f),
-            Self::Stream(failure) => failure.fmt(f),
-            Self::TooBig(end) => write!(f, "the link's memory bound was hit: {end:?}"),
-            Self::Negotiate(e) => e.fmt(f),
-            Self::StartStream(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ServeError {}
-
-impl From<io::Error> for ServeError {
-    fn from(e: io::Error) -> Self {
-        Self::Drive(DriveError::Io(e))
-    }
-}
-
-impl From<DriveError> for ServeError {
-    fn from(e: DriveError) -> Self {
-        Self::Drive(e)
-    }
-}
-
-/// How a link's handshake authenticated the peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trust {
-    /// Both RSA key pairs (`remote/<peer>.pub`).
-    Rsa,
-    /// No keys (`remote/<peer>.none`): the plaintext exchange.
-    Plaintext,
-}
-
-impl std::fmt::Display for Trust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Rsa => "rsa",
-            Self::Plaintext => "plaintext",
-        })
-    }
-}
-
-/// What a link's two ends agreed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkTerms {
-    /// How the peer was authenticated.
-    pub trust: Trust,
-    /// How the bytes after the handshake travel.
-    pub mode: StreamMode,
-}
-
-impl std::fmt::Display for LinkTerms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.trust, self.mode)
-    }
-}
-
-/// The handshake with the keys of the peer's address (§2.2), within `timeout`, and the
-/// stream mode both ends accept (`choice` on our side; see [`h2msg::stream`]). A `.none`
-/// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
-/// seed era), except in `cbc`, whose era skipped the exchange (§11 H5). Returns the terms
-/// and the session, if there was an exchange.
-///
-/// # Errors
-/// [`ServeError`].
-pub fn handshake(
-    stream: &mut Stream,
-    keys: &KeyDir,
-    timeout: Duration,
-    choice: ModeChoice,
-) -> Result<(LinkTerms, Option<Session>), ServeError> {
-    let peer = stream.peer_ip()?;
-    let (mode, trust, flags) = match keys.peer_key(peer).map_err(ServeError::Keys)? {
-        PeerKey::Rsa(peer_key) => {
-            let (own, _) = keys.own_keys().map_err(ServeError::Keys)?;
-            let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
-                ServeError::Keys(KeyError::Format {
-                    path: keys.peer_key_path(peer),
-                    reason: e.to_string(),
-                })
-            })?;
-            (KeyMode::Rsa(rsa), Trust::Rsa, choice.handshake_flags())
-        }
-        PeerKey::None => {
-            let plaintext = LinkTerms {
-                trust: Trust::Plaintext,
-                mode: StreamMode::Seed,
-            };
-            match choice.none_peer().map_err(ServeError::Negotiate)? {
-                NonePeer::SkipHandshake => return Ok((plaintext, None)),
-                NonePeer::ExchangePlaintextBlock => (KeyMode::Plaintext, Trust::Plaintext, 0),
-            }
-        }
-    };
-    // The deadline is on drive_handshake's clock: milliseconds since it started.
-    let deadline = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let hs = Handshake::with_flags(
-        mode,
-        &mut getrandom::SysRng,
-        WireOrder::Little,
-        Some(deadline),
-        flags,
-    )
-    .map_err(|e| ServeError::Drive(DriveError::Handshake(e)))?;
-    stream.set_read_timeout(Some(timeout))?;
-    let session = drive_handshake(stream, hs, timeout).map_err(ServeError::Drive)?;
-    stream.set_read_timeout(None)?;
-    let mode = match trust {
-        Trust::Rsa => negotiate(choice, session.own_flags, session.peer_flags)
-            .map_err(ServeError::Negotiate)?,
-        Trust::Plaintext => StreamMode::Seed,
-    };
-    Ok((LinkTerms { trust, mode }, Some(session)))
-}
-
-/// A link over `stream`: the handshake, then a connection in the agreed stream mode that
-/// takes `DBG_SHELL` (the core answers pings and unknown commands itself).
-///
-/// # Errors
-/// [`ServeError`].
-pub fn open_link(
-    mut stream: Stream,
-    keys: &KeyDir,
-    timeout: Duration,
-    choice: ModeChoice,
-) -> Result<(Link<Stream>, LinkTerms), ServeError> {
-    let (terms, session) = handshake(&mut stream, keys, timeout, choice)?;
-    let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
-    if let Some(session) = &session {
-        io.start_stream(terms.mode, session)
-            .map_err(ServeError::StartStream)?;
-    }
-    io.accept(Cmd::DBG_SHELL)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    Ok((Link::new(stream, io), terms))
 }
 
 /// A link the service serves, as `status` shows it.
@@ -263,11 +101,14 @@ impl LinkRegistry {
         self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a link over `stream`, or `None` when `max_links` are already served.
+    /// Admits a link over `stream`, or `None` when `max_links` are already served — or
+    /// when no second handle on the socket can be made (out of descriptors): a link the
+    /// service could not shut down would hold its shutdown up.
     #[must_use]
     pub fn admit(self: &Arc<Self>, stream: &Stream) -> Option<LinkSlot> {
+        let socket = stream.try_clone().ok();
         let mut links = self.lock();
-        if links.by_id.len() >= self.max_links {
+        if links.by_id.len() >= self.max_links || socket.is_none() {
             links.refused += 1;
             return None;
         }
@@ -281,7 +122,7 @@ impl LinkRegistry {
                 since: Instant::now(),
                 terms: None,
                 stats: IocomStats::default(),
-                socket: stream.try_clone().ok(),
+                socket,
             },
         );
         Some(LinkSlot {
@@ -371,18 +212,15 @@ pub fn serve(
     slot: &LinkSlot,
     handshake_timeout: Duration,
     choice: ModeChoice,
-) -> Result<(), ServeError> {
+) -> Result<(), LinkError> {
     let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice)?;
     slot.update(|e| e.terms = Some(terms));
     info!("link {}: up ({terms})", slot.id);
-    let mut end = LinkEnd::Closed;
+    // `next_event` gives `None` on a clean close and the decoder's IOQ error on a failed
+    // link, once the lost transactions have been reported.
     while let Some(request) = link.next_event(|event| match event {
         Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
             Some((*msg.header(), msg.aux().to_vec()))
-        }
-        Event::LinkDown(how) => {
-            end = how;
-            None
         }
         _ => None,
     })? {
@@ -398,12 +236,7 @@ pub fn serve(
         );
         answer_shell(&mut link, &header, &aux, slot.registry())?;
     }
-    match end {
-        LinkEnd::Closed => Ok(()),
-        LinkEnd::Failed(failure) => Err(ServeError::Stream(failure)),
-        LinkEnd::TransportFailed => Err(io::Error::other("transport failed").into()),
-        too_big @ LinkEnd::AuxStorageTooSmall { .. } => Err(ServeError::TooBig(too_big)),
-    }
+    Ok(())
 }
 
 /// Most text one shell reply carries; longer answers (`status` of many links) go out as
@@ -415,13 +248,13 @@ fn answer_shell(
     header: &MsgHeader,
     aux: &[u8],
     links: &LinkRegistry,
-) -> io::Result<()> {
+) -> Result<(), LinkError> {
     let mut send = |text: &[u8], last: bool| loop {
         match link.io().reply(header, 0, text, last) {
             Ok(_) => return Ok(()),
             // The transmit ring is full of earlier chunks: write them out first.
             Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
-            Err(e) => return Err(io::Error::other(e.to_string())),
+            Err(e) => return Err(LinkError::Send(e)),
         }
     };
     if let Some(answer) = shell_reply(aux, links) {
@@ -477,6 +310,12 @@ pub struct ServiceConfig {
 /// # Errors
 /// The bind failure with the OS reason (§11 S4), or a failure to set up signals.
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    // Signals first: a supervisor may signal as soon as it reads `listening on`.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let max_links = fit_max_links_to_open_files(config.max_links);
     let listener = Arc::new(config.listen.bind()?);
     {
         use std::io::Write as _;
@@ -485,23 +324,23 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         out.flush()?;
     }
     let stopping = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
     let signal_handle = signals.handle();
     let signal_thread = {
         let (stopping, listener) = (Arc::clone(&stopping), Arc::clone(&listener));
         thread::spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if stopping.swap(true, Ordering::SeqCst) {
+                    // A second signal while links are shutting down: what the user
+                    // would get without a handler — the process ends now.
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
                 info!("signal {signal}: shutting down");
-                stopping.store(true, Ordering::SeqCst);
                 listener.wake();
             }
         })
     };
 
-    let registry = LinkRegistry::new(config.max_links);
+    let registry = LinkRegistry::new(max_links);
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -519,9 +358,8 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         }
         let Some(slot) = registry.admit(&stream) else {
             warn!(
-                "{}: refused, {} links served already",
-                stream.peer_name(),
-                config.max_links
+                "{}: refused, {max_links} links served already",
+                stream.peer_name()
             );
             continue;
         };
@@ -541,14 +379,37 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
             Err(e) => warn!("no thread for a link: {e}"),
         }
     }
-    signal_handle.close();
-    let _ = signal_thread.join();
     registry.shut_down_all();
     for worker in workers {
         let _ = worker.join();
     }
+    signal_handle.close();
+    let _ = signal_thread.join();
     info!("stopped");
     Ok(())
+}
+
+/// Descriptors the service needs besides its links' (listener, stdio, signal pipe, ...).
+const SPARE_FILES: u64 = 64;
+
+/// Raises the open-file limit to what `max_links` need (two descriptors a link: the
+/// socket and the handle kept to shut it down), as far as the hard limit allows; returns
+/// the number of links that fit, warning if that is fewer than asked for.
+fn fit_max_links_to_open_files(max_links: usize) -> usize {
+    let wanted = 2 * max_links as u64 + SPARE_FILES;
+    let limit = match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("open-file limit unknown ({e}); keeping --max-links {max_links}");
+            return max_links;
+        }
+    };
+    let fit = usize::try_from(limit.saturating_sub(SPARE_FILES) / 2).unwrap_or(usize::MAX);
+    if fit < max_links {
+        warn!("open-file limit {limit}: serving at most {fit} links, not {max_links}");
+        return fit;
+    }
+    max_links
 }
 
 #[cfg(test)]

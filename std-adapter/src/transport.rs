@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +16,9 @@ pub const DEFAULT_PORT: u16 = 987;
 /// the loopback address's trust (`remote/127.0.0.1.pub` or `.none`) applies; the C tool
 /// had no Unix sockets, so there was nothing to follow.
 pub const UNIX_PEER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// How long [`Listener::wake`] tries to connect.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A place to listen on or connect to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +38,10 @@ impl Endpoint {
             None => Self::Tcp(format!("127.0.0.1:{DEFAULT_PORT}")),
             Some(t) => match t.strip_prefix("unix:") {
                 Some(path) => Self::Unix(PathBuf::from(path)),
-                // An IPv6 literal has colons of its own: `[::1]:987` or bare `::1`.
+                // An IPv6 literal has colons of its own: `[::1]:987`, `[::1]` or bare `::1`.
+                None if t.starts_with('[') && t.ends_with(']') => {
+                    Self::Tcp(format!("{t}:{DEFAULT_PORT}"))
+                }
                 None if t.starts_with('[') || t.matches(':').count() == 1 => {
                     Self::Tcp(t.to_string())
                 }
@@ -53,12 +59,9 @@ impl Endpoint {
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{self}: {e}"));
         match self {
             Self::Tcp(addr) => {
-                let sockaddr = addr
-                    .to_socket_addrs()
-                    .map_err(named)?
-                    .next()
-                    .ok_or_else(|| io::Error::other(format!("{self}: no address")))?;
-                let stream = TcpStream::connect(sockaddr).map_err(named)?;
+                // Every address the name has, in order (`localhost` may give ::1 first to
+                // a service listening on IPv4 only), as TcpStream::connect(&str) does.
+                let stream = TcpStream::connect(addr.as_str()).map_err(named)?;
                 // Small messages must not wait for Nagle's timer.
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
@@ -76,9 +79,14 @@ impl Endpoint {
         match self {
             Self::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(named)?)),
             Self::Unix(path) => {
+                // A socket file nobody answers on is left from an earlier run: replace it.
+                // One a service answers on is in use, and stays.
                 if std::fs::symlink_metadata(path)
                     .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
                 {
+                    if UnixStream::connect(path).is_ok() {
+                        return Err(named(io::ErrorKind::AddrInUse.into()));
+                    }
                     std::fs::remove_file(path).map_err(named)?;
                 }
                 Ok(Listener::Unix {
@@ -116,7 +124,9 @@ impl Stream {
     /// The socket's error.
     pub fn peer_ip(&self) -> io::Result<IpAddr> {
         match self {
-            Self::Tcp(s) => Ok(s.peer_addr()?.ip()),
+            // An IPv4 peer of a `[::]` listener arrives as ::ffff:a.b.c.d; its key files
+            // are named by the IPv4 address.
+            Self::Tcp(s) => Ok(s.peer_addr()?.ip().to_canonical()),
             Self::Unix(_) => Ok(UNIX_PEER_ADDRESS),
         }
     }
@@ -257,7 +267,17 @@ impl Listener {
             Ok(unix) => unix,
             Err(_) => return,
         };
-        let _ = target.connect();
+        // A full backlog must not hold the waker up for long.
+        match target {
+            Endpoint::Tcp(addr) => {
+                if let Ok(a) = addr.parse() {
+                    let _ = TcpStream::connect_timeout(&a, WAKE_TIMEOUT);
+                }
+            }
+            unix @ Endpoint::Unix(_) => {
+                let _ = unix.connect();
+            }
+        }
     }
 }
 
@@ -316,6 +336,10 @@ mod tests {
         let mut b = [0u8; 1];
         served.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"x");
+        // A second service on the same live socket is refused, and the first keeps it.
+        let taken = endpoint.bind().unwrap_err();
+        assert_eq!(taken.kind(), io::ErrorKind::AddrInUse, "{taken}");
+        assert!(endpoint.connect().is_ok());
         drop(listener);
         assert!(!path.exists());
     }

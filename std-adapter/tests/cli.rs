@@ -119,7 +119,8 @@ fn link_terms(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    shell.stdin.take().unwrap().write_all(b"status\n").unwrap();
+    // A refused shell may be gone before it reads: a broken pipe here is its answer.
+    let _ = shell.stdin.take().unwrap().write_all(b"status\n");
     let out = shell.wait_with_output().unwrap();
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());

@@ -51,9 +51,20 @@ fn a_thousand_concurrent_links_are_served() {
     assert_eq!(status.lines().count(), LINKS + 1);
 
     // One more link fits; the one after it is refused at once.
-    let extra = open_idle_links(&service.endpoint, &keys, 1, 1).unwrap();
+    let mut extra = open_idle_links(&service.endpoint, &keys, 1, 1).unwrap();
     assert!(open_idle_links(&service.endpoint, &keys, 1, 1).is_err());
-    drop(extra);
+    let mut text = Vec::new();
+    shell_exchange(&mut extra[0], "status", &mut text, false).unwrap();
+    let status = String::from_utf8(text).unwrap();
+    assert_eq!(
+        status.lines().next().unwrap(),
+        format!(
+            "links: {} of {} (served {}, refused 1)",
+            LINKS + 1,
+            LINKS + 1,
+            LINKS + 1
+        )
+    );
 
     let (rss, peak) = service.rss_kib().unwrap();
     eprintln!(

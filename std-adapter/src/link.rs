@@ -1,0 +1,177 @@
+//! One link's setup, shared by the service and its clients: the handshake with the keys
+//! of the peer's address (§2.2), the stream mode both ends accept ([`h2msg::stream`]), and
+//! the connection that carries the debug shell.
+
+use std::io;
+use std::time::Duration;
+
+use h2msg::handshake::{Handshake, KeyMode, RsaKeys, Session};
+use h2msg::iocom::SendError;
+use h2msg::stream::{
+    ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, negotiate,
+};
+use h2msg::wire::{Cmd, WireOrder};
+
+use crate::blocking::{DriveError, Link, drive_handshake, std_iocom};
+use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::transport::Stream;
+
+/// How long a peer may take to complete the handshake by default.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest handshake deadline that makes sense (and the shortest read timeout the
+/// handshake uses).
+pub const MIN_READ_SLICE: Duration = Duration::from_millis(10);
+
+/// Why a link could not be set up or ended badly. The IOQ code that applies is in each
+/// inner error ([`DriveError::code`], [`KeyError::ioq_error`], ALGO 20 for a mode refused).
+#[derive(Debug)]
+pub enum LinkError {
+    /// No usable key for the peer, or our own keys are unusable.
+    Keys(KeyError),
+    /// The handshake or the transport failed.
+    Drive(DriveError),
+    /// Our own message was refused by the connection (a bug of ours, or a peer that
+    /// closed the transaction first).
+    Send(SendError),
+    /// No stream mode both ends accept (ALGO, 20).
+    Negotiate(NegotiateError),
+    /// The connection could not take the agreed mode.
+    StartStream(StartStreamError),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Keys(e) => e.fmt(f),
+            Self::Drive(e) => e.fmt(f),
+            Self::Send(e) => e.fmt(f),
+            Self::Negotiate(e) => e.fmt(f),
+            Self::StartStream(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+impl From<io::Error> for LinkError {
+    fn from(e: io::Error) -> Self {
+        Self::Drive(DriveError::Io(e))
+    }
+}
+
+impl From<DriveError> for LinkError {
+    fn from(e: DriveError) -> Self {
+        Self::Drive(e)
+    }
+}
+
+/// How a link's handshake authenticated the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Both RSA key pairs (`remote/<peer>.pub`).
+    Rsa,
+    /// No keys (`remote/<peer>.none`): the plaintext exchange.
+    Plaintext,
+}
+
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rsa => "rsa",
+            Self::Plaintext => "plaintext",
+        })
+    }
+}
+
+/// What a link's two ends agreed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTerms {
+    /// How the peer was authenticated.
+    pub trust: Trust,
+    /// How the bytes after the handshake travel.
+    pub mode: StreamMode,
+}
+
+impl std::fmt::Display for LinkTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.trust, self.mode)
+    }
+}
+
+/// The handshake with the keys of the peer's address (§2.2), within `timeout`, and the
+/// stream mode both ends accept (`choice` on our side; see [`h2msg::stream`]). A `.none`
+/// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
+/// seed era), except in `cbc`, whose era skipped the exchange (§11 H5). Returns the terms
+/// and the session, if there was an exchange.
+///
+/// # Errors
+/// [`LinkError`].
+pub fn handshake(
+    stream: &mut Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+) -> Result<(LinkTerms, Option<Session>), LinkError> {
+    let peer = stream.peer_ip()?;
+    let (mode, trust, flags) = match keys.peer_key(peer).map_err(LinkError::Keys)? {
+        PeerKey::Rsa(peer_key) => {
+            let (own, _) = keys.own_keys().map_err(LinkError::Keys)?;
+            let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
+                LinkError::Keys(KeyError::Format {
+                    path: keys.peer_key_path(peer),
+                    reason: e.to_string(),
+                })
+            })?;
+            (KeyMode::Rsa(rsa), Trust::Rsa, choice.handshake_flags())
+        }
+        PeerKey::None => {
+            let plaintext = LinkTerms {
+                trust: Trust::Plaintext,
+                mode: StreamMode::Seed,
+            };
+            match choice.none_peer().map_err(LinkError::Negotiate)? {
+                NonePeer::SkipHandshake => return Ok((plaintext, None)),
+                NonePeer::ExchangePlaintextBlock => (KeyMode::Plaintext, Trust::Plaintext, 0),
+            }
+        }
+    };
+    // The deadline is drive_handshake's own `timeout`.
+    let hs = Handshake::with_flags(mode, &mut getrandom::SysRng, WireOrder::Little, None, flags)
+        .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?;
+    // drive_handshake looks at its clock between reads: a read timeout of a tenth of the
+    // deadline keeps a peer that trickles bytes from stretching it by more than that.
+    stream.set_read_timeout(Some((timeout / 10).max(MIN_READ_SLICE)))?;
+    let session = drive_handshake(stream, hs, timeout).map_err(LinkError::Drive)?;
+    stream.set_read_timeout(None)?;
+    let mode = match trust {
+        Trust::Rsa => negotiate(choice, session.own_flags, session.peer_flags)
+            .map_err(LinkError::Negotiate)?,
+        Trust::Plaintext => StreamMode::Seed,
+    };
+    Ok((LinkTerms { trust, mode }, Some(session)))
+}
+
+/// A link over `stream`: the handshake, then a connection in the agreed stream mode that
+/// takes `DBG_SHELL` — commands on the service's side, and the replies to ours on a
+/// client's (a connection drops replies to commands it does not take). The core answers
+/// pings and unknown commands itself.
+///
+/// # Errors
+/// [`LinkError`].
+pub fn open_link(
+    mut stream: Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+) -> Result<(Link<Stream>, LinkTerms), LinkError> {
+    let (terms, session) = handshake(&mut stream, keys, timeout, choice)?;
+    let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
+    if let Some(session) = &session {
+        io.start_stream(terms.mode, session)
+            .map_err(LinkError::StartStream)?;
+    }
+    io.accept(Cmd::DBG_SHELL)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok((Link::new(stream, io), terms))
+}
