@@ -6,7 +6,7 @@
 //! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`])
 //! and its clients ([`client`]),
 //! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
-//! measurements of `h2msg bench` ([`bench`]) and the tool's log ([`logging`]). The
+//! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
 //! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
 
 pub mod bench;

@@ -205,7 +205,7 @@ impl Drop for LinkSlot {
 /// Serves one admitted connection until the peer goes away.
 ///
 /// # Errors
-/// [`ServeError`].
+/// [`LinkError`].
 pub fn serve(
     stream: Stream,
     keys: &KeyDir,
