@@ -346,6 +346,9 @@ impl ChildService {
             .arg(keys.path())
             .args(["service", "--listen", "127.0.0.1:0", "--max-links"])
             .arg(max_links.to_string())
+            // All the links come from loopback, many at once.
+            .arg("--handshakes-per-peer")
+            .arg(max_links.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;

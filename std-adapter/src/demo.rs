@@ -62,9 +62,9 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
     let address = endpoint.to_string();
     let server = thread::spawn(move || -> Result<(), String> {
         let stream = listener.accept().map_err(|e| e.to_string())?;
-        let slot = LinkRegistry::new(1)
+        let slot = LinkRegistry::new(1, 1)
             .admit(&stream)
-            .ok_or("the demo's one link was refused")?;
+            .map_err(|e| format!("the demo's one link was refused: {e}"))?;
         serve(stream, &node, &slot, HANDSHAKE_TIMEOUT, ModeChoice::Auto).map_err(|e| e.to_string())
     });
 

@@ -73,6 +73,9 @@ enum Command {
         /// Seconds a peer may take to complete the handshake.
         #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::link::HANDSHAKE_TIMEOUT.as_secs_f64())]
         handshake_timeout: f64,
+        /// Most links from one address in their handshake at once; more are closed at once.
+        #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKES_PER_PEER)]
+        handshakes_per_peer: usize,
         #[command(flatten)]
         mode: ModeArg,
     },
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             max_links,
             handshake_timeout,
+            handshakes_per_peer,
             mode,
         } => {
             let config = ServiceConfig {
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<(), String> {
                             h2msg_std::link::MIN_READ_SLICE.as_secs_f64()
                         )
                     })?,
+                handshakes_per_peer,
                 mode: mode.choice,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))

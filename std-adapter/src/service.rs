@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -31,6 +32,9 @@ use crate::transport::{Endpoint, Stream};
 
 /// Most links served at once by default.
 pub const DEFAULT_MAX_LINKS: usize = 1024;
+
+/// Most links from one address in their handshake at once, by default.
+pub const DEFAULT_HANDSHAKES_PER_PEER: usize = 16;
 
 /// The words the shell knows, as `help` lists them. `help` is the C node's own line.
 const HELP: &str = "help        Command help\n\
@@ -56,6 +60,8 @@ pub fn shell_reply(line: &[u8], links: &LinkRegistry) -> Option<String> {
 #[derive(Debug)]
 struct LinkEntry {
     peer: String,
+    /// Whose key files the link uses; counts against that address's handshakes.
+    ip: Option<IpAddr>,
     since: Instant,
     terms: Option<LinkTerms>,
     /// As of the link's last request.
@@ -72,11 +78,36 @@ struct Links {
     by_id: BTreeMap<u64, LinkEntry>,
 }
 
-/// The links a service has, bounded by its `max_links`: for `status` and shutdown.
+/// The links a service has: bounded by `max_links`, and by `handshakes_per_peer` links
+/// still in their handshake from one address — so one host that opens connections and
+/// stalls cannot take every slot from the others. For `status` and shutdown.
 #[derive(Debug)]
 pub struct LinkRegistry {
     max_links: usize,
+    handshakes_per_peer: usize,
     links: Mutex<Links>,
+}
+
+/// Why [`LinkRegistry::admit`] turned a connection away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_links` links are served already.
+    Full,
+    /// The peer's address has `handshakes_per_peer` links in their handshake already.
+    PeerHandshaking,
+    /// No second handle on the socket could be made (out of descriptors): a link the
+    /// service could not shut down would hold its shutdown up.
+    NoHandle,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full => "the service serves its maximum of links",
+            Self::PeerHandshaking => "this address has its maximum of handshakes under way",
+            Self::NoHandle => "out of file descriptors",
+        })
+    }
 }
 
 /// A link's place in the [`LinkRegistry`]; removes it when dropped.
@@ -87,11 +118,13 @@ pub struct LinkSlot {
 }
 
 impl LinkRegistry {
-    /// A registry admitting at most `max_links` links at once.
+    /// A registry admitting at most `max_links` links at once, of which at most
+    /// `handshakes_per_peer` from one address may be in their handshake.
     #[must_use]
-    pub fn new(max_links: usize) -> Arc<Self> {
+    pub fn new(max_links: usize, handshakes_per_peer: usize) -> Arc<Self> {
         Arc::new(Self {
             max_links,
+            handshakes_per_peer,
             links: Mutex::new(Links::default()),
         })
     }
@@ -101,16 +134,33 @@ impl LinkRegistry {
         self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a link over `stream`, or `None` when `max_links` are already served — or
-    /// when no second handle on the socket can be made (out of descriptors): a link the
-    /// service could not shut down would hold its shutdown up.
-    #[must_use]
-    pub fn admit(self: &Arc<Self>, stream: &Stream) -> Option<LinkSlot> {
+    /// Admits a link over `stream`, or says why not.
+    ///
+    /// # Errors
+    /// [`Refusal`]; the refusal is counted.
+    pub fn admit(self: &Arc<Self>, stream: &Stream) -> Result<LinkSlot, Refusal> {
         let socket = stream.try_clone().ok();
+        let ip = stream.peer_ip().ok();
         let mut links = self.lock();
-        if links.by_id.len() >= self.max_links || socket.is_none() {
+        let handshaking = || {
+            links
+                .by_id
+                .values()
+                .filter(|e| e.terms.is_none() && e.ip == ip)
+                .count()
+        };
+        let refusal = if links.by_id.len() >= self.max_links {
+            Some(Refusal::Full)
+        } else if handshaking() >= self.handshakes_per_peer {
+            Some(Refusal::PeerHandshaking)
+        } else if socket.is_none() {
+            Some(Refusal::NoHandle)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             links.refused += 1;
-            return None;
+            return Err(refusal);
         }
         links.next_id += 1;
         links.served += 1;
@@ -119,13 +169,14 @@ impl LinkRegistry {
             id,
             LinkEntry {
                 peer: stream.peer_name(),
+                ip,
                 since: Instant::now(),
                 terms: None,
                 stats: IocomStats::default(),
                 socket,
             },
         );
-        Some(LinkSlot {
+        Ok(LinkSlot {
             registry: Arc::clone(self),
             id,
         })
@@ -298,6 +349,8 @@ pub struct ServiceConfig {
     pub max_links: usize,
     /// Deadline for a peer's handshake.
     pub handshake_timeout: Duration,
+    /// Most links from one address in their handshake at once.
+    pub handshakes_per_peer: usize,
     /// The stream modes we accept.
     pub mode: ModeChoice,
 }
@@ -340,7 +393,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         })
     };
 
-    let registry = LinkRegistry::new(max_links);
+    let registry = LinkRegistry::new(max_links, config.handshakes_per_peer);
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -356,12 +409,12 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let Some(slot) = registry.admit(&stream) else {
-            warn!(
-                "{}: refused, {max_links} links served already",
-                stream.peer_name()
-            );
-            continue;
+        let slot = match registry.admit(&stream) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                warn!("{}: refused: {refusal}", stream.peer_name());
+                continue;
+            }
         };
         workers.retain(|w| !w.is_finished());
         let (keys, timeout, mode) = (keys.clone(), config.handshake_timeout, config.mode);
@@ -418,7 +471,7 @@ mod tests {
 
     #[test]
     fn the_shell_answers_as_section_4_3_says() {
-        let links = LinkRegistry::new(4);
+        let links = LinkRegistry::new(4, 4);
         assert_eq!(shell_reply(b"", &links), None);
         assert_eq!(shell_reply(b"\0garbage", &links), None);
         assert_eq!(shell_reply(b"help\0", &links).as_deref(), Some(HELP));
@@ -446,11 +499,11 @@ mod tests {
     fn the_registry_bounds_links_and_status_lists_them() {
         let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
         let target = listener.local_endpoint().unwrap();
-        let links = LinkRegistry::new(2);
+        let links = LinkRegistry::new(2, 2);
         let streams: Vec<Stream> = (0..3).map(|_| target.connect().unwrap()).collect();
         let a = links.admit(&streams[0]).unwrap();
         let b = links.admit(&streams[1]).unwrap();
-        assert!(links.admit(&streams[2]).is_none());
+        assert_eq!(links.admit(&streams[2]).unwrap_err(), Refusal::Full);
         a.update(|e| e.stats.received = 7);
         let status = shell_reply(b"status", &links).unwrap();
         assert!(
@@ -465,5 +518,28 @@ mod tests {
         assert!(!links.status().contains("#1 "));
         drop(b);
         assert!(links.is_empty());
+    }
+
+    #[test]
+    fn one_address_gets_only_so_many_handshakes_at_once() {
+        let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
+        let target = listener.local_endpoint().unwrap();
+        let links = LinkRegistry::new(10, 2);
+        let streams: Vec<Stream> = (0..4).map(|_| target.connect().unwrap()).collect();
+        let first = links.admit(&streams[0]).unwrap();
+        let _second = links.admit(&streams[1]).unwrap();
+        assert_eq!(
+            links.admit(&streams[2]).unwrap_err(),
+            Refusal::PeerHandshaking
+        );
+        // Once one of them is through its handshake, the address may start another.
+        first.update(|e| {
+            e.terms = Some(LinkTerms {
+                trust: crate::link::Trust::Plaintext,
+                mode: h2msg::stream::StreamMode::Seed,
+            });
+        });
+        assert!(links.admit(&streams[3]).is_ok());
+        assert!(links.status().contains("refused 1)"));
     }
 }

@@ -209,6 +209,48 @@ fn hostile_clients_cost_only_their_own_links() {
     }
 }
 
+/// One address may have only so many handshakes under way: with two stalled, a third
+/// connection is closed at once, and once the stalled ones time out a good client is
+/// served again.
+#[test]
+fn stalled_handshakes_from_one_address_are_capped() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let deadline = format!("{}", HANDSHAKE_DEADLINE.as_secs_f64());
+    let service = Service::start_with(
+        &node,
+        "127.0.0.1:0",
+        &[
+            "--handshake-timeout",
+            &deadline,
+            "--handshakes-per-peer",
+            "2",
+        ],
+    );
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(service.endpoint.as_str()).unwrap())
+        .collect();
+    // Give the service time to admit both before the third arrives.
+    thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(service.endpoint.as_str()).unwrap();
+    let took = time_to_close(&mut third);
+    assert!(took < HANDSHAKE_DEADLINE / 2, "the third waited {took:?}");
+
+    thread::sleep(HANDSHAKE_DEADLINE);
+    let (mut good, _) = connect(
+        &Endpoint::parse(Some(&service.endpoint)),
+        &KeyDir::new(&client),
+        ModeChoice::Auto,
+    )
+    .unwrap();
+    let mut text = Vec::new();
+    shell_exchange(&mut good, "status", &mut text, false).unwrap();
+    let status = String::from_utf8(text).unwrap();
+    assert!(status.starts_with("links: 1 of "), "{status}");
+    assert!(status.contains("(served 3, refused 1)"), "{status}");
+    drop(stalled);
+}
+
 #[test]
 fn sigterm_stops_the_service_and_closes_its_links() {
     let t = tempfile::tempdir().unwrap();
