@@ -443,17 +443,45 @@ pub mod fuzz {
     /// that nothing panics, that the tables stay within bounds, and that after `LinkDown`
     /// a side says nothing more.
     pub fn iocom_pump(data: &[u8]) {
-        use crate::sim::{OwnedEvent, Pair, Side, SideConfig};
+        pump_in(h2msg::stream::StreamMode::Seed, data);
+    }
+
+    /// [`iocom_pump`] with both sides in a protected stream mode, chosen by the first
+    /// byte (`cbc` if even, else `gcm`): corruption in flight must end the link with a
+    /// typed error, never a panic or an event after `LinkDown`.
+    pub fn stream_pump(data: &[u8]) {
+        use h2msg::stream::StreamMode;
+        let Some((&mode, ops)) = data.split_first() else {
+            return;
+        };
+        let mode = if mode & 1 == 0 {
+            StreamMode::Cbc
+        } else {
+            StreamMode::Gcm
+        };
+        pump_in(mode, ops);
+    }
+
+    fn pump_in(mode: h2msg::stream::StreamMode, data: &[u8]) {
+        use crate::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair};
+        use h2msg::stream::FLAG_GCM;
         use h2msg::wire::{Cmd, MsgFlags, MsgHeader, Protocol};
 
         let small = SideConfig {
-            fifo: 2048,
+            // The smallest FIFO a gcm link takes: a largest header plus one record.
+            fifo: 2048 + 80,
             aux: 1024,
             tx_ring: 4096,
             ..SideConfig::default()
         };
         let mut a = Side::new(&small, None);
         let mut b = Side::new(&SideConfig::default(), None);
+        let sess = |seed: u8| core::array::from_fn(|i| (i as u8).wrapping_mul(29) ^ seed);
+        let (sa, sb) = session_pair(sess(3), sess(4), FLAG_GCM, FLAG_GCM);
+        a.io.start_stream(mode, &sa)
+            .expect("a fresh connection takes any mode");
+        b.io.start_stream(mode, &sb)
+            .expect("a fresh connection takes any mode");
         let echo = Cmd::new(MsgFlags::NONE, Protocol::LNK, 0x050, 1).expect("valid");
         for side in [&mut a, &mut b] {
             side.io.accept(echo).expect("room");

@@ -31,6 +31,11 @@ fn iocom_pump_seeds() {
 }
 
 #[test]
+fn stream_pump_seeds() {
+    replay("stream_pump", h2msg_tests::fuzz::stream_pump);
+}
+
+#[test]
 fn repair_makes_a_damaged_stream_decode_again() {
     // The repair helper must really fix CRCs, or the fuzzer would never get past them.
     // (Bytes chosen outside the size fields, which repair keeps as they are.)
