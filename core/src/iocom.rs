@@ -1249,10 +1249,10 @@ mod tests {
     }
 
     #[cfg(feature = "stream-crypto")]
-    fn session() -> Session {
+    fn session_between(own: u8, peer: u8) -> Session {
         Session {
-            own_sess: [3; 64],
-            peer_sess: [3; 64],
+            own_sess: [own; 64],
+            peer_sess: [peer; 64],
             peer_quickmsg: [0; 32],
             peer_order: WireOrder::Little,
             own_flags: 0,
@@ -1260,11 +1260,16 @@ mod tests {
         }
     }
 
+    /// One side's session; [`session_between`]`(4, 3)` is its peer's.
+    #[cfg(feature = "stream-crypto")]
+    fn session() -> Session {
+        session_between(3, 4)
+    }
+
     #[cfg(feature = "stream-crypto")]
     #[test]
     fn an_exhausted_gcm_counter_ends_the_link_with_ivwrap_on_both_sides() {
-        // Both counters at their last value: one chunk each way, then IVWRAP. (Own and
-        // peer sess are equal, so a side can read its own bytes.)
+        // Both counters at their last value: one chunk each way, then IVWRAP.
         let mut io = iocom(1024);
         let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
         io.rx.start_stream(rx);
@@ -1283,7 +1288,7 @@ mod tests {
 
         let mut rx_side = iocom(1024);
         rx_side.accept(Cmd::DBG_SHELL).unwrap();
-        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
+        let (rx, tx) = crate::stream::gcm_ciphers_at(&session_between(4, 3), u64::MAX);
         rx_side.rx.start_stream(rx);
         rx_side.tx.start_stream(tx);
         rx_side.feed(&wire);

@@ -7,7 +7,7 @@ use aes::Aes256;
 use cbc::cipher::{BlockModeEncrypt, KeyIvInit, array::Array};
 use h2msg::iocom::LinkEnd;
 use h2msg::stream::keys::CbcKeys;
-use h2msg::stream::{FLAG_GCM, StreamMode};
+use h2msg::stream::{FLAG_GCM, StartStreamError, StreamMode};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
 use h2msg_tests::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair};
 
@@ -122,7 +122,12 @@ fn small_side() -> SideConfig {
 /// Feeds `wire` to a fresh `gcm` receiver (side B); returns the aux lengths of the
 /// messages it delivered and the IOQ code it failed with.
 fn receive_gcm(wire: &[u8]) -> (Vec<usize>, Option<IoqError>) {
-    let (_, sb) = session_pair(sess(1), sess(2), FLAG_GCM, FLAG_GCM);
+    receive_gcm_in_session(sess(2), wire)
+}
+
+/// [`receive_gcm`] with B's own `sess` given: the peer's is A's of [`gcm_wire`].
+fn receive_gcm_in_session(b_sess: [u8; 64], wire: &[u8]) -> (Vec<usize>, Option<IoqError>) {
+    let (_, sb) = session_pair(sess(1), b_sess, FLAG_GCM, FLAG_GCM);
     let mut b = Side::new(&small_side(), None);
     b.io.start_stream(StreamMode::Gcm, &sb).unwrap();
     b.io.accept(Cmd::DBG_SHELL).unwrap();
@@ -153,6 +158,31 @@ fn the_untouched_gcm_stream_is_received() {
     let (delivered, failure) = receive_gcm(&wire);
     assert_eq!(delivered, [0, 128, 64]);
     assert_eq!(failure, None);
+}
+
+/// The libdmsg keying (each direction by its sender's `sess` alone) would accept this: an
+/// attacker replays A's old handshake block and A's old stream into a new session of B.
+/// h2msg mixes B's fresh `sess` into the key, so the first chunk already fails.
+#[test]
+fn a_recorded_gcm_session_replayed_into_a_new_session_fails() {
+    let wire = gcm_wire();
+    let (delivered, failure) = receive_gcm_in_session(sess(7), &wire);
+    assert_eq!((delivered.len(), failure), (0, Some(IoqError::MacFail)));
+}
+
+#[test]
+fn a_reflected_session_is_refused_by_both_protected_modes() {
+    let (reflected, _) = session_pair(sess(5), sess(5), FLAG_GCM, FLAG_GCM);
+    for mode in [StreamMode::Cbc, StreamMode::Gcm] {
+        let mut side = Side::new(&SideConfig::default(), None);
+        assert_eq!(
+            side.io.start_stream(mode, &reflected),
+            Err(StartStreamError::ReflectedSession),
+            "{mode}"
+        );
+    }
+    let mut side = Side::new(&SideConfig::default(), None);
+    assert_eq!(side.io.start_stream(StreamMode::Seed, &reflected), Ok(()));
 }
 
 #[test]

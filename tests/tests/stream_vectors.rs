@@ -43,15 +43,21 @@ fn both_ends_derive_the_same_cbc_keys() {
 }
 
 #[test]
-fn gcm_keys_come_from_the_sender_alone() {
-    let a = GcmKeys::from_sender_sess(&sess_a());
-    assert_eq!(a.key()[..], sess_a()[..32]);
+fn gcm_keys_mix_the_senders_and_the_receivers_session() {
+    let (a, b) = (sess_a(), sess_b());
+    let a_to_b = GcmKeys::for_direction(&a, &b);
+    let expected: Vec<u8> = a[..32].iter().zip(&b[32..]).map(|(x, y)| x ^ y).collect();
+    assert_eq!(a_to_b.key()[..], expected[..]);
     assert_eq!(
-        a.fixed_nonce()[..],
+        a_to_b.fixed_nonce()[..],
         hex("fa173451")[..],
-        "sess[32..36] of §2.1"
+        "the sender's sess[32..36], §2.1's"
     );
-    assert_ne!(a.key(), GcmKeys::from_sender_sess(&sess_b()).key());
+    // The other direction uses the other halves: a different key.
+    let b_to_a = GcmKeys::for_direction(&b, &a);
+    let expected: Vec<u8> = b[..32].iter().zip(&a[32..]).map(|(x, y)| x ^ y).collect();
+    assert_eq!(b_to_a.key()[..], expected[..]);
+    assert_ne!(a_to_b.key(), b_to_a.key());
 }
 
 #[test]
@@ -59,7 +65,7 @@ fn key_material_is_never_printed() {
     let text = format!(
         "{:?} {:?}",
         CbcKeys::derive(&sess_a(), &sess_b()),
-        GcmKeys::from_sender_sess(&sess_a())
+        GcmKeys::for_direction(&sess_a(), &sess_b())
     );
     assert_eq!(text, "CbcKeys { .. } GcmKeys { .. }");
 }

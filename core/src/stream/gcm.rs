@@ -159,10 +159,8 @@ mod tests {
     const COUNTER: u64 = 0xface_dbad_deca_f888;
 
     fn keys() -> GcmKeys {
-        let mut sess = [0u8; 64];
-        sess[..32].copy_from_slice(&hex(KEY));
-        sess[32..36].copy_from_slice(&hex("cafebabe"));
-        GcmKeys::from_sender_sess(&sess)
+        let key: [u8; 32] = hex(KEY).try_into().unwrap();
+        GcmKeys::from_parts(key, [0xca, 0xfe, 0xba, 0xbe])
     }
 
     #[test]

@@ -3,8 +3,17 @@
 //! * `cbc` (§2.8): one key and one IV for **both** directions, the XOR of both sides'
 //!   `sess` — `K = own[0..32] ⊕ peer[0..32]`, `IV32 = own[32..64] ⊕ peer[32..64]`, of which
 //!   AES-CBC uses the first 16 bytes. XOR is symmetric, so both ends derive the same values.
-//! * `gcm` (§2.9): each direction is keyed by its **sender's** `sess` alone — key
-//!   `sess[0..32]`, fixed nonce part `sess[32..36]`.
+//! * `gcm`: each direction's key mixes **both** sessions — `K(S→R) = S.sess[0..32] ⊕
+//!   R.sess[32..64]` — and its fixed nonce part is the sender's `S.sess[32..36]`.
+//!
+//!   This deviates from libdmsg (§2.9), which keyed each direction by its sender's `sess`
+//!   alone. That keying lets a recorded session be replayed: the handshake has no
+//!   freshness, so an attacker who replays B's old handshake block and B's old stream to A
+//!   has A derive the very key B used then, and every chunk authenticates. Mixing in the
+//!   receiver's fresh `sess` makes each session's keys new on both sides. `gcm` runs only
+//!   between h2msg nodes (it is negotiated through the handshake flags, which C nodes do
+//!   not set), so no peer depends on the libdmsg keying. The two directions use disjoint
+//!   halves of the two sessions, so their keys are independent.
 //!
 //! Every value here is secret: zeroized on drop, and `Debug` prints no byte of it (§11 H12:
 //! the C successor printed key and IV on stdout; h2msg never does).
@@ -87,14 +96,16 @@ impl fmt::Debug for CbcKeys {
     }
 }
 
-/// One direction's `gcm` key and fixed nonce part, from its sender's `sess` (§2.9).
+/// One direction's `gcm` key and fixed nonce part (see the module docs for the keying).
 ///
 /// ```
 /// use h2msg::stream::keys::GcmKeys;
 ///
-/// let sess: [u8; 64] = core::array::from_fn(|i| i as u8);
-/// let keys = GcmKeys::from_sender_sess(&sess);
-/// assert_eq!(keys.key()[31], 31);
+/// let sender: [u8; 64] = core::array::from_fn(|i| i as u8);
+/// let receiver = [0xFF_u8; 64];
+/// let keys = GcmKeys::for_direction(&sender, &receiver);
+/// assert_eq!(keys.key()[0], 0x00 ^ 0xFF);
+/// assert_eq!(keys.key()[31], 31 ^ 0xFF);
 /// assert_eq!(keys.fixed_nonce(), &[32, 33, 34, 35]);
 /// ```
 pub struct GcmKeys {
@@ -103,12 +114,26 @@ pub struct GcmKeys {
 }
 
 impl GcmKeys {
-    /// Key `sess[0..32]`, fixed nonce part `sess[32..36]` of the direction's sender.
+    /// The keys of the direction from the side that sent `sender_sess` to the side that
+    /// sent `receiver_sess`: key `sender[0..32] ⊕ receiver[32..64]`, fixed nonce part
+    /// `sender[32..36]`.
     #[must_use]
-    pub fn from_sender_sess(sess: &[u8; SESS_LEN]) -> Self {
+    pub fn for_direction(sender_sess: &[u8; SESS_LEN], receiver_sess: &[u8; SESS_LEN]) -> Self {
         Self {
-            key: core::array::from_fn(|i| sess.get(i).copied().unwrap_or(0)),
-            fixed: core::array::from_fn(|i| sess.get(KEY_LEN + i).copied().unwrap_or(0)),
+            key: core::array::from_fn(|i| {
+                sender_sess.get(i).copied().unwrap_or(0)
+                    ^ receiver_sess.get(KEY_LEN + i).copied().unwrap_or(0)
+            }),
+            fixed: core::array::from_fn(|i| sender_sess.get(KEY_LEN + i).copied().unwrap_or(0)),
+        }
+    }
+
+    /// Keys given as they are (published test vectors, tools).
+    #[must_use]
+    pub const fn from_parts(key: [u8; KEY_LEN], fixed_nonce: [u8; GCM_FIXED_LEN]) -> Self {
+        Self {
+            key,
+            fixed: fixed_nonce,
         }
     }
 

@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | [`Seed`](StreamMode::Seed) | the seed (§2.7, §11 H11) | plaintext, exactly as in 2012 | nothing beyond the ioq's CRCs |
 //! | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
-//! | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by its sender's `sess`; nonce = `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
+//! | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
 //!
 //! The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
 //! in through `read_buf`/`commit_read`/`feed` and taking them out through
@@ -35,8 +35,9 @@
 //! A chunk whose tag does not verify fails the stream with MACFAIL: its plaintext is never
 //! released (the tag is checked before decryption), nothing after it is decoded, and the
 //! receive counter advances only on an authenticated chunk — so a replayed, reordered,
-//! dropped or modified chunk fails too. Messages that were complete before the damaged
-//! chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
+//! dropped or modified chunk fails too. A whole recorded session replayed into a new one
+//! fails as well, because each session's keys mix in the receiver's fresh `sess`.
+//! Messages that were complete before the damaged chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
 //! side (the C check compared the counter's address and could never fire).
 //!
 //! # Negotiation
@@ -282,6 +283,9 @@ pub enum StartStreamError {
     Unsupported(StreamMode),
     /// Bytes were already received or queued: the mode must be set before any traffic.
     NotFresh,
+    /// The peer's `sess` is our own: a reflected handshake block. Neither protected mode
+    /// is safe with it.
+    ReflectedSession,
     /// The receive FIFO needs room for a whole header plus one cipher record.
     FifoTooSmall {
         /// Its size.
@@ -316,6 +320,10 @@ impl fmt::Display for StartStreamError {
             Self::NotFresh => write!(
                 f,
                 "{code}: the stream mode must be set before any byte is exchanged"
+            ),
+            Self::ReflectedSession => write!(
+                f,
+                "{code}: the peer's session key is our own (a reflected handshake block)"
             ),
             Self::FifoTooSmall { len, needed } => write!(
                 f,
@@ -492,6 +500,13 @@ pub(crate) fn ciphers(
 ) -> Result<(RxCipher, TxCipher), StartStreamError> {
     match mode {
         StreamMode::Seed => Ok((RxCipher::Plain, TxCipher::Plain)),
+        // Our own `sess` coming back (a reflected block, possible when both ends hold
+        // the same key pair) would give cbc an all-zero key and gcm one key and nonce
+        // sequence for both directions.
+        #[cfg(feature = "stream-crypto")]
+        StreamMode::Cbc | StreamMode::Gcm if session.own_sess == session.peer_sess => {
+            Err(StartStreamError::ReflectedSession)
+        }
         #[cfg(feature = "stream-crypto")]
         StreamMode::Cbc => {
             let keys = keys::CbcKeys::derive(&session.own_sess, &session.peer_sess);
@@ -502,8 +517,8 @@ pub(crate) fn ciphers(
         }
         #[cfg(feature = "stream-crypto")]
         StreamMode::Gcm => {
-            let tx = keys::GcmKeys::from_sender_sess(&session.own_sess);
-            let rx = keys::GcmKeys::from_sender_sess(&session.peer_sess);
+            let tx = keys::GcmKeys::for_direction(&session.own_sess, &session.peer_sess);
+            let rx = keys::GcmKeys::for_direction(&session.peer_sess, &session.own_sess);
             Ok((
                 RxCipher::Gcm(gcm::GcmReceiver::new(&rx)),
                 TxCipher::Gcm(gcm::GcmSender::new(&tx)),
@@ -520,8 +535,8 @@ pub(crate) fn ciphers(
 /// Test access to a `gcm` pair whose counters start at `counter`, to reach IVWRAP.
 #[cfg(all(test, feature = "stream-crypto"))]
 pub(crate) fn gcm_ciphers_at(session: &Session, counter: u64) -> (RxCipher, TxCipher) {
-    let tx = keys::GcmKeys::from_sender_sess(&session.own_sess);
-    let rx = keys::GcmKeys::from_sender_sess(&session.peer_sess);
+    let tx = keys::GcmKeys::for_direction(&session.own_sess, &session.peer_sess);
+    let rx = keys::GcmKeys::for_direction(&session.peer_sess, &session.own_sess);
     let at = gcm::Counter::starting_at(counter);
     (
         RxCipher::Gcm(gcm::GcmReceiver::with_counter(&rx, at)),
