@@ -724,10 +724,17 @@ where
                     MSG_ERR_UNKNOWN
                 };
             let reply = reply_header(&header, final_reply_cmd(cmd), error);
-            // Room for a header was checked before this message was read.
-            if self.tx.enqueue(reply, &[], &[]).is_ok() {
-                self.stats.sent += 1;
-                self.stats.auto_replies += 1;
+            // Room for a header was checked before this message was read; what can still
+            // refuse it is an exhausted gcm counter, which ends the link (IVWRAP) rather
+            // than leave the ping unanswered on a link that seems up.
+            match self.tx.enqueue(reply, &[], &[]) {
+                Ok(_) => {
+                    self.stats.sent += 1;
+                    self.stats.auto_replies += 1;
+                }
+                Err(e) => {
+                    let _ = self.refused(e);
+                }
             }
             return Step::Handled;
         }
@@ -1300,6 +1307,34 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn a_ping_that_cannot_be_answered_for_ivwrap_ends_the_link() {
+        // The peer's side sends one ping in the last chunk its counter allows.
+        let mut peer = iocom(1024);
+        let (rx, tx) = crate::stream::gcm_ciphers_at(&session_between(4, 3), u64::MAX);
+        peer.rx.start_stream(rx);
+        peer.tx.start_stream(tx);
+        let mut ping = MsgHeader::new(Cmd::LNK_PING);
+        ping.msgid = 5;
+        peer.send(ping, &[], &[]).unwrap();
+        let wire = peer.pending()[0].to_vec();
+        // Our side can still receive that chunk, but its own counter is spent.
+        let mut io = iocom(1024);
+        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
+        io.rx.start_stream(rx);
+        io.tx.start_stream(tx);
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap(); // the last chunk
+        io.feed(&wire);
+        match io.poll_event() {
+            Some(Event::LinkDown(LinkEnd::Failed(f))) => {
+                assert_eq!(f.ioq_error(), crate::wire::IoqError::IvWrap);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(io.stats().auto_replies, 0);
     }
 
     #[cfg(feature = "stream-crypto")]

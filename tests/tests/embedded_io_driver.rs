@@ -315,6 +315,36 @@ fn a_read_error_in_the_handshake_is_sock_error_3() {
     assert_eq!(err.code(), 3);
 }
 
+/// A peer that takes our block and says nothing: each read ends in the transport's own
+/// timeout.
+struct Silent;
+
+impl ErrorType for Silent {
+    type Error = ErrorKind;
+}
+
+impl Read for Silent {
+    fn read(&mut self, _: &mut [u8]) -> Result<usize, ErrorKind> {
+        Err(ErrorKind::TimedOut)
+    }
+}
+
+impl Write for Silent {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_handshake_read_that_times_out_is_keyxchgfail_12_as_a_deadline() {
+    let err = drive_handshake(&mut Silent, plaintext_handshake(2)).expect_err("no peer block");
+    assert_eq!(err.code(), 12, "{err:?}");
+    assert!(matches!(err, DriveError::Handshake(_)), "{err:?}");
+}
+
 #[test]
 fn a_short_handshake_is_keyxchgfail_12() {
     let mut block = plaintext_handshake(1).pending().to_vec();

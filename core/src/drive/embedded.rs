@@ -16,7 +16,9 @@ fn interrupted<E: embedded_io::Error>(result: &Result<usize, E>) -> bool {
     matches!(result, Err(e) if e.kind() == ErrorKind::Interrupted)
 }
 
-/// Runs a handshake over `transport`: writes our 512 bytes, then reads the peer's.
+/// Runs a handshake over `transport`: writes our 512 bytes, then reads the peer's. A read
+/// that fails with [`ErrorKind::TimedOut`] — the transport's timeout, this driver's only
+/// clock — ends the handshake as its deadline would: KEYXCHGFAIL (12, §11 H7), not SOCK.
 ///
 /// # Errors
 /// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14).
@@ -42,6 +44,9 @@ where
             }
             HandshakeNext::Read => {
                 let result = transport.read(pump.read_buf());
+                if matches!(&result, Err(e) if embedded_io::Error::kind(e) == ErrorKind::TimedOut) {
+                    return Err(pump.timed_out());
+                }
                 if !interrupted(&result) {
                     pump.on_read(result)?;
                 }

@@ -14,7 +14,7 @@ use crate::wire::IoqError;
 /// | Variant | IOQ code |
 /// |---|---|
 /// | [`Io`](Self::Io), [`WriteZero`](Self::WriteZero), [`OverCommit`](Self::OverCommit), [`TransportFailed`](Self::TransportFailed) | SOCK (3) |
-/// | [`Stream`](Self::Stream) | the decoder's: SYNC 1, EOF 2, FIELD 4, HCRC 5, XCRC 6, ACRC 7 |
+/// | [`Stream`](Self::Stream) | the decoder's: SYNC 1, EOF 2, FIELD 4, HCRC 5, XCRC 6, ACRC 7; in a protected stream mode also MSGSEQ 15, IVWRAP 18, MACFAIL 19 |
 /// | [`Closed`](Self::Closed) | EOF (2) |
 /// | [`Handshake`](Self::Handshake) | KEYXCHGFAIL 12, KEYFMT 13, BADURANDOM 14 |
 /// | [`AuxStorageTooSmall`](Self::AuxStorageTooSmall) | FIELD (4) |
