@@ -153,6 +153,12 @@ impl<S: Read + Write> Link<S> {
         self.pump.io()
     }
 
+    /// The transport, to set its options (timeouts) — not to read or write it past the
+    /// connection.
+    pub const fn stream(&self) -> &S {
+        &self.stream
+    }
+
     /// Writes everything queued, with vectored writes.
     ///
     /// # Errors

@@ -87,6 +87,10 @@ fn hostile_clients_cost_only_their_own_links() {
         ModeChoice::Auto,
     )
     .unwrap();
+    // A stuck service fails the test instead of hanging it.
+    good.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
 
     let hostile: Vec<thread::JoinHandle<&'static str>> = vec![
         {
