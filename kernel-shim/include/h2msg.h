@@ -5,7 +5,8 @@
  * h2msg_iocom_align(). Functions return int: 0 (H2MSG_OK), an IOQ code of the spec
  * (H2MSG_IOQ_*, 1..14), or a negative H2MSG_ERR_* for a call refused before anything
  * changed. The 512-byte handshake is not done here: userland completes it and hands the
- * socket to the kernel (see kernel-shim/README.md). Calls on one iocom must be serialised.
+ * socket to the kernel (see kernel-shim/README.md). Calls on one iocom must be serialised,
+ * and the link lock held from h2msg_iocom_read_buf through h2msg_iocom_commit_read.
  */
 
 #ifndef H2MSG_H
@@ -156,6 +157,14 @@ void h2msg_kernel_panic(const char *msg);
  * Refused for a reason this version of the shim does not name (a newer core's).
  */
 #define H2MSG_ERR_OTHER -11
+
+/**
+ * `h2msg_iocom_commit_read` without a live offer: no `h2msg_iocom_read_buf` came right
+ * before it (another call on the iocom, or an earlier `commit_read`, came in between).
+ * The bytes are not taken; whatever the socket wrote went to memory the iocom may have
+ * reused, so the stream cannot be trusted: call `h2msg_iocom_transport_failed`.
+ */
+#define H2MSG_ERR_STALE -12
 
 /**
  * `LNK_PAD`: one-way filler, dropped by the receiver.
@@ -601,8 +610,10 @@ int h2msg_iocom_feed(struct h2msg_iocom *io, const uint8_t *bytes, size_t len, s
 
 /**
  * Where the socket should read into, to skip a copy: `*buf`, `*len` (0 when no input
- * is wanted now). Valid until the next call on this iocom. Report the bytes read with
- * `h2msg_iocom_commit_read`.
+ * is wanted now). Report the bytes read with `h2msg_iocom_commit_read`, with no other
+ * call on this iocom in between: the kernel holds its link lock from `read_buf` through
+ * `commit_read`. Any other call withdraws the offer (the room may move: `poll` resets
+ * the FIFO, for one), and `commit_read` is then refused with `H2MSG_ERR_STALE`.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `buf` and `len` valid for a write.
@@ -610,8 +621,11 @@ int h2msg_iocom_feed(struct h2msg_iocom *io, const uint8_t *bytes, size_t len, s
 int h2msg_iocom_read_buf(struct h2msg_iocom *io, uint8_t **buf, size_t *len);
 
 /**
- * Reports `n` bytes read into the last `h2msg_iocom_read_buf`. `H2MSG_ERR_OVERCOMMIT`
- * (nothing changed) if `n` exceeds what it offered.
+ * Reports `n` bytes read into the room the `h2msg_iocom_read_buf` right before offered.
+ * Refused, nothing changed: `H2MSG_ERR_STALE` when there is no such offer (another call
+ * on this iocom came in between, or the offer was committed already; the bytes are lost
+ * and the stream cannot be trusted: call `h2msg_iocom_transport_failed`),
+ * `H2MSG_ERR_OVERCOMMIT` if `n` exceeds the room (the offer stays).
  *
  * # Safety
  * As [`h2msg_iocom_fini`].

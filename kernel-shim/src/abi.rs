@@ -67,6 +67,11 @@ pub const H2MSG_ERR_OVERCOMMIT: c_int = -9;
 pub const H2MSG_ERR_ACCEPT_FULL: c_int = -10;
 /// Refused for a reason this version of the shim does not name (a newer core's).
 pub const H2MSG_ERR_OTHER: c_int = -11;
+/// `h2msg_iocom_commit_read` without a live offer: no `h2msg_iocom_read_buf` came right
+/// before it (another call on the iocom, or an earlier `commit_read`, came in between).
+/// The bytes are not taken; whatever the socket wrote went to memory the iocom may have
+/// reused, so the stream cannot be trusted: call `h2msg_iocom_transport_failed`.
+pub const H2MSG_ERR_STALE: c_int = -12;
 
 const _: () = {
     assert!(H2MSG_IOQ_SYNC == IoqError::Sync.code() as c_int);

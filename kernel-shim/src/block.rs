@@ -74,6 +74,36 @@ pub struct H2msgIocom {
     pub(crate) io: ShimIocom,
     /// `h2msg_iocom_close` took the link down (reported as such, not as SOCK).
     pub(crate) closed_locally: bool,
+    /// What the last `h2msg_iocom_read_buf` offered, until `h2msg_iocom_commit_read` or
+    /// any other call: `commit_read` accepts bytes only into this room.
+    pub(crate) read_offer: Option<ReadOffer>,
+}
+
+/// A room `h2msg_iocom_read_buf` handed out: where it starts (NULL when empty) and its
+/// length. Compared, never dereferenced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ReadOffer {
+    start: *const u8,
+    len: usize,
+}
+
+impl ReadOffer {
+    /// The room `read_buf` returned, as C sees it.
+    pub(crate) fn of(room: &[u8]) -> Self {
+        Self {
+            start: if room.is_empty() {
+                core::ptr::null()
+            } else {
+                room.as_ptr()
+            },
+            len: room.len(),
+        }
+    }
+
+    /// Its length.
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl H2msgIocom {

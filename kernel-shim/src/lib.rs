@@ -41,21 +41,40 @@ use h2msg::wire::{Cmd, MsgHeader};
 pub use abi::*;
 pub use block::H2msgIocom;
 use block::{
-    AUX_LEN, AUX_OFFSET, CallerBytes, FIFO_LEN, FIFO_OFFSET, IOCOM_SIZE, LIVE, ShimIocom,
-    TX_RING_LEN, TX_RING_OFFSET, send_error_code,
+    AUX_LEN, AUX_OFFSET, CallerBytes, FIFO_LEN, FIFO_OFFSET, IOCOM_SIZE, LIVE, ReadOffer,
+    ShimIocom, TX_RING_LEN, TX_RING_OFFSET, send_error_code,
 };
 use kernel::{KernelCrc, KernelRandom};
 
 /// Largest extended header: the largest header less the base header.
 const EXT_MAX: usize = MSGHDR_MAX - BASE_HEADER_LEN;
 
-/// The live iocom behind a handle.
+/// The live iocom behind a handle, for any call but `read_buf` and `commit_read`: the
+/// room the last `read_buf` offered is withdrawn, so a later `commit_read` is refused
+/// (`H2MSG_ERR_STALE`). Most calls could move or stop what that room is (`poll` releases
+/// the last message and may reset or compact the FIFO, `feed` fills it, `end_input`,
+/// `transport_failed`, `close` stop input, `fini` wipes the block); the rest (sending,
+/// `accept`, `pending`, `advance_write`, `write_would_block`, `wait_for`) do not touch
+/// the receive side, but withdrawing there too keeps the rule one sentence ("valid until
+/// the next call"), and a kernel that holds its link lock from `read_buf` through
+/// `commit_read` makes no call in between.
+///
+/// # Safety
+/// As [`live_keeping_offer`].
+unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
+    // SAFETY: forwarded contract.
+    let iocom = unsafe { live_keeping_offer(io) }?;
+    iocom.read_offer = None;
+    Ok(iocom)
+}
+
+/// The live iocom behind a handle, its `read_buf` offer untouched.
 ///
 /// # Safety
 /// `io` must be NULL, or point to memory that `h2msg_iocom_init` set up (or at least to
 /// `size_of::<H2msgIocom>()` initialised bytes); the marker then catches handles that
 /// were never set up or were finished.
-unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
+unsafe fn live_keeping_offer<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
     if io.is_null() {
         return Err(H2MSG_ERR_NULL);
     }
@@ -196,6 +215,7 @@ unsafe fn init(
             (&raw mut (*handle).io).write(io);
             (&raw mut (*handle).ops).write(ops);
             (&raw mut (*handle).closed_locally).write(false);
+            (&raw mut (*handle).read_offer).write(None);
             (&raw mut (*handle).live).write(LIVE);
         },
         Err(_) => return Err(H2MSG_IOQ_FIELD),
@@ -262,8 +282,10 @@ pub unsafe extern "C" fn h2msg_iocom_feed(
 }
 
 /// Where the socket should read into, to skip a copy: `*buf`, `*len` (0 when no input
-/// is wanted now). Valid until the next call on this iocom. Report the bytes read with
-/// `h2msg_iocom_commit_read`.
+/// is wanted now). Report the bytes read with `h2msg_iocom_commit_read`, with no other
+/// call on this iocom in between: the kernel holds its link lock from `read_buf` through
+/// `commit_read`. Any other call withdraws the offer (the room may move: `poll` resets
+/// the FIFO, for one), and `commit_read` is then refused with `H2MSG_ERR_STALE`.
 ///
 /// # Safety
 /// As [`h2msg_iocom_fini`] for `io`; `buf` and `len` valid for a write.
@@ -282,27 +304,41 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
         } else {
             room.as_mut_ptr()
         };
+        let room_len = room.len();
+        iocom.read_offer = Some(ReadOffer::of(room));
         // SAFETY: both checked non-null and aligned; the caller vouches for them.
         unsafe {
             buf.write(start);
-            len.write(room.len());
+            len.write(room_len);
         }
         Ok(())
     }))
 }
 
-/// Reports `n` bytes read into the last `h2msg_iocom_read_buf`. `H2MSG_ERR_OVERCOMMIT`
-/// (nothing changed) if `n` exceeds what it offered.
+/// Reports `n` bytes read into the room the `h2msg_iocom_read_buf` right before offered.
+/// Refused, nothing changed: `H2MSG_ERR_STALE` when there is no such offer (another call
+/// on this iocom came in between, or the offer was committed already; the bytes are lost
+/// and the stream cannot be trusted: call `h2msg_iocom_transport_failed`),
+/// `H2MSG_ERR_OVERCOMMIT` if `n` exceeds the room (the offer stays).
 ///
 /// # Safety
 /// As [`h2msg_iocom_fini`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) -> c_int {
     // SAFETY: forwarded contract.
-    status(
-        unsafe { live(io) }
-            .and_then(|iocom| iocom.io.commit_read(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
-    )
+    status(unsafe { live_keeping_offer(io) }.and_then(|iocom| {
+        let offer = iocom.read_offer.take().ok_or(H2MSG_ERR_STALE)?;
+        // Belt and braces: the room now must be the one offered, or the socket's bytes
+        // are somewhere the decoder will not look.
+        if ReadOffer::of(iocom.io.read_buf()) != offer {
+            return Err(H2MSG_ERR_STALE);
+        }
+        if n > offer.len() {
+            iocom.read_offer = Some(offer);
+            return Err(H2MSG_ERR_OVERCOMMIT);
+        }
+        iocom.io.commit_read(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)
+    }))
 }
 
 /// The socket's input ended (read returned 0). Complete messages are still delivered;

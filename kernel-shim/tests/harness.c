@@ -621,6 +621,76 @@ static void test_damaged_input(void)
     side_down(&b);
 }
 
+/* Polls one event of `s` (not logged); its aux, if any, must be `aux`. */
+static uint32_t poll_kind(struct side *s, const char *aux)
+{
+    struct h2msg_event ev;
+    CHECK_EQ(h2msg_iocom_poll(s->io, &ev), H2MSG_OK);
+    if (aux)
+        CHECK(ev.kind == H2MSG_EVENT_MESSAGE && ev.msg.aux &&
+              memcmp(ev.msg.aux, aux, strlen(aux) + 1) == 0);
+    return ev.kind;
+}
+
+/* commit_read takes bytes only into the room of the read_buf right before it: a stale
+ * room (here: a poll in between reset the FIFO) must not replay the last message. */
+static void test_stale_read_offer(void)
+{
+    struct side b;
+    uint8_t m1[64], m2[64], *buf = NULL;
+    size_t room = 0, len1, len2;
+    uint32_t flags;
+    side_up(&b, 0, 1, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    len1 = encode(m1, H2MSG_CMD_DBG_SHELL, 0, "first", 6);
+    len2 = encode(m2, H2MSG_CMD_DBG_SHELL, 0, "second", 7);
+    CHECK_EQ(len1, len2);
+
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len1);
+    memcpy(buf, m1, len1);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len1), H2MSG_OK);
+    /* The offer is used up: a second commit is refused, even of 0 bytes. */
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+
+    /* read_buf, then a poll delivers m1 (and will reset the FIFO), then the socket writes
+     * m2 into the old room: refused, and m1 is not delivered again. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len2);
+    CHECK_EQ(poll_kind(&b, "first"), H2MSG_EVENT_MESSAGE);
+    memcpy(buf, m2, len2);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len2), H2MSG_ERR_STALE);
+    CHECK_EQ(poll_kind(&b, NULL), H2MSG_EVENT_NONE);
+
+    /* Done right, m2 arrives once. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len2);
+    memcpy(buf, m2, len2);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len2), H2MSG_OK);
+    CHECK_EQ(poll_kind(&b, "second"), H2MSG_EVENT_MESSAGE);
+    CHECK_EQ(poll_kind(&b, NULL), H2MSG_EVENT_NONE);
+
+    /* An over-reported count leaves the offer standing; any other call withdraws it. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, room + 1), H2MSG_ERR_OVERCOMMIT);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_OK);
+    size_t took = 0;
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_feed(b.io, m1, 8, &took), H2MSG_OK);
+    CHECK_EQ(took, 8);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 8), H2MSG_ERR_STALE);
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_wait_for(b.io, &flags), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_end_input(b.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+    drain(&b);
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 0);
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_LINK_DOWN), 1);
+    side_down(&b);
+}
+
 /* Random bytes in random pieces: every run ends in exactly one link-down, nothing else. */
 static void test_garbage(void)
 {
@@ -681,6 +751,7 @@ int main(void)
     test_hand_made_input();
     test_two_iocoms();
     test_damaged_input();
+    test_stale_read_offer();
     test_garbage();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
