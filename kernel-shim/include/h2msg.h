@@ -167,6 +167,14 @@ void h2msg_kernel_panic(const char *msg);
 #define H2MSG_ERR_STALE -12
 
 /**
+ * Bytes or a pointer handed to a call lie in the iocom's own block where they may not:
+ * `feed`'s input anywhere in it (copy it out first), `send`/`open`/`reply` data in its
+ * state or transmit ring (a polled message's `ext` and `aux` may be relayed as they
+ * are), any pointer the call writes through (or `reply`'s `to`) anywhere in it.
+ */
+#define H2MSG_ERR_OVERLAP -13
+
+/**
  * `LNK_PAD`: one-way filler, dropped by the receiver.
  */
 #define H2MSG_CMD_LNK_PAD 1
@@ -423,7 +431,8 @@ struct h2msg_kernel_ops {
 /**
  * A message: the header fields (host order), the extended header and the aux data.
  * In an event, `ext` and `aux` point into the iocom's memory and stay valid until the
- * next call on that iocom.
+ * next call on that iocom (they may be relayed by `send`, `open` or `reply` on it, not
+ * fed back with `feed`).
  */
 struct h2msg_message {
   /**
@@ -600,7 +609,8 @@ int h2msg_iocom_close(struct h2msg_iocom *io);
 
 /**
  * Copies received bytes in: `*taken` says how many were taken. Fewer than `len` means:
- * poll events, then feed the rest. 0 once the link is down.
+ * poll events, then feed the rest. 0 once the link is down. `H2MSG_ERR_OVERLAP` if any
+ * of the bytes lies in the iocom's own block (a polled message's, a `read_buf` room).
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `bytes` valid for reads of `len` bytes (may be NULL
@@ -654,7 +664,9 @@ int h2msg_iocom_transport_failed(struct h2msg_iocom *io);
 /**
  * The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
  * input arrives or bytes are written). A message's `ext` and `aux` point into the iocom's
- * memory and stay valid until the next call on this iocom.
+ * memory and stay valid until the next call on this iocom; that call may be a `send`,
+ * `open` or `reply` on this iocom that relays them. `feed` refuses them
+ * (`H2MSG_ERR_OVERLAP`): copy them out first.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `event` valid for a write.
@@ -675,7 +687,9 @@ int h2msg_iocom_accept(struct h2msg_iocom *io, uint32_t cmd);
  * Queues a message exactly as given (`cmd` with its flags, `msgid`, `error`), after the
  * transaction rules. The bytes are copied: the buffers are free again on return.
  * Errors: `H2MSG_IOQ_FIELD` (sizes: `ext_len` must match `cmd`'s size field, `aux_len`
- * at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`.
+ * at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`,
+ * `H2MSG_ERR_OVERLAP` (bytes in the iocom's state or transmit ring). The `ext` and `aux`
+ * of a message just polled from this iocom may be passed as they are.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `ext` and `aux` valid for reads of their lengths

@@ -72,6 +72,11 @@ pub const H2MSG_ERR_OTHER: c_int = -11;
 /// The bytes are not taken; whatever the socket wrote went to memory the iocom may have
 /// reused, so the stream cannot be trusted: call `h2msg_iocom_transport_failed`.
 pub const H2MSG_ERR_STALE: c_int = -12;
+/// Bytes or a pointer handed to a call lie in the iocom's own block where they may not:
+/// `feed`'s input anywhere in it (copy it out first), `send`/`open`/`reply` data in its
+/// state or transmit ring (a polled message's `ext` and `aux` may be relayed as they
+/// are), any pointer the call writes through (or `reply`'s `to`) anywhere in it.
+pub const H2MSG_ERR_OVERLAP: c_int = -13;
 
 const _: () = {
     assert!(H2MSG_IOQ_SYNC == IoqError::Sync.code() as c_int);
@@ -255,7 +260,8 @@ pub struct H2msgIovec {
 
 /// A message: the header fields (host order), the extended header and the aux data.
 /// In an event, `ext` and `aux` point into the iocom's memory and stay valid until the
-/// next call on that iocom.
+/// next call on that iocom (they may be relayed by `send`, `open` or `reply` on it, not
+/// fed back with `feed`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct H2msgMessage {

@@ -42,7 +42,9 @@ pub(crate) struct CallerBytes {
 impl CallerBytes {
     /// # Safety
     /// `start..start + len` must be initialised, valid for reads and writes, and used
-    /// through nothing but this value for as long as it lives.
+    /// through nothing but this value for as long as it lives, except for reads while no
+    /// slice of this value exists (`send` relaying a polled message's bytes, see
+    /// `SEND_FORBIDDEN` in lib.rs).
     pub(crate) const unsafe fn new(start: NonNull<u8>, len: usize) -> Self {
         Self { start, len }
     }

@@ -103,13 +103,67 @@ fn checked_ptr<T>(ptr: *mut T) -> Result<*mut T, c_int> {
     }
 }
 
+/// A part of the iocom's block, as offsets from its start: `(from, to)`.
+type Part = (usize, usize);
+/// The whole block.
+const WHOLE_BLOCK: Part = (0, IOCOM_SIZE);
+/// The state: what `&mut H2msgIocom` covers.
+const STATE: Part = (0, FIFO_OFFSET);
+/// The transmit ring: what sending writes.
+const TX_RING: Part = (TX_RING_OFFSET, IOCOM_SIZE);
+
+/// Whether `len` bytes at `start` share a byte with `part` of the block at `io`. Plain
+/// address arithmetic: nothing is dereferenced.
+fn overlaps(io: *const H2msgIocom, part: Part, start: *const u8, len: usize) -> bool {
+    let (a, b) = (start.addr(), start.addr().saturating_add(len));
+    let (from, to) = (
+        io.addr().saturating_add(part.0),
+        io.addr().saturating_add(part.1),
+    );
+    len > 0 && a < to && from < b
+}
+
+/// Checks a pointer C hands for `count` values of `T` that the call writes (or reads
+/// whole): as [`checked_ptr`], and `H2MSG_ERR_OVERLAP` if any of it lies in the block.
+fn checked_outside<T>(io: *const H2msgIocom, ptr: *mut T, count: usize) -> Result<*mut T, c_int> {
+    let ptr = checked_ptr(ptr)?;
+    if overlaps(
+        io,
+        WHOLE_BLOCK,
+        ptr.cast(),
+        size_of::<T>().saturating_mul(count),
+    ) {
+        return Err(H2MSG_ERR_OVERLAP);
+    }
+    Ok(ptr)
+}
+
+/// Where the ext and aux bytes of `send`, `open` and `reply` must not be: the state and
+/// the transmit ring. The receive FIFO and the aux buffer are allowed, so that a message
+/// just polled (its `ext` and `aux` point there) can be relayed without a copy. That is
+/// sound because the core's `send`, `open`, `reply` and `abort` write only the transmit
+/// ring (`TxQueue::enqueue`) and the transaction tables in the state, and never view the
+/// FIFO or the aux buffer (their `CallerBytes` are not asked for a slice), so no `&mut`
+/// of those bytes exists while the input slice lives; the `&mut H2msgIocom` covers the
+/// state alone. The message's bytes also stay put: the decoder releases them only at
+/// the next `read_buf`, `feed` or `poll`.
+const SEND_FORBIDDEN: &[Part] = &[STATE, TX_RING];
+
 /// `len` bytes at `bytes` as a slice; NULL is allowed when `len` is 0. A length above
-/// `max` is FIELD (the size limits of §3.5).
+/// `max` is FIELD (the size limits of §3.5); bytes in one of the `forbidden` parts of the
+/// block at `io` are `H2MSG_ERR_OVERLAP`.
 ///
 /// # Safety
 /// When `len` is not 0 and at most `max`, `bytes` must be valid for reads of `len` bytes
-/// until the slice is dropped.
-unsafe fn bytes_in<'a>(bytes: *const u8, len: usize, max: usize) -> Result<&'a [u8], c_int> {
+/// until the slice is dropped, and nothing may write them meanwhile: parts of the block
+/// the call's core function writes must be among `forbidden`.
+unsafe fn bytes_in<'a>(
+    io: *const H2msgIocom,
+    bytes: *const u8,
+    len: usize,
+    max: usize,
+    forbidden: &[Part],
+) -> Result<&'a [u8], c_int> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -119,8 +173,11 @@ unsafe fn bytes_in<'a>(bytes: *const u8, len: usize, max: usize) -> Result<&'a [
     if len > max || isize::try_from(len).is_err() {
         return Err(H2MSG_IOQ_FIELD);
     }
+    if forbidden.iter().any(|&part| overlaps(io, part, bytes, len)) {
+        return Err(H2MSG_ERR_OVERLAP);
+    }
     // SAFETY: non-null, `u8` needs no alignment, the length fits `isize`, and the caller
-    // vouches for `len` readable bytes.
+    // vouches for `len` readable bytes that nothing writes while the slice lives.
     Ok(unsafe { slice::from_raw_parts(bytes, len) })
 }
 
@@ -257,7 +314,8 @@ pub unsafe extern "C" fn h2msg_iocom_close(io: *mut H2msgIocom) -> c_int {
 // ----- receiving --------------------------------------------------------------------
 
 /// Copies received bytes in: `*taken` says how many were taken. Fewer than `len` means:
-/// poll events, then feed the rest. 0 once the link is down.
+/// poll events, then feed the rest. 0 once the link is down. `H2MSG_ERR_OVERLAP` if any
+/// of the bytes lies in the iocom's own block (a polled message's, a `read_buf` room).
 ///
 /// # Safety
 /// As [`h2msg_iocom_fini`] for `io`; `bytes` valid for reads of `len` bytes (may be NULL
@@ -271,9 +329,11 @@ pub unsafe extern "C" fn h2msg_iocom_feed(
 ) -> c_int {
     // SAFETY: forwarded contracts.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let taken = checked_ptr(taken)?;
-        // SAFETY: the caller vouches for `len` readable bytes.
-        let input = unsafe { bytes_in(bytes, len, usize::MAX) }?;
+        let taken = checked_outside(io, taken, 1)?;
+        // SAFETY: the caller vouches for `len` readable bytes. None of them is in the
+        // block: the core copies them into its FIFO, and a slice into the block would
+        // alias the `&mut` it takes of it (and overlap the copy).
+        let input = unsafe { bytes_in(io, bytes, len, usize::MAX, &[WHOLE_BLOCK]) }?;
         let n = iocom.io.feed(input);
         // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
         unsafe { taken.write(n) };
@@ -297,7 +357,7 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
 ) -> c_int {
     // SAFETY: forwarded contract.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let (buf, len) = (checked_ptr(buf)?, checked_ptr(len)?);
+        let (buf, len) = (checked_outside(io, buf, 1)?, checked_outside(io, len, 1)?);
         let room = iocom.io.read_buf();
         let start = if room.is_empty() {
             ptr::null_mut()
@@ -366,7 +426,9 @@ pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_
 
 /// The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
 /// input arrives or bytes are written). A message's `ext` and `aux` point into the iocom's
-/// memory and stay valid until the next call on this iocom.
+/// memory and stay valid until the next call on this iocom; that call may be a `send`,
+/// `open` or `reply` on this iocom that relays them. `feed` refuses them
+/// (`H2MSG_ERR_OVERLAP`): copy them out first.
 ///
 /// # Safety
 /// As [`h2msg_iocom_fini`] for `io`; `event` valid for a write.
@@ -374,7 +436,7 @@ pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_
 pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msgEvent) -> c_int {
     // SAFETY: forwarded contract.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let event = checked_ptr(event)?;
+        let event = checked_outside(io, event, 1)?;
         let next = iocom.next_event();
         // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
         unsafe { event.write(next) };
@@ -404,7 +466,9 @@ pub unsafe extern "C" fn h2msg_iocom_accept(io: *mut H2msgIocom, cmd: u32) -> c_
 /// Queues a message exactly as given (`cmd` with its flags, `msgid`, `error`), after the
 /// transaction rules. The bytes are copied: the buffers are free again on return.
 /// Errors: `H2MSG_IOQ_FIELD` (sizes: `ext_len` must match `cmd`'s size field, `aux_len`
-/// at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`.
+/// at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`,
+/// `H2MSG_ERR_OVERLAP` (bytes in the iocom's state or transmit ring). The `ext` and `aux`
+/// of a message just polled from this iocom may be passed as they are.
 ///
 /// # Safety
 /// As [`h2msg_iocom_fini`] for `io`; `ext` and `aux` valid for reads of their lengths
@@ -422,11 +486,12 @@ pub unsafe extern "C" fn h2msg_iocom_send(
 ) -> c_int {
     // SAFETY: forwarded contracts.
     status(unsafe { live(io) }.and_then(|iocom| {
-        // SAFETY: the caller vouches for the lengths.
+        // SAFETY: the caller vouches for the lengths; `SEND_FORBIDDEN` says why bytes
+        // in the receive buffers may stay where they are.
         let (ext, aux) = unsafe {
             (
-                bytes_in(ext, ext_len, EXT_MAX)?,
-                bytes_in(aux, aux_len, MSGAUX_MAX)?,
+                bytes_in(io, ext, ext_len, EXT_MAX, SEND_FORBIDDEN)?,
+                bytes_in(io, aux, aux_len, MSGAUX_MAX, SEND_FORBIDDEN)?,
             )
         };
         let mut header = MsgHeader::new(Cmd::from_raw(cmd));
@@ -459,14 +524,15 @@ pub unsafe extern "C" fn h2msg_iocom_open(
 ) -> c_int {
     // SAFETY: forwarded contracts.
     status(unsafe { live(io) }.and_then(|iocom| {
-        if !msgid_out.is_null() && !msgid_out.is_aligned() {
-            return Err(H2MSG_ERR_ALIGN);
+        if !msgid_out.is_null() {
+            checked_outside(io, msgid_out, 1)?;
         }
-        // SAFETY: the caller vouches for the lengths.
+        // SAFETY: the caller vouches for the lengths; `SEND_FORBIDDEN` says why bytes
+        // in the receive buffers may stay where they are.
         let (ext, aux) = unsafe {
             (
-                bytes_in(ext, ext_len, EXT_MAX)?,
-                bytes_in(aux, aux_len, MSGAUX_MAX)?,
+                bytes_in(io, ext, ext_len, EXT_MAX, SEND_FORBIDDEN)?,
+                bytes_in(io, aux, aux_len, MSGAUX_MAX, SEND_FORBIDDEN)?,
             )
         };
         let sent = iocom
@@ -499,11 +565,12 @@ pub unsafe extern "C" fn h2msg_iocom_reply(
 ) -> c_int {
     // SAFETY: forwarded contracts.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let to = checked_ptr(to.cast_mut())?;
-        // SAFETY: checked non-null and aligned; the caller vouches for a readable message.
+        let to = checked_outside(io, to.cast_mut(), 1)?;
+        // SAFETY: checked non-null, aligned and outside the block (which `&mut` covers in
+        // part); the caller vouches for a readable message.
         let to = unsafe { to.read() };
-        // SAFETY: the caller vouches for the length.
-        let aux = unsafe { bytes_in(aux, aux_len, MSGAUX_MAX) }?;
+        // SAFETY: the caller vouches for the length; see `SEND_FORBIDDEN`.
+        let aux = unsafe { bytes_in(io, aux, aux_len, MSGAUX_MAX, SEND_FORBIDDEN) }?;
         let mut header = MsgHeader::new(Cmd::from_raw(to.cmd));
         header.msgid = to.msgid;
         header.source = to.source;
@@ -552,9 +619,9 @@ pub unsafe extern "C" fn h2msg_iocom_pending(
 ) -> c_int {
     // SAFETY: forwarded contract.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let iov_count = checked_ptr(iov_count)?;
+        let iov_count = checked_outside(io, iov_count, 1)?;
         if iov_cap > 0 {
-            checked_ptr(iov)?;
+            checked_outside(io, iov, iov_cap)?;
         }
         let mut count = 0;
         let parts = iocom.io.pending();
@@ -612,7 +679,7 @@ pub unsafe extern "C" fn h2msg_iocom_write_would_block(io: *mut H2msgIocom) -> c
 pub unsafe extern "C" fn h2msg_iocom_wait_for(io: *mut H2msgIocom, flags: *mut u32) -> c_int {
     // SAFETY: forwarded contract.
     status(unsafe { live(io) }.and_then(|iocom| {
-        let flags = checked_ptr(flags)?;
+        let flags = checked_outside(io, flags, 1)?;
         let mut bits = iocom.io.flags().bits();
         if iocom.io.interest().finished {
             bits |= H2MSG_IOF_FINISHED;

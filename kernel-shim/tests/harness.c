@@ -691,6 +691,103 @@ static void test_stale_read_offer(void)
     side_down(&b);
 }
 
+/* Bytes in the iocom's own block: feed refuses them anywhere in it; send, open and reply
+ * take a polled message's aux as it is (FIFO or aux buffer), but not bytes of the state
+ * or the transmit ring; pointers the call writes through may not lie in the block. */
+static void test_overlap(void)
+{
+    size_t size = h2msg_iocom_size(), align = h2msg_iocom_align(), took = 99, n = 0;
+    /* 64 bytes past the block, to feed from the byte right after it. */
+    uint8_t *mem = aligned_alloc(align, (size + 64 + align - 1) / align * align);
+    struct h2msg_kernel_ops ops = {.random_bytes = kernel_random_bytes, .log = kernel_log};
+    struct h2msg_iocom *io = NULL;
+    struct h2msg_event ev;
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    uint8_t *buf = NULL, wire[32 + 64];
+    size_t room = 0;
+    uint32_t flags = 0;
+    CHECK(mem != NULL);
+    CHECK_EQ(h2msg_iocom_init(mem, size, &ops, &io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+
+    /* feed: the read_buf room, the state, the last byte; the byte after is fine. */
+    CHECK_EQ(h2msg_iocom_read_buf(io, &buf, &room), H2MSG_OK);
+    memset(buf, 0, 32);
+    CHECK_EQ(h2msg_iocom_feed(io, buf, 32, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(took, 99);
+    CHECK_EQ(h2msg_iocom_feed(io, mem, 32, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, mem + size - 1, 1, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, mem - 16, 17, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(took, 99);
+    CHECK_EQ(h2msg_iocom_feed(io, mem + size, 0, &took), H2MSG_OK);
+    CHECK_EQ(took, 0);
+
+    /* A 20000-byte aux (in the aux buffer) and a 60-byte one (in the FIFO), each relayed
+     * by send exactly as polled. */
+    static uint8_t big[32 + 20000];
+    static uint8_t aux[20000];
+    for (size_t i = 0; i < sizeof aux; i++)
+        aux[i] = (uint8_t)(i * 13 + 1);
+    size_t lens[2] = {20000, 60};
+    for (int k = 0; k < 2; k++) {
+        size_t len = encode(big, H2MSG_CMD_DBG_SHELL, 0, aux, lens[k]), at = 0;
+        int got = 0;
+        while (at < len && !got) {
+            CHECK_EQ(h2msg_iocom_feed(io, big + at, len - at, &took), H2MSG_OK);
+            at += took;
+            CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+            got = ev.kind == H2MSG_EVENT_MESSAGE;
+            if (!got && took == 0)
+                break; /* stuck: the check below fails */
+        }
+        size_t padded = (lens[k] + 31) / 32 * 32;
+        CHECK(got && ev.msg.aux_len == padded);
+        if (!got)
+            break;
+        const uint8_t *in_block = ev.msg.aux;
+        CHECK(in_block > mem && in_block + ev.msg.aux_len <= mem + size);
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, ev.msg.aux,
+                                  ev.msg.aux_len),
+                 H2MSG_OK);
+        CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+        CHECK(n == 1 && iov[0].iov_len == 32 + padded);
+        CHECK(n == 1 && memcmp((const uint8_t *)iov[0].iov_base + 32, aux, lens[k]) == 0);
+        /* From the transmit ring, or from the state: refused. */
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, iov[0].iov_base, 64),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, iov[0].iov_base, 32, 1, NULL),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, mem + 8, 8),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_advance_write(io, iov[0].iov_len), H2MSG_OK);
+    }
+    /* reply: aux from the ring or the state, `to` in the block. */
+    size_t len = encode(wire, H2MSG_CMD_DBG_SHELL | H2MSG_MSGF_CREATE, 5, "x", 2);
+    CHECK_EQ(h2msg_iocom_feed(io, wire, len, &took), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_MESSAGE);
+    CHECK_EQ(h2msg_iocom_reply(io, &ev.msg, 0, mem + 16, 16, 0), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_reply(io, (const struct h2msg_message *)(mem + 64), 0, NULL, 0, 0),
+             H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_reply(io, &ev.msg, 0, ev.msg.aux, ev.msg.aux_len, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n == 1 && iov[0].iov_len == 64 && ((const uint8_t *)iov[0].iov_base)[32] == 'x');
+
+    /* Out-pointers into the block (the state) are refused before anything is written. */
+    CHECK_EQ(h2msg_iocom_poll(io, (struct h2msg_event *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_wait_for(io, (uint32_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_pending(io, (struct h2msg_iovec *)(mem + 64), 1, &n), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_pending(io, iov, 1, (size_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_read_buf(io, (uint8_t **)(mem + 64), &room), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, wire, 1, (size_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 1, (uint32_t *)(mem + 64)),
+             H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_wait_for(io, &flags), H2MSG_OK);
+    CHECK_EQ(flags & H2MSG_IOF_EOF, 0);
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_OK);
+    free(mem);
+}
+
 /* Random bytes in random pieces: every run ends in exactly one link-down, nothing else. */
 static void test_garbage(void)
 {
@@ -752,6 +849,7 @@ int main(void)
     test_two_iocoms();
     test_damaged_input();
     test_stale_read_offer();
+    test_overlap();
     test_garbage();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
