@@ -175,6 +175,12 @@ void h2msg_kernel_panic(const char *msg);
 #define H2MSG_ERR_OVERLAP -13
 
 /**
+ * The iocom is in the middle of a call: a kernel callback (`random_bytes`, `crc32c`,
+ * `log`) called back into h2msg on the same iocom. Refused; the outer call goes on.
+ */
+#define H2MSG_ERR_BUSY -14
+
+/**
  * `LNK_PAD`: one-way filler, dropped by the receiver.
  */
 #define H2MSG_CMD_LNK_PAD 1
@@ -407,7 +413,7 @@ struct h2msg_iocom;
 
 /**
  * The kernel services an iocom uses. `h2msg_iocom_init` copies the table. No callback may
- * call back into h2msg.
+ * call back into h2msg: a call on the same iocom is refused with `H2MSG_ERR_BUSY`.
  */
 struct h2msg_kernel_ops {
   /**
@@ -589,7 +595,8 @@ int h2msg_iocom_init(void *mem,
 
 /**
  * Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
- * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_HANDLE`.
+ * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_HANDLE` or (from
+ * inside a kernel callback; every function can return it) `H2MSG_ERR_BUSY`.
  *
  * # Safety
  * `io` must be NULL or a handle from `h2msg_iocom_init` whose memory is still valid.

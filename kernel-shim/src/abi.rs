@@ -77,6 +77,9 @@ pub const H2MSG_ERR_STALE: c_int = -12;
 /// state or transmit ring (a polled message's `ext` and `aux` may be relayed as they
 /// are), any pointer the call writes through (or `reply`'s `to`) anywhere in it.
 pub const H2MSG_ERR_OVERLAP: c_int = -13;
+/// The iocom is in the middle of a call: a kernel callback (`random_bytes`, `crc32c`,
+/// `log`) called back into h2msg on the same iocom. Refused; the outer call goes on.
+pub const H2MSG_ERR_BUSY: c_int = -14;
 
 const _: () = {
     assert!(H2MSG_IOQ_SYNC == IoqError::Sync.code() as c_int);
@@ -232,7 +235,7 @@ pub const H2MSG_SIDE_REMOTE: u32 = 2;
 // ----- structures --------------------------------------------------------------------
 
 /// The kernel services an iocom uses. `h2msg_iocom_init` copies the table. No callback may
-/// call back into h2msg.
+/// call back into h2msg: a call on the same iocom is refused with `H2MSG_ERR_BUSY`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct H2msgKernelOps {

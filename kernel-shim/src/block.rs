@@ -32,6 +32,9 @@ pub(crate) const IOCOM_SIZE: usize = TX_RING_OFFSET + TX_RING_LEN;
 
 /// Marks a live iocom, so a handle that was never set up, or was finished, is refused.
 pub(crate) const LIVE: u64 = u64::from_le_bytes(*b"h2msgIO1");
+/// Marks a live iocom while a call on it runs, so a kernel callback that calls back into
+/// the API is refused (`H2MSG_ERR_BUSY`) instead of getting a second `&mut`.
+pub(crate) const BUSY: u64 = u64::from_le_bytes(*b"h2msgIOB");
 
 /// A byte range of the caller's block, viewed as a slice on demand.
 pub(crate) struct CallerBytes {
@@ -70,8 +73,15 @@ pub(crate) type ShimIocom =
 
 /// `struct h2msg_iocom`, opaque to C: it sits at the start of the caller's block.
 pub struct H2msgIocom {
-    /// [`LIVE`] while set up.
+    /// [`LIVE`] while set up and idle, [`BUSY`] while a call runs. Read and written only
+    /// through raw pointers, never through a reference to the whole: a call's `&mut`
+    /// covers `state` alone, so a re-entrant call can read the marker without aliasing it.
     pub(crate) live: u64,
+    pub(crate) state: IocomState,
+}
+
+/// Everything of an iocom but its marker: what a call gets `&mut` of.
+pub(crate) struct IocomState {
     pub(crate) ops: H2msgKernelOps,
     pub(crate) io: ShimIocom,
     /// `h2msg_iocom_close` took the link down (reported as such, not as SOCK).
@@ -108,7 +118,7 @@ impl ReadOffer {
     }
 }
 
-impl H2msgIocom {
+impl IocomState {
     /// The next event in C form, logging a link-down.
     pub(crate) fn next_event(&mut self) -> H2msgEvent {
         let closed_locally = self.closed_locally;

@@ -23,7 +23,8 @@
 //! which calls the kernel's `h2msg_kernel_panic` and which no export can reach.
 //!
 //! An iocom is not thread-safe: the kernel serialises calls on one iocom (a lock per
-//! link). The kernel's callbacks must not call back into h2msg.
+//! link). The kernel's callbacks must not call back into h2msg; a call on the same iocom
+//! from inside one is refused (`H2MSG_ERR_BUSY`).
 #![no_std]
 
 mod abi;
@@ -31,6 +32,7 @@ mod block;
 mod kernel;
 
 use core::ffi::{c_int, c_void};
+use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
 use core::slice;
 
@@ -41,8 +43,8 @@ use h2msg::wire::{Cmd, MsgHeader};
 pub use abi::*;
 pub use block::H2msgIocom;
 use block::{
-    AUX_LEN, AUX_OFFSET, CallerBytes, FIFO_LEN, FIFO_OFFSET, IOCOM_SIZE, LIVE, ReadOffer,
-    ShimIocom, TX_RING_LEN, TX_RING_OFFSET, send_error_code,
+    AUX_LEN, AUX_OFFSET, BUSY, CallerBytes, FIFO_LEN, FIFO_OFFSET, IOCOM_SIZE, IocomState, LIVE,
+    ReadOffer, ShimIocom, TX_RING_LEN, TX_RING_OFFSET, send_error_code,
 };
 use kernel::{KernelCrc, KernelRandom};
 
@@ -61,35 +63,73 @@ const EXT_MAX: usize = MSGHDR_MAX - BASE_HEADER_LEN;
 ///
 /// # Safety
 /// As [`live_keeping_offer`].
-unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
+unsafe fn live<'a>(io: *mut H2msgIocom) -> Result<Busy<'a>, c_int> {
     // SAFETY: forwarded contract.
-    let iocom = unsafe { live_keeping_offer(io) }?;
+    let mut iocom = unsafe { live_keeping_offer(io) }?;
     iocom.read_offer = None;
     Ok(iocom)
 }
 
-/// The live iocom behind a handle, its `read_buf` offer untouched.
+/// The live iocom behind a handle, its `read_buf` offer untouched, marked busy until the
+/// returned guard is dropped.
 ///
 /// # Safety
 /// `io` must be NULL, or point to memory that `h2msg_iocom_init` set up (or at least to
 /// `size_of::<H2msgIocom>()` initialised bytes); the marker then catches handles that
-/// were never set up or were finished.
-unsafe fn live_keeping_offer<'a>(io: *mut H2msgIocom) -> Result<&'a mut H2msgIocom, c_int> {
+/// were never set up or were finished, and calls made from inside a call.
+unsafe fn live_keeping_offer<'a>(io: *mut H2msgIocom) -> Result<Busy<'a>, c_int> {
     if io.is_null() {
         return Err(H2MSG_ERR_NULL);
     }
     if !io.is_aligned() {
         return Err(H2MSG_ERR_ALIGN);
     }
-    // SAFETY: non-null and aligned; the marker is a plain u64, read without forming a
-    // reference to a value that may not be an iocom.
-    let marker = unsafe { (&raw const (*io).live).read() };
-    if marker != LIVE {
-        return Err(H2MSG_ERR_HANDLE);
+    // A plain u64, reached without forming a reference to a value that may not be an
+    // iocom, nor to the state a running call may hold `&mut` of.
+    // SAFETY: non-null and aligned; a place projection, nothing is read yet.
+    let marker = unsafe { &raw mut (*io).live };
+    // SAFETY: non-null and aligned; the caller vouches for initialised bytes.
+    match unsafe { marker.read() } {
+        LIVE => {}
+        BUSY => return Err(H2MSG_ERR_BUSY),
+        _ => return Err(H2MSG_ERR_HANDLE),
     }
-    // SAFETY: the marker says `h2msg_iocom_init` wrote an iocom here; the caller
-    // serialises calls, so this is the only reference.
-    Ok(unsafe { &mut *io })
+    // SAFETY: as the read; calls on one iocom are serialised (one thread), so nothing
+    // else looks at the marker between the read and this write.
+    unsafe { marker.write(BUSY) };
+    // SAFETY: the marker said `h2msg_iocom_init` wrote an iocom here and no call holds
+    // its state (that call would have left BUSY); now BUSY, no other call will form a
+    // reference to it until the guard restores LIVE. The reference covers `state` only.
+    let state = unsafe { &mut (*io).state };
+    Ok(Busy { marker, state })
+}
+
+/// A call's hold on an iocom: `&mut` of its state while the marker says BUSY; dropping
+/// it says LIVE again.
+struct Busy<'a> {
+    marker: *mut u64,
+    state: &'a mut IocomState,
+}
+
+impl Deref for Busy<'_> {
+    type Target = IocomState;
+    fn deref(&self) -> &IocomState {
+        self.state
+    }
+}
+
+impl DerefMut for Busy<'_> {
+    fn deref_mut(&mut self) -> &mut IocomState {
+        self.state
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `marker` is the aligned marker of the block `live_keeping_offer` checked,
+        // which stays valid while the call runs; it is not covered by `state`.
+        unsafe { self.marker.write(LIVE) }
+    }
 }
 
 /// Checks a pointer from C: not NULL, aligned for `T`.
@@ -269,10 +309,10 @@ unsafe fn init(
         // SAFETY: `handle` is aligned and the block holds `size_of::<H2msgIocom>()` ≤
         // FIFO_OFFSET bytes; each write goes to one field without reading the old bytes.
         Ok(io) => unsafe {
-            (&raw mut (*handle).io).write(io);
-            (&raw mut (*handle).ops).write(ops);
-            (&raw mut (*handle).closed_locally).write(false);
-            (&raw mut (*handle).read_offer).write(None);
+            (&raw mut (*handle).state.io).write(io);
+            (&raw mut (*handle).state.ops).write(ops);
+            (&raw mut (*handle).state.closed_locally).write(false);
+            (&raw mut (*handle).state.read_offer).write(None);
             (&raw mut (*handle).live).write(LIVE);
         },
         Err(_) => return Err(H2MSG_IOQ_FIELD),
@@ -283,14 +323,22 @@ unsafe fn init(
 }
 
 /// Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
-/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_HANDLE`.
+/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_HANDLE` or (from
+/// inside a kernel callback; every function can return it) `H2MSG_ERR_BUSY`.
 ///
 /// # Safety
 /// `io` must be NULL or a handle from `h2msg_iocom_init` whose memory is still valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.map(|iocom| iocom.live = 0))
+    status(unsafe { live(io) }.map(|iocom| {
+        // Not LIVE again: the handle is refused from now on.
+        let marker = iocom.marker;
+        drop(iocom);
+        // SAFETY: the marker of the block just checked, no longer covered by any
+        // reference.
+        unsafe { marker.write(0) }
+    }))
 }
 
 /// Closes the link from our side: queued bytes are dropped (no goodbye message exists,
@@ -303,7 +351,7 @@ pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_close(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.map(|iocom| {
+    status(unsafe { live(io) }.map(|mut iocom| {
         if !iocom.io.flags().contains(H2MSG_IOF_EOF) {
             iocom.closed_locally = true;
         }
@@ -328,7 +376,7 @@ pub unsafe extern "C" fn h2msg_iocom_feed(
     taken: *mut usize,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         let taken = checked_outside(io, taken, 1)?;
         // SAFETY: the caller vouches for `len` readable bytes. None of them is in the
         // block: the core copies them into its FIFO, and a slice into the block would
@@ -356,7 +404,7 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
     len: *mut usize,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         let (buf, len) = (checked_outside(io, buf, 1)?, checked_outside(io, len, 1)?);
         let room = iocom.io.read_buf();
         let start = if room.is_empty() {
@@ -386,7 +434,7 @@ pub unsafe extern "C" fn h2msg_iocom_read_buf(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live_keeping_offer(io) }.and_then(|iocom| {
+    status(unsafe { live_keeping_offer(io) }.and_then(|mut iocom| {
         let offer = iocom.read_offer.take().ok_or(H2MSG_ERR_STALE)?;
         // Belt and braces: the room now must be the one offered, or the socket's bytes
         // are somewhere the decoder will not look.
@@ -410,7 +458,7 @@ pub unsafe extern "C" fn h2msg_iocom_commit_read(io: *mut H2msgIocom, n: usize) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_end_input(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.map(|iocom| iocom.io.end_input()))
+    status(unsafe { live(io) }.map(|mut iocom| iocom.io.end_input()))
 }
 
 /// The socket failed (not EINTR/EAGAIN): the link goes down with IOQ SOCK, queued bytes
@@ -421,7 +469,7 @@ pub unsafe extern "C" fn h2msg_iocom_end_input(io: *mut H2msgIocom) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.map(|iocom| iocom.io.transport_failed()))
+    status(unsafe { live(io) }.map(|mut iocom| iocom.io.transport_failed()))
 }
 
 /// The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
@@ -435,7 +483,7 @@ pub unsafe extern "C" fn h2msg_iocom_transport_failed(io: *mut H2msgIocom) -> c_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msgEvent) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         let event = checked_outside(io, event, 1)?;
         let next = iocom.next_event();
         // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
@@ -455,7 +503,7 @@ pub unsafe extern "C" fn h2msg_iocom_poll(io: *mut H2msgIocom, event: *mut H2msg
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_accept(io: *mut H2msgIocom, cmd: u32) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         iocom
             .io
             .accept(Cmd::from_raw(cmd))
@@ -485,7 +533,7 @@ pub unsafe extern "C" fn h2msg_iocom_send(
     aux_len: usize,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         // SAFETY: the caller vouches for the lengths; `SEND_FORBIDDEN` says why bytes
         // in the receive buffers may stay where they are.
         let (ext, aux) = unsafe {
@@ -523,7 +571,7 @@ pub unsafe extern "C" fn h2msg_iocom_open(
     msgid_out: *mut u32,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         if !msgid_out.is_null() {
             checked_outside(io, msgid_out, 1)?;
         }
@@ -564,7 +612,7 @@ pub unsafe extern "C" fn h2msg_iocom_reply(
     last: c_int,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         let to = checked_outside(io, to.cast_mut(), 1)?;
         // SAFETY: checked non-null, aligned and outside the block (which `&mut` covers in
         // part); the caller vouches for a readable message.
@@ -592,7 +640,7 @@ pub unsafe extern "C" fn h2msg_iocom_reply(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_abort(io: *mut H2msgIocom, cmd: u32, msgid: u32) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.and_then(|iocom| {
+    status(unsafe { live(io) }.and_then(|mut iocom| {
         iocom
             .io
             .abort(Cmd::from_raw(cmd), msgid)
@@ -654,7 +702,7 @@ pub unsafe extern "C" fn h2msg_iocom_advance_write(io: *mut H2msgIocom, n: usize
     // SAFETY: forwarded contract.
     status(
         unsafe { live(io) }
-            .and_then(|iocom| iocom.io.advance_write(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
+            .and_then(|mut iocom| iocom.io.advance_write(n).map_err(|_| H2MSG_ERR_OVERCOMMIT)),
     )
 }
 
@@ -665,7 +713,7 @@ pub unsafe extern "C" fn h2msg_iocom_advance_write(io: *mut H2msgIocom, n: usize
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn h2msg_iocom_write_would_block(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { live(io) }.map(|iocom| iocom.io.write_would_block()))
+    status(unsafe { live(io) }.map(|mut iocom| iocom.io.write_would_block()))
 }
 
 /// What the link waits for, as the §7 flags in `*flags`: `H2MSG_IOF_RREQ` (read when
