@@ -580,7 +580,12 @@ size_t h2msg_iocom_align(void);
  * `mem` itself. Use it after a completed handshake; the iocom accepts `LNK_PING`
  * replies, see `h2msg_iocom_accept` for commands.
  *
- * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_SHORT`.
+ * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_SHORT` or
+ * `H2MSG_IOQ_FIELD` (the core refused the buffer sizes; cannot happen with this build's
+ * sizes, which are above the core's minimums, but the code path exists).
+ *
+ * The handle is tied to `mem`'s address: a copy of the block elsewhere is refused
+ * (`H2MSG_ERR_HANDLE`).
  *
  * # Safety
  * `mem` must be valid for reads and writes of `len` bytes and stay so, unmoved and
@@ -594,7 +599,9 @@ int h2msg_iocom_init(void *mem,
                      struct h2msg_iocom **io_out);
 
 /**
- * Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
+ * Ends an iocom: the `h2msg_iocom_size()` bytes of its block are zeroed (with writes the
+ * compiler keeps, so no message data is left in memory the kernel frees), the handle is
+ * refused from now on and `mem` is the caller's again.
  * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_HANDLE` or (from
  * inside a kernel callback; every function can return it) `H2MSG_ERR_BUSY`.
  *

@@ -77,6 +77,10 @@ pub struct H2msgIocom {
     /// through raw pointers, never through a reference to the whole: a call's `&mut`
     /// covers `state` alone, so a re-entrant call can read the marker without aliasing it.
     pub(crate) live: u64,
+    /// The block's own address, as `h2msg_iocom_init` set it up: a copy of the block
+    /// elsewhere (memcpy, realloc) carries the marker, but its state still points into
+    /// the original, so it is refused. Accessed like the marker.
+    pub(crate) home: usize,
     pub(crate) state: IocomState,
 }
 

@@ -89,10 +89,17 @@ unsafe fn live_keeping_offer<'a>(io: *mut H2msgIocom) -> Result<Busy<'a>, c_int>
     // SAFETY: non-null and aligned; a place projection, nothing is read yet.
     let marker = unsafe { &raw mut (*io).live };
     // SAFETY: non-null and aligned; the caller vouches for initialised bytes.
-    match unsafe { marker.read() } {
-        LIVE => {}
-        BUSY => return Err(H2MSG_ERR_BUSY),
+    let busy = match unsafe { marker.read() } {
+        LIVE => false,
+        BUSY => true,
         _ => return Err(H2MSG_ERR_HANDLE),
+    };
+    // SAFETY: as the marker: `home` follows it in the state `init` wrote, outside `state`.
+    if unsafe { (&raw const (*io).home).read() } != io.addr() {
+        return Err(H2MSG_ERR_HANDLE); // a moved copy: its slices point at the original
+    }
+    if busy {
+        return Err(H2MSG_ERR_BUSY);
     }
     // SAFETY: as the read; calls on one iocom are serialised (one thread), so nothing
     // else looks at the marker between the read and this write.
@@ -246,7 +253,12 @@ pub extern "C" fn h2msg_iocom_align() -> usize {
 /// `mem` itself. Use it after a completed handshake; the iocom accepts `LNK_PING`
 /// replies, see `h2msg_iocom_accept` for commands.
 ///
-/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_SHORT`.
+/// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_SHORT` or
+/// `H2MSG_IOQ_FIELD` (the core refused the buffer sizes; cannot happen with this build's
+/// sizes, which are above the core's minimums, but the code path exists).
+///
+/// The handle is tied to `mem`'s address: a copy of the block elsewhere is refused
+/// (`H2MSG_ERR_HANDLE`).
 ///
 /// # Safety
 /// `mem` must be valid for reads and writes of `len` bytes and stay so, unmoved and
@@ -313,6 +325,7 @@ unsafe fn init(
             (&raw mut (*handle).state.ops).write(ops);
             (&raw mut (*handle).state.closed_locally).write(false);
             (&raw mut (*handle).state.read_offer).write(None);
+            (&raw mut (*handle).home).write(handle.addr());
             (&raw mut (*handle).live).write(LIVE);
         },
         Err(_) => return Err(H2MSG_IOQ_FIELD),
@@ -322,7 +335,9 @@ unsafe fn init(
     Ok(())
 }
 
-/// Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
+/// Ends an iocom: the `h2msg_iocom_size()` bytes of its block are zeroed (with writes the
+/// compiler keeps, so no message data is left in memory the kernel frees), the handle is
+/// refused from now on and `mem` is the caller's again.
 /// Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_HANDLE` or (from
 /// inside a kernel callback; every function can return it) `H2MSG_ERR_BUSY`.
 ///
@@ -332,14 +347,29 @@ unsafe fn init(
 pub unsafe extern "C" fn h2msg_iocom_fini(io: *mut H2msgIocom) -> c_int {
     // SAFETY: forwarded contract.
     status(unsafe { live(io) }.map(|iocom| {
-        // Not LIVE again: the handle is refused from now on.
-        let marker = iocom.marker;
-        drop(iocom);
-        // SAFETY: the marker of the block just checked, no longer covered by any
-        // reference.
-        unsafe { marker.write(0) }
+        // No reference into the block may outlive this: the whole block is wiped below,
+        // the marker included (the guard would write LIVE back).
+        core::mem::forget(iocom);
+        // SAFETY: `live` checked that `io` is an aligned, live block of IOCOM_SIZE bytes
+        // (a multiple of 8), and nothing refers into it any more.
+        unsafe { wipe(io.cast::<u64>(), IOCOM_SIZE / size_of::<u64>()) }
     }))
 }
+
+/// Zeroes `words` words at `block` with volatile writes, which the optimiser may not
+/// drop as dead stores: the block held message data, and the kernel frees it next.
+///
+/// # Safety
+/// `block` must be aligned and valid for writes of `words` words, referred to by nothing.
+unsafe fn wipe(block: *mut u64, words: usize) {
+    for i in 0..words {
+        // SAFETY: `i` < `words`: in bounds, aligned, writable, by the contract.
+        unsafe { block.add(i).write_volatile(0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+const _: () = assert!(IOCOM_SIZE.is_multiple_of(size_of::<u64>()) && align_of::<H2msgIocom>() >= 8);
 
 /// Closes the link from our side: queued bytes are dropped (no goodbye message exists,
 /// §1), and `h2msg_iocom_poll` then reports every open transaction as

@@ -875,6 +875,53 @@ static void test_reentry(void)
     free(mem);
 }
 
+/* A copy of a live block is refused; fini zeroes the whole block. */
+static void test_block_life(void)
+{
+    struct side a, b;
+    side_up(&a, 1, 0, 1 << 20);
+    side_up(&b, 0, 1, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(a.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    static uint8_t aux[30000];
+    memset(aux, 0x77, sizeof aux);
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, sizeof aux), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_send(b.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, 3000), H2MSG_OK);
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 1);
+
+    size_t size = h2msg_iocom_size();
+    void *copy = iocom_memory();
+    memcpy(copy, b.mem, size);
+    struct h2msg_iocom *moved = copy;
+    struct h2msg_event ev;
+    uint32_t flags;
+    size_t took;
+    CHECK_EQ(h2msg_iocom_poll(moved, &ev), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_wait_for(moved, &flags), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_feed(moved, aux, 32, &took), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_fini(moved), H2MSG_ERR_HANDLE);
+    free(copy);
+    CHECK_EQ(h2msg_iocom_poll(b.io, &ev), H2MSG_OK); /* the original is fine */
+
+    /* fini leaves no byte of state, received or queued data behind. */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, 100), H2MSG_OK);
+    const uint8_t *blocks[2] = {a.mem, b.mem};
+    CHECK_EQ(h2msg_iocom_fini(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_fini(b.io), H2MSG_OK);
+    for (int k = 0; k < 2; k++) {
+        size_t nonzero = 0;
+        for (size_t i = 0; i < size; i++)
+            nonzero += blocks[k][i] != 0;
+        CHECK_EQ(nonzero, 0);
+    }
+    CHECK_EQ(h2msg_iocom_poll(a.io, &ev), H2MSG_ERR_HANDLE);
+    forget_events(&a);
+    forget_events(&b);
+    free(a.mem);
+    free(b.mem);
+}
+
 /* Random bytes in random pieces: every run ends in exactly one link-down, nothing else. */
 static void test_garbage(void)
 {
@@ -938,6 +985,7 @@ int main(void)
     test_stale_read_offer();
     test_overlap();
     test_reentry();
+    test_block_life();
     test_garbage();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
