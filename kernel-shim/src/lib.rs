@@ -15,7 +15,8 @@
 //!
 //! Every function returns an `int`: 0 (`H2MSG_OK`), a spec IOQ code (1–14), or a negative
 //! `H2MSG_ERR_*` for a call refused before anything changed. Every pointer is checked for
-//! NULL and alignment, every length against its limit. The handshake is not here: the
+//! NULL and alignment (and against the iocom's own block where it would alias what the
+//! call changes), every length against its limit. The handshake is not here: the
 //! kernel receives sockets whose handshake userland completed (see the README).
 //!
 //! The C header `include/h2msg.h` is generated from this crate by cbindgen. Build the
@@ -699,7 +700,7 @@ pub unsafe extern "C" fn h2msg_iocom_pending(
     status(unsafe { live(io) }.and_then(|iocom| {
         let iov_count = checked_outside(io, iov_count, 1)?;
         if iov_cap > 0 {
-            checked_outside(io, iov, iov_cap)?;
+            checked_outside(io, iov, iov_cap.min(H2MSG_MAXIOVEC))?;
         }
         let mut count = 0;
         let parts = iocom.io.pending();
@@ -766,4 +767,66 @@ pub unsafe extern "C" fn h2msg_iocom_wait_for(io: *mut H2msgIocom, flags: *mut u
         unsafe { flags.write(bits) };
         Ok(())
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle at a made-up address: `overlaps` only does arithmetic on it.
+    fn at(addr: usize) -> *const H2msgIocom {
+        ptr::without_provenance(addr)
+    }
+
+    #[test]
+    fn overlap_is_any_shared_byte() {
+        let io = at(0x10_000);
+        let byte = |off: usize| ptr::without_provenance::<u8>(0x10_000 + off);
+        assert!(overlaps(io, WHOLE_BLOCK, byte(0), 1));
+        assert!(overlaps(io, WHOLE_BLOCK, byte(IOCOM_SIZE - 1), 1));
+        assert!(!overlaps(io, WHOLE_BLOCK, byte(IOCOM_SIZE), 100));
+        assert!(!overlaps(
+            io,
+            WHOLE_BLOCK,
+            ptr::without_provenance(0x10_000 - 16),
+            16
+        ));
+        assert!(overlaps(
+            io,
+            WHOLE_BLOCK,
+            ptr::without_provenance(0x10_000 - 16),
+            17
+        ));
+        assert!(
+            !overlaps(io, WHOLE_BLOCK, byte(0), 0),
+            "no bytes, no overlap"
+        );
+        // The receive buffers lie between the two parts sending may not read from.
+        assert!(!overlaps(
+            io,
+            STATE,
+            byte(FIFO_OFFSET),
+            AUX_OFFSET + AUX_LEN - FIFO_OFFSET
+        ));
+        assert!(!overlaps(
+            io,
+            TX_RING,
+            byte(FIFO_OFFSET),
+            TX_RING_OFFSET - FIFO_OFFSET
+        ));
+        assert!(overlaps(
+            io,
+            TX_RING,
+            byte(FIFO_OFFSET),
+            TX_RING_OFFSET - FIFO_OFFSET + 1
+        ));
+        assert!(overlaps(io, STATE, byte(FIFO_OFFSET - 1), 2));
+        // Near the top of the address space the sums saturate instead of wrapping.
+        assert!(overlaps(
+            at(usize::MAX - 8),
+            WHOLE_BLOCK,
+            ptr::without_provenance(usize::MAX - 4),
+            100
+        ));
+    }
 }
