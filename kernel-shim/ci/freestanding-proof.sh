@@ -11,7 +11,10 @@
 #      (ld -r --gc-sections -u), the object has no relocation naming the sentinel the
 #      handler calls -- and kept from the handler, it has one (so the check can see);
 #   4. the object kept from all exports, with only the API left global (the one to link
-#      into a module), uses no SIMD register and no stack frame of 3 KiB or more;
+#      into a module), uses no SIMD register, holds no trap instruction (ud0/ud1/ud2,
+#      int3, int1, int $n: they would stop the kernel without the panic handler, so
+#      check 3 cannot see them; a control object shows the check finds them) and no
+#      stack frame of 3 KiB or more;
 # then reports relocation types, section sizes and the largest stack frames. When a
 # nightly toolchain with rust-src is present it repeats all of it for the build-std
 # variant and asserts that no R_X86_64_GOTPCREL is left.
@@ -39,6 +42,60 @@ code_relocs() {
     readelf -rW "$1" | awk '
         /^Relocation section/ { sec = $3; next }
         /R_X86_64/ && sec !~ /debug|eh_frame/ { print sec, $5, $3 }'
+}
+
+# Trap instructions (ud0/ud1/ud2, int3, int1, int $n) in an object, one per line as
+# "<section> <offset> <instruction> <verdict>". The verdict is "table-only" for a ud2 that
+# only a jump table can reach: LLVM's lowering of an impossible `match` arm (an enum
+# discriminant no valid value has, so reaching it needs memory corruption, which is
+# already undefined behaviour; rustc keeps LLVM's trap for it). Such a ud2 follows an
+# unconditional jmp, ret or ud2 (no fall-through; nop padding in between is ignored), no
+# branch in its section targets it, no relocation from code names it, and a relocation
+# from .rodata does. Every other trap is "reachable": straight-line code or a branch gets
+# there, as it would for an abort, and the kernel would stop without the panic handler.
+traps() {
+    local obj=$1 disasm=$2
+    readelf -rW "$obj" | awk '
+        /^Relocation section/ { sec = $3; gsub(/\047/, "", sec); next }
+        /R_X86_64/ && $6 ~ /^[+-]$/ {
+            a = $7; sub(/^0+/, "", a); if (a == "") a = "0"
+            kind = (sec ~ /^\.rela\.rodata/) ? "table" : (sec ~ /^\.rela\.text/ ? "code" : "other")
+            print "REL", $5, a, kind
+        }' >"$work/trap-relocs"
+    awk -v relocs="$work/trap-relocs" '
+        function hex(s) { sub(/^0+/, "", s); return s == "" ? "0" : s }
+        BEGIN {
+            while ((getline line < relocs) > 0) {
+                split(line, r, " ")
+                if (r[4] == "table") table[r[2] " " r[3]] = 1
+                else if (r[4] == "code") code[r[2] " " r[3]] = 1
+            }
+        }
+        /^Disassembly of section / { sec = $4; sub(/:$/, "", sec); prev = "start"; next }
+        /^ *[0-9a-f]+:\t/ {
+            n = split($0, f, "\t")
+            if (n < 3) next # the second line of a long instruction
+            addr = f[1]; gsub(/[ :]/, "", addr); addr = hex(addr)
+            ins = f[3]; sub(/ +$/, "", ins)
+            mn = ins; sub(/ .*/, "", mn)
+            if (ins ~ /^(j[a-z]+|call|loop[a-z]*) +[0-9a-f]+ </) {
+                split(ins, g, / +/); target[sec " " hex(g[2])] = 1
+            }
+            if (ins ~ /^(ud[012][a-z]*|int3|int1|icebp|int +\$0x[0-9a-f]+)( |$)/) {
+                ntrap++; tsec[ntrap] = sec; taddr[ntrap] = addr; tins[ntrap] = mn; tprev[ntrap] = prev
+            }
+            if (mn !~ /^(nop[a-z]*|data16|cs)$/) prev = mn
+        }
+        END {
+            for (i = 1; i <= ntrap; i++) {
+                k = tsec[i] " " taddr[i]
+                # A PC-relative reference to the trap carries the addend offset - 4.
+                pc = sprintf("%x", ("0x" taddr[i]) + 0 - 4)
+                ok = tins[i] == "ud2" && tprev[i] ~ /^(jmp|jmpq|ret|retq|ud2)$/ && !(k in target) \
+                    && (k in table) && !(k in code) && !((tsec[i] " " pc) in code)
+                print tsec[i], taddr[i], tins[i], ok ? "table-only" : "reachable"
+            }
+        }' "$disasm"
 }
 
 prove() {
@@ -101,6 +158,15 @@ prove() {
         grep -nE '%[xyz]mm[0-9]' "$work/disasm" | sed -n 1,10p >&2
         fail "the module object uses SIMD registers"
     fi
+    local trap_lines reachable
+    trap_lines=$(traps "$out" "$work/disasm")
+    reachable=$(echo "$trap_lines" | grep ' reachable$' || true)
+    if [[ -n "$reachable" ]]; then
+        echo "$reachable" | sed -n 1,10p >&2
+        fail "the module object holds reachable trap instructions ($(echo "$reachable" | wc -l))"
+    fi
+    local table_only=0
+    [[ -z "$trap_lines" ]] || table_only=$(echo "$trap_lines" | wc -l)
     local frames
     frames=$(awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 }
         /sub +\$0x[0-9a-f]+,%rsp/ { match($0, /\$0x[0-9a-f]+/); print substr($0, RSTART + 3, RLENGTH - 3), fn }' \
@@ -108,7 +174,11 @@ prove() {
     local largest=${frames%% *}
     largest=${largest:-0}
     ((largest < MAX_FRAME)) || fail "a stack frame of $largest bytes (limit $MAX_FRAME): $frames"
-    echo "module object: $out ($(stat -c %s "$out") bytes with debug info), no SIMD registers"
+    echo "module object: $out ($(stat -c %s "$out") bytes with debug info), no SIMD registers, no reachable trap instruction"
+    if ((table_only > 0)); then
+        echo "ud2 reached only through a jump table (an impossible match arm): $table_only"
+        echo "$trap_lines" | awk '{ printf "    %s +0x%s\n", $1, $2 }'
+    fi
     echo "largest stack frames (bytes, function):"
     echo "$frames" | sed 's/^/    /'
     echo "sections (bytes):"
@@ -129,6 +199,39 @@ prove() {
     whole_simd=$(objdump -d "$whole" | grep -cE '%[xyz]mm[0-9]' || true)
     echo "whole archive: $(stat -c %s "$whole") bytes; SIMD instructions in it (not in the module object): $whole_simd"
 }
+
+# Control for the trap check: in a hand-made object it must find every kind of trap and
+# pass exactly the one ud2 that only a jump table reaches; a ud2 after fall-through code,
+# or one a branch targets (even if a table also names it), is reachable.
+cat >"$work/traps.s" <<'ASM'
+    .section .text.traps,"ax",@progbits
+traps:
+    mov %rdi, %rax
+    ud2
+    ud1 %eax, %eax
+    int3
+    int $0x80
+    int1
+    test %rdi, %rdi
+    je .Lbranched
+    jmp *.Ltable(,%rdi,8)
+.Lcase:
+    ret
+    nop
+.Ltable_only:
+    ud2
+.Lbranched:
+    ud2
+    .section .rodata.traps,"a",@progbits
+.Ltable:
+    .quad .Lcase, .Ltable_only, .Lbranched
+ASM
+as -o "$work/traps.o" "$work/traps.s"
+objdump -d "$work/traps.o" >"$work/traps.disasm"
+control=$(traps "$work/traps.o" "$work/traps.disasm" | awk '{ print $3, $4 }' | tr '\n' ',')
+[[ "$control" == "ud2 reachable,ud1 reachable,int3 reachable,int reachable,int1 reachable,ud2 table-only,ud2 reachable," ]] ||
+    fail "control: the trap check misjudges a hand-made object: $control"
+echo "trap check control: 6 reachable traps found, the table-only ud2 told apart"
 
 start=$SECONDS
 echo "==> stable: $(rustc --version)"

@@ -5,7 +5,8 @@
  * h2msg_iocom_align(). Functions return int: 0 (H2MSG_OK), an IOQ code of the spec
  * (H2MSG_IOQ_*, 1..14), or a negative H2MSG_ERR_* for a call refused before anything
  * changed. The 512-byte handshake is not done here: userland completes it and hands the
- * socket to the kernel (see kernel-shim/README.md). Calls on one iocom must be serialised.
+ * socket to the kernel (see kernel-shim/README.md). Calls on one iocom must be serialised,
+ * and the link lock held from h2msg_iocom_read_buf through h2msg_iocom_commit_read.
  */
 
 #ifndef H2MSG_H
@@ -156,6 +157,28 @@ void h2msg_kernel_panic(const char *msg);
  * Refused for a reason this version of the shim does not name (a newer core's).
  */
 #define H2MSG_ERR_OTHER -11
+
+/**
+ * `h2msg_iocom_commit_read` without a live offer: no `h2msg_iocom_read_buf` came right
+ * before it (another call on the iocom, or an earlier `commit_read`, came in between).
+ * The bytes are not taken; whatever the socket wrote went to memory the iocom may have
+ * reused, so the stream cannot be trusted: call `h2msg_iocom_transport_failed`.
+ */
+#define H2MSG_ERR_STALE -12
+
+/**
+ * Bytes or a pointer handed to a call lie in the iocom's own block where they may not:
+ * `feed`'s input anywhere in it (copy it out first), `send`/`open`/`reply` data in its
+ * state or transmit ring (a polled message's `ext` and `aux` may be relayed as they
+ * are), any pointer the call writes through (or `reply`'s `to`) anywhere in it.
+ */
+#define H2MSG_ERR_OVERLAP -13
+
+/**
+ * The iocom is in the middle of a call: a kernel callback (`random_bytes`, `crc32c`,
+ * `log`) called back into h2msg on the same iocom. Refused; the outer call goes on.
+ */
+#define H2MSG_ERR_BUSY -14
 
 /**
  * `LNK_PAD`: one-way filler, dropped by the receiver.
@@ -390,7 +413,7 @@ struct h2msg_iocom;
 
 /**
  * The kernel services an iocom uses. `h2msg_iocom_init` copies the table. No callback may
- * call back into h2msg.
+ * call back into h2msg: a call on the same iocom is refused with `H2MSG_ERR_BUSY`.
  */
 struct h2msg_kernel_ops {
   /**
@@ -414,7 +437,8 @@ struct h2msg_kernel_ops {
 /**
  * A message: the header fields (host order), the extended header and the aux data.
  * In an event, `ext` and `aux` point into the iocom's memory and stay valid until the
- * next call on that iocom.
+ * next call on that iocom (they may be relayed by `send`, `open` or `reply` on it, not
+ * fed back with `feed`).
  */
 struct h2msg_message {
   /**
@@ -556,7 +580,12 @@ size_t h2msg_iocom_align(void);
  * `mem` itself. Use it after a completed handshake; the iocom accepts `LNK_PING`
  * replies, see `h2msg_iocom_accept` for commands.
  *
- * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_SHORT`.
+ * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_SHORT` or
+ * `H2MSG_IOQ_FIELD` (the core refused the buffer sizes; cannot happen with this build's
+ * sizes, which are above the core's minimums, but the code path exists).
+ *
+ * The handle is tied to `mem`'s address: a copy of the block elsewhere is refused
+ * (`H2MSG_ERR_HANDLE`).
  *
  * # Safety
  * `mem` must be valid for reads and writes of `len` bytes and stay so, unmoved and
@@ -570,8 +599,11 @@ int h2msg_iocom_init(void *mem,
                      struct h2msg_iocom **io_out);
 
 /**
- * Ends an iocom: the handle is refused from now on and `mem` is the caller's again.
- * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN` or `H2MSG_ERR_HANDLE`.
+ * Ends an iocom: the `h2msg_iocom_size()` bytes of its block are zeroed (with writes the
+ * compiler keeps, so no message data is left in memory the kernel frees), the handle is
+ * refused from now on and `mem` is the caller's again.
+ * Returns `H2MSG_OK`, `H2MSG_ERR_NULL`, `H2MSG_ERR_ALIGN`, `H2MSG_ERR_HANDLE` or (from
+ * inside a kernel callback; every function can return it) `H2MSG_ERR_BUSY`.
  *
  * # Safety
  * `io` must be NULL or a handle from `h2msg_iocom_init` whose memory is still valid.
@@ -591,7 +623,8 @@ int h2msg_iocom_close(struct h2msg_iocom *io);
 
 /**
  * Copies received bytes in: `*taken` says how many were taken. Fewer than `len` means:
- * poll events, then feed the rest. 0 once the link is down.
+ * poll events, then feed the rest. 0 once the link is down. `H2MSG_ERR_OVERLAP` if any
+ * of the bytes lies in the iocom's own block (a polled message's, a `read_buf` room).
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `bytes` valid for reads of `len` bytes (may be NULL
@@ -601,8 +634,10 @@ int h2msg_iocom_feed(struct h2msg_iocom *io, const uint8_t *bytes, size_t len, s
 
 /**
  * Where the socket should read into, to skip a copy: `*buf`, `*len` (0 when no input
- * is wanted now). Valid until the next call on this iocom. Report the bytes read with
- * `h2msg_iocom_commit_read`.
+ * is wanted now). Report the bytes read with `h2msg_iocom_commit_read`, with no other
+ * call on this iocom in between: the kernel holds its link lock from `read_buf` through
+ * `commit_read`. Any other call withdraws the offer (the room may move: `poll` resets
+ * the FIFO, for one), and `commit_read` is then refused with `H2MSG_ERR_STALE`.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `buf` and `len` valid for a write.
@@ -610,8 +645,11 @@ int h2msg_iocom_feed(struct h2msg_iocom *io, const uint8_t *bytes, size_t len, s
 int h2msg_iocom_read_buf(struct h2msg_iocom *io, uint8_t **buf, size_t *len);
 
 /**
- * Reports `n` bytes read into the last `h2msg_iocom_read_buf`. `H2MSG_ERR_OVERCOMMIT`
- * (nothing changed) if `n` exceeds what it offered.
+ * Reports `n` bytes read into the room the `h2msg_iocom_read_buf` right before offered.
+ * Refused, nothing changed: `H2MSG_ERR_STALE` when there is no such offer (another call
+ * on this iocom came in between, or the offer was committed already; the bytes are lost
+ * and the stream cannot be trusted: call `h2msg_iocom_transport_failed`),
+ * `H2MSG_ERR_OVERCOMMIT` if `n` exceeds the room (the offer stays).
  *
  * # Safety
  * As [`h2msg_iocom_fini`].
@@ -640,7 +678,9 @@ int h2msg_iocom_transport_failed(struct h2msg_iocom *io);
 /**
  * The next event, written to `*event` (`H2MSG_EVENT_NONE` when there is none until more
  * input arrives or bytes are written). A message's `ext` and `aux` point into the iocom's
- * memory and stay valid until the next call on this iocom.
+ * memory and stay valid until the next call on this iocom; that call may be a `send`,
+ * `open` or `reply` on this iocom that relays them. `feed` refuses them
+ * (`H2MSG_ERR_OVERLAP`): copy them out first.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `event` valid for a write.
@@ -661,7 +701,9 @@ int h2msg_iocom_accept(struct h2msg_iocom *io, uint32_t cmd);
  * Queues a message exactly as given (`cmd` with its flags, `msgid`, `error`), after the
  * transaction rules. The bytes are copied: the buffers are free again on return.
  * Errors: `H2MSG_IOQ_FIELD` (sizes: `ext_len` must match `cmd`'s size field, `aux_len`
- * at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`.
+ * at most 65536), `H2MSG_ERR_AGAIN`, `H2MSG_ERR_TRANSACTION`, `H2MSG_ERR_LINK_DOWN`,
+ * `H2MSG_ERR_OVERLAP` (bytes in the iocom's state or transmit ring). The `ext` and `aux`
+ * of a message just polled from this iocom may be passed as they are.
  *
  * # Safety
  * As [`h2msg_iocom_fini`] for `io`; `ext` and `aux` valid for reads of their lengths

@@ -67,6 +67,19 @@ pub const H2MSG_ERR_OVERCOMMIT: c_int = -9;
 pub const H2MSG_ERR_ACCEPT_FULL: c_int = -10;
 /// Refused for a reason this version of the shim does not name (a newer core's).
 pub const H2MSG_ERR_OTHER: c_int = -11;
+/// `h2msg_iocom_commit_read` without a live offer: no `h2msg_iocom_read_buf` came right
+/// before it (another call on the iocom, or an earlier `commit_read`, came in between).
+/// The bytes are not taken; whatever the socket wrote went to memory the iocom may have
+/// reused, so the stream cannot be trusted: call `h2msg_iocom_transport_failed`.
+pub const H2MSG_ERR_STALE: c_int = -12;
+/// Bytes or a pointer handed to a call lie in the iocom's own block where they may not:
+/// `feed`'s input anywhere in it (copy it out first), `send`/`open`/`reply` data in its
+/// state or transmit ring (a polled message's `ext` and `aux` may be relayed as they
+/// are), any pointer the call writes through (or `reply`'s `to`) anywhere in it.
+pub const H2MSG_ERR_OVERLAP: c_int = -13;
+/// The iocom is in the middle of a call: a kernel callback (`random_bytes`, `crc32c`,
+/// `log`) called back into h2msg on the same iocom. Refused; the outer call goes on.
+pub const H2MSG_ERR_BUSY: c_int = -14;
 
 const _: () = {
     assert!(H2MSG_IOQ_SYNC == IoqError::Sync.code() as c_int);
@@ -222,7 +235,7 @@ pub const H2MSG_SIDE_REMOTE: u32 = 2;
 // ----- structures --------------------------------------------------------------------
 
 /// The kernel services an iocom uses. `h2msg_iocom_init` copies the table. No callback may
-/// call back into h2msg.
+/// call back into h2msg: a call on the same iocom is refused with `H2MSG_ERR_BUSY`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct H2msgKernelOps {
@@ -250,7 +263,8 @@ pub struct H2msgIovec {
 
 /// A message: the header fields (host order), the extended header and the aux data.
 /// In an event, `ext` and `aux` point into the iocom's memory and stay valid until the
-/// next call on that iocom.
+/// next call on that iocom (they may be relayed by `send`, `open` or `reply` on it, not
+/// fed back with `feed`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct H2msgMessage {

@@ -32,6 +32,9 @@ pub(crate) const IOCOM_SIZE: usize = TX_RING_OFFSET + TX_RING_LEN;
 
 /// Marks a live iocom, so a handle that was never set up, or was finished, is refused.
 pub(crate) const LIVE: u64 = u64::from_le_bytes(*b"h2msgIO1");
+/// Marks a live iocom while a call on it runs, so a kernel callback that calls back into
+/// the API is refused (`H2MSG_ERR_BUSY`) instead of getting a second `&mut`.
+pub(crate) const BUSY: u64 = u64::from_le_bytes(*b"h2msgIOB");
 
 /// A byte range of the caller's block, viewed as a slice on demand.
 pub(crate) struct CallerBytes {
@@ -42,7 +45,9 @@ pub(crate) struct CallerBytes {
 impl CallerBytes {
     /// # Safety
     /// `start..start + len` must be initialised, valid for reads and writes, and used
-    /// through nothing but this value for as long as it lives.
+    /// through nothing but this value for as long as it lives, except for reads while no
+    /// slice of this value exists (`send` relaying a polled message's bytes, see
+    /// `SEND_FORBIDDEN` in lib.rs).
     pub(crate) const unsafe fn new(start: NonNull<u8>, len: usize) -> Self {
         Self { start, len }
     }
@@ -68,15 +73,56 @@ pub(crate) type ShimIocom =
 
 /// `struct h2msg_iocom`, opaque to C: it sits at the start of the caller's block.
 pub struct H2msgIocom {
-    /// [`LIVE`] while set up.
+    /// [`LIVE`] while set up and idle, [`BUSY`] while a call runs. Read and written only
+    /// through raw pointers, never through a reference to the whole: a call's `&mut`
+    /// covers `state` alone, so a re-entrant call can read the marker without aliasing it.
     pub(crate) live: u64,
+    /// The block's own address, as `h2msg_iocom_init` set it up: a copy of the block
+    /// elsewhere (memcpy, realloc) carries the marker, but its state still points into
+    /// the original, so it is refused. Accessed like the marker.
+    pub(crate) home: usize,
+    pub(crate) state: IocomState,
+}
+
+/// Everything of an iocom but its marker: what a call gets `&mut` of.
+pub(crate) struct IocomState {
     pub(crate) ops: H2msgKernelOps,
     pub(crate) io: ShimIocom,
     /// `h2msg_iocom_close` took the link down (reported as such, not as SOCK).
     pub(crate) closed_locally: bool,
+    /// What the last `h2msg_iocom_read_buf` offered, until `h2msg_iocom_commit_read` or
+    /// any other call: `commit_read` accepts bytes only into this room.
+    pub(crate) read_offer: Option<ReadOffer>,
 }
 
-impl H2msgIocom {
+/// A room `h2msg_iocom_read_buf` handed out: where it starts (NULL when empty) and its
+/// length. Compared, never dereferenced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ReadOffer {
+    start: *const u8,
+    len: usize,
+}
+
+impl ReadOffer {
+    /// The room `read_buf` returned, as C sees it.
+    pub(crate) fn of(room: &[u8]) -> Self {
+        Self {
+            start: if room.is_empty() {
+                core::ptr::null()
+            } else {
+                room.as_ptr()
+            },
+            len: room.len(),
+        }
+    }
+
+    /// Its length.
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl IocomState {
     /// The next event in C form, logging a link-down.
     pub(crate) fn next_event(&mut self) -> H2msgEvent {
         let closed_locally = self.closed_locally;

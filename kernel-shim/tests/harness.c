@@ -621,6 +621,307 @@ static void test_damaged_input(void)
     side_down(&b);
 }
 
+/* Polls one event of `s` (not logged); its aux, if any, must be `aux`. */
+static uint32_t poll_kind(struct side *s, const char *aux)
+{
+    struct h2msg_event ev;
+    CHECK_EQ(h2msg_iocom_poll(s->io, &ev), H2MSG_OK);
+    if (aux)
+        CHECK(ev.kind == H2MSG_EVENT_MESSAGE && ev.msg.aux &&
+              memcmp(ev.msg.aux, aux, strlen(aux) + 1) == 0);
+    return ev.kind;
+}
+
+/* commit_read takes bytes only into the room of the read_buf right before it: a stale
+ * room (here: a poll in between reset the FIFO) must not replay the last message. */
+static void test_stale_read_offer(void)
+{
+    struct side b;
+    uint8_t m1[64], m2[64], *buf = NULL;
+    size_t room = 0, len1, len2;
+    uint32_t flags;
+    side_up(&b, 0, 1, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    len1 = encode(m1, H2MSG_CMD_DBG_SHELL, 0, "first", 6);
+    len2 = encode(m2, H2MSG_CMD_DBG_SHELL, 0, "second", 7);
+    CHECK_EQ(len1, len2);
+
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len1);
+    memcpy(buf, m1, len1);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len1), H2MSG_OK);
+    /* The offer is used up: a second commit is refused, even of 0 bytes. */
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+
+    /* read_buf, then a poll delivers m1 (and will reset the FIFO), then the socket writes
+     * m2 into the old room: refused, and m1 is not delivered again. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len2);
+    CHECK_EQ(poll_kind(&b, "first"), H2MSG_EVENT_MESSAGE);
+    memcpy(buf, m2, len2);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len2), H2MSG_ERR_STALE);
+    CHECK_EQ(poll_kind(&b, NULL), H2MSG_EVENT_NONE);
+
+    /* Done right, m2 arrives once. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK(room >= len2);
+    memcpy(buf, m2, len2);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, len2), H2MSG_OK);
+    CHECK_EQ(poll_kind(&b, "second"), H2MSG_EVENT_MESSAGE);
+    CHECK_EQ(poll_kind(&b, NULL), H2MSG_EVENT_NONE);
+
+    /* An over-reported count leaves the offer standing; any other call withdraws it. */
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, room + 1), H2MSG_ERR_OVERCOMMIT);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_OK);
+    size_t took = 0;
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_feed(b.io, m1, 8, &took), H2MSG_OK);
+    CHECK_EQ(took, 8);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 8), H2MSG_ERR_STALE);
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_wait_for(b.io, &flags), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+    CHECK_EQ(h2msg_iocom_read_buf(b.io, &buf, &room), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_end_input(b.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_commit_read(b.io, 0), H2MSG_ERR_STALE);
+    drain(&b);
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 0);
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_LINK_DOWN), 1);
+    side_down(&b);
+}
+
+/* Bytes in the iocom's own block: feed refuses them anywhere in it; send, open and reply
+ * take a polled message's aux as it is (FIFO or aux buffer), but not bytes of the state
+ * or the transmit ring; pointers the call writes through may not lie in the block. */
+static void test_overlap(void)
+{
+    size_t size = h2msg_iocom_size(), align = h2msg_iocom_align(), took = 99, n = 0;
+    /* 64 bytes past the block, to feed from the byte right after it. */
+    uint8_t *mem = aligned_alloc(align, (size + 64 + align - 1) / align * align);
+    struct h2msg_kernel_ops ops = {.random_bytes = kernel_random_bytes, .log = kernel_log};
+    struct h2msg_iocom *io = NULL;
+    struct h2msg_event ev;
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    uint8_t *buf = NULL, wire[32 + 64];
+    size_t room = 0;
+    uint32_t flags = 0;
+    CHECK(mem != NULL);
+    CHECK_EQ(h2msg_iocom_init(mem, size, &ops, &io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+
+    /* feed: the read_buf room, the state, the last byte; the byte after is fine. */
+    CHECK_EQ(h2msg_iocom_read_buf(io, &buf, &room), H2MSG_OK);
+    memset(buf, 0, 32);
+    CHECK_EQ(h2msg_iocom_feed(io, buf, 32, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(took, 99);
+    CHECK_EQ(h2msg_iocom_feed(io, mem, 32, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, mem + size - 1, 1, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, mem - 16, 17, &took), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(took, 99);
+    CHECK_EQ(h2msg_iocom_feed(io, mem + size, 0, &took), H2MSG_OK);
+    CHECK_EQ(took, 0);
+
+    /* A 20000-byte aux (in the aux buffer) and a 60-byte one (in the FIFO), each relayed
+     * by send exactly as polled. */
+    static uint8_t big[32 + 20000];
+    static uint8_t aux[20000];
+    for (size_t i = 0; i < sizeof aux; i++)
+        aux[i] = (uint8_t)(i * 13 + 1);
+    size_t lens[2] = {20000, 60};
+    for (int k = 0; k < 2; k++) {
+        size_t len = encode(big, H2MSG_CMD_DBG_SHELL, 0, aux, lens[k]), at = 0;
+        int got = 0;
+        while (at < len && !got) {
+            CHECK_EQ(h2msg_iocom_feed(io, big + at, len - at, &took), H2MSG_OK);
+            at += took;
+            CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+            got = ev.kind == H2MSG_EVENT_MESSAGE;
+            if (!got && took == 0)
+                break; /* stuck: the check below fails */
+        }
+        size_t padded = (lens[k] + 31) / 32 * 32;
+        CHECK(got && ev.msg.aux_len == padded);
+        if (!got)
+            break;
+        const uint8_t *in_block = ev.msg.aux;
+        CHECK(in_block > mem && in_block + ev.msg.aux_len <= mem + size);
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, ev.msg.aux,
+                                  ev.msg.aux_len),
+                 H2MSG_OK);
+        CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+        CHECK(n == 1 && iov[0].iov_len == 32 + padded);
+        CHECK(n == 1 && memcmp((const uint8_t *)iov[0].iov_base + 32, aux, lens[k]) == 0);
+        /* From the transmit ring, or from the state: refused. */
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, iov[0].iov_base, 64),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, iov[0].iov_base, 32, 1, NULL),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, mem + 8, 8),
+                 H2MSG_ERR_OVERLAP);
+        CHECK_EQ(h2msg_iocom_advance_write(io, iov[0].iov_len), H2MSG_OK);
+    }
+    /* reply: aux from the ring or the state, `to` in the block. */
+    size_t len = encode(wire, H2MSG_CMD_DBG_SHELL | H2MSG_MSGF_CREATE, 5, "x", 2);
+    CHECK_EQ(h2msg_iocom_feed(io, wire, len, &took), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_MESSAGE);
+    CHECK_EQ(h2msg_iocom_reply(io, &ev.msg, 0, mem + 16, 16, 0), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_reply(io, (const struct h2msg_message *)(mem + 64), 0, NULL, 0, 0),
+             H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_reply(io, &ev.msg, 0, ev.msg.aux, ev.msg.aux_len, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n == 1 && iov[0].iov_len == 64 && ((const uint8_t *)iov[0].iov_base)[32] == 'x');
+
+    /* Out-pointers into the block (the state) are refused before anything is written. */
+    CHECK_EQ(h2msg_iocom_poll(io, (struct h2msg_event *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_wait_for(io, (uint32_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_pending(io, (struct h2msg_iovec *)(mem + 64), 1, &n), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_pending(io, iov, 1, (size_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_read_buf(io, (uint8_t **)(mem + 64), &room), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_feed(io, wire, 1, (size_t *)(mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_open(io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 1, (uint32_t *)(mem + 64)),
+             H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_wait_for(io, &flags), H2MSG_OK);
+    CHECK_EQ(flags & H2MSG_IOF_EOF, 0);
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_OK);
+    free(mem);
+}
+
+/* Kernel callbacks that call back into the API on the same iocom. */
+static struct h2msg_iocom *reentry_io;
+static int reentry_calls, reentry_busy, reentry_logs;
+
+static void reenter(int from_log)
+{
+    if (!reentry_io)
+        return;
+    uint32_t flags = 0;
+    size_t n = 0;
+    reentry_calls += 2;
+    reentry_busy += h2msg_iocom_wait_for(reentry_io, &flags) == H2MSG_ERR_BUSY;
+    reentry_busy += h2msg_iocom_pending(reentry_io, NULL, 0, &n) == H2MSG_ERR_BUSY;
+    if (from_log) { /* after the core's step: the calls that would change most */
+        struct h2msg_event ev;
+        reentry_calls += 3;
+        reentry_busy += h2msg_iocom_poll(reentry_io, &ev) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_send(reentry_io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL,
+                                         0) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_fini(reentry_io) == H2MSG_ERR_BUSY;
+    }
+}
+
+static void reentrant_random_bytes(void *buf, size_t len)
+{
+    memset(buf, random_fill, len);
+    reenter(0);
+}
+
+static uint32_t reentrant_crc32c(const void *buf, size_t len, uint32_t crc)
+{
+    reenter(0);
+    return crc32c_bitwise(buf, len, crc);
+}
+
+static void reentrant_log(const char *line)
+{
+    reentry_logs++;
+    snprintf(last_log, sizeof last_log, "%s", line);
+    reenter(1);
+}
+
+static void test_reentry(void)
+{
+    struct h2msg_kernel_ops ops = {
+        .random_bytes = reentrant_random_bytes,
+        .crc32c = reentrant_crc32c,
+        .log = reentrant_log,
+    };
+    void *mem = iocom_memory();
+    struct h2msg_iocom *io = NULL;
+    struct h2msg_event ev;
+    uint8_t wire[96];
+    size_t took = 0;
+    CHECK_EQ(h2msg_iocom_init(mem, h2msg_iocom_size(), &ops, &io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    reentry_io = io;
+    reentry_calls = reentry_busy = reentry_logs = 0;
+    /* send: random_bytes and crc32c; poll: crc32c, then the log at the link-down. */
+    CHECK_EQ(h2msg_iocom_send(io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, (const uint8_t *)"hi", 3),
+             H2MSG_OK);
+    size_t len = encode(wire, H2MSG_CMD_DBG_SHELL, 0, "status", 7);
+    CHECK_EQ(h2msg_iocom_feed(io, wire, len, &took), H2MSG_OK);
+    CHECK_EQ(took, len);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    CHECK(ev.kind == H2MSG_EVENT_MESSAGE && ev.msg.aux && memcmp(ev.msg.aux, "status", 7) == 0);
+    CHECK_EQ(h2msg_iocom_end_input(io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_CLOSED);
+    reentry_io = NULL;
+    CHECK_EQ(reentry_logs, 1);
+    CHECK(reentry_calls >= 9);
+    CHECK_EQ(reentry_busy, reentry_calls);
+    /* Nothing broke: the iocom answers again, its queued message is intact. */
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0;
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_NONE);
+    CHECK(wait_flags(io) & H2MSG_IOF_EOF);
+    CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n == 1 && iov[0].iov_len == 64 && memcmp((const uint8_t *)iov[0].iov_base + 32, "hi", 3) == 0);
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_fini(io), H2MSG_ERR_HANDLE);
+    free(mem);
+}
+
+/* A copy of a live block is refused; fini zeroes the whole block. */
+static void test_block_life(void)
+{
+    struct side a, b;
+    side_up(&a, 1, 0, 1 << 20);
+    side_up(&b, 0, 1, 1 << 20);
+    CHECK_EQ(h2msg_iocom_accept(a.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_accept(b.io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    static uint8_t aux[30000];
+    memset(aux, 0x77, sizeof aux);
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, sizeof aux), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_send(b.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, 3000), H2MSG_OK);
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(count_kind(&b, H2MSG_EVENT_MESSAGE), 1);
+
+    size_t size = h2msg_iocom_size();
+    void *copy = iocom_memory();
+    memcpy(copy, b.mem, size);
+    struct h2msg_iocom *moved = copy;
+    struct h2msg_event ev;
+    uint32_t flags;
+    size_t took;
+    CHECK_EQ(h2msg_iocom_poll(moved, &ev), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_wait_for(moved, &flags), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_feed(moved, aux, 32, &took), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_fini(moved), H2MSG_ERR_HANDLE);
+    free(copy);
+    CHECK_EQ(h2msg_iocom_poll(b.io, &ev), H2MSG_OK); /* the original is fine */
+
+    /* fini leaves no byte of state, received or queued data behind. */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, aux, 100), H2MSG_OK);
+    const uint8_t *blocks[2] = {a.mem, b.mem};
+    CHECK_EQ(h2msg_iocom_fini(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_fini(b.io), H2MSG_OK);
+    for (int k = 0; k < 2; k++) {
+        size_t nonzero = 0;
+        for (size_t i = 0; i < size; i++)
+            nonzero += blocks[k][i] != 0;
+        CHECK_EQ(nonzero, 0);
+    }
+    CHECK_EQ(h2msg_iocom_poll(a.io, &ev), H2MSG_ERR_HANDLE);
+    forget_events(&a);
+    forget_events(&b);
+    free(a.mem);
+    free(b.mem);
+}
+
 /* Random bytes in random pieces: every run ends in exactly one link-down, nothing else. */
 static void test_garbage(void)
 {
@@ -681,6 +982,10 @@ int main(void)
     test_hand_made_input();
     test_two_iocoms();
     test_damaged_input();
+    test_stale_read_offer();
+    test_overlap();
+    test_reentry();
+    test_block_life();
     test_garbage();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
