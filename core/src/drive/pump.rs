@@ -205,3 +205,60 @@ pub fn reply_error(event: &Event<'_>, msgid: u32) -> Option<u16> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::convert::Infallible;
+
+    use super::*;
+    use crate::iocom::IocomMemory;
+    use crate::ioq::tx::CounterSalt;
+    use crate::wire::{Cmd, MsgHeader, SoftCrc32c};
+
+    type TestPump = Pump<[u8; 2048], [u8; 0], [u8; 256], CounterSalt, SoftCrc32c, 4>;
+
+    fn fresh() -> TestPump {
+        let memory = IocomMemory {
+            fifo: [0u8; 2048],
+            aux: [0u8; 0],
+            tx_ring: [0u8; 256],
+        };
+        Pump::new(Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap())
+    }
+
+    /// WriteZero is a write that took nothing of a non-empty buffer; a write of nothing
+    /// when nothing waits is no failure.
+    #[test]
+    fn a_write_of_nothing_fails_the_link_only_when_bytes_wait() {
+        let mut pump = fresh();
+        assert_eq!(pump.on_write::<Infallible>(Ok(0)), Ok(()));
+        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read), "still up");
+
+        pump.io()
+            .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
+            .unwrap();
+        assert_eq!(
+            pump.on_write::<Infallible>(Ok(0)),
+            Err(DriveError::WriteZero)
+        );
+        assert!(matches!(
+            pump.poll_event(),
+            Some(Event::LinkDown(LinkEnd::TransportFailed))
+        ));
+    }
+
+    #[test]
+    fn the_pump_remembers_how_the_link_ended() {
+        let mut pump = fresh();
+        assert_eq!(pump.link_end(), None);
+        pump.on_read::<Infallible>(Ok(0)).unwrap();
+        assert_eq!(pump.link_end(), None, "not until the event went through");
+        assert!(matches!(pump.poll_event(), Some(Event::LinkDown(_))));
+        assert_eq!(pump.link_end(), Some(LinkEnd::Closed));
+
+        let mut pump = fresh();
+        assert_eq!(pump.on_read(Err("reset")), Err(DriveError::Io("reset")));
+        assert!(pump.poll_event().is_some());
+        assert_eq!(pump.link_end(), Some(LinkEnd::TransportFailed));
+    }
+}
