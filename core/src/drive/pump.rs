@@ -213,7 +213,8 @@ mod tests {
     use super::*;
     use crate::iocom::IocomMemory;
     use crate::ioq::tx::CounterSalt;
-    use crate::wire::{Cmd, MsgHeader, SoftCrc32c};
+    use crate::trans::TransUpdate;
+    use crate::wire::{Cmd, MessageView, MsgFlags, MsgHeader, SoftCrc32c, WireOrder};
 
     type TestPump = Pump<[u8; 2048], [u8; 0], [u8; 256], CounterSalt, SoftCrc32c, 4>;
 
@@ -260,5 +261,31 @@ mod tests {
         assert_eq!(pump.on_read(Err("reset")), Err(DriveError::Io("reset")));
         assert!(pump.poll_event().is_some());
         assert_eq!(pump.link_end(), Some(LinkEnd::TransportFailed));
+    }
+
+    /// `reply_error` answers only for a reply, and only for the msgid asked about.
+    #[test]
+    fn only_a_reply_to_our_msgid_is_the_reply() {
+        let wire = |cmd: Cmd, msgid: u32, error: u16| {
+            let mut h = MsgHeader::new(cmd);
+            h.msgid = msgid;
+            h.error = error;
+            h.seal(WireOrder::Little, &[], &[], &SoftCrc32c).unwrap()
+        };
+        let reply = Cmd::DBG_SHELL.set(MsgFlags::REPLY);
+        let cases = [
+            (wire(reply, 5, 0x13), Some(0x13)),
+            (wire(reply, 6, 0x13), None),
+            (wire(Cmd::DBG_SHELL, 5, 0x13), None),
+            (wire(Cmd::DBG_SHELL, 6, 0x13), None),
+        ];
+        for (bytes, expect) in cases {
+            let msg = MessageView::parse(&bytes, &SoftCrc32c).unwrap();
+            let event = Event::Message {
+                msg,
+                update: TransUpdate::OneWay,
+            };
+            assert_eq!(reply_error(&event, 5), expect, "{:?}", msg.header());
+        }
     }
 }
