@@ -288,4 +288,33 @@ mod tests {
             assert_eq!(reply_error(&event, 5), expect, "{:?}", msg.header());
         }
     }
+
+    /// `Read` is never said with nowhere to read into: a message that fills the FIFO
+    /// needs a `poll_event` first, and until then there is nothing to do.
+    #[test]
+    fn read_is_never_said_with_an_empty_read_buf() {
+        let mut pump = fresh();
+        pump.io().accept(Cmd::DBG_SHELL).unwrap();
+        // A 32-byte header and its aux: 2048 bytes, the whole FIFO.
+        let aux = [0x5Au8; 2048 - 32];
+        let header = MsgHeader::new(Cmd::DBG_SHELL)
+            .seal(WireOrder::Little, &[], &aux, &SoftCrc32c)
+            .unwrap();
+        let bytes = [&header[..], &aux[..]].concat();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let buf = pump.read_buf();
+            let n = buf.len().min(rest.len());
+            assert!(n > 0, "the FIFO takes the whole message");
+            buf[..n].copy_from_slice(&rest[..n]);
+            pump.on_read::<Infallible>(Ok(n)).unwrap();
+            rest = &rest[n..];
+        }
+        assert!(pump.read_buf().is_empty(), "the FIFO is full");
+        assert_eq!(pump.next_io::<Infallible>(), Err(DriveError::Stalled));
+        assert!(matches!(pump.poll_event(), Some(Event::Message { .. })));
+        assert!(pump.poll_event().is_none());
+        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
+        assert!(!pump.read_buf().is_empty());
+    }
 }
