@@ -157,10 +157,7 @@ mod tests {
 
     impl rand_core::TryCryptoRng for Counting {}
 
-    /// WriteZero is a write that took nothing of a non-empty buffer; once the block is
-    /// out, a write of nothing is no failure.
-    #[test]
-    fn a_write_of_nothing_fails_only_while_the_block_waits() {
+    fn fresh() -> HandshakePump<NoRsa> {
         let hs = Handshake::new(
             KeyMode::<NoRsa>::Plaintext,
             &mut Counting(0),
@@ -168,7 +165,14 @@ mod tests {
             None,
         )
         .unwrap();
-        let mut pump = HandshakePump::new(hs);
+        HandshakePump::new(hs)
+    }
+
+    /// WriteZero is a write that took nothing of a non-empty buffer; once the block is
+    /// out, a write of nothing is no failure.
+    #[test]
+    fn a_write_of_nothing_fails_only_while_the_block_waits() {
+        let mut pump = fresh();
         assert_eq!(
             pump.on_write::<Infallible>(Ok(0)).unwrap_err(),
             DriveError::WriteZero
@@ -180,5 +184,20 @@ mod tests {
             pump.next_step::<Infallible>(),
             Ok(HandshakeNext::Read)
         ));
+    }
+
+    /// A read error is the transport's (SOCK); a read of more than the room offered is
+    /// OverCommit; neither is taken as bytes.
+    #[test]
+    fn read_errors_are_reported_not_swallowed() {
+        let mut pump = fresh();
+        assert_eq!(pump.on_read(Err("reset")), Err(DriveError::Io("reset")));
+        let room = pump.read_buf().len();
+        assert_eq!(room, HANDSHAKE_LEN);
+        assert!(matches!(
+            pump.on_read::<Infallible>(Ok(room + 1)),
+            Err(DriveError::OverCommit(_))
+        ));
+        assert_eq!(pump.read_buf().len(), room, "nothing was taken");
     }
 }
