@@ -161,6 +161,7 @@ mod tests {
 
     #[test]
     fn each_variant_has_the_code_of_the_spec_table() {
+        extern crate std;
         let stream = |error| DriveError::Stream(RxFailure { error, offset: 96 });
         // §4.4 and §2.6, written out here rather than taken from IoqError.
         let cases: [(DriveError<u8>, u16); 12] = [
@@ -206,6 +207,9 @@ mod tests {
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error:?}");
+            // The message names the same code.
+            let text = std::format!("{error}");
+            assert!(text.contains(&std::format!("IOQ error {code} (")), "{text}");
         }
     }
 
