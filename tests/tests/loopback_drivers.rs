@@ -353,4 +353,12 @@ fn io_error_conversion_keeps_the_transport_error_and_wraps_the_verdicts() {
 
     let e = io::Error::from(DriveError::Handshake(HandshakeError::BadRandom));
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+
+    // A write that took nothing is std's own WriteZero; what has no kind of its own is Other.
+    let e = io::Error::from(DriveError::WriteZero);
+    assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+    assert_eq!(
+        io::Error::from(DriveError::Stalled).kind(),
+        io::ErrorKind::Other
+    );
 }

@@ -3,7 +3,10 @@
 //! strip the flag: any change to the RSA-transformed block fails the handshake.
 
 use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RsaKeys, Session};
-use h2msg::stream::{FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StreamMode, negotiate};
+use h2msg::stream::{
+    FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, UnknownMode,
+    negotiate,
+};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, WireOrder, limits::HANDSHAKE_LEN};
 use h2msg_tests::sim::{Pair, Side, SideConfig};
 use h2msg_tests::{TestRng, c_peer_wire, receive_block, vectors_dir};
@@ -170,4 +173,43 @@ fn mode_names_parse_and_print() {
     assert!("aes".parse::<ModeChoice>().is_err());
     assert_eq!(StreamMode::Gcm.to_string(), "gcm");
     assert_eq!(ModeChoice::default(), ModeChoice::Auto);
+}
+
+/// Every stream error prints ALGO (20, §4.4) and what was wrong, so a log line says why a
+/// link was refused.
+#[test]
+fn stream_errors_print_their_code_and_what_was_wrong() {
+    let unknown = UnknownMode.to_string();
+    for name in ["auto", "seed", "cbc", "gcm"] {
+        assert!(unknown.contains(name), "{unknown}");
+    }
+    let algo = "IOQ error 20 (ALGO): ";
+    let cases = [
+        (
+            NegotiateError::PeerCannotGcm { peer_flags: 0x10 }.to_string(),
+            "0x00000010",
+        ),
+        (NegotiateError::GcmNeedsRsa.to_string(), ".none"),
+        (
+            StartStreamError::Unsupported(StreamMode::Cbc).to_string(),
+            "cbc",
+        ),
+        (StartStreamError::NotFresh.to_string(), "before any byte"),
+        (
+            StartStreamError::FifoTooSmall {
+                len: 2048,
+                needed: 2128,
+            }
+            .to_string(),
+            "2048 bytes, the stream mode needs 2128",
+        ),
+        (
+            StartStreamError::TxRingUnfit { len: 1000 }.to_string(),
+            "1000 bytes",
+        ),
+    ];
+    for (text, detail) in cases {
+        assert!(text.starts_with(algo), "{text}");
+        assert!(text.contains(detail), "{text}");
+    }
 }

@@ -161,6 +161,7 @@ mod tests {
 
     #[test]
     fn each_variant_has_the_code_of_the_spec_table() {
+        extern crate std;
         let stream = |error| DriveError::Stream(RxFailure { error, offset: 96 });
         // §4.4 and §2.6, written out here rather than taken from IoqError.
         let cases: [(DriveError<u8>, u16); 12] = [
@@ -206,6 +207,9 @@ mod tests {
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error:?}");
+            // The message names the same code.
+            let text = std::format!("{error}");
+            assert!(text.contains(&std::format!("IOQ error {code} (")), "{text}");
         }
     }
 
@@ -234,5 +238,56 @@ mod tests {
             DriveError::<u8>::from_link_end(LinkEnd::Failed(failure)),
             Some(DriveError::Stream(failure))
         );
+    }
+
+    /// A transport error of the tests' own.
+    #[derive(Debug)]
+    struct WireCut;
+
+    impl fmt::Display for WireCut {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wire cut")
+        }
+    }
+
+    impl core::error::Error for WireCut {}
+
+    #[test]
+    fn the_wrapped_error_is_the_source_and_the_core_verdicts_have_none() {
+        extern crate std;
+        use core::error::Error;
+        use std::string::{String, ToString};
+
+        let source_text = |e: &DriveError<WireCut>| e.source().map(ToString::to_string);
+        let over = OverCommit {
+            reported: 9,
+            room: 8,
+        };
+        let failure = RxFailure {
+            error: DecodeError::Sync { found: [0, 0] },
+            offset: 96,
+        };
+        let handshake = HandshakeError::KeyExchange(KeyExchangeFailure::Timeout);
+        let wrapped: [(DriveError<WireCut>, String); 4] = [
+            (DriveError::Io(WireCut), "wire cut".to_string()),
+            (DriveError::OverCommit(over), over.to_string()),
+            (DriveError::Stream(failure), failure.to_string()),
+            (DriveError::Handshake(handshake), handshake.to_string()),
+        ];
+        for (error, text) in wrapped {
+            assert_eq!(source_text(&error), Some(text), "{error:?}");
+        }
+        for error in [
+            DriveError::WriteZero,
+            DriveError::TransportFailed,
+            DriveError::Closed,
+            DriveError::AuxStorageTooSmall {
+                needed: 1,
+                available: 0,
+            },
+            DriveError::Stalled,
+        ] {
+            assert_eq!(source_text(&error), None, "{error:?}");
+        }
     }
 }

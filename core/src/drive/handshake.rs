@@ -125,3 +125,79 @@ impl<K: RawRsa> HandshakePump<K> {
         DriveError::Handshake(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::convert::Infallible;
+
+    use super::*;
+    use crate::handshake::{KeyMode, NoRsa};
+    use crate::wire::WireOrder;
+    use crate::wire::limits::HANDSHAKE_LEN;
+
+    /// Random bytes that are not random: 1, 2, 3, …
+    struct Counting(u8);
+
+    impl rand_core::TryRng for Counting {
+        type Error = Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            Ok(7)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            Ok(7)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            for b in dst {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+            Ok(())
+        }
+    }
+
+    impl rand_core::TryCryptoRng for Counting {}
+
+    fn fresh() -> HandshakePump<NoRsa> {
+        let hs = Handshake::new(
+            KeyMode::<NoRsa>::Plaintext,
+            &mut Counting(0),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap();
+        HandshakePump::new(hs)
+    }
+
+    /// WriteZero is a write that took nothing of a non-empty buffer; once the block is
+    /// out, a write of nothing is no failure.
+    #[test]
+    fn a_write_of_nothing_fails_only_while_the_block_waits() {
+        let mut pump = fresh();
+        assert_eq!(
+            pump.on_write::<Infallible>(Ok(0)).unwrap_err(),
+            DriveError::WriteZero
+        );
+        assert_eq!(pump.pending().len(), HANDSHAKE_LEN, "nothing was taken");
+        pump.on_write::<Infallible>(Ok(HANDSHAKE_LEN)).unwrap();
+        assert_eq!(pump.on_write::<Infallible>(Ok(0)), Ok(()));
+        assert!(matches!(
+            pump.next_step::<Infallible>(),
+            Ok(HandshakeNext::Read)
+        ));
+    }
+
+    /// A read error is the transport's (SOCK); a read of more than the room offered is
+    /// OverCommit; neither is taken as bytes.
+    #[test]
+    fn read_errors_are_reported_not_swallowed() {
+        let mut pump = fresh();
+        assert_eq!(pump.on_read(Err("reset")), Err(DriveError::Io("reset")));
+        let room = pump.read_buf().len();
+        assert_eq!(room, HANDSHAKE_LEN);
+        assert!(matches!(
+            pump.on_read::<Infallible>(Ok(room + 1)),
+            Err(DriveError::OverCommit(_))
+        ));
+        assert_eq!(pump.read_buf().len(), room, "nothing was taken");
+    }
+}

@@ -205,3 +205,116 @@ pub fn reply_error(event: &Event<'_>, msgid: u32) -> Option<u16> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::convert::Infallible;
+
+    use super::*;
+    use crate::iocom::IocomMemory;
+    use crate::ioq::tx::CounterSalt;
+    use crate::trans::TransUpdate;
+    use crate::wire::{Cmd, MessageView, MsgFlags, MsgHeader, SoftCrc32c, WireOrder};
+
+    type TestPump = Pump<[u8; 2048], [u8; 0], [u8; 256], CounterSalt, SoftCrc32c, 4>;
+
+    fn fresh() -> TestPump {
+        let memory = IocomMemory {
+            fifo: [0u8; 2048],
+            aux: [0u8; 0],
+            tx_ring: [0u8; 256],
+        };
+        Pump::new(Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap())
+    }
+
+    /// WriteZero is a write that took nothing of a non-empty buffer; a write of nothing
+    /// when nothing waits is no failure.
+    #[test]
+    fn a_write_of_nothing_fails_the_link_only_when_bytes_wait() {
+        let mut pump = fresh();
+        assert_eq!(pump.on_write::<Infallible>(Ok(0)), Ok(()));
+        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read), "still up");
+
+        pump.io()
+            .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
+            .unwrap();
+        assert_eq!(
+            pump.on_write::<Infallible>(Ok(0)),
+            Err(DriveError::WriteZero)
+        );
+        assert!(matches!(
+            pump.poll_event(),
+            Some(Event::LinkDown(LinkEnd::TransportFailed))
+        ));
+    }
+
+    #[test]
+    fn the_pump_remembers_how_the_link_ended() {
+        let mut pump = fresh();
+        assert_eq!(pump.link_end(), None);
+        pump.on_read::<Infallible>(Ok(0)).unwrap();
+        assert_eq!(pump.link_end(), None, "not until the event went through");
+        assert!(matches!(pump.poll_event(), Some(Event::LinkDown(_))));
+        assert_eq!(pump.link_end(), Some(LinkEnd::Closed));
+
+        let mut pump = fresh();
+        assert_eq!(pump.on_read(Err("reset")), Err(DriveError::Io("reset")));
+        assert!(pump.poll_event().is_some());
+        assert_eq!(pump.link_end(), Some(LinkEnd::TransportFailed));
+    }
+
+    /// `reply_error` answers only for a reply, and only for the msgid asked about.
+    #[test]
+    fn only_a_reply_to_our_msgid_is_the_reply() {
+        let wire = |cmd: Cmd, msgid: u32, error: u16| {
+            let mut h = MsgHeader::new(cmd);
+            h.msgid = msgid;
+            h.error = error;
+            h.seal(WireOrder::Little, &[], &[], &SoftCrc32c).unwrap()
+        };
+        let reply = Cmd::DBG_SHELL.set(MsgFlags::REPLY);
+        let cases = [
+            (wire(reply, 5, 0x13), Some(0x13)),
+            (wire(reply, 6, 0x13), None),
+            (wire(Cmd::DBG_SHELL, 5, 0x13), None),
+            (wire(Cmd::DBG_SHELL, 6, 0x13), None),
+        ];
+        for (bytes, expect) in cases {
+            let msg = MessageView::parse(&bytes, &SoftCrc32c).unwrap();
+            let event = Event::Message {
+                msg,
+                update: TransUpdate::OneWay,
+            };
+            assert_eq!(reply_error(&event, 5), expect, "{:?}", msg.header());
+        }
+    }
+
+    /// `Read` is never said with nowhere to read into: a message that fills the FIFO
+    /// needs a `poll_event` first, and until then there is nothing to do.
+    #[test]
+    fn read_is_never_said_with_an_empty_read_buf() {
+        let mut pump = fresh();
+        pump.io().accept(Cmd::DBG_SHELL).unwrap();
+        // A 32-byte header and its aux: 2048 bytes, the whole FIFO.
+        let aux = [0x5Au8; 2048 - 32];
+        let header = MsgHeader::new(Cmd::DBG_SHELL)
+            .seal(WireOrder::Little, &[], &aux, &SoftCrc32c)
+            .unwrap();
+        let bytes = [&header[..], &aux[..]].concat();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let buf = pump.read_buf();
+            let n = buf.len().min(rest.len());
+            assert!(n > 0, "the FIFO takes the whole message");
+            buf[..n].copy_from_slice(&rest[..n]);
+            pump.on_read::<Infallible>(Ok(n)).unwrap();
+            rest = &rest[n..];
+        }
+        assert!(pump.read_buf().is_empty(), "the FIFO is full");
+        assert_eq!(pump.next_io::<Infallible>(), Err(DriveError::Stalled));
+        assert!(matches!(pump.poll_event(), Some(Event::Message { .. })));
+        assert!(pump.poll_event().is_none());
+        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
+        assert!(!pump.read_buf().is_empty());
+    }
+}

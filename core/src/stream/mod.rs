@@ -543,3 +543,22 @@ pub(crate) fn gcm_ciphers_at(session: &Session, counter: u64) -> (RxCipher, TxCi
         TxCipher::Gcm(gcm::GcmSender::with_counter(&tx, at)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `seed` is always there; `cbc` and `gcm` exactly when the build has `stream-crypto`.
+    /// (`cargo test -p h2msg` runs this without the feature, the workspace run with it.)
+    #[test]
+    fn only_seed_is_available_without_stream_crypto() {
+        assert!(StreamMode::Seed.is_available());
+        for mode in [StreamMode::Cbc, StreamMode::Gcm] {
+            assert_eq!(
+                mode.is_available(),
+                cfg!(feature = "stream-crypto"),
+                "{mode}"
+            );
+        }
+    }
+}
