@@ -207,6 +207,10 @@ fn stream_errors_print_their_code_and_what_was_wrong() {
             StartStreamError::TxRingUnfit { len: 1000 }.to_string(),
             "1000 bytes",
         ),
+        (
+            StartStreamError::ReflectedSession.to_string(),
+            "reflected handshake block",
+        ),
     ];
     for (text, detail) in cases {
         assert!(text.starts_with(algo), "{text}");
