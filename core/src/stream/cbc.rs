@@ -57,12 +57,7 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::stream::test_hex::hex;
 
     /// The §2.8 example keys: sess_a[i] = 0x1D·i + 0x5A, sess_b[i] = 3i + 1.
     fn example_keys() -> CbcKeys {

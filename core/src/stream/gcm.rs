@@ -137,15 +137,8 @@ impl GcmReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    extern crate std;
-    use std::vec::Vec;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::stream::test_hex::hex;
 
     /// McGrew & Viega, "The Galois/Counter Mode of Operation", Test Case 15 (AES-256,
     /// 96-bit IV, no AAD): its 64-byte plaintext is exactly one chunk. The IV

@@ -83,6 +83,21 @@ mod cbc;
 #[cfg(feature = "stream-crypto")]
 mod gcm;
 
+/// Hex test vectors for the cipher tests.
+#[cfg(test)]
+#[cfg(feature = "stream-crypto")]
+mod test_hex {
+    extern crate std;
+    use std::vec::Vec;
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
+
 use core::fmt;
 use core::str::FromStr;
 
