@@ -11,8 +11,6 @@ use super::keys::CbcKeys;
 /// alignment, so every message boundary is a unit boundary.
 pub(crate) const UNIT: usize = 32;
 
-const BLOCK: usize = 16;
-
 /// One direction's encrypting chain.
 pub(crate) struct CbcSender(cbc::Encryptor<Aes256>);
 
@@ -49,7 +47,8 @@ impl CbcReceiver {
     }
 }
 
-const _: () = assert!(UNIT.is_multiple_of(BLOCK));
+// A unit is whole AES blocks (16 bytes), so units chain without partial blocks.
+const _: () = assert!(UNIT.is_multiple_of(16));
 
 #[cfg(test)]
 mod tests {
