@@ -384,15 +384,9 @@ impl<K: RawRsa> Handshake<K> {
 
     /// Copies received bytes in; returns how many were taken (never past the 512th byte).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        let buf = self.read_buf();
-        let n = buf.len().min(bytes.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
-            self.received += n;
-            n
-        } else {
-            0
-        }
+        let n = crate::ioq::copy_prefix(self.read_buf(), bytes);
+        self.received += n;
+        n
     }
 
     /// The transport ended: fewer than 512 bytes is KEYXCHGFAIL.

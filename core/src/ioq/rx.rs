@@ -407,15 +407,9 @@ where
     /// Fewer than all means: [`poll`](Self::poll), then feed the rest. 0 after the stream
     /// finished or [`end_input`](Self::end_input).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        let buf = self.read_buf();
-        let n = buf.len().min(bytes.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
-            self.record_read(n);
-            n
-        } else {
-            0
-        }
+        let n = super::copy_prefix(self.read_buf(), bytes);
+        self.record_read(n);
+        n
     }
 
     /// The transport reached its end (`read()` returned 0). Messages already complete are

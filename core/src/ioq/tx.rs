@@ -406,11 +406,7 @@ where
     pub fn copy_pending(&self, out: &mut [u8]) -> usize {
         let mut copied = 0;
         for part in self.pending() {
-            let n = part.len().min(out.len() - copied);
-            if let (Some(dst), Some(src)) = (out.get_mut(copied..copied + n), part.get(..n)) {
-                dst.copy_from_slice(src);
-                copied += n;
-            }
+            copied += super::copy_prefix(out.get_mut(copied..).unwrap_or_default(), part);
         }
         copied
     }
