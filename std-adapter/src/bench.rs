@@ -18,12 +18,15 @@ use h2msg::handshake::{Handshake, KeyMode, NoRsa};
 use h2msg::iocom::{Event, SendError};
 use h2msg::ioq::tx::TxError;
 use h2msg::stream::{ModeChoice, StreamMode};
+use h2msg::wire::limits::{BASE_HEADER_LEN, pad_len};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use indicatif::ProgressBar;
 
-use crate::blocking::{Link, drive_handshake, std_iocom};
+use crate::blocking::{Link, drive_handshake};
 use crate::client::connect;
 use crate::keys::KeyDir;
+use crate::link::shell_connection;
+use crate::other;
 use crate::transport::{Endpoint, Stream};
 
 /// Parses a stream mode name for the bench (`seed`, `cbc` or `gcm`).
@@ -45,7 +48,7 @@ pub const DEFAULT_SIZES: [usize; 5] = [0, 64, 1024, 4096, 65536];
 /// Wire bytes one message with `aux_len` bytes of aux data takes (32-byte units, §3.5).
 #[must_use]
 pub const fn wire_len(aux_len: usize) -> usize {
-    32 + aux_len.div_ceil(32) * 32
+    BASE_HEADER_LEN + aux_len + pad_len(aux_len)
 }
 
 /// Messages per run when `--count` is not given: about 256 MiB of wire bytes, at most
@@ -60,10 +63,6 @@ pub const fn default_count(aux_len: usize) -> u64 {
     } else {
         n
     }
-}
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 /// A connected loopback TCP pair (client end, server end), Nagle off.
@@ -128,9 +127,7 @@ pub fn h2msg_transfer(
         )
         .map_err(other)?;
         let session = drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?;
-        let mut io = std_iocom(0).map_err(other)?;
-        io.start_stream(mode, &session).map_err(other)?;
-        io.accept(Cmd::DBG_SHELL).map_err(other)?;
+        let io = shell_connection(mode, Some(&session)).map_err(other)?;
         Ok(Link::new(s, io))
     };
     let peer = thread::spawn(move || connection(b));
@@ -139,21 +136,24 @@ pub fn h2msg_transfer(
         .join()
         .map_err(|_| other("handshake thread panicked"))??;
 
-    // The receiver counts what arrives until the sender closes the link.
+    // The receiver counts what arrives until the sender closes the link; the clock is
+    // read once, at the `count`th message (or at the close, if fewer came), not per message.
     let receiver = thread::spawn(move || -> io::Result<(Instant, u64, u64)> {
-        let (mut received, mut aux_bytes) = (0u64, 0u64);
-        let mut last = Instant::now();
-        while let Some(aux) = receiving.next_event(|e| match e {
-            Event::Message { msg, .. } => Some(msg.aux().len() as u64),
+        let (mut received, mut wire_bytes) = (0u64, 0u64);
+        let mut done = None;
+        while let Some(len) = receiving.next_event(|e| match e {
+            Event::Message { msg, .. } => Some(msg.wire_len() as u64),
             _ => None,
         })? {
-            if let Some(len) = aux {
+            if let Some(len) = len {
                 received += 1;
-                aux_bytes += len;
-                last = Instant::now();
+                wire_bytes += len;
+                if received == count {
+                    done = Some(Instant::now());
+                }
             }
         }
-        Ok((last, received, aux_bytes))
+        Ok((done.unwrap_or_else(Instant::now), received, wire_bytes))
     });
 
     let aux = vec![0x5Au8; aux_len];
@@ -173,13 +173,12 @@ pub fn h2msg_transfer(
     }
     link.flush()?;
     drop(link); // the clean close ends the receiver's loop
-    let (done, received, aux_bytes) = receiver
+    let (done, received, wire_bytes) = receiver
         .join()
         .map_err(|_| other("receiver thread panicked"))??;
     Ok(Transfer {
         messages: received,
-        // The receiver sees aux data padded to 32-byte units, as the wire carries it.
-        wire_bytes: received * 32 + aux_bytes,
+        wire_bytes,
         elapsed: done.duration_since(start),
     })
 }

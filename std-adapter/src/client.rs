@@ -12,11 +12,8 @@ use log::info;
 use crate::blocking::Link;
 use crate::keys::KeyDir;
 use crate::link::{HANDSHAKE_TIMEOUT, LinkTerms, open_link};
+use crate::other;
 use crate::transport::{Endpoint, Stream};
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
 
 /// Connects, runs the handshake with the keys of `keys` and agrees on a stream mode
 /// within `mode`; returns the link and what was agreed (also logged at `-v`).
@@ -94,11 +91,19 @@ pub fn shell(
     shell_exchange(&mut link, "", out, true)?;
     for line in input.lines() {
         let line = line?;
-        let line = line.get(..255).unwrap_or(&line); // the C client's line limit
-        shell_exchange(&mut link, line, out, true)?;
+        shell_exchange(&mut link, truncate_line(&line), out, true)?;
     }
     writeln!(out)?;
     Ok(())
+}
+
+/// The C client's line limit: 255 bytes, cut back to a character boundary.
+fn truncate_line(line: &str) -> &str {
+    let mut end = line.len().min(255);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line.get(..end).unwrap_or_default()
 }
 
 /// One ping's outcome.
@@ -135,4 +140,19 @@ pub fn ping(
         });
     }
     Ok(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_to_255_bytes_at_a_character_boundary() {
+        let ascii = "a".repeat(300);
+        assert_eq!(truncate_line(&ascii).len(), 255);
+        // 254 ASCII bytes, then a 2-byte character across the limit: it goes whole.
+        let mixed = format!("{}é and more", "b".repeat(254));
+        assert_eq!(truncate_line(&mixed), "b".repeat(254));
+        assert_eq!(truncate_line("short"), "short");
+    }
 }

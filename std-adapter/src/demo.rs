@@ -14,6 +14,7 @@ use h2msg::wire::{Cmd, MsgHeader};
 use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;
 use crate::link::HANDSHAKE_TIMEOUT;
+use crate::other;
 use crate::service::{LinkRegistry, serve};
 use crate::transport::Endpoint;
 
@@ -36,8 +37,12 @@ pub struct DemoReport {
     pub aux_64k: Duration,
 }
 
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
+/// A ping reply from h2msg carries error 0; anything else is a failed demo.
+fn expect_answer(error: u16) -> io::Result<()> {
+    match error {
+        0 => Ok(()),
+        e => Err(other(format!("a ping was answered with error {e:#x}"))),
+    }
 }
 
 /// Runs the demo and returns its figures.
@@ -85,7 +90,7 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         ping.msgid = msgid;
         let sent = Instant::now();
         link.io().send(ping, &[], &[]).map_err(other)?;
-        link.wait_for_reply(msgid)?;
+        expect_answer(link.wait_for_reply(msgid)?)?;
         times.push(sent.elapsed());
     }
     let min = times.iter().min().copied().unwrap_or_default();
@@ -98,7 +103,7 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
     big.msgid = pings + 1;
     let sent = Instant::now();
     link.io().send(big, &[], &aux).map_err(other)?;
-    link.wait_for_reply(pings + 1)?;
+    expect_answer(link.wait_for_reply(pings + 1)?)?;
     let aux_64k = sent.elapsed();
 
     drop(link); // closes the connection: the node's serve() returns

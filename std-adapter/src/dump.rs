@@ -117,7 +117,7 @@ pub fn dump(
     let mut rest = bytes.get(start..).unwrap_or_default();
     let base = start as u64;
     let mut rx = RxDecoder::new(vec![0u8; MSGBUF_SIZE], vec![0u8; MSGAUX_MAX], HwCrc32c)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+        .map_err(crate::other)?;
     let mut messages = 0;
     loop {
         let offset = base + rx.offset();

@@ -24,3 +24,9 @@ pub mod tokio_driver;
 pub mod transport;
 
 pub use h2msg as core;
+
+/// An [`std::io::Error`] of kind `Other` carrying `e`'s message: how the tool's commands
+/// report core errors through `io::Result`.
+pub(crate) fn other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

@@ -12,7 +12,7 @@ use h2msg::stream::{
 };
 use h2msg::wire::{Cmd, WireOrder};
 
-use crate::blocking::{DriveError, Link, drive_handshake, std_iocom};
+use crate::blocking::{DriveError, Link, StdIocom, drive_handshake, std_iocom};
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::transport::Stream;
 
@@ -166,12 +166,24 @@ pub fn open_link(
     choice: ModeChoice,
 ) -> Result<(Link<Stream>, LinkTerms), LinkError> {
     let (terms, session) = handshake(&mut stream, keys, timeout, choice)?;
-    let mut io = std_iocom(0).map_err(|e| io::Error::other(e.to_string()))?;
-    if let Some(session) = &session {
-        io.start_stream(terms.mode, session)
+    let io = shell_connection(terms.mode, session.as_ref())?;
+    Ok((Link::new(stream, io), terms))
+}
+
+/// A std connection in stream `mode` keyed by `session` (`None`: the exchange was
+/// skipped, so the link is plaintext) that takes `DBG_SHELL`.
+///
+/// # Errors
+/// [`LinkError::StartStream`] if the mode cannot start.
+pub fn shell_connection(
+    mode: StreamMode,
+    session: Option<&Session>,
+) -> Result<StdIocom, LinkError> {
+    let mut io = std_iocom(0).map_err(crate::other)?;
+    if let Some(session) = session {
+        io.start_stream(mode, session)
             .map_err(LinkError::StartStream)?;
     }
-    io.accept(Cmd::DBG_SHELL)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    Ok((Link::new(stream, io), terms))
+    io.accept(Cmd::DBG_SHELL).map_err(crate::other)?;
+    Ok(io)
 }

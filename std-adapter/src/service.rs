@@ -46,7 +46,7 @@ const HELP: &str = "help        Command help\n\
 /// `Unrecognized command: <word>`.
 #[must_use]
 pub fn shell_reply(line: &[u8], links: &LinkRegistry) -> Option<String> {
-    let text = String::from_utf8_lossy(h2msg::wire::until_nul(line)).into_owned();
+    let text = String::from_utf8_lossy(h2msg::wire::until_nul(line));
     match text.split_whitespace().next() {
         None => None,
         Some("help" | "?") => Some(HELP.to_string()),
@@ -67,13 +67,13 @@ struct LinkEntry {
     /// As of the link's last request.
     stats: IocomStats,
     /// A second handle, to shut the link down from the accept loop.
-    socket: Option<Stream>,
+    socket: Stream,
 }
 
 #[derive(Debug, Default)]
 struct Links {
+    /// Links admitted so far; the last one's id.
     next_id: u64,
-    served: u64,
     refused: u64,
     by_id: BTreeMap<u64, LinkEntry>,
 }
@@ -149,21 +149,21 @@ impl LinkRegistry {
                 .filter(|e| e.terms.is_none() && e.ip == ip)
                 .count()
         };
-        let refusal = if links.by_id.len() >= self.max_links {
-            Some(Refusal::Full)
+        let admitted = if links.by_id.len() >= self.max_links {
+            Err(Refusal::Full)
         } else if handshaking() >= self.handshakes_per_peer {
-            Some(Refusal::PeerHandshaking)
-        } else if socket.is_none() {
-            Some(Refusal::NoHandle)
+            Err(Refusal::PeerHandshaking)
         } else {
-            None
+            socket.ok_or(Refusal::NoHandle)
         };
-        if let Some(refusal) = refusal {
-            links.refused += 1;
-            return Err(refusal);
-        }
+        let socket = match admitted {
+            Ok(socket) => socket,
+            Err(refusal) => {
+                links.refused += 1;
+                return Err(refusal);
+            }
+        };
         links.next_id += 1;
-        links.served += 1;
         let id = links.next_id;
         links.by_id.insert(
             id,
@@ -197,9 +197,7 @@ impl LinkRegistry {
     /// Shuts every link's socket down: each link thread wakes to end of input.
     pub fn shut_down_all(&self) {
         for entry in self.lock().by_id.values() {
-            if let Some(socket) = &entry.socket {
-                socket.shutdown();
-            }
+            entry.socket.shutdown();
         }
     }
 
@@ -211,7 +209,7 @@ impl LinkRegistry {
             "links: {} of {} (served {}, refused {})\n",
             links.by_id.len(),
             self.max_links,
-            links.served,
+            links.next_id,
             links.refused
         );
         for (id, e) in &links.by_id {
@@ -270,20 +268,21 @@ pub fn serve(
     // `next_event` gives `None` on a clean close and the decoder's IOQ error on a failed
     // link, once the lost transactions have been reported.
     while let Some(request) = link.next_event(|event| match event {
+        // Only the line up to its NUL matters to the shell: copy that, not 64 KiB.
         Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
-            Some((*msg.header(), msg.aux().to_vec()))
+            Some((*msg.header(), msg.aux_until_nul().to_vec()))
         }
         _ => None,
     })? {
-        let stats = link.io().stats();
-        slot.update(|e| e.stats = stats);
         let Some((header, aux)) = request else {
             continue;
         };
+        let stats = link.io().stats();
+        slot.update(|e| e.stats = stats);
         debug!(
             "link {}: shell {:?}",
             slot.id,
-            String::from_utf8_lossy(h2msg::wire::until_nul(&aux))
+            String::from_utf8_lossy(&aux)
         );
         answer_shell(&mut link, &header, &aux, slot.registry())?;
     }
@@ -309,8 +308,10 @@ fn answer_shell(
         }
     };
     if let Some(answer) = shell_reply(aux, links) {
+        let mut text = Vec::with_capacity(answer.len().min(SHELL_CHUNK) + 1);
         for chunk in line_chunks(&answer, SHELL_CHUNK) {
-            let mut text = chunk.as_bytes().to_vec();
+            text.clear();
+            text.extend_from_slice(chunk.as_bytes());
             text.push(0);
             send(&text, false)?;
         }
@@ -474,9 +475,11 @@ mod tests {
         let links = LinkRegistry::new(4, 4);
         assert_eq!(shell_reply(b"", &links), None);
         assert_eq!(shell_reply(b"\0garbage", &links), None);
-        assert_eq!(shell_reply(b"help\0", &links).as_deref(), Some(HELP));
-        assert!(HELP.starts_with("help        Command help\n"));
-        assert_eq!(shell_reply(b"?", &links).as_deref(), Some(HELP));
+        let help = "help        Command help\n\
+                    status      Links and their counters\n\
+                    ping        Answers pong\n";
+        assert_eq!(shell_reply(b"help\0", &links).as_deref(), Some(help));
+        assert_eq!(shell_reply(b"?", &links).as_deref(), Some(help));
         assert_eq!(shell_reply(b"ping\0", &links).as_deref(), Some("pong\n"));
         assert_eq!(
             shell_reply(b"bar baz\0", &links).as_deref(),

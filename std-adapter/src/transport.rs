@@ -251,31 +251,24 @@ impl Listener {
     /// Wakes a thread blocked in [`accept`](Self::accept) by connecting to ourselves
     /// (portable, unlike shutting a listening socket down).
     pub fn wake(&self) {
-        let target = match self.local_endpoint() {
-            Ok(Endpoint::Tcp(addr)) => match addr.parse::<std::net::SocketAddr>() {
+        match self {
+            Self::Tcp(l) => {
+                let Ok(mut addr) = l.local_addr() else {
+                    return;
+                };
                 // A wildcard address is not connectable everywhere: use loopback.
-                Ok(mut a) if a.ip().is_unspecified() => {
-                    a.set_ip(if a.is_ipv4() {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
                         IpAddr::V4(Ipv4Addr::LOCALHOST)
                     } else {
                         IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
                     });
-                    Endpoint::Tcp(a.to_string())
                 }
-                _ => Endpoint::Tcp(addr),
-            },
-            Ok(unix) => unix,
-            Err(_) => return,
-        };
-        // A full backlog must not hold the waker up for long.
-        match target {
-            Endpoint::Tcp(addr) => {
-                if let Ok(a) = addr.parse() {
-                    let _ = TcpStream::connect_timeout(&a, WAKE_TIMEOUT);
-                }
+                // A full backlog must not hold the waker up for long.
+                let _ = TcpStream::connect_timeout(&addr, WAKE_TIMEOUT);
             }
-            unix @ Endpoint::Unix(_) => {
-                let _ = unix.connect();
+            Self::Unix { path, .. } => {
+                let _ = UnixStream::connect(path);
             }
         }
     }

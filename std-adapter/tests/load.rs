@@ -16,12 +16,7 @@ const LINKS: usize = 1000;
 
 /// The soft limit on open files: the test holds 1000 sockets, the service 1000 more.
 fn open_file_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0
 }
 
 #[test]

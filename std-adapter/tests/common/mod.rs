@@ -109,16 +109,6 @@ impl Service {
         }
         None
     }
-
-    /// The service's peak resident set size (VmHWM), in KiB.
-    pub(crate) fn peak_rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
 }
 
 impl Drop for Service {
