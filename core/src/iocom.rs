@@ -87,7 +87,7 @@ use rand_core::Rng;
 
 use crate::handshake::Session;
 use crate::ioq::rx::{FifoTooSmall, OverCommit, RxDecoder, RxFailure, RxPoll};
-use crate::ioq::tx::{TxError, TxQueue};
+use crate::ioq::tx::{Room, TxError, TxQueue};
 use crate::stream::{StartStreamError, StreamMode};
 use crate::trans::{
     Direction, MSG_ERR_LOSTLINK, TransError, TransKey, TransTable, TransUpdate, final_reply_cmd,
@@ -765,23 +765,31 @@ where
         if self.link != Link::Up {
             return Err(SendError::LinkDown);
         }
-        if let Err(e) = self.tx.check(&header, ext.len(), aux.len()) {
-            return Err(self.refused(e));
-        }
+        let room = self.reserve(&header, ext.len(), aux.len())?;
         self.table_for(header.cmd, true)
             .on_send(header.cmd, header.msgid)?;
-        self.queue(header, ext, aux)
+        Ok(self.queue(room, header, ext, aux))
     }
 
-    /// Queues a checked message and makes it sendable now (a `gcm` chunk is completed).
-    fn queue(&mut self, header: MsgHeader, ext: &[u8], aux: &[u8]) -> Result<MsgHeader, SendError> {
-        let sent = self
-            .tx
-            .enqueue(header, ext, aux)
-            .map_err(|e| self.refused(e))?;
+    /// The transmit room for a message, or the refusal as the caller sees it.
+    fn reserve(
+        &mut self,
+        header: &MsgHeader,
+        ext_len: usize,
+        aux_len: usize,
+    ) -> Result<Room, SendError> {
+        self.tx
+            .reserve(header, ext_len, aux_len)
+            .map_err(|e| self.refused(e))
+    }
+
+    /// Queues a message into the room reserved for it and makes it sendable now (a `gcm`
+    /// chunk is completed).
+    fn queue(&mut self, room: Room, header: MsgHeader, ext: &[u8], aux: &[u8]) -> MsgHeader {
+        let sent = self.tx.enqueue_reserved(room, header, ext, aux);
         self.tx.complete_chunk();
         self.stats.sent += 1;
-        Ok(sent)
+        sent
     }
 
     /// A transmit refusal as the caller sees it; an exhausted `gcm` counter also ends the
@@ -880,7 +888,8 @@ where
         if self.link != Link::Up {
             return Err(SendError::LinkDown);
         }
-        self.queue(header, &[], &[])
+        let room = self.reserve(&header, 0, 0)?;
+        Ok(self.queue(room, header, &[], &[]))
     }
 }
 

@@ -97,6 +97,13 @@ pub enum TxError {
     IvWrap,
 }
 
+/// What [`TxQueue::reserve`] found a message needs: its wire bytes and aux units.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Room {
+    needed: usize,
+    aux_units: u16,
+}
+
 impl From<EncodeError> for TxError {
     fn from(e: EncodeError) -> Self {
         Self::Encode(e)
@@ -266,17 +273,19 @@ where
         ext_len: usize,
         aux_len: usize,
     ) -> Result<usize, TxError> {
-        self.room_for(header, ext_len, aux_len)
-            .map(|(needed, _)| needed)
+        self.reserve(header, ext_len, aux_len)
+            .map(|room| room.needed)
     }
 
-    /// The wire length and aux units of a message, if it can be queued now.
-    fn room_for(
+    /// The room a message needs, if it can be queued now: checked once, then handed to
+    /// [`enqueue_reserved`](Self::enqueue_reserved), so a caller that must check before it
+    /// commits other state (the transaction table) does not check twice.
+    pub(crate) fn reserve(
         &self,
         header: &MsgHeader,
         ext_len: usize,
         aux_len: usize,
-    ) -> Result<(usize, u16), TxError> {
+    ) -> Result<Room, TxError> {
         let aux_units = header.check_sizes(ext_len, aux_len)?;
         let plain = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
         let (needed, chunks) = self.wire_len_for(plain);
@@ -293,7 +302,7 @@ where
                 free: self.free(),
             });
         }
-        Ok((needed, aux_units))
+        Ok(Room { needed, aux_units })
     }
 
     /// Stamps `header` and queues the message; returns the header as sent.
@@ -309,7 +318,20 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<MsgHeader, TxError> {
-        let (needed, aux_units) = self.room_for(&header, ext.len(), aux.len())?;
+        let room = self.reserve(&header, ext.len(), aux.len())?;
+        Ok(self.enqueue_reserved(room, header, ext, aux))
+    }
+
+    /// [`enqueue`](Self::enqueue) of a message whose `room` [`reserve`](Self::reserve)
+    /// gave for these very `header`, `ext` and `aux`, with nothing queued in between.
+    pub(crate) fn enqueue_reserved(
+        &mut self,
+        room: Room,
+        header: MsgHeader,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> MsgHeader {
+        let Room { needed, aux_units } = room;
         let mut header = header;
         header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
         let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
@@ -318,12 +340,12 @@ where
             for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
                 self.put_chunked(part);
             }
-            return Ok(header);
+            return header;
         }
         let start = wrap(self.head + self.len, self.capacity());
         self.write_plain(start, &base, ext, aux);
         self.encrypt_span(start, needed);
-        Ok(header)
+        header
     }
 
     /// Copies a message's plaintext into the ring at `tail`.
