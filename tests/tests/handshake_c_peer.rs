@@ -102,9 +102,9 @@ fn flipped_bits_never_yield_a_wrong_session() {
 }
 
 fn openssl(args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
-    let dir = std::env::temp_dir().join(format!("h2msg-openssl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let (inp, out) = (dir.join("in.bin"), dir.join("out.bin"));
+    // A directory of its own per call: the tests run in parallel threads of one process.
+    let dir = tempfile::tempdir().ok()?;
+    let (inp, out) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
     std::fs::write(&inp, input).ok()?;
     let status = Command::new("openssl")
         .args(args)
