@@ -12,6 +12,9 @@
     reason = "a benchmark binary: a panic is a failed run"
 )]
 
+mod common;
+use common::{median, time};
+
 use std::cell::Cell;
 use std::hint::black_box;
 use std::rc::Rc;
@@ -60,23 +63,6 @@ fn keys(me: &str, peer: &str, seed: u64) -> RsaKeys<BenchRng> {
     let own = PrivateKey::from_pkcs1_pem(&key_file(me, "rsa.prv")).unwrap();
     let peer = PublicKey::from_public_key_pem(&key_file(peer, "rsa.pub")).unwrap();
     RsaKeys::new(own, peer, BenchRng(seed)).unwrap()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn time(rounds: usize, mut f: impl FnMut(usize)) -> Duration {
-    median(
-        (0..rounds)
-            .map(|i| {
-                let start = Instant::now();
-                f(i);
-                start.elapsed()
-            })
-            .collect(),
-    )
 }
 
 fn main() {

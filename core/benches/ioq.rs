@@ -14,6 +14,9 @@
     reason = "a benchmark binary: a panic is a failed run"
 )]
 
+mod common;
+use common::{HwCrc32c, median};
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -31,22 +34,7 @@ fn allocations() -> u64 {
     dhat::HeapStats::get().total_blocks
 }
 
-/// Hardware CRC-32C (SSE4.2 `crc32` / ARMv8 CRC, software fallback) from the `crc32c` crate.
-#[derive(Clone, Copy)]
-struct HwCrc32c;
-
-impl Crc32c for HwCrc32c {
-    fn append(&self, crc: u32, bytes: &[u8]) -> u32 {
-        crc32c::crc32c_append(crc, bytes)
-    }
-}
-
 const TX_RING: usize = 2048 + 65536;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 /// Encodes `count` messages with `aux` through a transmit queue, draining it as a
 /// transport would; returns the median time for all `count` and the stream made.

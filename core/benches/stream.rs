@@ -16,6 +16,9 @@
     reason = "a benchmark binary: a panic is a failed run"
 )]
 
+mod common;
+use common::{HwCrc32c, median};
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -27,16 +30,7 @@ use h2msg::handshake::Session;
 use h2msg::iocom::{Event, Iocom, IocomMemory};
 use h2msg::ioq::tx::CounterSalt;
 use h2msg::stream::StreamMode;
-use h2msg::wire::{Cmd, Crc32c, MsgHeader, WireOrder};
-
-#[derive(Clone, Copy)]
-struct HwCrc32c;
-
-impl Crc32c for HwCrc32c {
-    fn append(&self, crc: u32, bytes: &[u8]) -> u32 {
-        crc32c::crc32c_append(crc, bytes)
-    }
-}
+use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 
 type Link = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, 4>;
 
@@ -61,11 +55,6 @@ fn link(mode: StreamMode, own: u8, peer: u8) -> Link {
     io.start_stream(mode, &session(own, peer)).unwrap();
     io.accept(Cmd::DBG_SHELL).unwrap();
     io
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// Sends `count` messages from one link to the other; returns the median time and the
