@@ -465,7 +465,7 @@ pub mod fuzz {
     fn pump_in(mode: h2msg::stream::StreamMode, data: &[u8]) {
         use crate::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair};
         use h2msg::stream::FLAG_GCM;
-        use h2msg::wire::{Cmd, MsgFlags, MsgHeader, Protocol};
+        use h2msg::wire::{Cmd, MsgHeader};
 
         let small = SideConfig {
             // The smallest FIFO a gcm link takes: a largest header plus one record.
@@ -482,7 +482,7 @@ pub mod fuzz {
             .expect("a fresh connection takes any mode");
         b.io.start_stream(mode, &sb)
             .expect("a fresh connection takes any mode");
-        let echo = Cmd::new(MsgFlags::NONE, Protocol::LNK, 0x050, 1).expect("valid");
+        let echo = crate::sim::echo_cmd();
         for side in [&mut a, &mut b] {
             side.io.accept(echo).expect("room");
             side.io.accept(Cmd::DBG_SHELL).expect("room");
@@ -661,4 +661,11 @@ pub fn receive_block<K: h2msg::handshake::RawRsa>(
     hs.advance(n).expect("our whole block counts as sent");
     assert_eq!(hs.feed(received), h2msg::wire::limits::HANDSHAKE_LEN);
     hs.poll()
+}
+
+/// 64 KiB of aux data in a pattern that is not periodic in any power of two below it.
+pub fn big_aux() -> Vec<u8> {
+    (0..65536u32)
+        .map(|i| (i % 251) as u8 ^ (i >> 8) as u8)
+        .collect()
 }

@@ -265,3 +265,9 @@ pub fn session_pair(
         session(sess_b, sess_a, flags_b, flags_a),
     )
 }
+
+/// A command for transaction tests that no module of the era defines (LNK 0x050).
+pub fn echo_cmd() -> h2msg::wire::Cmd {
+    use h2msg::wire::{Cmd, MsgFlags, Protocol};
+    Cmd::new(MsgFlags::NONE, Protocol::LNK, 0x050, 1).expect("a valid command")
+}

@@ -9,7 +9,7 @@ use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
 use h2msg::ioq::tx::CounterSalt;
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
-use h2msg_tests::plaintext_handshake;
+use h2msg_tests::{big_aux, plaintext_handshake};
 
 type TestIocom = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
 
@@ -94,13 +94,6 @@ impl Write for Memory {
     fn flush(&mut self) -> Result<(), ErrorKind> {
         Ok(())
     }
-}
-
-/// 64 KiB of a pattern that is not periodic in any power of two below it.
-fn big_aux() -> Vec<u8> {
-    (0..65536u32)
-        .map(|i| (i % 251) as u8 ^ (i >> 8) as u8)
-        .collect()
 }
 
 /// What the peer says: its handshake block, a ping (msgid 1), a 64 KiB DBG_SHELL command

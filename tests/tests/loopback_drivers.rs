@@ -14,7 +14,7 @@ use h2msg::iocom::Event;
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
 use h2msg_std::blocking::{self, DriveError, std_iocom};
 use h2msg_std::tokio_driver::{Link, drive_handshake};
-use h2msg_tests::plaintext_handshake;
+use h2msg_tests::{big_aux, plaintext_handshake};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,13 +49,6 @@ async fn tokio_side(address: &str) -> Link<tokio::net::TcpStream> {
     let mut io = std_iocom(0).expect("C sizes");
     io.accept(Cmd::DBG_SHELL).expect("accept list");
     Link::new(stream, io)
-}
-
-/// 64 KiB of a pattern that is not periodic in any power of two below it.
-fn big_aux() -> Vec<u8> {
-    (0..65536u32)
-        .map(|i| (i % 251) as u8 ^ (i >> 8) as u8)
-        .collect()
 }
 
 #[tokio::test]

@@ -148,10 +148,7 @@ fn unknown_replies_are_dropped() {
     assert!(pair.a.events.is_empty(), "and nothing is answered");
 }
 
-/// An echo command for transaction tests.
-fn echo() -> Cmd {
-    Cmd::new(MsgFlags::NONE, Protocol::LNK, 0x050, 1).unwrap()
-}
+use h2msg_tests::sim::echo_cmd as echo;
 
 fn echo_service() -> App {
     Box::new(|io: &mut SimIocom, ev: &OwnedEvent| {
