@@ -1348,6 +1348,22 @@ mod tests {
 
     #[cfg(feature = "stream-crypto")]
     #[test]
+    fn start_stream_refuses_after_256_sent_messages_too() {
+        // The salt sequence byte wraps to 0 after 256 messages; the link is not fresh.
+        let mut io = iocom(1024);
+        for _ in 0..256 {
+            io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+            let n = io.pending()[0].len();
+            io.advance_write(n).unwrap();
+        }
+        assert_eq!(
+            io.start_stream(StreamMode::Gcm, &session()),
+            Err(StartStreamError::NotFresh)
+        );
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
     fn start_stream_refuses_after_traffic_and_unfit_memory() {
         let mut io = iocom(1024);
         io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();

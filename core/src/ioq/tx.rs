@@ -143,7 +143,11 @@ pub struct TxQueue<B, R, C> {
     /// Number of queued bytes.
     len: usize,
     rng: R,
+    /// The low byte of the next salt (§3.3); it wraps, so it cannot tell whether anything
+    /// was ever queued; `queued_any` does.
     seq: u8,
+    /// Whether a message was ever queued: a stream mode may start only before that.
+    queued_any: bool,
     crc: C,
     order: WireOrder,
     /// The stream mode's transmit side ([`crate::stream`]).
@@ -204,6 +208,7 @@ where
             len: 0,
             rng,
             seq: 0,
+            queued_any: false,
             crc,
             order,
             cipher: TxCipher::Plain,
@@ -220,7 +225,7 @@ where
 
     /// True while nothing was queued.
     pub(crate) const fn is_pristine(&self) -> bool {
-        self.len == 0 && self.seq == 0 && self.staged_len == 0
+        !self.queued_any
     }
 
     /// Wire bytes (and `gcm` chunks) that `plain` more plaintext bytes take, including the
@@ -336,6 +341,7 @@ where
         header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
         let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
         self.seq = self.seq.wrapping_add(1);
+        self.queued_any = true;
         if self.cipher.chunk_len().is_some() {
             for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
                 self.put_chunked(part);
@@ -402,8 +408,8 @@ where
                 // Cannot fail: room_for checked the counter covers every chunk.
                 if let Ok(tag) = self.cipher.seal_chunk(&mut self.staged) {
                     let tail = wrap(self.head + self.len, self.capacity());
-                    let chunk = self.staged;
-                    let tail = self.write_at(tail, &chunk);
+                    let tail = write_wrapped(self.ring.as_mut(), tail, &self.staged);
+                    self.len += self.staged.len();
                     self.write_at(tail, &tag);
                 }
             }
@@ -465,18 +471,24 @@ where
     /// Writes `bytes` at ring index `at`, wrapping at the end, and counts them as queued;
     /// returns the index after them. The caller checked the room.
     fn write_at(&mut self, at: usize, bytes: &[u8]) -> usize {
-        let cap = self.capacity();
-        let (a, b) = bytes.split_at(bytes.len().min(cap - at));
-        let ring = self.ring.as_mut();
-        if let Some(dst) = ring.get_mut(at..at + a.len()) {
-            dst.copy_from_slice(a);
-        }
-        if let Some(dst) = ring.get_mut(..b.len()) {
-            dst.copy_from_slice(b);
-        }
         self.len += bytes.len();
-        wrap(at + bytes.len(), cap)
+        write_wrapped(self.ring.as_mut(), at, bytes)
     }
+}
+
+/// Writes `bytes` into `ring` at index `at`, wrapping at the end; returns the index after
+/// them. A free function so that a caller can write from another field of the queue (the
+/// gcm staging chunk) without copying it out first.
+fn write_wrapped(ring: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    let cap = ring.len();
+    let (a, b) = bytes.split_at(bytes.len().min(cap - at));
+    if let Some(dst) = ring.get_mut(at..at + a.len()) {
+        dst.copy_from_slice(a);
+    }
+    if let Some(dst) = ring.get_mut(..b.len()) {
+        dst.copy_from_slice(b);
+    }
+    wrap(at + bytes.len(), cap)
 }
 
 /// `index` (below `2 · cap`) wrapped into the ring, without a division.

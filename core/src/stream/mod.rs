@@ -453,6 +453,10 @@ pub(crate) const MAX_CHUNK: usize = 64;
 /// Most tag bytes after a chunk.
 pub(crate) const MAX_TAG: usize = 16;
 
+// The transmit side reserves room by gcm's sizes and stages by these: they must agree.
+#[cfg(feature = "stream-crypto")]
+const _: () = assert!(MAX_CHUNK == gcm::CHUNK && MAX_TAG == gcm::TAG);
+
 impl TxCipher {
     /// Plaintext bytes per sealed chunk, or `None` when the mode writes plaintext-sized
     /// output in place (`seed`, `cbc`).
