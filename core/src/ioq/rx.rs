@@ -632,15 +632,7 @@ where
 
     /// Checks the extended header and aux data of a message whose bytes are all in the FIFO.
     fn check_in_fifo(&self, header: ReceivedHeader) -> Result<(), DecodeError> {
-        let bytes = self.unconsumed();
-        let ext = bytes
-            .get(BASE_HEADER_LEN..header.header_len())
-            .unwrap_or_default();
-        header.verify_ext(ext, &self.crc)?;
-        let aux = bytes
-            .get(header.header_len()..header.wire_len())
-            .unwrap_or_default();
-        header.verify_aux(aux, &self.crc)
+        header.verify_body(self.unconsumed(), &self.crc).map(drop)
     }
 
     /// Missing bytes of the current message: `true` means wait for input; `false` means

@@ -351,6 +351,33 @@ impl ReceivedHeader {
         }
     }
 
+    /// Checks the extended header and aux data of the whole message in `msg` (its base
+    /// header first) and returns them.
+    ///
+    /// # Errors
+    /// [`DecodeError::Truncated`] if `msg` is shorter than [`wire_len`](Self::wire_len),
+    /// else the first failing check of [`verify_ext`](Self::verify_ext) and
+    /// [`verify_aux`](Self::verify_aux).
+    pub(crate) fn verify_body<'a>(
+        &self,
+        msg: &'a [u8],
+        crc: &impl Crc32c,
+    ) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+        let truncated = DecodeError::Truncated {
+            needed: self.wire_len(),
+            available: msg.len(),
+        };
+        let ext = msg
+            .get(BASE_HEADER_LEN..self.header_len())
+            .ok_or(truncated)?;
+        self.verify_ext(ext, crc)?;
+        let aux = msg
+            .get(self.header_len()..self.wire_len())
+            .ok_or(truncated)?;
+        self.verify_aux(aux, crc)?;
+        Ok((ext, aux))
+    }
+
     /// Checks the aux data (exactly [`aux_len`](Self::aux_len) bytes) against `aux_icrc`.
     /// With no aux the field is ignored, whatever stale value it holds (§11 T3).
     ///

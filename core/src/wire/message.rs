@@ -6,7 +6,6 @@
 use super::crc::Crc32c;
 use super::error::DecodeError;
 use super::header::{MsgHeader, ReceivedHeader};
-use super::limits::BASE_HEADER_LEN;
 use super::order::WireOrder;
 
 /// One checked message borrowed from the buffer it was parsed from.
@@ -28,18 +27,7 @@ impl<'a> MessageView<'a> {
     /// failing check.
     pub fn parse(bytes: &'a [u8], crc: &impl Crc32c) -> Result<Self, DecodeError> {
         let received = ReceivedHeader::parse(bytes, crc)?;
-        let truncated = DecodeError::Truncated {
-            needed: received.wire_len(),
-            available: bytes.len(),
-        };
-        let ext = bytes
-            .get(BASE_HEADER_LEN..received.header_len())
-            .ok_or(truncated)?;
-        received.verify_ext(ext, crc)?;
-        let aux = bytes
-            .get(received.header_len()..received.wire_len())
-            .ok_or(truncated)?;
-        received.verify_aux(aux, crc)?;
+        let (ext, aux) = received.verify_body(bytes, crc)?;
         Ok(Self { received, ext, aux })
     }
 
