@@ -877,18 +877,11 @@ where
                 .set(MsgFlags::ABORT | MsgFlags::DELETE),
         );
         header.msgid = msgid;
-        let key = TransKey::local(msgid);
-        let already_deleted = self
-            .local
-            .get(key)
-            .is_some_and(|state| !state.command().is_open());
-        if !already_deleted {
-            return self.send(header, &[], &[]);
-        }
         if self.link != Link::Up {
             return Err(SendError::LinkDown);
         }
         let room = self.reserve(&header, 0, 0)?;
+        self.local.on_abort(header.cmd, msgid)?;
         Ok(self.queue(room, header, &[], &[]))
     }
 }

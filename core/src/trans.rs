@@ -519,6 +519,23 @@ impl<const N: usize> TransTable<N> {
         self.apply(Side::of(true, cmd.is_reply()), cmd, msgid)
     }
 
+    /// Records our ABORT|DELETE (`cmd`) of the [`Side::Local`] transaction `msgid`. §8.1
+    /// allows it even after our DELETE was sent, while replies are still coming: then the
+    /// table is unchanged (`Ok(None)`) and the transaction ends when the peer's reply
+    /// direction closes. Otherwise it is [`on_send`](Self::on_send).
+    ///
+    /// # Errors
+    /// As [`on_send`](Self::on_send); the table is unchanged then.
+    pub fn on_abort(&mut self, cmd: Cmd, msgid: u32) -> Result<Option<TransUpdate>, TransError> {
+        let already_deleted = self
+            .get(TransKey::local(msgid))
+            .is_some_and(|state| !state.command().is_open());
+        if already_deleted {
+            return Ok(None);
+        }
+        self.on_send(cmd, msgid).map(Some)
+    }
+
     /// Records a message received from the peer, after it has been decoded.
     ///
     /// Without REPLY it is a command element of a [`Side::Remote`] transaction; with
@@ -877,6 +894,24 @@ mod tests {
             format!("{} {}", Direction::Command, Direction::Reply),
             "command reply"
         );
+    }
+
+    #[test]
+    fn our_abort_after_our_delete_is_allowed_and_leaves_the_table_as_it_was() {
+        let mut t = TransTable::<4>::new();
+        t.on_send(cmd(C), 7).unwrap();
+        // Still open: the abort is an ordinary command element.
+        assert!(t.on_abort(cmd(f(A, D)), 7).unwrap().is_some());
+        assert!(t.get(TransKey::local(7)).unwrap().is_aborted());
+
+        let mut t = TransTable::<4>::new();
+        t.on_send(cmd(f(C, D)), 8).unwrap();
+        let before = t.get(TransKey::local(8));
+        // Our DELETE went out, replies still come: allowed, and the table stays as it was.
+        assert_eq!(t.on_abort(cmd(f(A, D)), 8), Ok(None));
+        assert_eq!(t.get(TransKey::local(8)), before);
+        // Plain on_send still refuses a second DELETE.
+        assert!(t.on_send(cmd(f(A, D)), 8).is_err());
     }
 
     /// Exact equality, slot layout included: what the checkpoint rule promises.
