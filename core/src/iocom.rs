@@ -315,7 +315,8 @@ enum Link {
     Up,
     /// Reporting lost transactions, then `LinkDown(end)`.
     Draining(LinkEnd),
-    Down,
+    /// `LinkDown(end)` was given.
+    Down(LinkEnd),
 }
 
 /// What one received message turned into.
@@ -474,6 +475,15 @@ where
         self.mode
     }
 
+    /// How the link ended, once [`Event::LinkDown`] was given (`None` before).
+    #[must_use]
+    pub const fn link_end(&self) -> Option<LinkEnd> {
+        match self.link {
+            Link::Down(end) => Some(end),
+            Link::Up | Link::Draining(_) => None,
+        }
+    }
+
     // ----- driver side -------------------------------------------------------------
 
     /// Where the transport should read into; report the count with
@@ -563,7 +573,7 @@ where
         Interest {
             read: up && self.rx.wants_input() && has_room,
             write,
-            finished: self.link == Link::Down && !write,
+            finished: matches!(self.link, Link::Down(_)) && !write,
         }
     }
 
@@ -649,7 +659,7 @@ where
 
     fn step(&mut self) -> Step {
         match self.link {
-            Link::Down => return Step::Nothing,
+            Link::Down(_) => return Step::Nothing,
             Link::Draining(end) => {
                 return match self.local.take_lost().or_else(|| self.remote.take_lost()) {
                     Some(lost) => {
@@ -663,7 +673,7 @@ where
                         })
                     }
                     None => {
-                        self.link = Link::Down;
+                        self.link = Link::Down(end);
                         Step::Emit(Event::LinkDown(end))
                     }
                 };

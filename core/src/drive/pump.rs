@@ -21,13 +21,13 @@ pub enum NextIo {
     Closed,
 }
 
-/// A connection and how it ended: the part every driver shares, whatever its transport.
+/// A connection and the decisions every driver shares, whatever its transport.
 ///
 /// A driver loops: [`poll_event`](Self::poll_event) until it says `None`, then does what
 /// [`next_io`](Self::next_io) says, reporting each transport result with
 /// [`on_write`](Self::on_write) or [`on_read`](Self::on_read) (after retrying what its
-/// transport calls "try again"). Take events through the pump, not the connection, so it
-/// knows how the link ended.
+/// transport calls "try again"). How the link ended is the connection's own
+/// ([`Iocom::link_end`]), so events may be taken through either.
 ///
 /// ```
 /// use core::convert::Infallible;
@@ -56,7 +56,6 @@ pub enum NextIo {
 #[derive(Debug)]
 pub struct Pump<F, A, B, R, C, const T: usize> {
     io: Iocom<F, A, B, R, C, T>,
-    end: Option<LinkEnd>,
 }
 
 impl<F, A, B, R, C, const T: usize> Pump<F, A, B, R, C, T>
@@ -69,7 +68,7 @@ where
 {
     /// Drives `io`, which has completed its handshake.
     pub const fn new(io: Iocom<F, A, B, R, C, T>) -> Self {
-        Self { io, end: None }
+        Self { io }
     }
 
     /// The connection, to send on or inspect.
@@ -82,21 +81,15 @@ where
         self.io
     }
 
-    /// How the link ended, once [`Event::LinkDown`] went through
-    /// [`poll_event`](Self::poll_event).
+    /// How the link ended, once [`Event::LinkDown`] was given ([`Iocom::link_end`]).
     #[must_use]
     pub const fn link_end(&self) -> Option<LinkEnd> {
-        self.end
+        self.io.link_end()
     }
 
-    /// The connection's next event ([`Iocom::poll_event`]), noting how the link ended.
+    /// The connection's next event ([`Iocom::poll_event`]).
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
-        let end = &mut self.end;
-        self.io.poll_event().inspect(|event| {
-            if let Event::LinkDown(how) = event {
-                *end = Some(*how);
-            }
-        })
+        self.io.poll_event()
     }
 
     /// What to do next, once [`poll_event`](Self::poll_event) said `None`.
@@ -111,8 +104,7 @@ where
             return Ok(NextIo::Write);
         }
         if interest.finished {
-            // Events taken around the pump leave `end` unknown: nothing failed that we saw.
-            return match self.end.and_then(DriveError::from_link_end) {
+            return match self.io.link_end().and_then(DriveError::from_link_end) {
                 Some(failure) => Err(failure),
                 None => Ok(NextIo::Closed),
             };
