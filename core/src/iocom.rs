@@ -713,6 +713,8 @@ where
     fn dispatch(&mut self, header: MsgHeader) -> Step {
         let cmd = header.cmd;
         let accepted = self.accepted.contains(&dispatch_key(cmd));
+        let auxoob = cmd.flags().contains(MsgFlags::AUXOOB);
+        let ping = cmd.same_handler(Cmd::LNK_PING);
         if cmd.is_reply() {
             if !accepted {
                 self.stats.dropped += 1;
@@ -723,16 +725,8 @@ where
             // and §8.3 exempts it from the 0x20 answer, so one from the wire is dropped.
             self.stats.dropped += 1;
             return Step::Handled;
-        } else if cmd.flags().contains(MsgFlags::AUXOOB)
-            || !accepted
-            || cmd.same_handler(Cmd::LNK_PING)
-        {
-            let error =
-                if cmd.same_handler(Cmd::LNK_PING) && !cmd.flags().contains(MsgFlags::AUXOOB) {
-                    0
-                } else {
-                    MSG_ERR_UNKNOWN
-                };
+        } else if auxoob || !accepted || ping {
+            let error = if ping && !auxoob { 0 } else { MSG_ERR_UNKNOWN };
             let reply = reply_header(&header, final_reply_cmd(cmd), error);
             // Room for a header was checked before this message was read; what can still
             // refuse it is an exhausted gcm counter, which ends the link (IVWRAP) rather

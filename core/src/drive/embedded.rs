@@ -143,8 +143,8 @@ where
     /// The transport's (SOCK); the connection is then failed.
     pub fn flush(&mut self) -> Result<(), DriveError<T::Error>> {
         while self.pump.wants_write() {
-            let [first, second] = self.pump.pending();
-            let oldest = if first.is_empty() { second } else { first };
+            // The first slice holds the oldest bytes whenever any wait.
+            let [oldest, _] = self.pump.pending();
             let result = self.transport.write(oldest);
             if !interrupted(&result) {
                 self.pump.on_write(result)?;
