@@ -20,8 +20,8 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RawRsa, RsaKeys, RsaOpError};
 use h2msg::wire::WireOrder;
+use h2msg::{Handshake, HandshakePoll, KeyMode, RawRsa, RsaKeys, RsaOpError};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{PrivateKey, PublicKey};

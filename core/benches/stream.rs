@@ -26,23 +26,23 @@ use aes::Aes256;
 use aes_gcm::aead::array::Array;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use h2msg::handshake::Session;
-use h2msg::iocom::{Event, Iocom, IocomMemory};
-use h2msg::ioq::tx::CounterSalt;
-use h2msg::stream::StreamMode;
-use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+use h2msg::wire::{Cmd, MsgHeader};
+use h2msg::{
+    CounterSalt, Event, FLAG_GCM, Iocom, IocomMemory, LinkSetup, ModeChoice, Session, StreamMode,
+};
 
-type Link = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, 4>;
+type Link = Iocom<Vec<u8>, CounterSalt, HwCrc32c, 4>;
 
-fn session(own: u8, peer: u8) -> Session {
-    Session {
-        own_sess: [own; 64],
-        peer_sess: [peer; 64],
-        peer_quickmsg: [0; 32],
-        peer_order: WireOrder::Little,
-        own_flags: 0,
-        peer_flags: 0,
-    }
+/// The setup an RSA handshake between two h2msg nodes insisting on `mode` gives, with
+/// chosen session keys.
+fn setup(mode: StreamMode, own: u8, peer: u8) -> LinkSetup {
+    let (choice, flags) = match mode {
+        StreamMode::Seed => (ModeChoice::Seed, 0),
+        StreamMode::Cbc => (ModeChoice::Cbc, 0),
+        StreamMode::Gcm => (ModeChoice::Gcm, FLAG_GCM),
+    };
+    let session = Session::from_parts_for_testing([own; 64], [peer; 64], flags, flags);
+    LinkSetup::negotiate(session, choice).unwrap()
 }
 
 fn link(mode: StreamMode, own: u8, peer: u8) -> Link {
@@ -51,8 +51,13 @@ fn link(mode: StreamMode, own: u8, peer: u8) -> Link {
         aux: vec![0u8; 65536],
         tx_ring: vec![0u8; 2 * (2048 + 65536)],
     };
-    let mut io = Iocom::new(memory, CounterSalt::default(), HwCrc32c).unwrap();
-    io.start_stream(mode, &session(own, peer)).unwrap();
+    let mut io = Iocom::new(
+        setup(mode, own, peer),
+        memory,
+        CounterSalt::default(),
+        HwCrc32c,
+    )
+    .unwrap();
     io.accept(Cmd::DBG_SHELL).unwrap();
     io
 }

@@ -3,79 +3,154 @@
 //! `h2msg` is a `no_std`, sans-IO implementation of the link protocol that DragonFly BSD's
 //! HAMMER2 nodes spoke in 2012, the protocol that later became DMSG. Bytes go in, messages
 //! come out, and nothing in this crate touches a socket, a clock, a file or an allocator:
-//! the adapters own those.
+//! the adapters (`h2msg-std`, `h2msg-kshim`) own those.
 //!
-//! ## Layers
+//! ## The lifecycle
 //!
-//! ```text
-//!   std-adapter (h2msg-std)          kernel-shim (h2msg-kshim)
-//!   sockets, key files, the CLI      extern "C", caller-owned memory
-//!                \                      /
-//!                 +---- pure calls ----+
-//!                          |
-//!   core (this crate)  #![no_std]  #![forbid(unsafe_code)]
-//!     wire       layouts of the 32-byte header and the 512-byte handshake
-//!                block, the `cmd` field, limits, error codes, CRC-32C,
-//!                byte-order detection
-//!     ioq        receive decoder and transmit queue
-//!     iocom      one connection: rx + tx + flags + events
-//!     trans      the transaction table
-//!     handshake  the 512-byte RSA exchange, RSA behind a trait
-//!     stream     what follows the handshake: seed (plaintext), cbc, gcm,
-//!                and their negotiation through the handshake's flags
-//!     drive      what every driver shares; the embedded-io driver
-//! ```
+//! Every link goes through the same steps, and the types allow no other order:
 //!
-//! Today the crate holds the [`wire`] layer — everything needed to encode, decode and
-//! check one message exactly as the 2012 C implementation put it on the wire — the two
-//! directions of a connection in [`ioq`], the transaction table in [`trans`], and one whole
-//! connection in [`iocom`], the 512-byte [`handshake`] that opens every link, and the
-//! [`stream`] modes that protect what follows it (feature `stream-crypto` for `cbc`/`gcm`).
+//! 1. a [`Handshake`] exchanges the 512-byte blocks (RSA, or in the clear with a `.none`
+//!    peer) and yields a [`Session`];
+//! 2. [`LinkSetup::negotiate`] consumes the session and picks the [`StreamMode`] both ends
+//!    accept ([`ModeChoice`]), its ciphers keyed;
+//! 3. [`Iocom::new`] builds the connection from the setup and the caller's
+//!    [`IocomMemory`], already in its mode;
+//! 4. the driver moves bytes ([`Iocom::read_buf`], [`Iocom::pending`], …) and time
+//!    ([`Iocom::poll_timeout`], [`Iocom::handle_timeout`] with an [`Instant`]); the
+//!    application sends ([`Iocom::open`], [`Iocom::reply`]) and takes [`Event`]s until
+//!    [`Event::LinkDown`]. [`drive::Pump`] holds what every driver decides the same way.
 //!
-//! ## Example: a `DBG_SHELL` line, sealed and parsed back
+//! ## Example: two nodes, handshake to reply, in memory
 //!
 //! ```
-//! use h2msg::wire::{Cmd, MessageView, MsgHeader, SoftCrc32c, WireOrder};
+//! use h2msg::wire::{Cmd, SoftCrc32c, WireOrder};
+//! use h2msg::{
+//!     CounterSalt, Event, Handshake, HandshakePoll, Iocom, IocomMemory, KeyMode, LinkSetup,
+//!     ModeChoice, NoRsa, Session,
+//! };
+//! # struct Dice(u8);
+//! # impl h2msg::rand_core::TryRng for Dice {
+//! #     type Error = core::convert::Infallible;
+//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(7) }
+//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(7) }
+//! #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+//! #         for b in dst { self.0 = self.0.wrapping_mul(31).wrapping_add(7); *b = self.0; }
+//! #         Ok(())
+//! #     }
+//! # }
+//! # impl h2msg::rand_core::TryCryptoRng for Dice {}
 //!
-//! let crc = SoftCrc32c;
-//! let mut header = MsgHeader::new(Cmd::DBG_SHELL);
-//! header.salt = 0x327B_2301;
-//! let aux = b"help\0";
+//! // 1. The handshake of two `.none` peers (a real node passes `KeyMode::Rsa` and the
+//! //    OS random source). Each side's bytes are fed to the other.
+//! let side = |seed| Handshake::<NoRsa>::new(KeyMode::Plaintext, &mut Dice(seed), WireOrder::Little, None);
+//! let (mut a, mut b) = (side(1)?, side(2)?);
+//! let (to_b, to_a) = (a.pending().to_vec(), b.pending().to_vec());
+//! b.feed(&to_b);
+//! a.feed(&to_a);
+//! a.advance(to_b.len())?;
+//! b.advance(to_a.len())?;
+//! let done = |poll| match poll {
+//!     HandshakePoll::Done(session) => Ok::<Session, &str>(session),
+//!     _ => Err("the handshake did not complete"),
+//! };
+//! let (session_a, session_b) = (done(a.poll())?, done(b.poll())?);
 //!
-//! // Sealing stamps aux_bytes, aux_icrc, icrc2 and icrc1 (PROTOCOL.md §3.6).
-//! let base = header.seal(WireOrder::Little, &[], aux, &crc)?;
-//! assert_eq!(header.aux_icrc, 0xA7EE_6765);
+//! // 2. Negotiation consumes each session; 3. each setup builds a connection.
+//! type Node = Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 8>;
+//! let connection = |session| -> Result<Node, Box<dyn core::error::Error>> {
+//!     let setup = LinkSetup::negotiate(session, ModeChoice::Auto)?;
+//!     let memory = IocomMemory { fifo: vec![0; 8192], aux: vec![0; 65536], tx_ring: vec![0; 70000] };
+//!     let mut io = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)?;
+//!     io.accept(Cmd::DBG_SHELL)?; // the command this application handles
+//!     Ok(io)
+//! };
+//! let (mut a, mut b) = (connection(session_a)?, connection(session_b)?);
 //!
-//! // The wire image is the base header, then the aux data padded with zeros to 32.
-//! let mut wire = [0u8; 64];
-//! wire[..32].copy_from_slice(&base);
-//! wire[32..37].copy_from_slice(aux);
-//!
-//! let view = MessageView::parse(&wire, &crc)?;
-//! assert_eq!(view.header().cmd, Cmd::DBG_SHELL);
-//! assert_eq!(&view.aux()[..5], b"help\0");
-//! assert_eq!(view.wire_len(), 64);
+//! // 4. One transaction each way. `carry` is the transport: what one side wrote, the
+//! //    other reads.
+//! fn carry(from: &mut Node, to: &mut Node) {
+//!     let [first, second] = from.pending();
+//!     let bytes = [first, second].concat();
+//!     from.advance_write(bytes.len()).ok();
+//!     to.feed(&bytes);
+//! }
+//! fn transaction(client: &mut Node, server: &mut Node) -> Result<(), Box<dyn core::error::Error>> {
+//!     let request = client.open(Cmd::DBG_SHELL, &[], b"status\0", true)?;
+//!     carry(client, server);
+//!     let Some(Event::Message { msg, .. }) = server.poll_event() else { panic!("a request") };
+//!     let asked = *msg.header();
+//!     assert_eq!(&msg.aux()[..7], b"status\0");
+//!     server.reply(&asked, 0, b"all well\0", true)?;
+//!     carry(server, client);
+//!     let Some(Event::Message { msg, .. }) = client.poll_event() else { panic!("a reply") };
+//!     assert_eq!(msg.header().msgid, request.msgid);
+//!     assert_eq!(&msg.aux()[..9], b"all well\0");
+//!     Ok(())
+//! }
+//! transaction(&mut a, &mut b)?;
+//! transaction(&mut b, &mut a)?;
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 //!
-//! The authority on the format is the project's `PROTOCOL.md`; section numbers in these
-//! docs (§3.6 and so on) refer to it.
+//! ## Modules
+//!
+//! The lifecycle's types live at the crate root. Four modules hold what the lifecycle
+//! does not need every day: [`wire`] (the exact byte layouts, commands, limits, error
+//! codes, CRC-32C), [`ioq`] (the receive decoder and transmit queue on their own, for
+//! tools such as a capture decoder), [`trans`] (the transaction rules and their
+//! vocabulary) and [`drive`] (what every driver shares; the embedded-io driver).
+//!
+//! ## Features
+//!
+//! | Feature | Adds |
+//! |---|---|
+//! | `crypto` | [`RsaKeys`], the default RSA of the handshake (the `rsa` crate; needs `alloc`) |
+//! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
+//! | `embedded-io` | [`drive::embedded`], a blocking driver over embedded-io 0.7 |
+//! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
+//! | `test-util` | [`Session::from_parts_for_testing`], never for products |
+//!
+//! The authority on the format is the project's protocol reference, `docs/protocol.md`;
+//! section numbers in these docs (§3.6 and so on) refer to it.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
 // Only for `From<DriveError<std::io::Error>> for std::io::Error` (feature `std`).
 #[cfg(feature = "std")]
 extern crate std;
 
+// The layer order, bottom first; a module imports only from modules above it in this list
+// (checked by tests/layering.rs). `handshake` uses only `time`, `wire` and `buf`.
+mod buf;
 pub mod drive;
-pub mod handshake;
-pub mod iocom;
+mod handshake;
+mod iocom;
 pub mod ioq;
-pub mod stream;
+mod setup;
+mod stream;
+mod time;
 pub mod trans;
 pub mod wire;
+
+pub use buf::OverCommit;
+pub use handshake::{
+    Handshake, HandshakeError, HandshakePoll, KeyExchangeFailure, KeyMode, MAX_RSA_RETRIES, NoRsa,
+    RawRsa, RsaOpError, Session,
+};
+#[cfg(feature = "crypto")]
+#[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
+pub use handshake::{KeySizeMismatch, RsaKeys, private_block, public_block};
+pub use iocom::{
+    ACCEPT_MAX, AcceptListFull, Config, Event, Interest, Iocom, IocomFlags, IocomMemory,
+    IocomStats, LinkEnd, Liveness, MemoryError, SendError,
+};
+pub use ioq::tx::CounterSalt;
+pub use setup::LinkSetup;
+pub use stream::{FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StreamMode, UnknownMode, keys};
+pub use time::Instant;
 
 /// The `rand_core` this crate's RNG parameters are written against.
 pub use rand_core;

@@ -392,6 +392,18 @@ void h2msg_kernel_panic(const char *msg);
 #define H2MSG_DOWN_AUX_TOO_SMALL 4
 
 /**
+ * `detail`: no byte came for the dead-peer time after a keepalive ping (`ioq_error`
+ * PEERTIMEOUT, 30).
+ */
+#define H2MSG_DOWN_PEER_TIMEOUT 5
+
+/**
+ * `detail`: pending bytes made no write progress for the write-stall time (`ioq_error`
+ * WRSTALL, 31).
+ */
+#define H2MSG_DOWN_WRITE_STALLED 6
+
+/**
  * `side`: not about a transaction.
  */
 #define H2MSG_SIDE_NONE 0

@@ -4,7 +4,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 
-use h2msg::iocom::IocomFlags;
+use h2msg::IocomFlags;
 use h2msg::trans::MSG_ERR_LOSTLINK;
 use h2msg::wire::limits::MAXIOVEC;
 use h2msg::wire::{Cmd, IoqError, MSG_ERR_UNKNOWN, MsgFlags};
@@ -224,6 +224,12 @@ pub const H2MSG_DOWN_TRANSPORT: u32 = 2;
 pub const H2MSG_DOWN_LOCAL_CLOSE: u32 = 3;
 /// `detail`: a message's aux data fit no buffer.
 pub const H2MSG_DOWN_AUX_TOO_SMALL: u32 = 4;
+/// `detail`: no byte came for the dead-peer time after a keepalive ping (`ioq_error`
+/// PEERTIMEOUT, 30).
+pub const H2MSG_DOWN_PEER_TIMEOUT: u32 = 5;
+/// `detail`: pending bytes made no write progress for the write-stall time (`ioq_error`
+/// WRSTALL, 31).
+pub const H2MSG_DOWN_WRITE_STALLED: u32 = 6;
 
 /// `side`: not about a transaction.
 pub const H2MSG_SIDE_NONE: u32 = 0;

@@ -5,10 +5,10 @@ use core::ffi::{CStr, c_int};
 use core::ptr::NonNull;
 use core::slice;
 
-use h2msg::iocom::{Event, Iocom, LinkEnd};
 use h2msg::trans::{Side, TransError, TransKey, TransUpdate};
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::wire::{IoqError, MessageView, MsgHeader};
+use h2msg::{Event, Iocom, LinkEnd};
 
 use crate::abi::*;
 use crate::kernel::{KernelCrc, KernelRandom, log_line};
@@ -68,8 +68,7 @@ impl AsMut<[u8]> for CallerBytes {
 }
 
 /// The connection type behind the C handle.
-pub(crate) type ShimIocom =
-    Iocom<CallerBytes, CallerBytes, CallerBytes, KernelRandom, KernelCrc, TRANSACTIONS>;
+pub(crate) type ShimIocom = Iocom<CallerBytes, KernelRandom, KernelCrc, TRANSACTIONS>;
 
 /// `struct h2msg_iocom`, opaque to C: it sits at the start of the caller's block.
 pub struct H2msgIocom {
@@ -195,6 +194,13 @@ fn link_down_event(end: LinkEnd, closed_locally: bool) -> H2msgEvent {
         LinkEnd::AuxStorageTooSmall { needed, available } => {
             (H2MSG_DOWN_AUX_TOO_SMALL, 0, needed, available)
         }
+        LinkEnd::PeerTimeout => (H2MSG_DOWN_PEER_TIMEOUT, IoqError::PeerTimeout.code(), 0, 0),
+        LinkEnd::WriteStalled => (
+            H2MSG_DOWN_WRITE_STALLED,
+            IoqError::WriteStalled.code(),
+            0,
+            0,
+        ),
     };
     H2msgEvent {
         detail,
@@ -260,9 +266,9 @@ fn reject_detail(error: &TransError) -> u32 {
 }
 
 /// The C code for a refused send.
-pub(crate) fn send_error_code(error: h2msg::iocom::SendError) -> c_int {
-    use h2msg::iocom::SendError;
-    use h2msg::ioq::tx::TxError;
+pub(crate) fn send_error_code(error: h2msg::SendError) -> c_int {
+    use h2msg::SendError;
+    use h2msg::ioq::TxError;
     match error {
         SendError::Tx(TxError::QueueFull { .. }) => H2MSG_ERR_AGAIN,
         SendError::Tx(_) => H2MSG_IOQ_FIELD,
@@ -276,7 +282,7 @@ pub(crate) fn send_error_code(error: h2msg::iocom::SendError) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use h2msg::ioq::rx::RxFailure;
+    use h2msg::ioq::RxFailure;
     use h2msg::wire::DecodeError;
 
     #[test]
@@ -354,8 +360,8 @@ mod tests {
 
     #[test]
     fn refused_sends_map_to_their_codes() {
-        use h2msg::iocom::SendError;
-        use h2msg::ioq::tx::TxError;
+        use h2msg::SendError;
+        use h2msg::ioq::TxError;
         use h2msg::wire::EncodeError;
         let full = SendError::Tx(TxError::QueueFull {
             needed: 64,

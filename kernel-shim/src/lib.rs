@@ -37,9 +37,9 @@ use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
 use core::slice;
 
-use h2msg::iocom::IocomMemory;
 use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, MSGHDR_MAX};
 use h2msg::wire::{Cmd, MsgHeader};
+use h2msg::{IocomMemory, LinkSetup};
 
 pub use abi::*;
 pub use block::H2msgIocom;
@@ -318,7 +318,8 @@ unsafe fn init(
     // Moved straight from the constructor's result into the block, field by field, so the
     // 2 KB state is not copied through more stack temporaries (kernel stacks are small).
     // The sizes are above the core's minimums, so `new` cannot fail; it is not unwrapped.
-    match ShimIocom::new(memory, salt, crc) {
+    // The kernel gets the link after user space's handshake (seed mode, see README.md).
+    match ShimIocom::new(LinkSetup::plaintext(), memory, salt, crc) {
         // SAFETY: `handle` is aligned and the block holds `size_of::<H2msgIocom>()` ≤
         // FIFO_OFFSET bytes; each write goes to one field without reading the old bytes.
         Ok(io) => unsafe {

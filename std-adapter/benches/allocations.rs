@@ -11,7 +11,7 @@
     reason = "a benchmark binary: a panic is a failed run"
 )]
 
-use h2msg::stream::StreamMode;
+use h2msg::StreamMode;
 use h2msg_std::bench::h2msg_transfer;
 use indicatif::ProgressBar;
 

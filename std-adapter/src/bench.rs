@@ -14,12 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{Handshake, KeyMode, NoRsa};
-use h2msg::iocom::{Event, SendError};
-use h2msg::ioq::tx::TxError;
-use h2msg::stream::{ModeChoice, StreamMode};
+use h2msg::ioq::TxError;
 use h2msg::wire::limits::{BASE_HEADER_LEN, pad_len};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
+use h2msg::{Event, SendError};
+use h2msg::{Handshake, KeyMode, LinkSetup, NoRsa, RsaKeys};
+use h2msg::{ModeChoice, StreamMode};
 use indicatif::ProgressBar;
 
 use crate::blocking::{Link, drive_handshake};
@@ -118,20 +118,20 @@ pub fn h2msg_transfer(
     progress: &ProgressBar,
 ) -> io::Result<Transfer> {
     let (a, b) = loopback_pair()?;
-    let connection = move |mut s: TcpStream| -> io::Result<Link<TcpStream>> {
-        let hs = Handshake::new(
-            KeyMode::<NoRsa>::Plaintext,
-            &mut getrandom::SysRng,
-            WireOrder::Little,
-            Some(10_000),
-        )
-        .map_err(other)?;
-        let session = drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?;
-        let io = shell_connection(mode, Some(&session)).map_err(other)?;
-        Ok(Link::new(s, io))
+    // cbc and gcm are keyed by an RSA handshake, as between two nodes; both ends share
+    // one throwaway key pair. seed needs no secret: the plaintext exchange.
+    let choice = match mode {
+        StreamMode::Seed => ModeChoice::Seed,
+        StreamMode::Cbc => ModeChoice::Cbc,
+        StreamMode::Gcm => ModeChoice::Gcm,
     };
-    let peer = thread::spawn(move || connection(b));
-    let mut link = connection(a)?;
+    let key = match mode {
+        StreamMode::Seed => None,
+        _ => Some(bench_key()?),
+    };
+    let peer_key = key.clone();
+    let peer = thread::spawn(move || bench_link(b, peer_key.as_ref(), choice));
+    let mut link = bench_link(a, key.as_ref(), choice)?;
     let mut receiving = peer
         .join()
         .map_err(|_| other("handshake thread panicked"))??;
@@ -181,6 +181,44 @@ pub fn h2msg_transfer(
         wire_bytes,
         elapsed: done.duration_since(start),
     })
+}
+
+/// One end of a bench link: the handshake (RSA with `key`, else in the clear), then a
+/// connection in the mode `choice` insists on.
+fn bench_link(
+    mut s: TcpStream,
+    key: Option<&rsa::PrivateKey>,
+    choice: ModeChoice,
+) -> io::Result<Link<TcpStream>> {
+    let flags = choice.handshake_flags();
+    let session = match key {
+        Some(key) => {
+            let keys =
+                RsaKeys::new(key.clone(), key.to_public_key(), getrandom::SysRng).map_err(other)?;
+            let hs = Handshake::with_flags(
+                KeyMode::Rsa(keys),
+                &mut getrandom::SysRng,
+                WireOrder::Little,
+                None,
+                flags,
+            )
+            .map_err(other)?;
+            drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?
+        }
+        None => {
+            let hs = Handshake::new(
+                KeyMode::<NoRsa>::Plaintext,
+                &mut getrandom::SysRng,
+                WireOrder::Little,
+                None,
+            )
+            .map_err(other)?;
+            drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?
+        }
+    };
+    let setup = LinkSetup::negotiate(session, choice).map_err(other)?;
+    let io = shell_connection(setup).map_err(other)?;
+    Ok(Link::new(s, io))
 }
 
 /// Copies as many bytes as `count` messages of `aux_len` take on the wire through a plain
@@ -393,6 +431,17 @@ impl Drop for ChildService {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bench's RSA key pair for keyed modes: made once per process (a 2048-bit key takes
+/// a fraction of a second), never written anywhere.
+fn bench_key() -> io::Result<rsa::PrivateKey> {
+    static KEY: std::sync::OnceLock<rsa::PrivateKey> = std::sync::OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key.clone());
+    }
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(other)?;
+    Ok(KEY.get_or_init(|| key).clone())
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@ use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 use h2msg::drive::{HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
-use h2msg::handshake::{Handshake, RawRsa, Session};
-use h2msg::iocom::{Event, Iocom, IocomMemory, MemoryError};
-use h2msg::ioq::tx::CounterSalt;
 use h2msg::wire::Crc32c;
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
+use h2msg::{
+    CounterSalt, Event, Handshake, Iocom, IocomMemory, LinkSetup, MemoryError, RawRsa, Session,
+};
 
 /// CRC-32C in hardware where the CPU has it (SSE4.2, ARMv8), from the `crc32c` crate.
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,7 +25,7 @@ impl Crc32c for HwCrc32c {
 pub const TRANSACTIONS: usize = 64;
 
 /// The connection type of the std adapter: heap buffers.
-pub type StdIocom = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+pub type StdIocom = Iocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
 /// The std adapter's receive FIFO: 8 times the C size (`MSGBUF_SIZE`, 8 KiB). A daemon can
 /// spare 56 KiB per link, and one read then takes up to 2048 small messages where the
@@ -38,13 +38,13 @@ pub const STD_FIFO_SIZE: usize = 8 * MSGBUF_SIZE;
 ///
 /// # Errors
 /// Never with these sizes; the type says what the core checks.
-pub fn std_iocom(salt_start: u32) -> Result<StdIocom, MemoryError> {
+pub fn std_iocom(setup: LinkSetup, salt_start: u32) -> Result<StdIocom, MemoryError> {
     let memory = IocomMemory {
         fifo: vec![0u8; STD_FIFO_SIZE],
         aux: vec![0u8; MSGAUX_MAX],
         tx_ring: vec![0u8; 2 * (MSGHDR_MAX + MSGAUX_MAX)],
     };
-    Iocom::new(memory, CounterSalt::after(salt_start), HwCrc32c)
+    Iocom::new(setup, memory, CounterSalt::after(salt_start), HwCrc32c)
 }
 
 /// Why a driver stopped, with the IOQ code that applies ([`DriveError::code`]): the
@@ -53,7 +53,7 @@ pub fn std_iocom(salt_start: u32) -> Result<StdIocom, MemoryError> {
 pub type DriveError = h2msg::drive::DriveError<io::Error>;
 
 /// The shared driver half for the std connection type.
-pub(crate) type StdPump = Pump<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+pub(crate) type StdPump = Pump<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
 /// Whether a std transport result asks to be retried: a signal interrupted the call.
 fn interrupted<T>(result: &io::Result<T>) -> bool {
@@ -110,7 +110,7 @@ pub fn drive_handshake<S: Read + Write, K: RawRsa>(
 /// use std::net::TcpStream;
 /// use std::time::Duration;
 ///
-/// use h2msg::handshake::{Handshake, KeyMode, NoRsa};
+/// use h2msg::{Handshake, KeyMode, LinkSetup, ModeChoice, NoRsa};
 /// use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 /// use h2msg_std::blocking::{Link, drive_handshake, std_iocom};
 ///
@@ -122,10 +122,10 @@ pub fn drive_handshake<S: Read + Write, K: RawRsa>(
 ///     WireOrder::Little,
 ///     None,
 /// )?;
-/// drive_handshake(&mut stream, hs, Duration::from_secs(10))?;
+/// let session = drive_handshake(&mut stream, hs, Duration::from_secs(10))?;
 /// stream.set_read_timeout(None)?;
 ///
-/// let mut io = std_iocom(0)?;
+/// let mut io = std_iocom(LinkSetup::negotiate(session, ModeChoice::Auto)?, 0)?;
 /// io.accept(Cmd::LNK_PING)?; // to see the reply to our ping
 /// let mut link = Link::new(stream, io);
 /// let mut ping = MsgHeader::new(Cmd::LNK_PING);

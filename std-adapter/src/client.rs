@@ -3,10 +3,10 @@
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
-use h2msg::iocom::Event;
+use h2msg::Event;
 use h2msg::wire::{Cmd, MsgHeader};
 
-use h2msg::stream::ModeChoice;
+use h2msg::ModeChoice;
 use log::info;
 
 use crate::blocking::Link;

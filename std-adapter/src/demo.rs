@@ -8,8 +8,8 @@ use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::stream::{ModeChoice, StreamMode};
 use h2msg::wire::{Cmd, MsgHeader};
+use h2msg::{ModeChoice, StreamMode};
 
 use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use h2msg::ioq::rx::{RxDecoder, RxFailure, RxPoll};
+use h2msg::ioq::{RxDecoder, RxFailure, RxPoll};
 use h2msg::wire::limits::{HANDSHAKE_LEN, MSGAUX_MAX, MSGBUF_SIZE};
 use h2msg::wire::{MessageView, WireOrder, until_nul};
 use serde_json::json;

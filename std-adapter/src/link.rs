@@ -5,12 +5,11 @@
 use std::io;
 use std::time::Duration;
 
-use h2msg::handshake::{Handshake, KeyMode, RsaKeys, Session};
-use h2msg::iocom::SendError;
-use h2msg::stream::{
-    ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, negotiate,
-};
 use h2msg::wire::{Cmd, WireOrder};
+use h2msg::{
+    Handshake, KeyMode, LinkSetup, MemoryError, ModeChoice, NegotiateError, NonePeer, RsaKeys,
+    SendError, StreamMode,
+};
 
 use crate::blocking::{DriveError, Link, StdIocom, drive_handshake, std_iocom};
 use crate::keys::{KeyDir, KeyError, PeerKey};
@@ -36,8 +35,8 @@ pub enum LinkError {
     Send(SendError),
     /// No stream mode both ends accept (ALGO, 20).
     Negotiate(NegotiateError),
-    /// The connection could not take the agreed mode.
-    StartStream(StartStreamError),
+    /// The connection's memory does not fit the agreed mode.
+    Memory(MemoryError),
 }
 
 impl std::fmt::Display for LinkError {
@@ -47,7 +46,7 @@ impl std::fmt::Display for LinkError {
             Self::Drive(e) => e.fmt(f),
             Self::Send(e) => e.fmt(f),
             Self::Negotiate(e) => e.fmt(f),
-            Self::StartStream(e) => e.fmt(f),
+            Self::Memory(e) => e.fmt(f),
         }
     }
 }
@@ -103,7 +102,7 @@ impl std::fmt::Display for LinkTerms {
 /// stream mode both ends accept (`choice` on our side; see [`h2msg::stream`]). A `.none`
 /// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
 /// seed era), except in `cbc`, whose era skipped the exchange (§11 H5). Returns the terms
-/// and the session, if there was an exchange.
+/// and the negotiated setup the connection is built from.
 ///
 /// # Errors
 /// [`LinkError`].
@@ -112,7 +111,7 @@ pub fn handshake(
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
-) -> Result<(LinkTerms, Option<Session>), LinkError> {
+) -> Result<(LinkTerms, LinkSetup), LinkError> {
     let peer = stream.peer_ip()?;
     let (mode, trust, flags) = match keys.peer_key(peer).map_err(LinkError::Keys)? {
         PeerKey::Rsa(peer_key) => {
@@ -131,7 +130,7 @@ pub fn handshake(
                 mode: StreamMode::Seed,
             };
             match choice.none_peer().map_err(LinkError::Negotiate)? {
-                NonePeer::SkipHandshake => return Ok((plaintext, None)),
+                NonePeer::SkipHandshake => return Ok((plaintext, LinkSetup::plaintext())),
                 NonePeer::ExchangePlaintextBlock => (KeyMode::Plaintext, Trust::Plaintext, 0),
             }
         }
@@ -144,12 +143,9 @@ pub fn handshake(
     stream.set_read_timeout(Some((timeout / 10).max(MIN_READ_SLICE)))?;
     let session = drive_handshake(stream, hs, timeout).map_err(LinkError::Drive)?;
     stream.set_read_timeout(None)?;
-    let mode = match trust {
-        Trust::Rsa => negotiate(choice, session.own_flags, session.peer_flags)
-            .map_err(LinkError::Negotiate)?,
-        Trust::Plaintext => StreamMode::Seed,
-    };
-    Ok((LinkTerms { trust, mode }, Some(session)))
+    let setup = LinkSetup::negotiate(session, choice).map_err(LinkError::Negotiate)?;
+    let mode = setup.mode();
+    Ok((LinkTerms { trust, mode }, setup))
 }
 
 /// A link over `stream`: the handshake, then a connection in the agreed stream mode that
@@ -165,25 +161,17 @@ pub fn open_link(
     timeout: Duration,
     choice: ModeChoice,
 ) -> Result<(Link<Stream>, LinkTerms), LinkError> {
-    let (terms, session) = handshake(&mut stream, keys, timeout, choice)?;
-    let io = shell_connection(terms.mode, session.as_ref())?;
+    let (terms, setup) = handshake(&mut stream, keys, timeout, choice)?;
+    let io = shell_connection(setup)?;
     Ok((Link::new(stream, io), terms))
 }
 
-/// A std connection in stream `mode` keyed by `session` (`None`: the exchange was
-/// skipped, so the link is plaintext) that takes `DBG_SHELL`.
+/// A std connection built from `setup` that takes `DBG_SHELL`.
 ///
 /// # Errors
-/// [`LinkError::StartStream`] if the mode cannot start.
-pub fn shell_connection(
-    mode: StreamMode,
-    session: Option<&Session>,
-) -> Result<StdIocom, LinkError> {
-    let mut io = std_iocom(0).map_err(crate::other)?;
-    if let Some(session) = session {
-        io.start_stream(mode, session)
-            .map_err(LinkError::StartStream)?;
-    }
+/// [`LinkError::Memory`] if the std memory does not fit the mode (it always does).
+pub fn shell_connection(setup: LinkSetup) -> Result<StdIocom, LinkError> {
+    let mut io = std_iocom(setup, 0).map_err(LinkError::Memory)?;
     io.accept(Cmd::DBG_SHELL).map_err(crate::other)?;
     Ok(io)
 }

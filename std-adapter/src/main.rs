@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use h2msg::stream::{ModeChoice, StreamMode};
+use h2msg::{ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};

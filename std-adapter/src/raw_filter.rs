@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 
-use h2msg::handshake::{private_block, public_block};
+use h2msg::{private_block, public_block};
 use rsa::traits::PublicKeyParts;
 
 use crate::keys::AnyKey;

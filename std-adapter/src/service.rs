@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::iocom::{Event, IocomStats, SendError};
-use h2msg::ioq::tx::TxError;
-use h2msg::stream::ModeChoice;
+use h2msg::ModeChoice;
+use h2msg::ioq::TxError;
 use h2msg::wire::MsgHeader;
+use h2msg::{Event, IocomStats, SendError};
 use log::{debug, info, warn};
 
 use crate::blocking::Link;
@@ -539,7 +539,7 @@ mod tests {
         first.update(|e| {
             e.terms = Some(LinkTerms {
                 trust: crate::link::Trust::Plaintext,
-                mode: h2msg::stream::StreamMode::Seed,
+                mode: h2msg::StreamMode::Seed,
             });
         });
         assert!(links.admit(&streams[3]).is_ok());

@@ -6,9 +6,9 @@
 use std::io::IoSlice;
 use std::time::Duration;
 
+use h2msg::Event;
 use h2msg::drive::{HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
-use h2msg::handshake::{Handshake, RawRsa, Session};
-use h2msg::iocom::Event;
+use h2msg::{Handshake, RawRsa, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::blocking::{DriveError, StdIocom, StdPump};
@@ -63,17 +63,19 @@ where
 /// `select!`.
 ///
 /// ```
+/// use h2msg::LinkSetup;
 /// use h2msg::wire::{Cmd, MsgHeader};
 /// use h2msg_std::blocking::std_iocom;
 /// use h2msg_std::tokio_driver::Link;
 /// use tokio::io::{AsyncRead, AsyncWrite};
 ///
-/// /// One ping over a stream whose handshake is done: the reply's error field.
-/// async fn ping<S>(stream: S) -> Result<u16, Box<dyn std::error::Error>>
+/// /// One ping over a stream whose handshake is done (`setup` negotiated from it): the
+/// /// reply's error field.
+/// async fn ping<S>(stream: S, setup: LinkSetup) -> Result<u16, Box<dyn std::error::Error>>
 /// where
 ///     S: AsyncRead + AsyncWrite + Unpin,
 /// {
-///     let mut io = std_iocom(0)?;
+///     let mut io = std_iocom(setup, 0)?;
 ///     io.accept(Cmd::LNK_PING)?; // to see the reply
 ///     let mut link = Link::new(stream, io);
 ///     let mut ping = MsgHeader::new(Cmd::LNK_PING);

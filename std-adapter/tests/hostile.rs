@@ -15,8 +15,8 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::iocom::Event;
-use h2msg::stream::ModeChoice;
+use h2msg::Event;
+use h2msg::ModeChoice;
 use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
 use h2msg_std::blocking::std_iocom;
 use h2msg_std::client::{connect, shell_exchange};
@@ -48,7 +48,7 @@ fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
 
 /// The wire bytes of one message, encoded by a connection's transmit side.
 fn encoded(header: MsgHeader, aux: &[u8]) -> Vec<u8> {
-    let mut io = std_iocom(0).unwrap();
+    let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).unwrap();
     io.send(header, &[], aux).unwrap();
     let mut bytes = vec![0u8; 64 + aux.len()];
     let n = io.copy_pending(&mut bytes);
@@ -156,7 +156,7 @@ fn hostile_clients_cost_only_their_own_links() {
                 for byte in encoded(ping, &aux) {
                     s.write_all(&[byte]).unwrap();
                 }
-                let mut rx = std_iocom(0).unwrap();
+                let mut rx = std_iocom(h2msg::LinkSetup::plaintext(), 0).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 loop {
                     if let Some(reply) = rx.poll_event().and_then(|e| match e {

@@ -318,7 +318,7 @@ pub enum Ending {
     /// Clean end at a message boundary.
     Closed,
     /// The stream failed.
-    Failed(h2msg::ioq::rx::RxFailure),
+    Failed(h2msg::ioq::RxFailure),
     /// A message needs more aux storage than the decoder was given (not a stream error;
     /// the run stops there).
     NeedsAuxStorage {
@@ -339,7 +339,7 @@ pub fn decode_stream(
     fifo: usize,
     aux: usize,
 ) -> (Vec<OwnedMessage>, Ending) {
-    use h2msg::ioq::rx::{RxDecoder, RxPoll};
+    use h2msg::ioq::{RxDecoder, RxPoll};
     let mut rx = RxDecoder::new(vec![0u8; fifo], vec![0u8; aux], h2msg::wire::SoftCrc32c)
         .expect("fifo size");
     let mut sizes = pieces.iter().cycle();
@@ -443,14 +443,14 @@ pub mod fuzz {
     /// that nothing panics, that the tables stay within bounds, and that after `LinkDown`
     /// a side says nothing more.
     pub fn iocom_pump(data: &[u8]) {
-        pump_in(h2msg::stream::StreamMode::Seed, data);
+        pump_in(h2msg::StreamMode::Seed, data);
     }
 
     /// [`iocom_pump`] with both sides in a protected stream mode, chosen by the first
     /// byte (`cbc` if even, else `gcm`): corruption in flight must end the link with a
     /// typed error, never a panic or an event after `LinkDown`.
     pub fn stream_pump(data: &[u8]) {
-        use h2msg::stream::StreamMode;
+        use h2msg::StreamMode;
         let Some((&mode, ops)) = data.split_first() else {
             return;
         };
@@ -462,9 +462,8 @@ pub mod fuzz {
         pump_in(mode, ops);
     }
 
-    fn pump_in(mode: h2msg::stream::StreamMode, data: &[u8]) {
-        use crate::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair};
-        use h2msg::stream::FLAG_GCM;
+    fn pump_in(mode: h2msg::StreamMode, data: &[u8]) {
+        use crate::sim::{OwnedEvent, Pair, Side, SideConfig, setup_pair};
         use h2msg::wire::{Cmd, MsgHeader};
 
         let small = SideConfig {
@@ -474,14 +473,10 @@ pub mod fuzz {
             tx_ring: 4096,
             ..SideConfig::default()
         };
-        let mut a = Side::new(&small, None);
-        let mut b = Side::new(&SideConfig::default(), None);
         let sess = |seed: u8| core::array::from_fn(|i| (i as u8).wrapping_mul(29) ^ seed);
-        let (sa, sb) = session_pair(sess(3), sess(4), FLAG_GCM, FLAG_GCM);
-        a.io.start_stream(mode, &sa)
-            .expect("a fresh connection takes any mode");
-        b.io.start_stream(mode, &sb)
-            .expect("a fresh connection takes any mode");
+        let (sa, sb) = setup_pair(mode, sess(3), sess(4));
+        let mut a = Side::with_setup(&small, sa, None);
+        let mut b = Side::with_setup(&SideConfig::default(), sb, None);
         let echo = crate::sim::echo_cmd();
         for side in [&mut a, &mut b] {
             side.io.accept(echo).expect("room");
@@ -642,9 +637,9 @@ impl h2msg::rand_core::TryRng for TestRng {
 impl h2msg::rand_core::TryCryptoRng for TestRng {}
 
 /// A plaintext-mode (`.none`) handshake whose block comes from [`TestRng`]`(seed)`.
-pub fn plaintext_handshake(seed: u64) -> h2msg::handshake::Handshake<h2msg::handshake::NoRsa> {
-    h2msg::handshake::Handshake::new(
-        h2msg::handshake::KeyMode::Plaintext,
+pub fn plaintext_handshake(seed: u64) -> h2msg::Handshake<h2msg::NoRsa> {
+    h2msg::Handshake::new(
+        h2msg::KeyMode::Plaintext,
         &mut TestRng(seed),
         WireOrder::Little,
         None,
@@ -653,10 +648,10 @@ pub fn plaintext_handshake(seed: u64) -> h2msg::handshake::Handshake<h2msg::hand
 }
 
 /// Feeds the peer's `received` block to `hs` (its own bytes count as sent) and polls.
-pub fn receive_block<K: h2msg::handshake::RawRsa>(
-    hs: &mut h2msg::handshake::Handshake<K>,
+pub fn receive_block<K: h2msg::RawRsa>(
+    hs: &mut h2msg::Handshake<K>,
     received: &[u8],
-) -> h2msg::handshake::HandshakePoll {
+) -> h2msg::HandshakePoll {
     let n = hs.pending().len();
     hs.advance(n).expect("our whole block counts as sent");
     assert_eq!(hs.feed(received), h2msg::wire::limits::HANDSHAKE_LEN);

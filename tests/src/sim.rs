@@ -2,13 +2,11 @@
 //! `Pair`): bytes move between them in transfers of a configurable size, so every partial
 //! read and write happens, and each side's application is a closure that sees every event.
 
-use h2msg::handshake::Session;
-use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
-use h2msg::ioq::rx::RxFailure;
-use h2msg::ioq::tx::CounterSalt;
+use h2msg::ioq::RxFailure;
 use h2msg::rand_core::TryRng;
 use h2msg::trans::{TransError, TransKey, TransUpdate};
 use h2msg::wire::{MsgHeader, SoftCrc32c, WireOrder};
+use h2msg::{Config, CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup, Session};
 
 use crate::OwnedMessage;
 
@@ -16,7 +14,7 @@ use crate::OwnedMessage;
 pub const SIM_TRANSACTIONS: usize = 256;
 
 /// The connection type the simulator runs.
-pub type SimIocom = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, Salts, SoftCrc32c, SIM_TRANSACTIONS>;
+pub type SimIocom = Iocom<Vec<u8>, Salts, SoftCrc32c, SIM_TRANSACTIONS>;
 
 /// An event copied out of the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +112,8 @@ pub struct SideConfig {
     pub tx_ring: usize,
     /// Salt script.
     pub salts: Vec<u32>,
+    /// Liveness rules (they run only when the simulator passes time).
+    pub liveness: h2msg::Liveness,
 }
 
 impl Default for SideConfig {
@@ -124,6 +124,7 @@ impl Default for SideConfig {
             aux: 65536,
             tx_ring: 2048 + 65536,
             salts: Vec::new(),
+            liveness: h2msg::Liveness::default(),
         }
     }
 }
@@ -143,15 +144,30 @@ pub struct Side {
 }
 
 impl Side {
-    /// A side built from `cfg`, with an application.
+    /// A plaintext side built from `cfg`, with an application.
     pub fn new(cfg: &SideConfig, app: Option<App>) -> Self {
+        Self::with_setup(cfg, LinkSetup::plaintext(), app)
+    }
+
+    /// A side in the stream mode of `setup`, built from `cfg`, with an application.
+    pub fn with_setup(cfg: &SideConfig, setup: LinkSetup, app: Option<App>) -> Self {
         let memory = IocomMemory {
             fifo: vec![0u8; cfg.fifo],
             aux: vec![0u8; cfg.aux],
             tx_ring: vec![0u8; cfg.tx_ring],
         };
-        let io = Iocom::with_order(memory, Salts::scripted(&cfg.salts), SoftCrc32c, cfg.order)
-            .expect("fifo size");
+        let config = Config {
+            order: cfg.order,
+            liveness: cfg.liveness,
+        };
+        let io = Iocom::with_config(
+            setup,
+            memory,
+            Salts::scripted(&cfg.salts),
+            SoftCrc32c,
+            config,
+        )
+        .expect("memory fits the mode");
         Self {
             io,
             events: Vec::new(),
@@ -252,14 +268,7 @@ pub fn session_pair(
     flags_a: u32,
     flags_b: u32,
 ) -> (Session, Session) {
-    let session = |own, peer, own_flags, peer_flags| Session {
-        own_sess: own,
-        peer_sess: peer,
-        peer_quickmsg: [0; 32],
-        peer_order: WireOrder::Little,
-        own_flags,
-        peer_flags,
-    };
+    let session = Session::from_parts_for_testing;
     (
         session(sess_a, sess_b, flags_a, flags_b),
         session(sess_b, sess_a, flags_b, flags_a),
@@ -270,4 +279,23 @@ pub fn session_pair(
 pub fn echo_cmd() -> h2msg::wire::Cmd {
     use h2msg::wire::{Cmd, MsgFlags, Protocol};
     Cmd::new(MsgFlags::NONE, Protocol::LNK, 0x050, 1).expect("a valid command")
+}
+
+/// Both ends' setups for `mode`, negotiated from sessions with `sess_a` and `sess_b` as a
+/// handshake between two h2msg nodes configured for `mode` would give them.
+pub fn setup_pair(
+    mode: h2msg::StreamMode,
+    sess_a: [u8; 64],
+    sess_b: [u8; 64],
+) -> (LinkSetup, LinkSetup) {
+    use h2msg::{ModeChoice, StreamMode};
+    let choice = match mode {
+        StreamMode::Seed => ModeChoice::Seed,
+        StreamMode::Cbc => ModeChoice::Cbc,
+        StreamMode::Gcm => ModeChoice::Gcm,
+    };
+    let flags = choice.handshake_flags();
+    let (a, b) = session_pair(sess_a, sess_b, flags, flags);
+    let negotiate = |s| LinkSetup::negotiate(s, choice).expect("both ends agree");
+    (negotiate(a), negotiate(b))
 }

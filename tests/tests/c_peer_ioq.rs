@@ -2,8 +2,8 @@
 //! C implementation: decoding both directions in every chunking, and re-creating the C
 //! client's byte stream with the same salts.
 
-use h2msg::ioq::rx::{RxDecoder, RxPoll};
-use h2msg::ioq::tx::TxQueue;
+use h2msg::ioq::TxQueue;
+use h2msg::ioq::{RxDecoder, RxPoll};
 use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder, limits::HANDSHAKE_LEN};
 use h2msg_tests::{GlibcRandom, assert_frame, c_peer_frames, c_peer_wire, hex, json_u32};
 

@@ -2,16 +2,16 @@
 //! small, uneven chunks (with interruptions), and transports that fail.
 
 use embedded_io::{ErrorKind, ErrorType, Read, Write};
+use h2msg::CounterSalt;
 use h2msg::drive::DriveError;
 use h2msg::drive::embedded::{Link, drive_handshake};
-use h2msg::handshake::{Handshake, HandshakePoll, NoRsa, Session};
-use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
-use h2msg::ioq::tx::CounterSalt;
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
+use h2msg::{Event, Iocom, IocomMemory, LinkEnd, LinkSetup};
+use h2msg::{Handshake, HandshakePoll, NoRsa, Session};
 use h2msg_tests::{big_aux, plaintext_handshake};
 
-type TestIocom = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
+type TestIocom = Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 8>;
 
 fn iocom(salt: u32) -> TestIocom {
     let memory = IocomMemory {
@@ -19,7 +19,13 @@ fn iocom(salt: u32) -> TestIocom {
         aux: vec![0; MSGAUX_MAX],
         tx_ring: vec![0; 2 * (MSGHDR_MAX + MSGAUX_MAX)],
     };
-    Iocom::new(memory, CounterSalt::after(salt), SoftCrc32c).expect("C sizes")
+    Iocom::new(
+        LinkSetup::plaintext(),
+        memory,
+        CounterSalt::after(salt),
+        SoftCrc32c,
+    )
+    .expect("C sizes")
 }
 
 /// Reads a recorded stream in chunks of the sizes given (cycled), each `interrupt_every`th
@@ -195,8 +201,9 @@ fn round_trip(chunks: &[usize], write_limit: usize, interrupt_every: usize) {
     assert_eq!(transport.read, transport.input.len(), "everything was read");
 
     let (theirs, replies) = peer_receives(peer_hs, &transport.output);
-    assert_eq!(ours.peer_sess, theirs.own_sess);
-    assert_eq!(ours.own_sess, theirs.peer_sess);
+    let (ours, theirs) = (ours.keys_for_testing(), theirs.keys_for_testing());
+    assert_eq!(ours.1, theirs.0);
+    assert_eq!(ours.0, theirs.1);
     let mut ok = b"ok\0".to_vec();
     ok.resize(32, 0); // aux travels padded to 32 bytes
     assert_eq!(
@@ -233,7 +240,7 @@ fn after_handshake(after: &[u8]) -> Memory {
     Memory::new(input, &[7], usize::MAX)
 }
 
-type TestLink = Link<Memory, Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
+type TestLink = Link<Memory, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
 
 /// Our side after its handshake over `transport`.
 fn link_over(mut transport: Memory) -> TestLink {

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use h2msg::handshake::{Handshake, HandshakeError, HandshakePoll, KeyMode, RawRsa, RsaKeys};
 use h2msg::wire::{WireOrder, limits::HANDSHAKE_LEN, verifier};
+use h2msg::{Handshake, HandshakeError, HandshakePoll, KeyMode, RawRsa, RsaKeys};
 use h2msg_tests::{TestRng, c_peer_recording, c_peer_wire, hex, receive_block, vectors_dir};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
@@ -49,7 +49,7 @@ fn the_c_handshakes_decode_to_the_senders_plaintext() {
             sent_plain[..],
             "{me} decodes {dir}"
         );
-        assert_eq!(session.peer_sess[..], sent_plain[0x10..0x50]);
+        assert_eq!(session.keys_for_testing().1[..], sent_plain[0x10..0x50]);
         assert_eq!(session.peer_quickmsg_text(), b"Testing 1 2 3");
     }
 }
@@ -89,7 +89,7 @@ fn flipped_bits_never_yield_a_wrong_session() {
                     byte >= 256,
                     "a flip at {byte} in the first block was accepted"
                 );
-                assert_eq!(s.peer_sess[..], sent_plain[0x10..0x50]);
+                assert_eq!(s.keys_for_testing().1[..], sent_plain[0x10..0x50]);
                 missed_in_second_block += 1;
             }
             other => panic!("flip at {byte}: {other:?}"),
@@ -252,15 +252,15 @@ fn two_rsa_sides_agree_for_several_seeds() {
         let (HandshakePoll::Done(sa), HandshakePoll::Done(sb)) = (a.poll(), b.poll()) else {
             panic!("seed {seed}");
         };
-        assert_eq!(sa.peer_sess, sb.own_sess);
-        assert_eq!(sb.peer_sess, sa.own_sess);
-        assert_ne!(sa.own_sess, sb.own_sess);
+        assert_eq!(sa.keys_for_testing().1, sb.keys_for_testing().0);
+        assert_eq!(sb.keys_for_testing().1, sa.keys_for_testing().0);
+        assert_ne!(sa.keys_for_testing().0, sb.keys_for_testing().0);
     }
 }
 
 mod agreement {
     use super::*;
-    use h2msg::handshake::RsaOpError;
+    use h2msg::RsaOpError;
     use proptest::prelude::*;
 
     /// Test-only RSA stand-in (copies), so that many random seeds run quickly; the real
@@ -317,10 +317,10 @@ mod agreement {
             };
             // With the copying stand-in the wire bytes are the plaintext blocks (bar the
             // retry counters), so each side's sess can be read off what it sent.
-            prop_assert_eq!(&sa.own_sess[..], &own_a[0x10..0x50]);
-            prop_assert_eq!(&sb.own_sess[..], &own_b[0x10..0x50]);
-            prop_assert_eq!(sa.peer_sess, sb.own_sess);
-            prop_assert_eq!(sb.peer_sess, sa.own_sess);
+            prop_assert_eq!(&sa.keys_for_testing().0[..], &own_a[0x10..0x50]);
+            prop_assert_eq!(&sb.keys_for_testing().0[..], &own_b[0x10..0x50]);
+            prop_assert_eq!(sa.keys_for_testing().1, sb.keys_for_testing().0);
+            prop_assert_eq!(sb.keys_for_testing().1, sa.keys_for_testing().0);
         }
     }
 }

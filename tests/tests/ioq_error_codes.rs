@@ -2,7 +2,7 @@
 //! decoder in several chunkings. SOCK (3) belongs to the transport adapters and STATE (8)
 //! is defined but never raised, by the C code or by h2msg.
 
-use h2msg::ioq::rx::RxFailure;
+use h2msg::ioq::RxFailure;
 use h2msg::wire::{Cmd, DecodeError, IoqError, MsgHeader, SoftCrc32c, WireOrder};
 use h2msg_tests::{Ending, decode_stream, reference_crc32c, reference_fold16};
 

@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use h2msg::handshake::{HandshakeError, KeyExchangeFailure};
-use h2msg::iocom::Event;
+use h2msg::Event;
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
+use h2msg::{HandshakeError, KeyExchangeFailure};
 use h2msg_std::blocking::{self, DriveError, std_iocom};
 use h2msg_std::tokio_driver::{Link, drive_handshake};
 use h2msg_tests::{big_aux, plaintext_handshake};
@@ -46,7 +46,7 @@ async fn tokio_side(address: &str) -> Link<tokio::net::TcpStream> {
     drive_handshake(&mut stream, plaintext_handshake(2), TIMEOUT)
         .await
         .expect("the tokio side's handshake");
-    let mut io = std_iocom(0).expect("C sizes");
+    let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes");
     io.accept(Cmd::DBG_SHELL).expect("accept list");
     Link::new(stream, io)
 }
@@ -56,7 +56,7 @@ async fn pings_are_answered_and_64k_of_aux_goes_there_and_back() {
     // The blocking side echoes each DBG_SHELL command's aux in its final reply; pings it
     // leaves to the core. It reports how many pings its core answered.
     let (address, peer) = blocking_peer(|stream| {
-        let mut io = std_iocom(0).expect("C sizes");
+        let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes");
         io.accept(Cmd::DBG_SHELL).expect("accept list");
         let mut link = blocking::Link::new(stream, io);
         let mut echoed = 0;
@@ -149,7 +149,10 @@ async fn garbage_to_the_blocking_side_is_sync_error_1_there() {
     use tokio::io::AsyncWriteExt;
 
     let (address, peer) = blocking_peer(|stream| {
-        let mut link = blocking::Link::new(stream, std_iocom(0).expect("C sizes"));
+        let mut link = blocking::Link::new(
+            stream,
+            std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes"),
+        );
         loop {
             match link.next_event(|_| ()) {
                 Ok(Some(())) => {}
@@ -301,7 +304,7 @@ impl AsyncWrite for Broken {
 
 #[tokio::test]
 async fn a_failing_transport_is_sock_error_3_now_and_on_later_calls() {
-    let mut io = std_iocom(0).expect("C sizes");
+    let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes");
     io.accept(Cmd::LNK_PING).expect("accept list");
     let mut link = Link::new(Broken, io);
     let mut ping = MsgHeader::new(Cmd::LNK_PING);

@@ -1,7 +1,7 @@
 //! Property tests of the receive decoder: chunking never changes what it decodes, hostile
 //! bytes never panic, and damage at any offset costs exactly the damaged message onwards.
 
-use h2msg::ioq::rx::RxFailure;
+use h2msg::ioq::RxFailure;
 use h2msg::wire::{Cmd, DecodeError, MsgFlags, MsgHeader, Protocol, SoftCrc32c, WireOrder};
 use h2msg_tests::{Ending, OwnedMessage, decode_stream};
 use proptest::prelude::*;

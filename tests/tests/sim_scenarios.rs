@@ -1,7 +1,7 @@
 //! Protocol scenarios on the two-iocom simulator: the §4.3 shell exchange byte for byte,
 //! link-level answers, thousands of interleaved transactions, link loss, partial writes.
 
-use h2msg::iocom::LinkEnd;
+use h2msg::LinkEnd;
 use h2msg::trans::{MSG_ERR_LOSTLINK, Side as TransSide, TransUpdate};
 use h2msg::wire::{Cmd, MSG_ERR_UNKNOWN, MsgFlags, MsgHeader, Protocol, WireOrder};
 use h2msg_tests::read_vector;

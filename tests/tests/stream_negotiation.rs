@@ -2,12 +2,11 @@
 //! in `gcm`, a 2012 C node (flags 0) gets the era mode, and a man in the middle cannot
 //! strip the flag: any change to the RSA-transformed block fails the handshake.
 
-use h2msg::handshake::{Handshake, HandshakePoll, KeyMode, RsaKeys, Session};
-use h2msg::stream::{
-    FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StartStreamError, StreamMode, UnknownMode,
-    negotiate,
-};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, WireOrder, limits::HANDSHAKE_LEN};
+use h2msg::{
+    FLAG_GCM, Handshake, HandshakePoll, KeyMode, LinkSetup, ModeChoice, NegotiateError, NonePeer,
+    RsaKeys, Session, StreamMode, UnknownMode,
+};
 use h2msg_tests::sim::{Pair, Side, SideConfig};
 use h2msg_tests::{TestRng, c_peer_wire, receive_block, vectors_dir};
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -57,17 +56,14 @@ fn exchange(node: ModeChoice, client: ModeChoice) -> (Session, Session) {
 #[test]
 fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
     let (ns, cs) = exchange(ModeChoice::Auto, ModeChoice::Auto);
-    assert_eq!((ns.peer_flags, cs.peer_flags), (FLAG_GCM, FLAG_GCM));
-    let modes = [
-        negotiate(ModeChoice::Auto, ns.own_flags, ns.peer_flags),
-        negotiate(ModeChoice::Auto, cs.own_flags, cs.peer_flags),
-    ];
-    assert_eq!(modes, [Ok(StreamMode::Gcm), Ok(StreamMode::Gcm)]);
+    assert_eq!((ns.peer_flags(), cs.peer_flags()), (FLAG_GCM, FLAG_GCM));
+    assert!(ns.is_authenticated() && cs.is_authenticated());
+    let ns = LinkSetup::negotiate(ns, ModeChoice::Auto).unwrap();
+    let cs = LinkSetup::negotiate(cs, ModeChoice::Auto).unwrap();
+    assert_eq!([ns.mode(), cs.mode()], [StreamMode::Gcm, StreamMode::Gcm]);
 
-    let mut a = Side::new(&SideConfig::default(), None);
-    let mut b = Side::new(&SideConfig::default(), None);
-    a.io.start_stream(StreamMode::Gcm, &cs).unwrap();
-    b.io.start_stream(StreamMode::Gcm, &ns).unwrap();
+    let a = Side::with_setup(&SideConfig::default(), cs, None);
+    let mut b = Side::with_setup(&SideConfig::default(), ns, None);
     b.io.accept(Cmd::DBG_SHELL).unwrap();
     let mut pair = Pair::new(a, b, 100);
     pair.a
@@ -89,18 +85,18 @@ fn the_configured_era_mode_applies_when_one_side_does_not_offer_gcm() {
     ] {
         let (ns, cs) = exchange(node, client);
         assert_eq!(
-            negotiate(node, ns.own_flags, ns.peer_flags),
+            LinkSetup::negotiate(ns, node).map(|s| s.mode()),
             Ok(expect),
             "{node} vs {client}"
         );
         assert_eq!(
-            negotiate(client, cs.own_flags, cs.peer_flags),
+            LinkSetup::negotiate(cs, client).map(|s| s.mode()),
             Ok(expect),
             "{client} vs {node}"
         );
     }
     let (ns, _) = exchange(ModeChoice::Gcm, ModeChoice::Cbc);
-    let refused = negotiate(ModeChoice::Gcm, ns.own_flags, ns.peer_flags).unwrap_err();
+    let refused = LinkSetup::negotiate(ns, ModeChoice::Gcm).unwrap_err();
     assert_eq!(refused, NegotiateError::PeerCannotGcm { peer_flags: 0 });
     assert_eq!(refused.ioq_error(), IoqError::Algo);
 }
@@ -110,12 +106,16 @@ fn a_2012_c_node_sends_flags_zero_and_gets_the_era_mode() {
     let wire = c_peer_wire("c2s");
     let mut node = handshake("node", "client", 3, ModeChoice::Auto);
     let session = done(receive_block(&mut node, &wire[..HANDSHAKE_LEN]));
-    assert_eq!(session.peer_flags, 0);
+    assert_eq!(session.peer_flags(), 0);
+    let (own, peer) = (session.own_flags(), session.peer_flags());
     assert_eq!(
-        negotiate(ModeChoice::Auto, session.own_flags, session.peer_flags),
+        ModeChoice::Gcm.select(own, peer),
+        Err(NegotiateError::PeerCannotGcm { peer_flags: 0 })
+    );
+    assert_eq!(
+        LinkSetup::negotiate(session, ModeChoice::Auto).map(|s| s.mode()),
         Ok(StreamMode::Seed)
     );
-    assert!(negotiate(ModeChoice::Gcm, session.own_flags, session.peer_flags).is_err());
 }
 
 /// A man in the middle who wants `seed` instead of `gcm` must clear the flag in the
@@ -139,7 +139,7 @@ fn tampering_with_the_flags_fails_the_handshake_no_silent_downgrade() {
     }
     // Untouched, the same bytes are accepted and carry the flag.
     let mut node = handshake("node", "client", 1, ModeChoice::Auto);
-    assert_eq!(done(receive_block(&mut node, &wire)).peer_flags, FLAG_GCM);
+    assert_eq!(done(receive_block(&mut node, &wire)).peer_flags(), FLAG_GCM);
 }
 
 #[test]
@@ -191,24 +191,11 @@ fn stream_errors_print_their_code_and_what_was_wrong() {
         ),
         (NegotiateError::GcmNeedsRsa.to_string(), ".none"),
         (
-            StartStreamError::Unsupported(StreamMode::Cbc).to_string(),
+            NegotiateError::Unsupported(StreamMode::Cbc).to_string(),
             "cbc",
         ),
-        (StartStreamError::NotFresh.to_string(), "before any byte"),
         (
-            StartStreamError::FifoTooSmall {
-                len: 2048,
-                needed: 2128,
-            }
-            .to_string(),
-            "2048 bytes, the stream mode needs 2128",
-        ),
-        (
-            StartStreamError::TxRingUnfit { len: 1000 }.to_string(),
-            "1000 bytes",
-        ),
-        (
-            StartStreamError::ReflectedSession.to_string(),
+            NegotiateError::ReflectedSession.to_string(),
             "reflected handshake block",
         ),
     ];

@@ -5,11 +5,11 @@
 
 use aes::Aes256;
 use cbc::cipher::{BlockModeEncrypt, KeyIvInit, array::Array};
-use h2msg::iocom::LinkEnd;
-use h2msg::stream::keys::CbcKeys;
-use h2msg::stream::{FLAG_GCM, StartStreamError, StreamMode};
+use h2msg::LinkEnd;
+use h2msg::keys::CbcKeys;
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
-use h2msg_tests::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair};
+use h2msg::{FLAG_GCM, LinkSetup, ModeChoice, NegotiateError, StreamMode};
+use h2msg_tests::sim::{OwnedEvent, Pair, Side, SideConfig, session_pair, setup_pair};
 
 const MODES: [StreamMode; 3] = [StreamMode::Seed, StreamMode::Cbc, StreamMode::Gcm];
 
@@ -19,11 +19,9 @@ fn sess(seed: u8) -> [u8; 64] {
 
 /// Two sides already past their handshake, both in `mode`.
 fn pair_in(mode: StreamMode, a: &SideConfig, b: &SideConfig, transfer: usize) -> Pair {
-    let (sa, sb) = session_pair(sess(1), sess(2), FLAG_GCM, FLAG_GCM);
-    let mut a = Side::new(a, None);
-    let mut b = Side::new(b, None);
-    a.io.start_stream(mode, &sa).unwrap();
-    b.io.start_stream(mode, &sb).unwrap();
+    let (sa, sb) = setup_pair(mode, sess(1), sess(2));
+    let mut a = Side::with_setup(a, sa, None);
+    let mut b = Side::with_setup(b, sb, None);
     a.io.accept(Cmd::DBG_SHELL).unwrap();
     b.io.accept(Cmd::DBG_SHELL).unwrap();
     Pair::new(a, b, transfer)
@@ -127,9 +125,8 @@ fn receive_gcm(wire: &[u8]) -> (Vec<usize>, Option<IoqError>) {
 
 /// [`receive_gcm`] with B's own `sess` given: the peer's is A's of [`gcm_wire`].
 fn receive_gcm_in_session(b_sess: [u8; 64], wire: &[u8]) -> (Vec<usize>, Option<IoqError>) {
-    let (_, sb) = session_pair(sess(1), b_sess, FLAG_GCM, FLAG_GCM);
-    let mut b = Side::new(&small_side(), None);
-    b.io.start_stream(StreamMode::Gcm, &sb).unwrap();
+    let (_, sb) = setup_pair(StreamMode::Gcm, sess(1), b_sess);
+    let mut b = Side::with_setup(&small_side(), sb, None);
     b.io.accept(Cmd::DBG_SHELL).unwrap();
     let mut rest = wire;
     let mut delivered = Vec::new();
@@ -172,17 +169,16 @@ fn a_recorded_gcm_session_replayed_into_a_new_session_fails() {
 
 #[test]
 fn a_reflected_session_is_refused_by_both_protected_modes() {
-    let (reflected, _) = session_pair(sess(5), sess(5), FLAG_GCM, FLAG_GCM);
-    for mode in [StreamMode::Cbc, StreamMode::Gcm] {
-        let mut side = Side::new(&SideConfig::default(), None);
+    let reflected = || session_pair(sess(5), sess(5), FLAG_GCM, FLAG_GCM).0;
+    for choice in [ModeChoice::Cbc, ModeChoice::Gcm] {
         assert_eq!(
-            side.io.start_stream(mode, &reflected),
-            Err(StartStreamError::ReflectedSession),
-            "{mode}"
+            LinkSetup::negotiate(reflected(), choice).map(|s| s.mode()),
+            Err(NegotiateError::ReflectedSession),
+            "{choice}"
         );
     }
-    let mut side = Side::new(&SideConfig::default(), None);
-    assert_eq!(side.io.start_stream(StreamMode::Seed, &reflected), Ok(()));
+    let seed = LinkSetup::negotiate(session_pair(sess(5), sess(5), 0, 0).0, ModeChoice::Seed);
+    assert_eq!(seed.map(|s| s.mode()), Ok(StreamMode::Seed));
 }
 
 #[test]
@@ -228,9 +224,8 @@ fn replayed_reordered_and_dropped_chunks_are_rejected() {
 #[test]
 fn a_gcm_stream_cut_inside_a_record_ends_with_eof() {
     let wire = gcm_wire();
-    let (_, sb) = session_pair(sess(1), sess(2), FLAG_GCM, FLAG_GCM);
-    let mut b = Side::new(&small_side(), None);
-    b.io.start_stream(StreamMode::Gcm, &sb).unwrap();
+    let (_, sb) = setup_pair(StreamMode::Gcm, sess(1), sess(2));
+    let mut b = Side::with_setup(&small_side(), sb, None);
     assert_eq!(b.io.feed(&wire[..100]), 100);
     b.io.end_input();
     let mut failure = None;
@@ -246,8 +241,8 @@ fn a_gcm_stream_cut_inside_a_record_ends_with_eof() {
 /// message carries sequence number 3 instead of 2: a sender that skipped a message.
 #[test]
 fn msgseq_fires_on_a_skipped_message_in_cbc() {
-    let (sa, sb) = session_pair(sess(1), sess(2), 0, 0);
-    let keys = CbcKeys::derive(&sa.own_sess, &sa.peer_sess);
+    let keys = CbcKeys::derive(&sess(1), &sess(2));
+    let (_, sb) = setup_pair(StreamMode::Cbc, sess(1), sess(2));
     let mut plain = Vec::new();
     for seq in [0u32, 1, 3, 4] {
         let mut h = MsgHeader::new(Cmd::DBG_SHELL);
@@ -260,8 +255,7 @@ fn msgseq_fires_on_a_skipped_message_in_cbc() {
     assert!(rest.is_empty());
     enc.encrypt_blocks(blocks);
 
-    let mut b = Side::new(&SideConfig::default(), None);
-    b.io.start_stream(StreamMode::Cbc, &sb).unwrap();
+    let mut b = Side::with_setup(&SideConfig::default(), sb, None);
     b.io.accept(Cmd::DBG_SHELL).unwrap();
     assert_eq!(b.io.feed(&plain), plain.len());
     let mut msgids = Vec::new();
@@ -302,8 +296,7 @@ fn a_cbc_stream_from_h2msg_matches_an_independent_encryption() {
         pair.run(1000);
         wires.push(pair.a.wrote.clone());
     }
-    let (sa, _) = session_pair(sess(1), sess(2), 0, 0);
-    let keys = CbcKeys::derive(&sa.own_sess, &sa.peer_sess);
+    let keys = CbcKeys::derive(&sess(1), &sess(2));
     let mut dec = cbc::Decryptor::<Aes256>::new(&Array(*keys.key()), &Array(keys.iv()));
     let mut cbc_wire = wires[1].clone();
     let (blocks, _) = Array::slice_as_chunks_mut(&mut cbc_wire);

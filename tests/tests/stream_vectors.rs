@@ -2,7 +2,7 @@
 //! computation. (The ciphers themselves are checked against `openssl enc` output and the
 //! McGrew–Viega GCM vectors beside their code in `core/src/stream/`.)
 
-use h2msg::stream::keys::{CbcKeys, GcmKeys};
+use h2msg::keys::{CbcKeys, GcmKeys};
 use h2msg_tests::hex;
 
 /// §2.1's `sess`: `sess[i] = (0x1D·i + 0x5A) mod 256`.

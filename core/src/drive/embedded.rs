@@ -62,8 +62,7 @@ where
 ///
 /// ```
 /// use h2msg::drive::embedded::Link;
-/// use h2msg::iocom::{Event, Iocom, IocomMemory, LinkEnd};
-/// use h2msg::ioq::tx::CounterSalt;
+/// use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup};
 /// use h2msg::wire::{Cmd, MessageView, MsgHeader, SoftCrc32c, WireOrder};
 /// # use core::convert::Infallible;
 /// # /// Reads a recorded stream, keeps what is written.
@@ -84,8 +83,9 @@ where
 /// let ping = MsgHeader::new(Cmd::LNK_PING).seal(WireOrder::Little, &[], &[], &SoftCrc32c)?;
 /// let transport = Recorded { input: &ping, output: Vec::new() };
 ///
-/// let memory = IocomMemory { fifo: [0u8; 2048], aux: [0u8; 0], tx_ring: [0u8; 256] };
-/// let io: Iocom<_, _, _, _, _, 4> = Iocom::new(memory, CounterSalt::default(), SoftCrc32c)?;
+/// let memory = IocomMemory { fifo: vec![0u8; 2048], aux: vec![], tx_ring: vec![0u8; 256] };
+/// let setup = LinkSetup::plaintext();
+/// let io: Iocom<_, _, _, 4> = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)?;
 /// let mut link = Link::new(transport, io);
 ///
 /// // The core answers the ping by itself; the next event is the close.
@@ -99,22 +99,20 @@ where
 /// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct Link<T, F, A, B, R, C, const N: usize> {
+pub struct Link<T, M, R, C, const N: usize> {
     transport: T,
-    pump: Pump<F, A, B, R, C, N>,
+    pump: Pump<M, R, C, N>,
 }
 
-impl<T, F, A, B, R, C, const N: usize> Link<T, F, A, B, R, C, N>
+impl<T, M, R, C, const N: usize> Link<T, M, R, C, N>
 where
     T: Read + Write,
-    F: AsRef<[u8]> + AsMut<[u8]>,
-    A: AsRef<[u8]> + AsMut<[u8]>,
-    B: AsRef<[u8]> + AsMut<[u8]>,
+    M: AsRef<[u8]> + AsMut<[u8]>,
     R: Rng,
     C: Crc32c + Clone,
 {
     /// A connection over `transport`, which has completed its handshake.
-    pub const fn new(transport: T, io: Iocom<F, A, B, R, C, N>) -> Self {
+    pub const fn new(transport: T, io: Iocom<M, R, C, N>) -> Self {
         Self {
             transport,
             pump: Pump::new(io),
@@ -122,7 +120,7 @@ where
     }
 
     /// The connection, to send on or inspect.
-    pub const fn io(&mut self) -> &mut Iocom<F, A, B, R, C, N> {
+    pub const fn io(&mut self) -> &mut Iocom<M, R, C, N> {
         self.pump.io()
     }
 
@@ -132,7 +130,7 @@ where
     }
 
     /// The transport and the connection back.
-    pub fn into_parts(self) -> (T, Iocom<F, A, B, R, C, N>) {
+    pub fn into_parts(self) -> (T, Iocom<M, R, C, N>) {
         (self.transport, self.pump.into_io())
     }
 

@@ -3,9 +3,10 @@
 
 use core::fmt;
 
+use crate::buf::OverCommit;
 use crate::handshake::HandshakeError;
 use crate::iocom::LinkEnd;
-use crate::ioq::rx::{OverCommit, RxFailure};
+use crate::ioq::rx::RxFailure;
 use crate::wire::IoqError;
 
 /// Why a driver stopped. `E` is the transport's error type (`std::io::Error`,
@@ -55,6 +56,12 @@ pub enum DriveError<E> {
         /// Aux storage size.
         available: usize,
     },
+    /// The peer sent nothing for the liveness rules' dead-peer time after a keepalive
+    /// ping (PEERTIMEOUT, 30).
+    PeerTimeout,
+    /// Our bytes waited and the transport took none for the write-stall time (WRSTALL,
+    /// 31): the peer does not read.
+    WriteStalled,
     /// Nothing to read, write or report, yet the link is not finished; or a handshake
     /// driven after its end (STATE). The core rules both out: this guards the driver
     /// against spinning.
@@ -74,6 +81,8 @@ impl<E> DriveError<E> {
             Self::Handshake(e) => e.ioq_error(),
             Self::AuxStorageTooSmall { .. } => IoqError::Field,
             Self::Stalled => IoqError::State,
+            Self::PeerTimeout => IoqError::PeerTimeout,
+            Self::WriteStalled => IoqError::WriteStalled,
         }
     }
 
@@ -93,6 +102,8 @@ impl<E> DriveError<E> {
             LinkEnd::AuxStorageTooSmall { needed, available } => {
                 Some(Self::AuxStorageTooSmall { needed, available })
             }
+            LinkEnd::PeerTimeout => Some(Self::PeerTimeout),
+            LinkEnd::WriteStalled => Some(Self::WriteStalled),
         }
     }
 }
@@ -114,6 +125,11 @@ impl<E: fmt::Display> fmt::Display for DriveError<E> {
                 "{code}: a message carries {needed} aux bytes, the link lends {available}"
             ),
             Self::Stalled => write!(f, "{code}: the link can make no progress"),
+            Self::PeerTimeout => write!(
+                f,
+                "{code}: the peer fell silent (no reply to a keepalive ping)"
+            ),
+            Self::WriteStalled => write!(f, "{code}: the peer stopped reading (no write progress)"),
         }
     }
 }

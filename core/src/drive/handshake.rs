@@ -24,7 +24,7 @@ pub enum HandshakeNext {
 /// use core::convert::Infallible;
 ///
 /// use h2msg::drive::{HandshakeNext, HandshakePump};
-/// use h2msg::handshake::{Handshake, KeyMode, NoRsa};
+/// use h2msg::{Handshake, KeyMode, NoRsa};
 /// use h2msg::wire::WireOrder;
 /// # struct Counter(u8);
 /// # impl h2msg::rand_core::TryRng for Counter {

@@ -33,12 +33,14 @@ pub enum NextIo {
 /// use core::convert::Infallible;
 ///
 /// use h2msg::drive::{NextIo, Pump};
-/// use h2msg::iocom::{Iocom, IocomMemory};
-/// use h2msg::ioq::tx::CounterSalt;
+/// use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkSetup};
 /// use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c};
 ///
-/// let memory = IocomMemory { fifo: [0u8; 2048], aux: [0u8; 0], tx_ring: [0u8; 256] };
-/// let io: Iocom<_, _, _, _, _, 4> = Iocom::new(memory, CounterSalt::default(), SoftCrc32c)?;
+/// // No allocator needed: the memory can be slices of the caller's own buffers.
+/// let (mut fifo, mut ring) = ([0u8; 2048], [0u8; 256]);
+/// let memory = IocomMemory { fifo: &mut fifo[..], aux: &mut [][..], tx_ring: &mut ring[..] };
+/// let setup = LinkSetup::plaintext();
+/// let io: Iocom<_, _, _, 4> = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)?;
 /// let mut pump = Pump::new(io);
 /// pump.io().send(MsgHeader::new(Cmd::LNK_PING), &[], &[])?;
 ///
@@ -49,35 +51,33 @@ pub enum NextIo {
 /// pump.on_write::<Infallible>(Ok(n))?;
 /// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
 /// pump.on_read::<Infallible>(Ok(0))?; // the peer closed
-/// assert!(matches!(pump.poll_event(), Some(h2msg::iocom::Event::LinkDown(_))));
+/// assert!(matches!(pump.poll_event(), Some(Event::LinkDown(_))));
 /// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Closed));
 /// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct Pump<F, A, B, R, C, const T: usize> {
-    io: Iocom<F, A, B, R, C, T>,
+pub struct Pump<M, R, C, const T: usize> {
+    io: Iocom<M, R, C, T>,
 }
 
-impl<F, A, B, R, C, const T: usize> Pump<F, A, B, R, C, T>
+impl<M, R, C, const T: usize> Pump<M, R, C, T>
 where
-    F: AsRef<[u8]> + AsMut<[u8]>,
-    A: AsRef<[u8]> + AsMut<[u8]>,
-    B: AsRef<[u8]> + AsMut<[u8]>,
+    M: AsRef<[u8]> + AsMut<[u8]>,
     R: Rng,
     C: Crc32c + Clone,
 {
     /// Drives `io`, which has completed its handshake.
-    pub const fn new(io: Iocom<F, A, B, R, C, T>) -> Self {
+    pub const fn new(io: Iocom<M, R, C, T>) -> Self {
         Self { io }
     }
 
     /// The connection, to send on or inspect.
-    pub const fn io(&mut self) -> &mut Iocom<F, A, B, R, C, T> {
+    pub const fn io(&mut self) -> &mut Iocom<M, R, C, T> {
         &mut self.io
     }
 
     /// The connection back.
-    pub fn into_io(self) -> Iocom<F, A, B, R, C, T> {
+    pub fn into_io(self) -> Iocom<M, R, C, T> {
         self.io
     }
 
@@ -208,15 +208,20 @@ mod tests {
     use crate::trans::TransUpdate;
     use crate::wire::{Cmd, MessageView, MsgFlags, MsgHeader, SoftCrc32c, WireOrder};
 
-    type TestPump = Pump<[u8; 2048], [u8; 0], [u8; 256], CounterSalt, SoftCrc32c, 4>;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    type TestPump = Pump<Vec<u8>, CounterSalt, SoftCrc32c, 4>;
 
     fn fresh() -> TestPump {
         let memory = IocomMemory {
-            fifo: [0u8; 2048],
-            aux: [0u8; 0],
-            tx_ring: [0u8; 256],
+            fifo: vec![0u8; 2048],
+            aux: vec![],
+            tx_ring: vec![0u8; 256],
         };
-        Pump::new(Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap())
+        let setup = crate::LinkSetup::plaintext();
+        Pump::new(Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c).unwrap())
     }
 
     /// WriteZero is a write that took nothing of a non-empty buffer; a write of nothing

@@ -50,7 +50,8 @@ use zeroize::Zeroize;
 pub use rsa_keys::{KeySizeMismatch, RsaKeys, private_block, public_block};
 pub use rsa_op::{NoRsa, RawRsa, RsaOpError};
 
-use crate::ioq::rx::OverCommit;
+use crate::buf::OverCommit;
+use crate::time::Instant;
 use crate::wire::handshake_block::SESS_LEN;
 use crate::wire::limits::{HANDSHAKE_LEN, HANDSHAKE_VERSION};
 use crate::wire::{HandshakeBlock, IoqError, WireOrder};
@@ -172,28 +173,96 @@ impl fmt::Display for HandshakeError {
 
 impl core::error::Error for HandshakeError {}
 
-/// What a completed handshake yields. Secret: zeroized on drop.
+/// What a completed handshake yields: both session keys (`sess`), both `flags` fields and
+/// what the peer said of itself. Consumed by
+/// [`LinkSetup::negotiate`](crate::LinkSetup::negotiate), which turns it into the value a
+/// connection is built from.
+///
+/// Secret: the keys are private, never printed and zeroized on drop. The only ways to get
+/// one are a [`Handshake`] that completed, and — with the `test-util` feature, for tests
+/// that need chosen keys — [`Session::from_parts_for_testing`].
+///
+/// ```compile_fail
+/// // The keys are private: a session cannot be written by hand (nor read back).
+/// let forged = h2msg::Session { own_sess: [0; 64], peer_sess: [1; 64] };
+/// ```
 pub struct Session {
-    /// The `sess` we sent.
-    pub own_sess: [u8; SESS_LEN],
-    /// The `sess` the peer sent.
-    pub peer_sess: [u8; SESS_LEN],
-    /// The peer's `quickmsg` field (C peers send "Testing 1 2 3").
-    pub peer_quickmsg: [u8; 32],
-    /// The byte order of the peer's block.
-    pub peer_order: WireOrder,
-    /// The `flags` we sent (0 unless built with [`Handshake::with_flags`]).
-    pub own_flags: u32,
-    /// The `flags` the peer sent, read in its byte order (C nodes send 0). Authentic when
-    /// the exchange used RSA: any change on the wire fails the verifier.
-    pub peer_flags: u32,
+    own_sess: [u8; SESS_LEN],
+    peer_sess: [u8; SESS_LEN],
+    peer_quickmsg: [u8; 32],
+    peer_order: WireOrder,
+    own_flags: u32,
+    peer_flags: u32,
+    authenticated: bool,
 }
 
 impl Session {
-    /// The peer's `quickmsg` up to its NUL.
+    /// A session with chosen keys, as if an RSA handshake had produced it. Only for tests
+    /// (known-answer vectors, replay and reflection scenarios): real keys come from a
+    /// [`Handshake`].
+    #[cfg(any(test, feature = "test-util"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+    #[must_use]
+    pub const fn from_parts_for_testing(
+        own_sess: [u8; SESS_LEN],
+        peer_sess: [u8; SESS_LEN],
+        own_flags: u32,
+        peer_flags: u32,
+    ) -> Self {
+        Self {
+            own_sess,
+            peer_sess,
+            peer_quickmsg: [0; 32],
+            peer_order: WireOrder::Little,
+            own_flags,
+            peer_flags,
+            authenticated: true,
+        }
+    }
+
+    /// Both session keys, ours first: for tests that check what a handshake exchanged.
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+    #[must_use]
+    pub const fn keys_for_testing(&self) -> (&[u8; SESS_LEN], &[u8; SESS_LEN]) {
+        self.keys()
+    }
+
+    /// The peer's `quickmsg` up to its NUL (C peers send "Testing 1 2 3").
     #[must_use]
     pub fn peer_quickmsg_text(&self) -> &[u8] {
         crate::wire::until_nul(&self.peer_quickmsg)
+    }
+
+    /// The byte order of the peer's block.
+    #[must_use]
+    pub const fn peer_order(&self) -> WireOrder {
+        self.peer_order
+    }
+
+    /// The `flags` we sent (0 unless built with [`Handshake::with_flags`]).
+    #[must_use]
+    pub const fn own_flags(&self) -> u32 {
+        self.own_flags
+    }
+
+    /// The `flags` the peer sent, read in its byte order (C nodes send 0). Authentic when
+    /// the exchange used RSA: any change on the wire fails the verifier.
+    #[must_use]
+    pub const fn peer_flags(&self) -> u32 {
+        self.peer_flags
+    }
+
+    /// True if the exchange used RSA ([`KeyMode::Rsa`]); false for the plaintext exchange
+    /// of `.none` peers, which proves and protects nothing.
+    #[must_use]
+    pub const fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// Both session keys, ours first: for the negotiation that keys the stream.
+    pub(crate) const fn keys(&self) -> (&[u8; SESS_LEN], &[u8; SESS_LEN]) {
+        (&self.own_sess, &self.peer_sess)
     }
 }
 
@@ -248,7 +317,7 @@ pub struct Handshake<K> {
     decoded: usize,
     own_sess: [u8; SESS_LEN],
     own_flags: u32,
-    deadline: Option<u64>,
+    deadline: Option<Instant>,
     input_ended: bool,
     state: State,
 }
@@ -272,8 +341,8 @@ impl<K> Drop for Handshake<K> {
 }
 
 impl<K: RawRsa> Handshake<K> {
-    /// Builds and transforms our block (§2.3, §2.4). `deadline` is a time on the caller's
-    /// clock (any unit, as long as [`handle_timeout`](Self::handle_timeout) gets the same).
+    /// Builds and transforms our block (§2.3, §2.4). `deadline` is an instant on the
+    /// driver's clock (see [`poll_timeout`](Self::poll_timeout)).
     ///
     /// # Errors
     /// KEYFMT for unusable keys, BADURANDOM for a failing or all-zero random fill,
@@ -282,7 +351,7 @@ impl<K: RawRsa> Handshake<K> {
         keys: KeyMode<K>,
         rng: &mut R,
         order: WireOrder,
-        deadline: Option<u64>,
+        deadline: Option<Instant>,
     ) -> Result<Self, HandshakeError> {
         Self::with_flags(keys, rng, order, deadline, 0)
     }
@@ -298,7 +367,7 @@ impl<K: RawRsa> Handshake<K> {
         mut keys: KeyMode<K>,
         rng: &mut R,
         order: WireOrder,
-        deadline: Option<u64>,
+        deadline: Option<Instant>,
         flags: u32,
     ) -> Result<Self, HandshakeError> {
         let block_len = match &keys {
@@ -384,7 +453,7 @@ impl<K: RawRsa> Handshake<K> {
 
     /// Copies received bytes in; returns how many were taken (never past the 512th byte).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        let n = crate::ioq::copy_prefix(self.read_buf(), bytes);
+        let n = crate::buf::copy_prefix(self.read_buf(), bytes);
         self.received += n;
         n
     }
@@ -394,14 +463,16 @@ impl<K: RawRsa> Handshake<K> {
         self.input_ended = true;
     }
 
-    /// The deadline given to [`new`](Self::new), if any.
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called: the deadline,
+    /// while the exchange is unfinished (`None` without a deadline or once it is over).
     #[must_use]
-    pub const fn deadline(&self) -> Option<u64> {
-        self.deadline
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline.filter(|_| self.state == State::Running)
     }
 
-    /// Tells the time; past the deadline an unfinished handshake fails (§11 H7).
-    pub fn handle_timeout(&mut self, now: u64) {
+    /// Tells the time; at or past the deadline an unfinished handshake fails with
+    /// KEYXCHGFAIL (§11 H7), said by the next [`poll`](Self::poll).
+    pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Running && self.deadline.is_some_and(|d| now >= d) {
             self.fail(KeyExchangeFailure::Timeout);
         }
@@ -490,6 +561,7 @@ impl<K: RawRsa> Handshake<K> {
             peer_order: order,
             own_flags: self.own_flags,
             peer_flags: block.flags(),
+            authenticated: matches!(self.keys, KeyMode::Rsa(_)),
         }))
     }
 }
@@ -572,7 +644,7 @@ fn bump_retry_counter(block: &mut [u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::limits::HANDSHAKE_QUICKMSG;
     extern crate std;
@@ -615,7 +687,7 @@ mod tests {
     }
 
     /// Bytes seed, seed+1, … (never all zero for a nonzero seed).
-    struct SeqRng(u8);
+    pub(crate) struct SeqRng(pub(crate) u8);
 
     impl rand_core::TryRng for SeqRng {
         type Error = core::convert::Infallible;
@@ -815,16 +887,18 @@ mod tests {
             KeyMode::Plaintext,
             &mut SeqRng(1),
             WireOrder::Little,
-            Some(10_000),
+            Some(Instant::from_millis(10_000)),
         )
         .unwrap();
-        a.handle_timeout(9_999);
+        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(10_000)));
+        a.handle_timeout(Instant::from_millis(9_999));
         assert!(matches!(a.poll(), HandshakePoll::InProgress));
-        a.handle_timeout(10_000);
+        a.handle_timeout(Instant::from_millis(10_000));
         assert!(matches!(
             a.poll(),
             HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
         ));
+        assert_eq!(a.poll_timeout(), None, "no timer once the exchange is over");
     }
 
     #[test]

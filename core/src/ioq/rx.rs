@@ -37,7 +37,7 @@
 //! # Driving it
 //!
 //! ```
-//! use h2msg::ioq::rx::{RxDecoder, RxPoll};
+//! use h2msg::ioq::{RxDecoder, RxPoll};
 //! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
 //!
 //! let mut rx = RxDecoder::new([0u8; 8192], [0u8; 0], SoftCrc32c).unwrap();
@@ -60,6 +60,7 @@
 
 use core::fmt;
 
+use crate::buf::OverCommit;
 use crate::stream::RxCipher;
 use crate::wire::limits::{BASE_HEADER_LEN, MSGHDR_MAX};
 use crate::wire::{Cmd, Crc32c, DecodeError, IoqError, MessageView, MsgHeader, ReceivedHeader};
@@ -161,27 +162,6 @@ impl fmt::Display for FifoTooSmall {
 }
 
 impl core::error::Error for FifoTooSmall {}
-
-/// [`RxDecoder::commit_read`] was told of more bytes than [`RxDecoder::read_buf`] offered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OverCommit {
-    /// Bytes reported.
-    pub reported: usize,
-    /// Bytes the read buffer had room for.
-    pub room: usize,
-}
-
-impl fmt::Display for OverCommit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} bytes reported read into a buffer of {}",
-            self.reported, self.room
-        )
-    }
-}
-
-impl core::error::Error for OverCommit {}
 
 #[derive(Clone, Copy, Debug)]
 enum State {
@@ -407,7 +387,7 @@ where
     /// Fewer than all means: [`poll`](Self::poll), then feed the rest. 0 after the stream
     /// finished or [`end_input`](Self::end_input).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        let n = super::copy_prefix(self.read_buf(), bytes);
+        let n = crate::buf::copy_prefix(self.read_buf(), bytes);
         self.record_read(n);
         n
     }
@@ -571,25 +551,11 @@ where
         self.open_received();
     }
 
-    /// Switches to a protected stream mode. Only before the first byte arrives (the
-    /// connection checks [`is_pristine`](Self::is_pristine)).
-    pub(crate) fn start_stream(&mut self, cipher: RxCipher) {
+    /// The decoder for a protected stream mode: built before any byte arrives, so the
+    /// whole stream is opened by `cipher`.
+    pub(crate) fn with_cipher(mut self, cipher: RxCipher) -> Self {
         self.cipher = cipher;
-        self.seq = 0;
-    }
-
-    /// True while nothing was received.
-    pub(crate) const fn is_pristine(&self) -> bool {
-        self.offset == 0
-            && self.wire_end == 0
-            && self.held.is_none()
-            && !self.input_ended
-            && matches!(self.state, State::Header1)
-    }
-
-    /// The FIFO's size.
-    pub(crate) fn fifo_len(&self) -> usize {
-        self.fifo.as_ref().len()
+        self
     }
 
     /// Opens the whole cipher records among the received bytes: their plaintext joins

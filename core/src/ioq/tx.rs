@@ -14,7 +14,8 @@
 //! are free again as soon as `enqueue` returns.
 //!
 //! ```
-//! use h2msg::ioq::tx::{CounterSalt, TxQueue};
+//! use h2msg::CounterSalt;
+//! use h2msg::ioq::TxQueue;
 //! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
 //!
 //! let mut tx = TxQueue::new([0u8; 4096], CounterSalt::default(), SoftCrc32c, WireOrder::Little);
@@ -24,14 +25,14 @@
 //! // The transport took 10 bytes; the rest stays queued, in order.
 //! tx.advance(10).unwrap();
 //! assert_eq!(tx.pending_len(), 54);
-//! # Ok::<(), h2msg::ioq::tx::TxError>(())
+//! # Ok::<(), h2msg::ioq::TxError>(())
 //! ```
 
 use core::fmt;
 
 use rand_core::Rng;
 
-use crate::ioq::rx::OverCommit;
+use crate::buf::OverCommit;
 use crate::stream::{MAX_CHUNK, TxCipher};
 use crate::wire::checksums::zero_pad_for;
 use crate::wire::limits::{ALIGN, BASE_HEADER_LEN};
@@ -143,11 +144,8 @@ pub struct TxQueue<B, R, C> {
     /// Number of queued bytes.
     len: usize,
     rng: R,
-    /// The low byte of the next salt (§3.3); it wraps, so it cannot tell whether anything
-    /// was ever queued; `queued_any` does.
+    /// The low byte of the next salt (§3.3).
     seq: u8,
-    /// Whether a message was ever queued: a stream mode may start only before that.
-    queued_any: bool,
     crc: C,
     order: WireOrder,
     /// The stream mode's transmit side ([`crate::stream`]).
@@ -208,7 +206,6 @@ where
             len: 0,
             rng,
             seq: 0,
-            queued_any: false,
             crc,
             order,
             cipher: TxCipher::Plain,
@@ -217,15 +214,11 @@ where
         }
     }
 
-    /// Switches to a protected stream mode. Only before the first message (the connection
-    /// checks [`is_pristine`](Self::is_pristine)).
-    pub(crate) fn start_stream(&mut self, cipher: TxCipher) {
+    /// The queue for a protected stream mode: built before any message is queued, so
+    /// the whole stream is sealed by `cipher`.
+    pub(crate) fn with_cipher(mut self, cipher: TxCipher) -> Self {
         self.cipher = cipher;
-    }
-
-    /// True while nothing was queued.
-    pub(crate) const fn is_pristine(&self) -> bool {
-        !self.queued_any
+        self
     }
 
     /// Wire bytes (and `gcm` chunks) that `plain` more plaintext bytes take, including the
@@ -341,7 +334,6 @@ where
         header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
         let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
         self.seq = self.seq.wrapping_add(1);
-        self.queued_any = true;
         if self.cipher.chunk_len().is_some() {
             for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
                 self.put_chunked(part);
@@ -434,7 +426,7 @@ where
     pub fn copy_pending(&self, out: &mut [u8]) -> usize {
         let mut copied = 0;
         for part in self.pending() {
-            copied += super::copy_prefix(out.get_mut(copied..).unwrap_or_default(), part);
+            copied += crate::buf::copy_prefix(out.get_mut(copied..).unwrap_or_default(), part);
         }
         copied
     }

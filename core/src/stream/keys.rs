@@ -34,7 +34,7 @@ pub const GCM_FIXED_LEN: usize = 4;
 /// The `cbc` mode's key and IV, shared by both directions (§2.8).
 ///
 /// ```
-/// use h2msg::stream::keys::CbcKeys;
+/// use h2msg::keys::CbcKeys;
 ///
 /// let a: [u8; 64] = core::array::from_fn(|i| (0x1D * i as u32 + 0x5A) as u8);
 /// let b: [u8; 64] = core::array::from_fn(|i| (3 * i as u32 + 1) as u8);
@@ -99,7 +99,7 @@ impl fmt::Debug for CbcKeys {
 /// One direction's `gcm` key and fixed nonce part (see the module docs for the keying).
 ///
 /// ```
-/// use h2msg::stream::keys::GcmKeys;
+/// use h2msg::keys::GcmKeys;
 ///
 /// let sender: [u8; 64] = core::array::from_fn(|i| i as u8);
 /// let receiver = [0xFF_u8; 64];

@@ -11,8 +11,8 @@
 //!
 //! The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
 //! in through `read_buf`/`commit_read`/`feed` and taking them out through
-//! `pending`/`advance_write`; [`Iocom::start_stream`](crate::iocom::Iocom::start_stream)
-//! switches a fresh connection to a protected mode. Nothing allocates: received bytes are
+//! `pending`/`advance_write`; a connection is built already in its mode, from the
+//! [`LinkSetup`](crate::LinkSetup) that negotiation made of the handshake's session. Nothing allocates: received bytes are
 //! decrypted in place in the receive FIFO (for `gcm` the tags are squeezed out as each
 //! chunk is opened), transmitted bytes are encrypted in the transmit ring (`cbc` in place,
 //! `gcm` through one 64-byte staging chunk).
@@ -46,7 +46,7 @@
 //! receivers (§2.1, §2.5). An h2msg node that can do `gcm` sets [`FLAG_GCM`] there
 //! ([`ModeChoice::handshake_flags`]). When both blocks carry it the link uses `gcm`;
 //! otherwise the configured era mode — `seed` by default, `cbc` when asked for — which,
-//! as in 2012, both ends must be configured alike for. See [`negotiate`].
+//! as in 2012, both ends must be configured alike for. See [`ModeChoice::select`].
 //!
 //! The flags travel inside the RSA-transformed block: changing a bit of it on the wire
 //! changes the whole decoded block, which then fails the verifier (KEYXCHGFAIL), so an
@@ -55,16 +55,16 @@
 //! ([`ModeChoice::none_peer`]).
 //!
 //! ```
-//! use h2msg::stream::{negotiate, ModeChoice, StreamMode, FLAG_GCM};
+//! use h2msg::{ModeChoice, StreamMode, FLAG_GCM};
 //!
 //! let ours = ModeChoice::Auto;
 //! // Two h2msg nodes: both advertise gcm.
-//! assert_eq!(negotiate(ours, ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
+//! assert_eq!(ours.select(ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
 //! // A 2012 C node sends flags 0: the era mode.
-//! assert_eq!(negotiate(ours, ours.handshake_flags(), 0), Ok(StreamMode::Seed));
-//! assert_eq!(negotiate(ModeChoice::Cbc, ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
+//! assert_eq!(ours.select(ours.handshake_flags(), 0), Ok(StreamMode::Seed));
+//! assert_eq!(ModeChoice::Cbc.select(ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
 //! // Insisting on gcm refuses such a peer.
-//! assert!(negotiate(ModeChoice::Gcm, FLAG_GCM, 0).is_err());
+//! assert!(ModeChoice::Gcm.select(FLAG_GCM, 0).is_err());
 //! ```
 //!
 //! # Choices where the spec is silent
@@ -101,7 +101,7 @@ mod test_hex {
 use core::fmt;
 use core::str::FromStr;
 
-use crate::handshake::Session;
+use crate::wire::handshake_block::SESS_LEN;
 use crate::wire::{DecodeError, IoqError};
 
 /// The bit of the handshake block's `flags` field by which an h2msg node says it can run
@@ -169,6 +169,28 @@ impl ModeChoice {
         }
     }
 
+    /// The mode of a link after an RSA handshake in which we sent `own_flags` and received
+    /// `peer_flags`: `gcm` if both carry [`FLAG_GCM`], else this choice's era mode.
+    /// [`LinkSetup::negotiate`](crate::LinkSetup::negotiate) applies it to a session.
+    ///
+    /// # Errors
+    /// [`NegotiateError::PeerCannotGcm`] when the choice is [`ModeChoice::Gcm`] and the
+    /// peer (or our own flags) do not offer it.
+    pub const fn select(
+        self,
+        own_flags: u32,
+        peer_flags: u32,
+    ) -> Result<StreamMode, NegotiateError> {
+        if own_flags & peer_flags & FLAG_GCM != 0 {
+            return Ok(StreamMode::Gcm);
+        }
+        match self {
+            Self::Auto | Self::Seed => Ok(StreamMode::Seed),
+            Self::Cbc => Ok(StreamMode::Cbc),
+            Self::Gcm => Err(NegotiateError::PeerCannotGcm { peer_flags }),
+        }
+    }
+
     /// What to do with a peer configured as `remote/<peer>.none` (no RSA, nothing
     /// secret): such a link is always plaintext ([`StreamMode::Seed`]). In the seed era
     /// the plaintext block is still exchanged (§11 H5); the successor (`cbc`) skips the
@@ -231,7 +253,8 @@ pub enum NonePeer {
     SkipHandshake,
 }
 
-/// Why [`negotiate`] found no mode both ends accept.
+/// Why [`LinkSetup::negotiate`](crate::LinkSetup::negotiate) found no mode both ends
+/// accept, or could not key the one they agreed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NegotiateError {
@@ -242,6 +265,11 @@ pub enum NegotiateError {
     },
     /// `gcm` was asked for with a `.none` peer: there is no RSA-protected secret.
     GcmNeedsRsa,
+    /// The agreed mode is not in this build (`cbc` and `gcm` need `stream-crypto`).
+    Unsupported(StreamMode),
+    /// The peer's session key is our own: a reflected handshake block. It would give
+    /// `cbc` an all-zero key and `gcm` one key and nonce sequence for both directions.
+    ReflectedSession,
 }
 
 impl NegotiateError {
@@ -261,98 +289,19 @@ impl fmt::Display for NegotiateError {
                 "{code}: gcm required, the peer's handshake flags {peer_flags:#010x} do not offer it"
             ),
             Self::GcmNeedsRsa => write!(f, "{code}: gcm needs an RSA handshake, the peer is .none"),
-        }
-    }
-}
-
-impl core::error::Error for NegotiateError {}
-
-/// The mode of a link after a handshake in which we sent `own_flags` and received
-/// `peer_flags` ([`Session::own_flags`], [`Session::peer_flags`]): `gcm` if both carry
-/// [`FLAG_GCM`], else the era mode of `choice`.
-///
-/// # Errors
-/// [`NegotiateError::PeerCannotGcm`] when `choice` is [`ModeChoice::Gcm`] and the peer
-/// (or our own flags) do not offer it.
-pub const fn negotiate(
-    choice: ModeChoice,
-    own_flags: u32,
-    peer_flags: u32,
-) -> Result<StreamMode, NegotiateError> {
-    if own_flags & peer_flags & FLAG_GCM != 0 {
-        return Ok(StreamMode::Gcm);
-    }
-    match choice {
-        ModeChoice::Auto | ModeChoice::Seed => Ok(StreamMode::Seed),
-        ModeChoice::Cbc => Ok(StreamMode::Cbc),
-        ModeChoice::Gcm => Err(NegotiateError::PeerCannotGcm { peer_flags }),
-    }
-}
-
-/// Why [`Iocom::start_stream`](crate::iocom::Iocom::start_stream) refused; the connection
-/// is unchanged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StartStreamError {
-    /// This build has no cipher for the mode (the `stream-crypto` feature is off).
-    Unsupported(StreamMode),
-    /// Bytes were already received or queued: the mode must be set before any traffic.
-    NotFresh,
-    /// The peer's `sess` is our own: a reflected handshake block. Neither protected mode
-    /// is safe with it.
-    ReflectedSession,
-    /// The receive FIFO needs room for a whole header plus one cipher record.
-    FifoTooSmall {
-        /// Its size.
-        len: usize,
-        /// The size the mode needs.
-        needed: usize,
-    },
-    /// The transmit ring must hold one cipher record, and for `cbc` be a multiple of 32
-    /// bytes (it is encrypted in place, in whole units).
-    TxRingUnfit {
-        /// Its size.
-        len: usize,
-    },
-}
-
-impl StartStreamError {
-    /// The IOQ code: ALGO (20).
-    #[must_use]
-    pub const fn ioq_error(&self) -> IoqError {
-        IoqError::Algo
-    }
-}
-
-impl fmt::Display for StartStreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let code = self.ioq_error();
-        match self {
             Self::Unsupported(mode) => write!(
                 f,
                 "{code}: stream mode {mode} is not in this build (feature stream-crypto)"
-            ),
-            Self::NotFresh => write!(
-                f,
-                "{code}: the stream mode must be set before any byte is exchanged"
             ),
             Self::ReflectedSession => write!(
                 f,
                 "{code}: the peer's session key is our own (a reflected handshake block)"
             ),
-            Self::FifoTooSmall { len, needed } => write!(
-                f,
-                "{code}: receive FIFO of {len} bytes, the stream mode needs {needed}"
-            ),
-            Self::TxRingUnfit { len } => write!(
-                f,
-                "{code}: transmit ring of {len} bytes does not fit the stream mode"
-            ),
         }
     }
 }
 
-impl core::error::Error for StartStreamError {}
+impl core::error::Error for NegotiateError {}
 
 /// What [`RxCipher::open`] did to a region of received wire bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -515,20 +464,21 @@ impl TxCipher {
 /// The two directions' ciphers for `mode` after `session`.
 pub(crate) fn ciphers(
     mode: StreamMode,
-    session: &Session,
-) -> Result<(RxCipher, TxCipher), StartStreamError> {
+    own_sess: &[u8; SESS_LEN],
+    peer_sess: &[u8; SESS_LEN],
+) -> Result<(RxCipher, TxCipher), NegotiateError> {
     match mode {
         StreamMode::Seed => Ok((RxCipher::Plain, TxCipher::Plain)),
         // Our own `sess` coming back (a reflected block, possible when both ends hold
         // the same key pair) would give cbc an all-zero key and gcm one key and nonce
         // sequence for both directions.
         #[cfg(feature = "stream-crypto")]
-        StreamMode::Cbc | StreamMode::Gcm if session.own_sess == session.peer_sess => {
-            Err(StartStreamError::ReflectedSession)
+        StreamMode::Cbc | StreamMode::Gcm if own_sess == peer_sess => {
+            Err(NegotiateError::ReflectedSession)
         }
         #[cfg(feature = "stream-crypto")]
         StreamMode::Cbc => {
-            let keys = keys::CbcKeys::derive(&session.own_sess, &session.peer_sess);
+            let keys = keys::CbcKeys::derive(own_sess, peer_sess);
             Ok((
                 RxCipher::Cbc(cbc::CbcReceiver::new(&keys)),
                 TxCipher::Cbc(cbc::CbcSender::new(&keys)),
@@ -536,8 +486,8 @@ pub(crate) fn ciphers(
         }
         #[cfg(feature = "stream-crypto")]
         StreamMode::Gcm => {
-            let tx = keys::GcmKeys::for_direction(&session.own_sess, &session.peer_sess);
-            let rx = keys::GcmKeys::for_direction(&session.peer_sess, &session.own_sess);
+            let tx = keys::GcmKeys::for_direction(own_sess, peer_sess);
+            let rx = keys::GcmKeys::for_direction(peer_sess, own_sess);
             Ok((
                 RxCipher::Gcm(gcm::GcmReceiver::new(&rx)),
                 TxCipher::Gcm(gcm::GcmSender::new(&tx)),
@@ -545,17 +495,21 @@ pub(crate) fn ciphers(
         }
         #[cfg(not(feature = "stream-crypto"))]
         StreamMode::Cbc | StreamMode::Gcm => {
-            let _ = session;
-            Err(StartStreamError::Unsupported(mode))
+            let _ = (own_sess, peer_sess);
+            Err(NegotiateError::Unsupported(mode))
         }
     }
 }
 
 /// Test access to a `gcm` pair whose counters start at `counter`, to reach IVWRAP.
 #[cfg(all(test, feature = "stream-crypto"))]
-pub(crate) fn gcm_ciphers_at(session: &Session, counter: u64) -> (RxCipher, TxCipher) {
-    let tx = keys::GcmKeys::for_direction(&session.own_sess, &session.peer_sess);
-    let rx = keys::GcmKeys::for_direction(&session.peer_sess, &session.own_sess);
+pub(crate) fn gcm_ciphers_at(
+    own_sess: &[u8; SESS_LEN],
+    peer_sess: &[u8; SESS_LEN],
+    counter: u64,
+) -> (RxCipher, TxCipher) {
+    let tx = keys::GcmKeys::for_direction(own_sess, peer_sess);
+    let rx = keys::GcmKeys::for_direction(peer_sess, own_sess);
     let at = gcm::Counter::starting_at(counter);
     (
         RxCipher::Gcm(gcm::GcmReceiver::with_counter(&rx, at)),

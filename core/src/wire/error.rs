@@ -56,11 +56,17 @@ pub enum IoqError {
     MacFail = 19,
     /// 20: the stream cipher cannot be set up or was refused (§2.9).
     Algo = 20,
+    /// 30 (h2msg's own; no C code has it): no byte arrived for the dead-peer time after a
+    /// keepalive ping ([`Liveness`](crate::Liveness)).
+    PeerTimeout = 30,
+    /// 31 (h2msg's own): bytes waited to be written and the transport took none for the
+    /// write-stall time ([`Liveness`](crate::Liveness)).
+    WriteStalled = 31,
 }
 
 impl IoqError {
     /// Every defined code, in numeric order.
-    pub const ALL: [IoqError; 18] = [
+    pub const ALL: [IoqError; 20] = [
         Self::Sync,
         Self::Eof,
         Self::Sock,
@@ -79,6 +85,8 @@ impl IoqError {
         Self::IvWrap,
         Self::MacFail,
         Self::Algo,
+        Self::PeerTimeout,
+        Self::WriteStalled,
     ];
 
     /// The numeric code, as carried in a synthesised `LNK_ERROR`.
@@ -109,6 +117,8 @@ impl IoqError {
             18 => Self::IvWrap,
             19 => Self::MacFail,
             20 => Self::Algo,
+            30 => Self::PeerTimeout,
+            31 => Self::WriteStalled,
             _ => return None,
         })
     }
@@ -135,6 +145,8 @@ impl IoqError {
             Self::IvWrap => "IVWRAP",
             Self::MacFail => "MACFAIL",
             Self::Algo => "ALGO",
+            Self::PeerTimeout => "PEERTIMEOUT",
+            Self::WriteStalled => "WRSTALL",
         }
     }
 }
@@ -342,7 +354,7 @@ mod tests {
     #[test]
     fn codes_match_the_spec_table() {
         // §4.4, written out independently of the enum's discriminants.
-        let table: [(u16, &str); 18] = [
+        let table: [(u16, &str); 20] = [
             (1, "SYNC"),
             (2, "EOF"),
             (3, "SOCK"),
@@ -361,6 +373,9 @@ mod tests {
             (18, "IVWRAP"),
             (19, "MACFAIL"),
             (20, "ALGO"),
+            // h2msg's own liveness codes (docs/liveness.md), beyond the C table.
+            (30, "PEERTIMEOUT"),
+            (31, "WRSTALL"),
         ];
         for (code, name) in table {
             let e = IoqError::from_code(code).unwrap();

@@ -16,21 +16,21 @@
 //! | [`message`] | a whole contiguous message as a borrowed view | §3.1 |
 //! | [`handshake_block`] | the 512-byte handshake block and its verifier | §2.1 |
 
-pub mod checksums;
-pub mod cmd;
-pub mod crc;
-pub mod error;
-pub mod handshake_block;
-pub mod header;
+pub(crate) mod checksums;
+pub(crate) mod cmd;
+pub(crate) mod crc;
+pub(crate) mod error;
+pub(crate) mod handshake_block;
+pub(crate) mod header;
 pub mod limits;
-pub mod message;
-pub mod order;
+pub(crate) mod message;
+pub(crate) mod order;
 
 pub use checksums::{compute_aux_icrc, compute_icrc1, compute_icrc2};
-pub use cmd::{Cmd, MsgFlags, Protocol};
+pub use cmd::{Cmd, MsgFlags, Protocol, number};
 pub use crc::{Crc32c, SoftCrc32c, fold16};
 pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_UNKNOWN};
-pub use handshake_block::{HandshakeBlock, verifier};
+pub use handshake_block::{HandshakeBlock, SESS_LEN, VERF_LEN, verifier};
 pub use header::{MsgHdr, MsgHeader, ReceivedHeader};
 pub use message::MessageView;
 pub use order::WireOrder;

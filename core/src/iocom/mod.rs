@@ -41,57 +41,42 @@
 //!
 //! # Stream modes
 //!
-//! A connection starts in the seed era's plaintext mode. Right after the handshake, before
-//! any other byte, [`Iocom::start_stream`] can switch it to `cbc` or `gcm`
-//! ([`crate::stream`]); the driver's calls stay exactly the same — the bytes it moves are
-//! simply ciphertext. A failing protected stream ends the link like any receive failure,
-//! with MSGSEQ (15), MACFAIL (19) or IVWRAP (18) in [`LinkEnd::Failed`].
+//! A connection is built in the stream mode its [`LinkSetup`] carries — plaintext `seed`,
+//! or `cbc` / `gcm` negotiated from the handshake's session — and keeps it for its whole
+//! life; the driver's calls are the same in every mode (the bytes it moves are simply
+//! ciphertext). A failing protected stream ends the link like any receive failure, with
+//! MSGSEQ (15), MACFAIL (19) or IVWRAP (18) in [`LinkEnd::Failed`]. The crate docs show
+//! the whole lifecycle.
 //!
-//! ```
-//! # #[cfg(feature = "stream-crypto")] {
-//! use h2msg::handshake::Session;
-//! use h2msg::iocom::{Iocom, IocomMemory};
-//! use h2msg::ioq::tx::CounterSalt;
-//! use h2msg::stream::{negotiate, ModeChoice, StreamMode, FLAG_GCM};
-//! use h2msg::wire::{SoftCrc32c, WireOrder};
+//! # Time
 //!
-//! // What `Handshake::with_flags(.., choice.handshake_flags())` yields on `poll` (Done):
-//! // both `sess` values and both `flags` fields. Built by hand here.
-//! let choice = ModeChoice::Auto;
-//! let session = Session {
-//!     own_sess: [1; 64],
-//!     peer_sess: [2; 64],
-//!     peer_quickmsg: [0; 32],
-//!     peer_order: WireOrder::Little,
-//!     own_flags: choice.handshake_flags(),
-//!     peer_flags: FLAG_GCM,
-//! };
-//!
-//! let mode = negotiate(choice, session.own_flags, session.peer_flags)?;
-//! assert_eq!(mode, StreamMode::Gcm);
-//! let memory = IocomMemory { fifo: vec![0u8; 8192], aux: vec![0u8; 0], tx_ring: vec![0u8; 4096] };
-//! let mut io: Iocom<_, _, _, _, _, 4> = Iocom::new(memory, CounterSalt::default(), SoftCrc32c)?;
-//! io.start_stream(mode, &session)?;
-//! assert_eq!(io.stream_mode(), StreamMode::Gcm);
-//! # }
-//! # Ok::<(), Box<dyn core::error::Error>>(())
-//! ```
-//!
-//! Time: nothing in the seed era is timed (the C loop's 5 s poll timeout has no protocol
-//! meaning, §7), so no clock enters this API yet.
+//! The connection never reads a clock. [`Iocom::poll_timeout`] says when it next needs the
+//! time, [`Iocom::handle_timeout`] gives it (see [`Instant`](crate::Instant)); on that seam run the
+//! [`Liveness`] rules — keepalive pings after `idle`, [`LinkEnd::PeerTimeout`] after
+//! `dead` more, [`LinkEnd::WriteStalled`] when writes make no progress for `stall` — and
+//! transaction deadlines ([`Iocom::set_deadline`], [`Event::TimedOut`]). The seed era had
+//! no timer at all (the C loop's 5 s poll timeout had no protocol meaning, §7):
+//! [`Liveness::OFF`] gives exactly that.
 
 use core::fmt;
 
 use heapless::Vec as BoundedVec;
+
+mod liveness;
+
+pub use liveness::Liveness;
+use liveness::{Timers, TransDeadline, next_deadline};
 use rand_core::Rng;
 
-use crate::handshake::Session;
-use crate::ioq::rx::{FifoTooSmall, OverCommit, RxDecoder, RxFailure, RxPoll};
+use crate::buf::OverCommit;
+use crate::ioq::rx::{FifoTooSmall, RxDecoder, RxFailure, RxPoll};
 use crate::ioq::tx::{Room, TxError, TxQueue};
-use crate::stream::{StartStreamError, StreamMode};
+use crate::setup::LinkSetup;
+use crate::stream::StreamMode;
+use crate::time::{Instant, earliest};
 use crate::trans::{
-    Direction, MSG_ERR_LOSTLINK, TransError, TransKey, TransTable, TransUpdate, final_reply_cmd,
-    streaming_reply_cmd, transaction_reply_cmd,
+    Direction, MSG_ERR_LOSTLINK, Side, TransError, TransKey, TransTable, TransUpdate,
+    final_reply_cmd, streaming_reply_cmd, transaction_reply_cmd,
 };
 use crate::wire::limits::{ALIGN, BASE_HEADER_LEN, MSGHDR_MAX};
 use crate::wire::{
@@ -101,48 +86,79 @@ use crate::wire::{
 /// Most commands one connection can [accept](Iocom::accept).
 pub const ACCEPT_MAX: usize = 16;
 
-/// The caller's memory for one connection.
+/// The caller's memory for one connection: three buffers of one type `M` — `Vec<u8>`,
+/// `Box<[u8]>`, `[u8; N]`, `&mut [u8]`, anything that is `AsRef<[u8]> + AsMut<[u8]>`.
 #[derive(Debug)]
-pub struct IocomMemory<F, A, B> {
-    /// Receive FIFO (≥ 2048 bytes; 8192 is the C size).
-    pub fifo: F,
+pub struct IocomMemory<M> {
+    /// Receive FIFO (≥ 2048 bytes; 8192 is the C size; a protected mode needs one cipher
+    /// record more: 32 bytes for `cbc`, 80 for `gcm`).
+    pub fifo: M,
     /// Aux storage for messages larger than the FIFO (65536 accepts all; may be empty).
-    pub aux: A,
-    /// Transmit ring (2048 + 65536 bytes can queue any legal message).
-    pub tx_ring: B,
+    pub aux: M,
+    /// Transmit ring (2048 + 65536 bytes can queue any legal message; a `gcm` message
+    /// takes 5/4 of its size, about 84 KiB for the largest).
+    pub tx_ring: M,
 }
 
 /// Why [`Iocom::new`] refused its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MemoryError {
-    /// The receive FIFO is below the 2048-byte header limit.
+    /// The receive FIFO is below the 2048-byte header limit plus one cipher record of
+    /// the stream mode.
     FifoTooSmall {
         /// Its size.
         len: usize,
+        /// The size the mode needs.
+        needed: usize,
     },
-    /// The transmit ring cannot hold even a header-only reply (32 bytes).
-    TxRingTooSmall {
+    /// The transmit ring cannot hold a header-only reply in the stream mode (32 bytes;
+    /// one 80-byte record for `gcm`), or is not a whole number of 32-byte units for
+    /// `cbc`, which encrypts in place.
+    TxRingUnfit {
         /// Its size.
         len: usize,
+        /// The stream mode.
+        mode: StreamMode,
     },
 }
 
 impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::FifoTooSmall { len } => FifoTooSmall { len: *len }.fmt(f),
-            Self::TxRingTooSmall { len } => {
-                write!(
-                    f,
-                    "transmit ring of {len} bytes cannot hold a 32-byte header"
-                )
-            }
+            Self::FifoTooSmall { len, needed } => write!(
+                f,
+                "receive FIFO of {len} bytes, the connection needs at least {needed}"
+            ),
+            Self::TxRingUnfit { len, mode } => write!(
+                f,
+                "transmit ring of {len} bytes does not fit stream mode {mode} \
+                 (it must hold a header-only reply; cbc needs a multiple of 32)"
+            ),
         }
     }
 }
 
 impl core::error::Error for MemoryError {}
+
+/// How a connection behaves beyond its memory and stream mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The byte order of the headers we send (receivers accept both, §3.2).
+    pub order: WireOrder,
+    /// Keepalive, dead-peer and write-stall rules ([`Liveness::default`]: on).
+    pub liveness: Liveness,
+}
+
+impl Default for Config {
+    /// Little-endian headers (what every C node sends), the default [`Liveness`].
+    fn default() -> Self {
+        Self {
+            order: WireOrder::Little,
+            liveness: Liveness::default(),
+        }
+    }
+}
 
 /// How the link ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +180,12 @@ pub enum LinkEnd {
         /// Aux storage size.
         available: usize,
     },
+    /// No byte arrived for [`Liveness::dead`] after a keepalive ping (h2msg's PEERTIMEOUT,
+    /// 30): the peer or the path to it is gone.
+    PeerTimeout,
+    /// Bytes waited to be written and the transport took none for [`Liveness::stall`]
+    /// (h2msg's WRSTALL, 31): the peer does not read.
+    WriteStalled,
 }
 
 /// What [`Iocom::poll_event`] hands the application.
@@ -202,6 +224,13 @@ pub enum Event<'a> {
         key: TransKey,
         /// The synthesised element: its flags, msgid, error `LOSTLINK` (0x21).
         header: MsgHeader,
+    },
+    /// A transaction we opened passed its [deadline](Iocom::set_deadline): an ABORT was
+    /// sent (if the link had room for it) and the transaction is over for the
+    /// application — later replies to it are dropped.
+    TimedOut {
+        /// The transaction.
+        key: TransKey,
     },
     /// The link is down; the last event.
     LinkDown(LinkEnd),
@@ -256,6 +285,8 @@ pub enum SendError {
     Transaction(TransError),
     /// No free msgid for a new transaction (the table is full).
     NoFreeMsgid,
+    /// [`Iocom::set_deadline`] named no open transaction of ours.
+    NoSuchTransaction,
     /// The link is down.
     LinkDown,
 }
@@ -278,6 +309,7 @@ impl fmt::Display for SendError {
             Self::Tx(e) => e.fmt(f),
             Self::Transaction(e) => e.fmt(f),
             Self::NoFreeMsgid => f.write_str("no free msgid: the transaction table is full"),
+            Self::NoSuchTransaction => f.write_str("no open transaction of ours has that msgid"),
             Self::LinkDown => f.write_str("the link is down"),
         }
     }
@@ -329,11 +361,11 @@ enum Step {
 
 /// One connection. See the [module docs](self).
 ///
-/// `F`, `A`, `B` are the memory of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C
-/// engine, `T` the capacity of each of the two transaction tables (ours and the peer's).
-pub struct Iocom<F, A, B, R, C, const T: usize> {
-    rx: RxDecoder<F, A, C>,
-    tx: TxQueue<B, R, C>,
+/// `M` is the buffer type of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C engine,
+/// `T` the capacity of each of the two transaction tables (ours and the peer's).
+pub struct Iocom<M, R, C, const T: usize> {
+    rx: RxDecoder<M, M, C>,
+    tx: TxQueue<M, R, C>,
     /// Transactions we opened. Separate from `remote` so that neither side's load can
     /// starve the other's (a shared table filled by our own requests would refuse every
     /// request of the peer, and both ends would wait for each other).
@@ -348,9 +380,14 @@ pub struct Iocom<F, A, B, R, C, const T: usize> {
     last_msgid: u32,
     stats: IocomStats,
     mode: StreamMode,
+    timers: Timers,
+    /// The msgid of our keepalive ping while its transaction is open: its reply is the
+    /// connection's own, never the application's.
+    keepalive: Option<u32>,
+    deadlines: BoundedVec<TransDeadline, T>,
 }
 
-impl<F, A, B, R, C, const T: usize> fmt::Debug for Iocom<F, A, B, R, C, T> {
+impl<M, R, C, const T: usize> fmt::Debug for Iocom<M, R, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iocom")
             .field("rx", &self.rx)
@@ -359,49 +396,71 @@ impl<F, A, B, R, C, const T: usize> fmt::Debug for Iocom<F, A, B, R, C, T> {
             .field("remote", &self.remote)
             .field("link", &self.link)
             .field("stats", &self.stats)
+            .field("timers", &self.timers)
             .finish_non_exhaustive()
     }
 }
 
-impl<F, A, B, R, C, const T: usize> Iocom<F, A, B, R, C, T>
+impl<M, R, C, const T: usize> Iocom<M, R, C, T>
 where
-    F: AsRef<[u8]> + AsMut<[u8]>,
-    A: AsRef<[u8]> + AsMut<[u8]>,
-    B: AsRef<[u8]> + AsMut<[u8]>,
+    M: AsRef<[u8]> + AsMut<[u8]>,
     R: Rng,
     C: Crc32c + Clone,
 {
-    /// A connection over the caller's memory, sending little-endian headers. It accepts
+    /// A connection over the caller's memory, in the stream mode of `setup`, with the
+    /// default [`Config`] (little-endian headers, default [`Liveness`]). It accepts
     /// `LNK_PING` replies; [`accept`](Self::accept) the commands the application handles.
     ///
     /// # Errors
-    /// [`MemoryError`] if the FIFO is below 2048 bytes or the transmit ring below 32.
-    pub fn new(memory: IocomMemory<F, A, B>, rng: R, crc: C) -> Result<Self, MemoryError> {
-        Self::with_order(memory, rng, crc, WireOrder::Little)
+    /// [`MemoryError`] if the memory does not fit the mode: the FIFO below 2048 bytes plus
+    /// one cipher record, the transmit ring unable to hold a header-only reply.
+    pub fn new(
+        setup: LinkSetup,
+        memory: IocomMemory<M>,
+        rng: R,
+        crc: C,
+    ) -> Result<Self, MemoryError> {
+        Self::with_config(setup, memory, rng, crc, Config::default())
     }
 
-    /// Like [`new`](Self::new), sending headers in `order`.
+    /// Like [`new`](Self::new), with a [`Config`].
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn with_order(
-        memory: IocomMemory<F, A, B>,
+    pub fn with_config(
+        setup: LinkSetup,
+        memory: IocomMemory<M>,
         rng: R,
         crc: C,
-        order: WireOrder,
+        config: Config,
     ) -> Result<Self, MemoryError> {
-        let len = memory.tx_ring.as_ref().len();
-        if len < BASE_HEADER_LEN {
-            return Err(MemoryError::TxRingTooSmall { len });
+        let mode = setup.mode();
+        let (rx_cipher, tx_cipher) = setup.into_ciphers();
+        let needed = MSGHDR_MAX + rx_cipher.record_len();
+        let len = memory.fifo.as_ref().len();
+        if len < needed {
+            return Err(MemoryError::FifoTooSmall { len, needed });
+        }
+        let ring = memory.tx_ring.as_ref().len();
+        // cbc encrypts whole units in place; a gcm header-only reply takes one record.
+        let unfit = match mode {
+            StreamMode::Seed => ring < BASE_HEADER_LEN,
+            StreamMode::Cbc => ring < BASE_HEADER_LEN || !ring.is_multiple_of(ALIGN),
+            StreamMode::Gcm => ring < tx_cipher.record_len(),
+        };
+        if unfit {
+            return Err(MemoryError::TxRingUnfit { len: ring, mode });
         }
         let rx = RxDecoder::new(memory.fifo, memory.aux, crc.clone())
-            .map_err(|FifoTooSmall { len }| MemoryError::FifoTooSmall { len })?;
+            .map_err(|FifoTooSmall { len }| MemoryError::FifoTooSmall { len, needed })?
+            .with_cipher(rx_cipher);
+        let tx = TxQueue::new(memory.tx_ring, rng, crc, config.order).with_cipher(tx_cipher);
         let mut accepted = BoundedVec::new();
         // Capacity is ACCEPT_MAX ≥ 1: this push cannot fail.
         let _ = accepted.push(dispatch_key(Cmd::LNK_PING));
         Ok(Self {
             rx,
-            tx: TxQueue::new(memory.tx_ring, rng, crc, order),
+            tx,
             local: TransTable::new(),
             remote: TransTable::new(),
             accepted,
@@ -410,7 +469,10 @@ where
             aux_stall_reported: false,
             last_msgid: 0,
             stats: IocomStats::default(),
-            mode: StreamMode::Seed,
+            mode,
+            timers: Timers::new(config.liveness),
+            keepalive: None,
+            deadlines: BoundedVec::new(),
         })
     }
 
@@ -427,49 +489,7 @@ where
         self.accepted.push(key).map_err(|_| AcceptListFull)
     }
 
-    /// Switches the connection to the stream `mode` negotiated for the handshake that
-    /// produced `session` ([`crate::stream::negotiate`]). Call it right after
-    /// construction, before any byte is fed or message sent; the driver side is unchanged.
-    /// [`StreamMode::Seed`] keeps the plaintext of the seed era.
-    ///
-    /// # Errors
-    /// [`StartStreamError`], the connection unchanged: the mode is not in this build,
-    /// traffic already happened, or the memory does not fit the mode (the FIFO needs
-    /// 2048 bytes plus one cipher record — 80 for `gcm`, 32 for `cbc`; the transmit ring
-    /// must hold a record, and for `cbc` be a multiple of 32 bytes). A `gcm` message takes
-    /// 5/4 of its plaintext size in the ring (a 16-byte tag per 64 bytes), plus up to 80
-    /// bytes for the chunk that completes it: about 84 KiB to queue the largest one.
-    pub fn start_stream(
-        &mut self,
-        mode: StreamMode,
-        session: &Session,
-    ) -> Result<(), StartStreamError> {
-        if !(self.link == Link::Up && self.rx.is_pristine() && self.tx.is_pristine()) {
-            return Err(StartStreamError::NotFresh);
-        }
-        let (rx, tx) = crate::stream::ciphers(mode, session)?;
-        let needed = MSGHDR_MAX + rx.record_len();
-        let len = self.rx.fifo_len();
-        if len < needed {
-            return Err(StartStreamError::FifoTooSmall { len, needed });
-        }
-        let ring = self.tx.capacity();
-        // cbc encrypts whole units in place; a gcm header-only reply takes one record.
-        let unfit = match mode {
-            StreamMode::Seed => false,
-            StreamMode::Cbc => !ring.is_multiple_of(ALIGN),
-            StreamMode::Gcm => ring < tx.record_len(),
-        };
-        if unfit {
-            return Err(StartStreamError::TxRingUnfit { len: ring });
-        }
-        self.rx.start_stream(rx);
-        self.tx.start_stream(tx);
-        self.mode = mode;
-        Ok(())
-    }
-
-    /// The stream mode in use ([`StreamMode::Seed`] until [`start_stream`](Self::start_stream)).
+    /// The stream mode in use, fixed when the connection was built.
     #[must_use]
     pub const fn stream_mode(&self) -> StreamMode {
         self.mode
@@ -510,7 +530,11 @@ where
                 })
             };
         }
-        self.rx.commit_read(n)
+        self.rx.commit_read(n)?;
+        if n > 0 {
+            self.timers.received();
+        }
+        Ok(())
     }
 
     /// Copies received bytes in; returns how many were taken (fewer: poll events first).
@@ -518,7 +542,11 @@ where
         if self.link != Link::Up {
             return 0;
         }
-        self.rx.feed(bytes)
+        let n = self.rx.feed(bytes);
+        if n > 0 {
+            self.timers.received();
+        }
+        n
     }
 
     /// The transport's input ended (read returned 0).
@@ -554,6 +582,7 @@ where
         self.tx.advance(n)?;
         if n > 0 {
             self.write_blocked = false;
+            self.timers.wrote();
         }
         Ok(())
     }
@@ -575,6 +604,126 @@ where
             write,
             finished: matches!(self.link, Link::Down(_)) && !write,
         }
+    }
+
+    // ----- time ----------------------------------------------------------------------
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, at the latest:
+    /// the next keepalive, dead-peer or write-stall check or transaction deadline. `None`:
+    /// nothing is timed (rules [off](Liveness::OFF), no deadlines, or the link is down).
+    /// Ask again after every call on this connection; the answer moves.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.link != Link::Up {
+            return None;
+        }
+        earliest(
+            self.timers.next(!self.tx.is_empty()),
+            next_deadline(&self.deadlines),
+        )
+    }
+
+    /// Tells the connection the time: call it at [`poll_timeout`](Self::poll_timeout) and
+    /// whenever the driver wakes for I/O, with a monotonic `now` (see [`Instant`](crate::Instant)).
+    /// Bytes read or written since the last call count as moving at this `now`. Due rules
+    /// fire here, each at most once: a keepalive `LNK_PING` is queued, the link goes
+    /// down ([`LinkEnd::PeerTimeout`], [`LinkEnd::WriteStalled`]), an expired
+    /// transaction is aborted ([`Event::TimedOut`]). Then poll events and write.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.link != Link::Up {
+            return;
+        }
+        let due = self.timers.tick(now, !self.tx.is_empty());
+        if due.write_stalled {
+            self.fail(LinkEnd::WriteStalled);
+            return;
+        }
+        if due.peer_timeout {
+            self.fail(LinkEnd::PeerTimeout);
+            return;
+        }
+        if due.ping && self.keepalive.is_none() {
+            // Best effort: a full table or ring leaves the dead-peer rule to run anyway
+            // (a peer that is silent that long is dead either way).
+            if let Ok(sent) = self.open(Cmd::LNK_PING, &[], &[], true) {
+                self.keepalive = Some(sent.msgid);
+            }
+        }
+        self.expire_deadlines(now);
+    }
+
+    /// Gives a transaction we opened — `opened` is the header [`open`](Self::open)
+    /// returned — a deadline on the driver's clock: if it is still open then,
+    /// [`handle_timeout`](Self::handle_timeout) sends its ABORT and reports
+    /// [`Event::TimedOut`]. A second call moves the deadline.
+    ///
+    /// # Errors
+    /// [`SendError::NoSuchTransaction`] unless `opened` names an open transaction of ours
+    /// that has not timed out; [`SendError::LinkDown`] once the link is down.
+    pub fn set_deadline(&mut self, opened: &MsgHeader, at: Instant) -> Result<(), SendError> {
+        if self.link != Link::Up {
+            return Err(SendError::LinkDown);
+        }
+        let msgid = opened.msgid;
+        if opened.cmd.is_reply() || self.local.get(TransKey::local(msgid)).is_none() {
+            return Err(SendError::NoSuchTransaction);
+        }
+        self.deadlines
+            .retain(|d| self.local.get(TransKey::local(d.msgid)).is_some());
+        if let Some(d) = self.deadlines.iter_mut().find(|d| d.msgid == msgid) {
+            if d.expired {
+                return Err(SendError::NoSuchTransaction);
+            }
+            d.at = at;
+            return Ok(());
+        }
+        let deadline = TransDeadline {
+            msgid,
+            cmd: opened.cmd,
+            at,
+            expired: false,
+            reported: false,
+        };
+        // One entry per open transaction of ours, and the table holds at most T.
+        self.deadlines
+            .push(deadline)
+            .map_err(|_| SendError::NoFreeMsgid)
+    }
+
+    fn expire_deadlines(&mut self, now: Instant) {
+        let mut i = 0;
+        while let Some(d) = self.deadlines.get(i).copied() {
+            i += 1;
+            if d.expired || now < d.at {
+                continue;
+            }
+            if self.local.get(TransKey::local(d.msgid)).is_none() {
+                continue; // closed before its deadline; dropped at the next set_deadline
+            }
+            // The abort may find no room; the application is told either way.
+            let _ = self.abort(d.cmd, d.msgid);
+            if let Some(entry) = self.deadlines.get_mut(i - 1) {
+                entry.expired = true;
+            }
+        }
+    }
+
+    /// Ends the link from our side (a liveness rule): nothing queued will be sent.
+    fn fail(&mut self, end: LinkEnd) {
+        self.tx.discard_all();
+        self.link = Link::Draining(end);
+    }
+
+    /// True if a received reply belongs to the connection itself or to a transaction the
+    /// application was told is over: the keepalive's reply, a reply after a deadline.
+    fn is_own_reply(&mut self, msgid: u32) -> bool {
+        if self.keepalive == Some(msgid) {
+            if self.local.get(TransKey::local(msgid)).is_none() {
+                self.keepalive = None;
+            }
+            return true;
+        }
+        self.deadlines.iter().any(|d| d.msgid == msgid && d.expired)
     }
 
     /// The C flags of this connection.
@@ -629,7 +778,7 @@ where
     ///
     /// # Errors
     /// The new storage, unused, if it cannot hold the aux bytes already received.
-    pub fn replace_aux_storage(&mut self, new: A) -> Result<A, A> {
+    pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
         let old = self.rx.replace_aux_storage(new)?;
         self.aux_stall_reported = false;
         Ok(old)
@@ -662,6 +811,11 @@ where
             Link::Down(_) => return Step::Nothing,
             Link::Draining(end) => {
                 return match self.local.take_lost().or_else(|| self.remote.take_lost()) {
+                    Some(lost)
+                        if lost.key.side == Side::Local && self.is_own_reply(lost.key.msgid) =>
+                    {
+                        Step::Handled
+                    }
                     Some(lost) => {
                         let mut header =
                             MsgHeader::new(Cmd::LNK_ERROR.with_flags(lost.abort_flags()));
@@ -679,6 +833,12 @@ where
                 };
             }
             Link::Up => {}
+        }
+        if let Some(d) = self.deadlines.iter_mut().find(|d| d.expired && !d.reported) {
+            d.reported = true;
+            return Step::Emit(Event::TimedOut {
+                key: TransKey::local(d.msgid),
+            });
         }
         if !self.tx.can_queue(BASE_HEADER_LEN) {
             return Step::Nothing; // backpressure: keep room to answer
@@ -744,6 +904,10 @@ where
         }
         match self.table_for(cmd, false).on_receive(cmd, header.msgid) {
             Ok(TransUpdate::LateAbortDiscarded(_)) => {
+                self.stats.dropped += 1;
+                Step::Handled
+            }
+            Ok(_) if cmd.is_reply() && self.is_own_reply(header.msgid) => {
                 self.stats.dropped += 1;
                 Step::Handled
             }
@@ -915,15 +1079,27 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    type Io = Iocom<Vec<u8>, Vec<u8>, Vec<u8>, CounterSalt, SoftCrc32c, 4>;
+    type Io = Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 4>;
 
-    fn iocom(tx_ring: usize) -> Io {
-        let memory = IocomMemory {
-            fifo: vec![0u8; 2048],
+    fn memory(fifo: usize, tx_ring: usize) -> IocomMemory<Vec<u8>> {
+        IocomMemory {
+            fifo: vec![0u8; fifo],
             aux: vec![],
             tx_ring: vec![0u8; tx_ring],
-        };
-        Iocom::new(memory, CounterSalt::default(), SoftCrc32c).unwrap()
+        }
+    }
+
+    fn with_setup(setup: LinkSetup, fifo: usize, tx_ring: usize) -> Result<Io, MemoryError> {
+        Iocom::new(
+            setup,
+            memory(fifo, tx_ring),
+            CounterSalt::default(),
+            SoftCrc32c,
+        )
+    }
+
+    fn iocom(tx_ring: usize) -> Io {
+        with_setup(LinkSetup::plaintext(), 2048, tx_ring).unwrap()
     }
 
     fn message_bytes(cmd: Cmd, msgid: u32, aux: &[u8]) -> Vec<u8> {
@@ -1035,28 +1211,6 @@ mod tests {
         );
         assert_eq!(io.feed(b"more"), 0);
         assert!(io.read_buf().is_empty());
-    }
-
-    #[test]
-    fn memory_too_small_is_refused() {
-        let memory = IocomMemory {
-            fifo: vec![0u8; 2048],
-            aux: vec![],
-            tx_ring: vec![0u8; 31],
-        };
-        assert_eq!(
-            Io::new(memory, CounterSalt::default(), SoftCrc32c).err(),
-            Some(MemoryError::TxRingTooSmall { len: 31 })
-        );
-        let memory = IocomMemory {
-            fifo: vec![0u8; 100],
-            aux: vec![],
-            tx_ring: vec![0u8; 64],
-        };
-        assert_eq!(
-            Io::new(memory, CounterSalt::default(), SoftCrc32c).err(),
-            Some(MemoryError::FifoTooSmall { len: 100 })
-        );
     }
 
     #[test]
@@ -1233,12 +1387,21 @@ mod tests {
             "a connection accepts at most 16 commands"
         );
         assert_eq!(
-            MemoryError::TxRingTooSmall { len: 8 }.to_string(),
-            "transmit ring of 8 bytes cannot hold a 32-byte header"
+            MemoryError::TxRingUnfit {
+                len: 8,
+                mode: StreamMode::Cbc
+            }
+            .to_string(),
+            "transmit ring of 8 bytes does not fit stream mode cbc \
+             (it must hold a header-only reply; cbc needs a multiple of 32)"
         );
         assert_eq!(
-            MemoryError::FifoTooSmall { len: 8 }.to_string(),
-            "receive FIFO of 8 bytes is below the 2048-byte header limit"
+            MemoryError::FifoTooSmall {
+                len: 8,
+                needed: 2128
+            }
+            .to_string(),
+            "receive FIFO of 8 bytes, the connection needs at least 2128"
         );
         assert_eq!(
             OverCommit {
@@ -1261,32 +1424,19 @@ mod tests {
         );
     }
 
+    /// A connection whose `gcm` counters are at their last value, keyed with `own` and
+    /// `peer` as the two session keys; `gcm_at_end(4, 3)` is `gcm_at_end(3, 4)`'s peer.
     #[cfg(feature = "stream-crypto")]
-    fn session_between(own: u8, peer: u8) -> Session {
-        Session {
-            own_sess: [own; 64],
-            peer_sess: [peer; 64],
-            peer_quickmsg: [0; 32],
-            peer_order: WireOrder::Little,
-            own_flags: 0,
-            peer_flags: 0,
-        }
-    }
-
-    /// One side's session; [`session_between`]`(4, 3)` is its peer's.
-    #[cfg(feature = "stream-crypto")]
-    fn session() -> Session {
-        session_between(3, 4)
+    fn gcm_at_end(own: u8, peer: u8) -> Io {
+        let setup = LinkSetup::gcm_at(&[own; 64], &[peer; 64], u64::MAX);
+        with_setup(setup, 2048 + 80, 1024).unwrap()
     }
 
     #[cfg(feature = "stream-crypto")]
     #[test]
     fn an_exhausted_gcm_counter_ends_the_link_with_ivwrap_on_both_sides() {
         // Both counters at their last value: one chunk each way, then IVWRAP.
-        let mut io = iocom(1024);
-        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
-        io.rx.start_stream(rx);
-        io.tx.start_stream(tx);
+        let mut io = gcm_at_end(3, 4);
         io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
         let wire = io.pending()[0].to_vec();
         assert_eq!(wire.len(), 80, "message and pad: the last chunk");
@@ -1299,11 +1449,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let mut rx_side = iocom(1024);
+        let mut rx_side = gcm_at_end(4, 3);
         rx_side.accept(Cmd::DBG_SHELL).unwrap();
-        let (rx, tx) = crate::stream::gcm_ciphers_at(&session_between(4, 3), u64::MAX);
-        rx_side.rx.start_stream(rx);
-        rx_side.tx.start_stream(tx);
         rx_side.feed(&wire);
         assert!(matches!(rx_side.poll_event(), Some(Event::Message { .. })));
         rx_side.feed(&wire);
@@ -1319,19 +1466,13 @@ mod tests {
     #[test]
     fn a_ping_that_cannot_be_answered_for_ivwrap_ends_the_link() {
         // The peer's side sends one ping in the last chunk its counter allows.
-        let mut peer = iocom(1024);
-        let (rx, tx) = crate::stream::gcm_ciphers_at(&session_between(4, 3), u64::MAX);
-        peer.rx.start_stream(rx);
-        peer.tx.start_stream(tx);
+        let mut peer = gcm_at_end(4, 3);
         let mut ping = MsgHeader::new(Cmd::LNK_PING);
         ping.msgid = 5;
         peer.send(ping, &[], &[]).unwrap();
         let wire = peer.pending()[0].to_vec();
         // Our side can still receive that chunk, but its own counter is spent.
-        let mut io = iocom(1024);
-        let (rx, tx) = crate::stream::gcm_ciphers_at(&session(), u64::MAX);
-        io.rx.start_stream(rx);
-        io.tx.start_stream(tx);
+        let mut io = gcm_at_end(3, 4);
         io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap(); // the last chunk
         io.feed(&wire);
         match io.poll_event() {
@@ -1345,74 +1486,44 @@ mod tests {
 
     #[cfg(feature = "stream-crypto")]
     #[test]
-    fn start_stream_refuses_after_256_sent_messages_too() {
-        // The salt sequence byte wraps to 0 after 256 messages; the link is not fresh.
-        let mut io = iocom(1024);
-        for _ in 0..256 {
-            io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
-            let n = io.pending()[0].len();
-            io.advance_write(n).unwrap();
-        }
+    fn a_connection_refuses_memory_that_does_not_fit_its_mode() {
+        let gcm = || LinkSetup::gcm_at(&[3; 64], &[4; 64], 0);
+        // A 2048-byte FIFO: no room for a record beyond a header.
         assert_eq!(
-            io.start_stream(StreamMode::Gcm, &session()),
-            Err(StartStreamError::NotFresh)
-        );
-    }
-
-    #[cfg(feature = "stream-crypto")]
-    #[test]
-    fn start_stream_refuses_after_traffic_and_unfit_memory() {
-        let mut io = iocom(1024);
-        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
-        assert_eq!(
-            io.start_stream(StreamMode::Gcm, &session()),
-            Err(StartStreamError::NotFresh)
-        );
-        let mut io = iocom(1024);
-        io.feed(&ping_bytes(1));
-        assert_eq!(
-            io.start_stream(StreamMode::Cbc, &session()),
-            Err(StartStreamError::NotFresh)
-        );
-        let mut io = iocom(1024); // a 2048-byte FIFO: no room for a record beyond a header
-        assert_eq!(
-            io.start_stream(StreamMode::Gcm, &session()),
-            Err(StartStreamError::FifoTooSmall {
+            with_setup(gcm(), 2048, 1024).err(),
+            Some(MemoryError::FifoTooSmall {
                 len: 2048,
                 needed: 2128
             })
         );
-        assert_eq!(io.stream_mode(), StreamMode::Seed, "unchanged");
-        let memory = IocomMemory {
-            fifo: vec![0u8; 4096],
-            aux: vec![],
-            tx_ring: vec![0u8; 1000],
-        };
-        let mut io = Io::new(memory, CounterSalt::default(), SoftCrc32c).unwrap();
         assert_eq!(
-            io.start_stream(StreamMode::Cbc, &session()),
-            Err(StartStreamError::TxRingUnfit { len: 1000 })
+            with_setup(gcm(), 4096, 79).err(),
+            Some(MemoryError::TxRingUnfit {
+                len: 79,
+                mode: StreamMode::Gcm
+            })
         );
-        io.start_stream(StreamMode::Seed, &session()).unwrap();
+        let io = with_setup(gcm(), 2128, 80).unwrap();
+        assert_eq!(io.stream_mode(), StreamMode::Gcm);
     }
 
-    #[cfg(not(feature = "stream-crypto"))]
     #[test]
-    fn without_the_feature_only_seed_starts() {
-        let session = Session {
-            own_sess: [3; 64],
-            peer_sess: [3; 64],
-            peer_quickmsg: [0; 32],
-            peer_order: WireOrder::Little,
-            own_flags: 0,
-            peer_flags: 0,
-        };
-        let mut io = iocom(1024);
+    fn a_plaintext_connection_needs_the_header_limit_and_one_header_of_ring() {
         assert_eq!(
-            io.start_stream(StreamMode::Gcm, &session),
-            Err(StartStreamError::Unsupported(StreamMode::Gcm))
+            with_setup(LinkSetup::plaintext(), 2047, 32).err(),
+            Some(MemoryError::FifoTooSmall {
+                len: 2047,
+                needed: 2048
+            })
         );
-        io.start_stream(StreamMode::Seed, &session).unwrap();
+        assert_eq!(
+            with_setup(LinkSetup::plaintext(), 2048, 31).err(),
+            Some(MemoryError::TxRingUnfit {
+                len: 31,
+                mode: StreamMode::Seed
+            })
+        );
+        assert!(with_setup(LinkSetup::plaintext(), 2048, 32).is_ok());
     }
 
     #[test]
