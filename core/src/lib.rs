@@ -106,7 +106,7 @@
 //! |---|---|
 //! | `crypto` | [`RsaKeys`], the default RSA of the handshake (the `rsa` crate; needs `alloc`) |
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
-//! | `embedded-io` | [`drive::embedded`], a blocking driver over embedded-io 0.7 |
+//! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
 //! | `test-util` | [`Session::from_parts_for_testing`], never for products |
 //!

@@ -1,5 +1,5 @@
 //! One link's setup, shared by the service and its clients: the handshake with the keys
-//! of the peer's address (§2.2), the stream mode both ends accept ([`h2msg::stream`]), and
+//! of the peer's address (§2.2), the stream mode both ends accept ([`h2msg::ModeChoice`]), and
 //! the connection that carries the debug shell.
 
 use std::io;
@@ -99,7 +99,7 @@ impl std::fmt::Display for LinkTerms {
 }
 
 /// The handshake with the keys of the peer's address (§2.2), within `timeout`, and the
-/// stream mode both ends accept (`choice` on our side; see [`h2msg::stream`]). A `.none`
+/// stream mode both ends accept (`choice` on our side; see [`h2msg::ModeChoice`]). A `.none`
 /// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
 /// seed era), except in `cbc`, whose era skipped the exchange (§11 H5). Returns the terms
 /// and the negotiated setup the connection is built from.

@@ -39,7 +39,7 @@ pub fn hex_u32(text: &str) -> u32 {
     u32::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("bad hex number {text:?}"))
 }
 
-/// CRC-32C exactly as PROTOCOL.md Appendix B describes it, one bit at a time.
+/// CRC-32C exactly as docs/protocol.md Appendix B describes it, one bit at a time.
 pub fn reference_crc32c(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -60,7 +60,7 @@ pub fn reference_fold16(crc: u32) -> u16 {
     ((crc & 0xFFFF) ^ (crc >> 16)) as u16
 }
 
-/// The byte ranges of the base header fields, from the table of PROTOCOL.md §3.1.
+/// The byte ranges of the base header fields, from the table of docs/protocol.md §3.1.
 pub const HEADER_FIELDS: [(&str, usize, usize); 12] = [
     ("magic", 0x00, 2),
     ("icrc1", 0x02, 2),

@@ -1,4 +1,4 @@
-//! The worked vectors of PROTOCOL.md §3.7 (V1–V6) and the verifier vector of §2.1, byte for
+//! The worked vectors of docs/protocol.md §3.7 (V1–V6) and the verifier vector of §2.1, byte for
 //! byte, encoded and decoded, in both byte orders.
 //!
 //! Every expected byte is pasted from the spec text; values the spec does not state (the

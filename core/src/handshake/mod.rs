@@ -1,41 +1,4 @@
-//! The 512-byte handshake both ends run first (§2), as a sans-IO state machine.
-//!
-//! Each side builds a block (random fill, then the fixed fields of §2.3: `quickmsg`,
-//! magic, version 1, flags 0, the verifier of its `sess`, masked pad bytes), transforms it
-//! block by block with raw RSA — our private key, then the peer's public key (§2.4) — and
-//! sends the 512 bytes, while it receives the peer's 512 bytes in any chunking, undoes the
-//! transform (our private key, then the peer's public key) and validates them (§2.5).
-//!
-//! Drive it like the connection: [`Handshake::pending`] / [`Handshake::advance`] for the
-//! bytes to send, [`Handshake::read_buf`] / [`Handshake::commit_read`] (or
-//! [`Handshake::feed`]) for the bytes received, [`Handshake::end_input`] when the transport
-//! ends, [`Handshake::handle_timeout`] with the caller's clock, and [`Handshake::poll`] for
-//! the outcome. Nothing here blocks, allocates or reads a clock.
-//!
-//! # Modes
-//!
-//! * [`KeyMode::Rsa`]: the seed era's authenticated exchange. Both 256-byte blocks of a
-//!   2048-bit key (or the single block of a 4096-bit key) are transformed.
-//! * [`KeyMode::Plaintext`]: the seed era's `.none` peers (§11 H5): the same 512 bytes are
-//!   exchanged **in the clear**. This mode authenticates nothing and keeps nothing secret;
-//!   it exists only to talk to peers configured with `remote/<peer>.none`.
-//!
-//! # Choices where the C code is loose (§11)
-//!
-//! | Item | C code | Here |
-//! |---|---|---|
-//! | H2 version | demands 1 | sends 1, demands 1 |
-//! | H3 magic | not checked | must be 0x4832 in either order (C always sends one) |
-//! | H4 key sizes | any size dividing 512 | 2048-bit (two blocks) or 4096-bit (one block), else KEYFMT |
-//! | H6 RSA error while sending | keeps sending | stops at once |
-//! | H7 timeout | none | optional deadline, KEYXCHGFAIL when it passes |
-//! | H9 retry counter | host order | little-endian, at most [`MAX_RSA_RETRIES`] tries |
-//! | — | — | each decoded block must have its top two bits clear, as every sender makes them |
-//!
-//! The second RSA block carries only padding and random bytes, which nothing verifies: a
-//! corrupted second block is caught only when its decoding falls out of range (most of the
-//! time, not always). The first block carries `sess` and the verifier, and any damage there
-//! fails the exchange.
+//! The 512-byte handshake both ends run first (§2): [`Handshake`].
 
 #[cfg(feature = "crypto")]
 mod rsa_keys;
@@ -304,7 +267,44 @@ enum State {
     Reported,
 }
 
-/// One side of the handshake. See the [module docs](self).
+/// The 512-byte handshake both ends run first (§2), as a sans-IO state machine.
+///
+/// Each side builds a block (random fill, then the fixed fields of §2.3: `quickmsg`,
+/// magic, version 1, flags 0, the verifier of its `sess`, masked pad bytes), transforms it
+/// block by block with raw RSA — our private key, then the peer's public key (§2.4) — and
+/// sends the 512 bytes, while it receives the peer's 512 bytes in any chunking, undoes the
+/// transform (our private key, then the peer's public key) and validates them (§2.5).
+///
+/// Drive it like the connection: [`Handshake::pending`] / [`Handshake::advance`] for the
+/// bytes to send, [`Handshake::read_buf`] / [`Handshake::commit_read`] (or
+/// [`Handshake::feed`]) for the bytes received, [`Handshake::end_input`] when the transport
+/// ends, [`Handshake::handle_timeout`] with the caller's clock, and [`Handshake::poll`] for
+/// the outcome. Nothing here blocks, allocates or reads a clock.
+///
+/// # Modes
+///
+/// * [`KeyMode::Rsa`]: the seed era's authenticated exchange. Both 256-byte blocks of a
+///   2048-bit key (or the single block of a 4096-bit key) are transformed.
+/// * [`KeyMode::Plaintext`]: the seed era's `.none` peers (§11 H5): the same 512 bytes are
+///   exchanged **in the clear**. This mode authenticates nothing and keeps nothing secret;
+///   it exists only to talk to peers configured with `remote/<peer>.none`.
+///
+/// # Choices where the C code is loose (§11)
+///
+/// | Item | C code | Here |
+/// |---|---|---|
+/// | H2 version | demands 1 | sends 1, demands 1 |
+/// | H3 magic | not checked | must be 0x4832 in either order (C always sends one) |
+/// | H4 key sizes | any size dividing 512 | 2048-bit (two blocks) or 4096-bit (one block), else KEYFMT |
+/// | H6 RSA error while sending | keeps sending | stops at once |
+/// | H7 timeout | none | optional deadline, KEYXCHGFAIL when it passes |
+/// | H9 retry counter | host order | little-endian, at most [`MAX_RSA_RETRIES`] tries |
+/// | — | — | each decoded block must have its top two bits clear, as every sender makes them |
+///
+/// The second RSA block carries only padding and random bytes, which nothing verifies: a
+/// corrupted second block is caught only when its decoding falls out of range (most of the
+/// time, not always). The first block carries `sess` and the verifier, and any damage there
+/// fails the exchange.
 pub struct Handshake<K> {
     keys: KeyMode<K>,
     block_len: usize,

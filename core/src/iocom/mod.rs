@@ -1,62 +1,4 @@
-//! One connection (§7): a receive decoder, a transmit queue and a transaction table, with
-//! the link-level rules of the era applied between them, behind one sans-IO API.
-//!
-//! # Two sides
-//!
-//! The **driver** moves bytes: it reads into [`Iocom::read_buf`] (or [`Iocom::feed`]s
-//! bytes), writes [`Iocom::pending`] and reports with [`Iocom::advance_write`], tells the
-//! end of input ([`Iocom::end_input`]) or a transport failure
-//! ([`Iocom::transport_failed`]), and asks [`Iocom::interest`] what to wait for — the
-//! C flags RREQ, WREQ, WIDLE and EOF as a value ([`Iocom::flags`] gives the bits).
-//!
-//! The **application** pulls [`Event`]s from [`Iocom::poll_event`] and sends with
-//! [`Iocom::send`], [`Iocom::open`], [`Iocom::reply`] and [`Iocom::abort`].
-//!
-//! # What the connection answers by itself
-//!
-//! | Received | Done | Why |
-//! |---|---|---|
-//! | `LNK_PAD` | dropped | one-way filler (§4.2) |
-//! | `LNK_ERROR` | dropped | only ever synthesised locally (§5.1), exempt from 0x20 (§8.3) |
-//! | `LNK_PING` command | final reply, error 0 | so a peer can measure liveness (a 2012 C node answers 0x20 instead) |
-//! | a command not [accepted](Iocom::accept), or with AUXOOB | final reply, error 0x20 | §8.3, §11 S1 |
-//! | a reply to a command not accepted | dropped | §11 T4 (the C tools crash here) |
-//! | an element that breaks the transaction rules | dropped, [`Event::Rejected`] | §8.1 |
-//! | a late ABORT\|DELETE | dropped | §8.1 |
-//!
-//! Auto-answers are final replies with the seed era's flag rules
-//! ([`final_reply_cmd`]) and do not enter the transaction
-//! table. To always be able to answer, the connection reads a message only while the
-//! transmit queue has room for a header-only reply: a peer that does not read its replies
-//! stalls its own requests, and memory stays bounded.
-//!
-//! # Link loss
-//!
-//! When the stream fails, ends, or the transport fails, every open transaction is reported
-//! as [`Event::Aborted`] (a local ABORT|DELETE with error
-//! [`MSG_ERR_LOSTLINK`], so no caller waits forever),
-//! then one [`Event::LinkDown`] — after which `poll_event` returns `None`. Queued transmit
-//! bytes are discarded on a failure (as the C code does) but kept after a clean end of
-//! input, so replies already queued can still be flushed.
-//!
-//! # Stream modes
-//!
-//! A connection is built in the stream mode its [`LinkSetup`] carries — plaintext `seed`,
-//! or `cbc` / `gcm` negotiated from the handshake's session — and keeps it for its whole
-//! life; the driver's calls are the same in every mode (the bytes it moves are simply
-//! ciphertext). A failing protected stream ends the link like any receive failure, with
-//! MSGSEQ (15), MACFAIL (19) or IVWRAP (18) in [`LinkEnd::Failed`]. The crate docs show
-//! the whole lifecycle.
-//!
-//! # Time
-//!
-//! The connection never reads a clock. [`Iocom::poll_timeout`] says when it next needs the
-//! time, [`Iocom::handle_timeout`] gives it (see [`Instant`](crate::Instant)); on that seam run the
-//! [`Liveness`] rules — keepalive pings after `idle`, [`LinkEnd::PeerTimeout`] after
-//! `dead` more, [`LinkEnd::WriteStalled`] when writes make no progress for `stall` — and
-//! transaction deadlines ([`Iocom::set_deadline`], [`Event::TimedOut`]). The seed era had
-//! no timer at all (the C loop's 5 s poll timeout had no protocol meaning, §7):
-//! [`Liveness::OFF`] gives exactly that.
+//! One connection: receive decoder, transmit queue and transaction tables ([`Iocom`]).
 
 use core::fmt;
 
@@ -359,7 +301,65 @@ enum Step {
     Emit(Event<'static>),
 }
 
-/// One connection. See the [module docs](self).
+/// One connection (§7): a receive decoder, a transmit queue and a transaction table, with
+/// the link-level rules of the era applied between them, behind one sans-IO API.
+///
+/// # Two sides
+///
+/// The **driver** moves bytes: it reads into [`Iocom::read_buf`] (or [`Iocom::feed`]s
+/// bytes), writes [`Iocom::pending`] and reports with [`Iocom::advance_write`], tells the
+/// end of input ([`Iocom::end_input`]) or a transport failure
+/// ([`Iocom::transport_failed`]), and asks [`Iocom::interest`] what to wait for — the
+/// C flags RREQ, WREQ, WIDLE and EOF as a value ([`Iocom::flags`] gives the bits).
+///
+/// The **application** pulls [`Event`]s from [`Iocom::poll_event`] and sends with
+/// [`Iocom::send`], [`Iocom::open`], [`Iocom::reply`] and [`Iocom::abort`].
+///
+/// # What the connection answers by itself
+///
+/// | Received | Done | Why |
+/// |---|---|---|
+/// | `LNK_PAD` | dropped | one-way filler (§4.2) |
+/// | `LNK_ERROR` | dropped | only ever synthesised locally (§5.1), exempt from 0x20 (§8.3) |
+/// | `LNK_PING` command | final reply, error 0 | so a peer can measure liveness (a 2012 C node answers 0x20 instead) |
+/// | a command not [accepted](Iocom::accept), or with AUXOOB | final reply, error 0x20 | §8.3, §11 S1 |
+/// | a reply to a command not accepted | dropped | §11 T4 (the C tools crash here) |
+/// | an element that breaks the transaction rules | dropped, [`Event::Rejected`] | §8.1 |
+/// | a late ABORT\|DELETE | dropped | §8.1 |
+///
+/// Auto-answers are final replies with the seed era's flag rules
+/// ([`final_reply_cmd`]) and do not enter the transaction
+/// table. To always be able to answer, the connection reads a message only while the
+/// transmit queue has room for a header-only reply: a peer that does not read its replies
+/// stalls its own requests, and memory stays bounded.
+///
+/// # Link loss
+///
+/// When the stream fails, ends, or the transport fails, every open transaction is reported
+/// as [`Event::Aborted`] (a local ABORT|DELETE with error
+/// [`MSG_ERR_LOSTLINK`], so no caller waits forever),
+/// then one [`Event::LinkDown`] — after which `poll_event` returns `None`. Queued transmit
+/// bytes are discarded on a failure (as the C code does) but kept after a clean end of
+/// input, so replies already queued can still be flushed.
+///
+/// # Stream modes
+///
+/// A connection is built in the stream mode its [`LinkSetup`] carries — plaintext `seed`,
+/// or `cbc` / `gcm` negotiated from the handshake's session — and keeps it for its whole
+/// life; the driver's calls are the same in every mode (the bytes it moves are simply
+/// ciphertext). A failing protected stream ends the link like any receive failure, with
+/// MSGSEQ (15), MACFAIL (19) or IVWRAP (18) in [`LinkEnd::Failed`]. The crate docs show
+/// the whole lifecycle.
+///
+/// # Time
+///
+/// The connection never reads a clock. [`Iocom::poll_timeout`] says when it next needs the
+/// time, [`Iocom::handle_timeout`] gives it (see [`Instant`](crate::Instant)); on that seam run the
+/// [`Liveness`] rules — keepalive pings after `idle`, [`LinkEnd::PeerTimeout`] after
+/// `dead` more, [`LinkEnd::WriteStalled`] when writes make no progress for `stall` — and
+/// transaction deadlines ([`Iocom::set_deadline`], [`Event::TimedOut`]). The seed era had
+/// no timer at all (the C loop's 5 s poll timeout had no protocol meaning, §7):
+/// [`Liveness::OFF`] gives exactly that.
 ///
 /// `M` is the buffer type of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C engine,
 /// `T` the capacity of each of the two transaction tables (ours and the peer's).

@@ -1,62 +1,4 @@
-//! The receive decoder (§5): bytes in, checked messages out.
-//!
-//! # States
-//!
-//! The decoder walks the spec's states for every message, checking in the spec's order:
-//!
-//! | Phase | Waits for | Then checks |
-//! |---|---|---|
-//! | [`RxPhase::Header1`] | the 32-byte base header | magic (SYNC 1), `icrc1` (HCRC 5), sizes (FIELD 4) |
-//! | [`RxPhase::Header2`] | the whole header (base + extended) | `icrc2` (XCRC 6) |
-//! | [`RxPhase::AuxData1`] | the aux data, in the FIFO | `aux_icrc` (ACRC 7) |
-//! | [`RxPhase::AuxData2`] | the aux data, in lent aux storage | `aux_icrc` (ACRC 7) |
-//! | [`RxPhase::Error`] | nothing: the stream failed | — |
-//! | [`RxPhase::Closed`] | nothing: the stream ended cleanly | — |
-//!
-//! # Memory contract
-//!
-//! All memory is the caller's, given at construction as any `AsRef<[u8]> + AsMut<[u8]>`
-//! (an array owned by the decoder, or a lent `&mut [u8]`):
-//!
-//! * The **FIFO** (at least [`MSGHDR_MAX`] = 2048 bytes; the C code used
-//!   [`MSGBUF_SIZE`](crate::wire::limits::MSGBUF_SIZE) = 8192) holds headers, and whole
-//!   messages that fit in it: those are delivered **zero-copy**, borrowed from the FIFO.
-//! * The **aux storage** receives the aux data of a message too large for the FIFO (header
-//!   plus aux above the FIFO size): the bytes already in the FIFO are moved there once, and
-//!   [`read_buf`](RxDecoder::read_buf) then points the transport straight into it, so the
-//!   rest arrives without another copy. Give it [`MSGAUX_MAX`](crate::wire::limits::MSGAUX_MAX) = 65536 bytes to accept every
-//!   legal message, or less (even 0) to accept only what fits in the FIFO.
-//! * If such a message's aux data does not fit the aux storage, [`RxDecoder::poll`] returns
-//!   [`RxPoll::AuxStorageTooSmall`]: not an error of the stream. Nothing is consumed;
-//!   lend bigger storage with [`RxDecoder::replace_aux_storage`] and poll again, or give up
-//!   on the connection.
-//!
-//! Buffered bytes are never dropped (the C code's R1/R2 bugs are not reproduced): the FIFO
-//! is compacted only when the message being assembled would not fit behind its start.
-//!
-//! # Driving it
-//!
-//! ```
-//! use h2msg::ioq::{RxDecoder, RxPoll};
-//! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
-//!
-//! let mut rx = RxDecoder::new([0u8; 8192], [0u8; 0], SoftCrc32c).unwrap();
-//! let wire = MsgHeader::new(Cmd::LNK_PING).seal(WireOrder::Little, &[], &[], &SoftCrc32c)?;
-//!
-//! // A transport would `read(rx.read_buf())` and report the count; `feed` does both for
-//! // bytes the caller already has. Any chunking works.
-//! for chunk in wire.chunks(5) {
-//!     assert_eq!(rx.feed(chunk), chunk.len());
-//! }
-//! match rx.poll() {
-//!     RxPoll::Message(m) => assert_eq!(m.header().cmd, Cmd::LNK_PING),
-//!     other => panic!("{other:?}"),
-//! }
-//! assert!(matches!(rx.poll(), RxPoll::NeedInput));
-//! rx.end_input();
-//! assert!(matches!(rx.poll(), RxPoll::Closed)); // a clean end at a message boundary
-//! # Ok::<(), h2msg::wire::EncodeError>(())
-//! ```
+//! The receive decoder (§5): see [`RxDecoder`].
 
 use core::fmt;
 
@@ -183,7 +125,7 @@ enum State {
     },
 }
 
-/// The receive decoder of one connection. See the [module docs](self).
+/// The receive decoder of one connection. See the [`ioq`](crate::ioq) module.
 ///
 /// `F` is the FIFO and `A` the aux storage (arrays or lent slices), `C` the CRC-32C engine.
 pub struct RxDecoder<F, A, C> {

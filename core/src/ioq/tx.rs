@@ -1,32 +1,4 @@
-//! The transmit queue (§6): messages in, bytes out for a (vectored) write.
-//!
-//! [`TxQueue::enqueue`] stamps each message as §6.1 says — magic, salt (random high 24
-//! bits, low 8 bits the per-link sequence), `aux_icrc`, `icrc2`, `icrc1` — and copies its
-//! wire image (header, extended header, aux, zero padding — §11 T6) into a byte ring the
-//! caller sized. The driver takes the queued bytes either as slices for a vectored write
-//! ([`TxQueue::pending`]) or copied into its own buffer ([`TxQueue::copy_pending`]), then
-//! reports how many the transport accepted ([`TxQueue::advance`]); the next call resumes at
-//! exactly that byte. Bytes leave in queue order, messages are never interleaved.
-//!
-//! Because messages are copied into one ring, the pending bytes are at most two slices
-//! (before and after the wrap), well within the spec's 16 iovecs per `writev`
-//! ([`MAXIOVEC`](crate::wire::limits::MAXIOVEC)). The copy also means the caller's buffers
-//! are free again as soon as `enqueue` returns.
-//!
-//! ```
-//! use h2msg::CounterSalt;
-//! use h2msg::ioq::TxQueue;
-//! use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c, WireOrder};
-//!
-//! let mut tx = TxQueue::new([0u8; 4096], CounterSalt::default(), SoftCrc32c, WireOrder::Little);
-//! tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"help\0")?;
-//! assert_eq!(tx.pending_len(), 64);
-//!
-//! // The transport took 10 bytes; the rest stays queued, in order.
-//! tx.advance(10).unwrap();
-//! assert_eq!(tx.pending_len(), 54);
-//! # Ok::<(), h2msg::ioq::TxError>(())
-//! ```
+//! The transmit queue (§6): see [`TxQueue`].
 
 use core::fmt;
 
@@ -132,7 +104,7 @@ impl fmt::Display for TxError {
 
 impl core::error::Error for TxError {}
 
-/// The transmit queue of one connection. See the [module docs](self).
+/// The transmit queue of one connection. See the [`ioq`](crate::ioq) module.
 ///
 /// `B` is the byte ring (an array or a lent slice; to queue every legal message it needs
 /// 2048 + 65536 bytes), `R` the source of the salt's random bits (any `rand_core` RNG; the

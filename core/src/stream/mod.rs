@@ -1,80 +1,4 @@
-//! Stream protection after the handshake: which bytes travel between the transport and the
-//! ioq once the 512-byte exchange is done (§2.7–§2.9).
-//!
-//! # The three modes
-//!
-//! | [`StreamMode`] | Era | On the wire | Receiver checks |
-//! |---|---|---|---|
-//! | [`Seed`](StreamMode::Seed) | the seed (§2.7, §11 H11) | plaintext, exactly as in 2012 | nothing beyond the ioq's CRCs |
-//! | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
-//! | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
-//!
-//! The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
-//! in through `read_buf`/`commit_read`/`feed` and taking them out through
-//! `pending`/`advance_write`; a connection is built already in its mode, from the
-//! [`LinkSetup`](crate::LinkSetup) that negotiation made of the handshake's session. Nothing allocates: received bytes are
-//! decrypted in place in the receive FIFO (for `gcm` the tags are squeezed out as each
-//! chunk is opened), transmitted bytes are encrypted in the transmit ring (`cbc` in place,
-//! `gcm` through one 64-byte staging chunk).
-//!
-//! The `cbc` and `gcm` ciphers need the `stream-crypto` feature (the RustCrypto `aes`,
-//! `cbc` and `aes-gcm` crates); without it only `seed` can be started and the others
-//! report [`StartStreamError::Unsupported`] (ALGO, 20).
-//!
-//! # `gcm` and the 32-byte messages: `LNK_PAD`
-//!
-//! libdmsg's messages were 64-byte aligned, so a chunk never held part of a message that
-//! had to wait. The 2012 messages are 32-byte aligned: a message can end in the middle of a
-//! chunk. Before the bytes are offered to the transport (at the end of every
-//! [`Iocom`](crate::iocom::Iocom) call that queued something), the sender completes such a
-//! half chunk with a header-only `LNK_PAD` message, which every receiver drops (§4.2). No
-//! message ever waits for later data, and the receive side needs no timer.
-//!
-//! # Failures
-//!
-//! A chunk whose tag does not verify fails the stream with MACFAIL: its plaintext is never
-//! released (the tag is checked before decryption), nothing after it is decoded, and the
-//! receive counter advances only on an authenticated chunk — so a replayed, reordered,
-//! dropped or modified chunk fails too. A whole recorded session replayed into a new one
-//! fails as well, because each session's keys mix in the receiver's fresh `sess`.
-//! Messages that were complete before the damaged chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
-//! side (the C check compared the counter's address and could never fire).
-//!
-//! # Negotiation
-//!
-//! The handshake block's `flags` field is sent as 0 by the C nodes and ignored by their
-//! receivers (§2.1, §2.5). An h2msg node that can do `gcm` sets [`FLAG_GCM`] there
-//! ([`ModeChoice::handshake_flags`]). When both blocks carry it the link uses `gcm`;
-//! otherwise the configured era mode — `seed` by default, `cbc` when asked for — which,
-//! as in 2012, both ends must be configured alike for. See [`ModeChoice::select`].
-//!
-//! The flags travel inside the RSA-transformed block: changing a bit of it on the wire
-//! changes the whole decoded block, which then fails the verifier (KEYXCHGFAIL), so an
-//! attacker cannot strip the flag to force a downgrade. With `.none` peers (no RSA)
-//! nothing is protected and no flag is trusted: such links are plaintext
-//! ([`ModeChoice::none_peer`]).
-//!
-//! ```
-//! use h2msg::{ModeChoice, StreamMode, FLAG_GCM};
-//!
-//! let ours = ModeChoice::Auto;
-//! // Two h2msg nodes: both advertise gcm.
-//! assert_eq!(ours.select(ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
-//! // A 2012 C node sends flags 0: the era mode.
-//! assert_eq!(ours.select(ours.handshake_flags(), 0), Ok(StreamMode::Seed));
-//! assert_eq!(ModeChoice::Cbc.select(ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
-//! // Insisting on gcm refuses such a peer.
-//! assert!(ModeChoice::Gcm.select(FLAG_GCM, 0).is_err());
-//! ```
-//!
-//! # Choices where the spec is silent
-//!
-//! * `cbc` processes whole 32-byte units (the C `HAMMER2_AES_KEY_SIZE`); a partial unit
-//!   waits for the rest of its bytes.
-//! * The MSGSEQ check counts every message the decoder completes, `LNK_PAD` included, and
-//!   runs in `cbc` and `gcm` (libdmsg checks it under GCM too, "anyway"), not in `seed`.
-//! * A `gcm` stream that ends inside a chunk ends with EOF (2), like a truncated message.
-//! * `gcm` chunk counters start at 0 in each direction, as in libdmsg.
+//! Stream protection after the handshake (§2.7–§2.9): [`StreamMode`].
 
 pub mod keys;
 
@@ -108,7 +32,85 @@ use crate::wire::{DecodeError, IoqError};
 /// the `gcm` mode. C nodes send 0 and ignore the field.
 pub const FLAG_GCM: u32 = 0x0000_0001;
 
-/// What a link does with its bytes after the handshake. See the [module docs](self).
+/// What a link does with its bytes after the handshake.
+///
+/// Stream protection after the handshake: which bytes travel between the transport and the
+/// ioq once the 512-byte exchange is done (§2.7–§2.9).
+///
+/// # The three modes
+///
+/// | [`StreamMode`] | Era | On the wire | Receiver checks |
+/// |---|---|---|---|
+/// | [`Seed`](StreamMode::Seed) | the seed (§2.7, §11 H11) | plaintext, exactly as in 2012 | nothing beyond the ioq's CRCs |
+/// | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
+/// | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
+///
+/// The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
+/// in through `read_buf`/`commit_read`/`feed` and taking them out through
+/// `pending`/`advance_write`; a connection is built already in its mode, from the
+/// [`LinkSetup`](crate::LinkSetup) that negotiation made of the handshake's session. Nothing allocates: received bytes are
+/// decrypted in place in the receive FIFO (for `gcm` the tags are squeezed out as each
+/// chunk is opened), transmitted bytes are encrypted in the transmit ring (`cbc` in place,
+/// `gcm` through one 64-byte staging chunk).
+///
+/// The `cbc` and `gcm` ciphers need the `stream-crypto` feature (the RustCrypto `aes`,
+/// `cbc` and `aes-gcm` crates); without it only `seed` can be set up and the others are
+/// refused by negotiation ([`NegotiateError::Unsupported`], ALGO 20).
+///
+/// # `gcm` and the 32-byte messages: `LNK_PAD`
+///
+/// libdmsg's messages were 64-byte aligned, so a chunk never held part of a message that
+/// had to wait. The 2012 messages are 32-byte aligned: a message can end in the middle of a
+/// chunk. Before the bytes are offered to the transport (at the end of every
+/// [`Iocom`](crate::iocom::Iocom) call that queued something), the sender completes such a
+/// half chunk with a header-only `LNK_PAD` message, which every receiver drops (§4.2). No
+/// message ever waits for later data, and the receive side needs no timer.
+///
+/// # Failures
+///
+/// A chunk whose tag does not verify fails the stream with MACFAIL: its plaintext is never
+/// released (the tag is checked before decryption), nothing after it is decoded, and the
+/// receive counter advances only on an authenticated chunk — so a replayed, reordered,
+/// dropped or modified chunk fails too. A whole recorded session replayed into a new one
+/// fails as well, because each session's keys mix in the receiver's fresh `sess`.
+/// Messages that were complete before the damaged chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
+/// side (the C check compared the counter's address and could never fire).
+///
+/// # Negotiation
+///
+/// The handshake block's `flags` field is sent as 0 by the C nodes and ignored by their
+/// receivers (§2.1, §2.5). An h2msg node that can do `gcm` sets [`FLAG_GCM`] there
+/// ([`ModeChoice::handshake_flags`]). When both blocks carry it the link uses `gcm`;
+/// otherwise the configured era mode — `seed` by default, `cbc` when asked for — which,
+/// as in 2012, both ends must be configured alike for. See [`ModeChoice::select`].
+///
+/// The flags travel inside the RSA-transformed block: changing a bit of it on the wire
+/// changes the whole decoded block, which then fails the verifier (KEYXCHGFAIL), so an
+/// attacker cannot strip the flag to force a downgrade. With `.none` peers (no RSA)
+/// nothing is protected and no flag is trusted: such links are plaintext
+/// ([`ModeChoice::none_peer`]).
+///
+/// ```
+/// use h2msg::{ModeChoice, StreamMode, FLAG_GCM};
+///
+/// let ours = ModeChoice::Auto;
+/// // Two h2msg nodes: both advertise gcm.
+/// assert_eq!(ours.select(ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
+/// // A 2012 C node sends flags 0: the era mode.
+/// assert_eq!(ours.select(ours.handshake_flags(), 0), Ok(StreamMode::Seed));
+/// assert_eq!(ModeChoice::Cbc.select(ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
+/// // Insisting on gcm refuses such a peer.
+/// assert!(ModeChoice::Gcm.select(FLAG_GCM, 0).is_err());
+/// ```
+///
+/// # Choices where the spec is silent
+///
+/// * `cbc` processes whole 32-byte units (the C `HAMMER2_AES_KEY_SIZE`); a partial unit
+///   waits for the rest of its bytes.
+/// * The MSGSEQ check counts every message the decoder completes, `LNK_PAD` included, and
+///   runs in `cbc` and `gcm` (libdmsg checks it under GCM too, "anyway"), not in `seed`.
+/// * A `gcm` stream that ends inside a chunk ends with EOF (2), like a truncated message.
+/// * `gcm` chunk counters start at 0 in each direction, as in libdmsg.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StreamMode {
     /// Plaintext, as the seed era (§2.7).

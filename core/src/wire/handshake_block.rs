@@ -85,7 +85,7 @@ impl HandshakeBlock {
     }
 
     /// Like [`stamp`](Self::stamp), with `flags` in the `flags` field (C nodes send 0 and
-    /// ignore it; h2msg advertises its stream modes there, see [`crate::stream`]).
+    /// ignore it; h2msg advertises its stream modes there, see [`ModeChoice`](crate::ModeChoice)).
     pub fn stamp_with_flags(&mut self, order: WireOrder, flags: u32) {
         for (dst, src) in self.quickmsg.iter_mut().zip(HANDSHAKE_QUICKMSG) {
             *dst = *src;

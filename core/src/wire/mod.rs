@@ -7,14 +7,14 @@
 //! | Module | What it holds | Spec |
 //! |---|---|---|
 //! | [`limits`] | alignment, size limits, magic values, port | §3.5, App. A |
-//! | [`cmd`] | the typed `cmd` field, flags, protocols, named commands | §3.4, §4.1–4.2 |
-//! | [`error`] | IOQ status codes, wire error values, typed decode/encode errors | §4.4 |
-//! | [`crc`] | CRC-32C, `fold16`, the injectable [`Crc32c`] trait | §3.6, App. B |
-//! | [`checksums`] | `icrc1`, `icrc2`, `aux_icrc` over exactly their bytes | §3.6 |
-//! | [`order`] | byte-order detection from the magic | §3.2 |
-//! | [`header`] | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
-//! | [`message`] | a whole contiguous message as a borrowed view | §3.1 |
-//! | [`handshake_block`] | the 512-byte handshake block and its verifier | §2.1 |
+//! | `cmd` | the typed `cmd` field, flags, protocols, named commands | §3.4, §4.1–4.2 |
+//! | `error` | IOQ status codes, wire error values, typed decode/encode errors | §4.4 |
+//! | `crc` | CRC-32C, `fold16`, the injectable [`Crc32c`] trait | §3.6, App. B |
+//! | `checksums` | `icrc1`, `icrc2`, `aux_icrc` over exactly their bytes | §3.6 |
+//! | `order` | byte-order detection from the magic | §3.2 |
+//! | `header` | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
+//! | `message` | a whole contiguous message as a borrowed view | §3.1 |
+//! | `handshake_block` | the 512-byte handshake block and its verifier | §2.1 |
 
 pub(crate) mod checksums;
 pub(crate) mod cmd;
