@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used, clippy::indexing_slicing)] // a test: fail loudly
 //! The core's modules form layers, and imports only point down (ARCHITECTURE.md): a
 //! module names only modules listed before it in [`ORDER`], and `handshake` only the
 //! leaves `time`, `wire` and `buf`. This test reads the sources, so an upward `crate::`

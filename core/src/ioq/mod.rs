@@ -64,7 +64,7 @@
 //! assert!(matches!(rx.poll(), RxPoll::NeedInput));
 //! rx.end_input();
 //! assert!(matches!(rx.poll(), RxPoll::Closed)); // a clean end at a message boundary
-//! ## Ok::<(), h2msg::wire::EncodeError>(())
+//! # Ok::<(), h2msg::wire::EncodeError>(())
 //! ```
 //!
 //! # Transmitting
@@ -96,7 +96,7 @@
 //! // The transport took 10 bytes; the rest stays queued, in order.
 //! tx.advance(10).unwrap();
 //! assert_eq!(tx.pending_len(), 54);
-//! ## Ok::<(), h2msg::ioq::TxError>(())
+//! # Ok::<(), h2msg::ioq::TxError>(())
 //! ```
 
 pub(crate) mod rx;
