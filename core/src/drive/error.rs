@@ -149,6 +149,7 @@ impl<E: core::error::Error + 'static> core::error::Error for DriveError<E> {
 /// So that `?` carries a driver's error into `std::io::Result` code: the transport's own
 /// error comes back unchanged, the core's verdicts are wrapped (downcast to get them).
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl From<DriveError<std::io::Error>> for std::io::Error {
     fn from(e: DriveError<std::io::Error>) -> Self {
         use std::io::ErrorKind;

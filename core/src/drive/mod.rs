@@ -14,6 +14,7 @@
 //! transport, the decoder's code for a damaged stream, 12–14 for the handshake.
 
 #[cfg(feature = "embedded-io")]
+#[cfg_attr(docsrs, doc(cfg(feature = "embedded-io")))]
 pub mod embedded;
 mod error;
 mod handshake;
