@@ -691,14 +691,16 @@ where
     }
 
     fn expire_deadlines(&mut self, now: Instant) {
+        // A deadline lives while its transaction is open, or until its expiry is told.
+        let local = &self.local;
+        self.deadlines.retain(|d| {
+            (d.expired && !d.reported) || local.get(TransKey::local(d.msgid)).is_some()
+        });
         let mut i = 0;
         while let Some(d) = self.deadlines.get(i).copied() {
             i += 1;
             if d.expired || now < d.at {
                 continue;
-            }
-            if self.local.get(TransKey::local(d.msgid)).is_none() {
-                continue; // closed before its deadline; dropped at the next set_deadline
             }
             // The abort may find no room; the application is told either way.
             let _ = self.abort(d.cmd, d.msgid);
@@ -998,6 +1000,9 @@ where
         header.msgid = msgid;
         let sent = self.send(header, ext, aux)?;
         self.last_msgid = msgid;
+        // A msgid is reused only after its transaction closed: what was said of the old
+        // one (an expired deadline) must not touch the new one.
+        self.deadlines.retain(|d| d.msgid != msgid);
         Ok(sent)
     }
 
@@ -1559,5 +1564,170 @@ mod tests {
             Err(SendError::Transaction(_))
         ));
         assert_eq!(io.tx.pending_len(), pending);
+    }
+
+    // ----- time ----------------------------------------------------------------------
+
+    fn timed(idle: u64, dead: u64, stall: u64) -> Io {
+        let liveness = Liveness {
+            idle: Some(core::time::Duration::from_millis(idle)),
+            dead: Some(core::time::Duration::from_millis(dead)),
+            stall: Some(core::time::Duration::from_millis(stall)),
+        };
+        let config = Config {
+            liveness,
+            ..Config::default()
+        };
+        let memory = memory(2048, 4096);
+        Iocom::with_config(
+            LinkSetup::plaintext(),
+            memory,
+            CounterSalt::default(),
+            SoftCrc32c,
+            config,
+        )
+        .unwrap()
+    }
+
+    fn drain(io: &mut Io) -> Vec<u8> {
+        let bytes = [io.pending()[0], io.pending()[1]].concat();
+        io.advance_write(bytes.len()).unwrap();
+        bytes
+    }
+
+    const fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn the_keepalive_ping_goes_out_at_idle_and_its_reply_stays_with_the_connection() {
+        let mut io = timed(100, 50, 10_000);
+        io.handle_timeout(ms(1_000));
+        assert_eq!(io.poll_timeout(), Some(ms(1_100)));
+        io.handle_timeout(ms(1_100));
+        let ping = drain(&mut io);
+        let view = MessageView::parse(&ping, &SoftCrc32c).unwrap();
+        assert!(view.header().cmd.same_handler(Cmd::LNK_PING));
+        assert!(!view.header().cmd.is_reply());
+        // The peer (a 2012 C node) answers with error 0x20: alive, and nothing for the app.
+        let mut answer = reply_header(view.header(), final_reply_cmd(view.header().cmd), 0x20);
+        let mut wire = answer
+            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+            .unwrap()
+            .to_vec();
+        wire.truncate(32);
+        io.feed(&wire);
+        assert!(
+            io.poll_event().is_none(),
+            "the keepalive's reply is the connection's own"
+        );
+        io.handle_timeout(ms(1_149));
+        assert_eq!(
+            io.poll_timeout(),
+            Some(ms(1_249)),
+            "the silence restarts at the reply"
+        );
+        assert!(
+            io.local_transactions().is_empty(),
+            "the ping's transaction closed"
+        );
+    }
+
+    #[test]
+    fn a_deadline_of_a_transaction_closed_in_time_never_wakes_the_driver_again() {
+        let mut io = iocom(4096);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        io.handle_timeout(ms(0));
+        let opened = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
+        io.set_deadline(&opened, ms(500)).unwrap();
+        drain(&mut io);
+        let mut reply = reply_header(&opened, final_reply_cmd(opened.cmd), 0);
+        let mut wire = reply
+            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+            .unwrap()
+            .to_vec();
+        wire.truncate(32);
+        io.feed(&wire);
+        assert!(matches!(io.poll_event(), Some(Event::Message { .. })));
+        io.handle_timeout(ms(500));
+        assert!(
+            io.poll_event().is_none(),
+            "no TimedOut for a closed transaction"
+        );
+        assert!(
+            io.poll_timeout().is_none_or(|t| t > ms(500)),
+            "no deadline in the past keeps the driver spinning: {:?}",
+            io.poll_timeout()
+        );
+        assert!(
+            io.pending()[0].is_empty(),
+            "no ABORT for a closed transaction"
+        );
+    }
+
+    #[test]
+    fn an_expired_transaction_is_aborted_once_and_its_late_reply_dropped() {
+        let mut io = iocom(4096);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        io.handle_timeout(ms(0));
+        let opened = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
+        io.set_deadline(&opened, ms(500)).unwrap();
+        drain(&mut io);
+        io.handle_timeout(ms(499));
+        assert!(io.poll_event().is_none());
+        io.handle_timeout(ms(500));
+        let abort = drain(&mut io);
+        let view = MessageView::parse(&abort, &SoftCrc32c).unwrap();
+        assert_eq!(view.header().msgid, opened.msgid);
+        assert!(
+            view.header()
+                .cmd
+                .flags()
+                .contains(MsgFlags::ABORT | MsgFlags::DELETE)
+        );
+        match io.poll_event() {
+            Some(Event::TimedOut { key }) => assert_eq!(key, TransKey::local(opened.msgid)),
+            other => panic!("{other:?}"),
+        }
+        assert!(io.poll_event().is_none(), "said once");
+        io.handle_timeout(ms(10_000));
+        assert!(io.pending()[0].is_empty(), "aborted once");
+        let mut reply = reply_header(&opened, final_reply_cmd(opened.cmd), 0);
+        let mut wire = reply
+            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+            .unwrap()
+            .to_vec();
+        wire.truncate(32);
+        io.feed(&wire);
+        assert!(
+            io.poll_event().is_none(),
+            "the late reply is not the application's"
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_ends_the_link_with_peer_timeout_and_a_stalled_writer_with_write_stalled() {
+        let mut io = timed(100, 50, 10_000);
+        io.handle_timeout(ms(0));
+        io.handle_timeout(ms(100)); // the ping
+        io.handle_timeout(ms(149));
+        assert!(io.poll_event().is_none());
+        io.handle_timeout(ms(150));
+        // The unanswered ping's transaction is the connection's own: not reported lost.
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::LinkDown(LinkEnd::PeerTimeout))
+        ));
+
+        let mut io = timed(10_000, 10_000, 30);
+        io.handle_timeout(ms(0));
+        io.send(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        io.handle_timeout(ms(10)); // the bytes wait from here
+        io.handle_timeout(ms(39));
+        assert!(io.link_end().is_none() && io.poll_event().is_none());
+        io.handle_timeout(ms(40));
+        while io.poll_event().is_some() {}
+        assert_eq!(io.link_end(), Some(LinkEnd::WriteStalled));
+        assert_eq!(io.poll_timeout(), None, "a link that is down needs no time");
     }
 }
