@@ -1599,6 +1599,26 @@ mod tests {
         Instant::from_millis(n)
     }
 
+    /// The wire bytes of the peer's header-only final reply to `to`.
+    fn final_reply_to(to: &MsgHeader, error: u16) -> Vec<u8> {
+        let mut reply = reply_header(to, final_reply_cmd(to.cmd), error);
+        let base = reply
+            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+            .unwrap();
+        base.to_vec()
+    }
+
+    /// A connection at time 0 with one DBG_SHELL request sent, due at `deadline`.
+    fn request_due_at(deadline: Instant) -> (Io, MsgHeader) {
+        let mut io = iocom(4096);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        io.handle_timeout(ms(0));
+        let opened = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
+        io.set_deadline(&opened, deadline).unwrap();
+        drain(&mut io);
+        (io, opened)
+    }
+
     #[test]
     fn the_keepalive_ping_goes_out_at_idle_and_its_reply_stays_with_the_connection() {
         let mut io = timed(100, 50, 10_000);
@@ -1610,13 +1630,7 @@ mod tests {
         assert!(view.header().cmd.same_handler(Cmd::LNK_PING));
         assert!(!view.header().cmd.is_reply());
         // The peer (a 2012 C node) answers with error 0x20: alive, and nothing for the app.
-        let mut answer = reply_header(view.header(), final_reply_cmd(view.header().cmd), 0x20);
-        let mut wire = answer
-            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
-            .unwrap()
-            .to_vec();
-        wire.truncate(32);
-        io.feed(&wire);
+        io.feed(&final_reply_to(view.header(), 0x20));
         assert!(
             io.poll_event().is_none(),
             "the keepalive's reply is the connection's own"
@@ -1635,19 +1649,8 @@ mod tests {
 
     #[test]
     fn a_deadline_of_a_transaction_closed_in_time_never_wakes_the_driver_again() {
-        let mut io = iocom(4096);
-        io.accept(Cmd::DBG_SHELL).unwrap();
-        io.handle_timeout(ms(0));
-        let opened = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
-        io.set_deadline(&opened, ms(500)).unwrap();
-        drain(&mut io);
-        let mut reply = reply_header(&opened, final_reply_cmd(opened.cmd), 0);
-        let mut wire = reply
-            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
-            .unwrap()
-            .to_vec();
-        wire.truncate(32);
-        io.feed(&wire);
+        let (mut io, opened) = request_due_at(ms(500));
+        io.feed(&final_reply_to(&opened, 0));
         assert!(matches!(io.poll_event(), Some(Event::Message { .. })));
         io.handle_timeout(ms(500));
         assert!(
@@ -1667,12 +1670,7 @@ mod tests {
 
     #[test]
     fn an_expired_transaction_is_aborted_once_and_its_late_reply_dropped() {
-        let mut io = iocom(4096);
-        io.accept(Cmd::DBG_SHELL).unwrap();
-        io.handle_timeout(ms(0));
-        let opened = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
-        io.set_deadline(&opened, ms(500)).unwrap();
-        drain(&mut io);
+        let (mut io, opened) = request_due_at(ms(500));
         io.handle_timeout(ms(499));
         assert!(io.poll_event().is_none());
         io.handle_timeout(ms(500));
@@ -1692,13 +1690,7 @@ mod tests {
         assert!(io.poll_event().is_none(), "said once");
         io.handle_timeout(ms(10_000));
         assert!(io.pending()[0].is_empty(), "aborted once");
-        let mut reply = reply_header(&opened, final_reply_cmd(opened.cmd), 0);
-        let mut wire = reply
-            .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
-            .unwrap()
-            .to_vec();
-        wire.truncate(32);
-        io.feed(&wire);
+        io.feed(&final_reply_to(&opened, 0));
         assert!(
             io.poll_event().is_none(),
             "the late reply is not the application's"
