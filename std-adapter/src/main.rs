@@ -271,13 +271,23 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
             skip_handshake,
         } => {
-            let bytes = match file.as_deref() {
-                None => read_all(&mut io::stdin().lock()),
-                Some(p) if p.as_os_str() == "-" => read_all(&mut io::stdin().lock()),
-                Some(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
-            }?;
-            let end = h2msg_std::dump::dump(&bytes, skip_handshake, json, &mut io::stdout().lock())
-                .map_err(|e| format!("dump: {e}"))?;
+            let (mut input, name): (Box<dyn io::Read>, String) = match file.as_deref() {
+                Some(path) if path.as_os_str() != "-" => (
+                    Box::new(
+                        std::fs::File::open(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    ),
+                    path.display().to_string(),
+                ),
+                _ => (Box::new(io::stdin().lock()), "standard input".to_string()),
+            };
+            let end = h2msg_std::dump::dump_stream(
+                &mut input,
+                skip_handshake,
+                json,
+                &mut io::stdout().lock(),
+            )
+            .map_err(|e| format!("dump {name}: {e}"))?;
             match end {
                 h2msg_std::dump::DumpEnd::Clean { .. } => Ok(()),
                 h2msg_std::dump::DumpEnd::Damaged { failure, .. } => Err(format!(
@@ -402,14 +412,6 @@ fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> 
         &mut io::stdout().lock(),
     )
     .map_err(|e| format!("rsa filter: {e}"))
-}
-
-fn read_all(input: &mut impl io::Read) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    input
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("standard input: {e}"))?;
-    Ok(bytes)
 }
 
 fn main() -> ExitCode {
