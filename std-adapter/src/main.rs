@@ -139,6 +139,21 @@ enum Command {
     Shell {
         /// HOST, HOST:PORT or unix:PATH (default 127.0.0.1:987).
         host: Option<String>,
+        /// Seconds to wait for the TCP connection, and again for the handshake (0.01 to
+        /// 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_CONNECT_TIMEOUT))]
+        connect_timeout: Seconds,
+        /// Seconds to wait for each answer of the service, or for it to take a line (0.01
+        /// to 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_REPLY_TIMEOUT))]
+        reply_timeout: Seconds,
+        /// Print the service's text unchanged; by default control characters other than
+        /// newline and tab are shown escaped (`\x1b`), so that a service cannot drive the
+        /// terminal.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         mode: ModeArg,
     },
@@ -230,10 +245,25 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
-        Command::Shell { host, mode } => h2msg_std::client::shell(
+        Command::Shell {
+            host,
+            connect_timeout,
+            reply_timeout,
+            raw,
+            mode,
+        } => h2msg_std::client::shell(
             &Endpoint::parse(host.as_deref()),
             &KeyDir::new(cli.keydir),
             mode.choice,
+            &h2msg_std::client::ShellOptions {
+                connect_timeout: connect_timeout.0,
+                reply_timeout: reply_timeout.0,
+                reply_text: if raw {
+                    h2msg_std::client::ReplyText::Raw
+                } else {
+                    h2msg_std::client::ReplyText::Escaped
+                },
+            },
             &mut io::stdin().lock(),
             &mut io::stdout().lock(),
         )
@@ -503,7 +533,7 @@ mod tests {
                 checked += 1;
             }
         }
-        // Every subcommand with numbers was walked (service, ping, bench, demo).
-        assert!(checked >= 9, "only {checked} options checked");
+        // Every subcommand with numbers was walked (service, ping, bench, demo, shell).
+        assert!(checked >= 11, "only {checked} options checked");
     }
 }

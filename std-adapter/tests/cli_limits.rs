@@ -73,6 +73,10 @@ fn extreme_numbers_are_refused_by_the_parser() {
         (&["ping", "127.0.0.1:1"], "--count", "4294967296"),
         (&["demo"], "--pings", "4294967295"),
         (&["demo"], "--pings", "0"),
+        (&["shell", "127.0.0.1:1"], "--connect-timeout", "0"),
+        (&["shell", "127.0.0.1:1"], "--connect-timeout", "inf"),
+        (&["shell", "127.0.0.1:1"], "--reply-timeout", "NaN"),
+        (&["shell", "127.0.0.1:1"], "--reply-timeout", "1e300"),
     ];
     let mut failures = Vec::new();
     for (command, option, value) in table {
