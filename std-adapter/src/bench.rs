@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::ioq::TxError;
-use h2msg::wire::limits::{BASE_HEADER_LEN, pad_len};
+use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, pad_len};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use h2msg::{Event, SendError};
 use h2msg::{Handshake, KeyMode, LinkSetup, NoRsa, RsaKeys};
@@ -45,10 +45,33 @@ pub fn parse_mode(name: &str) -> Result<StreamMode, String> {
 /// Aux sizes measured when none are given.
 pub const DEFAULT_SIZES: [usize; 5] = [0, 64, 1024, 4096, 65536];
 
-/// Wire bytes one message with `aux_len` bytes of aux data takes (32-byte units, §3.5).
+/// Wire bytes one message with `aux_len` bytes of aux data takes (32-byte units, §3.5);
+/// `usize::MAX` for a size no message can have.
 #[must_use]
 pub const fn wire_len(aux_len: usize) -> usize {
-    BASE_HEADER_LEN + aux_len + pad_len(aux_len)
+    BASE_HEADER_LEN
+        .saturating_add(aux_len)
+        .saturating_add(pad_len(aux_len))
+}
+
+/// Wire bytes of `count` messages of `aux_len` aux bytes, checked before a transfer
+/// allocates anything.
+///
+/// # Errors
+/// `InvalidInput` for an aux size past the protocol's largest, or a total past `u64`.
+pub fn transfer_bytes(aux_len: usize, count: u64) -> io::Result<u64> {
+    if aux_len > MSGAUX_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("aux size {aux_len}: at most {MSGAUX_MAX} bytes"),
+        ));
+    }
+    count.checked_mul(wire_len(aux_len) as u64).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{count} messages of {aux_len} bytes are too many bytes to count"),
+        )
+    })
 }
 
 /// Messages per run when `--count` is not given: about 256 MiB of wire bytes, at most
@@ -117,6 +140,7 @@ pub fn h2msg_transfer(
     mode: StreamMode,
     progress: &ProgressBar,
 ) -> io::Result<Transfer> {
+    transfer_bytes(aux_len, count)?;
     let (a, b) = loopback_pair()?;
     // cbc and gcm are keyed by an RSA handshake, as between two nodes; both ends share
     // one throwaway key pair. seed needs no secret: the plaintext exchange.
@@ -228,7 +252,7 @@ fn bench_link(
 /// The transport's error.
 pub fn raw_transfer(aux_len: usize, count: u64) -> io::Result<Transfer> {
     let (mut a, mut b) = loopback_pair()?;
-    let total = count * wire_len(aux_len) as u64;
+    let total = transfer_bytes(aux_len, count)?;
     let receiver = thread::spawn(move || -> io::Result<(Instant, u64)> {
         let mut buf = vec![0u8; 64 << 10];
         let (mut got, mut last) = (0u64, Instant::now());
@@ -298,7 +322,7 @@ pub fn measure(
     progress: &ProgressBar,
 ) -> io::Result<Row> {
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
-    let expected = count * wire_len(aux_len) as u64;
+    let expected = transfer_bytes(aux_len, count)?;
     for _ in 0..rounds.max(1) {
         let t = h2msg_transfer(aux_len, count, mode, progress)?;
         let r = raw_transfer(aux_len, count)?;

@@ -3,15 +3,16 @@
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
-use h2msg::Event;
+use h2msg::drive::DriveError;
 use h2msg::wire::{Cmd, MsgHeader};
+use h2msg::{Event, HandshakeError, KeyExchangeFailure};
 
 use h2msg::ModeChoice;
 use log::info;
 
 use crate::blocking::Link;
 use crate::keys::KeyDir;
-use crate::link::{HANDSHAKE_TIMEOUT, LinkTerms, open_link};
+use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_link};
 use crate::other;
 use crate::transport::{Endpoint, Stream};
 
@@ -25,10 +26,100 @@ pub fn connect(
     keys: &KeyDir,
     mode: ModeChoice,
 ) -> io::Result<(Link<Stream>, LinkTerms)> {
-    let stream = endpoint.connect()?;
-    let (link, terms) = open_link(stream, keys, HANDSHAKE_TIMEOUT, mode).map_err(other)?;
+    connect_within(endpoint, keys, mode, HANDSHAKE_TIMEOUT)
+}
+
+/// [`connect`], giving up on the connection after `timeout` and on the handshake after
+/// `timeout` again.
+///
+/// # Errors
+/// Connection or handshake failure, with its reason; `TimedOut` for either deadline.
+pub fn connect_within(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+    timeout: Duration,
+) -> io::Result<(Link<Stream>, LinkTerms)> {
+    let stream = endpoint.connect_within(timeout)?;
+    let (link, terms) = open_link(stream, keys, timeout, mode).map_err(|e| match e {
+        LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
+            KeyExchangeFailure::Timeout,
+        ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
+        e => other(e),
+    })?;
     info!("{endpoint}: link up ({terms})");
     Ok((link, terms))
+}
+
+/// How `h2msg shell` waits for the connection, and again for the handshake, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = HANDSHAKE_TIMEOUT;
+
+/// How long `h2msg shell` waits for each answer by default.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the text of the service's replies is written out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyText {
+    /// As UTF-8 text (invalid sequences replaced), control characters included: for a
+    /// program that reads it.
+    Text,
+    /// Control characters other than newline and tab shown escaped (`\x1b`): for a
+    /// terminal, which a service could otherwise drive (titles, clearing, cursor moves).
+    Escaped,
+    /// The bytes unchanged (`--raw`).
+    Raw,
+}
+
+impl ReplyText {
+    fn render(self, text: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Raw => text.to_vec(),
+            Self::Text => String::from_utf8_lossy(text).into_owned().into_bytes(),
+            Self::Escaped => escape_controls(&String::from_utf8_lossy(text)).into_bytes(),
+        }
+    }
+}
+
+/// `text` with every control character but newline and tab written as an escape: `\xNN`
+/// for C0 and DEL, `\u{NN}` for C1 (which some terminals also obey).
+#[must_use]
+pub fn escape_controls(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            c if c.is_ascii_control() => {
+                let _ = write!(shown, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() => {
+                let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// How `h2msg shell` waits and shows the service's text.
+#[derive(Clone, Copy, Debug)]
+pub struct ShellOptions {
+    /// Bound on the connection, and again on the handshake.
+    pub connect_timeout: Duration,
+    /// Bound on each wait for the service's answer, and on each write to it.
+    pub reply_timeout: Duration,
+    /// How the replies' text is written out.
+    pub reply_text: ReplyText,
+}
+
+impl Default for ShellOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            reply_text: ReplyText::Escaped,
+        }
+    }
 }
 
 /// Sends one shell line (empty: ask for the prompt) and writes the replies' text to `out`
@@ -42,6 +133,20 @@ pub fn shell_exchange(
     out: &mut impl Write,
     prompt: bool,
 ) -> io::Result<()> {
+    shell_exchange_as(link, line, out, prompt, ReplyText::Text)
+}
+
+/// [`shell_exchange`] with the replies' text written out as `reply_text` says.
+///
+/// # Errors
+/// As [`shell_exchange`].
+pub fn shell_exchange_as(
+    link: &mut Link<Stream>,
+    line: &str,
+    out: &mut impl Write,
+    prompt: bool,
+    reply_text: ReplyText,
+) -> io::Result<()> {
     let mut aux = line.as_bytes().to_vec();
     if !aux.is_empty() {
         aux.push(0);
@@ -51,10 +156,9 @@ pub fn shell_exchange(
         .map_err(other)?;
     loop {
         let reply = link.next_event(|e| match e {
-            Event::Message { msg, .. } if msg.header().cmd.is_reply() => Some((
-                msg.aux().is_empty(),
-                String::from_utf8_lossy(msg.aux_until_nul()).into_owned(),
-            )),
+            Event::Message { msg, .. } if msg.header().cmd.is_reply() => {
+                Some((msg.aux().is_empty(), reply_text.render(msg.aux_until_nul())))
+            }
             _ => None,
         })?;
         match reply {
@@ -66,7 +170,7 @@ pub fn shell_exchange(
                 return Ok(());
             }
             Some(Some((false, text))) => {
-                write!(out, "{text}")?;
+                out.write_all(&text)?;
             }
             Some(None) => {}
             None => return Err(other("the service closed the connection")),
@@ -76,25 +180,49 @@ pub fn shell_exchange(
 
 /// `h2msg shell`: connects, prints `debug: connected`, gets the prompt, then sends each
 /// input line and prints the answers; at the end of input it has every answer and returns.
+/// Each deadline of `options` that passes ends it with an error naming the option.
 ///
 /// # Errors
-/// Connection, handshake or I/O failure.
+/// Connection, handshake or I/O failure, or a deadline passed.
 pub fn shell(
     endpoint: &Endpoint,
     keys: &KeyDir,
     mode: ModeChoice,
+    options: &ShellOptions,
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let (mut link, _) = connect(endpoint, keys, mode)?;
+    let (mut link, _) = connect_within(endpoint, keys, mode, options.connect_timeout)
+        .map_err(|e| past_deadline(e, "--connect-timeout", options.connect_timeout))?;
+    // The handshake's own bound is gone once it is done; these bound everything after.
+    link.stream()
+        .set_read_timeout(Some(options.reply_timeout))?;
+    link.stream()
+        .set_write_timeout(Some(options.reply_timeout))?;
     writeln!(out, "debug: connected")?;
-    shell_exchange(&mut link, "", out, true)?;
+    let mut exchange = |link: &mut Link<Stream>, line: &str| {
+        shell_exchange_as(link, line, out, true, options.reply_text)
+            .map_err(|e| past_deadline(e, "--reply-timeout", options.reply_timeout))
+    };
+    exchange(&mut link, "")?;
     for line in input.lines() {
         let line = line?;
-        shell_exchange(&mut link, truncate_line(&line), out, true)?;
+        exchange(&mut link, truncate_line(&line))?;
     }
     writeln!(out)?;
     Ok(())
+}
+
+/// `e`, said as the deadline `option` (of `limit`) that passed if it is a timeout.
+fn past_deadline(e: io::Error, option: &str, limit: Duration) -> io::Error {
+    match e.kind() {
+        // A socket timeout reads as WouldBlock on Unix.
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{e}: gave up after {} s ({option})", limit.as_secs_f64()),
+        ),
+        _ => e,
+    }
 }
 
 /// The C client's line limit: 255 bytes, cut back to a character boundary.
@@ -145,6 +273,14 @@ pub fn ping(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_but_lines_and_tabs_kept() {
+        assert_eq!(
+            escape_controls("a\x1b[2J\tb\r\n\x07\u{7f}\u{9b}é"),
+            "a\\x1b[2J\tb\\x0d\n\\x07\\x7f\\u{9b}é"
+        );
+    }
 
     #[test]
     fn long_lines_are_cut_to_255_bytes_at_a_character_boundary() {

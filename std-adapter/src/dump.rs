@@ -1,14 +1,16 @@
 //! `h2msg dump`: decodes a captured byte stream of messages, one line (or one JSON object)
 //! per message, with every header field, the decoded `cmd`, and the aux data as text when
 //! printable, else hex. A damaged frame is reported with its offset and IOQ error, and
-//! decoding stops there.
+//! decoding stops there. The input is decoded as it is read, through the decoder's own
+//! fixed buffers, so memory stays bounded whatever its size, and an endless bad input
+//! stops at its first bad frame.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use h2msg::ioq::{RxDecoder, RxFailure, RxPoll};
 use h2msg::wire::limits::{HANDSHAKE_LEN, MSGAUX_MAX, MSGBUF_SIZE};
-use h2msg::wire::{MessageView, WireOrder, until_nul};
+use h2msg::wire::{DecodeError, MessageView, WireOrder, until_nul};
 use serde_json::json;
 
 use crate::blocking::HwCrc32c;
@@ -21,7 +23,8 @@ pub enum DumpEnd {
         /// Messages printed.
         messages: usize,
     },
-    /// A frame was damaged or cut short.
+    /// A frame was damaged or cut short (a capture shorter than the handshake it was said
+    /// to start with is cut short at offset 0).
     Damaged {
         /// Messages printed before it.
         messages: usize,
@@ -109,13 +112,42 @@ pub fn dump(
     as_json: bool,
     out: &mut impl Write,
 ) -> io::Result<DumpEnd> {
-    let start = if skip_handshake {
-        HANDSHAKE_LEN.min(bytes.len())
-    } else {
-        0
-    };
-    let mut rest = bytes.get(start..).unwrap_or_default();
-    let base = start as u64;
+    dump_stream(&mut &*bytes, skip_handshake, as_json, out)
+}
+
+/// Dumps what `input` gives (after the 512 handshake bytes if `skip_handshake`) to `out`,
+/// each message as soon as its bytes have been read, and stops at the first damaged or
+/// cut-short frame without reading further.
+///
+/// # Errors
+/// A failure to read `input` or to write `out`; damage in the input is a
+/// [`DumpEnd::Damaged`].
+pub fn dump_stream(
+    input: &mut impl Read,
+    skip_handshake: bool,
+    as_json: bool,
+    out: &mut impl Write,
+) -> io::Result<DumpEnd> {
+    let mut base = 0;
+    if skip_handshake {
+        let mut handshake = [0u8; HANDSHAKE_LEN];
+        let available = read_full(input, &mut handshake)?;
+        if available < HANDSHAKE_LEN {
+            let failure = RxFailure {
+                error: DecodeError::Truncated {
+                    needed: HANDSHAKE_LEN,
+                    available,
+                },
+                offset: 0,
+            };
+            report_failure(&failure, as_json, out)?;
+            return Ok(DumpEnd::Damaged {
+                messages: 0,
+                failure,
+            });
+        }
+        base = HANDSHAKE_LEN as u64;
+    }
     let mut rx = RxDecoder::new(vec![0u8; MSGBUF_SIZE], vec![0u8; MSGAUX_MAX], HwCrc32c)
         .map_err(crate::other)?;
     let mut messages = 0;
@@ -130,23 +162,65 @@ pub fn dump(
                     writeln!(out, "{}", line(offset, &m))?;
                 }
             }
-            RxPoll::NeedInput if rest.is_empty() => rx.end_input(),
             RxPoll::NeedInput => {
-                let n = rx.feed(rest);
-                rest = rest.get(n..).unwrap_or_default();
+                // Straight into the decoder's buffer: nothing is read that it has no
+                // room for.
+                let room = rx.read_buf();
+                if room.is_empty() {
+                    return Err(crate::other(
+                        "the decoder asked for input it has no room for",
+                    ));
+                }
+                match input.read(room) {
+                    Ok(0) => rx.end_input(),
+                    Ok(n) => rx.commit_read(n).map_err(crate::other)?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
             RxPoll::Failed(mut failure) => {
                 failure.offset += base;
-                if as_json {
-                    let code = failure.ioq_error();
-                    let obj = json!({"offset": failure.offset, "error": code.code(), "error_name": code.name(), "detail": failure.error.to_string()});
-                    writeln!(out, "{obj}")?;
-                } else {
-                    writeln!(out, "{:>8} damaged: {}", failure.offset, failure.error)?;
-                }
+                report_failure(&failure, as_json, out)?;
                 return Ok(DumpEnd::Damaged { messages, failure });
             }
-            _ => return Ok(DumpEnd::Clean { messages }),
+            RxPoll::Closed | RxPoll::Finished => return Ok(DumpEnd::Clean { messages }),
+            // Cannot happen with aux storage of the protocol's largest aux; an error, not
+            // a clean end, if it ever does.
+            RxPoll::AuxStorageTooSmall { needed, available } => {
+                return Err(crate::other(format!(
+                    "offset {offset}: {needed} aux bytes do not fit the {available} of the dump"
+                )));
+            }
+            _ => {
+                return Err(crate::other(format!(
+                    "offset {offset}: unexpected decoder state"
+                )));
+            }
         }
     }
+}
+
+/// Writes the line (or JSON object) that says where and why the stream failed.
+fn report_failure(failure: &RxFailure, as_json: bool, out: &mut impl Write) -> io::Result<()> {
+    if as_json {
+        let code = failure.ioq_error();
+        let obj = json!({"offset": failure.offset, "error": code.code(), "error_name": code.name(), "detail": failure.error.to_string()});
+        writeln!(out, "{obj}")
+    } else {
+        writeln!(out, "{:>8} damaged: {}", failure.offset, failure.error)
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        match input.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }

@@ -4,13 +4,16 @@
 //!
 //! Every error names the file and the reason, and maps to the spec's IOQ code: a missing
 //! own key is NOLKEY (11), a missing peer key NORKEY (10), anything unparsable or of the
-//! wrong size KEYFMT (13). A private key readable by group or others is refused, as ssh does.
+//! wrong size KEYFMT (13). A private key readable by group or others is refused, as ssh does,
+//! wherever it is read (the service and the raw filters alike). A key file must be a
+//! regular file of PEM text: anything else (a FIFO, a device, DER) is refused before it is
+//! waited on or read whole.
 
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use h2msg::wire::IoqError;
@@ -24,6 +27,14 @@ pub const DEFAULT_KEY_DIR: &str = "/etc/hammer2";
 
 /// Size of the keys `rsainit` makes (§9).
 pub const KEY_BITS: usize = 2048;
+
+/// Largest key file read: a 4096-bit private key is about 3.3 KB of PEM.
+const KEY_FILE_MAX: u64 = 64 << 10;
+
+/// What a binary key file gets told.
+const DER_HINT: &str = "binary data, not PEM text: a DER key? convert it with \
+                        `openssl pkey -inform DER -in FILE -out FILE.pem` \
+                        (add -pubin for a public key)";
 
 /// Why a key could not be used.
 #[derive(Debug)]
@@ -168,7 +179,7 @@ impl KeyDir {
     pub fn own_keys(&self) -> Result<(PrivateKey, PublicKey), KeyError> {
         let private = read_private_key(&self.private_key_path())?;
         let public_path = self.public_key_path();
-        let public = parse_public_pem(&public_path, &read_own_file(&public_path)?)?;
+        let public = parse_public_pem(&public_path, &read_own_file(&public_path)?.pem)?;
         if public.size() != private.size() {
             return Err(KeyError::Format {
                 path: public_path,
@@ -188,6 +199,27 @@ impl KeyDir {
         Ok((private, public))
     }
 
+    /// The service's start-up check: our key pair as [`own_keys`](Self::own_keys) reads
+    /// it, whenever an RSA link could need it (`rsa.prv` or `rsa.pub` is there, or some
+    /// `remote/*.pub`); `Ok(false)` when there is neither, so that only `.none` peers
+    /// can be served.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the file, as each link would have met it.
+    pub fn check_own_keys(&self) -> Result<bool, KeyError> {
+        let present = |p: PathBuf| fs::symlink_metadata(p).is_ok();
+        let peer_keys = fs::read_dir(self.root.join("remote")).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "pub"))
+        });
+        if present(self.private_key_path()) || present(self.public_key_path()) || peer_keys {
+            self.own_keys().map(|_| true)
+        } else {
+            Ok(false)
+        }
+    }
+
     /// The key for `peer`: `remote/<peer>.pub`, else `remote/<peer>.none`.
     ///
     /// # Errors
@@ -195,19 +227,20 @@ impl KeyDir {
     /// does not parse or has a size the handshake cannot use.
     pub fn peer_key(&self, peer: IpAddr) -> Result<PeerKey, KeyError> {
         let path = self.peer_key_path(peer);
-        match fs::read_to_string(&path) {
-            Ok(pem) => parse_public_pem(&path, &pem).map(PeerKey::Rsa),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        match read_key_file(&path) {
+            Ok(key_file) => parse_public_pem(&path, &key_file.pem).map(PeerKey::Rsa),
+            Err(KeyFileError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 if path.with_extension("none").exists() {
                     Ok(PeerKey::None)
                 } else {
                     Err(KeyError::NoRemoteKey { path })
                 }
             }
-            Err(e) => Err(KeyError::Format {
+            Err(KeyFileError::Io(e)) => Err(KeyError::Format {
                 path,
                 reason: e.to_string(),
             }),
+            Err(KeyFileError::Format(reason)) => Err(KeyError::Format { path, reason }),
         }
     }
 
@@ -305,25 +338,31 @@ fn check_size(path: &Path, bytes: usize) -> Result<(), KeyError> {
 }
 
 /// Reads our private key: PKCS#1 ("RSA PRIVATE KEY") or PKCS#8 ("PRIVATE KEY") PEM.
+///
+/// # Errors
+/// [`KeyError`] naming the file: unreadable (NOLKEY), readable by others, or not a key
+/// the handshake can use (KEYFMT).
 pub fn read_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
-    let meta = fs::metadata(path).map_err(|source| KeyError::NoLocalKey {
+    let key_file = read_own_file(path)?;
+    check_private(path, &key_file.metadata)?;
+    let key = parse_private_pem(&key_file.pem).map_err(|reason| KeyError::Format {
         path: path.to_path_buf(),
-        source,
+        reason: format!("not a PEM RSA private key: {reason}"),
     })?;
-    let mode = meta.permissions().mode();
+    check_size(path, key.size())?;
+    Ok(key)
+}
+
+/// The private-key rule: not readable or writable by group or others.
+fn check_private(path: &Path, metadata: &fs::Metadata) -> Result<(), KeyError> {
+    let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(KeyError::InsecurePermissions {
             path: path.to_path_buf(),
             mode,
         });
     }
-    let pem = read_own_file(path)?;
-    let key = parse_private_pem(&pem).map_err(|e| KeyError::Format {
-        path: path.to_path_buf(),
-        reason: format!("not a PEM RSA private key (PKCS#1 or PKCS#8): {e}"),
-    })?;
-    check_size(path, key.size())?;
-    Ok(key)
+    Ok(())
 }
 
 /// Parses a public key read from `path` (SubjectPublicKeyInfo PEM, "PUBLIC KEY") and checks
@@ -337,31 +376,105 @@ fn parse_public_pem(path: &Path, pem: &str) -> Result<PublicKey, KeyError> {
     Ok(key)
 }
 
-/// A key file of ours; missing or unreadable is NOLKEY.
-fn read_own_file(path: &Path) -> Result<String, KeyError> {
-    fs::read_to_string(path).map_err(|source| KeyError::NoLocalKey {
-        path: path.to_path_buf(),
-        source,
+/// A key file's text and the metadata of the file it was read from.
+struct KeyFile {
+    pem: String,
+    metadata: fs::Metadata,
+}
+
+/// Why a key file could not be read.
+enum KeyFileError {
+    /// The OS reason (missing, no permission, ...).
+    Io(io::Error),
+    /// Not a file a key can be in: not a regular file, too large, binary.
+    Format(String),
+}
+
+/// Reads a key file: a regular file of PEM text, at most [`KEY_FILE_MAX`] bytes.
+fn read_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
+    // Looked at before opening: opening a FIFO waits for a writer.
+    check_regular(&fs::metadata(path).map_err(KeyFileError::Io)?)?;
+    let file = fs::File::open(path).map_err(KeyFileError::Io)?;
+    // And what was opened, in case the name changed hands in between.
+    let metadata = file.metadata().map_err(KeyFileError::Io)?;
+    check_regular(&metadata)?;
+    let mut bytes = Vec::new();
+    file.take(KEY_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(KeyFileError::Io)?;
+    if bytes.len() as u64 > KEY_FILE_MAX {
+        return Err(KeyFileError::Format(format!(
+            "larger than {} KiB: not a key",
+            KEY_FILE_MAX >> 10
+        )));
+    }
+    let pem = String::from_utf8(bytes).map_err(|_| KeyFileError::Format(DER_HINT.into()))?;
+    Ok(KeyFile { pem, metadata })
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn check_regular(metadata: &fs::Metadata) -> Result<(), KeyFileError> {
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(KeyFileError::Format(format!(
+        "{what}, not a regular file: refused"
+    )))
+}
+
+/// A key file of ours; missing or unreadable is NOLKEY, anything but PEM text KEYFMT.
+fn read_own_file(path: &Path) -> Result<KeyFile, KeyError> {
+    read_key_file(path).map_err(|e| match e {
+        KeyFileError::Io(source) => KeyError::NoLocalKey {
+            path: path.to_path_buf(),
+            source,
+        },
+        KeyFileError::Format(reason) => KeyError::Format {
+            path: path.to_path_buf(),
+            reason,
+        },
     })
 }
 
 /// A PEM RSA private key in either form OpenSSL writes: PKCS#1 ("RSA PRIVATE KEY", the
-/// 2012 `genrsa`) or PKCS#8 ("PRIVATE KEY", OpenSSL 3's default).
-fn parse_private_pem(pem: &str) -> Result<PrivateKey, rsa::pkcs8::Error> {
-    PrivateKey::from_pkcs1_pem(pem).or_else(|_| PrivateKey::from_pkcs8_pem(pem))
+/// 2012 `genrsa`) or PKCS#8 ("PRIVATE KEY", OpenSSL 3's default). On failure, what each
+/// parser found: either may be the one that applies.
+fn parse_private_pem(pem: &str) -> Result<PrivateKey, String> {
+    PrivateKey::from_pkcs1_pem(pem).or_else(|pkcs1| {
+        PrivateKey::from_pkcs8_pem(pem).map_err(|pkcs8| format!("{pkcs1}; {pkcs8}"))
+    })
 }
 
-/// Reads any key file for the raw filters: a private key if it parses as one, else public.
+/// Reads any key file for the raw filters: a private key if it parses as one (held to the
+/// private-key permission rule), else public.
+///
+/// # Errors
+/// [`KeyError`] naming the file.
 pub fn read_any_key(path: &Path) -> Result<AnyKey, KeyError> {
-    let pem = read_own_file(path)?;
-    if let Ok(k) = parse_private_pem(&pem) {
-        return Ok(AnyKey::Private(Box::new(k)));
-    }
-    PublicKey::from_public_key_pem(&pem)
+    let key_file = read_own_file(path)?;
+    let private = match parse_private_pem(&key_file.pem) {
+        Ok(key) => {
+            check_private(path, &key_file.metadata)?;
+            return Ok(AnyKey::Private(Box::new(key)));
+        }
+        Err(e) => e,
+    };
+    PublicKey::from_public_key_pem(&key_file.pem)
         .map(AnyKey::Public)
-        .map_err(|e| KeyError::Format {
+        .map_err(|public| KeyError::Format {
             path: path.to_path_buf(),
-            reason: format!("neither a PEM private nor public RSA key: {e}"),
+            reason: format!("neither a PEM private nor public RSA key: {private}; {public}"),
         })
 }
 

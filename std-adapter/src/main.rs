@@ -5,12 +5,64 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
+use h2msg::wire::limits::MSGAUX_MAX;
 use h2msg::{ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};
 use h2msg_std::transport::Endpoint;
+
+/// Most links `service` serves, and most handshakes from one address: far more than the
+/// open-file limit of a usual host allows (two descriptors a link), and small enough that
+/// no arithmetic on it can overflow.
+const MOST_LINKS: u64 = 1 << 20;
+
+/// Most idle links `bench --links` opens (the service it starts gets 16 more).
+const MOST_BENCH_LINKS: u64 = 100_000;
+
+/// Most messages in one bench run: `count × wire bytes × rounds` stays far inside `u64`.
+const MOST_BENCH_COUNT: u64 = 1_000_000_000;
+
+/// Most runs of each bench transfer.
+const MOST_BENCH_ROUNDS: u64 = 1000;
+
+/// Most pings of `ping -n` and `demo -n`; their round-trip times are kept in memory.
+const MOST_PINGS: u64 = 1_000_000;
+
+/// Shortest timeout an option takes: the handshake's read slice.
+const SHORTEST_TIMEOUT: Duration = h2msg_std::link::MIN_READ_SLICE;
+
+/// Longest timeout an option takes: a day.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// A timeout option's value: seconds, fractions allowed.
+#[derive(Clone, Copy, Debug)]
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// Parses a timeout in seconds from [`SHORTEST_TIMEOUT`] to [`LONGEST_TIMEOUT`] (NaN and
+/// infinities are outside).
+fn parse_timeout(text: &str) -> Result<Seconds, String> {
+    let secs: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    let range = SHORTEST_TIMEOUT.as_secs_f64()..=LONGEST_TIMEOUT.as_secs_f64();
+    if !range.contains(&secs) {
+        return Err(format!(
+            "{secs} is not in {} to {} seconds",
+            range.start(),
+            range.end()
+        ));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Seconds)
+        .map_err(|e| e.to_string())
+}
 
 /// HAMMER2 cluster messaging (the 2012 link protocol) — keys and tools.
 #[derive(Parser, Debug)]
@@ -67,14 +119,18 @@ enum Command {
         /// Where to listen: ADDR:PORT, or unix:PATH for a Unix-domain socket.
         #[arg(long, default_value = "0.0.0.0:987")]
         listen: String,
-        /// Most links served at once; more are closed at once.
-        #[arg(long, default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS)]
+        /// Most links served at once (1 to 1048576); more are closed at once.
+        #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         max_links: usize,
-        /// Seconds a peer may take to complete the handshake.
-        #[arg(long, value_name = "SECONDS", default_value_t = h2msg_std::link::HANDSHAKE_TIMEOUT.as_secs_f64())]
-        handshake_timeout: f64,
-        /// Most links from one address in their handshake at once; more are closed at once.
-        #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKES_PER_PEER)]
+        /// Seconds a peer may take to complete the handshake (0.01 to 86400).
+        #[arg(long, value_name = "SECONDS", default_value_t = Seconds(h2msg_std::link::HANDSHAKE_TIMEOUT),
+              value_parser = parse_timeout)]
+        handshake_timeout: Seconds,
+        /// Most links from one address in their handshake at once (1 to 1048576); more are
+        /// closed at once.
+        #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKES_PER_PEER,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         handshakes_per_peer: usize,
         #[command(flatten)]
         mode: ModeArg,
@@ -83,6 +139,21 @@ enum Command {
     Shell {
         /// HOST, HOST:PORT or unix:PATH (default 127.0.0.1:987).
         host: Option<String>,
+        /// Seconds to wait for the TCP connection, and again for the handshake (0.01 to
+        /// 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_CONNECT_TIMEOUT))]
+        connect_timeout: Seconds,
+        /// Seconds to wait for each answer of the service, or for it to take a line (0.01
+        /// to 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_REPLY_TIMEOUT))]
+        reply_timeout: Seconds,
+        /// Print the service's text unchanged; by default control characters other than
+        /// newline and tab are shown escaped (`\x1b`), so that a service cannot drive the
+        /// terminal.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         mode: ModeArg,
     },
@@ -90,8 +161,9 @@ enum Command {
     Ping {
         /// HOST, HOST:PORT or unix:PATH.
         host: String,
-        /// Number of pings.
-        #[arg(short = 'n', long, default_value_t = 4)]
+        /// Number of pings (1 to 1000000).
+        #[arg(short = 'n', long, default_value_t = 4,
+              value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_PINGS))]
         count: u32,
         #[command(flatten)]
         mode: ModeArg,
@@ -109,28 +181,32 @@ enum Command {
     },
     /// Loopback throughput per aux size next to a plain TCP copy; service memory per link.
     Bench {
-        /// Aux sizes in bytes, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = h2msg_std::bench::DEFAULT_SIZES)]
+        /// Aux sizes in bytes, comma-separated (0 to 65536 each, the protocol's largest aux).
+        #[arg(long, value_delimiter = ',', default_values_t = h2msg_std::bench::DEFAULT_SIZES,
+              value_parser = RangedU64ValueParser::<usize>::new().range(0..=MSGAUX_MAX as u64))]
         sizes: Vec<usize>,
-        /// Messages per run (default: about 256 MiB of wire bytes per size).
-        #[arg(long)]
+        /// Messages per run (1 to 1000000000; default: about 256 MiB of wire bytes per size).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MOST_BENCH_COUNT))]
         count: Option<u64>,
-        /// Runs of each transfer; the median is shown.
-        #[arg(long, default_value_t = 3)]
+        /// Runs of each transfer (1 to 1000); the median is shown.
+        #[arg(long, default_value_t = 3,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_BENCH_ROUNDS))]
         rounds: usize,
         /// Stream modes to measure, comma-separated: seed, cbc, gcm.
         #[arg(long, value_delimiter = ',', default_value = "seed",
               value_parser = h2msg_std::bench::parse_mode)]
         modes: Vec<StreamMode>,
         /// Also start a service and hold this many idle links open to it, each after a
-        /// handshake and a ping; report the service's memory.
-        #[arg(long, default_value_t = 0)]
+        /// handshake and a ping; report the service's memory (0 to 100000; 0: no service).
+        #[arg(long, default_value_t = 0,
+              value_parser = RangedU64ValueParser::<usize>::new().range(0..=MOST_BENCH_LINKS))]
         links: usize,
     },
     /// Run the protocol on loopback with throwaway keys: handshake, shell, pings, 64 KiB.
     Demo {
-        /// Number of pings.
-        #[arg(short = 'n', long, default_value_t = 1000)]
+        /// Number of pings (1 to 1000000).
+        #[arg(short = 'n', long, default_value_t = 1000,
+              value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_PINGS))]
         pings: u32,
     },
 }
@@ -163,24 +239,31 @@ fn run(cli: Cli) -> Result<(), String> {
             let config = ServiceConfig {
                 listen: Endpoint::parse(Some(&listen)),
                 max_links,
-                handshake_timeout: Duration::try_from_secs_f64(handshake_timeout)
-                    .ok()
-                    .filter(|t| *t >= h2msg_std::link::MIN_READ_SLICE)
-                    .ok_or_else(|| {
-                        format!(
-                            "--handshake-timeout {handshake_timeout}: give at least {} seconds",
-                            h2msg_std::link::MIN_READ_SLICE.as_secs_f64()
-                        )
-                    })?,
+                handshake_timeout: handshake_timeout.0,
                 handshakes_per_peer,
                 mode: mode.choice,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
-        Command::Shell { host, mode } => h2msg_std::client::shell(
+        Command::Shell {
+            host,
+            connect_timeout,
+            reply_timeout,
+            raw,
+            mode,
+        } => h2msg_std::client::shell(
             &Endpoint::parse(host.as_deref()),
             &KeyDir::new(cli.keydir),
             mode.choice,
+            &h2msg_std::client::ShellOptions {
+                connect_timeout: connect_timeout.0,
+                reply_timeout: reply_timeout.0,
+                reply_text: if raw {
+                    h2msg_std::client::ReplyText::Raw
+                } else {
+                    h2msg_std::client::ReplyText::Escaped
+                },
+            },
             &mut io::stdin().lock(),
             &mut io::stdout().lock(),
         )
@@ -218,13 +301,23 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
             skip_handshake,
         } => {
-            let bytes = match file.as_deref() {
-                None => read_all(&mut io::stdin().lock()),
-                Some(p) if p.as_os_str() == "-" => read_all(&mut io::stdin().lock()),
-                Some(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
-            }?;
-            let end = h2msg_std::dump::dump(&bytes, skip_handshake, json, &mut io::stdout().lock())
-                .map_err(|e| format!("dump: {e}"))?;
+            let (mut input, name): (Box<dyn io::Read>, String) = match file.as_deref() {
+                Some(path) if path.as_os_str() != "-" => (
+                    Box::new(
+                        std::fs::File::open(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    ),
+                    path.display().to_string(),
+                ),
+                _ => (Box::new(io::stdin().lock()), "standard input".to_string()),
+            };
+            let end = h2msg_std::dump::dump_stream(
+                &mut input,
+                skip_handshake,
+                json,
+                &mut io::stdout().lock(),
+            )
+            .map_err(|e| format!("dump {name}: {e}"))?;
             match end {
                 h2msg_std::dump::DumpEnd::Clean { .. } => Ok(()),
                 h2msg_std::dump::DumpEnd::Damaged { failure, .. } => Err(format!(
@@ -297,7 +390,9 @@ fn bench(
     }
     for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
         let n = count.unwrap_or_else(|| default_count(aux_len));
-        let progress = ProgressBar::new(n * rounds.max(1) as u64);
+        // Both are bounded by the parser; saturating all the same, as a library caller
+        // reaches `measure` without it.
+        let progress = ProgressBar::new(n.saturating_mul(rounds.max(1) as u64));
         if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
             progress.set_style(style);
         }
@@ -349,14 +444,6 @@ fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> 
     .map_err(|e| format!("rsa filter: {e}"))
 }
 
-fn read_all(input: &mut impl io::Read) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    input
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("standard input: {e}"))?;
-    Ok(bytes)
-}
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -364,5 +451,89 @@ fn main() -> ExitCode {
             eprintln!("h2msg: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Options that take text, not numbers.
+    const TEXT_OPTIONS: [&str; 9] = [
+        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode",
+    ];
+
+    /// The `(MIN to MAX)` an option's help states, as written.
+    fn stated_range(help: &str) -> Option<(String, String)> {
+        let open = help.find('(')?;
+        let inner = &help[open + 1..open + help[open..].find(')')?];
+        let (min, rest) = inner.split_once(" to ")?;
+        let max = rest.split([';', ' ', ',']).next()?;
+        Some((min.to_string(), max.to_string()))
+    }
+
+    /// Whether `h2msg SUBCOMMAND [required values] --OPTION VALUE` parses.
+    fn parses(sub: &clap::Command, option: &str, value: &str) -> bool {
+        let mut argv = vec!["h2msg".to_string(), sub.get_name().to_string()];
+        for positional in sub.get_positionals().filter(|a| a.is_required_set()) {
+            argv.push(format!("value-for-{}", positional.get_id()));
+        }
+        argv.extend([format!("--{option}"), value.to_string()]);
+        Cli::try_parse_from(&argv).is_ok()
+    }
+
+    /// Every numeric option states its range in `--help`, the parser takes both ends and
+    /// refuses what lies just outside (and NaN or infinity for seconds).
+    #[test]
+    fn every_numeric_option_enforces_the_range_its_help_states() {
+        let cli = Cli::command();
+        let mut checked = 0;
+        for sub in cli.get_subcommands() {
+            for arg in sub
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values())
+            {
+                let id = arg.get_id().as_str();
+                if TEXT_OPTIONS.contains(&id) {
+                    continue;
+                }
+                let option = arg.get_long().unwrap_or_else(|| {
+                    panic!("{} {id}: a number without an option name", sub.get_name())
+                });
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let (min, max) = stated_range(&help).unwrap_or_else(|| {
+                    panic!("{} --{option}: no range in {help:?}", sub.get_name())
+                });
+                let context = format!("{} --{option} ({min} to {max})", sub.get_name());
+                assert!(parses(sub, option, &min), "{context}: {min} refused");
+                assert!(parses(sub, option, &max), "{context}: {max} refused");
+                let outside = match (min.parse::<u64>(), max.parse::<u64>()) {
+                    (Ok(low), Ok(high)) => vec![
+                        low.checked_sub(1)
+                            .map_or("-1".to_string(), |v| v.to_string()),
+                        (u128::from(high) + 1).to_string(),
+                    ],
+                    _ => {
+                        let (low, high): (f64, f64) = (min.parse().unwrap(), max.parse().unwrap());
+                        vec![
+                            (low * 0.9).to_string(),
+                            (high * 1.1).to_string(),
+                            "NaN".into(),
+                            "inf".into(),
+                        ]
+                    }
+                };
+                for value in outside {
+                    assert!(!parses(sub, option, &value), "{context}: {value} taken");
+                }
+                checked += 1;
+            }
+        }
+        // Every subcommand with numbers was walked (service, ping, bench, demo, shell).
+        assert!(checked >= 11, "only {checked} options checked");
     }
 }

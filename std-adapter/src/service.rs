@@ -362,8 +362,11 @@ pub struct ServiceConfig {
 /// once every link is shut down.
 ///
 /// # Errors
-/// The bind failure with the OS reason (§11 S4), or a failure to set up signals.
+/// Our own key pair is unusable ([`KeyDir::check_own_keys`]), the bind failure with the
+/// OS reason (§11 S4), or a failure to set up signals.
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    // A broken own key would otherwise fail every RSA link, after `listening on`.
+    keys.check_own_keys().map_err(io::Error::other)?;
     // Signals first: a supervisor may signal as soon as it reads `listening on`.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

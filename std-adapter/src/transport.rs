@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +68,31 @@ impl Endpoint {
             }
             Self::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).map_err(named)?)),
         }
+    }
+
+    /// Connects to it, giving up on each TCP address after `timeout`. (Name resolution is
+    /// the system's and has its own bounds; a Unix-socket connect has no timeout in std.)
+    ///
+    /// # Errors
+    /// Name resolution or connection failure, naming the endpoint; `TimedOut` when no
+    /// address answered in time.
+    pub fn connect_within(&self, timeout: Duration) -> io::Result<Stream> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{self}: {e}"));
+        let Self::Tcp(addr) = self else {
+            return self.connect();
+        };
+        // Every address the name has, in order, as `connect` tries them.
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+        for address in addr.as_str().to_socket_addrs().map_err(named)? {
+            match TcpStream::connect_timeout(&address, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(Stream::Tcp(stream));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(named(last))
     }
 
     /// Binds to it. A Unix socket file left by an earlier run is replaced.
@@ -150,6 +175,17 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.set_read_timeout(timeout),
             Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Bounds every blocking write (`None`: no bound).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(timeout),
+            Self::Unix(s) => s.set_write_timeout(timeout),
         }
     }
 

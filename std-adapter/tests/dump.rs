@@ -190,3 +190,136 @@ fn a_stream_written_by_our_transmit_side_dumps_as_sent() {
     assert_eq!(lines[0]["aux_text"], "status");
     assert_eq!(offset, capture.len() as u64);
 }
+
+/// Runs `h2msg dump ARGS` with `stdin`, killing it if still running after `limit`:
+/// `(exit code, stderr)`, or `None` if it had to be killed.
+fn dump_binary_within(
+    args: &[&str],
+    stdin: std::process::Stdio,
+    limit: std::time::Duration,
+) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = common::h2msg()
+        .arg("dump")
+        .args(args)
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return Some((status.code(), stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// An endless input that is bad from its first byte: the dump stops at offset 0 instead
+/// of reading (and holding) all of it first.
+#[test]
+fn an_endless_bad_input_stops_at_offset_0() {
+    let (code, stderr) = dump_binary_within(
+        &["/dev/zero"],
+        std::process::Stdio::null(),
+        std::time::Duration::from_secs(20),
+    )
+    .expect("h2msg dump /dev/zero still running after 20 s");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("at offset 0:"), "{stderr}");
+}
+
+/// Messages are printed as they arrive, while the input is still open.
+#[test]
+fn messages_are_printed_while_the_input_is_still_open() {
+    use std::io::{BufRead, Write};
+    let spec = std::fs::read(vector("spec/v1-v6.bin")).unwrap();
+    let mut child = common::h2msg()
+        .args(["dump", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // V1 and V2 (offsets 0 and 32), then nothing more for now.
+    stdin.write_all(&spec[..96]).unwrap();
+    stdin.flush().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut offsets = Vec::new();
+    for _ in 0..2 {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .map_err(|_| format!("no line while the input is open; got {offsets:?}"))
+            .unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        offsets.push(value["offset"].as_u64().unwrap());
+    }
+    assert_eq!(offsets, [0, 32]);
+    // The rest, then the end of input: a clean end.
+    stdin.write_all(&spec[96..]).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    assert_eq!(lines_rx.iter().count(), 4);
+}
+
+/// A capture shorter than the handshake it is said to start with is an error, not an
+/// empty clean dump.
+#[test]
+fn skipping_the_handshake_of_a_short_capture_is_an_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), [0u8; 100]).unwrap();
+    let (code, stderr) = dump_binary_within(
+        &["--skip-handshake", file.path().to_str().unwrap()],
+        std::process::Stdio::null(),
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("offset 0") && stderr.contains("EOF") && stderr.contains("100"),
+        "{stderr}"
+    );
+    // The library says the same.
+    let mut out = Vec::new();
+    let end = dump(&[0u8; 100], true, false, &mut out).unwrap();
+    let DumpEnd::Damaged { messages, failure } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        (messages, failure.offset, failure.ioq_error().code()),
+        (0, 0, 2)
+    );
+}
+
+/// A capture cut inside a message ends with EOF at that message's offset.
+#[test]
+fn a_capture_cut_inside_a_message_is_reported_at_its_offset() {
+    let spec = std::fs::read(vector("spec/v1-v6.bin")).unwrap();
+    let mut out = Vec::new();
+    let end = dump(&spec[..100], false, false, &mut out).unwrap();
+    let DumpEnd::Damaged { messages, failure } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        (messages, failure.offset, failure.ioq_error().code()),
+        (2, 96, 2)
+    );
+}

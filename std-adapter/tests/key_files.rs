@@ -257,3 +257,225 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+/// A key directory made by `h2msg rsainit` under `root`.
+fn rsainit_keydir(root: &Path) -> KeyDir {
+    h2msg_ok(&["rsainit", root.to_str().unwrap()]);
+    fs::create_dir_all(root.join("remote")).unwrap();
+    KeyDir::new(root)
+}
+
+/// Replaces our private key's contents, keeping it private (0600).
+fn replace_private_key(dir: &KeyDir, contents: &[u8]) {
+    let path = dir.private_key_path();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&path, contents).unwrap();
+}
+
+/// Runs `h2msg` with `args` and `stdin`, killing it after `limit`: `(success, stdout,
+/// stderr)`, or `None` if it had to be killed.
+fn run_within(
+    args: &[&str],
+    stdin: &[u8],
+    limit: std::time::Duration,
+) -> Option<(bool, String, String)> {
+    use std::io::{Read, Write};
+    let mut child = h2msg()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A tool that refuses at once may be gone before it reads.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (mut out, mut err) = (Vec::new(), String::new());
+            child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((
+                status.success(),
+                String::from_utf8_lossy(&out).into_owned(),
+                err,
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A service whose own private key is cut short refuses to start, naming the file,
+/// before it says `listening on`.
+#[test]
+fn a_service_with_a_truncated_own_key_refuses_to_start() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = rsainit_keydir(t.path());
+    fs::copy(dir.public_key_path(), t.path().join("remote/127.0.0.1.pub")).unwrap();
+    let pem = fs::read(dir.private_key_path()).unwrap();
+    replace_private_key(&dir, &pem[..pem.len() / 2]);
+    let keydir = t.path().to_str().unwrap();
+    let (ok, out, err) = run_within(
+        &["--keydir", keydir, "service", "--listen", "127.0.0.1:0"],
+        b"",
+        std::time::Duration::from_secs(20),
+    )
+    .expect("the service started (still running after 20 s)");
+    assert!(!ok, "{out}{err}");
+    assert!(!out.contains("listening on"), "{out}");
+    assert!(err.contains("KEYFMT") && err.contains("rsa.prv"), "{err}");
+}
+
+/// A service that serves only `.none` peers needs no key pair of its own.
+#[test]
+fn a_plaintext_only_service_starts_without_a_key_pair() {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("remote")).unwrap();
+    fs::write(t.path().join("remote/127.0.0.1.none"), "").unwrap();
+    let service = common::Service::start(t.path());
+    assert!(service.endpoint.starts_with("127.0.0.1:"));
+}
+
+/// `rsadec` (and `rsaenc` given a `.prv`) refuses a private key that others can read,
+/// as the service does.
+#[test]
+fn the_raw_filters_refuse_a_private_key_readable_by_others() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = rsainit_keydir(t.path());
+    fs::set_permissions(dir.private_key_path(), fs::Permissions::from_mode(0o644)).unwrap();
+    let service_says = dir.own_keys().unwrap_err().to_string();
+    let prv = dir.private_key_path();
+    for args in [
+        vec!["--keydir", t.path().to_str().unwrap(), "rsadec"],
+        vec!["rsaenc", prv.to_str().unwrap()],
+    ] {
+        let (ok, _, err) = run_within(&args, &[1u8; 10], std::time::Duration::from_secs(20))
+            .expect("the filter finishes");
+        assert!(!ok, "{args:?} took a 0644 private key");
+        assert!(
+            err.contains(&service_says),
+            "{args:?}: {err}\nservice: {service_says}"
+        );
+    }
+}
+
+/// A DER key (binary, not PEM) is KEYFMT with a hint, for our own key, a peer's key and the
+/// raw filters alike — not NOLKEY about UTF-8.
+#[test]
+fn a_der_key_is_keyfmt_with_a_hint() {
+    use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let t = tempfile::tempdir().unwrap();
+    let dir = rsainit_keydir(t.path());
+    let pem = fs::read_to_string(dir.private_key_path()).unwrap();
+    let key = rsa::PrivateKey::from_pkcs1_pem(&pem)
+        .or_else(|_| rsa::PrivateKey::from_pkcs8_pem(&pem))
+        .unwrap();
+    let private_der = key.to_pkcs1_der().unwrap();
+    let public_der = key.to_public_key().to_public_key_der().unwrap();
+    replace_private_key(&dir, private_der.as_bytes());
+    fs::write(t.path().join("remote/127.0.0.1.pub"), public_der.as_bytes()).unwrap();
+
+    let own = dir.own_keys().unwrap_err();
+    let peer = dir.peer_key(peer()).unwrap_err();
+    for e in [&own, &peer] {
+        assert_eq!(code(e), 13, "{e}");
+        assert!(!e.to_string().contains("UTF-8"), "{e}");
+        assert!(
+            e.to_string().contains("DER") && e.to_string().contains("openssl"),
+            "{e}"
+        );
+    }
+    let (ok, _, err) = run_within(
+        &[
+            "rsaenc",
+            t.path().join("remote/127.0.0.1.pub").to_str().unwrap(),
+        ],
+        &[1u8; 10],
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(
+        !ok && err.contains("KEYFMT") && err.contains("DER"),
+        "{err}"
+    );
+}
+
+/// A PKCS#1 key cut short: the error shows what both the PKCS#1 and the PKCS#8 parser
+/// found, as each of them reports it.
+#[test]
+fn a_truncated_pkcs1_key_shows_both_parsers_errors() {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let t = tempfile::tempdir().unwrap();
+    let dir = rsainit_keydir(t.path());
+    let pem = fs::read_to_string(dir.private_key_path()).unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "rsainit writes PKCS#1"
+    );
+    // Cut mid-body, and closed again, as an editor or a partial copy might leave it.
+    let cut = format!("{}\n-----END RSA PRIVATE KEY-----\n", &pem[..pem.len() / 2]);
+    replace_private_key(&dir, cut.as_bytes());
+    let pkcs1 = rsa::PrivateKey::from_pkcs1_pem(&cut)
+        .unwrap_err()
+        .to_string();
+    let pkcs8 = rsa::PrivateKey::from_pkcs8_pem(&cut)
+        .unwrap_err()
+        .to_string();
+    let e = dir.own_keys().unwrap_err();
+    assert_eq!(code(&e), 13, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&pkcs1) && text.contains(&pkcs8),
+        "{text}\nPKCS#1: {pkcs1}\nPKCS#8: {pkcs8}"
+    );
+}
+
+/// A FIFO where a key file belongs is refused at once, not waited on.
+#[test]
+fn a_fifo_as_a_key_file_is_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = KeyDir::new(t.path());
+    fs::create_dir_all(t.path().join("remote")).unwrap();
+    let fifo = t.path().join("remote/127.0.0.1.pub");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (ok, _, err) = run_within(
+        &["rsaenc", fifo.to_str().unwrap()],
+        &[1u8; 10],
+        std::time::Duration::from_secs(20),
+    )
+    .expect("rsaenc waited on a FIFO for 20 s");
+    assert!(
+        !ok && err.contains("KEYFMT") && err.contains("FIFO"),
+        "{err}"
+    );
+    // The service's peer-key lookup and its own-key load alike (a thread, as a failure
+    // would block).
+    fs::rename(&fifo, dir.private_key_path()).unwrap();
+    fs::set_permissions(dir.private_key_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    let (done, verdict) = std::sync::mpsc::channel();
+    let lookup = dir.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(lookup.own_keys().map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let e = verdict
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("own_keys waited on a FIFO for 20 s")
+        .unwrap_err();
+    assert!(e.contains("KEYFMT") && e.contains("FIFO"), "{e}");
+}
