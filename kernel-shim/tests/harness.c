@@ -803,8 +803,13 @@ static void reenter(int from_log)
     reentry_busy += h2msg_iocom_pending(reentry_io, NULL, 0, &n) == H2MSG_ERR_BUSY;
     if (from_log) { /* after the core's step: the calls that would change most */
         struct h2msg_event ev;
-        reentry_calls += 3;
+        uint64_t at = 0;
+        reentry_calls += 6;
         reentry_busy += h2msg_iocom_poll(reentry_io, &ev) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_timeout(reentry_io, 1) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_next_timeout(reentry_io, &at) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_set_deadline(reentry_io, H2MSG_CMD_DBG_SHELL, 1, 1) ==
+                        H2MSG_ERR_BUSY;
         reentry_busy += h2msg_iocom_send(reentry_io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL,
                                          0) == H2MSG_ERR_BUSY;
         reentry_busy += h2msg_iocom_fini(reentry_io) == H2MSG_ERR_BUSY;
@@ -973,6 +978,267 @@ static void test_garbage(void)
     free(b.mem);
 }
 
+
+/* ----- time: a fake clock passed in ------------------------------------------------------- */
+
+/* An iocom with liveness rules in ms (0: off), its memory in s->mem. */
+static void side_up_timed(struct side *s, uint64_t idle, uint64_t dead, uint64_t stall)
+{
+    struct h2msg_kernel_ops ops = {
+        .random_bytes = kernel_random_bytes,
+        .crc32c = kernel_crc32c,
+        .log = kernel_log,
+    };
+    memset(s, 0, sizeof *s);
+    s->mem = iocom_memory();
+    s->chunk = 1 << 20;
+    CHECK_EQ(h2msg_iocom_init_liveness(s->mem, h2msg_iocom_size(), &ops, idle, dead, stall, &s->io),
+             H2MSG_OK);
+}
+
+/* next_timeout as one value: the deadline, or -1 for none. */
+static long long next_at(struct h2msg_iocom *io)
+{
+    uint64_t at = 7;
+    int has = h2msg_iocom_next_timeout(io, &at);
+    CHECK(has == 0 || has == 1);
+    if (has == 0) {
+        CHECK(at == UINT64_MAX);
+        return -1;
+    }
+    return (long long)at;
+}
+
+/* Pending bytes of one iocom, thrown away (a transport that swallowed them); the cmd of the
+ * first message, or 0 if nothing was pending. */
+static uint32_t swallow(struct h2msg_iocom *io)
+{
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0, total = 0;
+    uint32_t cmd = 0;
+    CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    for (size_t i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (n && iov[0].iov_len >= 20) {
+        const uint8_t *h = iov[0].iov_base;
+        cmd = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 | (uint32_t)h[19] << 24;
+    }
+    CHECK_EQ(h2msg_iocom_advance_write(io, total), H2MSG_OK);
+    return cmd;
+}
+
+static struct h2msg_event poll_one(struct h2msg_iocom *io)
+{
+    struct h2msg_event ev;
+    memset(&ev, 0xEE, sizeof ev);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    return ev;
+}
+
+static void test_time_misuse(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    uint64_t at = 0;
+    uint8_t raw[16];
+    CHECK_EQ(h2msg_iocom_timeout(NULL, 1), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(NULL, &at), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, NULL), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, (uint64_t *)(raw + 1)), H2MSG_ERR_ALIGN);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, (uint64_t *)((uint8_t *)a.mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_set_deadline(NULL, H2MSG_CMD_DBG_SHELL, 1, 1), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_timeout((struct h2msg_iocom *)((uint8_t *)a.mem + 4), 1), H2MSG_ERR_ALIGN);
+    CHECK_EQ(h2msg_iocom_init_liveness(NULL, h2msg_iocom_size(), NULL, 1, 1, 1, NULL), H2MSG_ERR_NULL);
+    /* Before the first timeout call the clock has not started: call at once. */
+    CHECK_EQ(next_at(a.io), 0);
+    CHECK_EQ(h2msg_iocom_fini(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, &at), H2MSG_ERR_HANDLE);
+    free(a.mem);
+
+    /* Every rule off and no deadline: the iocom never needs the time. */
+    side_up_timed(&a, 0, 0, 0);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 123456789), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_WIDLE);
+    side_down(&a);
+
+    /* h2msg_iocom_init: the defaults, 30 s of silence before a ping. */
+    side_up(&a, 1, 0, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 5000), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 35000);
+    side_down(&a);
+}
+
+/* A keepalive ping after `idle` of silence; the peer's answer keeps the link up. */
+static void test_keepalive(void)
+{
+    struct side a, b;
+    side_up_timed(&a, 100, 50, 1000);
+    side_up(&b, 0, 0, 1 << 20);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1000), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 1100);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1099), H2MSG_OK);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_WIDLE); /* nothing yet */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1100), H2MSG_OK);
+    CHECK(!(wait_flags(a.io) & H2MSG_IOF_WIDLE)); /* the ping is queued */
+    CHECK_EQ(next_at(a.io), 1150);               /* the dead-peer check */
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(a.n_events, 0); /* the ping's reply is the iocom's own */
+    CHECK_EQ(b.n_events, 0); /* B's iocom answered it itself */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1150), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_NONE);
+    CHECK(!(wait_flags(a.io) & H2MSG_IOF_EOF));
+    CHECK_EQ(next_at(a.io), 1250); /* silence counts again from the answer */
+    /* A second silence pings again, exactly once. */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1250), H2MSG_OK);
+    CHECK_EQ(swallow(a.io) & ~H2MSG_MSGF_MASK & 0xFFFFFF00u, H2MSG_CMD_LNK_PING & 0xFFFFFF00u);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1260), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0);
+    side_down(&a);
+    side_down(&b);
+}
+
+/* A silent peer: the link goes down with PEER_TIMEOUT exactly at idle + dead. */
+static void test_silent_peer(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 100), H2MSG_OK);
+    uint32_t cmd = swallow(a.io); /* written, never answered */
+    CHECK_EQ(cmd & ~H2MSG_MSGF_MASK & 0xFFFFFF00u, H2MSG_CMD_LNK_PING & 0xFFFFFF00u);
+    CHECK(cmd & H2MSG_MSGF_CREATE);
+    CHECK_EQ(next_at(a.io), 150);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 149), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    int logs = log_lines;
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 150), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    /* The keepalive's own transaction is reported lost first, then the link. */
+    while (ev.kind == H2MSG_EVENT_ABORTED)
+        ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_PEER_TIMEOUT);
+    CHECK_EQ(ev.ioq_error, 30);
+    CHECK_EQ(log_lines, logs + 1);
+    CHECK(strstr(last_log, "PEERTIMEOUT") != NULL);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_EOF);
+    CHECK_EQ(next_at(a.io), -1); /* a link that is down needs no time */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 100000), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    side_down(&a);
+}
+
+/* A writer whose bytes the transport never takes: WRITE_STALLED after `stall`. */
+static void test_write_stall(void)
+{
+    struct side a;
+    side_up_timed(&a, 0, 0, 30);
+    CHECK_EQ(next_at(a.io), 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), -1); /* nothing pending, no other rule */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, (const uint8_t *)"x", 1),
+             H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 10), H2MSG_OK); /* the bytes wait from here */
+    CHECK_EQ(next_at(a.io), 40);
+    /* Progress restarts the stall clock: half the bytes go at 20. */
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0;
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n >= 1 && iov[0].iov_len > 2);
+    CHECK_EQ(h2msg_iocom_advance_write(a.io, 2), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 20), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 50);
+    CHECK_EQ(h2msg_iocom_write_would_block(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 49), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 50), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_WRITE_STALLED);
+    CHECK_EQ(ev.ioq_error, 31);
+    CHECK(strstr(last_log, "WRSTALL") != NULL);
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK_EQ(n, 0); /* the stalled bytes are dropped */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL, 0),
+             H2MSG_ERR_LINK_DOWN);
+    side_down(&a);
+}
+
+/* A clock that goes backwards counts as no time passed; a jump to the end fires each rule once. */
+static void test_clock_backwards(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1000), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 500), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 1100); /* still measured from 1000 */
+    CHECK_EQ(swallow(a.io), 0);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1099), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1100), H2MSG_OK);
+    CHECK(swallow(a.io) != 0); /* the ping, on time */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 3), H2MSG_OK); /* backwards again: no early death */
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(next_at(a.io), 1150);
+    side_down(&a);
+
+    /* Far ahead: no overflow, the ping once, then the end of the clock ends the link. */
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX - 1), H2MSG_OK);
+    CHECK(swallow(a.io) != 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX - 1), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0); /* not twice */
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    while (ev.kind == H2MSG_EVENT_ABORTED)
+        ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_PEER_TIMEOUT);
+    side_down(&a);
+}
+
+/* A transaction deadline: TIMED_OUT at exactly its time, an ABORT queued. */
+static void test_deadline(void)
+{
+    struct side a;
+    side_up_timed(&a, 0, 0, 0);
+    uint32_t msgid = 0;
+    CHECK_EQ(h2msg_iocom_open(a.io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 0, &msgid), H2MSG_OK);
+    swallow(a.io);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid + 1, 500),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL | H2MSG_MSGF_REPLY, msgid, 500),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 500), H2MSG_OK); /* moved */
+    CHECK_EQ(next_at(a.io), 500);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 499), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 500), H2MSG_OK);
+    uint32_t cmd = swallow(a.io);
+    CHECK((cmd & H2MSG_MSGF_ABORT) && (cmd & H2MSG_MSGF_DELETE));
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_TIMED_OUT);
+    CHECK_EQ(ev.side, H2MSG_SIDE_LOCAL);
+    CHECK_EQ(ev.aborted, 1);
+    CHECK_EQ(ev.msg.msgid, msgid);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK_EQ(h2msg_iocom_close(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900), H2MSG_ERR_LINK_DOWN);
+    side_down(&a);
+}
+
 int main(void)
 {
     test_crc_reference();
@@ -987,6 +1253,12 @@ int main(void)
     test_reentry();
     test_block_life();
     test_garbage();
+    test_time_misuse();
+    test_keepalive();
+    test_silent_peer();
+    test_write_stall();
+    test_clock_backwards();
+    test_deadline();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
