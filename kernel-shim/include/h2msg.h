@@ -181,6 +181,12 @@ void h2msg_kernel_panic(const char *msg);
 #define H2MSG_ERR_BUSY -14
 
 /**
+ * `h2msg_iocom_set_deadline` named no open transaction of ours (never opened, over, a
+ * reply's `cmd`, or one whose deadline already passed).
+ */
+#define H2MSG_ERR_NO_TRANSACTION -15
+
+/**
  * `LNK_PAD`: one-way filler, dropped by the receiver.
  */
 #define H2MSG_CMD_LNK_PAD 1
@@ -304,6 +310,15 @@ void h2msg_kernel_panic(const char *msg);
  * An event of a newer core this shim does not translate; poll again.
  */
 #define H2MSG_EVENT_OTHER 6
+
+/**
+ * A transaction we opened passed the deadline `h2msg_iocom_set_deadline` gave it, at an
+ * `h2msg_iocom_timeout`: an ABORT was queued (if the ring had room) and the transaction
+ * is over for the application; later replies to it are dropped. `side` is
+ * `H2MSG_SIDE_LOCAL`, `aborted` 1, `msg.msgid` the transaction's msgid (the other
+ * `msg` fields 0).
+ */
+#define H2MSG_EVENT_TIMED_OUT 7
 
 /**
  * `detail` of a message: no transaction flag, no state touched.
@@ -611,6 +626,26 @@ int h2msg_iocom_init(void *mem,
                      struct h2msg_iocom **io_out);
 
 /**
+ * As `h2msg_iocom_init`, with the liveness rules given in milliseconds, 0 turning a rule
+ * off: `idle_ms` without a received byte sends a keepalive `LNK_PING` (0: no pings and
+ * no dead-peer rule); `dead_ms` more without one ends the link with
+ * `H2MSG_DOWN_PEER_TIMEOUT`; pending bytes that make no write progress for `stall_ms`
+ * end it with `H2MSG_DOWN_WRITE_STALLED`. `h2msg_iocom_init` uses 30000, 30000, 60000.
+ * All three 0: the iocom never needs the time (the 2012 C behaviour). The rules run
+ * only at `h2msg_iocom_timeout`.
+ *
+ * # Safety
+ * As [`h2msg_iocom_init`].
+ */
+int h2msg_iocom_init_liveness(void *mem,
+                              size_t len,
+                              const struct h2msg_kernel_ops *ops,
+                              uint64_t idle_ms,
+                              uint64_t dead_ms,
+                              uint64_t stall_ms,
+                              struct h2msg_iocom **io_out);
+
+/**
  * Ends an iocom: the `h2msg_iocom_size()` bytes of its block are zeroed (with writes the
  * compiler keeps, so no message data is left in memory the kernel frees), the handle is
  * refused from now on and `mem` is the caller's again.
@@ -813,6 +848,47 @@ int h2msg_iocom_write_would_block(struct h2msg_iocom *io);
  * As [`h2msg_iocom_fini`] for `io`; `flags` valid for a write.
  */
 int h2msg_iocom_wait_for(struct h2msg_iocom *io, uint32_t *flags);
+
+/**
+ * Tells the iocom the time: `now_ms`, milliseconds on a monotonic clock the kernel owns
+ * (any origin: `ticks` converted, uptime). Call it when `h2msg_iocom_next_timeout`'s
+ * deadline comes and whenever the link wakes for I/O. Due rules fire here, each once: a
+ * keepalive `LNK_PING` is queued (write it), the link goes down (`H2MSG_DOWN_PEER_TIMEOUT`,
+ * `H2MSG_DOWN_WRITE_STALLED`: poll for it), a transaction past its deadline is aborted
+ * (`H2MSG_EVENT_TIMED_OUT`). Bytes fed or written since the last call count as moving at
+ * this `now_ms`. A `now_ms` below an earlier one counts as no time passed. Nothing
+ * happens once the link is down. Then poll events and write.
+ *
+ * # Safety
+ * As [`h2msg_iocom_fini`].
+ */
+int h2msg_iocom_timeout(struct h2msg_iocom *io, uint64_t now_ms);
+
+/**
+ * When `h2msg_iocom_timeout` must be called next, at the latest, on the clock its
+ * `now_ms` uses. Returns 1 and writes the deadline to `*out_ms` (it may be in the past:
+ * call at once), or 0 and writes `UINT64_MAX` when nothing is timed (rules off, no
+ * transaction deadline, or the link is down); or a negative `H2MSG_ERR_*`. Before the
+ * first `h2msg_iocom_timeout` the answer is 0 ms (the clock has not started). Ask again
+ * after every call on the iocom: the answer moves.
+ *
+ * # Safety
+ * As [`h2msg_iocom_fini`] for `io`; `out_ms` valid for a write.
+ */
+int h2msg_iocom_next_timeout(struct h2msg_iocom *io, uint64_t *out_ms);
+
+/**
+ * Gives a transaction we opened (`cmd` as opened, flags ignored but REPLY, and the
+ * msgid `h2msg_iocom_open` wrote) a deadline at `at_ms` on the clock of
+ * `h2msg_iocom_timeout`: if it is still open then, an ABORT is queued and
+ * `H2MSG_EVENT_TIMED_OUT` reported. A second call moves the deadline. Errors:
+ * `H2MSG_ERR_NO_TRANSACTION` (no such open transaction of ours, or its deadline passed),
+ * `H2MSG_ERR_LINK_DOWN`.
+ *
+ * # Safety
+ * As [`h2msg_iocom_fini`].
+ */
+int h2msg_iocom_set_deadline(struct h2msg_iocom *io, uint32_t cmd, uint32_t msgid, uint64_t at_ms);
 
 /**
  * Called by the panic handler and by nothing else. The freestanding proof checks that no

@@ -80,6 +80,9 @@ pub const H2MSG_ERR_OVERLAP: c_int = -13;
 /// The iocom is in the middle of a call: a kernel callback (`random_bytes`, `crc32c`,
 /// `log`) called back into h2msg on the same iocom. Refused; the outer call goes on.
 pub const H2MSG_ERR_BUSY: c_int = -14;
+/// `h2msg_iocom_set_deadline` named no open transaction of ours (never opened, over, a
+/// reply's `cmd`, or one whose deadline already passed).
+pub const H2MSG_ERR_NO_TRANSACTION: c_int = -15;
 
 const _: () = {
     assert!(H2MSG_IOQ_SYNC == IoqError::Sync.code() as c_int);
@@ -186,6 +189,12 @@ pub const H2MSG_EVENT_LINK_DOWN: u32 = 4;
 pub const H2MSG_EVENT_AUX_TOO_SMALL: u32 = 5;
 /// An event of a newer core this shim does not translate; poll again.
 pub const H2MSG_EVENT_OTHER: u32 = 6;
+/// A transaction we opened passed the deadline `h2msg_iocom_set_deadline` gave it, at an
+/// `h2msg_iocom_timeout`: an ABORT was queued (if the ring had room) and the transaction
+/// is over for the application; later replies to it are dropped. `side` is
+/// `H2MSG_SIDE_LOCAL`, `aborted` 1, `msg.msgid` the transaction's msgid (the other
+/// `msg` fields 0).
+pub const H2MSG_EVENT_TIMED_OUT: u32 = 7;
 
 /// `detail` of a message: no transaction flag, no state touched.
 pub const H2MSG_TRANS_ONE_WAY: u32 = 0;

@@ -145,7 +145,9 @@ impl IocomState {
                 aux_available: available,
                 ..H2msgEvent::of_kind(H2MSG_EVENT_AUX_TOO_SMALL)
             },
+            Some(Event::TimedOut { key }) => timed_out_event(key),
             Some(Event::LinkDown(end)) => link_down_event(end, closed_locally),
+            // `Event` is non-exhaustive: a newer core's event this shim does not know yet.
             Some(_) => H2msgEvent::of_kind(H2MSG_EVENT_OTHER),
         };
         if event.kind == H2MSG_EVENT_LINK_DOWN {
@@ -185,6 +187,18 @@ fn message_event(msg: &MessageView<'_>, update: TransUpdate) -> H2msgEvent {
     }
 }
 
+fn timed_out_event(key: TransKey) -> H2msgEvent {
+    H2msgEvent {
+        side: side_of(Some(key)),
+        aborted: 1,
+        msg: H2msgMessage {
+            msgid: key.msgid,
+            ..H2msgMessage::EMPTY
+        },
+        ..H2msgEvent::of_kind(H2MSG_EVENT_TIMED_OUT)
+    }
+}
+
 fn link_down_event(end: LinkEnd, closed_locally: bool) -> H2msgEvent {
     let (detail, ioq_error, needed, available) = match end {
         LinkEnd::Closed => (H2MSG_DOWN_CLOSED, 0, 0, 0),
@@ -218,6 +232,12 @@ fn link_down_line(event: &H2msgEvent) -> &'static CStr {
         (H2MSG_DOWN_LOCAL_CLOSE, _) => c"h2msg: link down: closed locally",
         (H2MSG_DOWN_TRANSPORT, _) => c"h2msg: link down: transport failed (IOQ 3 SOCK)",
         (H2MSG_DOWN_AUX_TOO_SMALL, _) => c"h2msg: link down: aux data fits no buffer",
+        (H2MSG_DOWN_PEER_TIMEOUT, _) => {
+            c"h2msg: link down: no byte from the peer after a keepalive (PEERTIMEOUT 30)"
+        }
+        (H2MSG_DOWN_WRITE_STALLED, _) => {
+            c"h2msg: link down: pending bytes made no write progress (WRSTALL 31)"
+        }
         (_, 1) => c"h2msg: link down: bad magic (IOQ 1 SYNC)",
         (_, 2) => c"h2msg: link down: stream ended inside a message (IOQ 2 EOF)",
         (_, 4) => c"h2msg: link down: size field out of range (IOQ 4 FIELD)",
@@ -274,6 +294,7 @@ pub(crate) fn send_error_code(error: h2msg::SendError) -> c_int {
         SendError::Tx(_) => H2MSG_IOQ_FIELD,
         SendError::Transaction(_) => H2MSG_ERR_TRANSACTION,
         SendError::NoFreeMsgid => H2MSG_ERR_NO_MSGID,
+        SendError::NoSuchTransaction => H2MSG_ERR_NO_TRANSACTION,
         SendError::LinkDown => H2MSG_ERR_LINK_DOWN,
         _ => H2MSG_ERR_OTHER,
     }
@@ -326,6 +347,42 @@ mod tests {
         assert_eq!(
             (stall.detail, stall.aux_needed, stall.aux_available),
             (H2MSG_DOWN_AUX_TOO_SMALL, 70_000, 65_536)
+        );
+    }
+
+    #[test]
+    fn timed_out_and_liveness_ends_have_their_own_event_and_line() {
+        let timed_out = timed_out_event(TransKey::local(9));
+        assert_eq!(
+            (
+                timed_out.kind,
+                timed_out.side,
+                timed_out.aborted,
+                timed_out.msg.msgid
+            ),
+            (H2MSG_EVENT_TIMED_OUT, H2MSG_SIDE_LOCAL, 1, 9)
+        );
+        let silent = link_down_event(LinkEnd::PeerTimeout, false);
+        assert_eq!(
+            (silent.detail, silent.ioq_error),
+            (H2MSG_DOWN_PEER_TIMEOUT, 30)
+        );
+        assert_eq!(
+            link_down_line(&silent),
+            c"h2msg: link down: no byte from the peer after a keepalive (PEERTIMEOUT 30)"
+        );
+        let stalled = link_down_event(LinkEnd::WriteStalled, false);
+        assert_eq!(
+            (stalled.detail, stalled.ioq_error),
+            (H2MSG_DOWN_WRITE_STALLED, 31)
+        );
+        assert_eq!(
+            link_down_line(&stalled),
+            c"h2msg: link down: pending bytes made no write progress (WRSTALL 31)"
+        );
+        assert_eq!(
+            send_error_code(h2msg::SendError::NoSuchTransaction),
+            H2MSG_ERR_NO_TRANSACTION
         );
     }
 

@@ -36,10 +36,11 @@ use core::ffi::{c_int, c_void};
 use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
 use core::slice;
+use core::time::Duration;
 
 use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, MSGHDR_MAX};
 use h2msg::wire::{Cmd, MsgHeader};
-use h2msg::{IocomMemory, LinkSetup};
+use h2msg::{Config, Instant, IocomMemory, LinkSetup, Liveness};
 
 pub use abi::*;
 pub use block::H2msgIocom;
@@ -274,7 +275,37 @@ pub unsafe extern "C" fn h2msg_iocom_init(
     io_out: *mut *mut H2msgIocom,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    status(unsafe { init(mem, len, ops, io_out) })
+    status(unsafe { init(mem, len, ops, Liveness::default(), io_out) })
+}
+
+/// As `h2msg_iocom_init`, with the liveness rules given in milliseconds, 0 turning a rule
+/// off: `idle_ms` without a received byte sends a keepalive `LNK_PING` (0: no pings and
+/// no dead-peer rule); `dead_ms` more without one ends the link with
+/// `H2MSG_DOWN_PEER_TIMEOUT`; pending bytes that make no write progress for `stall_ms`
+/// end it with `H2MSG_DOWN_WRITE_STALLED`. `h2msg_iocom_init` uses 30000, 30000, 60000.
+/// All three 0: the iocom never needs the time (the 2012 C behaviour). The rules run
+/// only at `h2msg_iocom_timeout`.
+///
+/// # Safety
+/// As [`h2msg_iocom_init`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_init_liveness(
+    mem: *mut c_void,
+    len: usize,
+    ops: *const H2msgKernelOps,
+    idle_ms: u64,
+    dead_ms: u64,
+    stall_ms: u64,
+    io_out: *mut *mut H2msgIocom,
+) -> c_int {
+    let rule = |ms: u64| (ms != 0).then(|| Duration::from_millis(ms));
+    let liveness = Liveness {
+        idle: rule(idle_ms),
+        dead: rule(dead_ms),
+        stall: rule(stall_ms),
+    };
+    // SAFETY: forwarded contract.
+    status(unsafe { init(mem, len, ops, liveness, io_out) })
 }
 
 /// # Safety
@@ -283,6 +314,7 @@ unsafe fn init(
     mem: *mut c_void,
     len: usize,
     ops: *const H2msgKernelOps,
+    liveness: Liveness,
     io_out: *mut *mut H2msgIocom,
 ) -> Result<(), c_int> {
     let handle = checked_ptr(mem.cast::<H2msgIocom>())?;
@@ -319,7 +351,11 @@ unsafe fn init(
     // 2 KB state is not copied through more stack temporaries (kernel stacks are small).
     // The sizes are above the core's minimums, so `new` cannot fail; it is not unwrapped.
     // The kernel gets the link after user space's handshake (seed mode, see README.md).
-    match ShimIocom::new(LinkSetup::plaintext(), memory, salt, crc) {
+    let config = Config {
+        liveness,
+        ..Config::default()
+    };
+    match ShimIocom::with_config(LinkSetup::plaintext(), memory, salt, crc, config) {
         // SAFETY: `handle` is aligned and the block holds `size_of::<H2msgIocom>()` ≤
         // FIFO_OFFSET bytes; each write goes to one field without reading the old bytes.
         Ok(io) => unsafe {
@@ -767,6 +803,79 @@ pub unsafe extern "C" fn h2msg_iocom_wait_for(io: *mut H2msgIocom, flags: *mut u
         // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
         unsafe { flags.write(bits) };
         Ok(())
+    }))
+}
+
+// ----- time -----------------------------------------------------------------------------
+
+/// Tells the iocom the time: `now_ms`, milliseconds on a monotonic clock the kernel owns
+/// (any origin: `ticks` converted, uptime). Call it when `h2msg_iocom_next_timeout`'s
+/// deadline comes and whenever the link wakes for I/O. Due rules fire here, each once: a
+/// keepalive `LNK_PING` is queued (write it), the link goes down (`H2MSG_DOWN_PEER_TIMEOUT`,
+/// `H2MSG_DOWN_WRITE_STALLED`: poll for it), a transaction past its deadline is aborted
+/// (`H2MSG_EVENT_TIMED_OUT`). Bytes fed or written since the last call count as moving at
+/// this `now_ms`. A `now_ms` below an earlier one counts as no time passed. Nothing
+/// happens once the link is down. Then poll events and write.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_timeout(io: *mut H2msgIocom, now_ms: u64) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.map(|mut iocom| {
+        iocom.io.handle_timeout(Instant::from_millis(now_ms));
+    }))
+}
+
+/// When `h2msg_iocom_timeout` must be called next, at the latest, on the clock its
+/// `now_ms` uses. Returns 1 and writes the deadline to `*out_ms` (it may be in the past:
+/// call at once), or 0 and writes `UINT64_MAX` when nothing is timed (rules off, no
+/// transaction deadline, or the link is down); or a negative `H2MSG_ERR_*`. Before the
+/// first `h2msg_iocom_timeout` the answer is 0 ms (the clock has not started). Ask again
+/// after every call on the iocom: the answer moves.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`] for `io`; `out_ms` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_next_timeout(io: *mut H2msgIocom, out_ms: *mut u64) -> c_int {
+    // SAFETY: forwarded contract.
+    let result = unsafe { live(io) }.and_then(|iocom| {
+        let out_ms = checked_outside(io, out_ms, 1)?;
+        let next = iocom.io.poll_timeout();
+        // SAFETY: checked non-null and aligned; the caller vouches for it being writable.
+        unsafe { out_ms.write(next.map_or(u64::MAX, Instant::as_millis)) };
+        Ok(c_int::from(next.is_some()))
+    });
+    match result {
+        Ok(has) => has,
+        Err(code) => code,
+    }
+}
+
+/// Gives a transaction we opened (`cmd` as opened, flags ignored but REPLY, and the
+/// msgid `h2msg_iocom_open` wrote) a deadline at `at_ms` on the clock of
+/// `h2msg_iocom_timeout`: if it is still open then, an ABORT is queued and
+/// `H2MSG_EVENT_TIMED_OUT` reported. A second call moves the deadline. Errors:
+/// `H2MSG_ERR_NO_TRANSACTION` (no such open transaction of ours, or its deadline passed),
+/// `H2MSG_ERR_LINK_DOWN`.
+///
+/// # Safety
+/// As [`h2msg_iocom_fini`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn h2msg_iocom_set_deadline(
+    io: *mut H2msgIocom,
+    cmd: u32,
+    msgid: u32,
+    at_ms: u64,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    status(unsafe { live(io) }.and_then(|mut iocom| {
+        let mut opened = MsgHeader::new(Cmd::from_raw(cmd));
+        opened.msgid = msgid;
+        iocom
+            .io
+            .set_deadline(&opened, Instant::from_millis(at_ms))
+            .map_err(send_error_code)
     }))
 }
 

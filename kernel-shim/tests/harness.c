@@ -4,11 +4,22 @@
  * memory talk to each other in memory, with a fake kernel behind struct h2msg_kernel_ops.
  * Expected values come from the spec and from this file's own CRC-32C and header
  * encoder, never from the library. Exit status 0 only if every check passed.
+ *
+ * The last test floods a socketpair both ways at once (H2MSG_FLOOD_MIB MiB each way,
+ * default 1024) with non-blocking fds and poll(2), reading while writes are pending.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "h2msg.h"
 
@@ -803,8 +814,13 @@ static void reenter(int from_log)
     reentry_busy += h2msg_iocom_pending(reentry_io, NULL, 0, &n) == H2MSG_ERR_BUSY;
     if (from_log) { /* after the core's step: the calls that would change most */
         struct h2msg_event ev;
-        reentry_calls += 3;
+        uint64_t at = 0;
+        reentry_calls += 6;
         reentry_busy += h2msg_iocom_poll(reentry_io, &ev) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_timeout(reentry_io, 1) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_next_timeout(reentry_io, &at) == H2MSG_ERR_BUSY;
+        reentry_busy += h2msg_iocom_set_deadline(reentry_io, H2MSG_CMD_DBG_SHELL, 1, 1) ==
+                        H2MSG_ERR_BUSY;
         reentry_busy += h2msg_iocom_send(reentry_io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL,
                                          0) == H2MSG_ERR_BUSY;
         reentry_busy += h2msg_iocom_fini(reentry_io) == H2MSG_ERR_BUSY;
@@ -973,6 +989,618 @@ static void test_garbage(void)
     free(b.mem);
 }
 
+
+/* ----- time: a fake clock passed in ------------------------------------------------------- */
+
+/* An iocom with liveness rules in ms (0: off), its memory in s->mem. */
+static void side_up_timed(struct side *s, uint64_t idle, uint64_t dead, uint64_t stall)
+{
+    struct h2msg_kernel_ops ops = {
+        .random_bytes = kernel_random_bytes,
+        .crc32c = kernel_crc32c,
+        .log = kernel_log,
+    };
+    memset(s, 0, sizeof *s);
+    s->mem = iocom_memory();
+    s->chunk = 1 << 20;
+    CHECK_EQ(h2msg_iocom_init_liveness(s->mem, h2msg_iocom_size(), &ops, idle, dead, stall, &s->io),
+             H2MSG_OK);
+}
+
+/* next_timeout as one value: the deadline, or -1 for none. */
+static long long next_at(struct h2msg_iocom *io)
+{
+    uint64_t at = 7;
+    int has = h2msg_iocom_next_timeout(io, &at);
+    CHECK(has == 0 || has == 1);
+    if (has == 0) {
+        CHECK(at == UINT64_MAX);
+        return -1;
+    }
+    return (long long)at;
+}
+
+/* Pending bytes of one iocom, thrown away (a transport that swallowed them); the cmd of the
+ * first message, or 0 if nothing was pending. */
+static uint32_t swallow(struct h2msg_iocom *io)
+{
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0, total = 0;
+    uint32_t cmd = 0;
+    CHECK_EQ(h2msg_iocom_pending(io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    for (size_t i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (n && iov[0].iov_len >= 20) {
+        const uint8_t *h = iov[0].iov_base;
+        cmd = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 | (uint32_t)h[19] << 24;
+    }
+    CHECK_EQ(h2msg_iocom_advance_write(io, total), H2MSG_OK);
+    return cmd;
+}
+
+static struct h2msg_event poll_one(struct h2msg_iocom *io)
+{
+    struct h2msg_event ev;
+    memset(&ev, 0xEE, sizeof ev);
+    CHECK_EQ(h2msg_iocom_poll(io, &ev), H2MSG_OK);
+    return ev;
+}
+
+static void test_time_misuse(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    uint64_t at = 0;
+    uint8_t raw[16];
+    CHECK_EQ(h2msg_iocom_timeout(NULL, 1), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(NULL, &at), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, NULL), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, (uint64_t *)(raw + 1)), H2MSG_ERR_ALIGN);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, (uint64_t *)((uint8_t *)a.mem + 64)), H2MSG_ERR_OVERLAP);
+    CHECK_EQ(h2msg_iocom_set_deadline(NULL, H2MSG_CMD_DBG_SHELL, 1, 1), H2MSG_ERR_NULL);
+    CHECK_EQ(h2msg_iocom_timeout((struct h2msg_iocom *)((uint8_t *)a.mem + 4), 1), H2MSG_ERR_ALIGN);
+    CHECK_EQ(h2msg_iocom_init_liveness(NULL, h2msg_iocom_size(), NULL, 1, 1, 1, NULL), H2MSG_ERR_NULL);
+    /* Before the first timeout call the clock has not started: call at once. */
+    CHECK_EQ(next_at(a.io), 0);
+    CHECK_EQ(h2msg_iocom_fini(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1), H2MSG_ERR_HANDLE);
+    CHECK_EQ(h2msg_iocom_next_timeout(a.io, &at), H2MSG_ERR_HANDLE);
+    free(a.mem);
+
+    /* Every rule off and no deadline: the iocom never needs the time. */
+    side_up_timed(&a, 0, 0, 0);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 123456789), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_WIDLE);
+    side_down(&a);
+
+    /* h2msg_iocom_init: the defaults, 30 s of silence before a ping. */
+    side_up(&a, 1, 0, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 5000), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 35000);
+    side_down(&a);
+}
+
+/* A keepalive ping after `idle` of silence; the peer's answer keeps the link up. */
+static void test_keepalive(void)
+{
+    struct side a, b;
+    side_up_timed(&a, 100, 50, 1000);
+    side_up(&b, 0, 0, 1 << 20);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1000), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 1100);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1099), H2MSG_OK);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_WIDLE); /* nothing yet */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1100), H2MSG_OK);
+    CHECK(!(wait_flags(a.io) & H2MSG_IOF_WIDLE)); /* the ping is queued */
+    CHECK_EQ(next_at(a.io), 1150);               /* the dead-peer check */
+    CHECK(exchange(&a, &b));
+    CHECK_EQ(a.n_events, 0); /* the ping's reply is the iocom's own */
+    CHECK_EQ(b.n_events, 0); /* B's iocom answered it itself */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1150), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_NONE);
+    CHECK(!(wait_flags(a.io) & H2MSG_IOF_EOF));
+    CHECK_EQ(next_at(a.io), 1250); /* silence counts again from the answer */
+    /* A second silence pings again, exactly once. */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1250), H2MSG_OK);
+    CHECK_EQ(swallow(a.io) & ~H2MSG_MSGF_MASK & 0xFFFFFF00u, H2MSG_CMD_LNK_PING & 0xFFFFFF00u);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1260), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0);
+    side_down(&a);
+    side_down(&b);
+}
+
+/* A silent peer: the link goes down with PEER_TIMEOUT exactly at idle + dead. */
+static void test_silent_peer(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 100), H2MSG_OK);
+    uint32_t cmd = swallow(a.io); /* written, never answered */
+    CHECK_EQ(cmd & ~H2MSG_MSGF_MASK & 0xFFFFFF00u, H2MSG_CMD_LNK_PING & 0xFFFFFF00u);
+    CHECK(cmd & H2MSG_MSGF_CREATE);
+    CHECK_EQ(next_at(a.io), 150);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 149), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    int logs = log_lines;
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 150), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    /* The keepalive's own transaction is reported lost first, then the link. */
+    while (ev.kind == H2MSG_EVENT_ABORTED)
+        ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_PEER_TIMEOUT);
+    CHECK_EQ(ev.ioq_error, 30);
+    CHECK_EQ(log_lines, logs + 1);
+    CHECK(strstr(last_log, "PEERTIMEOUT") != NULL);
+    CHECK(wait_flags(a.io) & H2MSG_IOF_EOF);
+    CHECK_EQ(next_at(a.io), -1); /* a link that is down needs no time */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 100000), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    side_down(&a);
+}
+
+/* A writer whose bytes the transport never takes: WRITE_STALLED after `stall`. */
+static void test_write_stall(void)
+{
+    struct side a;
+    side_up_timed(&a, 0, 0, 30);
+    CHECK_EQ(next_at(a.io), 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), -1); /* nothing pending, no other rule */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, (const uint8_t *)"x", 1),
+             H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 10), H2MSG_OK); /* the bytes wait from here */
+    CHECK_EQ(next_at(a.io), 40);
+    /* Progress restarts the stall clock: half the bytes go at 20. */
+    struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+    size_t n = 0;
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK(n >= 1 && iov[0].iov_len > 2);
+    CHECK_EQ(h2msg_iocom_advance_write(a.io, 2), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 20), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 50);
+    CHECK_EQ(h2msg_iocom_write_would_block(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 49), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 50), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_WRITE_STALLED);
+    CHECK_EQ(ev.ioq_error, 31);
+    CHECK(strstr(last_log, "WRSTALL") != NULL);
+    CHECK_EQ(h2msg_iocom_pending(a.io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+    CHECK_EQ(n, 0); /* the stalled bytes are dropped */
+    CHECK_EQ(h2msg_iocom_send(a.io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, NULL, 0),
+             H2MSG_ERR_LINK_DOWN);
+    side_down(&a);
+}
+
+/* A clock that goes backwards counts as no time passed; a jump to the end fires each rule once. */
+static void test_clock_backwards(void)
+{
+    struct side a;
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1000), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 500), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(next_at(a.io), 1100); /* still measured from 1000 */
+    CHECK_EQ(swallow(a.io), 0);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1099), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 1100), H2MSG_OK);
+    CHECK(swallow(a.io) != 0); /* the ping, on time */
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 3), H2MSG_OK); /* backwards again: no early death */
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(next_at(a.io), 1150);
+    side_down(&a);
+
+    /* Far ahead: no overflow, the ping once, then the end of the clock ends the link. */
+    side_up_timed(&a, 100, 50, 1000);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 0), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX - 1), H2MSG_OK);
+    CHECK(swallow(a.io) != 0);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX - 1), H2MSG_OK);
+    CHECK_EQ(swallow(a.io), 0); /* not twice */
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, UINT64_MAX), H2MSG_OK);
+    struct h2msg_event ev = poll_one(a.io);
+    while (ev.kind == H2MSG_EVENT_ABORTED)
+        ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_LINK_DOWN);
+    CHECK_EQ(ev.detail, H2MSG_DOWN_PEER_TIMEOUT);
+    side_down(&a);
+}
+
+/* A transaction deadline: TIMED_OUT at exactly its time, an ABORT queued. */
+static void test_deadline(void)
+{
+    struct side a;
+    side_up_timed(&a, 0, 0, 0);
+    uint32_t msgid = 0;
+    CHECK_EQ(h2msg_iocom_open(a.io, H2MSG_CMD_DBG_SHELL, NULL, 0, NULL, 0, 0, &msgid), H2MSG_OK);
+    swallow(a.io);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid + 1, 500),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL | H2MSG_MSGF_REPLY, msgid, 500),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 500), H2MSG_OK); /* moved */
+    CHECK_EQ(next_at(a.io), 500);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 499), H2MSG_OK);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_timeout(a.io, 500), H2MSG_OK);
+    uint32_t cmd = swallow(a.io);
+    CHECK((cmd & H2MSG_MSGF_ABORT) && (cmd & H2MSG_MSGF_DELETE));
+    struct h2msg_event ev = poll_one(a.io);
+    CHECK_EQ(ev.kind, H2MSG_EVENT_TIMED_OUT);
+    CHECK_EQ(ev.side, H2MSG_SIDE_LOCAL);
+    CHECK_EQ(ev.aborted, 1);
+    CHECK_EQ(ev.msg.msgid, msgid);
+    CHECK_EQ(poll_one(a.io).kind, H2MSG_EVENT_NONE);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900),
+             H2MSG_ERR_NO_TRANSACTION);
+    CHECK_EQ(next_at(a.io), -1);
+    CHECK_EQ(h2msg_iocom_close(a.io), H2MSG_OK);
+    CHECK_EQ(h2msg_iocom_set_deadline(a.io, H2MSG_CMD_DBG_SHELL, msgid, 900), H2MSG_ERR_LINK_DOWN);
+    side_down(&a);
+}
+
+/* ----- bidirectional flood over a socketpair ------------------------------------------------ */
+
+#define FLOOD_MSG 65536
+
+/* The calls in the flood's loops are checked like the rest, but counted apart (their
+ * number depends on how the kernel splits reads and writes): a failure still fails. */
+static unsigned long long flood_checked;
+#define FLOOD_CHECK(cond)                                                                \
+    do {                                                                                 \
+        flood_checked++;                                                                 \
+        if (!(cond)) {                                                                   \
+            checks++;                                                                    \
+            failures++;                                                                  \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);              \
+        }                                                                                \
+    } while (0)
+#define FLOOD_EQ(got, want) FLOOD_CHECK((long long)(got) == (long long)(want))
+
+struct flood {
+    const char *name;
+    struct h2msg_iocom *io;
+    void *mem;
+    int fd;
+    int write_first;                /* the old driver: read only when nothing is pending */
+    uint8_t tmpl[FLOOD_MSG];        /* what this side sends; the first 8 bytes: the index */
+    uint64_t target;                /* messages each way */
+    uint64_t sent, received;        /* messages queued / delivered to us */
+    uint64_t sent_sum, recv_sum;    /* order-sensitive content checksums */
+    uint64_t bad;                   /* messages out of order or malformed */
+    int down;                       /* a link-down event came */
+    double done_at;                 /* when the last message from the peer arrived */
+    uint64_t reads, writes, read_while_pending;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A checksum of a message's bytes (64-bit words, unaligned-safe). */
+static uint64_t content_sum(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3u;
+    }
+    for (; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3u;
+    return h;
+}
+
+/* The flood's kernel CRC: SSE4.2's crc32 instruction where the CPU has it (a kernel would
+ * pass its own fast CRC, e.g. DragonFly's iscsi_crc32_ext), checked against the bitwise
+ * reference in test_flood; else NULL, the shim's byte-at-a-time table. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2"))) static uint32_t hw_crc32c(const void *buf, size_t len,
+                                                            uint32_t crc)
+{
+    const uint8_t *p = buf;
+    uint64_t c = ~crc;
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; len; len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+static uint32_t (*flood_crc(void))(const void *, size_t, uint32_t)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") ? hw_crc32c : NULL;
+}
+#else
+static uint32_t (*flood_crc(void))(const void *, size_t, uint32_t) { return NULL; }
+#endif
+
+static void flood_up(struct flood *f, const char *name, int fd, uint64_t target, uint8_t seed)
+{
+    struct h2msg_kernel_ops ops = {
+        .random_bytes = kernel_random_bytes,
+        .crc32c = flood_crc(), /* the bitwise one of the other tests would dominate */
+        .log = kernel_log,
+    };
+    memset(f, 0, sizeof *f);
+    f->name = name;
+    f->fd = fd;
+    f->target = target;
+    uint32_t x = 0x9E3779B9u * seed + 1;
+    for (size_t i = 0; i < FLOOD_MSG; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        f->tmpl[i] = (uint8_t)x;
+    }
+    f->mem = iocom_memory();
+    /* Default liveness (30 s / 30 s / 60 s) on the real monotonic clock: a flood must
+     * trip none of the rules. */
+    FLOOD_EQ(h2msg_iocom_init(f->mem, h2msg_iocom_size(), &ops, &f->io), H2MSG_OK);
+    FLOOD_EQ(h2msg_iocom_accept(f->io, H2MSG_CMD_DBG_SHELL), H2MSG_OK);
+    FLOOD_EQ(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+static void flood_down(struct flood *f)
+{
+    FLOOD_EQ(h2msg_iocom_fini(f->io), H2MSG_OK);
+    free(f->mem);
+    close(f->fd);
+}
+
+/* Queues messages until the ring is full or all are sent. */
+static void flood_queue(struct flood *f)
+{
+    while (f->sent < f->target) {
+        memcpy(f->tmpl, &f->sent, 8);
+        int r = h2msg_iocom_send(f->io, H2MSG_CMD_DBG_SHELL, 0, 0, NULL, 0, f->tmpl, FLOOD_MSG);
+        if (r == H2MSG_ERR_AGAIN)
+            return;
+        FLOOD_EQ(r, H2MSG_OK);
+        if (r != H2MSG_OK)
+            return;
+        f->sent_sum = f->sent_sum * 31 + content_sum(f->tmpl, FLOOD_MSG);
+        f->sent++;
+    }
+}
+
+/* Polls every event: each message checked in place (its bytes live in the iocom). */
+static void flood_events(struct flood *f)
+{
+    for (;;) {
+        struct h2msg_event ev;
+        int r = h2msg_iocom_poll(f->io, &ev);
+        FLOOD_EQ(r, H2MSG_OK);
+        if (r != H2MSG_OK || ev.kind == H2MSG_EVENT_NONE)
+            return;
+        if (ev.kind == H2MSG_EVENT_LINK_DOWN) {
+            fprintf(stderr, "%s: link down, detail %u, ioq %u\n", f->name, ev.detail, ev.ioq_error);
+            f->down = 1;
+            continue;
+        }
+        if (ev.kind != H2MSG_EVENT_MESSAGE || ev.msg.aux_len != FLOOD_MSG) {
+            f->bad++;
+            continue;
+        }
+        uint64_t index;
+        memcpy(&index, ev.msg.aux, 8);
+        f->bad += index != f->received;
+        f->recv_sum = f->recv_sum * 31 + content_sum(ev.msg.aux, FLOOD_MSG);
+        if (++f->received == f->target)
+            f->done_at = now_s();
+    }
+}
+
+static int flood_pending(struct flood *f)
+{
+    uint32_t flags = 0;
+    FLOOD_EQ(h2msg_iocom_wait_for(f->io, &flags), H2MSG_OK);
+    return !(flags & H2MSG_IOF_WIDLE);
+}
+
+/* Reads what the socket has, straight into the iocom's FIFO. */
+static void flood_read(struct flood *f)
+{
+    int pending = flood_pending(f);
+    for (;;) {
+        uint8_t *buf = NULL;
+        size_t room = 0;
+        FLOOD_EQ(h2msg_iocom_read_buf(f->io, &buf, &room), H2MSG_OK);
+        if (room == 0) {
+            size_t before = f->received;
+            flood_events(f); /* frees the FIFO */
+            if (f->received == before && !f->down)
+                return;
+            continue;
+        }
+        ssize_t n = read(f->fd, buf, room);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            FLOOD_CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+            flood_events(f);
+            return;
+        }
+        if (n == 0) {
+            FLOOD_EQ(h2msg_iocom_end_input(f->io), H2MSG_OK);
+            flood_events(f);
+            return;
+        }
+        f->reads++;
+        f->read_while_pending += pending;
+        FLOOD_EQ(h2msg_iocom_commit_read(f->io, (size_t)n), H2MSG_OK);
+        flood_events(f);
+    }
+}
+
+/* Writes what is pending until the socket is full; queues more as room frees. */
+static void flood_write(struct flood *f)
+{
+    for (;;) {
+        flood_queue(f);
+        struct h2msg_iovec iov[H2MSG_MAXIOVEC];
+        size_t n = 0;
+        FLOOD_EQ(h2msg_iocom_pending(f->io, iov, H2MSG_MAXIOVEC, &n), H2MSG_OK);
+        if (n == 0)
+            return;
+        ssize_t w = writev(f->fd, (const struct iovec *)(const void *)iov, (int)n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            FLOOD_CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+            FLOOD_EQ(h2msg_iocom_write_would_block(f->io), H2MSG_OK);
+            return;
+        }
+        f->writes++;
+        FLOOD_EQ(h2msg_iocom_advance_write(f->io, (size_t)w), H2MSG_OK);
+    }
+}
+
+/* Drives both ends until every message arrived, the link fails, or nothing moves for
+ * `idle_limit_ms` (a stall). Returns 1 if all arrived. */
+static int flood_run(struct flood *a, struct flood *b, int idle_limit_ms)
+{
+    struct flood *f[2] = {a, b};
+    uint64_t last_progress = now_ms(), last_count = 0;
+    for (int i = 0; i < 2; i++)
+        flood_queue(f[i]);
+    while (a->received < a->target || b->received < b->target) {
+        if (a->down || b->down)
+            return 0;
+        struct pollfd pfd[2];
+        int timeout = idle_limit_ms < 1000 ? idle_limit_ms : 1000;
+        for (int i = 0; i < 2; i++) {
+            int pending = flood_pending(f[i]);
+            pfd[i].fd = f[i]->fd;
+            pfd[i].revents = 0;
+            pfd[i].events = pending ? POLLOUT : 0;
+            /* Full duplex: wait for input whether or not bytes are pending; the old
+             * write-first driver only read when it had nothing to write. */
+            if (f[i]->received < f[i]->target && !(f[i]->write_first && pending))
+                pfd[i].events |= POLLIN;
+            uint64_t at = 0;
+            int has = h2msg_iocom_next_timeout(f[i]->io, &at);
+            FLOOD_CHECK(has == 0 || has == 1);
+            if (has == 1) {
+                uint64_t now = now_ms();
+                int wait = at <= now ? 0 : (at - now > 1000 ? 1000 : (int)(at - now));
+                if (wait < timeout)
+                    timeout = wait;
+            }
+        }
+        int r = poll(pfd, 2, timeout);
+        if (r < 0 && errno == EINTR)
+            continue;
+        FLOOD_CHECK(r >= 0);
+        uint64_t now = now_ms();
+        for (int i = 0; i < 2; i++) {
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                flood_read(f[i]);
+            if (pfd[i].revents & (POLLOUT | POLLERR))
+                flood_write(f[i]);
+            FLOOD_EQ(h2msg_iocom_timeout(f[i]->io, now), H2MSG_OK);
+            flood_events(f[i]);
+            flood_write(f[i]); /* a keepalive the timeout queued */
+        }
+        uint64_t count = a->received + b->received;
+        if (count != last_count) {
+            last_count = count;
+            last_progress = now;
+        } else if (now - last_progress >= (uint64_t)idle_limit_ms) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_flood(void)
+{
+    const char *env = getenv("H2MSG_FLOOD_MIB");
+    uint64_t mib = env ? strtoull(env, NULL, 10) : 1024;
+    uint64_t target = mib * 1024 * 1024 / FLOOD_MSG;
+    uint32_t (*crc)(const void *, size_t, uint32_t) = flood_crc();
+    if (crc) {
+        static uint8_t probe[1000];
+        for (size_t i = 0; i < sizeof probe; i++)
+            probe[i] = (uint8_t)(i * 13 + 7);
+        CHECK_EQ(crc("123456789", 9, 0), 0xE3069283u);
+        for (size_t len = 0; len < sizeof probe; len += 37)
+            CHECK_EQ(crc(probe, len, 0x1234), crc32c_bitwise(probe, len, 0x1234));
+    }
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    static struct flood a, b;
+    flood_up(&a, "A", sv[0], target, 1);
+    flood_up(&b, "B", sv[1], target, 2);
+    double start = now_s();
+    int ok = flood_run(&a, &b, 10000);
+    double end = now_s();
+    CHECK(ok);
+    CHECK_EQ(a.received, target);
+    CHECK_EQ(b.received, target);
+    CHECK_EQ(a.sent, target);
+    CHECK_EQ(b.sent, target);
+    CHECK_EQ(a.bad + b.bad, 0);
+    CHECK(a.recv_sum == b.sent_sum);
+    CHECK(b.recv_sum == a.sent_sum);
+    CHECK(a.recv_sum != b.recv_sum); /* the two directions carried different bytes */
+    CHECK(!a.down && !b.down);
+    /* Reads happened while this side's own bytes waited to be written. */
+    CHECK(a.read_while_pending > 0 && b.read_while_pending > 0);
+    double mb = (double)target * FLOOD_MSG / (1024.0 * 1024.0);
+    double ab = b.done_at > start ? b.done_at - start : end - start;
+    double ba = a.done_at > start ? a.done_at - start : end - start;
+    printf("# flood: %llu x 64 KiB each way over a socketpair in %.2f s; A->B %.0f MiB/s, "
+           "B->A %.0f MiB/s (CRC: %s); reads with own bytes pending A %llu/%llu, B %llu/%llu\n",
+           (unsigned long long)target, end - start, mb / ab, mb / ba,
+           crc ? "SSE4.2 via ops" : "the shim's table",
+           (unsigned long long)a.read_while_pending, (unsigned long long)a.reads,
+           (unsigned long long)b.read_while_pending, (unsigned long long)b.reads);
+    printf("# flood: %llu calls checked in its loops (not in the count below)\n", flood_checked);
+    flood_down(&a);
+    flood_down(&b);
+
+    /* The test double of the old write-first driver (read only when nothing is pending):
+     * both ends fill the socket buffers and wait to write forever. */
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    flood_up(&a, "A", sv[0], 256, 1);
+    flood_up(&b, "B", sv[1], 256, 2);
+    a.write_first = b.write_first = 1;
+    start = now_s();
+    ok = flood_run(&a, &b, 300);
+    CHECK(!ok);
+    CHECK(a.received < 256 && b.received < 256);
+    printf("# write-first double: stalled as expected after %llu + %llu of 256 messages each way "
+           "(%.2f s)\n",
+           (unsigned long long)a.received, (unsigned long long)b.received, now_s() - start);
+    flood_down(&a);
+    flood_down(&b);
+}
+
 int main(void)
 {
     test_crc_reference();
@@ -987,6 +1615,13 @@ int main(void)
     test_reentry();
     test_block_life();
     test_garbage();
+    test_time_misuse();
+    test_keepalive();
+    test_silent_peer();
+    test_write_stall();
+    test_clock_backwards();
+    test_deadline();
+    test_flood();
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
