@@ -239,6 +239,32 @@ impl Side {
         self.read_log.last().map_or(0, |&(_, n)| n)
     }
 
+    /// The messages this side wrote, each with the virtual time the transport took its
+    /// last byte. Plaintext (seed-mode) sides only: the bytes are decoded as they are.
+    pub fn sent_messages(&self) -> Vec<(Instant, OwnedMessage)> {
+        use h2msg::ioq::{RxDecoder, RxPoll};
+        let room = 1 << 17;
+        let mut rx =
+            RxDecoder::new(vec![0u8; room], vec![0u8; room], SoftCrc32c).expect("fifo size");
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &(at, end) in &self.write_log {
+            let mut rest = &self.wrote[start..end];
+            start = end;
+            loop {
+                match rx.poll() {
+                    RxPoll::Message(m) => out.push((at, OwnedMessage::of(&m))),
+                    RxPoll::NeedInput if !rest.is_empty() => {
+                        let n = rx.feed(rest);
+                        rest = &rest[n..];
+                    }
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+
     /// The messages among the events.
     pub fn messages(&self) -> Vec<&OwnedMessage> {
         self.events.iter().filter_map(OwnedEvent::message).collect()
