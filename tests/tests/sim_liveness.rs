@@ -298,7 +298,7 @@ fn the_handshake_deadline_fails_at_the_deadline_on_the_same_clock() {
         a.handle_timeout(now);
         b.handle_timeout(now);
         let chunk = a.pending().len().min(100);
-        let taken = b.feed(&a.pending()[..chunk].to_vec());
+        let taken = b.feed(&a.pending()[..chunk]);
         a.advance(taken).unwrap();
         match a.poll() {
             HandshakePoll::InProgress => {}
