@@ -478,7 +478,8 @@ impl Pair {
     }
 
     /// One step at `now`: both sides get the time, drain their events, write into their
-    /// wire and read what arrived. Returns how much moved (events and bytes).
+    /// wire, read what arrived and get the time again. Returns how much moved (events and
+    /// bytes).
     pub fn step(&mut self) -> usize {
         let now = self.now;
         self.a.io.handle_timeout(now);
@@ -502,6 +503,10 @@ impl Pair {
             cap,
             &mut faults,
         );
+        // A driver tells the time after its I/O too, so that the bytes it moved count as
+        // moving now, not at the next step (which may be later, when busy steps take time).
+        self.a.io.handle_timeout(now);
+        self.b.io.handle_timeout(now);
         self.steps += 1;
         if progress > 0
             && let Some(f) = self.faults.as_ref()
