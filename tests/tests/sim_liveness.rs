@@ -393,3 +393,28 @@ fn the_keepalive_reply_is_never_handed_to_the_application() {
     assert!(pair.b.events.is_empty(), "B's app saw {:?}", pair.b.events);
     assert_eq!(pair.a.io.local_transactions().len(), 0, "every ping closed");
 }
+
+#[test]
+fn a_deadline_that_expired_just_before_the_link_failed_is_still_reported() {
+    // The driver tells the time (the deadline passes), then the transport fails before
+    // the application polls: the transaction must still end for the application.
+    let mut pair = pair(RULES, Liveness::OFF);
+    pair.run(10);
+    let opened = pair.a.io.open(echo_cmd(), &[], &[], false).unwrap();
+    pair.a.io.set_deadline(&opened, at(500)).unwrap();
+    pair.run(10_000);
+    pair.a.io.handle_timeout(at(500));
+    pair.a.io.transport_failed();
+    pair.now = at(500);
+    pair.run(10_000);
+    let key = TransKey::local(opened.msgid);
+    let told = pair.a.events.iter().any(|e| match e {
+        OwnedEvent::TimedOut(k) | OwnedEvent::Aborted(k, _) => *k == key,
+        _ => false,
+    });
+    assert!(told, "the transaction vanished: {:?}", pair.a.events);
+    assert_eq!(
+        pair.a.link_down().map(|(_, end)| end),
+        Some(LinkEnd::TransportFailed)
+    );
+}
