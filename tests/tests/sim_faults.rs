@@ -2,7 +2,7 @@
 //! corruption in flight. For hundreds of seeds nothing panics, no event follows LinkDown
 //! (the simulator asserts it), a clean link completes every transaction, and a corrupted
 //! one ends with a typed error. A failing seed is named in the panic message: rerun it
-//! with `one_seed`.
+//! with the ignored `one_seed`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -10,8 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use h2msg::trans::TransUpdate;
-use h2msg::{Instant, LinkEnd, Liveness};
-use h2msg_tests::sim::{App, Faults, OwnedEvent, Pair, Side, SideConfig, SimIocom, echo_cmd};
+use h2msg::{Instant, LinkEnd, LinkSetup, Liveness, StreamMode};
+use h2msg_tests::sim::{
+    App, Faults, OwnedEvent, Pair, Side, SideConfig, SimIocom, echo_cmd, setup_pair,
+};
 
 const IDLE: Duration = Duration::from_millis(1_000);
 const DEAD: Duration = Duration::from_millis(500);
@@ -96,13 +98,22 @@ struct Outcome {
 }
 
 fn run_seed(seed: u64, corrupt_per_mille: u32) -> Outcome {
+    run_seed_in(seed, corrupt_per_mille, None)
+}
+
+/// One seeded run, plaintext or in a protected stream `mode`.
+fn run_seed_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> Outcome {
     let (closed_a, closed_b) = (Rc::default(), Rc::default());
     let cfg = SideConfig {
         liveness: RULES,
         ..SideConfig::default()
     };
-    let mut a = Side::new(&cfg, Some(echo_app(Rc::clone(&closed_a))));
-    let mut b = Side::new(&cfg, Some(echo_app(Rc::clone(&closed_b))));
+    let (setup_a, setup_b) = match mode {
+        None => (LinkSetup::plaintext(), LinkSetup::plaintext()),
+        Some(mode) => setup_pair(mode, [0xA1; 64], [0xB2; 64]),
+    };
+    let mut a = Side::with_setup(&cfg, setup_a, Some(echo_app(Rc::clone(&closed_a))));
+    let mut b = Side::with_setup(&cfg, setup_b, Some(echo_app(Rc::clone(&closed_b))));
     a.io.accept(echo_cmd()).unwrap();
     b.io.accept(echo_cmd()).unwrap();
     let faults = Faults {
@@ -174,10 +185,16 @@ fn check(o: &Outcome) -> Result<(), String> {
 }
 
 fn run_and_check(seed: u64, corrupt_per_mille: u32) -> Outcome {
-    let outcome = std::panic::catch_unwind(|| run_seed(seed, corrupt_per_mille))
-        .unwrap_or_else(|_| panic!("seed {seed} (corrupt {corrupt_per_mille}‰) panicked"));
+    run_and_check_in(seed, corrupt_per_mille, None)
+}
+
+fn run_and_check_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> Outcome {
+    let run = || run_seed_in(seed, corrupt_per_mille, mode);
+    let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        panic!("seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}) panicked")
+    });
     if let Err(why) = check(&outcome) {
-        panic!("seed {seed} (corrupt {corrupt_per_mille}‰): {why}");
+        panic!("seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}): {why}");
     }
     outcome
 }
@@ -226,16 +243,34 @@ fn corruption_in_flight_ends_the_link_with_a_typed_error() {
     );
 }
 
-/// Reruns one seed with its outcome printed: `ONE_SEED=1234 CORRUPT=30 cargo test one_seed`.
 #[test]
+fn protected_streams_under_faults_complete_or_fail_their_check() {
+    for mode in [StreamMode::Cbc, StreamMode::Gcm] {
+        let clean: Vec<Outcome> = (0..25)
+            .map(|seed| run_and_check_in(seed, 0, Some(mode)))
+            .collect();
+        assert!(clean.iter().all(|o| o.a.end.is_none() && o.b.end.is_none()));
+        let corrupted: Vec<Outcome> = (2_000..2_050)
+            .map(|seed| run_and_check_in(seed, 30, Some(mode)))
+            .collect();
+        println!("{mode:?}: {:?}", tally(&corrupted));
+    }
+}
+
+/// Reruns one seed with its outcome printed:
+/// `ONE_SEED=1234 CORRUPT=30 cargo test -p h2msg-tests --test sim_faults -- --ignored`.
+#[test]
+#[ignore = "a tool: reruns the seed in ONE_SEED"]
 fn one_seed() {
-    let Some(seed) = std::env::var("ONE_SEED").ok().and_then(|s| s.parse().ok()) else {
-        return;
-    };
+    let seed = std::env::var("ONE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .expect("ONE_SEED=<seed>");
     let corrupt = std::env::var("CORRUPT")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let outcome = run_seed(seed, corrupt);
-    println!("{outcome:?}\n{:?}", check(&outcome));
+    println!("{outcome:?}");
+    check(&outcome).unwrap();
 }
