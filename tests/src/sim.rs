@@ -1,14 +1,24 @@
 //! A deterministic in-memory simulator of two connected iocoms (after quinn-proto's
 //! `Pair`): bytes move between them in transfers of a configurable size, so every partial
 //! read and write happens, and each side's application is a closure that sees every event.
+//!
+//! Time is virtual: the pair has a clock ([`Pair::now`]), calls `handle_timeout(now)` on
+//! both sides every step, and when nothing moves jumps to the earliest `poll_timeout` (or
+//! the next held-back segment's arrival) — see [`Pair::run_until`]. Each direction is a
+//! [`Wire`] that holds bytes in flight and can be cut; a seeded [`FaultInjector`] (after
+//! smoltcp's `fault_injector`) varies transfer sizes, delays and corrupts segments, and the
+//! seed reproduces a run exactly.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use h2msg::ioq::RxFailure;
 use h2msg::rand_core::TryRng;
 use h2msg::trans::{TransError, TransKey, TransUpdate};
 use h2msg::wire::{MsgHeader, SoftCrc32c, WireOrder};
-use h2msg::{Config, CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup, Session};
+use h2msg::{Config, CounterSalt, Event, Instant, Iocom, IocomMemory, LinkEnd, LinkSetup, Session};
 
-use crate::OwnedMessage;
+use crate::{OwnedMessage, TestRng};
 
 /// Transaction table capacity of simulated connections.
 pub const SIM_TRANSACTIONS: usize = 256;
@@ -27,6 +37,8 @@ pub enum OwnedEvent {
     AuxStorageTooSmall(usize, usize),
     /// A transaction ended by link loss.
     Aborted(TransKey, MsgHeader),
+    /// A transaction we opened passed its deadline.
+    TimedOut(TransKey),
     /// The link is down.
     LinkDown(LinkEnd),
 }
@@ -41,6 +53,7 @@ impl OwnedEvent {
                 Self::AuxStorageTooSmall(*needed, *available)
             }
             Event::Aborted { key, header } => Self::Aborted(*key, *header),
+            Event::TimedOut { key } => Self::TimedOut(*key),
             Event::LinkDown(end) => Self::LinkDown(*end),
             other => panic!("event the simulator does not know: {other:?}"),
         }
@@ -138,8 +151,18 @@ pub struct Side {
     pub io: SimIocom,
     /// Every event it produced, in order.
     pub events: Vec<OwnedEvent>,
+    /// The virtual time of each event in `events`.
+    pub event_times: Vec<Instant>,
     /// Every byte it wrote, in order.
     pub wrote: Vec<u8>,
+    /// Each write the transport took: when, and the length of `wrote` after it.
+    pub write_log: Vec<(Instant, usize)>,
+    /// Each read: when, and the bytes received in all after it.
+    pub read_log: Vec<(Instant, usize)>,
+    /// The driver reads from the transport (false: it stopped reading).
+    pub reading: bool,
+    /// The driver writes to the transport (false: it stopped writing).
+    pub writing: bool,
     app: Option<App>,
 }
 
@@ -171,9 +194,75 @@ impl Side {
         Self {
             io,
             events: Vec::new(),
+            event_times: Vec::new(),
             wrote: Vec::new(),
+            write_log: Vec::new(),
+            read_log: Vec::new(),
+            reading: true,
+            writing: true,
             app,
         }
+    }
+
+    /// When the first event matching `wanted` happened.
+    pub fn first_event_time(&self, wanted: impl Fn(&OwnedEvent) -> bool) -> Option<Instant> {
+        self.events
+            .iter()
+            .zip(&self.event_times)
+            .find(|(e, _)| wanted(e))
+            .map(|(_, &t)| t)
+    }
+
+    /// How and when the link ended, if the side saw `LinkDown`.
+    pub fn link_down(&self) -> Option<(Instant, LinkEnd)> {
+        self.events
+            .iter()
+            .zip(&self.event_times)
+            .find_map(|(e, &t)| match e {
+                OwnedEvent::LinkDown(end) => Some((t, *end)),
+                _ => None,
+            })
+    }
+
+    /// When the transport last took bytes from this side.
+    pub fn last_write_time(&self) -> Option<Instant> {
+        self.write_log.last().map(|&(t, _)| t)
+    }
+
+    /// When this side last received bytes.
+    pub fn last_read_time(&self) -> Option<Instant> {
+        self.read_log.last().map(|&(t, _)| t)
+    }
+
+    /// The bytes received in all.
+    pub fn received_len(&self) -> usize {
+        self.read_log.last().map_or(0, |&(_, n)| n)
+    }
+
+    /// The messages this side wrote, each with the virtual time the transport took its
+    /// last byte. Plaintext (seed-mode) sides only: the bytes are decoded as they are.
+    pub fn sent_messages(&self) -> Vec<(Instant, OwnedMessage)> {
+        use h2msg::ioq::{RxDecoder, RxPoll};
+        let room = 1 << 17;
+        let mut rx =
+            RxDecoder::new(vec![0u8; room], vec![0u8; room], SoftCrc32c).expect("fifo size");
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &(at, end) in &self.write_log {
+            let mut rest = &self.wrote[start..end];
+            start = end;
+            loop {
+                match rx.poll() {
+                    RxPoll::Message(m) => out.push((at, OwnedMessage::of(&m))),
+                    RxPoll::NeedInput if !rest.is_empty() => {
+                        let n = rx.feed(rest);
+                        rest = &rest[n..];
+                    }
+                    _ => break,
+                }
+            }
+        }
+        out
     }
 
     /// The messages among the events.
@@ -182,24 +271,162 @@ impl Side {
     }
 
     /// Drains the events, handing each to the application. Returns how many.
-    fn handle_events(&mut self) -> usize {
+    fn handle_events(&mut self, now: Instant) -> usize {
         let mut n = 0;
         while let Some(event) = self.io.poll_event() {
             // Without new input a connection has only so much to say: a flood of events is
             // a connection that repeats itself.
             assert!(n < 100_000, "poll_event does not run dry: last {event:?}");
             let owned = OwnedEvent::of_event(&event);
+            assert!(
+                !matches!(self.events.last(), Some(OwnedEvent::LinkDown(_))),
+                "an event after LinkDown: {owned:?}"
+            );
             if let Some(app) = self.app.as_mut() {
                 app(&mut self.io, &owned);
             }
             self.events.push(owned);
+            self.event_times.push(now);
             n += 1;
         }
         n
     }
 }
 
-/// Two sides joined by a simulated byte stream in each direction.
+/// What the fault injector does to the link, per transfer. Probabilities are in parts per
+/// thousand.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// The seed: the same seed and configuration give the same run.
+    pub seed: u64,
+    /// Each write and each read moves a size drawn from `1..=max_transfer` (capped by the
+    /// pair's `transfer`).
+    pub max_transfer: usize,
+    /// Chance that a written segment is held back.
+    pub delay_per_mille: u32,
+    /// The longest a held-back segment waits (drawn from 1 ms up to this).
+    pub max_delay: Duration,
+    /// Chance that a written segment has one bit flipped in flight.
+    pub corrupt_per_mille: u32,
+    /// Virtual time one busy step takes.
+    pub step_time: Duration,
+}
+
+impl Faults {
+    /// Sizes varying from one byte to `transfer`, and nothing else.
+    pub fn varying_sizes(seed: u64) -> Self {
+        Self {
+            seed,
+            max_transfer: usize::MAX,
+            delay_per_mille: 0,
+            max_delay: Duration::ZERO,
+            corrupt_per_mille: 0,
+            step_time: Duration::ZERO,
+        }
+    }
+}
+
+/// The seeded source of [`Faults`] (after smoltcp's `fault_injector`).
+pub struct FaultInjector {
+    faults: Faults,
+    rng: TestRng,
+}
+
+impl FaultInjector {
+    /// An injector for `faults`, seeded with its seed.
+    pub fn new(faults: Faults) -> Self {
+        let rng = TestRng(faults.seed);
+        Self { faults, rng }
+    }
+
+    fn next(&mut self) -> u64 {
+        use h2msg::rand_core::TryRng as _;
+        match self.rng.try_next_u64() {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn happens(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.below(1000) < u64::from(per_mille)
+    }
+
+    fn size(&mut self, cap: usize) -> usize {
+        let max = self.faults.max_transfer.min(cap).max(1);
+        1 + usize::try_from(self.below(max as u64)).unwrap_or(0)
+    }
+
+    fn delay(&mut self) -> Duration {
+        let max = u64::try_from(self.faults.max_delay.as_millis()).unwrap_or(u64::MAX);
+        if max == 0 || !self.happens(self.faults.delay_per_mille) {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(1 + self.below(max))
+    }
+
+    /// Flips one bit of `segment` by chance; true if it did.
+    fn corrupt(&mut self, segment: &mut [u8]) -> bool {
+        if segment.is_empty() || !self.happens(self.faults.corrupt_per_mille) {
+            return false;
+        }
+        let at = usize::try_from(self.below(segment.len() as u64)).unwrap_or(0);
+        let bit = self.below(8);
+        segment[at] ^= 1 << bit;
+        true
+    }
+}
+
+/// Bytes on their way: they arrive at `arrives_at`.
+#[derive(Clone, Debug)]
+struct Segment {
+    arrives_at: Instant,
+    bytes: Vec<u8>,
+    delivered: usize,
+    corrupted: bool,
+}
+
+/// One direction of the simulated link, like a socket's buffers: it takes written bytes up
+/// to its capacity and hands them to the reader, in order, once they arrive.
+#[derive(Clone, Debug, Default)]
+pub struct Wire {
+    in_flight: VecDeque<Segment>,
+    /// The most bytes in flight (written, not yet read). `None`: the pair's `transfer`.
+    pub capacity: Option<usize>,
+    /// Cut: it still takes bytes up to its capacity but delivers none.
+    pub cut: bool,
+    /// Segments the fault injector corrupted.
+    pub corrupted: usize,
+    /// The first corrupted segment reached the reader (at least partly).
+    pub corruption_delivered: bool,
+}
+
+impl Wire {
+    /// Bytes written and not yet read.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+            .iter()
+            .map(|s| s.bytes.len() - s.delivered)
+            .sum()
+    }
+
+    /// The next arrival after `now`, if one is waiting and the wire carries bytes.
+    fn next_arrival(&self, now: Instant) -> Option<Instant> {
+        if self.cut {
+            return None;
+        }
+        self.in_flight
+            .iter()
+            .map(|s| s.arrives_at)
+            .find(|&t| t > now)
+    }
+}
+
+/// Two sides joined by a simulated byte stream in each direction, on a virtual clock.
 pub struct Pair {
     /// The first side.
     pub a: Side,
@@ -207,31 +434,94 @@ pub struct Pair {
     pub b: Side,
     /// Largest number of bytes moved by one write (and one read).
     pub transfer: usize,
-    /// Steps run so far (the simulator's clock).
+    /// Steps run so far.
     pub steps: u64,
+    /// The virtual clock: the `now` every `handle_timeout` gets. Tests may set it, even
+    /// backwards (a misbehaving driver clock).
+    pub now: Instant,
+    /// Bytes from `a` to `b`.
+    pub a_to_b: Wire,
+    /// Bytes from `b` to `a`.
+    pub b_to_a: Wire,
+    faults: Option<FaultInjector>,
 }
 
+/// Busy steps one settle may take before the simulator calls it a livelock.
+const SETTLE_LIMIT: u64 = 10_000_000;
+
 impl Pair {
-    /// Two sides and the transfer size.
+    /// Two sides and the transfer size; the clock at zero, no faults.
     pub fn new(a: Side, b: Side, transfer: usize) -> Self {
         Self {
             a,
             b,
             transfer: transfer.max(1),
             steps: 0,
+            now: Instant::ZERO,
+            a_to_b: Wire::default(),
+            b_to_a: Wire::default(),
+            faults: None,
         }
     }
 
-    /// Runs until nothing moves (no bytes, no events) and returns the steps taken.
-    /// Panics if it does not settle within `limit` steps.
+    /// The same pair with a seeded fault injector.
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = Some(FaultInjector::new(faults));
+        self
+    }
+
+    /// Cuts or restores both directions.
+    pub fn cut_both(&mut self, cut: bool) {
+        self.a_to_b.cut = cut;
+        self.b_to_a.cut = cut;
+    }
+
+    /// One step at `now`: both sides get the time, drain their events, write into their
+    /// wire, read what arrived and get the time again. Returns how much moved (events and
+    /// bytes).
+    pub fn step(&mut self) -> usize {
+        let now = self.now;
+        self.a.io.handle_timeout(now);
+        self.b.io.handle_timeout(now);
+        let mut progress = self.a.handle_events(now) + self.b.handle_events(now);
+        let cap = self.transfer;
+        let mut faults = self.faults.as_mut();
+        progress += carry(
+            now,
+            &mut self.a,
+            &mut self.a_to_b,
+            &mut self.b,
+            cap,
+            &mut faults,
+        );
+        progress += carry(
+            now,
+            &mut self.b,
+            &mut self.b_to_a,
+            &mut self.a,
+            cap,
+            &mut faults,
+        );
+        // A driver tells the time after its I/O too, so that the bytes it moved count as
+        // moving now, not at the next step (which may be later, when busy steps take time).
+        self.a.io.handle_timeout(now);
+        self.b.io.handle_timeout(now);
+        self.steps += 1;
+        if progress > 0
+            && let Some(f) = self.faults.as_ref()
+        {
+            self.now = self.now + f.faults.step_time;
+        }
+        progress
+    }
+
+    /// Runs until nothing moves (no bytes, no events) at the current time and returns the
+    /// steps taken. Panics if it does not settle within `limit` steps.
     pub fn run(&mut self, limit: u64) -> u64 {
         let start = self.steps;
         loop {
-            let mut progress = self.a.handle_events() + self.b.handle_events();
-            progress += transfer(&mut self.a, &mut self.b, self.transfer);
-            progress += transfer(&mut self.b, &mut self.a, self.transfer);
-            self.steps += 1;
-            if progress == 0 {
+            if self.step() == 0 {
                 return self.steps - start;
             }
             assert!(
@@ -240,24 +530,115 @@ impl Pair {
             );
         }
     }
+
+    /// When something next happens by itself: the earliest `poll_timeout` of either side
+    /// or arrival of a held-back segment, later than `now`.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let now = self.now;
+        [
+            self.a.io.poll_timeout(),
+            self.b.io.poll_timeout(),
+            self.a_to_b.next_arrival(now),
+            self.b_to_a.next_arrival(now),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&t| t > now)
+        .min()
+    }
+
+    /// Runs to virtual time `end`: settles, jumps to the next wakeup, settles again, …;
+    /// the clock ends at `end` (or later, if busy steps take time).
+    pub fn run_until(&mut self, end: Instant) {
+        loop {
+            self.run(SETTLE_LIMIT);
+            match self.next_wakeup() {
+                Some(t) if t <= end => self.now = t,
+                _ => {
+                    if self.now < end {
+                        self.now = end;
+                        self.run(SETTLE_LIMIT);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// [`run_until`](Self::run_until) `now + d`.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
 }
 
-/// Moves at most `max` pending bytes of `from` into `to`, as a partial write then a read.
-fn transfer(from: &mut Side, to: &mut Side, max: usize) -> usize {
-    let mut chunk = vec![0u8; max];
-    let n = from.io.copy_pending(&mut chunk);
-    if n == 0 {
-        return 0;
+/// One direction for one step: `from` writes into `wire` (as much as the wire has room
+/// for, at most one transfer), then `to` reads what has arrived (at most one transfer).
+fn carry(
+    now: Instant,
+    from: &mut Side,
+    wire: &mut Wire,
+    to: &mut Side,
+    transfer: usize,
+    faults: &mut Option<&mut FaultInjector>,
+) -> usize {
+    let mut moved = 0;
+    let capacity = wire.capacity.unwrap_or(transfer);
+    let room = capacity.saturating_sub(wire.in_flight());
+    if from.writing && room > 0 {
+        let size = faults.as_mut().map_or(transfer, |f| f.size(transfer));
+        let mut segment = vec![0u8; size.min(room)];
+        let n = from.io.copy_pending(&mut segment);
+        if n > 0 {
+            segment.truncate(n);
+            from.io.advance_write(n).expect("advance within pending");
+            from.wrote.extend_from_slice(&segment);
+            from.write_log.push((now, from.wrote.len()));
+            let mut arrives_at = now;
+            let mut corrupted = false;
+            if let Some(f) = faults.as_mut() {
+                arrives_at = now + f.delay();
+                corrupted = f.corrupt(&mut segment);
+                wire.corrupted += usize::from(corrupted);
+            }
+            // A byte stream keeps its order: a segment never overtakes the one before.
+            if let Some(last) = wire.in_flight.back() {
+                arrives_at = arrives_at.max(last.arrives_at);
+            }
+            wire.in_flight.push_back(Segment {
+                arrives_at,
+                bytes: segment,
+                delivered: 0,
+                corrupted,
+            });
+            moved += n;
+        }
     }
-    let taken = to.io.feed(&chunk[..n]);
-    if taken == 0 {
-        return 0; // the receiver has no room: like a full socket buffer
+    if wire.cut || !to.reading {
+        return moved;
     }
-    from.io
-        .advance_write(taken)
-        .expect("advance within pending");
-    from.wrote.extend_from_slice(&chunk[..taken]);
-    taken
+    let mut budget = faults.as_mut().map_or(transfer, |f| f.size(transfer));
+    while budget > 0 {
+        let Some(segment) = wire.in_flight.front_mut() else {
+            break;
+        };
+        if segment.arrives_at > now {
+            break;
+        }
+        let rest = &segment.bytes[segment.delivered..];
+        let taken = to.io.feed(&rest[..rest.len().min(budget)]);
+        if taken == 0 {
+            break; // the receiver has no room: like a full socket buffer
+        }
+        segment.delivered += taken;
+        wire.corruption_delivered |= segment.corrupted;
+        budget -= taken;
+        moved += taken;
+        to.read_log.push((now, to.received_len() + taken));
+        if segment.delivered == segment.bytes.len() {
+            wire.in_flight.pop_front();
+        }
+    }
+    moved
 }
 
 /// The two ends' sessions of one handshake, as `Handshake::poll` would give them: side A

@@ -809,6 +809,18 @@ where
     }
 
     fn step(&mut self) -> Step {
+        if matches!(self.link, Link::Down(_)) {
+            return Step::Nothing;
+        }
+        // Before the link-loss reports too: a timed-out transaction is skipped by them (the
+        // application was to be told it is over), so its TimedOut must not be lost when
+        // the link fails between `handle_timeout` and `poll_event`.
+        if let Some(d) = self.deadlines.iter_mut().find(|d| d.expired && !d.reported) {
+            d.reported = true;
+            return Step::Emit(Event::TimedOut {
+                key: TransKey::local(d.msgid),
+            });
+        }
         match self.link {
             Link::Down(_) => return Step::Nothing,
             Link::Draining(end) => {
@@ -835,12 +847,6 @@ where
                 };
             }
             Link::Up => {}
-        }
-        if let Some(d) = self.deadlines.iter_mut().find(|d| d.expired && !d.reported) {
-            d.reported = true;
-            return Step::Emit(Event::TimedOut {
-                key: TransKey::local(d.msgid),
-            });
         }
         if !self.tx.can_queue(BASE_HEADER_LEN) {
             return Step::Nothing; // backpressure: keep room to answer
@@ -1127,6 +1133,23 @@ mod tests {
             out.extend_from_slice(&h.seal(WireOrder::Little, &[], &[], &SoftCrc32c).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn a_deadline_that_expired_before_the_link_failed_is_still_reported() {
+        let mut io = iocom(1024);
+        let echo = Cmd::new(MsgFlags::NONE, crate::wire::Protocol::LNK, 0x050, 1).unwrap();
+        let opened = io.open(echo, &[], &[], false).unwrap();
+        io.set_deadline(&opened, Instant::from_millis(500)).unwrap();
+        io.handle_timeout(Instant::from_millis(500));
+        io.transport_failed(); // before the application polled
+        let key = TransKey::local(opened.msgid);
+        assert!(matches!(io.poll_event(), Some(Event::TimedOut { key: k }) if k == key));
+        assert!(matches!(
+            io.poll_event(),
+            Some(Event::LinkDown(LinkEnd::TransportFailed))
+        ));
+        assert!(io.poll_event().is_none());
     }
 
     #[test]
