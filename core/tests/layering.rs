@@ -3,6 +3,11 @@
 //! leaves `time`, `wire` and `buf`. This test reads the sources, so an upward `crate::`
 //! path anywhere — a `use`, a full path in code — fails it with the file and line.
 
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failing check fails loudly"
+)]
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -165,11 +165,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 max_links,
                 handshake_timeout: Duration::try_from_secs_f64(handshake_timeout)
                     .ok()
-                    .filter(|t| *t >= h2msg_std::link::MIN_READ_SLICE)
+                    .filter(|t| *t >= h2msg_std::link::MIN_HANDSHAKE_TIMEOUT)
                     .ok_or_else(|| {
                         format!(
                             "--handshake-timeout {handshake_timeout}: give at least {} seconds",
-                            h2msg_std::link::MIN_READ_SLICE.as_secs_f64()
+                            h2msg_std::link::MIN_HANDSHAKE_TIMEOUT.as_secs_f64()
                         )
                     })?,
                 handshakes_per_peer,
