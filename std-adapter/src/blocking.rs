@@ -374,7 +374,8 @@ fn read_loop<S: Read>(mut stream: S, shared: &Shared) {
         let ended = match result {
             Ok(0) => Some(InputEnd::Eof),
             Ok(n) => {
-                buffers.incoming.extend(chunk.iter().take(n));
+                let read = chunk.get(..n).unwrap_or_default();
+                buffers.incoming.extend_from_slice(read);
                 None
             }
             Err(e) => Some(InputEnd::Failed(e.kind(), e.to_string())),
@@ -437,9 +438,10 @@ impl<S: DuplexStream> Transport for Duplex<S> {
         let mut buffers = self.shared.lock();
         if !buffers.incoming.is_empty() {
             let n = buf.len().min(buffers.incoming.len());
-            for (to, from) in buf.iter_mut().zip(buffers.incoming.drain(..n)) {
-                *to = from;
+            if let (Some(to), Some(from)) = (buf.get_mut(..n), buffers.incoming.get(..n)) {
+                to.copy_from_slice(from);
             }
+            buffers.incoming.drain(..n);
             return Ok(n);
         }
         match &buffers.input {
