@@ -159,29 +159,24 @@ pub trait DuplexStream: Read + Write + Send + Sized + 'static {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
-impl DuplexStream for TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        Self::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        Self::shutdown(self, how)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Self::set_write_timeout(self, timeout)
-    }
+/// The socket types of std, which have every call the trait names under the same name.
+macro_rules! duplex_stream {
+    ($($socket:ty),*) => {$(
+        impl DuplexStream for $socket {
+            fn try_clone(&self) -> io::Result<Self> {
+                Self::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                Self::shutdown(self, how)
+            }
+            fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                Self::set_write_timeout(self, timeout)
+            }
+        }
+    )*};
 }
 
-impl DuplexStream for UnixStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        Self::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        Self::shutdown(self, how)
-    }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Self::set_write_timeout(self, timeout)
-    }
-}
+duplex_stream!(TcpStream, UnixStream);
 
 /// Bytes the writer thread may hold, queued and being written: enough to keep a
 /// loopback socket busy while the caller refills, small enough to bound a link.

@@ -69,26 +69,104 @@ impl Timer {
     }
 }
 
-/// What a turn of either loop does with the stream: write `pending`, read into the read
-/// buffer — each only if wanted and ready — or wait for the timer.
-fn poll_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    cx: &mut Context<'_>,
-    pending: [&[u8]; 2],
-) -> Poll<io::Result<usize>> {
-    let [older, newer] = pending;
-    Pin::new(stream).poll_write_vectored(cx, &[IoSlice::new(older), IoSlice::new(newer)])
+/// What the two loops (handshake, connection) share of their pumps.
+trait Side {
+    fn pending(&self) -> [&[u8]; 2];
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
+    fn read_buf(&mut self) -> &mut [u8];
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
+    /// The stream would block on a write (the connection remembers it; the handshake
+    /// has nothing to remember).
+    fn write_would_block(&mut self) {}
 }
 
-fn poll_read_into<S: AsyncRead + Unpin>(
+impl<K: RawRsa> Side for HandshakePump<K> {
+    fn pending(&self) -> [&[u8]; 2] {
+        [Self::pending(self), &[]]
+    }
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_write(self, result)
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_read(self, result)
+    }
+}
+
+impl Side for StdPump {
+    fn pending(&self) -> [&[u8]; 2] {
+        Self::pending(self)
+    }
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_write(self, result)
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_read(self, result)
+    }
+    fn write_would_block(&mut self) {
+        Self::write_would_block(self);
+    }
+}
+
+/// One turn of either loop: writes and reads what is wanted and ready — both, if both
+/// are — or waits for the stream or the timer, whichever comes first.
+async fn turn<S, P>(
     stream: &mut S,
-    cx: &mut Context<'_>,
-    buf: &mut [u8],
-) -> Poll<io::Result<usize>> {
-    let mut read = ReadBuf::new(buf);
-    Pin::new(stream)
-        .poll_read(cx, &mut read)
-        .map_ok(|()| read.filled().len())
+    pump: &mut P,
+    timer: &mut Timer,
+    wants: IoInterest,
+) -> Result<(), DriveError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Side,
+{
+    poll_fn(|cx| {
+        let mut moved = false;
+        if wants.write {
+            let [older, newer] = pump.pending();
+            let slices = [IoSlice::new(older), IoSlice::new(newer)];
+            match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
+                Poll::Ready(result) => {
+                    pump.on_write(result)?;
+                    moved = true;
+                }
+                Poll::Pending => pump.write_would_block(),
+            }
+        }
+        if wants.read {
+            let mut read = ReadBuf::new(pump.read_buf());
+            if let Poll::Ready(result) = Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                let n = read.filled().len();
+                pump.on_read(result.map(|()| n))?;
+                moved = true;
+            }
+        }
+        if moved || timer.poll_due(cx) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Connects over TCP with `TCP_NODELAY`, as the blocking side's endpoints do
+/// ([`Endpoint::connect`](crate::transport::Endpoint::connect)): the core hands whole
+/// messages to each write, so Nagle's algorithm would only hold small replies back.
+///
+/// # Errors
+/// The connection's or the socket option's.
+pub async fn connect_tcp(
+    address: impl tokio::net::ToSocketAddrs,
+) -> io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Runs a handshake over `stream`: sends our 512 bytes while reading the peer's. Give
@@ -112,27 +190,7 @@ where
             HandshakeNext::Wait(wants) => wants,
         };
         timer.set(pump.poll_timeout()).map_err(DriveError::Io)?;
-        poll_fn(|cx| {
-            let mut moved = false;
-            if wants.write
-                && let Poll::Ready(result) = poll_stream(stream, cx, [pump.pending(), &[]])
-            {
-                pump.on_write(result)?;
-                moved = true;
-            }
-            if wants.read
-                && let Poll::Ready(result) = poll_read_into(stream, cx, pump.read_buf())
-            {
-                pump.on_read(result)?;
-                moved = true;
-            }
-            if moved || timer.poll_due(cx) {
-                Poll::Ready(Ok::<(), DriveError>(()))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await?;
+        turn(stream, &mut pump, &mut timer, wants).await?;
         pump.handle_timeout(now());
     }
 }
@@ -246,36 +304,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
     }
 
-    /// One turn: whatever of the write, the read and the timer is ready first (several,
-    /// if several are), then the time to the connection.
+    /// One turn ([`turn`]), then the time to the connection.
     async fn turn(&mut self, wants: IoInterest) -> Result<(), DriveError> {
         let set = self.timer.set(self.pump.poll_timeout());
         set.map_err(|e| self.pump.on_transport_error(e))?;
-        let (stream, pump, timer) = (&mut self.stream, &mut self.pump, &mut self.timer);
-        poll_fn(|cx| {
-            let mut moved = false;
-            if wants.write {
-                match poll_stream(stream, cx, pump.pending()) {
-                    Poll::Ready(result) => {
-                        pump.on_write(result)?;
-                        moved = true;
-                    }
-                    Poll::Pending => pump.write_would_block(),
-                }
-            }
-            if wants.read
-                && let Poll::Ready(result) = poll_read_into(stream, cx, pump.read_buf())
-            {
-                pump.on_read(result)?;
-                moved = true;
-            }
-            if moved || timer.poll_due(cx) {
-                Poll::Ready(Ok::<(), DriveError>(()))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await?;
+        turn(&mut self.stream, &mut self.pump, &mut self.timer, wants).await?;
         self.pump.handle_timeout(now());
         Ok(())
     }

@@ -43,9 +43,13 @@ fn blocking_peer<T: Send + 'static>(
 
 /// Connects and runs the tokio handshake.
 async fn tokio_side(address: &str) -> Link<tokio::net::TcpStream> {
-    let mut stream = tokio::net::TcpStream::connect(address)
+    let mut stream = h2msg_std::tokio_driver::connect_tcp(address)
         .await
         .expect("connect");
+    assert!(
+        stream.nodelay().expect("a TCP option"),
+        "TCP_NODELAY is set"
+    );
     let deadline = Some(blocking::now() + TIMEOUT);
     drive_handshake(&mut stream, plaintext_handshake_until(2, deadline))
         .await
@@ -362,4 +366,26 @@ fn io_error_conversion_keeps_the_transport_error_and_wraps_the_verdicts() {
         io::Error::from(DriveError::Stalled).kind(),
         io::ErrorKind::Other
     );
+}
+
+/// tokio panics when a sleep is made on a runtime without its time driver; the driver
+/// turns that into an error the caller can report.
+#[test]
+fn a_runtime_without_its_time_driver_is_a_clear_error_not_a_panic() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime without enable_time");
+    let err = runtime
+        .block_on(async {
+            let (mut ours, _theirs) = tokio::io::duplex(4096);
+            let deadline = Some(blocking::now() + TIMEOUT);
+            drive_handshake(&mut ours, plaintext_handshake_until(5, deadline)).await
+        })
+        .expect_err("a deadline needs the time driver");
+    assert!(
+        err.to_string()
+            .contains(h2msg_std::tokio_driver::NO_TIME_DRIVER),
+        "{err}"
+    );
+    assert_eq!(err.code(), 3);
 }
