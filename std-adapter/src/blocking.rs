@@ -150,13 +150,6 @@ pub trait DuplexStream: Read + Write + Send + Sized + 'static {
     /// # Errors
     /// The socket's error.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
-
-    /// Bounds each blocking write: how long a closing link lingers on what it still has
-    /// to write.
-    ///
-    /// # Errors
-    /// The socket's error.
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 /// The socket types of std, which have every call the trait names under the same name.
@@ -168,9 +161,6 @@ macro_rules! duplex_stream {
             }
             fn shutdown(&self, how: Shutdown) -> io::Result<()> {
                 Self::shutdown(self, how)
-            }
-            fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-                Self::set_write_timeout(self, timeout)
             }
         }
     )*};
@@ -335,10 +325,39 @@ impl<S: DuplexStream> Drop for Duplex<S> {
             return;
         }
         if nothing_to_write {
-            // Wakes the reader now; with bytes left, the writer closes once they are out.
+            // Wakes the reader now.
             let _ = self.stream.shutdown(Shutdown::Both);
-        } else {
-            let _ = self.stream.set_write_timeout(Some(LINGER));
+            return;
+        }
+        // A peer that stopped reading would hold the writer (and the socket) forever: a
+        // watchdog closes the socket once the writer is done or LINGER has passed.
+        let (Ok(socket), shared) = (self.stream.try_clone(), Arc::clone(&self.shared)) else {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("h2msg-linger".into())
+            .spawn(move || {
+                let give_up = std::time::Instant::now() + LINGER;
+                let mut buffers = shared.lock();
+                while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
+                    && buffers.write_failed.is_none()
+                {
+                    let left = give_up.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    buffers = shared
+                        .changed
+                        .wait_timeout(buffers, left)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+                }
+                drop(buffers);
+                let _ = socket.shutdown(Shutdown::Both);
+            });
+        if spawned.is_err() {
+            let _ = self.stream.shutdown(Shutdown::Both);
         }
     }
 }

@@ -184,12 +184,6 @@ impl crate::blocking::DuplexStream for Stream {
             Self::Unix(s) => s.shutdown(how),
         }
     }
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.set_write_timeout(timeout),
-            Self::Unix(s) => s.set_write_timeout(timeout),
-        }
-    }
 }
 
 impl Read for Stream {
