@@ -44,6 +44,8 @@ struct Memory {
     fail_write_at: Option<usize>,
     /// Bytes written before each read.
     written_before_read: Vec<usize>,
+    /// Whether a write would go through now (`WriteReady`).
+    writable: bool,
 }
 
 impl Memory {
@@ -59,6 +61,7 @@ impl Memory {
             fail_read_at: None,
             fail_write_at: None,
             written_before_read: Vec::new(),
+            writable: true,
         }
     }
 }
@@ -89,7 +92,7 @@ impl Read for Memory {
     }
 }
 
-// Always ready: a memory transport never blocks.
+// A memory transport's reads never block; its writes block while `writable` is false.
 impl ReadReady for Memory {
     fn read_ready(&mut self) -> Result<bool, ErrorKind> {
         Ok(true)
@@ -98,7 +101,7 @@ impl ReadReady for Memory {
 
 impl WriteReady for Memory {
     fn write_ready(&mut self) -> Result<bool, ErrorKind> {
-        Ok(true)
+        Ok(self.writable)
     }
 }
 
@@ -433,4 +436,22 @@ fn a_clean_end_while_a_reply_is_awaited_is_eof_error_2() {
     let err = link.wait_for_reply(1).expect_err("no reply comes");
     assert_eq!(err, DriveError::Closed);
     assert_eq!(err.code(), 2);
+}
+
+/// Full duplex: a write that cannot go through keeps no read from happening.
+#[test]
+fn the_driver_reads_while_its_write_waits() {
+    let shell = MsgHeader::new(Cmd::DBG_SHELL)
+        .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+        .expect("a valid header");
+    let mut link = link_over(after_handshake(&shell));
+    link.io().accept(Cmd::DBG_SHELL).expect("accept list");
+    link.transport().io.writable = false;
+    link.io()
+        .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
+        .expect("room");
+    let got = link.next_event(|e| matches!(e, Event::Message { .. }));
+    assert_eq!(got, Ok(Some(true)), "the peer's command arrived");
+    let [waiting, _] = link.io().pending();
+    assert_eq!(waiting.len(), 32, "our ping still waits to be written");
 }
