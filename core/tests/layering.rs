@@ -1,9 +1,13 @@
-#![allow(clippy::expect_used, clippy::indexing_slicing)] // a test: fail loudly
 //! The core's modules form layers, and imports only point down (ARCHITECTURE.md): a
 //! module names only modules listed before it in [`ORDER`], and `handshake` only the
 //! leaves `time`, `wire` and `buf`. This test reads the sources, so an upward `crate::`
 //! path anywhere — a `use`, a full path in code — fails it with the file and line.
 
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a failing check fails loudly"
+)]
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -22,7 +22,7 @@ use h2msg::{Handshake, KeyMode, LinkSetup, NoRsa, RsaKeys};
 use h2msg::{ModeChoice, StreamMode};
 use indicatif::ProgressBar;
 
-use crate::blocking::{Link, drive_handshake};
+use crate::blocking::{Duplex, Link, drive_handshake, now};
 use crate::client::connect;
 use crate::keys::KeyDir;
 use crate::link::shell_connection;
@@ -210,11 +210,13 @@ pub fn h2msg_transfer(
 /// One end of a bench link: the handshake (RSA with `key`, else in the clear), then a
 /// connection in the mode `choice` insists on.
 fn bench_link(
-    mut s: TcpStream,
+    s: TcpStream,
     key: Option<&rsa::PrivateKey>,
     choice: ModeChoice,
 ) -> io::Result<Link<TcpStream>> {
     let flags = choice.handshake_flags();
+    let mut s = Duplex::new(s)?;
+    let deadline = Some(now() + Duration::from_secs(10));
     let session = match key {
         Some(key) => {
             let keys =
@@ -223,21 +225,21 @@ fn bench_link(
                 KeyMode::Rsa(keys),
                 &mut getrandom::SysRng,
                 WireOrder::Little,
-                None,
+                deadline,
                 flags,
             )
             .map_err(other)?;
-            drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?
+            drive_handshake(&mut s, hs).map_err(other)?
         }
         None => {
             let hs = Handshake::new(
                 KeyMode::<NoRsa>::Plaintext,
                 &mut getrandom::SysRng,
                 WireOrder::Little,
-                None,
+                deadline,
             )
             .map_err(other)?;
-            drive_handshake(&mut s, hs, Duration::from_secs(10)).map_err(other)?
+            drive_handshake(&mut s, hs).map_err(other)?
         }
     };
     let setup = LinkSetup::negotiate(session, choice).map_err(other)?;

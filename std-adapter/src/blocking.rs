@@ -1,14 +1,32 @@
-//! A blocking driver: the core's handshake and connection over any `Read + Write` (TCP,
-//! Unix sockets, pipes), with vectored writes and a hardware CRC-32C.
+//! A blocking, full-duplex driver: the core's handshake and connection over a socket
+//! (TCP, Unix) with a hardware CRC-32C, run by the core's one driver loop
+//! ([`h2msg::drive::Link`]).
+//!
+//! # Why two I/O threads
+//!
+//! Full duplex needs the driver to read while a write waits. With std alone a socket
+//! cannot be polled (`poll(2)` needs `libc`, `rustix` or `nix`), and a non-blocking
+//! socket without a poll can only be spun on. So each [`Duplex`] has a reader thread and
+//! a writer thread, each blocking in the kernel on its own handle of the socket
+//! ([`DuplexStream::try_clone`]); the caller's thread owns the connection alone and sees
+//! the socket as non-blocking: [`Duplex`] implements [`Transport`] over two bounded byte
+//! buffers shared under one mutex, with one condition variable for "bytes came, room
+//! freed, a thread ended" that also serves as the timed wait for the core's timers. The
+//! core itself is never shared, so nothing in it needs a lock; the price is one copy per
+//! byte each way and two threads per link.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use h2msg::drive::{HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
+use h2msg::drive::{IoInterest, Transport, TryIoError};
 use h2msg::wire::Crc32c;
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::{
-    CounterSalt, Event, Handshake, Iocom, IocomMemory, LinkSetup, MemoryError, RawRsa, Session,
+    Config, CounterSalt, Handshake, Instant, Iocom, IocomMemory, LinkSetup, MemoryError, RawRsa,
+    Session,
 };
 
 /// CRC-32C in hardware where the CPU has it (SSE4.2, ARMv8), from the `crc32c` crate.
@@ -39,12 +57,25 @@ pub const STD_FIFO_SIZE: usize = 8 * MSGBUF_SIZE;
 /// # Errors
 /// Never with these sizes; the type says what the core checks.
 pub fn std_iocom(setup: LinkSetup, salt_start: u32) -> Result<StdIocom, MemoryError> {
+    std_iocom_with(setup, salt_start, Config::default())
+}
+
+/// [`std_iocom`] with a chosen [`Config`] (liveness rules, header order).
+///
+/// # Errors
+/// Never with these sizes; the type says what the core checks.
+pub fn std_iocom_with(
+    setup: LinkSetup,
+    salt_start: u32,
+    config: Config,
+) -> Result<StdIocom, MemoryError> {
     let memory = IocomMemory {
         fifo: vec![0u8; STD_FIFO_SIZE],
         aux: vec![0u8; MSGAUX_MAX],
         tx_ring: vec![0u8; 2 * (MSGHDR_MAX + MSGAUX_MAX)],
     };
-    Iocom::new(setup, memory, CounterSalt::after(salt_start), HwCrc32c)
+    let salt = CounterSalt::after(salt_start);
+    Iocom::with_config(setup, memory, salt, HwCrc32c, config)
 }
 
 /// Why a driver stopped, with the IOQ code that applies ([`DriveError::code`]): the
@@ -52,59 +83,7 @@ pub fn std_iocom(setup: LinkSetup, salt_start: u32) -> Result<StdIocom, MemoryEr
 /// wants one (the transport's own error unchanged, the core's verdicts wrapped).
 pub type DriveError = h2msg::drive::DriveError<io::Error>;
 
-/// The shared driver half for the std connection type.
-pub(crate) type StdPump = Pump<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
-
-/// Whether a std transport result asks to be retried: a signal interrupted the call.
-fn interrupted<T>(result: &io::Result<T>) -> bool {
-    matches!(result, Err(e) if e.kind() == io::ErrorKind::Interrupted)
-}
-
-/// Runs a handshake over a blocking stream: sends our 512 bytes, reads the peer's. Give
-/// the stream a read timeout to bound each wait; `timeout` then bounds the whole (checked
-/// between reads).
-///
-/// # Errors
-/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14; KEYXCHGFAIL when
-/// `timeout` passes).
-pub fn drive_handshake<S: Read + Write, K: RawRsa>(
-    stream: &mut S,
-    hs: Handshake<K>,
-    timeout: Duration,
-) -> Result<Session, DriveError> {
-    let start = Instant::now();
-    let mut pump = HandshakePump::new(hs);
-    loop {
-        match pump.next_step()? {
-            HandshakeNext::Write => {
-                let result = stream.write(pump.pending());
-                if !interrupted(&result) {
-                    pump.on_write(result)?;
-                    if pump.pending().is_empty() {
-                        stream.flush().map_err(DriveError::Io)?;
-                    }
-                }
-            }
-            HandshakeNext::Read => {
-                if start.elapsed() >= timeout {
-                    return Err(pump.timed_out());
-                }
-                let result = stream.read(pump.read_buf());
-                let read_timed_out = matches!(
-                    &result,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-                );
-                // A read timeout only brings the next look at the clock.
-                if !interrupted(&result) && !read_timed_out {
-                    pump.on_read(result)?;
-                }
-            }
-            HandshakeNext::Done(session) => return Ok(session),
-        }
-    }
-}
-
-/// One connection over a blocking stream.
+/// One connection over a socket: the core's driver loop over a [`Duplex`].
 ///
 /// ```no_run
 /// use std::net::TcpStream;
@@ -112,113 +91,435 @@ pub fn drive_handshake<S: Read + Write, K: RawRsa>(
 ///
 /// use h2msg::{Handshake, KeyMode, LinkSetup, ModeChoice, NoRsa};
 /// use h2msg::wire::{Cmd, MsgHeader, WireOrder};
-/// use h2msg_std::blocking::{Link, drive_handshake, std_iocom};
+/// use h2msg_std::blocking::{Duplex, Link, drive_handshake, now, std_iocom};
 ///
-/// let mut stream = TcpStream::connect("127.0.0.1:987")?;
-/// stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// let mut duplex = Duplex::new(TcpStream::connect("127.0.0.1:987")?)?;
 /// let hs = Handshake::new(
 ///     KeyMode::<NoRsa>::Plaintext, // a `.none` peer
 ///     &mut getrandom::SysRng,
 ///     WireOrder::Little,
-///     None,
+///     Some(now() + Duration::from_secs(10)), // the deadline, on the driver's clock
 /// )?;
-/// let session = drive_handshake(&mut stream, hs, Duration::from_secs(10))?;
-/// stream.set_read_timeout(None)?;
+/// let session = drive_handshake(&mut duplex, hs)?;
 ///
 /// let mut io = std_iocom(LinkSetup::negotiate(session, ModeChoice::Auto)?, 0)?;
 /// io.accept(Cmd::LNK_PING)?; // to see the reply to our ping
-/// let mut link = Link::new(stream, io);
+/// let mut link = Link::new(duplex, io);
 /// let mut ping = MsgHeader::new(Cmd::LNK_PING);
 /// ping.msgid = 1;
 /// link.io().send(ping, &[], &[])?;
 /// assert_eq!(link.wait_for_reply(1)?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Link<S> {
-    stream: S,
-    pump: StdPump,
+pub type Link<S> = h2msg::drive::Link<Duplex<S>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+
+/// Runs a handshake over `duplex` ([`h2msg::drive::drive_handshake`]); give `hs` its
+/// deadline on this driver's clock ([`now`]). Reads nothing past the peer's block, so
+/// the same `duplex` then carries the [`Link`].
+///
+/// # Errors
+/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14; KEYXCHGFAIL at the
+/// deadline).
+pub fn drive_handshake<S: DuplexStream, K: RawRsa>(
+    duplex: &mut Duplex<S>,
+    hs: Handshake<K>,
+) -> Result<Session, DriveError> {
+    h2msg::drive::drive_handshake(duplex, hs)
 }
 
-impl<S: Read + Write> Link<S> {
-    /// A connection over `stream`, which has completed its handshake.
-    pub fn new(stream: S, io: StdIocom) -> Self {
-        Self {
-            stream,
-            pump: Pump::new(io),
+/// This driver's clock: milliseconds since the first call in this process, monotonic
+/// (std's `Instant`). Deadlines given to the core ([`Handshake::new`],
+/// [`Iocom::set_deadline`]) are on it.
+#[must_use]
+pub fn now() -> Instant {
+    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
+    Instant::from_millis(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A socket that the duplex driver can split between its reader and writer threads.
+pub trait DuplexStream: Read + Write + Send + Sized + 'static {
+    /// A second handle on the same socket.
+    ///
+    /// # Errors
+    /// The socket's error.
+    fn try_clone(&self) -> io::Result<Self>;
+
+    /// Shuts directions of the socket down; a thread blocked on it wakes.
+    ///
+    /// # Errors
+    /// The socket's error.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+/// The socket types of std, which have every call the trait names under the same name.
+macro_rules! duplex_stream {
+    ($($socket:ty),*) => {$(
+        impl DuplexStream for $socket {
+            fn try_clone(&self) -> io::Result<Self> {
+                Self::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                Self::shutdown(self, how)
+            }
         }
+    )*};
+}
+
+duplex_stream!(TcpStream, UnixStream);
+
+/// Bytes the writer thread may hold, queued and being written: enough to keep a
+/// loopback socket busy while the caller refills, small enough to bound a link.
+pub const DUPLEX_WRITE_BUFFER: usize = 256 * 1024;
+
+/// How long a dropped [`Duplex`] keeps writing what it had accepted before it closes the
+/// socket regardless.
+pub const LINGER: Duration = Duration::from_secs(10);
+
+/// How the input side stands.
+#[derive(Debug)]
+enum InputEnd {
+    Open,
+    /// The peer closed its side.
+    Eof,
+    /// A read failed; the error's kind and text (an `io::Error` is not `Clone`).
+    Failed(io::ErrorKind, String),
+}
+
+/// What the caller's thread and the two I/O threads share.
+#[derive(Debug)]
+struct Buffers {
+    /// Read by the reader thread, not yet taken by [`Duplex::try_read`].
+    incoming: Vec<u8>,
+    /// How many bytes the reader thread may read next; 0: none asked. Never more than
+    /// the connection offered room for, so a handshake reads nothing past its block.
+    read_wanted: usize,
+    input: InputEnd,
+    /// Accepted by [`Duplex::try_write`], not yet taken by the writer thread.
+    outgoing: Vec<u8>,
+    /// Taken by the writer thread and being written.
+    in_flight: usize,
+    write_failed: Option<(io::ErrorKind, String)>,
+    /// The [`Duplex`] was dropped: the threads finish.
+    closing: bool,
+    /// The socket went back to the caller ([`Duplex::into_inner`]): the threads finish
+    /// without shutting it down.
+    released: bool,
+}
+
+impl Buffers {
+    fn write_room(&self) -> usize {
+        DUPLEX_WRITE_BUFFER.saturating_sub(self.outgoing.len() + self.in_flight)
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    buffers: Mutex<Buffers>,
+    /// Signalled whenever `buffers` changes.
+    changed: Condvar,
+}
+
+impl Shared {
+    /// The buffers; a thread that panicked while holding them left them consistent
+    /// (every update is a single step under the lock), so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, Buffers> {
+        self.buffers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The connection, to send on or inspect.
-    pub fn io(&mut self) -> &mut StdIocom {
-        self.pump.io()
+    fn wait<'a>(&self, guard: MutexGuard<'a, Buffers>) -> MutexGuard<'a, Buffers> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A socket as a non-blocking [`Transport`] with a clock: a reader and a writer thread
+/// do the blocking (see the [module](self) docs for why).
+#[derive(Debug)]
+pub struct Duplex<S: DuplexStream> {
+    shared: Arc<Shared>,
+    /// The caller's handle: for shutting the socket down.
+    stream: S,
+}
+
+impl<S: DuplexStream> Duplex<S> {
+    /// Starts the two I/O threads on handles of `stream`.
+    ///
+    /// # Errors
+    /// The socket's (cloning its handle) or the OS's (starting a thread).
+    pub fn new(stream: S) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            buffers: Mutex::new(Buffers {
+                incoming: Vec::new(),
+                read_wanted: 0,
+                input: InputEnd::Open,
+                outgoing: Vec::new(),
+                in_flight: 0,
+                write_failed: None,
+                closing: false,
+                released: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let reader = stream.try_clone()?;
+        let writer = stream.try_clone()?;
+        let for_reader = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("h2msg-read".into())
+            .spawn(move || read_loop(reader, &for_reader))?;
+        let for_writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("h2msg-write".into())
+            .spawn(move || write_loop(writer, &for_writer))?;
+        Ok(Self { shared, stream })
     }
 
-    /// The transport, to set its options (timeouts) — not to read or write it past the
-    /// connection.
+    /// The socket, to inspect or set options on (its peer's address, a read timeout that
+    /// fails a stuck link) — not to read or write past the driver.
     pub const fn stream(&self) -> &S {
         &self.stream
     }
 
-    /// Writes everything queued, with vectored writes.
+    /// The socket back, the threads stopped: for a caller that speaks on it without the
+    /// driver after the handshake. Waits until what was written is out; refused while a
+    /// read is asked for or read bytes wait, which the socket would lose.
     ///
     /// # Errors
-    /// The transport's error (SOCK); the connection is then failed.
-    pub fn flush(&mut self) -> Result<(), DriveError> {
-        while self.pump.wants_write() {
-            let [older, newer] = self.pump.pending();
-            let result = self
-                .stream
-                .write_vectored(&[IoSlice::new(older), IoSlice::new(newer)]);
-            if !interrupted(&result) {
-                self.pump.on_write(result)?;
-            }
+    /// [`io::ErrorKind::WouldBlock`] when the driver is busy so; the socket's error.
+    pub fn into_inner(self) -> io::Result<S> {
+        let mut buffers = self.shared.lock();
+        while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
+            && buffers.write_failed.is_none()
+        {
+            buffers = self.shared.wait(buffers);
         }
-        self.stream
-            .flush()
-            .map_err(|e| self.pump.on_transport_error(e))
+        if let Some((kind, text)) = &buffers.write_failed {
+            return Err(io::Error::new(*kind, text.clone()));
+        }
+        let idle = buffers.read_wanted == 0 && buffers.incoming.is_empty();
+        if !idle {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the duplex driver holds bytes or awaits a read",
+            ));
+        }
+        // Released: the threads end without shutting the socket, and so does Drop.
+        buffers.released = true;
+        drop(buffers);
+        self.stream.try_clone()
     }
+}
 
-    /// Waits for the next event and hands it to `f`, writing everything queued before it
-    /// blocks to read. `None` once the peer closed the link cleanly and everything was
-    /// said.
-    ///
-    /// # Errors
-    /// The transport's error (SOCK; the connection is then failed), or how the link failed
-    /// (the decoder's IOQ code) once its last event was given.
-    pub fn next_event<T>(
-        &mut self,
-        f: impl FnOnce(Event<'_>) -> T,
-    ) -> Result<Option<T>, DriveError> {
-        loop {
-            if let Some(event) = self.pump.poll_event() {
-                return Ok(Some(f(event)));
-            }
-            match self.pump.next_io()? {
-                NextIo::Write => self.flush()?,
-                NextIo::Read => {
-                    let result = self.stream.read(self.pump.read_buf());
-                    if !interrupted(&result) {
-                        self.pump.on_read(result)?;
+impl<S: DuplexStream> Drop for Duplex<S> {
+    fn drop(&mut self) {
+        let mut buffers = self.shared.lock();
+        buffers.closing = true;
+        let nothing_to_write = buffers.outgoing.is_empty() && buffers.in_flight == 0;
+        let released = buffers.released;
+        drop(buffers);
+        self.shared.changed.notify_all();
+        if released {
+            return;
+        }
+        if nothing_to_write {
+            // Wakes the reader now.
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return;
+        }
+        // A peer that stopped reading would hold the writer (and the socket) forever: a
+        // watchdog closes the socket once the writer is done or LINGER has passed.
+        let (Ok(socket), shared) = (self.stream.try_clone(), Arc::clone(&self.shared)) else {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("h2msg-linger".into())
+            .spawn(move || {
+                let give_up = std::time::Instant::now() + LINGER;
+                let mut buffers = shared.lock();
+                while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
+                    && buffers.write_failed.is_none()
+                {
+                    let left = give_up.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
                     }
+                    buffers = shared
+                        .changed
+                        .wait_timeout(buffers, left)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner().0);
                 }
-                NextIo::Closed => return Ok(None),
+                drop(buffers);
+                let _ = socket.shutdown(Shutdown::Both);
+            });
+        if spawned.is_err() {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The reader thread: reads what the caller asked for, one read at a time, until the
+/// input ends or the [`Duplex`] is dropped.
+fn read_loop<S: Read>(mut stream: S, shared: &Shared) {
+    let mut chunk = Vec::new();
+    loop {
+        let mut buffers = shared.lock();
+        while buffers.read_wanted == 0 && !buffers.closing {
+            buffers = shared.wait(buffers);
+        }
+        if buffers.closing {
+            return;
+        }
+        let wanted = buffers.read_wanted;
+        drop(buffers);
+        chunk.resize(wanted, 0);
+        let result = loop {
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
             }
+        };
+        let mut buffers = shared.lock();
+        buffers.read_wanted = 0;
+        let ended = match result {
+            Ok(0) => Some(InputEnd::Eof),
+            Ok(n) => {
+                let read = chunk.get(..n).unwrap_or_default();
+                buffers.incoming.extend_from_slice(read);
+                None
+            }
+            Err(e) => Some(InputEnd::Failed(e.kind(), e.to_string())),
+        };
+        let done = ended.is_some();
+        if let Some(end) = ended {
+            buffers.input = end;
+        }
+        drop(buffers);
+        shared.changed.notify_all();
+        if done {
+            return;
+        }
+    }
+}
+
+/// The writer thread: writes what the caller queued until it fails or the [`Duplex`] is
+/// dropped and everything is out; then closes the socket.
+fn write_loop<S: DuplexStream>(mut stream: S, shared: &Shared) {
+    let mut writing = Vec::new();
+    loop {
+        let mut buffers = shared.lock();
+        while buffers.outgoing.is_empty() && !buffers.closing {
+            buffers = shared.wait(buffers);
+        }
+        if buffers.outgoing.is_empty() {
+            break; // closing, everything written
+        }
+        std::mem::swap(&mut writing, &mut buffers.outgoing);
+        buffers.in_flight = writing.len();
+        drop(buffers);
+        let result = stream.write_all(&writing).and_then(|()| stream.flush());
+        writing.clear();
+        let mut buffers = shared.lock();
+        buffers.in_flight = 0;
+        let failed = result.err();
+        if let Some(e) = &failed {
+            buffers.write_failed = Some((e.kind(), e.to_string()));
+        }
+        drop(buffers);
+        shared.changed.notify_all();
+        if failed.is_some() {
+            // What is left after a failure is lost; the caller hears of it.
+            break;
+        }
+    }
+    let mut buffers = shared.lock();
+    let closing = buffers.closing && !buffers.released;
+    buffers.outgoing.clear();
+    drop(buffers);
+    if closing {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl<S: DuplexStream> Transport for Duplex<S> {
+    type Error = io::Error;
+
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, TryIoError<io::Error>> {
+        let mut buffers = self.shared.lock();
+        if !buffers.incoming.is_empty() {
+            let n = buf.len().min(buffers.incoming.len());
+            if let (Some(to), Some(from)) = (buf.get_mut(..n), buffers.incoming.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            buffers.incoming.drain(..n);
+            return Ok(n);
+        }
+        match &buffers.input {
+            InputEnd::Eof => return Ok(0),
+            InputEnd::Failed(kind, text) => {
+                return Err(TryIoError::Failed(io::Error::new(*kind, text.clone())));
+            }
+            InputEnd::Open => {}
+        }
+        if buffers.read_wanted == 0 && !buf.is_empty() {
+            buffers.read_wanted = buf.len();
+            drop(buffers);
+            self.shared.changed.notify_all();
+        }
+        Err(TryIoError::WouldBlock)
+    }
+
+    fn try_write(&mut self, pending: [&[u8]; 2]) -> Result<usize, TryIoError<io::Error>> {
+        let mut buffers = self.shared.lock();
+        if let Some((kind, text)) = &buffers.write_failed {
+            return Err(TryIoError::Failed(io::Error::new(*kind, text.clone())));
+        }
+        let mut room = buffers.write_room();
+        if room == 0 {
+            return Err(TryIoError::WouldBlock);
+        }
+        let mut taken = 0;
+        for slice in pending {
+            let part = slice.get(..room.min(slice.len())).unwrap_or_default();
+            buffers.outgoing.extend_from_slice(part);
+            taken += part.len();
+            room -= part.len();
+        }
+        drop(buffers);
+        self.shared.changed.notify_all();
+        Ok(taken)
+    }
+
+    fn wait(&mut self, interest: IoInterest, until: Option<Instant>) -> Result<(), io::Error> {
+        let mut buffers = self.shared.lock();
+        loop {
+            let readable = !buffers.incoming.is_empty() || !matches!(buffers.input, InputEnd::Open);
+            let writable = buffers.write_room() > 0 || buffers.write_failed.is_some();
+            if (interest.read && readable) || (interest.write && writable) {
+                return Ok(());
+            }
+            let Some(until) = until else {
+                buffers = self.shared.wait(buffers);
+                continue;
+            };
+            let left = until.saturating_since(now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            buffers = self
+                .shared
+                .changed
+                .wait_timeout(buffers, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
     }
 
-    /// Waits for the reply to our message `msgid` and returns its `error` field; other
-    /// events are passed over.
-    ///
-    /// # Errors
-    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] (EOF, 2) if the peer
-    /// closed the link first.
-    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError> {
-        loop {
-            match self.next_event(|event| reply_error(&event, msgid))? {
-                Some(Some(error)) => return Ok(error),
-                Some(None) => {}
-                None => return Err(DriveError::Closed),
-            }
-        }
+    fn now(&mut self) -> Instant {
+        now()
     }
 }

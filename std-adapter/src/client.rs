@@ -1,16 +1,18 @@
 //! The client side of the tool: `shell` (the debug shell of §4.3) and `ping`.
 
 use std::io::{self, BufRead, Write};
+use std::sync::mpsc::{self, TryRecvError};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::drive::DriveError;
+use h2msg::drive::{DriveError, Waited};
 use h2msg::wire::{Cmd, MsgHeader};
 use h2msg::{Event, HandshakeError, KeyExchangeFailure};
 
 use h2msg::ModeChoice;
 use log::info;
 
-use crate::blocking::Link;
+use crate::blocking::{self, Link};
 use crate::keys::KeyDir;
 use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_link};
 use crate::other;
@@ -133,19 +135,28 @@ pub fn shell_exchange(
     out: &mut impl Write,
     prompt: bool,
 ) -> io::Result<()> {
-    shell_exchange_as(link, line, out, prompt, ReplyText::Text)
+    shell_exchange_as(
+        link,
+        line,
+        out,
+        prompt,
+        ReplyText::Text,
+        DEFAULT_REPLY_TIMEOUT,
+    )
 }
 
-/// [`shell_exchange`] with the replies' text written out as `reply_text` says.
+/// [`shell_exchange`] with the replies' text written out as `reply_text` says, giving up
+/// when the final reply has not come within `reply_timeout`.
 ///
 /// # Errors
-/// As [`shell_exchange`].
+/// As [`shell_exchange`]; `TimedOut` when `reply_timeout` passes.
 pub fn shell_exchange_as(
     link: &mut Link<Stream>,
     line: &str,
     out: &mut impl Write,
     prompt: bool,
     reply_text: ReplyText,
+    reply_timeout: Duration,
 ) -> io::Result<()> {
     let mut aux = line.as_bytes().to_vec();
     if !aux.is_empty() {
@@ -154,29 +165,44 @@ pub fn shell_exchange_as(
     link.io()
         .send(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux)
         .map_err(other)?;
+    let deadline = blocking::now() + reply_timeout;
     loop {
-        let reply = link.next_event(|e| match e {
-            Event::Message { msg, .. } if msg.header().cmd.is_reply() => {
-                Some((msg.aux().is_empty(), reply_text.render(msg.aux_until_nul())))
-            }
-            _ => None,
-        })?;
-        match reply {
-            Some(Some((true, _))) => {
+        match link.next_event_until(deadline, |e| reply_of(&e, reply_text))? {
+            Waited::Event(Some((true, _))) => {
                 if prompt {
                     write!(out, "debug> ")?;
                     out.flush()?;
                 }
                 return Ok(());
             }
-            Some(Some((false, text))) => {
-                out.write_all(&text)?;
+            Waited::Event(Some((false, text))) => out.write_all(&text)?,
+            Waited::Event(None) => {}
+            Waited::Closed => return Err(other("the service closed the connection")),
+            Waited::Elapsed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no final reply from the service",
+                ));
             }
-            Some(None) => {}
-            None => return Err(other("the service closed the connection")),
         }
     }
 }
+
+/// A shell reply's text as `reply_text` renders it, and whether it was the final (empty)
+/// one; `None` for any other event.
+fn reply_of(event: &Event<'_>, reply_text: ReplyText) -> Option<(bool, Vec<u8>)> {
+    match event {
+        Event::Message { msg, .. } if msg.header().cmd.is_reply() => {
+            Some((msg.aux().is_empty(), reply_text.render(msg.aux_until_nul())))
+        }
+        _ => None,
+    }
+}
+
+/// How long the shell drives its link between looks at its input, while nobody types: the
+/// link stays alive (the service's keepalive pings are answered) and a typed line waits at
+/// most this long.
+const IDLE_TURN: Duration = Duration::from_millis(50);
 
 /// `h2msg shell`: connects, prints `debug: connected`, gets the prompt, then sends each
 /// input line and prints the answers; at the end of input it has every answer and returns.
@@ -189,31 +215,47 @@ pub fn shell(
     keys: &KeyDir,
     mode: ModeChoice,
     options: &ShellOptions,
-    input: &mut impl BufRead,
+    input: impl BufRead + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let (mut link, _) = connect_within(endpoint, keys, mode, options.connect_timeout)
         .map_err(|e| past_deadline(e, "--connect-timeout", options.connect_timeout))?;
-    // The handshake's own bound is gone once it is done; these bound everything after.
-    link.stream()
-        .set_read_timeout(Some(options.reply_timeout))?;
-    link.stream()
-        .set_write_timeout(Some(options.reply_timeout))?;
     writeln!(out, "debug: connected")?;
-    let mut exchange = |link: &mut Link<Stream>, line: &str| {
-        shell_exchange_as(link, line, out, true, options.reply_text)
-            .map_err(|e| past_deadline(e, "--reply-timeout", options.reply_timeout))
+    let reply_timeout = options.reply_timeout;
+    let exchange = |link: &mut Link<Stream>, line: &str, out: &mut _| {
+        shell_exchange_as(link, line, out, true, options.reply_text, reply_timeout)
+            .map_err(|e| past_deadline(e, "--reply-timeout", reply_timeout))
     };
-    exchange(&mut link, "")?;
-    for line in input.lines() {
-        let line = line?;
-        exchange(&mut link, truncate_line(&line))?;
+    exchange(&mut link, "", out)?;
+    // The lines come from a thread of their own, so that the link is driven while a
+    // person thinks: a link left alone would miss the service's keepalive pings and be
+    // dropped as dead.
+    let (lines, typed) = mpsc::sync_channel(64);
+    thread::spawn(move || {
+        for line in input.lines() {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match typed.try_recv() {
+            Ok(line) => exchange(&mut link, truncate_line(&line?), out)?,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let until = blocking::now() + IDLE_TURN;
+                match link.next_event_until(until, |e| reply_of(&e, options.reply_text))? {
+                    Waited::Event(Some((_, text))) => out.write_all(&text)?,
+                    Waited::Event(None) | Waited::Elapsed => {}
+                    Waited::Closed => return Err(other("the service closed the connection")),
+                }
+            }
+        }
     }
     writeln!(out)?;
     Ok(())
 }
 
-/// `e`, said as the deadline `option` (of `limit`) that passed if it is a timeout.
 fn past_deadline(e: io::Error, option: &str, limit: Duration) -> io::Error {
     match e.kind() {
         // A socket timeout reads as WouldBlock on Unix.

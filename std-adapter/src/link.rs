@@ -11,16 +11,15 @@ use h2msg::{
     SendError, StreamMode,
 };
 
-use crate::blocking::{DriveError, Link, StdIocom, drive_handshake, std_iocom};
+use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom};
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::transport::Stream;
 
 /// How long a peer may take to complete the handshake by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The shortest handshake deadline that makes sense (and the shortest read timeout the
-/// handshake uses).
-pub const MIN_READ_SLICE: Duration = Duration::from_millis(10);
+/// The shortest handshake deadline that makes sense.
+pub const MIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Why a link could not be set up or ended badly. The IOQ code that applies is in each
 /// inner error ([`DriveError::code`], [`KeyError::ioq_error`], ALGO 20 for a mode refused).
@@ -107,12 +106,12 @@ impl std::fmt::Display for LinkTerms {
 /// # Errors
 /// [`LinkError`].
 pub fn handshake(
-    stream: &mut Stream,
+    stream: &mut Duplex<Stream>,
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
 ) -> Result<(LinkTerms, LinkSetup), LinkError> {
-    let peer = stream.peer_ip()?;
+    let peer = stream.stream().peer_ip()?;
     let (mode, trust, flags) = match keys.peer_key(peer).map_err(LinkError::Keys)? {
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(LinkError::Keys)?;
@@ -135,14 +134,17 @@ pub fn handshake(
             }
         }
     };
-    // The deadline is drive_handshake's own `timeout`.
-    let hs = Handshake::with_flags(mode, &mut getrandom::SysRng, WireOrder::Little, None, flags)
-        .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?;
-    // drive_handshake looks at its clock between reads: a read timeout of a tenth of the
-    // deadline keeps a peer that trickles bytes from stretching it by more than that.
-    stream.set_read_timeout(Some((timeout / 10).max(MIN_READ_SLICE)))?;
-    let session = drive_handshake(stream, hs, timeout).map_err(LinkError::Drive)?;
-    stream.set_read_timeout(None)?;
+    // The deadline is on the driver's clock, which wakes the handshake at it exactly.
+    let deadline = Some(now() + timeout);
+    let hs = Handshake::with_flags(
+        mode,
+        &mut getrandom::SysRng,
+        WireOrder::Little,
+        deadline,
+        flags,
+    )
+    .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?;
+    let session = drive_handshake(stream, hs).map_err(LinkError::Drive)?;
     let setup = LinkSetup::negotiate(session, choice).map_err(LinkError::Negotiate)?;
     let mode = setup.mode();
     Ok((LinkTerms { trust, mode }, setup))
@@ -156,14 +158,15 @@ pub fn handshake(
 /// # Errors
 /// [`LinkError`].
 pub fn open_link(
-    mut stream: Stream,
+    stream: Stream,
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
 ) -> Result<(Link<Stream>, LinkTerms), LinkError> {
-    let (terms, setup) = handshake(&mut stream, keys, timeout, choice)?;
+    let mut duplex = Duplex::new(stream)?;
+    let (terms, setup) = handshake(&mut duplex, keys, timeout, choice)?;
     let io = shell_connection(setup)?;
-    Ok((Link::new(stream, io), terms))
+    Ok((Link::new(duplex, io), terms))
 }
 
 /// A std connection built from `setup` that takes `DBG_SHELL`.

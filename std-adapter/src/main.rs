@@ -32,7 +32,7 @@ const MOST_BENCH_ROUNDS: u64 = 1000;
 const MOST_PINGS: u64 = 1_000_000;
 
 /// Shortest timeout an option takes: the handshake's read slice.
-const SHORTEST_TIMEOUT: Duration = h2msg_std::link::MIN_READ_SLICE;
+const SHORTEST_TIMEOUT: Duration = h2msg_std::link::MIN_HANDSHAKE_TIMEOUT;
 
 /// Longest timeout an option takes: a day.
 const LONGEST_TIMEOUT: Duration = Duration::from_secs(86_400);
@@ -264,7 +264,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     h2msg_std::client::ReplyText::Escaped
                 },
             },
-            &mut io::stdin().lock(),
+            io::BufReader::new(io::stdin()),
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),

@@ -1,66 +1,204 @@
 //! An async driver: the core's handshake and connection over any tokio
 //! `AsyncRead + AsyncWrite` (TCP, Unix sockets, in-memory duplex streams), with vectored
 //! writes and a hardware CRC-32C. The same decisions as [`blocking`](crate::blocking),
-//! made once in [`h2msg::drive`].
+//! made once in [`h2msg::drive`]'s pumps; the loop awaits instead of blocking.
+//!
+//! Full duplex: each turn polls the write and the read side of the stream (and the
+//! timer) in one future, so a pending write never keeps a read from running. Time comes
+//! from [`blocking::now`](crate::blocking::now), the clock of every std driver, and a
+//! tokio sleep wakes the loop at the core's `poll_timeout`. A runtime without its time
+//! driver (`enable_time`) can still run links that need no timer (no handshake deadline,
+//! [`Liveness::OFF`](h2msg::Liveness::OFF)); one that needs a timer gets a clear error
+//! ([`NO_TIME_DRIVER`]) instead of tokio's panic.
 
-use std::io::IoSlice;
-use std::time::Duration;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use h2msg::Event;
-use h2msg::drive::{HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
-use h2msg::{Handshake, RawRsa, Session};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, reply_error};
+use h2msg::{Event, Handshake, Instant, RawRsa, Session};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
 
-use crate::blocking::{DriveError, StdIocom, StdPump};
+use crate::blocking::{DriveError, StdIocom, TRANSACTIONS, now};
 
-/// Runs a handshake over `stream`: sends our 512 bytes, reads the peer's, all within
-/// `timeout`. Needs a tokio runtime with its time driver.
+/// The message of the error a link that needs a timer gets on a runtime without tokio's
+/// time driver.
+pub const NO_TIME_DRIVER: &str =
+    "the tokio runtime has no time driver: build it with `enable_time()` (or `enable_all()`)";
+
+type StdPump = Pump<Vec<u8>, h2msg::CounterSalt, crate::blocking::HwCrc32c, TRANSACTIONS>;
+
+/// The timer of one driver: a tokio sleep to the core's next deadline, made when first
+/// needed.
+#[derive(Default)]
+struct Timer {
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Timer {
+    /// Points the timer at `until` (`None`: no timer).
+    ///
+    /// # Errors
+    /// [`NO_TIME_DRIVER`] on a runtime without the time driver.
+    fn set(&mut self, until: Option<Instant>) -> io::Result<()> {
+        let Some(until) = until else {
+            self.sleep = None;
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + until.saturating_since(now());
+        if let Some(sleep) = &mut self.sleep {
+            sleep.as_mut().reset(deadline);
+            return Ok(());
+        }
+        // tokio offers no way to ask whether its time driver is on: making the sleep
+        // panics without it. The panic is caught here, once per driver, and becomes an
+        // error the caller can report.
+        let made = std::panic::catch_unwind(|| tokio::time::sleep_until(deadline));
+        let sleep = made.map_err(|_| io::Error::other(NO_TIME_DRIVER))?;
+        self.sleep = Some(Box::pin(sleep));
+        Ok(())
+    }
+
+    /// Whether the timer is due (registering the waker if not).
+    fn poll_due(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// What the two loops (handshake, connection) share of their pumps.
+trait Side {
+    fn pending(&self) -> [&[u8]; 2];
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
+    fn read_buf(&mut self) -> &mut [u8];
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
+    /// The stream would block on a write (the connection remembers it; the handshake
+    /// has nothing to remember).
+    fn write_would_block(&mut self) {}
+}
+
+impl<K: RawRsa> Side for HandshakePump<K> {
+    fn pending(&self) -> [&[u8]; 2] {
+        [Self::pending(self), &[]]
+    }
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_write(self, result)
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_read(self, result)
+    }
+}
+
+impl Side for StdPump {
+    fn pending(&self) -> [&[u8]; 2] {
+        Self::pending(self)
+    }
+    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_write(self, result)
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
+        Self::on_read(self, result)
+    }
+    fn write_would_block(&mut self) {
+        Self::write_would_block(self);
+    }
+}
+
+/// One turn of either loop: writes and reads what is wanted and ready — both, if both
+/// are — or waits for the stream or the timer, whichever comes first.
+async fn turn<S, P>(
+    stream: &mut S,
+    pump: &mut P,
+    timer: &mut Timer,
+    wants: IoInterest,
+) -> Result<(), DriveError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Side,
+{
+    poll_fn(|cx| {
+        let mut moved = false;
+        if wants.write {
+            let [older, newer] = pump.pending();
+            let slices = [IoSlice::new(older), IoSlice::new(newer)];
+            match Pin::new(&mut *stream).poll_write_vectored(cx, &slices) {
+                Poll::Ready(result) => {
+                    pump.on_write(result)?;
+                    moved = true;
+                }
+                Poll::Pending => pump.write_would_block(),
+            }
+        }
+        if wants.read {
+            let mut read = ReadBuf::new(pump.read_buf());
+            if let Poll::Ready(result) = Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                let n = read.filled().len();
+                pump.on_read(result.map(|()| n))?;
+                moved = true;
+            }
+        }
+        if moved || timer.poll_due(cx) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Connects over TCP with `TCP_NODELAY`, as the blocking side's endpoints do
+/// ([`Endpoint::connect`](crate::transport::Endpoint::connect)): the core hands whole
+/// messages to each write, so Nagle's algorithm would only hold small replies back.
 ///
 /// # Errors
-/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14; KEYXCHGFAIL when
-/// `timeout` passes).
-pub async fn drive_handshake<S, K>(
-    stream: &mut S,
-    hs: Handshake<K>,
-    timeout: Duration,
-) -> Result<Session, DriveError>
+/// The connection's or the socket option's.
+pub async fn connect_tcp(
+    address: impl tokio::net::ToSocketAddrs,
+) -> io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Runs a handshake over `stream`: sends our 512 bytes while reading the peer's. Give
+/// `hs` its deadline on the std drivers' clock ([`blocking::now`](crate::blocking::now));
+/// at it the exchange ends with KEYXCHGFAIL (needs tokio's time driver).
+///
+/// # Errors
+/// [`DriveError`]: the transport's (SOCK; [`NO_TIME_DRIVER`] too) or the handshake's
+/// (12–14).
+pub async fn drive_handshake<S, K>(stream: &mut S, hs: Handshake<K>) -> Result<Session, DriveError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     K: RawRsa,
 {
     let mut pump = HandshakePump::new(hs);
-    let outcome = tokio::time::timeout(timeout, exchange(stream, &mut pump)).await;
-    outcome.unwrap_or_else(|_elapsed| Err(pump.timed_out()))
-}
-
-async fn exchange<S, K>(stream: &mut S, pump: &mut HandshakePump<K>) -> Result<Session, DriveError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    K: RawRsa,
-{
+    let mut timer = Timer::default();
+    pump.handle_timeout(now());
     loop {
-        match pump.next_step()? {
-            HandshakeNext::Write => {
-                let result = stream.write(pump.pending()).await;
-                pump.on_write(result)?;
-                if pump.pending().is_empty() {
-                    stream.flush().await.map_err(DriveError::Io)?;
-                }
-            }
-            HandshakeNext::Read => {
-                let result = stream.read(pump.read_buf()).await;
-                pump.on_read(result)?;
-            }
+        let wants = match pump.next_step()? {
             HandshakeNext::Done(session) => return Ok(session),
-        }
+            HandshakeNext::Wait(wants) => wants,
+        };
+        timer.set(pump.poll_timeout()).map_err(DriveError::Io)?;
+        turn(stream, &mut pump, &mut timer, wants).await?;
+        pump.handle_timeout(now());
     }
 }
 
 /// One connection over an async stream.
 ///
-/// Cancel-safe between awaits: a dropped `next_event` or `flush` loses no byte (tokio's
-/// `read` and `write_vectored` move nothing they do not report), so a `Link` can sit in a
-/// `select!`.
+/// Cancel-safe between awaits: a dropped `next_event` or `flush` loses no byte (a poll
+/// moves nothing it does not report), so a `Link` can sit in a `select!`.
 ///
 /// ```
 /// use h2msg::LinkSetup;
@@ -87,14 +225,18 @@ where
 pub struct Link<S> {
     stream: S,
     pump: StdPump,
+    timer: Timer,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// A connection over `stream`, which has completed its handshake.
     pub fn new(stream: S, io: StdIocom) -> Self {
+        let mut pump = Pump::new(io);
+        pump.handle_timeout(now());
         Self {
             stream,
-            pump: Pump::new(io),
+            pump,
+            timer: Timer::default(),
         }
     }
 
@@ -108,30 +250,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         &mut self.stream
     }
 
-    /// Writes everything queued, with vectored writes.
+    /// Writes everything queued (reading meanwhile while there is room), then flushes
+    /// the stream.
     ///
     /// # Errors
-    /// The transport's error (SOCK); the connection is then failed.
+    /// The transport's error (SOCK; the connection is then failed), or how the link
+    /// failed (a liveness rule).
     pub async fn flush(&mut self) -> Result<(), DriveError> {
         while self.pump.wants_write() {
-            let [older, newer] = self.pump.pending();
-            let result = self
-                .stream
-                .write_vectored(&[IoSlice::new(older), IoSlice::new(newer)])
-                .await;
-            self.pump.on_write(result)?;
+            match self.pump.next_io()? {
+                NextIo::Closed => break,
+                NextIo::Wait(wants) => self.turn(wants).await?,
+            }
         }
         let result = self.stream.flush().await;
         result.map_err(|e| self.pump.on_transport_error(e))
     }
 
-    /// Waits for the next event and hands it to `f`, writing everything queued before it
-    /// waits to read. `None` once the peer closed the link cleanly and everything was
-    /// said.
+    /// Waits for the next event and hands it to `f`, reading and writing at once. `None`
+    /// once the peer closed the link cleanly and everything was said.
     ///
     /// # Errors
     /// The transport's error (SOCK; the connection is then failed), or how the link failed
-    /// (the decoder's IOQ code) once its last event was given.
+    /// (the decoder's IOQ code, a liveness rule) once its last event was given.
     pub async fn next_event<T>(
         &mut self,
         f: impl FnOnce(Event<'_>) -> T,
@@ -141,12 +282,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 return Ok(Some(f(event)));
             }
             match self.pump.next_io()? {
-                NextIo::Write => self.flush().await?,
-                NextIo::Read => {
-                    let result = self.stream.read(self.pump.read_buf()).await;
-                    self.pump.on_read(result)?;
-                }
                 NextIo::Closed => return Ok(None),
+                NextIo::Wait(wants) => self.turn(wants).await?,
             }
         }
     }
@@ -165,5 +302,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 None => return Err(DriveError::Closed),
             }
         }
+    }
+
+    /// One turn ([`turn`]), then the time to the connection.
+    async fn turn(&mut self, wants: IoInterest) -> Result<(), DriveError> {
+        let set = self.timer.set(self.pump.poll_timeout());
+        set.map_err(|e| self.pump.on_transport_error(e))?;
+        turn(&mut self.stream, &mut self.pump, &mut self.timer, wants).await?;
+        self.pump.handle_timeout(now());
+        Ok(())
     }
 }

@@ -178,17 +178,6 @@ impl Stream {
         }
     }
 
-    /// Bounds every blocking write (`None`: no bound).
-    ///
-    /// # Errors
-    /// The socket's error.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.set_write_timeout(timeout),
-            Self::Unix(s) => s.set_write_timeout(timeout),
-        }
-    }
-
     /// A second handle on the same socket (to shut it down from another thread).
     ///
     /// # Errors
@@ -207,6 +196,18 @@ impl Stream {
             Self::Tcp(s) => s.shutdown(Shutdown::Both),
             Self::Unix(s) => s.shutdown(Shutdown::Both),
         };
+    }
+}
+
+impl crate::blocking::DuplexStream for Stream {
+    fn try_clone(&self) -> io::Result<Self> {
+        Self::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.shutdown(how),
+            Self::Unix(s) => s.shutdown(how),
+        }
     }
 }
 

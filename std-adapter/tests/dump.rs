@@ -141,7 +141,8 @@ fn a_stream_written_by_our_transmit_side_dumps_as_sent() {
     use h2msg_std::blocking::{Link, std_iocom};
 
     let (a, mut b) = h2msg_std::bench::loopback_pair().unwrap();
-    let mut link = Link::new(a, std_iocom(h2msg::LinkSetup::plaintext(), 0).unwrap());
+    let duplex = h2msg_std::blocking::Duplex::new(a).unwrap();
+    let mut link = Link::new(duplex, std_iocom(h2msg::LinkSetup::plaintext(), 0).unwrap());
     let big: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
     let sent: [(Cmd, u32, &[u8]); 4] = [
         (Cmd::DBG_SHELL, 0, b"status\0"),

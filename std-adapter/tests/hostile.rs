@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use h2msg::Event;
 use h2msg::ModeChoice;
 use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
-use h2msg_std::blocking::std_iocom;
+use h2msg_std::blocking::{Duplex, std_iocom};
 use h2msg_std::client::{connect, shell_exchange};
 use h2msg_std::keys::KeyDir;
 use h2msg_std::link::handshake;
@@ -35,14 +35,17 @@ fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
     let Stream::Tcp(tcp) = Endpoint::parse(Some(endpoint)).connect().unwrap() else {
         unreachable!("a TCP endpoint")
     };
-    let mut stream = Stream::Tcp(tcp.try_clone().unwrap());
+    let mut duplex = Duplex::new(Stream::Tcp(tcp)).unwrap();
     handshake(
-        &mut stream,
+        &mut duplex,
         &KeyDir::new(client),
         Duration::from_secs(5),
         ModeChoice::Auto,
     )
     .unwrap();
+    let Stream::Tcp(tcp) = duplex.into_inner().unwrap() else {
+        unreachable!("a TCP endpoint")
+    };
     tcp
 }
 
@@ -88,7 +91,8 @@ fn hostile_clients_cost_only_their_own_links() {
     )
     .unwrap();
     // A stuck service fails the test instead of hanging it.
-    good.stream()
+    good.transport()
+        .stream()
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
 

@@ -638,11 +638,19 @@ impl h2msg::rand_core::TryCryptoRng for TestRng {}
 
 /// A plaintext-mode (`.none`) handshake whose block comes from [`TestRng`]`(seed)`.
 pub fn plaintext_handshake(seed: u64) -> h2msg::Handshake<h2msg::NoRsa> {
+    plaintext_handshake_until(seed, None)
+}
+
+/// [`plaintext_handshake`] with a deadline on the driver's clock.
+pub fn plaintext_handshake_until(
+    seed: u64,
+    deadline: Option<h2msg::Instant>,
+) -> h2msg::Handshake<h2msg::NoRsa> {
     h2msg::Handshake::new(
         h2msg::KeyMode::Plaintext,
         &mut TestRng(seed),
         WireOrder::Little,
-        None,
+        deadline,
     )
     .expect("a plaintext handshake needs only random bytes")
 }

@@ -1,12 +1,13 @@
 //! The embedded-io driver over in-memory transports: a recorded peer stream handed over in
-//! small, uneven chunks (with interruptions), and transports that fail.
+//! small, uneven chunks (with interruptions), transports that fail, and the handshake
+//! deadline on the board's clock.
 
-use embedded_io::{ErrorKind, ErrorType, Read, Write};
-use h2msg::CounterSalt;
+use embedded_io::{ErrorKind, ErrorType, Read, ReadReady, Write, WriteReady};
 use h2msg::drive::DriveError;
-use h2msg::drive::embedded::{Link, drive_handshake};
+use h2msg::drive::embedded::{Clock, Embedded, Link, NoClock, drive_handshake};
 use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
+use h2msg::{CounterSalt, Instant};
 use h2msg::{Event, Iocom, IocomMemory, LinkEnd, LinkSetup};
 use h2msg::{Handshake, HandshakePoll, NoRsa, Session};
 use h2msg_tests::{big_aux, plaintext_handshake};
@@ -43,6 +44,8 @@ struct Memory {
     fail_write_at: Option<usize>,
     /// Bytes written before each read.
     written_before_read: Vec<usize>,
+    /// Whether a write would go through now (`WriteReady`).
+    writable: bool,
 }
 
 impl Memory {
@@ -58,6 +61,7 @@ impl Memory {
             fail_read_at: None,
             fail_write_at: None,
             written_before_read: Vec::new(),
+            writable: true,
         }
     }
 }
@@ -85,6 +89,19 @@ impl Read for Memory {
         buf[..n].copy_from_slice(&self.input[self.read..self.read + n]);
         self.read += n;
         Ok(n)
+    }
+}
+
+// A memory transport's reads never block; its writes block while `writable` is false.
+impl ReadReady for Memory {
+    fn read_ready(&mut self) -> Result<bool, ErrorKind> {
+        Ok(true)
+    }
+}
+
+impl WriteReady for Memory {
+    fn write_ready(&mut self) -> Result<bool, ErrorKind> {
+        Ok(self.writable)
     }
 }
 
@@ -122,7 +139,8 @@ fn peer_stream(peer_hs: &Handshake<NoRsa>) -> Vec<u8> {
 /// Runs our side over `transport` against the recorded peer: handshake, then answer the
 /// DBG_SHELL command with "ok". Returns our session, the aux the command carried, and
 /// the transport.
-fn our_side(mut transport: Memory) -> (Session, Vec<u8>, Memory) {
+fn our_side(transport: Memory) -> (Session, Vec<u8>, Memory) {
+    let mut transport = Embedded::new(transport, NoClock);
     let session = drive_handshake(&mut transport, plaintext_handshake(2)).expect("our handshake");
     let mut io = iocom(0);
     io.accept(Cmd::DBG_SHELL).expect("accept list");
@@ -148,7 +166,7 @@ fn our_side(mut transport: Memory) -> (Session, Vec<u8>, Memory) {
     assert_eq!(last, Some(true), "the clean close is the last event");
     assert_eq!(link.next_event(|_| ()).expect("closed cleanly"), None);
     let (transport, _) = link.into_parts();
-    (session, aux, transport)
+    (session, aux, transport.io)
 }
 
 /// What the peer receives of our output: our handshake block's session, and the replies
@@ -240,10 +258,11 @@ fn after_handshake(after: &[u8]) -> Memory {
     Memory::new(input, &[7], usize::MAX)
 }
 
-type TestLink = Link<Memory, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
+type TestLink = Link<Memory, NoClock, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
 
 /// Our side after its handshake over `transport`.
-fn link_over(mut transport: Memory) -> TestLink {
+fn link_over(transport: Memory) -> TestLink {
+    let mut transport = Embedded::new(transport, NoClock);
     drive_handshake(&mut transport, plaintext_handshake(2)).expect("our handshake");
     Link::new(transport, iocom(0))
 }
@@ -251,13 +270,13 @@ fn link_over(mut transport: Memory) -> TestLink {
 #[test]
 fn what_is_queued_is_written_before_the_driver_reads() {
     let mut link = link_over(after_handshake(&[]));
-    let reads_in_handshake = link.transport().reads;
+    let reads_in_handshake = link.transport().io.reads;
     link.io()
         .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
         .expect("room");
     let err = link.wait_for_reply(0).expect_err("the peer closes");
     assert_eq!(err, DriveError::Closed);
-    let first_read_after = link.transport().written_before_read[reads_in_handshake];
+    let first_read_after = link.transport().io.written_before_read[reads_in_handshake];
     assert_eq!(
         first_read_after,
         512 + 32,
@@ -297,7 +316,7 @@ fn a_write_error_is_sock_error_3() {
 #[test]
 fn a_write_of_nothing_is_sock_error_3() {
     let mut link = link_over(after_handshake(&[]));
-    link.transport().write_limit = 0;
+    link.transport().io.write_limit = 0;
     link.io()
         .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
         .expect("room");
@@ -310,13 +329,13 @@ fn a_write_of_nothing_is_sock_error_3() {
 fn a_read_error_in_the_handshake_is_sock_error_3() {
     let mut transport = after_handshake(&[]);
     transport.fail_read_at = Some(100);
+    let mut transport = Embedded::new(transport, NoClock);
     let err = drive_handshake(&mut transport, plaintext_handshake(2)).expect_err("the read fails");
     assert_eq!(err, DriveError::Io(ErrorKind::ConnectionReset));
     assert_eq!(err.code(), 3);
 }
 
-/// A peer that takes our block and says nothing: each read ends in the transport's own
-/// timeout.
+/// A peer that takes our block and says nothing: never ready to be read.
 struct Silent;
 
 impl ErrorType for Silent {
@@ -325,7 +344,13 @@ impl ErrorType for Silent {
 
 impl Read for Silent {
     fn read(&mut self, _: &mut [u8]) -> Result<usize, ErrorKind> {
-        Err(ErrorKind::TimedOut)
+        panic!("read while not ready")
+    }
+}
+
+impl ReadReady for Silent {
+    fn read_ready(&mut self) -> Result<bool, ErrorKind> {
+        Ok(false)
     }
 }
 
@@ -338,18 +363,42 @@ impl Write for Silent {
     }
 }
 
+impl WriteReady for Silent {
+    fn write_ready(&mut self) -> Result<bool, ErrorKind> {
+        Ok(true)
+    }
+}
+
+/// A board clock that moves one millisecond each time it is read.
+struct Ticking(u64);
+
+impl Clock for Ticking {
+    fn now(&mut self) -> Instant {
+        self.0 += 1;
+        Instant::from_millis(self.0)
+    }
+}
+
 #[test]
-fn a_handshake_read_that_times_out_is_keyxchgfail_12_as_a_deadline() {
-    let err = drive_handshake(&mut Silent, plaintext_handshake(2)).expect_err("no peer block");
+fn a_silent_peer_fails_the_handshake_at_its_deadline_with_keyxchgfail_12() {
+    let deadline = Instant::from_millis(1_000);
+    let hs = h2msg_tests::plaintext_handshake_until(2, Some(deadline));
+    let mut transport = Embedded::new(Silent, Ticking(0));
+    let err = drive_handshake(&mut transport, hs).expect_err("no peer block");
     assert_eq!(err.code(), 12, "{err:?}");
     assert!(matches!(err, DriveError::Handshake(_)), "{err:?}");
+    assert!(
+        transport.clock.0 >= deadline.as_millis(),
+        "gave up at {} ms, before the deadline",
+        transport.clock.0
+    );
 }
 
 #[test]
 fn a_short_handshake_is_keyxchgfail_12() {
     let mut block = plaintext_handshake(1).pending().to_vec();
     block.truncate(300);
-    let mut transport = Memory::new(block, &[64], usize::MAX);
+    let mut transport = Embedded::new(Memory::new(block, &[64], usize::MAX), NoClock);
     let err =
         drive_handshake(&mut transport, plaintext_handshake(2)).expect_err("300 of 512 bytes");
     assert_eq!(err.code(), 12);
@@ -387,4 +436,22 @@ fn a_clean_end_while_a_reply_is_awaited_is_eof_error_2() {
     let err = link.wait_for_reply(1).expect_err("no reply comes");
     assert_eq!(err, DriveError::Closed);
     assert_eq!(err.code(), 2);
+}
+
+/// Full duplex: a write that cannot go through keeps no read from happening.
+#[test]
+fn the_driver_reads_while_its_write_waits() {
+    let shell = MsgHeader::new(Cmd::DBG_SHELL)
+        .seal(WireOrder::Little, &[], &[], &SoftCrc32c)
+        .expect("a valid header");
+    let mut link = link_over(after_handshake(&shell));
+    link.io().accept(Cmd::DBG_SHELL).expect("accept list");
+    link.transport().io.writable = false;
+    link.io()
+        .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
+        .expect("room");
+    let got = link.next_event(|e| matches!(e, Event::Message { .. }));
+    assert_eq!(got, Ok(Some(true)), "the peer's command arrived");
+    let [waiting, _] = link.io().pending();
+    assert_eq!(waiting.len(), 32, "our ping still waits to be written");
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use h2msg::Event;
 use h2msg::wire::{Cmd, IoqError, MsgHeader, SoftCrc32c, WireOrder};
 use h2msg::{HandshakeError, KeyExchangeFailure};
-use h2msg_std::blocking::{self, DriveError, std_iocom};
+use h2msg_std::blocking::{self, DriveError, Duplex, std_iocom};
 use h2msg_std::tokio_driver::{Link, drive_handshake};
-use h2msg_tests::{big_aux, plaintext_handshake};
+use h2msg_tests::{big_aux, plaintext_handshake_until};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,23 +27,31 @@ fn blocking_peer<T: Send + 'static>(
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("bound address").to_string();
     let thread = thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        blocking::drive_handshake(&mut stream, plaintext_handshake(1), TIMEOUT)
+        let (stream, _) = listener.accept().expect("accept");
+        let mut duplex = Duplex::new(stream).expect("the duplex driver's threads");
+        let deadline = Some(blocking::now() + TIMEOUT);
+        blocking::drive_handshake(&mut duplex, plaintext_handshake_until(1, deadline))
             .expect("the blocking side's handshake");
-        peer(stream)
+        peer(
+            duplex
+                .into_inner()
+                .expect("the handshake reads nothing past its block"),
+        )
     });
     (address, thread)
 }
 
 /// Connects and runs the tokio handshake.
 async fn tokio_side(address: &str) -> Link<tokio::net::TcpStream> {
-    let mut stream = tokio::net::TcpStream::connect(address)
+    let mut stream = h2msg_std::tokio_driver::connect_tcp(address)
         .await
         .expect("connect");
-    drive_handshake(&mut stream, plaintext_handshake(2), TIMEOUT)
+    assert!(
+        stream.nodelay().expect("a TCP option"),
+        "TCP_NODELAY is set"
+    );
+    let deadline = Some(blocking::now() + TIMEOUT);
+    drive_handshake(&mut stream, plaintext_handshake_until(2, deadline))
         .await
         .expect("the tokio side's handshake");
     let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes");
@@ -58,7 +66,8 @@ async fn pings_are_answered_and_64k_of_aux_goes_there_and_back() {
     let (address, peer) = blocking_peer(|stream| {
         let mut io = std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes");
         io.accept(Cmd::DBG_SHELL).expect("accept list");
-        let mut link = blocking::Link::new(stream, io);
+        let duplex = Duplex::new(stream).expect("the duplex driver's threads");
+        let mut link = blocking::Link::new(duplex, io);
         let mut echoed = 0;
         while let Some(command) = link
             .next_event(|e| match e {
@@ -150,7 +159,7 @@ async fn garbage_to_the_blocking_side_is_sync_error_1_there() {
 
     let (address, peer) = blocking_peer(|stream| {
         let mut link = blocking::Link::new(
-            stream,
+            Duplex::new(stream).expect("the duplex driver's threads"),
             std_iocom(h2msg::LinkSetup::plaintext(), 0).expect("C sizes"),
         );
         loop {
@@ -234,7 +243,8 @@ async fn a_silent_peer_fails_the_handshake_with_keyxchgfail_12_at_the_timeout() 
         .expect("connect");
     let limit = Duration::from_millis(200);
     let start = Instant::now();
-    let err = drive_handshake(&mut stream, plaintext_handshake(3), limit)
+    let deadline = Some(blocking::now() + limit);
+    let err = drive_handshake(&mut stream, plaintext_handshake_until(3, deadline))
         .await
         .expect_err("the peer never sends its block");
     let waited = start.elapsed();
@@ -246,7 +256,11 @@ async fn a_silent_peer_fails_the_handshake_with_keyxchgfail_12_at_the_timeout() 
         ),
         "{err:?}"
     );
-    assert!(waited >= limit, "gave up after {waited:?}");
+    // The drivers' clock counts whole milliseconds: a deadline may come up to one early.
+    assert!(
+        waited + Duration::from_millis(1) >= limit,
+        "gave up after {waited:?}"
+    );
     assert!(waited < TIMEOUT, "waited {waited:?}");
     drop(stream);
     silent.join().expect("the silent side");
@@ -254,24 +268,27 @@ async fn a_silent_peer_fails_the_handshake_with_keyxchgfail_12_at_the_timeout() 
 
 #[test]
 fn the_blocking_handshake_also_gives_up_at_its_timeout() {
-    // A handshake without a deadline of its own: only the driver's timeout can end it.
+    // The deadline goes through the handshake's time seam: no OS read timeout is set.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("bound address");
     let silent = thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
         let _ = io::copy(&mut stream, &mut io::sink());
     });
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("read timeout");
+    let stream = TcpStream::connect(address).expect("connect");
+    let mut stream = Duplex::new(stream).expect("the duplex driver's threads");
     let limit = Duration::from_millis(200);
     let start = Instant::now();
-    let err = blocking::drive_handshake(&mut stream, plaintext_handshake(4), limit)
+    let deadline = Some(blocking::now() + limit);
+    let err = blocking::drive_handshake(&mut stream, plaintext_handshake_until(4, deadline))
         .expect_err("the peer never sends its block");
     let waited = start.elapsed();
     assert_eq!(err.code(), 12);
-    assert!(waited >= limit, "gave up after {waited:?}");
+    // The drivers' clock counts whole milliseconds: a deadline may come up to one early.
+    assert!(
+        waited + Duration::from_millis(1) >= limit,
+        "gave up after {waited:?}"
+    );
     assert!(waited < TIMEOUT, "waited {waited:?}");
     drop(stream);
     silent.join().expect("the silent side");
@@ -357,4 +374,26 @@ fn io_error_conversion_keeps_the_transport_error_and_wraps_the_verdicts() {
         io::Error::from(DriveError::Stalled).kind(),
         io::ErrorKind::Other
     );
+}
+
+/// tokio panics when a sleep is made on a runtime without its time driver; the driver
+/// turns that into an error the caller can report.
+#[test]
+fn a_runtime_without_its_time_driver_is_a_clear_error_not_a_panic() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime without enable_time");
+    let err = runtime
+        .block_on(async {
+            let (mut ours, _theirs) = tokio::io::duplex(4096);
+            let deadline = Some(blocking::now() + TIMEOUT);
+            drive_handshake(&mut ours, plaintext_handshake_until(5, deadline)).await
+        })
+        .expect_err("a deadline needs the time driver");
+    assert!(
+        err.to_string()
+            .contains(h2msg_std::tokio_driver::NO_TIME_DRIVER),
+        "{err}"
+    );
+    assert_eq!(err.code(), 3);
 }

@@ -1,67 +1,137 @@
-//! A blocking driver over `embedded_io` 0.7 `Read + Write`: UARTs, USB CDC, a TCP socket
-//! of an embedded stack. No allocation, no clock: bound a handshake's wait with the
-//! transport's own timeout.
+//! A driver over `embedded_io` 0.7: UARTs, USB CDC, a TCP socket of an embedded stack.
+//! No allocation. Full duplex through the transport's `ReadReady` / `WriteReady` (a read
+//! or write is tried only when it would not block), and time through a [`Clock`] the
+//! board supplies; the loop itself is the core's one driver loop ([`super::Link`]).
 
-use embedded_io::{ErrorKind, Read, Write};
-use rand_core::Rng;
+use embedded_io::{ErrorKind, Read, ReadReady, Write, WriteReady};
 
-use super::{DriveError, HandshakeNext, HandshakePump, NextIo, Pump, reply_error};
+use super::{IoInterest, Transport, TryIoError};
 use crate::handshake::{Handshake, RawRsa, Session};
-use crate::iocom::{Event, Iocom};
-use crate::wire::Crc32c;
+use crate::time::Instant;
 
-/// Whether a transport result asks to be retried (`Interrupted`), as a signal-interrupted
-/// system call does.
-fn interrupted<E: embedded_io::Error>(result: &Result<usize, E>) -> bool {
-    matches!(result, Err(e) if e.kind() == ErrorKind::Interrupted)
+use super::DriveError;
+
+/// The board's monotonic millisecond clock (a SysTick counter, an RTC).
+pub trait Clock {
+    /// Milliseconds since an origin of the clock's choice.
+    fn now(&mut self) -> Instant;
 }
 
-/// Runs a handshake over `transport`: writes our 512 bytes, then reads the peer's. A read
-/// that fails with [`ErrorKind::TimedOut`] — the transport's timeout, this driver's only
-/// clock — ends the handshake as its deadline would: KEYXCHGFAIL (12, §11 H7), not SOCK.
+/// A clock that never moves: the core's timers never fall due. For a board without a
+/// clock, with [`Liveness::OFF`](crate::Liveness::OFF) and no handshake deadline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoClock;
+
+impl Clock for NoClock {
+    fn now(&mut self) -> Instant {
+        Instant::ZERO
+    }
+}
+
+/// An `embedded_io` transport and a clock as a [`Transport`].
 ///
-/// # Errors
-/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14).
-pub fn drive_handshake<T, K>(
-    transport: &mut T,
-    hs: Handshake<K>,
-) -> Result<Session, DriveError<T::Error>>
+/// [`wait`](Transport::wait) polls the ready flags and the clock until one says go: a
+/// board with interrupts or a low-power wait wraps its own `Transport` instead.
+#[derive(Debug)]
+pub struct Embedded<T, K> {
+    /// The transport.
+    pub io: T,
+    /// The clock.
+    pub clock: K,
+}
+
+impl<T, K> Embedded<T, K> {
+    /// `io` with `clock`.
+    pub const fn new(io: T, clock: K) -> Self {
+        Self { io, clock }
+    }
+}
+
+impl<T, K> Transport for Embedded<T, K>
 where
-    T: Read + Write,
-    K: RawRsa,
+    T: Read + Write + ReadReady + WriteReady,
+    K: Clock,
 {
-    let mut pump = HandshakePump::new(hs);
+    type Error = T::Error;
+
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, TryIoError<T::Error>> {
+        if !self.io.read_ready().map_err(TryIoError::Failed)? {
+            return Err(TryIoError::WouldBlock);
+        }
+        retry_interrupted(|| self.io.read(buf))
+    }
+
+    fn try_write(&mut self, pending: [&[u8]; 2]) -> Result<usize, TryIoError<T::Error>> {
+        if !self.io.write_ready().map_err(TryIoError::Failed)? {
+            return Err(TryIoError::WouldBlock);
+        }
+        // No vectored write in embedded_io: the older slice holds the oldest bytes
+        // whenever any wait.
+        let [oldest, _] = pending;
+        retry_interrupted(|| self.io.write(oldest))
+    }
+
+    fn flush(&mut self) -> Result<(), T::Error> {
+        self.io.flush()
+    }
+
+    fn wait(&mut self, interest: IoInterest, until: Option<Instant>) -> Result<(), T::Error> {
+        loop {
+            if interest.read && self.io.read_ready()? {
+                return Ok(());
+            }
+            if interest.write && self.io.write_ready()? {
+                return Ok(());
+            }
+            if until.is_some_and(|at| self.clock.now() >= at) {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    fn now(&mut self) -> Instant {
+        self.clock.now()
+    }
+}
+
+/// Repeats a call its transport interrupted (as a signal interrupts a system call);
+/// a timeout of the transport is a "not now", never a failure.
+fn retry_interrupted<E: embedded_io::Error>(
+    mut call: impl FnMut() -> Result<usize, E>,
+) -> Result<usize, TryIoError<E>> {
     loop {
-        match pump.next_step()? {
-            HandshakeNext::Write => {
-                let result = transport.write(pump.pending());
-                if !interrupted(&result) {
-                    pump.on_write(result)?;
-                    if pump.pending().is_empty() {
-                        transport.flush().map_err(DriveError::Io)?;
-                    }
-                }
-            }
-            HandshakeNext::Read => {
-                let result = transport.read(pump.read_buf());
-                if matches!(&result, Err(e) if embedded_io::Error::kind(e) == ErrorKind::TimedOut) {
-                    return Err(pump.timed_out());
-                }
-                if !interrupted(&result) {
-                    pump.on_read(result)?;
-                }
-            }
-            HandshakeNext::Done(session) => return Ok(session),
+        match call() {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(TryIoError::WouldBlock),
+            Err(e) => return Err(TryIoError::Failed(e)),
+            Ok(n) => return Ok(n),
         }
     }
 }
 
-/// One connection over a blocking `embedded_io` transport, in the caller's memory.
+/// Runs a handshake over `transport` ([`super::drive_handshake`]); its deadline, given
+/// to [`Handshake::new`] on the transport's clock, ends it with KEYXCHGFAIL (12, §11 H7).
 ///
-/// `T` is the transport; the rest are the [`Iocom`]'s parameters.
+/// # Errors
+/// [`DriveError`]: the transport's (SOCK) or the handshake's (12–14).
+pub fn drive_handshake<T, K, R>(
+    transport: &mut Embedded<T, K>,
+    hs: Handshake<R>,
+) -> Result<Session, DriveError<T::Error>>
+where
+    T: Read + Write + ReadReady + WriteReady,
+    K: Clock,
+    R: RawRsa,
+{
+    super::drive_handshake(transport, hs)
+}
+
+/// One connection over an `embedded_io` transport and a clock, in the caller's memory:
+/// the core's driver loop over [`Embedded`].
 ///
 /// ```
-/// use h2msg::drive::embedded::Link;
+/// use h2msg::drive::embedded::{Embedded, Link, NoClock};
 /// use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup};
 /// use h2msg::wire::{Cmd, MessageView, MsgHeader, SoftCrc32c, WireOrder};
 /// # use core::convert::Infallible;
@@ -78,6 +148,12 @@ where
 /// #     }
 /// #     fn flush(&mut self) -> Result<(), Infallible> { Ok(()) }
 /// # }
+/// # impl embedded_io::ReadReady for Recorded<'_> {
+/// #     fn read_ready(&mut self) -> Result<bool, Infallible> { Ok(true) }
+/// # }
+/// # impl embedded_io::WriteReady for Recorded<'_> {
+/// #     fn write_ready(&mut self) -> Result<bool, Infallible> { Ok(true) }
+/// # }
 ///
 /// // The peer sends one LNK_PING, then closes.
 /// let ping = MsgHeader::new(Cmd::LNK_PING).seal(WireOrder::Little, &[], &[], &SoftCrc32c)?;
@@ -86,7 +162,8 @@ where
 /// let memory = IocomMemory { fifo: vec![0u8; 2048], aux: vec![], tx_ring: vec![0u8; 256] };
 /// let setup = LinkSetup::plaintext();
 /// let io: Iocom<_, _, _, 4> = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)?;
-/// let mut link = Link::new(transport, io);
+/// // A board without a clock: the timers never fall due.
+/// let mut link: Link<_, _, _, _, _, 4> = Link::new(Embedded::new(transport, NoClock), io);
 ///
 /// // The core answers the ping by itself; the next event is the close.
 /// let end = link.next_event(|e| matches!(e, Event::LinkDown(LinkEnd::Closed)))?;
@@ -94,105 +171,8 @@ where
 /// assert_eq!(link.next_event(|_| ())?, None);
 ///
 /// let (transport, _) = link.into_parts();
-/// let reply = MessageView::parse(&transport.output, &SoftCrc32c)?;
+/// let reply = MessageView::parse(&transport.io.output, &SoftCrc32c)?;
 /// assert!(reply.header().cmd.is_reply());
 /// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
-#[derive(Debug)]
-pub struct Link<T, M, R, C, const N: usize> {
-    transport: T,
-    pump: Pump<M, R, C, N>,
-}
-
-impl<T, M, R, C, const N: usize> Link<T, M, R, C, N>
-where
-    T: Read + Write,
-    M: AsRef<[u8]> + AsMut<[u8]>,
-    R: Rng,
-    C: Crc32c + Clone,
-{
-    /// A connection over `transport`, which has completed its handshake.
-    pub const fn new(transport: T, io: Iocom<M, R, C, N>) -> Self {
-        Self {
-            transport,
-            pump: Pump::new(io),
-        }
-    }
-
-    /// The connection, to send on or inspect.
-    pub const fn io(&mut self) -> &mut Iocom<M, R, C, N> {
-        self.pump.io()
-    }
-
-    /// The transport.
-    pub const fn transport(&mut self) -> &mut T {
-        &mut self.transport
-    }
-
-    /// The transport and the connection back.
-    pub fn into_parts(self) -> (T, Iocom<M, R, C, N>) {
-        (self.transport, self.pump.into_io())
-    }
-
-    /// Writes everything queued, then flushes the transport. `embedded_io` has no
-    /// vectored write: the two pending slices go one after the other.
-    ///
-    /// # Errors
-    /// The transport's (SOCK); the connection is then failed.
-    pub fn flush(&mut self) -> Result<(), DriveError<T::Error>> {
-        while self.pump.wants_write() {
-            // The first slice holds the oldest bytes whenever any wait.
-            let [oldest, _] = self.pump.pending();
-            let result = self.transport.write(oldest);
-            if !interrupted(&result) {
-                self.pump.on_write(result)?;
-            }
-        }
-        self.transport
-            .flush()
-            .map_err(|e| self.pump.on_transport_error(e))
-    }
-
-    /// Waits for the next event and hands it to `f`, writing everything queued before it
-    /// blocks to read. `None` once the peer closed the link cleanly and everything was
-    /// said.
-    ///
-    /// # Errors
-    /// The transport's (SOCK), or how the link failed once its last event was given.
-    pub fn next_event<U>(
-        &mut self,
-        f: impl FnOnce(Event<'_>) -> U,
-    ) -> Result<Option<U>, DriveError<T::Error>> {
-        loop {
-            if let Some(event) = self.pump.poll_event() {
-                return Ok(Some(f(event)));
-            }
-            match self.pump.next_io()? {
-                NextIo::Write => self.flush()?,
-                NextIo::Read => {
-                    let result = self.transport.read(self.pump.read_buf());
-                    if !interrupted(&result) {
-                        self.pump.on_read(result)?;
-                    }
-                }
-                NextIo::Closed => return Ok(None),
-            }
-        }
-    }
-
-    /// Waits for the reply to our message `msgid` and returns its `error` field; other
-    /// events are passed over.
-    ///
-    /// # Errors
-    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] if the peer closed
-    /// the link first.
-    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError<T::Error>> {
-        loop {
-            match self.next_event(|event| reply_error(&event, msgid))? {
-                Some(Some(error)) => return Ok(error),
-                Some(None) => {}
-                None => return Err(DriveError::Closed),
-            }
-        }
-    }
-}
+pub type Link<T, K, M, R, C, const N: usize> = super::Link<Embedded<T, K>, M, R, C, N>;

@@ -1,19 +1,18 @@
 //! The transport-independent half of a handshake driver.
 
-use super::DriveError;
-use crate::handshake::{
-    Handshake, HandshakeError, HandshakePoll, KeyExchangeFailure, RawRsa, Session,
-};
+use super::{DriveError, IoInterest};
+use crate::handshake::{Handshake, HandshakePoll, RawRsa, Session};
+use crate::time::Instant;
 
 /// What a handshake driver does next.
 #[derive(Debug)]
 pub enum HandshakeNext {
-    /// Write [`HandshakePump::pending`] and report with [`HandshakePump::on_write`]; all
-    /// 512 bytes go out before the first read (§11 H8: write them all).
-    Write,
-    /// Read into [`HandshakePump::read_buf`] (never empty when this is said) and report
-    /// with [`HandshakePump::on_read`].
-    Read,
+    /// Wait for whichever direction is ready, or until [`HandshakePump::poll_timeout`],
+    /// then write [`HandshakePump::pending`] (report with [`HandshakePump::on_write`]),
+    /// read into [`HandshakePump::read_buf`] (report with [`HandshakePump::on_read`]) and
+    /// call [`HandshakePump::handle_timeout`]. Every one of our 512 bytes goes out (§11
+    /// H8: write them all) while the peer's block may already be read.
+    Wait(IoInterest),
     /// Both blocks went through.
     Done(Session),
 }
@@ -23,7 +22,7 @@ pub enum HandshakeNext {
 /// ```
 /// use core::convert::Infallible;
 ///
-/// use h2msg::drive::{HandshakeNext, HandshakePump};
+/// use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest};
 /// use h2msg::{Handshake, KeyMode, NoRsa};
 /// use h2msg::wire::WireOrder;
 /// # struct Counter(u8);
@@ -41,10 +40,12 @@ pub enum HandshakeNext {
 /// let mode = KeyMode::<NoRsa>::Plaintext;
 /// let hs = Handshake::new(mode, &mut Counter(0), WireOrder::Little, None)?;
 /// let mut pump = HandshakePump::new(hs);
-/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Write)));
+/// let both = IoInterest { read: true, write: true };
+/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Wait(w)) if w == both));
 /// let sent = pump.pending().len();
 /// pump.on_write::<Infallible>(Ok(sent))?;
-/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Read)));
+/// let read = IoInterest { read: true, write: false };
+/// assert!(matches!(pump.next_step::<Infallible>(), Ok(HandshakeNext::Wait(w)) if w == read));
 /// pump.on_read::<Infallible>(Ok(0))?; // the peer hung up: KEYXCHGFAIL
 /// assert_eq!(pump.next_step::<Infallible>().map(drop).map_err(|e| e.code()), Err(12));
 /// # Ok::<(), Box<dyn core::error::Error>>(())
@@ -66,15 +67,40 @@ impl<K: RawRsa> HandshakePump<K> {
     /// [`DriveError::Handshake`] when the exchange failed (12–14);
     /// [`DriveError::Stalled`] for a handshake that had ended before it was given here.
     pub fn next_step<E>(&mut self) -> Result<HandshakeNext, DriveError<E>> {
-        if !self.hs.pending().is_empty() {
-            return Ok(HandshakeNext::Write);
+        // Polled only once our block is out: a handshake reported done stops offering the
+        // rest of its block. A failed one (its deadline) offers none, so it is seen here.
+        let write = !self.hs.pending().is_empty();
+        if !write {
+            match self.hs.poll() {
+                HandshakePoll::Done(session) => return Ok(HandshakeNext::Done(session)),
+                HandshakePoll::Failed(e) => return Err(DriveError::Handshake(e)),
+                HandshakePoll::InProgress => {}
+                // Reported before: given here after its end.
+                HandshakePoll::Finished => return Err(DriveError::Stalled),
+            }
         }
-        match self.hs.poll() {
-            HandshakePoll::Done(session) => Ok(HandshakeNext::Done(session)),
-            HandshakePoll::Failed(e) => Err(DriveError::Handshake(e)),
-            HandshakePoll::InProgress if !self.hs.read_buf().is_empty() => Ok(HandshakeNext::Read),
-            _ => Err(DriveError::Stalled),
+        let wants = IoInterest {
+            read: !self.hs.read_buf().is_empty(),
+            write,
+        };
+        if !wants.read && !wants.write && self.hs.poll_timeout().is_none() {
+            return Err(DriveError::Stalled);
         }
+        Ok(HandshakeNext::Wait(wants))
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called: the
+    /// handshake's deadline ([`Handshake::poll_timeout`]).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.hs.poll_timeout()
+    }
+
+    /// Tells the handshake the time ([`Handshake::handle_timeout`]): at its deadline an
+    /// unfinished exchange fails with KEYXCHGFAIL (§11 H7), said by the next
+    /// [`next_step`](Self::next_step).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.hs.handle_timeout(now);
     }
 
     /// Bytes still to send.
@@ -116,13 +142,6 @@ impl<K: RawRsa> HandshakePump<K> {
             Ok(n) => self.hs.commit_read(n).map_err(DriveError::OverCommit),
             Err(e) => Err(DriveError::Io(e)),
         }
-    }
-
-    /// The driver's own time limit passed: the error a handshake deadline gives
-    /// (KEYXCHGFAIL, §11 H7).
-    #[must_use]
-    pub const fn timed_out<E>(&self) -> DriveError<E> {
-        DriveError::Handshake(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
     }
 }
 
@@ -182,7 +201,10 @@ mod tests {
         assert_eq!(pump.on_write::<Infallible>(Ok(0)), Ok(()));
         assert!(matches!(
             pump.next_step::<Infallible>(),
-            Ok(HandshakeNext::Read)
+            Ok(HandshakeNext::Wait(IoInterest {
+                read: true,
+                write: false
+            }))
         ));
     }
 
@@ -199,5 +221,26 @@ mod tests {
             Err(DriveError::OverCommit(_))
         ));
         assert_eq!(pump.read_buf().len(), room, "nothing was taken");
+    }
+
+    /// The deadline goes through the handshake's own seam: at it, the next step is
+    /// KEYXCHGFAIL (12).
+    #[test]
+    fn the_deadline_ends_the_exchange_through_the_pump() {
+        let hs = Handshake::new(
+            KeyMode::<NoRsa>::Plaintext,
+            &mut Counting(0),
+            WireOrder::Little,
+            Some(Instant::from_millis(500)),
+        )
+        .unwrap();
+        let mut pump = HandshakePump::new(hs);
+        pump.on_write::<Infallible>(Ok(HANDSHAKE_LEN)).unwrap();
+        assert_eq!(pump.poll_timeout(), Some(Instant::from_millis(500)));
+        pump.handle_timeout(Instant::from_millis(499));
+        assert!(pump.next_step::<Infallible>().is_ok());
+        pump.handle_timeout(Instant::from_millis(500));
+        let err = pump.next_step::<Infallible>().map(drop).unwrap_err();
+        assert_eq!(err.code(), 12);
     }
 }

@@ -4,10 +4,13 @@
 //! A driver moves bytes between a transport and the sans-IO core. Whether it blocks
 //! (`h2msg-std`'s `blocking`), awaits (its `tokio_driver`) or runs on a microcontroller
 //! (`embedded`, feature `embedded-io`), it makes the same decisions: write everything
-//! queued before blocking on a read, take a read of 0 bytes as the end of input, fail the
-//! link on a transport error, and report how the link ended. [`Pump`] and
-//! [`HandshakePump`] make them once; a driver only adds its transport's calls and its own
-//! "try again".
+//! and read as the transport allows — both at once, so two peers that flood each other
+//! never block each other — take a read of 0 bytes as the end of input, tell the core the
+//! time after every wake and at its [`poll_timeout`](Pump::poll_timeout), fail the link
+//! on a transport error, and report how the link ended. [`Pump`] and [`HandshakePump`]
+//! make those decisions once; [`Link`] and [`drive_handshake`] are the loop, written once
+//! over a small [`Transport`] trait (non-blocking reads and writes, a wait, a clock). A
+//! driver only implements the trait — or, if it awaits (tokio), uses the pumps directly.
 //!
 //! Every driver returns [`DriveError`], generic over the transport's error type; its
 //! [`code`](DriveError::code) is the spec's IOQ status code (§4.4): SOCK (3) for the
@@ -18,8 +21,10 @@
 pub mod embedded;
 mod error;
 mod handshake;
+mod link;
 mod pump;
 
 pub use error::DriveError;
 pub use handshake::{HandshakeNext, HandshakePump};
-pub use pump::{NextIo, Pump, reply_error};
+pub use link::{Link, Transport, TryIoError, Waited, drive_handshake};
+pub use pump::{IoInterest, NextIo, Pump, reply_error};

@@ -5,34 +5,47 @@ use rand_core::Rng;
 
 use super::DriveError;
 use crate::iocom::{Event, Iocom, LinkEnd};
+use crate::time::Instant;
 use crate::wire::Crc32c;
+
+/// Which directions a driver waits on, once [`Pump::poll_event`] has nothing to report.
+/// Both may be set: a driver reads while a write is pending, so two peers that flood
+/// each other past their socket buffers keep draining each other instead of both
+/// blocking in a write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoInterest {
+    /// Read into [`Pump::read_buf`] (never empty when this is set) and report with
+    /// [`Pump::on_read`].
+    pub read: bool,
+    /// Write [`Pump::pending`] and report with [`Pump::on_write`].
+    pub write: bool,
+}
 
 /// What a driver does next, once [`Pump::poll_event`] has nothing to report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NextIo {
-    /// Write [`Pump::pending`] and report with [`Pump::on_write`]. Always said before
-    /// [`Read`](Self::Read): what the application queued and what the core answered by
-    /// itself (pings, unknown commands) goes out before the driver blocks on a read.
-    Write,
-    /// Read into [`Pump::read_buf`] (never empty when this is said) and report with
-    /// [`Pump::on_read`].
-    Read,
+    /// Wait for whichever of these directions is ready, or until
+    /// [`Pump::poll_timeout`], then do what is ready (both, if both are) and call
+    /// [`Pump::handle_timeout`]. Neither direction is set only while a timer runs.
+    Wait(IoInterest),
     /// The peer closed the link cleanly and everything was said and written.
     Closed,
 }
 
 /// A connection and the decisions every driver shares, whatever its transport.
 ///
-/// A driver loops: [`poll_event`](Self::poll_event) until it says `None`, then does what
-/// [`next_io`](Self::next_io) says, reporting each transport result with
+/// A driver loops: [`poll_event`](Self::poll_event) until it says `None`, then waits on
+/// what [`next_io`](Self::next_io) says — read and write interest independently, and the
+/// time until [`poll_timeout`](Self::poll_timeout) — reporting each transport result with
 /// [`on_write`](Self::on_write) or [`on_read`](Self::on_read) (after retrying what its
-/// transport calls "try again"). How the link ended is the connection's own
-/// ([`Iocom::link_end`]), so events may be taken through either.
+/// transport calls "try again") and the time with [`handle_timeout`](Self::handle_timeout)
+/// after every wake. How the link ended is the connection's own ([`Iocom::link_end`]), so
+/// events may be taken through either. [`Link`](super::Link) is that loop, written once.
 ///
 /// ```
 /// use core::convert::Infallible;
 ///
-/// use h2msg::drive::{NextIo, Pump};
+/// use h2msg::drive::{IoInterest, NextIo, Pump};
 /// use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkSetup};
 /// use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c};
 ///
@@ -45,11 +58,14 @@ pub enum NextIo {
 /// pump.io().send(MsgHeader::new(Cmd::LNK_PING), &[], &[])?;
 ///
 /// assert!(pump.poll_event().is_none());
-/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Write)); // before any read
+/// // Reading is wanted while the ping waits to be written.
+/// let both = IoInterest { read: true, write: true };
+/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Wait(both)));
 /// let [first, _] = pump.pending();
 /// let n = first.len(); // a transport that took everything
 /// pump.on_write::<Infallible>(Ok(n))?;
-/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
+/// let read = IoInterest { read: true, write: false };
+/// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Wait(read)));
 /// pump.on_read::<Infallible>(Ok(0))?; // the peer closed
 /// assert!(matches!(pump.poll_event(), Some(Event::LinkDown(_))));
 /// assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Closed));
@@ -92,33 +108,53 @@ where
         self.io.poll_event()
     }
 
-    /// What to do next, once [`poll_event`](Self::poll_event) said `None`.
+    /// What to wait for next, once [`poll_event`](Self::poll_event) said `None`.
     ///
     /// # Errors
     /// How the link failed, once it is down and everything was written
-    /// ([`DriveError::from_link_end`]); [`DriveError::Stalled`] if there is nothing to do
-    /// and the link is not finished (the core rules it out; a driver must not spin).
+    /// ([`DriveError::from_link_end`]); [`DriveError::Stalled`] if there is nothing to do,
+    /// no timer runs and the link is not finished (the core rules it out; a driver must
+    /// not wait forever).
     pub fn next_io<E>(&mut self) -> Result<NextIo, DriveError<E>> {
         let interest = self.io.interest();
-        if interest.write {
-            return Ok(NextIo::Write);
-        }
         if interest.finished {
             return match self.io.link_end().and_then(DriveError::from_link_end) {
                 Some(failure) => Err(failure),
                 None => Ok(NextIo::Closed),
             };
         }
-        if interest.read && !self.io.read_buf().is_empty() {
-            return Ok(NextIo::Read);
+        let wants = IoInterest {
+            read: interest.read && !self.io.read_buf().is_empty(),
+            write: interest.write,
+        };
+        if !wants.read && !wants.write && self.io.poll_timeout().is_none() {
+            return Err(DriveError::Stalled);
         }
-        Err(DriveError::Stalled)
+        Ok(NextIo::Wait(wants))
     }
 
     /// Whether bytes wait to be written.
     #[must_use]
     pub fn wants_write(&self) -> bool {
         self.io.interest().write
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called
+    /// ([`Iocom::poll_timeout`]); `None`: no timer runs.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.io.poll_timeout()
+    }
+
+    /// Tells the connection the time ([`Iocom::handle_timeout`]): after every wake and
+    /// at [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.io.handle_timeout(now);
+    }
+
+    /// The transport would block on a write ([`Iocom::write_would_block`]).
+    pub fn write_would_block(&mut self) {
+        self.io.write_would_block();
     }
 
     /// Bytes to write, oldest first, as two slices for a vectored write.
@@ -214,14 +250,29 @@ mod tests {
 
     type TestPump = Pump<Vec<u8>, CounterSalt, SoftCrc32c, 4>;
 
+    const READ: IoInterest = IoInterest {
+        read: true,
+        write: false,
+    };
+
     fn fresh() -> TestPump {
+        fresh_with(crate::Liveness::OFF)
+    }
+
+    fn fresh_with(liveness: crate::Liveness) -> TestPump {
         let memory = IocomMemory {
             fifo: vec![0u8; 2048],
             aux: vec![],
             tx_ring: vec![0u8; 256],
         };
         let setup = crate::LinkSetup::plaintext();
-        Pump::new(Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c).unwrap())
+        let config = crate::Config {
+            liveness,
+            ..crate::Config::default()
+        };
+        Pump::new(
+            Iocom::with_config(setup, memory, CounterSalt::default(), SoftCrc32c, config).unwrap(),
+        )
     }
 
     /// WriteZero is a write that took nothing of a non-empty buffer; a write of nothing
@@ -230,7 +281,11 @@ mod tests {
     fn a_write_of_nothing_fails_the_link_only_when_bytes_wait() {
         let mut pump = fresh();
         assert_eq!(pump.on_write::<Infallible>(Ok(0)), Ok(()));
-        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read), "still up");
+        assert_eq!(
+            pump.next_io::<Infallible>(),
+            Ok(NextIo::Wait(READ)),
+            "still up"
+        );
 
         pump.io()
             .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
@@ -311,7 +366,40 @@ mod tests {
         assert_eq!(pump.next_io::<Infallible>(), Err(DriveError::Stalled));
         assert!(matches!(pump.poll_event(), Some(Event::Message { .. })));
         assert!(pump.poll_event().is_none());
-        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Read));
+        assert_eq!(pump.next_io::<Infallible>(), Ok(NextIo::Wait(READ)));
         assert!(!pump.read_buf().is_empty());
+    }
+
+    /// A pending write does not hide read interest: the write-first policy that let two
+    /// flooding peers block each other for good is gone.
+    #[test]
+    fn read_interest_stays_while_a_write_is_pending() {
+        let mut pump = fresh();
+        pump.io()
+            .send(MsgHeader::new(Cmd::LNK_PING), &[], &[])
+            .unwrap();
+        assert_eq!(
+            pump.next_io::<Infallible>(),
+            Ok(NextIo::Wait(IoInterest {
+                read: true,
+                write: true
+            }))
+        );
+    }
+
+    /// With nothing to read (a full FIFO) a running timer is still something to wait
+    /// for; the time goes to the connection through the pump.
+    #[test]
+    fn a_running_timer_is_worth_waiting_for() {
+        let idle = core::time::Duration::from_millis(100);
+        let mut pump = fresh_with(crate::Liveness {
+            idle: Some(idle),
+            dead: Some(idle),
+            stall: None,
+        });
+        pump.handle_timeout(Instant::from_millis(0));
+        assert_eq!(pump.poll_timeout(), Some(Instant::from_millis(100)));
+        pump.handle_timeout(Instant::from_millis(100));
+        assert!(pump.wants_write(), "the keepalive ping is queued");
     }
 }
