@@ -18,7 +18,7 @@ use h2msg::ioq::TxError;
 use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, pad_len};
 use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 use h2msg::{Event, SendError};
-use h2msg::{Handshake, KeyMode, LinkSetup, NoRsa, RsaKeys};
+use h2msg::{Handshake, KeyMode, LinkSetup, Liveness, NoRsa, RsaKeys};
 use h2msg::{ModeChoice, StreamMode};
 use indicatif::ProgressBar;
 
@@ -243,7 +243,7 @@ fn bench_link(
         }
     };
     let setup = LinkSetup::negotiate(session, choice).map_err(other)?;
-    let io = shell_connection(setup).map_err(other)?;
+    let io = shell_connection(setup, Liveness::default()).map_err(other)?;
     Ok(Link::new(s, io))
 }
 

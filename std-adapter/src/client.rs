@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use h2msg::drive::{DriveError, Waited};
 use h2msg::wire::{Cmd, MsgHeader};
-use h2msg::{Event, HandshakeError, KeyExchangeFailure};
+use h2msg::{Event, HandshakeError, KeyExchangeFailure, Liveness};
 
 use h2msg::ModeChoice;
 use log::info;
@@ -43,12 +43,13 @@ pub fn connect_within(
     timeout: Duration,
 ) -> io::Result<(Link<Stream>, LinkTerms)> {
     let stream = endpoint.connect_within(timeout)?;
-    let (link, terms) = open_link(stream, keys, timeout, mode).map_err(|e| match e {
-        LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
-            KeyExchangeFailure::Timeout,
-        ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
-        e => other(e),
-    })?;
+    let (link, terms) =
+        open_link(stream, keys, timeout, mode, Liveness::default()).map_err(|e| match e {
+            LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
+                KeyExchangeFailure::Timeout,
+            ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
+            e => other(e),
+        })?;
     info!("{endpoint}: link up ({terms})");
     Ok((link, terms))
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::wire::{Cmd, MsgHeader};
-use h2msg::{ModeChoice, StreamMode};
+use h2msg::{Liveness, ModeChoice, StreamMode};
 
 use crate::client::{connect, shell_exchange};
 use crate::keys::KeyDir;
@@ -70,7 +70,15 @@ pub fn run_demo(pings: u32) -> io::Result<DemoReport> {
         let slot = LinkRegistry::new(1, 1)
             .admit(&stream)
             .map_err(|e| format!("the demo's one link was refused: {e}"))?;
-        serve(stream, &node, &slot, HANDSHAKE_TIMEOUT, ModeChoice::Auto).map_err(|e| e.to_string())
+        serve(
+            stream,
+            &node,
+            &slot,
+            HANDSHAKE_TIMEOUT,
+            ModeChoice::Auto,
+            Liveness::default(),
+        )
+        .map_err(|e| e.to_string())
     });
 
     let start = Instant::now();

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use h2msg::wire::{Cmd, WireOrder};
 use h2msg::{
-    Handshake, KeyMode, LinkSetup, MemoryError, ModeChoice, NegotiateError, NonePeer, RsaKeys,
-    SendError, StreamMode,
+    Config, Handshake, KeyMode, LinkSetup, Liveness, MemoryError, ModeChoice, NegotiateError,
+    NonePeer, RsaKeys, SendError, StreamMode,
 };
 
-use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom};
+use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom_with};
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::transport::Stream;
 
@@ -153,7 +153,8 @@ pub fn handshake(
 /// A link over `stream`: the handshake, then a connection in the agreed stream mode that
 /// takes `DBG_SHELL` — commands on the service's side, and the replies to ours on a
 /// client's (a connection drops replies to commands it does not take). The core answers
-/// pings and unknown commands itself.
+/// pings and unknown commands itself, and keeps the link alive as `liveness` says
+/// (docs/liveness.md).
 ///
 /// # Errors
 /// [`LinkError`].
@@ -162,19 +163,24 @@ pub fn open_link(
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
+    liveness: Liveness,
 ) -> Result<(Link<Stream>, LinkTerms), LinkError> {
     let mut duplex = Duplex::new(stream)?;
     let (terms, setup) = handshake(&mut duplex, keys, timeout, choice)?;
-    let io = shell_connection(setup)?;
+    let io = shell_connection(setup, liveness)?;
     Ok((Link::new(duplex, io), terms))
 }
 
-/// A std connection built from `setup` that takes `DBG_SHELL`.
+/// A std connection built from `setup` that takes `DBG_SHELL`, with the `liveness` rules.
 ///
 /// # Errors
 /// [`LinkError::Memory`] if the std memory does not fit the mode (it always does).
-pub fn shell_connection(setup: LinkSetup) -> Result<StdIocom, LinkError> {
-    let mut io = std_iocom(setup, 0).map_err(LinkError::Memory)?;
+pub fn shell_connection(setup: LinkSetup, liveness: Liveness) -> Result<StdIocom, LinkError> {
+    let config = Config {
+        liveness,
+        ..Config::default()
+    };
+    let mut io = std_iocom_with(setup, 0, config).map_err(LinkError::Memory)?;
     io.accept(Cmd::DBG_SHELL).map_err(crate::other)?;
     Ok(io)
 }

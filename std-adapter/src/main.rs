@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
 use h2msg::wire::limits::MSGAUX_MAX;
-use h2msg::{ModeChoice, StreamMode};
+use h2msg::{Liveness, ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};
@@ -45,6 +45,44 @@ impl std::fmt::Display for Seconds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0.as_secs_f64())
     }
+}
+
+/// A timeout in seconds that 0 turns off.
+#[derive(Clone, Copy, Debug)]
+struct OptionalSeconds(Option<Duration>);
+
+/// Parses 0 (off) or a timeout as [`parse_timeout`] does.
+fn parse_optional_timeout(text: &str) -> Result<OptionalSeconds, String> {
+    if text.trim().parse::<f64>().is_ok_and(|secs| secs == 0.0) {
+        return Ok(OptionalSeconds(None));
+    }
+    parse_timeout(text).map(|Seconds(d)| OptionalSeconds(Some(d)))
+}
+
+/// The service's liveness rules from its options: ping after `keepalive` of silence, drop
+/// the peer at `idle_timeout` of silence (the ping's `dead` time is the difference), drop
+/// a link whose writes stall for `stall`.
+fn liveness(
+    keepalive: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    stall: Option<Duration>,
+) -> Result<Liveness, String> {
+    let dead = match (keepalive, idle_timeout) {
+        (Some(ping), Some(drop)) if drop <= ping => {
+            return Err(format!(
+                "--idle-timeout {} must exceed --keepalive {}: the ping comes first",
+                drop.as_secs_f64(),
+                ping.as_secs_f64()
+            ));
+        }
+        (Some(ping), Some(drop)) => Some(drop.saturating_sub(ping)),
+        _ => None,
+    };
+    Ok(Liveness {
+        idle: keepalive,
+        dead,
+        stall,
+    })
 }
 
 /// Parses a timeout in seconds from [`SHORTEST_TIMEOUT`] to [`LONGEST_TIMEOUT`] (NaN and
@@ -132,6 +170,22 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKES_PER_PEER,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         handshakes_per_peer: usize,
+        /// Seconds without a byte from a peer before it is pinged (0.01 to 86400, or 0: no
+        /// pings and no dead-peer rule).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_optional_timeout,
+              default_value = "30")]
+        keepalive: OptionalSeconds,
+        /// Seconds without a byte from a peer before its link is dropped as dead (0.01 to
+        /// 86400, or 0: never); more than --keepalive, whose ping comes first. PEERTIMEOUT
+        /// (30) in the log.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_optional_timeout,
+              default_value = "60")]
+        idle_timeout: OptionalSeconds,
+        /// Seconds a link's answers may wait unwritten before it is dropped for not
+        /// reading (0.01 to 86400, or 0: never). WRSTALL (31) in the log.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_optional_timeout,
+              default_value = "60")]
+        stall_timeout: OptionalSeconds,
         #[command(flatten)]
         mode: ModeArg,
     },
@@ -234,6 +288,9 @@ fn run(cli: Cli) -> Result<(), String> {
             max_links,
             handshake_timeout,
             handshakes_per_peer,
+            keepalive,
+            idle_timeout,
+            stall_timeout,
             mode,
         } => {
             let config = ServiceConfig {
@@ -242,6 +299,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 handshake_timeout: handshake_timeout.0,
                 handshakes_per_peer,
                 mode: mode.choice,
+                liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }

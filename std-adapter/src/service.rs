@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::ModeChoice;
 use h2msg::ioq::TxError;
 use h2msg::wire::MsgHeader;
 use h2msg::{Event, IocomStats, SendError};
+use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
 use crate::blocking::Link;
@@ -261,8 +261,9 @@ pub fn serve(
     slot: &LinkSlot,
     handshake_timeout: Duration,
     choice: ModeChoice,
+    liveness: Liveness,
 ) -> Result<(), LinkError> {
-    let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice)?;
+    let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice, liveness)?;
     slot.update(|e| e.terms = Some(terms));
     info!("link {}: up ({terms})", slot.id);
     // `next_event` gives `None` on a clean close and the decoder's IOQ error on a failed
@@ -354,6 +355,8 @@ pub struct ServiceConfig {
     pub handshakes_per_peer: usize,
     /// The stream modes we accept.
     pub mode: ModeChoice,
+    /// When a link's peer is pinged, dropped as dead, or dropped for not reading.
+    pub liveness: Liveness,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -422,11 +425,12 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         };
         workers.retain(|w| !w.is_finished());
         let (keys, timeout, mode) = (keys.clone(), config.handshake_timeout, config.mode);
+        let liveness = config.liveness;
         let worker = thread::Builder::new()
             .name(format!("link-{}", slot.id))
             .spawn(move || {
                 let peer = stream.peer_name();
-                match serve(stream, &keys, &slot, timeout, mode) {
+                match serve(stream, &keys, &slot, timeout, mode, liveness) {
                     Ok(()) => info!("link {} ({peer}): closed", slot.id),
                     Err(e) => warn!("link {} ({peer}): {e}", slot.id),
                 }

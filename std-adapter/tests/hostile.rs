@@ -9,45 +9,24 @@
     reason = "test code"
 )]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::Event;
 use h2msg::ModeChoice;
 use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
-use h2msg_std::blocking::{Duplex, std_iocom};
+use h2msg_std::blocking::std_iocom;
 use h2msg_std::client::{connect, shell_exchange};
 use h2msg_std::keys::KeyDir;
-use h2msg_std::link::handshake;
-use h2msg_std::transport::{Endpoint, Stream};
+use h2msg_std::transport::Endpoint;
 
 mod common;
-use common::{Service, plaintext_pair};
+use common::{Service, handshaken, plaintext_pair, time_to_close};
 
 /// How long the service gives a handshake in these tests (`--handshake-timeout`).
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(1);
-
-/// A TCP connection to the service that has completed the handshake as `client`.
-fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
-    let Stream::Tcp(tcp) = Endpoint::parse(Some(endpoint)).connect().unwrap() else {
-        unreachable!("a TCP endpoint")
-    };
-    let mut duplex = Duplex::new(Stream::Tcp(tcp)).unwrap();
-    handshake(
-        &mut duplex,
-        &KeyDir::new(client),
-        Duration::from_secs(5),
-        ModeChoice::Auto,
-    )
-    .unwrap();
-    let Stream::Tcp(tcp) = duplex.into_inner().unwrap() else {
-        unreachable!("a TCP endpoint")
-    };
-    tcp
-}
 
 /// The wire bytes of one message, encoded by a connection's transmit side.
 fn encoded(header: MsgHeader, aux: &[u8]) -> Vec<u8> {
@@ -57,23 +36,6 @@ fn encoded(header: MsgHeader, aux: &[u8]) -> Vec<u8> {
     let n = io.copy_pending(&mut bytes);
     bytes.truncate(n);
     bytes
-}
-
-/// Reads until the service closes the connection; how long that took. Fails after 10 s.
-fn time_to_close(stream: &mut TcpStream) -> Duration {
-    let start = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut sink = [0u8; 4096];
-    loop {
-        match stream.read(&mut sink) {
-            Ok(0) => return start.elapsed(),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return start.elapsed(),
-            Err(e) => panic!("the service did not close the link: {e}"),
-        }
-    }
 }
 
 #[test]

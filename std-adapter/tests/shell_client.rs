@@ -128,6 +128,7 @@ fn a_service_that_never_answers_meets_the_reply_timeout() {
             &keys,
             Duration::from_secs(10),
             h2msg::ModeChoice::Auto,
+            h2msg::Liveness::default(),
         )
         .unwrap();
         let _ = stopped.recv_timeout(Duration::from_secs(60));

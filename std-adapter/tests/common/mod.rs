@@ -9,10 +9,17 @@
 )]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use h2msg::ModeChoice;
+use h2msg_std::blocking::Duplex;
+use h2msg_std::keys::KeyDir;
+use h2msg_std::link::handshake;
+use h2msg_std::transport::{Endpoint, Stream};
 
 /// What the node's shell answers to `help` (§4.3's line, then the words h2msg adds).
 pub(crate) const HELP_TEXT: &str = "help        Command help\n\
@@ -139,4 +146,40 @@ pub(crate) fn plaintext_pair(root: &Path) -> (PathBuf, PathBuf) {
         fs::write(dir.join("remote/127.0.0.1.none"), "").unwrap();
     }
     (node, client)
+}
+
+/// A TCP connection to the service that has completed the handshake as `client`.
+pub(crate) fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
+    let Stream::Tcp(tcp) = Endpoint::parse(Some(endpoint)).connect().unwrap() else {
+        unreachable!("a TCP endpoint")
+    };
+    let mut duplex = Duplex::new(Stream::Tcp(tcp)).unwrap();
+    handshake(
+        &mut duplex,
+        &KeyDir::new(client),
+        Duration::from_secs(5),
+        ModeChoice::Auto,
+    )
+    .unwrap();
+    let Stream::Tcp(tcp) = duplex.into_inner().unwrap() else {
+        unreachable!("a TCP endpoint")
+    };
+    tcp
+}
+
+/// Reads until the service closes the connection; how long that took. Fails after 10 s.
+pub(crate) fn time_to_close(stream: &mut TcpStream) -> Duration {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!("the service did not close the link: {e}"),
+        }
+    }
 }
