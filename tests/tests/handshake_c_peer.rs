@@ -45,7 +45,7 @@ fn the_c_handshakes_decode_to_the_senders_plaintext() {
             panic!("{me} refused the C {peer}'s handshake");
         };
         assert_eq!(
-            hs.received_block().unwrap().wire_bytes()[..],
+            hs.received_block_for_testing().unwrap().wire_bytes()[..],
             sent_plain[..],
             "{me} decodes {dir}"
         );

@@ -503,10 +503,12 @@ impl<K: RawRsa> Handshake<K> {
         }
     }
 
-    /// The peer's block with the transform undone, once all 512 bytes were decoded (for
-    /// diagnostics and tests; it holds the peer's session key).
+    /// The peer's block with the transform undone, once all 512 bytes were decoded. It
+    /// holds the peer's session key, so only tests may see it.
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     #[must_use]
-    pub fn received_block(&self) -> Option<&HandshakeBlock> {
+    pub fn received_block_for_testing(&self) -> Option<&HandshakeBlock> {
         (self.decoded == HANDSHAKE_LEN).then(|| HandshakeBlock::from_wire(&self.rx))
     }
 
