@@ -386,7 +386,15 @@ pub mod fuzz {
     use super::decode_stream;
     use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
 
+    mod dump;
+    mod handshake_rx;
+    mod hostile_peer;
+    mod key_file;
     mod pump;
+    pub use dump::dump;
+    pub use handshake_rx::handshake_rx;
+    pub use hostile_peer::hostile_peer;
+    pub use key_file::key_file;
     pub use pump::{iocom_pump, stream_pump};
 
     /// Rewrites every CRC of the frames in `stream` that have a valid magic, so that the

@@ -197,7 +197,9 @@ fn pump_ops<'m>(mut a: Peer<'m>, mut b: Peer<'m>, data: &[u8]) {
                 let _ = side.io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], aux);
             }
             2 => {
-                let _ = side.io.open(echo, &[], &ECHO_FILLER[..arg * 5], arg & 2 == 0);
+                let _ = side
+                    .io
+                    .open(echo, &[], &ECHO_FILLER[..arg * 5], arg & 2 == 0);
             }
             3 => {
                 let known = side.requests.len().max(1);
