@@ -1,11 +1,13 @@
 //! The handshake receiver on arbitrary peer bytes in arbitrary chunking (`handshake_rx`),
 //! in plaintext mode and with a throwaway 2048-bit RSA key pair (`fuzz/keys/`).
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use h2msg::wire::limits::HANDSHAKE_LEN;
 use h2msg::wire::{HandshakeBlock, WireOrder};
-use h2msg::{Handshake, HandshakePoll, Instant, KeyMode, NoRsa, RawRsa, RsaKeys};
+use h2msg::{Handshake, HandshakePoll, Instant, KeyMode, NoRsa, RawRsa, RsaKeys, RsaOpError};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::{PrivateKey, PublicKey};
 
@@ -38,11 +40,40 @@ fn fuzz_keys() -> &'static FuzzKeys {
     })
 }
 
+/// Our keys, with the transform of our own block skipped: what is fuzzed is the receiving
+/// side, and RSA under the fuzzer's instrumentation is slow. While `sending` is set (only
+/// inside `Handshake::new`) both operations copy their input; afterwards they are the
+/// real ones.
+struct ReceiveOnlyRsa {
+    keys: RsaKeys<TestRng>,
+    sending: Rc<Cell<bool>>,
+}
+
+impl RawRsa for ReceiveOnlyRsa {
+    fn block_len(&self) -> usize {
+        self.keys.block_len()
+    }
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        if self.sending.get() {
+            out.copy_from_slice(input);
+            return Ok(());
+        }
+        self.keys.private_op(input, out)
+    }
+    fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        if self.sending.get() {
+            out.copy_from_slice(input);
+            return Ok(());
+        }
+        self.keys.peer_public_op(input, out)
+    }
+}
+
 /// The first bytes of the input say how the rest is used.
 struct Plan {
     rsa: bool,
-    /// The peer's block is built from the payload (stamped valid unless `damage`), then
-    /// transformed as an honest peer would; else the payload is the wire bytes as they are.
+    /// The peer's block is stamped valid from the payload (RSA: one of a few made once),
+    /// then damaged if `damage`; else the payload is the wire bytes as they are.
     generated: bool,
     /// Flip `damage_mask` at `damage_at` of the generated block before it is sent.
     damage: bool,
@@ -105,6 +136,11 @@ pub fn handshake_rx(data: &[u8]) {
             TestRng(seed ^ 1),
         )
         .expect("the test keys are the same size");
+        let sending = Rc::new(Cell::new(true));
+        let own = ReceiveOnlyRsa {
+            keys: own,
+            sending: Rc::clone(&sending),
+        };
         let handshake = Handshake::new(
             KeyMode::Rsa(own),
             &mut TestRng(seed),
@@ -112,13 +148,8 @@ pub fn handshake_rx(data: &[u8]) {
             deadline,
         )
         .expect("a 2048-bit key pair and a working random source");
-        let peer = RsaKeys::new(
-            keys.peer.clone(),
-            keys.own_public.clone(),
-            TestRng(seed ^ 2),
-        )
-        .expect("the test keys are the same size");
-        run(handshake, Some(peer), &plan, payload);
+        sending.set(false);
+        run(handshake, true, &plan, payload);
     } else {
         let handshake = Handshake::<NoRsa>::new(
             KeyMode::Plaintext,
@@ -127,19 +158,12 @@ pub fn handshake_rx(data: &[u8]) {
             deadline,
         )
         .expect("a plaintext handshake needs only random bytes");
-        run(handshake, None::<NoRsa>, &plan, payload);
+        run(handshake, false, &plan, payload);
     }
 }
 
-/// The peer's wire bytes and, if they are a valid block sent whole, its session key.
-fn peer_bytes<K: RawRsa>(
-    peer_keys: Option<K>,
-    plan: &Plan,
-    payload: &[u8],
-) -> (Vec<u8>, Option<[u8; 64]>) {
-    if !plan.generated {
-        return (payload.to_vec(), None);
-    }
+/// Plaintext blocks stamped valid, as an honest peer would send them; then the wire bytes.
+fn stamped_block(payload: &[u8]) -> ([u8; HANDSHAKE_LEN], [u8; 64]) {
     let mut block = [0u8; HANDSHAKE_LEN];
     for (dst, src) in block.iter_mut().zip(payload.iter().cycle()) {
         *dst = *src;
@@ -147,46 +171,68 @@ fn peer_bytes<K: RawRsa>(
     let fields = HandshakeBlock::from_wire_mut(&mut block);
     let flags = u32::from_le_bytes(fields.flags);
     fields.stamp_with_flags(WireOrder::Little, flags);
-    let mut expected = Some(fields.sess);
-    if plan.damage {
-        block[plan.damage_at] ^= plan.damage_mask;
-        expected = None;
-    }
-    if let Some(mut keys) = peer_keys {
-        // What an honest sender does (§2.4): per 256-byte block, retry the private
-        // operation until its result has the top two bits clear, then the receiver's
-        // public operation.
-        for chunk in block.chunks_exact_mut(keys.block_len()) {
-            let mut private = vec![0u8; chunk.len()];
-            let mut usable = false;
-            for _ in 0..8 {
-                if keys.private_op(chunk, &mut private).is_err() {
-                    break;
-                }
-                if private[0] & 0xC0 == 0 {
-                    usable = true;
-                    break;
-                }
-                let counter = u32::from_le_bytes(chunk[4..8].try_into().expect("4 bytes"));
-                chunk[4..8].copy_from_slice(&counter.wrapping_add(1).to_le_bytes());
-            }
-            if !usable || keys.peer_public_op(&private, chunk).is_err() {
-                // An input this sender cannot send: the receiver still gets the bytes.
-                expected = None;
-                break;
-            }
-        }
-    }
-    (block.to_vec(), expected)
+    let sess = fields.sess;
+    (block, sess)
 }
 
-fn run<K: RawRsa, P: RawRsa>(
-    mut handshake: Handshake<K>,
-    peer_keys: Option<P>,
-    plan: &Plan,
-    payload: &[u8],
-) {
-    let (wire, expected_sess) = peer_bytes(peer_keys, plan, payload);
+/// What an honest RSA peer sends (§2.4): per 256-byte block, the private operation
+/// retried until its result has the top two bits clear, then the receiver's public one.
+fn rsa_transformed(mut block: [u8; HANDSHAKE_LEN], keys: &mut impl RawRsa) -> [u8; HANDSHAKE_LEN] {
+    for chunk in block.chunks_exact_mut(keys.block_len()) {
+        let mut private = vec![0u8; chunk.len()];
+        loop {
+            keys.private_op(chunk, &mut private)
+                .expect("a stamped block is in range");
+            if private[0] & 0xC0 == 0 {
+                break;
+            }
+            let counter = u32::from_le_bytes(chunk[4..8].try_into().expect("4 bytes"));
+            chunk[4..8].copy_from_slice(&counter.wrapping_add(1).to_le_bytes());
+        }
+        keys.peer_public_op(&private, chunk)
+            .expect("the result is below the modulus");
+    }
+    block
+}
+
+/// Valid RSA blocks from the peer and their session keys, made once per process: RSA under
+/// the fuzzer's instrumentation is slow, and making one per input would double the cost of
+/// every RSA input.
+fn honest_rsa_blocks() -> &'static [([u8; HANDSHAKE_LEN], [u8; 64]); 4] {
+    static BLOCKS: OnceLock<[([u8; HANDSHAKE_LEN], [u8; 64]); 4]> = OnceLock::new();
+    BLOCKS.get_or_init(|| {
+        let keys = fuzz_keys();
+        let mut peer = RsaKeys::new(keys.peer.clone(), keys.own_public.clone(), TestRng(2))
+            .expect("the test keys are the same size");
+        core::array::from_fn(|i| {
+            let (plain, sess) = stamped_block(&[i as u8 * 61 + 1, 0x42, 0x17]);
+            (rsa_transformed(plain, &mut peer), sess)
+        })
+    })
+}
+
+/// The peer's wire bytes and, if they are a valid block sent whole, its session key. In
+/// generated mode a plaintext block is stamped from the payload; an RSA one is one of
+/// [`honest_rsa_blocks`], chosen by the payload. Damage flips bits on the wire.
+fn peer_bytes(rsa: bool, plan: &Plan, payload: &[u8]) -> (Vec<u8>, Option<[u8; 64]>) {
+    if !plan.generated {
+        return (payload.to_vec(), None);
+    }
+    let (mut block, sess) = if rsa {
+        let choice = usize::from(payload.first().copied().unwrap_or(0) & 3);
+        honest_rsa_blocks()[choice]
+    } else {
+        stamped_block(payload)
+    };
+    if plan.damage {
+        block[plan.damage_at] ^= plan.damage_mask;
+        return (block.to_vec(), None);
+    }
+    (block.to_vec(), Some(sess))
+}
+
+fn run<K: RawRsa>(mut handshake: Handshake<K>, rsa: bool, plan: &Plan, payload: &[u8]) {
+    let (wire, expected_sess) = peer_bytes(rsa, plan, payload);
     let mut now = 0u64;
     let mut timed_out = false;
     let mut taken = 0usize;

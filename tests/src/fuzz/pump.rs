@@ -1,14 +1,17 @@
 //! Two connected iocoms driven by arbitrary operations (`iocom_pump`, `stream_pump`).
 //!
 //! Built for speed: both connections borrow their memory from one per-thread buffer (no
-//! allocation or zeroing per input), the transaction tables are small, bytes move through
-//! a stack buffer, and the invariants are checked as each event arrives instead of by
-//! rescanning a growing event log.
+//! allocation or zeroing per input), the transaction tables are small, bytes move straight
+//! from one transmit ring into the other FIFO, the CRC is the hardware one, the invariants
+//! are checked as each event arrives instead of by rescanning a growing event log, and
+//! small transfers (down to one byte) run for a bounded number of steps per input, after
+//! which bytes move in whole pieces.
 
 use std::cell::RefCell;
 
-use h2msg::wire::{Cmd, MsgHeader, SoftCrc32c};
+use h2msg::wire::{Cmd, MsgHeader};
 use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkSetup, StreamMode};
+use h2msg_std::blocking::HwCrc32c;
 
 /// Transaction table capacity: small, so that a full table is reached quickly.
 const PUMP_TRANSACTIONS: usize = 16;
@@ -26,12 +29,13 @@ const ROOMY_TX_RING: usize = 8192;
 const PUMP_MEMORY: usize =
     SMALL_FIFO + SMALL_AUX + SMALL_TX_RING + ROOMY_FIFO + ROOMY_AUX + ROOMY_TX_RING;
 
-/// Largest transfer the operations choose (`1 + 15² · 13`).
-const MAX_TRANSFER: usize = 1 + 15 * 15 * 13;
 /// Largest aux of operation 1 (`15 · 97`).
 const SHELL_FILLER: [u8; 15 * 97] = [b'x'; 15 * 97];
 /// Largest aux of operation 2 (`15 · 5`).
 const ECHO_FILLER: [u8; 15 * 5] = [7; 15 * 5];
+/// Steps of the chosen transfer size per input; later steps move whole pieces, so that
+/// one-byte transfers of large messages cannot make an input slow.
+const SMALL_TRANSFER_STEPS: u32 = 256;
 /// Most distinct received requests remembered per side (what operation 3 answers).
 const REMEMBERED_REQUESTS: usize = 64;
 
@@ -39,7 +43,7 @@ thread_local! {
     static MEMORY: RefCell<Vec<u8>> = RefCell::new(vec![0; PUMP_MEMORY]);
 }
 
-type PumpIocom<'m> = Iocom<&'m mut [u8], CounterSalt, SoftCrc32c, PUMP_TRANSACTIONS>;
+type PumpIocom<'m> = Iocom<&'m mut [u8], CounterSalt, HwCrc32c, PUMP_TRANSACTIONS>;
 
 struct Peer<'m> {
     io: PumpIocom<'m>,
@@ -50,7 +54,7 @@ struct Peer<'m> {
 
 impl<'m> Peer<'m> {
     fn new(setup: LinkSetup, memory: IocomMemory<&'m mut [u8]>) -> Self {
-        let mut io = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)
+        let mut io = Iocom::new(setup, memory, CounterSalt::default(), HwCrc32c)
             .expect("memory fits every stream mode");
         io.accept(crate::sim::echo_cmd()).expect("room");
         io.accept(Cmd::DBG_SHELL).expect("room");
@@ -95,14 +99,15 @@ impl<'m> Peer<'m> {
     }
 }
 
-/// Moves at most `max` pending bytes of `from` into `to`, as a partial write then a read.
+/// Moves at most `max` pending bytes of `from` into `to`, as a partial write then a read,
+/// straight from the transmit ring (no copy, no stack buffer).
 fn transfer(from: &mut Peer<'_>, to: &mut Peer<'_>, max: usize) -> usize {
-    let mut chunk = [0u8; MAX_TRANSFER];
-    let n = from.io.copy_pending(&mut chunk[..max.min(MAX_TRANSFER)]);
+    let [first, _] = from.io.pending();
+    let n = first.len().min(max);
     if n == 0 {
         return 0;
     }
-    let taken = to.io.feed(&chunk[..n]);
+    let taken = to.io.feed(&first[..n]);
     if taken > 0 {
         from.io
             .advance_write(taken)
@@ -111,16 +116,43 @@ fn transfer(from: &mut Peer<'_>, to: &mut Peer<'_>, max: usize) -> usize {
     taken
 }
 
+/// How bytes move: `size` per transfer while `small_steps_left` lasts, then whole pieces.
+struct Transfer {
+    size: usize,
+    small_steps_left: u32,
+}
+
+impl Transfer {
+    fn next_size(&mut self) -> usize {
+        if self.small_steps_left == 0 {
+            return usize::MAX;
+        }
+        self.small_steps_left -= 1;
+        self.size
+    }
+}
+
 /// Runs until nothing moves (no bytes, no events); panics if that takes `limit` steps.
-fn run(a: &mut Peer<'_>, b: &mut Peer<'_>, transfer_size: usize, limit: u64) {
+/// A side's events are polled again only when bytes reached it or left it (nothing else
+/// can give it something new to say).
+fn run(a: &mut Peer<'_>, b: &mut Peer<'_>, how: &mut Transfer, limit: u64) {
+    let (mut poll_a, mut poll_b) = (true, true);
     for _ in 0..limit {
-        let progress = a.drain_events()
-            + b.drain_events()
-            + transfer(a, b, transfer_size)
-            + transfer(b, a, transfer_size);
-        if progress == 0 {
+        let mut events = 0;
+        if poll_a {
+            events += a.drain_events();
+        }
+        if poll_b {
+            events += b.drain_events();
+        }
+        let size = how.next_size();
+        let a_to_b = transfer(a, b, size);
+        let b_to_a = transfer(b, a, size);
+        if events + a_to_b + b_to_a == 0 {
             return;
         }
+        poll_a = a_to_b + b_to_a > 0;
+        poll_b = poll_a;
     }
     panic!("no quiescence after {limit} steps");
 }
@@ -182,16 +214,26 @@ fn pump_in(mode: StreamMode, data: &[u8]) {
 
 fn pump_ops<'m>(mut a: Peer<'m>, mut b: Peer<'m>, data: &[u8]) {
     let echo = crate::sim::echo_cmd();
-    let mut transfer_size = 64;
+    let mut how = Transfer {
+        size: 64,
+        small_steps_left: SMALL_TRANSFER_STEPS,
+    };
+    // After a run nothing moves until another operation: a second run in a row is skipped.
+    let mut settled = false;
     for &op in data {
         let arg = usize::from(op & 0x0F);
+        let is_run = op >> 4 >= 8 || (op >> 4 == 7 && arg < 14);
+        if is_run && settled {
+            continue;
+        }
+        settled = is_run;
         let (side, other) = if arg & 1 == 0 {
             (&mut a, &mut b)
         } else {
             (&mut b, &mut a)
         };
         match op >> 4 {
-            0 => transfer_size = 1 + arg * arg * 13,
+            0 => how.size = 1 + arg * arg * 13,
             1 => {
                 let aux = &SHELL_FILLER[..arg * 97];
                 let _ = side.io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], aux);
@@ -226,12 +268,12 @@ fn pump_ops<'m>(mut a: Peer<'m>, mut b: Peer<'m>, data: &[u8]) {
             }
             7 if arg == 15 => side.io.end_input(),
             7 if arg == 14 => side.io.transport_failed(),
-            _ => run(&mut a, &mut b, transfer_size, 100_000),
+            _ => run(&mut a, &mut b, &mut how, 100_000),
         }
     }
     a.io.end_input();
     b.io.end_input();
-    run(&mut a, &mut b, transfer_size, 1_000_000);
+    run(&mut a, &mut b, &mut how, 1_000_000);
     // A side whose transmit queue is full stops reading until it can answer; with the
     // peer's input closed its bytes can never leave, which a real driver learns as a
     // failed write. (This makes the ending certain; what is checked after it is that
@@ -241,7 +283,7 @@ fn pump_ops<'m>(mut a: Peer<'m>, mut b: Peer<'m>, data: &[u8]) {
             side.io.transport_failed();
         }
     }
-    run(&mut a, &mut b, transfer_size, 1_000_000);
+    run(&mut a, &mut b, &mut how, 1_000_000);
     for side in [&a, &b] {
         assert!(side.link_down, "link ends");
         assert!(
