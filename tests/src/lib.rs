@@ -386,6 +386,17 @@ pub mod fuzz {
     use super::decode_stream;
     use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
 
+    mod dump;
+    mod handshake_rx;
+    mod hostile_peer;
+    mod key_file;
+    mod pump;
+    pub use dump::dump;
+    pub use handshake_rx::handshake_rx;
+    pub use hostile_peer::hostile_peer;
+    pub use key_file::key_file;
+    pub use pump::{iocom_pump, stream_pump};
+
     /// Rewrites every CRC of the frames in `stream` that have a valid magic, so that the
     /// fuzzer reaches the size, extended-header and aux paths behind the checksums.
     pub fn repair_crcs(stream: &mut [u8]) {
@@ -434,151 +445,6 @@ pub mod fuzz {
             let icrc1 = compute_icrc1(&base, &SoftCrc32c);
             stream[at + 2..at + 4].copy_from_slice(&put16(icrc1));
             at += hlen + alen;
-        }
-    }
-
-    /// Two connected iocoms driven by arbitrary operations, each byte of `data` one step:
-    /// the high 4 bits choose the operation, the low 4 bits its argument. Bytes in flight
-    /// can be corrupted, the link cut, transactions opened, answered and aborted. Checks
-    /// that nothing panics, that the tables stay within bounds, and that after `LinkDown`
-    /// a side says nothing more.
-    pub fn iocom_pump(data: &[u8]) {
-        pump_in(h2msg::StreamMode::Seed, data);
-    }
-
-    /// [`iocom_pump`] with both sides in a protected stream mode, chosen by the first
-    /// byte (`cbc` if even, else `gcm`): corruption in flight must end the link with a
-    /// typed error, never a panic or an event after `LinkDown`.
-    pub fn stream_pump(data: &[u8]) {
-        use h2msg::StreamMode;
-        let Some((&mode, ops)) = data.split_first() else {
-            return;
-        };
-        let mode = if mode & 1 == 0 {
-            StreamMode::Cbc
-        } else {
-            StreamMode::Gcm
-        };
-        pump_in(mode, ops);
-    }
-
-    fn pump_in(mode: h2msg::StreamMode, data: &[u8]) {
-        use crate::sim::{OwnedEvent, Pair, Side, SideConfig, setup_pair};
-        use h2msg::wire::{Cmd, MsgHeader};
-
-        let small = SideConfig {
-            // The smallest FIFO a gcm link takes: a largest header plus one record.
-            fifo: 2048 + 80,
-            aux: 1024,
-            tx_ring: 4096,
-            ..SideConfig::default()
-        };
-        let sess = |seed: u8| core::array::from_fn(|i| (i as u8).wrapping_mul(29) ^ seed);
-        let (sa, sb) = setup_pair(mode, sess(3), sess(4));
-        let mut a = Side::with_setup(&small, sa, None);
-        let mut b = Side::with_setup(&SideConfig::default(), sb, None);
-        let echo = crate::sim::echo_cmd();
-        for side in [&mut a, &mut b] {
-            side.io.accept(echo).expect("room");
-            side.io.accept(Cmd::DBG_SHELL).expect("room");
-        }
-        let mut pair = Pair::new(a, b, 64);
-        let mut received: [Vec<MsgHeader>; 2] = [Vec::new(), Vec::new()];
-        for &op in data {
-            let arg = usize::from(op & 0x0F);
-            let (side, other) = if arg & 1 == 0 {
-                (&mut pair.a, &mut pair.b)
-            } else {
-                (&mut pair.b, &mut pair.a)
-            };
-            let seen = &mut received[arg & 1];
-            match op >> 4 {
-                0 => pair.transfer = 1 + arg * arg * 13,
-                1 => {
-                    let aux = vec![b'x'; arg * 97];
-                    let _ = side.io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux);
-                }
-                2 => {
-                    let _ = side.io.open(echo, &[], &vec![7u8; arg * 5], arg & 2 == 0);
-                }
-                3 => {
-                    if let Some(h) = seen.get(arg % seen.len().max(1)).copied() {
-                        let _ = side.io.reply(&h, arg as u16, b"r", arg & 2 == 0);
-                    }
-                }
-                4 => {
-                    let _ = side.io.abort(echo, arg as u32);
-                }
-                5 => {
-                    let _ = side.io.send(
-                        MsgHeader::new(Cmd::from_raw(u32::from(op) << 20 | 1)),
-                        &[],
-                        &[],
-                    );
-                }
-                6 => {
-                    // Corrupt one byte in flight.
-                    let mut buf = [0u8; 16];
-                    let n = side.io.copy_pending(&mut buf);
-                    if n > 0 {
-                        buf[arg % n] ^= 0x40;
-                        let taken = other.io.feed(&buf[..n]);
-                        let _ = side.io.advance_write(taken);
-                    }
-                }
-                7 if arg == 15 => side.io.end_input(),
-                7 if arg == 14 => side.io.transport_failed(),
-                _ => {
-                    pair.run(100_000);
-                }
-            }
-            for (i, s) in [&pair.a, &pair.b].into_iter().enumerate() {
-                for e in &s.events {
-                    if let OwnedEvent::Message(m, _) = e
-                        && !m.header.cmd.is_reply()
-                        && !received[i].contains(&m.header)
-                    {
-                        received[i].push(m.header);
-                    }
-                }
-                // Once a side has said LinkDown, link loss has emptied both its tables.
-                if s.events
-                    .iter()
-                    .any(|e| matches!(e, OwnedEvent::LinkDown(_)))
-                {
-                    assert!(
-                        s.io.local_transactions().is_empty()
-                            && s.io.remote_transactions().is_empty()
-                    );
-                }
-                if let Some(down) = s
-                    .events
-                    .iter()
-                    .position(|e| matches!(e, OwnedEvent::LinkDown(_)))
-                {
-                    assert_eq!(down, s.events.len() - 1, "events after LinkDown");
-                }
-            }
-        }
-        pair.a.io.end_input();
-        pair.b.io.end_input();
-        pair.run(1_000_000);
-        // A side whose transmit queue is full stops reading until it can answer; with the
-        // peer's input closed its bytes can never leave, which a real driver learns as a
-        // failed write. (This makes the ending certain; what is checked after it is that
-        // the link-loss path empties both tables and says LinkDown last.)
-        for s in [&mut pair.a, &mut pair.b] {
-            if !matches!(s.events.last(), Some(OwnedEvent::LinkDown(_))) {
-                s.io.transport_failed();
-            }
-        }
-        pair.run(1_000_000);
-        for s in [&pair.a, &pair.b] {
-            assert!(
-                matches!(s.events.last(), Some(OwnedEvent::LinkDown(_))),
-                "link ends"
-            );
-            assert!(s.io.local_transactions().is_empty() && s.io.remote_transactions().is_empty());
         }
     }
 

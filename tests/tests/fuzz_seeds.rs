@@ -36,6 +36,26 @@ fn stream_pump_seeds() {
 }
 
 #[test]
+fn handshake_rx_seeds() {
+    replay("handshake_rx", h2msg_tests::fuzz::handshake_rx);
+}
+
+#[test]
+fn key_file_seeds() {
+    replay("key_file", h2msg_tests::fuzz::key_file);
+}
+
+#[test]
+fn dump_seeds() {
+    replay("dump", h2msg_tests::fuzz::dump);
+}
+
+#[test]
+fn hostile_peer_seeds() {
+    replay("hostile_peer", h2msg_tests::fuzz::hostile_peer);
+}
+
+#[test]
 fn repair_makes_a_damaged_stream_decode_again() {
     // The repair helper must really fix CRCs, or the fuzzer would never get past them.
     // (Bytes chosen outside the size fields, which repair keeps as they are.)
