@@ -14,6 +14,7 @@ use h2msg::wire::{DecodeError, MessageView, WireOrder, until_nul};
 use serde_json::json;
 
 use crate::blocking::HwCrc32c;
+use crate::read_full;
 
 /// How the dump ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -209,18 +210,4 @@ fn report_failure(failure: &RxFailure, as_json: bool, out: &mut impl Write) -> i
     } else {
         writeln!(out, "{:>8} damaged: {}", failure.offset, failure.error)
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        match input.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

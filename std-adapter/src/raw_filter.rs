@@ -9,6 +9,7 @@ use h2msg::{private_block, public_block};
 use rsa::traits::PublicKeyParts;
 
 use crate::keys::AnyKey;
+use crate::read_full;
 
 fn size(key: &AnyKey) -> usize {
     match key {
@@ -59,18 +60,4 @@ pub fn filter<R: rand_core::TryCryptoRng + ?Sized>(
             return output.flush();
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        match input.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

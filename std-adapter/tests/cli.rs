@@ -13,23 +13,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use h2msg_std::dump::{DumpEnd, dump};
 
 mod common;
-use common::{HELP_TEXT, Service, h2msg, h2msg_ok, plaintext_pair, trusted_pair};
+use common::{HELP_TEXT, Service, h2msg, h2msg_ok, plaintext_pair, spawn_shell, trusted_pair};
 
 /// Runs `h2msg shell ENDPOINT` with `input` piped in; asserts it succeeded; its output.
 fn shell(client: &Path, endpoint: &str, input: &str) -> String {
-    let mut shell = h2msg()
-        .args(["--keydir", client.to_str().unwrap(), "shell", endpoint])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut shell = spawn_shell(client, endpoint, &[]);
     shell
         .stdin
         .take()
@@ -106,19 +99,7 @@ fn link_terms(
     client_mode: &str,
 ) -> Result<String, String> {
     let service = Service::start_with(node, "127.0.0.1:0", &["--mode", service_mode]);
-    let mut shell = h2msg()
-        .args([
-            "--keydir",
-            client.to_str().unwrap(),
-            "shell",
-            &service.endpoint,
-        ])
-        .args(["--mode", client_mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut shell = spawn_shell(client, &service.endpoint, &["--mode", client_mode]);
     // A refused shell may be gone before it reads: a broken pipe here is its answer.
     let _ = shell.stdin.take().unwrap().write_all(b"status\n");
     let out = shell.wait_with_output().unwrap();

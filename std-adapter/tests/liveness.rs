@@ -12,12 +12,11 @@
 )]
 
 use std::io::Write;
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Service, h2msg, handshaken, plaintext_pair, time_to_close};
+use common::{Service, h2msg, handshaken, plaintext_pair, spawn_shell, time_to_close};
 
 /// The service pings after this much silence…
 const KEEPALIVE: Duration = Duration::from_millis(300);
@@ -37,18 +36,7 @@ fn a_silent_client_is_dropped_and_a_quiet_shell_is_kept() {
     );
 
     // A good shell, connected first, whose user thinks for three idle timeouts.
-    let mut shell = h2msg()
-        .args([
-            "--keydir",
-            client.to_str().unwrap(),
-            "shell",
-            &service.endpoint,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut shell = spawn_shell(&client, &service.endpoint, &[]);
     let mut typing = shell.stdin.take().unwrap();
     typing.write_all(b"status\n").unwrap();
 

@@ -43,6 +43,19 @@ pub(crate) fn h2msg_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// `h2msg shell ENDPOINT` with `client`'s keys and `extra` options, its standard streams
+/// piped.
+pub(crate) fn spawn_shell(client: &Path, endpoint: &str, extra: &[&str]) -> Child {
+    h2msg()
+        .args(["--keydir", client.to_str().unwrap(), "shell", endpoint])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A running `h2msg service`, killed when dropped.
 pub(crate) struct Service {
     pub(crate) child: Child,
