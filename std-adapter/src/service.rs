@@ -376,7 +376,10 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         signal_hook::consts::SIGTERM,
     ])?;
     let max_links = fit_max_links_to_open_files(config.max_links);
-    let listener = Arc::new(config.listen.bind()?);
+    let listener = config.listen.bind()?;
+    // The accept loop polls, rather than waiting in accept until a stop connects to it:
+    // a Unix socket whose file was removed cannot be connected to, by us or anyone.
+    listener.set_nonblocking(true)?;
     {
         use std::io::Write as _;
         let mut out = io::stdout().lock();
@@ -386,7 +389,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
     let signal_handle = signals.handle();
     let signal_thread = {
-        let (stopping, listener) = (Arc::clone(&stopping), Arc::clone(&listener));
+        let stopping = Arc::clone(&stopping);
         thread::spawn(move || {
             for signal in signals.forever() {
                 if stopping.swap(true, Ordering::SeqCst) {
@@ -395,16 +398,26 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
                     let _ = signal_hook::low_level::emulate_default_handler(signal);
                 }
                 info!("signal {signal}: shutting down");
-                listener.wake();
             }
         })
     };
 
     let registry = LinkRegistry::new(max_links, config.handshakes_per_peer);
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
+    let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                idle_pause = ACCEPT_PAUSE_MIN;
+                stream
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nobody is waiting: pause, longer the longer it stays quiet, so that an
+                // idle service costs little and a busy one accepts without delay.
+                thread::sleep(idle_pause);
+                idle_pause = (idle_pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
             Err(e) => {
                 // Out of descriptors or a connection reset before accept: the service
                 // stays up; the pause keeps a persistent failure from spinning.
@@ -449,6 +462,12 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     info!("stopped");
     Ok(())
 }
+
+/// The accept loop's pause after finding no connection waiting, first and at most. The
+/// longest is how late the loop sees a stop, and how long the first connection after a
+/// quiet spell may wait to be accepted (an RSA handshake takes about as long).
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(1);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 /// Descriptors the service needs besides its links' (listener, stdio, signal pipe, ...).
 const SPARE_FILES: u64 = 64;
