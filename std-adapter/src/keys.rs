@@ -304,9 +304,9 @@ impl KeyDir {
     }
 
     /// The key for `peer`: `remote/<peer>.pub`, else `remote/<peer>.none`. A `.pub` is
-    /// parsed once and again only when its file changed (see [`peer_key_parses`]
-    /// (Self::peer_key_parses)); the files are looked at every time, so a key
-    /// installed, replaced or removed applies from the next link on.
+    /// parsed once and again only when its file changed
+    /// ([`peer_key_parses`](Self::peer_key_parses)); the files are looked at every
+    /// time, so a key installed, replaced or removed applies from the next link on.
     ///
     /// # Errors
     /// [`KeyError::NoRemoteKey`] if neither exists, [`KeyError::Format`] if the `.pub`
