@@ -9,12 +9,16 @@
 //! regular file of PEM text: anything else (a FIFO, a device, DER) is refused before it is
 //! waited on or read whole.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use h2msg::wire::IoqError;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
@@ -139,18 +143,87 @@ pub enum PeerKey {
 #[derive(Clone, Debug)]
 pub struct KeyDir {
     root: PathBuf,
+    /// Shared by clones: the service hands one to each link.
+    cache: Arc<KeyCache>,
+}
+
+/// What a [`KeyDir`] has read already, so that a link costs no file parsing: our key
+/// pair once (a running service keeps the keys it started with; restart it to change
+/// them), a peer's key until its file changes.
+#[derive(Debug, Default)]
+struct KeyCache {
+    own: OnceLock<(PrivateKey, PublicKey)>,
+    peers: Mutex<HashMap<IpAddr, CachedPeerKey>>,
+    peer_key_parses: AtomicU64,
+}
+
+/// A peer's parsed key and the file it came from.
+#[derive(Debug)]
+struct CachedPeerKey {
+    stamp: FileStamp,
+    key: PublicKey,
+}
+
+/// What identifies one version of a file without reading it: which file (device, inode),
+/// its length and its modification and change times. Any write changes the times, unless
+/// it falls in the same clock tick as the reading did: a stamp whose modification time
+/// is less than [`RACY_AGE`] before the reading is not trusted (as git treats its
+/// "racily clean" entries) and the file is read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+/// How far a file's modification time must lie behind the reading for its stamp to be
+/// trusted: well beyond any file system's time granularity (FAT's is 2 s).
+const RACY_AGE: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> Self {
+        Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// Whether a file with this stamp, read just now, could still change without its
+    /// stamp changing.
+    fn is_racy(metadata: &fs::Metadata) -> bool {
+        metadata.modified().map_or(true, |modified| {
+            std::time::SystemTime::now()
+                .duration_since(modified)
+                .map_or(true, |age| age < RACY_AGE)
+        })
+    }
 }
 
 impl KeyDir {
     /// The key directory at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            cache: Arc::default(),
+        }
     }
 
     /// Its path.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// How many peer key files this directory and its clones have parsed: a file is
+    /// parsed again only when it changed.
+    #[must_use]
+    pub fn peer_key_parses(&self) -> u64 {
+        self.cache.peer_key_parses.load(Ordering::Relaxed)
     }
 
     /// Path of our private key.
@@ -177,6 +250,16 @@ impl KeyDir {
     /// # Errors
     /// [`KeyError`] naming the file.
     pub fn own_keys(&self) -> Result<(PrivateKey, PublicKey), KeyError> {
+        if let Some(keys) = self.cache.own.get() {
+            return Ok(keys.clone());
+        }
+        let keys = self.read_own_keys()?;
+        // Two first links at once may both read the files; the first to finish is kept.
+        Ok(self.cache.own.get_or_init(|| keys).clone())
+    }
+
+    /// [`own_keys`](Self::own_keys) from the files.
+    fn read_own_keys(&self) -> Result<(PrivateKey, PublicKey), KeyError> {
         let private = read_private_key(&self.private_key_path())?;
         let public_path = self.public_key_path();
         let public = parse_public_pem(&public_path, &read_own_file(&public_path)?.pem)?;
@@ -220,15 +303,33 @@ impl KeyDir {
         }
     }
 
-    /// The key for `peer`: `remote/<peer>.pub`, else `remote/<peer>.none`.
+    /// The key for `peer`: `remote/<peer>.pub`, else `remote/<peer>.none`. A `.pub` is
+    /// parsed once and again only when its file changed
+    /// ([`peer_key_parses`](Self::peer_key_parses)); the files are looked at every
+    /// time, so a key installed, replaced or removed applies from the next link on.
     ///
     /// # Errors
     /// [`KeyError::NoRemoteKey`] if neither exists, [`KeyError::Format`] if the `.pub`
     /// does not parse or has a size the handshake cannot use.
     pub fn peer_key(&self, peer: IpAddr) -> Result<PeerKey, KeyError> {
         let path = self.peer_key_path(peer);
+        if let Some(key) = self.cached_peer_key(peer, &path) {
+            return Ok(PeerKey::Rsa(key));
+        }
         match read_key_file(&path) {
-            Ok(key_file) => parse_public_pem(&path, &key_file.pem).map(PeerKey::Rsa),
+            Ok(key_file) => {
+                self.cache.peer_key_parses.fetch_add(1, Ordering::Relaxed);
+                log::debug!("read {}", path.display());
+                let key = parse_public_pem(&path, &key_file.pem)?;
+                if !FileStamp::is_racy(&key_file.metadata) {
+                    let cached = CachedPeerKey {
+                        stamp: FileStamp::of(&key_file.metadata),
+                        key: key.clone(),
+                    };
+                    self.peers().insert(peer, cached);
+                }
+                Ok(PeerKey::Rsa(key))
+            }
             Err(KeyFileError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 if path.with_extension("none").exists() {
                     Ok(PeerKey::None)
@@ -241,6 +342,30 @@ impl KeyDir {
                 reason: e.to_string(),
             }),
             Err(KeyFileError::Format(reason)) => Err(KeyError::Format { path, reason }),
+        }
+    }
+
+    fn peers(&self) -> MutexGuard<'_, HashMap<IpAddr, CachedPeerKey>> {
+        // A thread that panicked while holding it left whole entries behind: each is
+        // inserted or removed in one step.
+        self.cache
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached key of `peer` if its file at `path` is still the one it was read from;
+    /// forgets a stale entry.
+    fn cached_peer_key(&self, peer: IpAddr, path: &Path) -> Option<PublicKey> {
+        let now = fs::metadata(path).ok().map(|m| FileStamp::of(&m));
+        let mut peers = self.peers();
+        match (peers.get(&peer), now) {
+            (Some(cached), Some(stamp)) if cached.stamp == stamp => Some(cached.key.clone()),
+            (None, _) => None,
+            _ => {
+                peers.remove(&peer);
+                None
+            }
         }
     }
 

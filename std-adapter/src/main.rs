@@ -503,7 +503,11 @@ fn filter(paths: &[PathBuf], rng: &mut getrandom::SysRng) -> Result<(), String> 
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = run(Cli::parse());
+    // Log lines still queued go out before the error line and the exit (within a bound:
+    // a standard error nobody reads must not keep the process alive).
+    log::logger().flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("h2msg: {message}");

@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use h2msg::drive::Waited;
 use h2msg::ioq::TxError;
 use h2msg::wire::MsgHeader;
 use h2msg::{Event, IocomStats, SendError};
@@ -64,8 +65,8 @@ struct LinkEntry {
     ip: Option<IpAddr>,
     since: Instant,
     terms: Option<LinkTerms>,
-    /// As of the link's last request.
-    stats: IocomStats,
+    /// Published by the link's thread; read by `status`.
+    counters: Arc<LiveCounters>,
     /// A second handle, to shut the link down from the accept loop.
     socket: Stream,
 }
@@ -77,6 +78,45 @@ struct Links {
     refused: u64,
     by_id: BTreeMap<u64, LinkEntry>,
 }
+
+/// A link's counters as its thread last published them ([`STATS_REFRESH_MIN`] to
+/// [`STATS_REFRESH_MAX`] old at most): the thread owns the connection, and `status` must
+/// not wait for it, nor depend on the link making requests.
+#[derive(Debug, Default)]
+struct LiveCounters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    auto_replies: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LiveCounters {
+    fn publish(&self, stats: &IocomStats) {
+        // Each counter is exact; `status` may see one a batch ahead of another, which is
+        // as good as any moment's reading of a busy link.
+        self.received.store(stats.received, Ordering::Relaxed);
+        self.sent.store(stats.sent, Ordering::Relaxed);
+        self.auto_replies
+            .store(stats.auto_replies, Ordering::Relaxed);
+        self.dropped.store(stats.dropped, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> IocomStats {
+        IocomStats {
+            received: self.received.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            auto_replies: self.auto_replies.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How often a link's thread publishes its counters: at first, and again as soon as they
+/// changed (a busy link); the period doubles up to the longest while they stay the same,
+/// so that idle links wake rarely. A link that turns busy after a quiet spell shows it
+/// within the longest period.
+const STATS_REFRESH_MIN: Duration = Duration::from_millis(50);
+const STATS_REFRESH_MAX: Duration = Duration::from_secs(1);
 
 /// The links a service has: bounded by `max_links`, and by `handshakes_per_peer` links
 /// still in their handshake from one address — so one host that opens connections and
@@ -115,6 +155,7 @@ impl std::fmt::Display for Refusal {
 pub struct LinkSlot {
     registry: Arc<LinkRegistry>,
     id: u64,
+    counters: Arc<LiveCounters>,
 }
 
 impl LinkRegistry {
@@ -165,6 +206,7 @@ impl LinkRegistry {
         };
         links.next_id += 1;
         let id = links.next_id;
+        let counters = Arc::new(LiveCounters::default());
         links.by_id.insert(
             id,
             LinkEntry {
@@ -172,13 +214,14 @@ impl LinkRegistry {
                 ip,
                 since: Instant::now(),
                 terms: None,
-                stats: IocomStats::default(),
+                counters: Arc::clone(&counters),
                 socket,
             },
         );
         Ok(LinkSlot {
             registry: Arc::clone(self),
             id,
+            counters,
         })
     }
 
@@ -216,15 +259,16 @@ impl LinkRegistry {
             let terms = e
                 .terms
                 .map_or_else(|| "handshake".to_string(), |t| t.to_string());
+            let stats = e.counters.read();
             let _ = writeln!(
                 text,
                 "  #{id} {} {terms} up {:.1} s: received {} sent {} auto-answered {} dropped {}",
                 e.peer,
                 e.since.elapsed().as_secs_f64(),
-                e.stats.received,
-                e.stats.sent,
-                e.stats.auto_replies,
-                e.stats.dropped
+                stats.received,
+                stats.sent,
+                stats.auto_replies,
+                stats.dropped
             );
         }
         text
@@ -236,6 +280,11 @@ impl LinkSlot {
         if let Some(entry) = self.registry.lock().by_id.get_mut(&self.id) {
             f(entry);
         }
+    }
+
+    /// Makes `stats` what `status` shows for this link.
+    fn publish(&self, stats: &IocomStats) {
+        self.counters.publish(stats);
     }
 
     /// The registry it belongs to.
@@ -266,20 +315,34 @@ pub fn serve(
     let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice, liveness)?;
     slot.update(|e| e.terms = Some(terms));
     info!("link {}: up ({terms})", slot.id);
-    // `next_event` gives `None` on a clean close and the decoder's IOQ error on a failed
-    // link, once the lost transactions have been reported.
-    while let Some(request) = link.next_event(|event| match event {
-        // Only the line up to its NUL matters to the shell: copy that, not 64 KiB.
-        Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
-            Some((*msg.header(), msg.aux_until_nul().to_vec()))
-        }
-        _ => None,
-    })? {
-        let Some((header, aux)) = request else {
-            continue;
-        };
+    let mut published = IocomStats::default();
+    let mut refresh = STATS_REFRESH_MIN;
+    loop {
+        // Pings and other auto-answered traffic make no event: the wait ends at a
+        // deadline too, so that the counters are published while only they change.
+        let deadline = crate::blocking::now() + refresh;
+        // The driver gives the decoder's IOQ error on a failed link, once the lost
+        // transactions have been reported.
+        let waited = link.next_event_until(deadline, |event| match event {
+            // Only the line up to its NUL matters to the shell: copy that, not 64 KiB.
+            Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
+                Some((*msg.header(), msg.aux_until_nul().to_vec()))
+            }
+            _ => None,
+        })?;
         let stats = link.io().stats();
-        slot.update(|e| e.stats = stats);
+        if stats == published {
+            refresh = (refresh * 2).min(STATS_REFRESH_MAX);
+        } else {
+            slot.publish(&stats);
+            published = stats;
+            refresh = STATS_REFRESH_MIN;
+        }
+        let (header, aux) = match waited {
+            Waited::Event(Some(request)) => request,
+            Waited::Event(None) | Waited::Elapsed => continue,
+            Waited::Closed => break,
+        };
         debug!(
             "link {}: shell {:?}",
             slot.id,
@@ -376,7 +439,10 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         signal_hook::consts::SIGTERM,
     ])?;
     let max_links = fit_max_links_to_open_files(config.max_links);
-    let listener = Arc::new(config.listen.bind()?);
+    let listener = config.listen.bind()?;
+    // The accept loop polls, rather than waiting in accept until a stop connects to it:
+    // a Unix socket whose file was removed cannot be connected to, by us or anyone.
+    listener.set_nonblocking(true)?;
     {
         use std::io::Write as _;
         let mut out = io::stdout().lock();
@@ -386,7 +452,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
     let signal_handle = signals.handle();
     let signal_thread = {
-        let (stopping, listener) = (Arc::clone(&stopping), Arc::clone(&listener));
+        let stopping = Arc::clone(&stopping);
         thread::spawn(move || {
             for signal in signals.forever() {
                 if stopping.swap(true, Ordering::SeqCst) {
@@ -395,16 +461,26 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
                     let _ = signal_hook::low_level::emulate_default_handler(signal);
                 }
                 info!("signal {signal}: shutting down");
-                listener.wake();
             }
         })
     };
 
     let registry = LinkRegistry::new(max_links, config.handshakes_per_peer);
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
+    let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                idle_pause = ACCEPT_PAUSE_MIN;
+                stream
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nobody is waiting: pause, longer the longer it stays quiet, so that an
+                // idle service costs little and a busy one accepts without delay.
+                thread::sleep(idle_pause);
+                idle_pause = (idle_pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
             Err(e) => {
                 // Out of descriptors or a connection reset before accept: the service
                 // stays up; the pause keeps a persistent failure from spinning.
@@ -449,6 +525,12 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     info!("stopped");
     Ok(())
 }
+
+/// The accept loop's pause after finding no connection waiting, first and at most. The
+/// longest is how late the loop sees a stop, and how long the first connection after a
+/// quiet spell may wait to be accepted (an RSA handshake takes about as long).
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(1);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 /// Descriptors the service needs besides its links' (listener, stdio, signal pipe, ...).
 const SPARE_FILES: u64 = 64;
@@ -514,7 +596,10 @@ mod tests {
         let a = links.admit(&streams[0]).unwrap();
         let b = links.admit(&streams[1]).unwrap();
         assert_eq!(links.admit(&streams[2]).unwrap_err(), Refusal::Full);
-        a.update(|e| e.stats.received = 7);
+        a.publish(&IocomStats {
+            received: 7,
+            ..IocomStats::default()
+        });
         let status = shell_reply(b"status", &links).unwrap();
         assert!(
             status.starts_with("links: 2 of 2 (served 2, refused 1)\n"),

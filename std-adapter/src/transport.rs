@@ -17,9 +17,6 @@ pub const DEFAULT_PORT: u16 = 987;
 /// had no Unix sockets, so there was nothing to follow.
 pub const UNIX_PEER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// How long [`Listener::wake`] tries to connect.
-const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// A place to listen on or connect to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -276,37 +273,31 @@ impl Listener {
     /// The accept failure.
     pub fn accept(&self) -> io::Result<Stream> {
         match self {
+            // Some systems (the BSDs) pass a non-blocking listener's mode on to the
+            // sockets it accepts; the link drivers need blocking ones.
             Self::Tcp(l) => {
                 let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
                 s.set_nodelay(true)?;
                 Ok(Stream::Tcp(s))
             }
-            Self::Unix { listener, .. } => Ok(Stream::Unix(listener.accept()?.0)),
+            Self::Unix { listener, .. } => {
+                let (s, _) = listener.accept()?;
+                s.set_nonblocking(false)?;
+                Ok(Stream::Unix(s))
+            }
         }
     }
 
-    /// Wakes a thread blocked in [`accept`](Self::accept) by connecting to ourselves
-    /// (portable, unlike shutting a listening socket down).
-    pub fn wake(&self) {
+    /// Makes [`accept`](Self::accept) return `WouldBlock` instead of waiting, so that a
+    /// loop around it can also watch for a stop; accepted streams block all the same.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         match self {
-            Self::Tcp(l) => {
-                let Ok(mut addr) = l.local_addr() else {
-                    return;
-                };
-                // A wildcard address is not connectable everywhere: use loopback.
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(if addr.is_ipv4() {
-                        IpAddr::V4(Ipv4Addr::LOCALHOST)
-                    } else {
-                        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-                    });
-                }
-                // A full backlog must not hold the waker up for long.
-                let _ = TcpStream::connect_timeout(&addr, WAKE_TIMEOUT);
-            }
-            Self::Unix { path, .. } => {
-                let _ = UnixStream::connect(path);
-            }
+            Self::Tcp(l) => l.set_nonblocking(nonblocking),
+            Self::Unix { listener, .. } => listener.set_nonblocking(nonblocking),
         }
     }
 }
@@ -375,14 +366,37 @@ mod tests {
     }
 
     #[test]
-    fn wake_unblocks_accept_on_a_wildcard_listener() {
-        let listener = Endpoint::Tcp("0.0.0.0:0".into()).bind().unwrap();
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| listener.accept().map(|st| st.peer_name()));
-            std::thread::sleep(Duration::from_millis(50));
-            listener.wake();
-            let peer = waiter.join().unwrap().unwrap();
-            assert!(peer.starts_with("127.0.0.1:"), "{peer}");
-        });
+    fn a_nonblocking_listener_accepts_blocking_streams() {
+        let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let err = listener.accept().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        let _client = listener.local_endpoint().unwrap().connect().unwrap();
+        let served = loop {
+            match listener.accept() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // A read with nothing sent waits (here until its timeout), not WouldBlock at once.
+        served
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let Stream::Tcp(mut tcp) = served else {
+            unreachable!("a TCP endpoint")
+        };
+        let start = std::time::Instant::now();
+        let err = tcp.read(&mut [0u8; 1]).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(15), "did not wait");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        );
     }
 }

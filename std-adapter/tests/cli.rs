@@ -5,6 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "test code"
 )]
 
@@ -87,6 +88,55 @@ fn status_lists_the_links() {
     );
     // The prompt request and the `status` line itself have been received.
     assert!(lines[2].contains("received 2 sent 1"), "{text}");
+}
+
+/// `status` shows what a link received although that link never asked for anything: its
+/// counters are read when `status` is asked, not when the link last made a request.
+#[test]
+fn status_counts_a_link_that_only_pings() {
+    const PINGS: u32 = 1000;
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let service = Service::start(&node);
+    let endpoint = h2msg_std::transport::Endpoint::parse(Some(&service.endpoint));
+    let (mut pinger, _) = h2msg_std::client::connect(
+        &endpoint,
+        &h2msg_std::keys::KeyDir::new(&client),
+        h2msg::ModeChoice::Auto,
+    )
+    .unwrap();
+    pinger.io().accept(h2msg::wire::Cmd::LNK_PING).unwrap();
+    for msgid in 1..=PINGS {
+        let mut ping = h2msg::wire::MsgHeader::new(h2msg::wire::Cmd::LNK_PING);
+        ping.msgid = msgid;
+        pinger.io().send(ping, &[], &[]).unwrap();
+        assert_eq!(pinger.wait_for_reply(msgid).unwrap(), 0);
+    }
+    // The service publishes a busy link's counters within a fraction of a second.
+    let received = |text: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.contains("#1 "))?;
+        line.split("received ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let text = shell(&client, &service.endpoint, "status\n");
+        let pings_seen = received(&text).unwrap_or_else(|| panic!("no link #1: {text}"));
+        if pings_seen >= u64::from(PINGS) {
+            assert!(text.contains("auto-answered "), "{text}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "link #1 shows {pings_seen} received after {PINGS} pings: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(pinger);
 }
 
 /// The trust and stream mode the service's `status` shows for the one link of `client`,

@@ -258,3 +258,24 @@ fn sigterm_stops_the_service_and_closes_its_links() {
     assert!(!socket.exists());
     drop(silent);
 }
+
+#[test]
+fn sigterm_stops_the_service_after_its_socket_file_was_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, _) = plaintext_pair(t.path());
+    let socket = t.path().join("h2msg.sock");
+    let mut service = Service::start_with(&node, &format!("unix:{}", socket.display()), &[]);
+    // Someone cleaned up the run directory under the running service: nothing can connect
+    // to its socket any more, the service itself included.
+    std::fs::remove_file(&socket).unwrap();
+    let start = std::time::Instant::now();
+    let status = service
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .expect("the service stops within 5 s of SIGTERM without its socket file");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -479,3 +479,109 @@ fn a_fifo_as_a_key_file_is_refused_at_once() {
         .unwrap_err();
     assert!(e.contains("KEYFMT") && e.contains("FIFO"), "{e}");
 }
+
+/// Writes `pem` as the peer key file of 127.0.0.1, dated a minute back: old enough that
+/// a cache may trust its date (a file changed in the same clock tick as it was read
+/// would not show the change in its date).
+fn write_peer_key_dated_back(dir: &KeyDir, pem: &[u8]) {
+    let path = dir.peer_key_path(peer());
+    fs::write(&path, pem).unwrap();
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
+}
+
+#[test]
+fn a_peer_key_file_is_parsed_once_until_it_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let (first, second) = (t.path().join("first"), t.path().join("second"));
+    h2msg_ok(&["rsainit", first.to_str().unwrap()]);
+    h2msg_ok(&["rsainit", second.to_str().unwrap()]);
+    let dir = KeyDir::new(t.path().join("node"));
+    fs::create_dir_all(dir.path().join("remote")).unwrap();
+    let rsa = |key: Result<PeerKey, KeyError>| match key.unwrap() {
+        PeerKey::Rsa(key) => key,
+        PeerKey::None => panic!("an RSA peer expected"),
+    };
+    let first_key = fs::read(first.join("rsa.pub")).unwrap();
+    write_peer_key_dated_back(&dir, &first_key);
+    let key = rsa(dir.peer_key(peer()));
+    assert_eq!(dir.peer_key_parses(), 1);
+    // Unchanged: served from the cache, also to the clones each link gets.
+    assert_eq!(rsa(dir.peer_key(peer())), key);
+    assert_eq!(rsa(dir.clone().peer_key(peer())), key);
+    assert_eq!(dir.peer_key_parses(), 1);
+    // Replaced in place by a key of the same size: the next lookup has the new key.
+    write_peer_key_dated_back(&dir, &fs::read(second.join("rsa.pub")).unwrap());
+    let replaced = rsa(dir.peer_key(peer()));
+    assert_ne!(replaced, key);
+    assert_eq!(dir.peer_key_parses(), 2);
+    // A file written just now is read again each time until its date is safely past.
+    fs::write(dir.peer_key_path(peer()), &first_key).unwrap();
+    assert_eq!(rsa(dir.peer_key(peer())), key);
+    assert_eq!(rsa(dir.peer_key(peer())), key);
+    assert_eq!(dir.peer_key_parses(), 4);
+    // Removed: the peer is met as its `.none` file says, or not at all.
+    fs::remove_file(dir.peer_key_path(peer())).unwrap();
+    assert_eq!(code(&dir.peer_key(peer()).unwrap_err()), 10);
+    fs::write(dir.path().join("remote/127.0.0.1.none"), "").unwrap();
+    assert!(matches!(dir.peer_key(peer()), Ok(PeerKey::None)));
+}
+
+#[test]
+fn own_keys_are_read_once_per_key_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("node");
+    h2msg_ok(&["rsainit", root.to_str().unwrap()]);
+    let dir = KeyDir::new(&root);
+    let (private, public) = dir.own_keys().unwrap();
+    // Broken under a running service: the keys it started with stay in use.
+    fs::set_permissions(dir.private_key_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.private_key_path(), "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+    let (again, again_public) = dir.clone().own_keys().unwrap();
+    assert!(again == private && again_public == public);
+    // A new start reads the files again, and finds the damage.
+    assert_eq!(code(&KeyDir::new(&root).own_keys().unwrap_err()), 13);
+}
+
+/// Across processes: the service keeps the own keys it started with, and meets a peer
+/// with the key its file holds now.
+#[test]
+fn the_service_keeps_its_own_keys_and_follows_peer_key_changes() {
+    use std::time::Duration;
+
+    use h2msg_std::client::connect_within;
+    use h2msg_std::transport::Endpoint;
+
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = common::trusted_pair(t.path());
+    let other = t.path().join("other");
+    h2msg_ok(&["rsainit", other.to_str().unwrap()]);
+    fs::create_dir_all(other.join("remote")).unwrap();
+    fs::copy(node.join("rsa.pub"), other.join("remote/127.0.0.1.pub")).unwrap();
+    let service = common::Service::start(&node);
+    let endpoint = Endpoint::parse(Some(&service.endpoint));
+    let link = |keys: &Path| {
+        connect_within(
+            &endpoint,
+            &KeyDir::new(keys),
+            h2msg::ModeChoice::Auto,
+            Duration::from_secs(5),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    link(&client).unwrap();
+    // The service's private key file is damaged after start-up: links still work.
+    fs::set_permissions(node.join("rsa.prv"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(node.join("rsa.prv"), "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+    link(&client).unwrap();
+    // The peer key for 127.0.0.1 now is another client's: it is served, the first not.
+    fs::copy(other.join("rsa.pub"), node.join("remote/127.0.0.1.pub")).unwrap();
+    link(&other).unwrap();
+    assert!(link(&client).is_err());
+}
