@@ -102,5 +102,5 @@
 pub(crate) mod rx;
 pub(crate) mod tx;
 
-pub use rx::{FifoTooSmall, RxDecoder, RxFailure, RxPhase, RxPoll};
-pub use tx::{TxError, TxQueue};
+pub use rx::{DmsgRxDecoder, FifoTooSmall, RxDecoder, RxFailure, RxPhase, RxPoll};
+pub use tx::{DmsgTxQueue, TxError, TxQueue};

@@ -4,8 +4,11 @@ use core::fmt;
 
 use crate::buf::OverCommit;
 use crate::stream::RxCipher;
-use crate::wire::limits::{BASE_HEADER_LEN, MSGHDR_MAX};
-use crate::wire::{Cmd, Crc32c, DecodeError, IoqError, MessageView, MsgHeader, ReceivedHeader};
+use crate::wire::limits::MSGHDR_MAX;
+use crate::wire::{
+    Cmd, Crc32c, DecodeError, DmsgReceivedHeader, IoqError, MessageView, MsgHeader, ReceivedFrame,
+    ReceivedHeader,
+};
 
 /// Where the decoder is in the current message (the spec's ioq states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +65,12 @@ impl fmt::Display for RxFailure {
 
 impl core::error::Error for RxFailure {}
 
-/// What [`RxDecoder::poll`] found.
+/// What [`RxDecoder::poll`] found. `H` is the revision's received header.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum RxPoll<'a> {
+pub enum RxPoll<'a, H = ReceivedHeader> {
     /// A complete, checked message, borrowed from the decoder's memory until the next call.
-    Message(MessageView<'a>),
+    Message(MessageView<'a, H>),
     /// No complete message: give the decoder more bytes.
     NeedInput,
     /// The next message's aux data fits neither the FIFO nor the aux storage. Nothing was
@@ -106,14 +109,14 @@ impl fmt::Display for FifoTooSmall {
 impl core::error::Error for FifoTooSmall {}
 
 #[derive(Clone, Copy, Debug)]
-enum State {
+enum State<H> {
     Header1,
-    Header2(ReceivedHeader),
+    Header2(H),
     /// The whole message will sit in the FIFO.
-    AuxInFifo(ReceivedHeader),
+    AuxInFifo(H),
     /// The header is in the FIFO; `filled` aux bytes are in the aux storage.
     AuxInStorage {
-        header: ReceivedHeader,
+        header: H,
         filled: usize,
     },
     Failed {
@@ -127,8 +130,11 @@ enum State {
 
 /// The receive decoder of one connection. See the [`ioq`](crate::ioq) module.
 ///
-/// `F` is the FIFO and `A` the aux storage (arrays or lent slices), `C` the CRC-32C engine.
-pub struct RxDecoder<F, A, C> {
+/// `F` is the FIFO and `A` the aux storage (arrays or lent slices), `C` the CRC-32C engine,
+/// `H` the protocol revision's received header ([`ReceivedFrame`]): the seed era's
+/// [`ReceivedHeader`] ([`new`](Self::new)) or [`DmsgReceivedHeader`] ([`DmsgRxDecoder`]).
+/// The revision is fixed for the decoder's life.
+pub struct RxDecoder<F, A, C, H = ReceivedHeader> {
     fifo: F,
     aux_store: A,
     crc: C,
@@ -140,21 +146,22 @@ pub struct RxDecoder<F, A, C> {
     wire_end: usize,
     /// The stream mode's receive side ([`crate::stream`]).
     cipher: RxCipher,
-    /// The next message's expected sequence number (protected modes, MSGSEQ).
+    /// The next message's expected sequence number (MSGSEQ: protected modes, and always
+    /// for revisions whose framing says so).
     seq: u8,
     /// The protected stream failed at `fifo[end]`: reported once the plaintext before it
     /// is used up.
     stream_error: Option<DecodeError>,
-    state: State,
+    state: State<H>,
     /// The message delivered by the last poll and how many of its bytes are in the FIFO;
     /// consumed at the next `&mut` call.
-    held: Option<(ReceivedHeader, usize)>,
+    held: Option<(H, usize)>,
     /// Stream offset of the next message's first byte.
     offset: u64,
     input_ended: bool,
 }
 
-impl<F, A, C> fmt::Debug for RxDecoder<F, A, C> {
+impl<F, A, C, H> fmt::Debug for RxDecoder<F, A, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RxDecoder")
             .field("phase", &self.phase())
@@ -165,7 +172,7 @@ impl<F, A, C> fmt::Debug for RxDecoder<F, A, C> {
     }
 }
 
-impl<F, A, C> RxDecoder<F, A, C> {
+impl<F, A, C, H> RxDecoder<F, A, C, H> {
     /// The current phase.
     #[must_use]
     pub const fn phase(&self) -> RxPhase {
@@ -198,11 +205,38 @@ where
     A: AsRef<[u8]> + AsMut<[u8]>,
     C: Crc32c,
 {
-    /// A decoder over a FIFO of at least [`MSGHDR_MAX`] bytes and any aux storage.
+    /// A seed-era decoder over a FIFO of at least [`MSGHDR_MAX`] bytes and any aux storage
+    /// (65536 bytes accept every legal message).
     ///
     /// # Errors
     /// [`FifoTooSmall`] if the FIFO cannot hold the largest legal header.
     pub fn new(fifo: F, aux_store: A, crc: C) -> Result<Self, FifoTooSmall> {
+        Self::new_framed(fifo, aux_store, crc)
+    }
+}
+
+/// The receive decoder of a DMSG link (DMSG.md 3.1). Build it with
+/// [`RxDecoder::new_framed`]. The FIFO needs at least [`MSGHDR_MAX`] = 2048 bytes (the
+/// largest DMSG header region; libdmsg uses 8192). The aux storage takes the aux data of
+/// messages larger than the FIFO: [`DMSG_AUX_MAX`](crate::wire::limits::DMSG_AUX_MAX) =
+/// 1 MiB accepts every legal message; with less, [`RxPoll::AuxStorageTooSmall`] reports the
+/// padded aux length a message needs. The salt sequence is always checked (MSGSEQ).
+pub type DmsgRxDecoder<F, A, C> = RxDecoder<F, A, C, DmsgReceivedHeader>;
+
+impl<F, A, C, H> RxDecoder<F, A, C, H>
+where
+    F: AsRef<[u8]> + AsMut<[u8]>,
+    A: AsRef<[u8]> + AsMut<[u8]>,
+    C: Crc32c,
+    H: ReceivedFrame,
+{
+    /// A decoder for the revision `H` names (`ReceivedHeader`: the same as
+    /// [`new`](RxDecoder::new); [`DmsgReceivedHeader`]: see [`DmsgRxDecoder`]). Both
+    /// revisions' largest header is [`MSGHDR_MAX`].
+    ///
+    /// # Errors
+    /// [`FifoTooSmall`] if the FIFO cannot hold the largest legal header.
+    pub fn new_framed(fifo: F, aux_store: A, crc: C) -> Result<Self, FifoTooSmall> {
         let len = fifo.as_ref().len();
         if len < MSGHDR_MAX {
             return Err(FifoTooSmall { len });
@@ -227,14 +261,17 @@ where
     /// The message the last [`poll`](Self::poll) delivered, again: it stays available
     /// (borrowed from the decoder's memory) until the next `&mut self` call.
     #[must_use]
-    pub fn current(&self) -> Option<MessageView<'_>> {
+    pub fn current(&self) -> Option<MessageView<'_, H>> {
         let (header, fifo_bytes) = self.held?;
         let in_fifo = self.fifo.as_ref().get(self.beg..self.end)?;
-        let ext = in_fifo.get(BASE_HEADER_LEN..header.header_len())?;
-        let aux = if fifo_bytes == header.wire_len() {
-            in_fifo.get(header.header_len()..header.wire_len())?
+        let region_len = header.sizes().region_len;
+        let ext = in_fifo.get(H::BASE_LEN..region_len)?;
+        // The padding is checked but not reported where the revision gives an exact length.
+        let aux_len = header.sizes().aux_delivered_len;
+        let aux = if fifo_bytes == header.sizes().wire_len() {
+            in_fifo.get(region_len..region_len + aux_len)?
         } else {
-            self.aux_store.as_ref().get(..header.aux_len())?
+            self.aux_store.as_ref().get(..aux_len)?
         };
         Some(MessageView::from_checked_parts(header, ext, aux))
     }
@@ -250,7 +287,7 @@ where
     pub fn replace_aux_storage(&mut self, mut new: A) -> Result<A, A> {
         self.apply_release();
         if let State::AuxInStorage { header, filled } = self.state {
-            if new.as_ref().len() < header.aux_len() {
+            if new.as_ref().len() < header.sizes().aux_wire_len {
                 return Err(new);
             }
             let (Some(dst), Some(src)) = (
@@ -287,18 +324,18 @@ where
         // FIFO then keeps room for one more record beyond what the message needs.
         let record = self.cipher.record_len();
         let need = match self.state {
-            State::Header1 => BASE_HEADER_LEN,
-            State::Header2(h) => h.header_len(),
-            State::AuxInFifo(h) => h.wire_len(),
+            State::Header1 => H::BASE_LEN,
+            State::Header2(h) => h.sizes().region_len,
+            State::AuxInFifo(h) => h.sizes().wire_len(),
             State::AuxInStorage { header, filled } if record == 0 => {
-                let aux_len = header.aux_len();
+                let aux_len = header.sizes().aux_wire_len;
                 return self
                     .aux_store
                     .as_mut()
                     .get_mut(filled..aux_len)
                     .unwrap_or_default();
             }
-            State::AuxInStorage { header, .. } => header.header_len(),
+            State::AuxInStorage { header, .. } => header.sizes().region_len,
             State::Failed { .. } | State::Closed { .. } => return &mut [],
         };
         let cap = self.fifo.as_ref().len();
@@ -343,7 +380,7 @@ where
 
     /// Decodes the next message, if its bytes are all there. The message borrows the
     /// decoder's memory and is consumed by the next call of any `&mut self` method.
-    pub fn poll(&mut self) -> RxPoll<'_> {
+    pub fn poll(&mut self) -> RxPoll<'_, H> {
         self.apply_release();
         loop {
             let avail = self.end - self.beg;
@@ -366,7 +403,7 @@ where
                     return RxPoll::Closed;
                 }
                 State::Header1 => {
-                    if avail < BASE_HEADER_LEN {
+                    if avail < H::BASE_LEN {
                         if let Some(e) = self.stream_error {
                             self.fail(e);
                             continue;
@@ -378,20 +415,20 @@ where
                             self.state = State::Closed { delivered: false };
                         } else {
                             self.fail(DecodeError::Truncated {
-                                needed: BASE_HEADER_LEN,
+                                needed: H::BASE_LEN,
                                 available: avail,
                             });
                         }
                         continue;
                     }
-                    match ReceivedHeader::parse(self.unconsumed(), &self.crc) {
+                    match H::parse_base(self.unconsumed(), &self.crc) {
                         // The common case: the whole message is already here.
-                        Ok(header) if avail >= header.wire_len() => {
+                        Ok(header) if avail >= header.sizes().wire_len() => {
                             match self
                                 .check_in_fifo(header)
                                 .and_then(|()| self.check_sequence(header))
                             {
-                                Ok(()) => return self.deliver(header, header.wire_len()),
+                                Ok(()) => return self.deliver(header, header.sizes().wire_len()),
                                 Err(e) => self.fail(e),
                             }
                         }
@@ -400,35 +437,37 @@ where
                     }
                 }
                 State::Header2(header) => {
-                    if avail < header.header_len() {
+                    if avail < header.sizes().region_len {
                         if self.stall_or_truncate(header, avail) {
                             return RxPoll::NeedInput;
                         }
                         continue;
                     }
-                    let ext = self
+                    let region = self
                         .unconsumed()
-                        .get(BASE_HEADER_LEN..header.header_len())
+                        .get(..header.sizes().region_len)
                         .unwrap_or_default();
-                    if let Err(e) = header.verify_ext(ext, &self.crc) {
+                    if let Err(e) = header.check_region(region, &self.crc) {
                         self.fail(e);
                         continue;
                     }
-                    if header.wire_len() + self.cipher.record_len() <= self.fifo.as_ref().len() {
+                    if header.sizes().wire_len() + self.cipher.record_len()
+                        <= self.fifo.as_ref().len()
+                    {
                         self.state = State::AuxInFifo(header);
                         continue;
                     }
                     let available = self.aux_store.as_ref().len();
-                    if available < header.aux_len() {
+                    if available < header.sizes().aux_wire_len {
                         return RxPoll::AuxStorageTooSmall {
-                            needed: header.aux_len(),
+                            needed: header.sizes().aux_wire_len,
                             available,
                         };
                     }
                     self.move_aux_to_storage(header);
                 }
                 State::AuxInFifo(header) => {
-                    if avail < header.wire_len() {
+                    if avail < header.sizes().wire_len() {
                         if self.stall_or_truncate(header, avail) {
                             return RxPoll::NeedInput;
                         }
@@ -436,44 +475,44 @@ where
                     }
                     let aux = self
                         .unconsumed()
-                        .get(header.header_len()..header.wire_len())
+                        .get(header.sizes().region_len..header.sizes().wire_len())
                         .unwrap_or_default();
                     if let Err(e) = header
-                        .verify_aux(aux, &self.crc)
+                        .check_aux(aux, &self.crc)
                         .and_then(|()| self.check_sequence(header))
                     {
                         self.fail(e);
                         continue;
                     }
-                    return self.deliver(header, header.wire_len());
+                    return self.deliver(header, header.sizes().wire_len());
                 }
                 State::AuxInStorage { header, filled } => {
-                    let aux_len = header.aux_len();
+                    let aux_len = header.sizes().aux_wire_len;
                     if filled < aux_len {
-                        if self.stall_or_truncate(header, header.header_len() + filled) {
+                        if self.stall_or_truncate(header, header.sizes().region_len + filled) {
                             return RxPoll::NeedInput;
                         }
                         continue;
                     }
                     let aux = self.aux_store.as_ref().get(..aux_len).unwrap_or_default();
                     if let Err(e) = header
-                        .verify_aux(aux, &self.crc)
+                        .check_aux(aux, &self.crc)
                         .and_then(|()| self.check_sequence(header))
                     {
                         self.fail(e);
                         continue;
                     }
-                    return self.deliver(header, header.header_len());
+                    return self.deliver(header, header.sizes().region_len);
                 }
             }
         }
     }
 
     /// Records a delivered message and returns its view. `fifo_bytes` of it are in the FIFO.
-    fn deliver(&mut self, header: ReceivedHeader, fifo_bytes: usize) -> RxPoll<'_> {
+    fn deliver(&mut self, header: H, fifo_bytes: usize) -> RxPoll<'_, H> {
         self.state = State::Header1;
         self.held = Some((header, fifo_bytes));
-        self.offset += header.wire_len() as u64;
+        self.offset += header.sizes().wire_len() as u64;
         self.current().map_or(RxPoll::NeedInput, RxPoll::Message)
     }
 
@@ -521,13 +560,14 @@ where
         self.move_plain_to_storage();
     }
 
-    /// The protected modes' sequence check (§2.8): the salt's low byte must be the count
-    /// of messages received before this one; the count advances only on a match.
-    fn check_sequence(&mut self, header: ReceivedHeader) -> Result<(), DecodeError> {
-        if self.cipher.is_plain() {
+    /// The sequence check (§2.8; DMSG.md 2.6): the salt's low byte must be the count of
+    /// messages received before this one; the count advances only on a match. The seed era
+    /// checks it in the protected modes only, DMSG always.
+    fn check_sequence(&mut self, header: H) -> Result<(), DecodeError> {
+        if !H::ALWAYS_SEQUENCED && self.cipher.is_plain() {
             return Ok(());
         }
-        let found = header.header().salt.to_le_bytes()[0];
+        let [found, ..] = header.salt().to_le_bytes();
         if found != self.seq {
             return Err(DecodeError::MsgSeq {
                 expected: self.seq,
@@ -538,14 +578,21 @@ where
         Ok(())
     }
 
-    /// Checks the extended header and aux data of a message whose bytes are all in the FIFO.
-    fn check_in_fifo(&self, header: ReceivedHeader) -> Result<(), DecodeError> {
-        header.verify_body(self.unconsumed(), &self.crc).map(drop)
+    /// Checks the header region and aux data of a message whose bytes are all in the FIFO.
+    fn check_in_fifo(&self, header: H) -> Result<(), DecodeError> {
+        let message = self.unconsumed();
+        let region = message.get(..header.sizes().region_len).unwrap_or_default();
+        let aux = message
+            .get(header.sizes().region_len..header.sizes().wire_len())
+            .unwrap_or_default();
+        header
+            .check_region(region, &self.crc)
+            .and_then(|()| header.check_aux(aux, &self.crc))
     }
 
     /// Missing bytes of the current message: `true` means wait for input; `false` means
     /// the input ended inside the message and the decoder has failed (EOF, §5.2).
-    fn stall_or_truncate(&mut self, header: ReceivedHeader, have: usize) -> bool {
+    fn stall_or_truncate(&mut self, header: H, have: usize) -> bool {
         if let Some(e) = self.stream_error {
             self.fail(e);
             return false;
@@ -554,7 +601,7 @@ where
             return true;
         }
         self.fail(DecodeError::Truncated {
-            needed: header.wire_len(),
+            needed: header.sizes().wire_len(),
             available: have,
         });
         false
@@ -573,7 +620,7 @@ where
     /// AUXDATA1 of the spec for a message too large for the FIFO: every buffered byte after
     /// the header is aux data of this message (header + aux exceeds the FIFO, so no later
     /// message can be buffered yet); move them to the aux storage.
-    fn move_aux_to_storage(&mut self, header: ReceivedHeader) {
+    fn move_aux_to_storage(&mut self, header: H) {
         self.state = State::AuxInStorage { header, filled: 0 };
         self.move_plain_to_storage();
     }
@@ -586,11 +633,11 @@ where
         let State::AuxInStorage { header, filled } = self.state else {
             return;
         };
-        let start = self.beg + header.header_len();
+        let start = self.beg + header.sizes().region_len;
         let take = self
             .end
             .saturating_sub(start)
-            .min(header.aux_len().saturating_sub(filled));
+            .min(header.sizes().aux_wire_len.saturating_sub(filled));
         if take == 0 {
             return;
         }

@@ -6,9 +6,7 @@ use rand_core::Rng;
 
 use crate::buf::OverCommit;
 use crate::stream::{MAX_CHUNK, TxCipher};
-use crate::wire::checksums::zero_pad_for;
-use crate::wire::limits::{ALIGN, BASE_HEADER_LEN};
-use crate::wire::{Cmd, Crc32c, EncodeError, MsgHeader, WireOrder};
+use crate::wire::{Crc32c, DmsgHeader, EncodeError, MsgHeader, Outgoing, SendFrame, WireOrder};
 
 /// Salt bits from a counter (1, 2, 3, …), for when reproducible salts are wanted: tests,
 /// simulations, a kernel without a cheap RNG. The salt's random bits have no security role
@@ -70,11 +68,12 @@ pub enum TxError {
     IvWrap,
 }
 
-/// What [`TxQueue::reserve`] found a message needs: its wire bytes and aux units.
+/// What [`TxQueue::reserve`] found a message needs: its wire bytes and the value of its
+/// aux size field (`A`: the revision's [`SendFrame::AuxField`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Room {
+pub(crate) struct Room<A = u16> {
     needed: usize,
-    aux_units: u16,
+    aux_field: A,
 }
 
 impl From<EncodeError> for TxError {
@@ -107,9 +106,11 @@ impl core::error::Error for TxError {}
 /// The transmit queue of one connection. See the [`ioq`](crate::ioq) module.
 ///
 /// `B` is the byte ring (an array or a lent slice; to queue every legal message it needs
-/// 2048 + 65536 bytes), `R` the source of the salt's random bits (any `rand_core` RNG; the
-/// bits are not security relevant in this era, §3.3), `C` the CRC-32C engine.
-pub struct TxQueue<B, R, C> {
+/// 2048 + 65536 bytes in the seed era, 2048 + 1 MiB in DMSG), `R` the source of the salt's
+/// random bits (any `rand_core` RNG; the bits are not security relevant, §3.3), `C` the
+/// CRC-32C engine, `H` the revision's header ([`SendFrame`]): the seed era's [`MsgHeader`]
+/// ([`new`](Self::new)) or [`DmsgHeader`] ([`DmsgTxQueue`]).
+pub struct TxQueue<B, R, C, H = MsgHeader> {
     ring: B,
     /// Index of the first unsent byte.
     head: usize,
@@ -125,9 +126,11 @@ pub struct TxQueue<B, R, C> {
     /// `gcm`: plaintext of the chunk being filled; sealed into the ring when full.
     staged: [u8; MAX_CHUNK],
     staged_len: usize,
+    /// The revision is a type only: no value of it is kept.
+    revision: core::marker::PhantomData<fn(H) -> H>,
 }
 
-impl<B, R, C> fmt::Debug for TxQueue<B, R, C> {
+impl<B, R, C, H> fmt::Debug for TxQueue<B, R, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxQueue")
             .field("queued", &self.len)
@@ -137,7 +140,7 @@ impl<B, R, C> fmt::Debug for TxQueue<B, R, C> {
     }
 }
 
-impl<B, R, C> TxQueue<B, R, C> {
+impl<B, R, C, H> TxQueue<B, R, C, H> {
     /// Number of bytes waiting to be sent.
     #[must_use]
     pub const fn pending_len(&self) -> usize {
@@ -169,9 +172,28 @@ where
     R: Rng,
     C: Crc32c,
 {
-    /// An empty queue over `ring`, sending headers in `order` (h2msg sends
+    /// An empty seed-era queue over `ring`, sending headers in `order` (h2msg sends
     /// [`WireOrder::Little`]; the other order exists for interoperability tests).
     pub fn new(ring: B, rng: R, crc: C, order: WireOrder) -> Self {
+        Self::new_framed(ring, rng, crc, order)
+    }
+}
+
+/// The transmit queue of a DMSG link (DMSG.md 3.2): 64-byte headers with `hdr_crc`, exact
+/// `aux_bytes`, aux padded to 64. Build it with [`TxQueue::new_framed`].
+pub type DmsgTxQueue<B, R, C> = TxQueue<B, R, C, DmsgHeader>;
+
+impl<B, R, C, H> TxQueue<B, R, C, H>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c,
+    H: SendFrame,
+{
+    /// An empty queue for the revision `H` names (`MsgHeader`: the same as
+    /// [`new`](TxQueue::new); [`DmsgHeader`]: see [`DmsgTxQueue`]), sending headers in
+    /// `order`.
+    pub fn new_framed(ring: B, rng: R, crc: C, order: WireOrder) -> Self {
         Self {
             ring,
             head: 0,
@@ -183,6 +205,7 @@ where
             cipher: TxCipher::Plain,
             staged: [0; MAX_CHUNK],
             staged_len: 0,
+            revision: core::marker::PhantomData,
         }
     }
 
@@ -216,7 +239,7 @@ where
     pub(crate) fn complete_chunk(&mut self) {
         if self.staged_len > 0 {
             // Cannot fail: enqueue reserved the pad's room and chunk.
-            let _ = self.enqueue(MsgHeader::new(Cmd::LNK_PAD), &[], &[]);
+            let _ = self.enqueue(H::link_pad(), &[], &[]);
         }
     }
 
@@ -237,12 +260,7 @@ where
     ///
     /// # Errors
     /// The [`TxError`] `enqueue` would return.
-    pub fn check(
-        &self,
-        header: &MsgHeader,
-        ext_len: usize,
-        aux_len: usize,
-    ) -> Result<usize, TxError> {
+    pub fn check(&self, header: &H, ext_len: usize, aux_len: usize) -> Result<usize, TxError> {
         self.reserve(header, ext_len, aux_len)
             .map(|room| room.needed)
     }
@@ -252,12 +270,12 @@ where
     /// commits other state (the transaction table) does not check twice.
     pub(crate) fn reserve(
         &self,
-        header: &MsgHeader,
+        header: &H,
         ext_len: usize,
         aux_len: usize,
-    ) -> Result<Room, TxError> {
-        let aux_units = header.check_sizes(ext_len, aux_len)?;
-        let plain = BASE_HEADER_LEN + ext_len + usize::from(aux_units) * ALIGN;
+    ) -> Result<Room<H::AuxField>, TxError> {
+        let aux_field = header.plan_sizes(ext_len, aux_len)?;
+        let plain = H::frame_wire_len(ext_len, aux_field);
         let (needed, chunks) = self.wire_len_for(plain);
         if chunks > self.cipher.chunks_left() {
             return Err(TxError::IvWrap);
@@ -272,22 +290,18 @@ where
                 free: self.free(),
             });
         }
-        Ok(Room { needed, aux_units })
+        Ok(Room { needed, aux_field })
     }
 
     /// Stamps `header` and queues the message; returns the header as sent.
     ///
     /// The salt, sizes and CRC fields of `header` are overwritten (§6.1); the other fields
-    /// are sent as given. `aux` may have any length up to 65536 and is padded with zeros.
+    /// are sent as given. `aux` may have any length up to the revision's limit (65536 in
+    /// the seed era, 1 MiB padded in DMSG) and is padded with zeros.
     ///
     /// # Errors
     /// [`TxError`]; the queue, its sequence number and the RNG are untouched then.
-    pub fn enqueue(
-        &mut self,
-        header: MsgHeader,
-        ext: &[u8],
-        aux: &[u8],
-    ) -> Result<MsgHeader, TxError> {
+    pub fn enqueue(&mut self, header: H, ext: &[u8], aux: &[u8]) -> Result<H, TxError> {
         let room = self.reserve(&header, ext.len(), aux.len())?;
         Ok(self.enqueue_reserved(room, header, ext, aux))
     }
@@ -296,41 +310,47 @@ where
     /// gave for these very `header`, `ext` and `aux`, with nothing queued in between.
     pub(crate) fn enqueue_reserved(
         &mut self,
-        room: Room,
-        header: MsgHeader,
+        room: Room<H::AuxField>,
+        header: H,
         ext: &[u8],
         aux: &[u8],
-    ) -> MsgHeader {
-        let Room { needed, aux_units } = room;
+    ) -> H {
+        let Room { needed, aux_field } = room;
         let mut header = header;
-        header.salt = (self.rng.next_u32() << 8) | u32::from(self.seq);
-        let base = header.stamp(aux_units, self.order, ext, aux, &self.crc);
+        header.set_salt((self.rng.next_u32() << 8) | u32::from(self.seq));
+        let out = Outgoing {
+            order: self.order,
+            ext,
+            aux,
+            crc: &self.crc,
+        };
+        let base = header.stamp(aux_field, &out);
+        let base = base.as_ref();
         self.seq = self.seq.wrapping_add(1);
         if self.cipher.chunk_len().is_some() {
-            for part in [&base[..], ext, aux, zero_pad_for(aux.len())] {
+            for part in [base, ext, aux, H::aux_zero_pad(aux.len())] {
                 self.put_chunked(part);
             }
             return header;
         }
         let start = wrap(self.head + self.len, self.capacity());
-        self.write_plain(start, &base, ext, aux);
+        self.write_plain(start, base, ext, aux);
         self.encrypt_span(start, needed);
         header
     }
 
     /// Copies a message's plaintext into the ring at `tail`.
-    fn write_plain(&mut self, tail: usize, base: &[u8; BASE_HEADER_LEN], ext: &[u8], aux: &[u8]) {
+    fn write_plain(&mut self, tail: usize, base: &[u8], ext: &[u8], aux: &[u8]) {
         let mut tail = tail;
-        // The header is the whole message most of the time: a fixed-size copy when it
-        // does not wrap.
-        if let Some(dst) = self.ring.as_mut().get_mut(tail..tail + BASE_HEADER_LEN) {
+        // The header is the whole message most of the time: one copy when it does not wrap.
+        if let Some(dst) = self.ring.as_mut().get_mut(tail..tail + base.len()) {
             dst.copy_from_slice(base);
-            self.len += BASE_HEADER_LEN;
-            tail = wrap(tail + BASE_HEADER_LEN, self.capacity());
+            self.len += base.len();
+            tail = wrap(tail + base.len(), self.capacity());
         } else {
             tail = self.write_at(tail, base);
         }
-        for part in [ext, aux, zero_pad_for(aux.len())] {
+        for part in [ext, aux, H::aux_zero_pad(aux.len())] {
             if !part.is_empty() {
                 tail = self.write_at(tail, part);
             }

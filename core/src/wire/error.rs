@@ -222,6 +222,23 @@ pub enum DecodeError {
     },
     /// The `gcm` nonce counter is exhausted (IVWRAP).
     IvWrap,
+    /// DMSG: `hdr_crc` does not match the header region (XCRC, DMSG.md 2.4).
+    HdrCrc {
+        /// The value carried in the header.
+        stored: u32,
+        /// The value computed over the raw header region with the field as zero.
+        computed: u32,
+    },
+    /// DMSG: the header size byte is outside 1..=32 units of 64 bytes (FIELD).
+    DmsgHeaderSize {
+        /// The size byte of `cmd` (units of 64 bytes).
+        units: u8,
+    },
+    /// DMSG: `aux_bytes` padded to 64 exceeds 1 MiB (FIELD).
+    DmsgAuxSize {
+        /// The exact aux length the header announces.
+        aux_bytes: u32,
+    },
 }
 
 impl DecodeError {
@@ -233,8 +250,11 @@ impl DecodeError {
             Self::Truncated { .. } => IoqError::Eof,
             Self::Sync { .. } => IoqError::Sync,
             Self::Hcrc { .. } => IoqError::Hcrc,
-            Self::HeaderSize { .. } | Self::AuxSize { .. } => IoqError::Field,
-            Self::Xcrc { .. } => IoqError::Xcrc,
+            Self::HeaderSize { .. }
+            | Self::AuxSize { .. }
+            | Self::DmsgHeaderSize { .. }
+            | Self::DmsgAuxSize { .. } => IoqError::Field,
+            Self::Xcrc { .. } | Self::HdrCrc { .. } => IoqError::Xcrc,
             Self::Acrc { .. } => IoqError::Acrc,
             Self::MsgSeq { .. } => IoqError::MsgSeq,
             Self::MacFail { .. } => IoqError::MacFail,
@@ -286,6 +306,19 @@ impl fmt::Display for DecodeError {
                 write!(f, "{code}: chunk {chunk} failed authentication")
             }
             Self::IvWrap => write!(f, "{code}: the nonce counter is exhausted"),
+            Self::HdrCrc { stored, computed } => write!(
+                f,
+                "{code}: hdr_crc is {stored:#010x}, header region gives {computed:#010x}"
+            ),
+            Self::DmsgHeaderSize { units } => write!(
+                f,
+                "{code}: header size {units} units ({} bytes) is outside 64..=2048",
+                usize::from(units) * 64
+            ),
+            Self::DmsgAuxSize { aux_bytes } => write!(
+                f,
+                "{code}: aux size {aux_bytes} bytes is above 1048576 once padded to 64"
+            ),
         }
     }
 }
@@ -315,6 +348,17 @@ pub enum EncodeError {
         /// Aux length given, in bytes.
         len: usize,
     },
+    /// DMSG: the `cmd` size byte is outside 1..=32 units of 64 bytes.
+    DmsgHeaderSize {
+        /// The size byte of `cmd`.
+        units: u8,
+    },
+    /// DMSG: the aux payload exceeds [`DMSG_AUX_MAX`](super::limits::DMSG_AUX_MAX) once
+    /// padded to 64.
+    DmsgAuxTooLarge {
+        /// Aux length given, in bytes.
+        len: usize,
+    },
 }
 
 impl EncodeError {
@@ -341,6 +385,14 @@ impl fmt::Display for EncodeError {
             Self::AuxTooLarge { len } => {
                 write!(f, "aux payload of {len} bytes exceeds the 65536-byte limit")
             }
+            Self::DmsgHeaderSize { units } => write!(
+                f,
+                "cmd size byte {units} is outside the DMSG header's 1..=32 units of 64 bytes"
+            ),
+            Self::DmsgAuxTooLarge { len } => write!(
+                f,
+                "aux payload of {len} bytes exceeds the DMSG limit of 1048576 once padded"
+            ),
         }
     }
 }

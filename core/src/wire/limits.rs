@@ -40,6 +40,17 @@ pub const HANDSHAKE_QUICKMSG: &[u8; 14] = b"Testing 1 2 3\0";
 /// Kept for diagnostics; in Rust the fact travels as a [`WireOrder`](super::WireOrder).
 pub const MSGX_BSWAPPED: u32 = 0x0001;
 
+/// DMSG revision (DMSG.md 2.7): unit of header and aux sizes, in bytes.
+pub const DMSG_ALIGN: usize = 64;
+/// DMSG revision: size of the base header (the `hdr_crc` covers it and the extension).
+pub const DMSG_BASE_HEADER_LEN: usize = 64;
+/// DMSG revision: largest header region (size byte 1..=32 units of 64 bytes).
+pub const DMSG_HDR_MAX: usize = 2048;
+/// DMSG revision: largest aux payload once padded to [`DMSG_ALIGN`] (1 MiB).
+pub const DMSG_AUX_MAX: usize = 1024 * 1024;
+/// DMSG revision: offset of the 4-byte `hdr_crc` field, taken as zero while it is computed.
+pub const DMSG_HDR_CRC_OFFSET: usize = 0x3C;
+
 /// Number of bytes that pad `len` up to the next multiple of [`ALIGN`].
 #[must_use]
 pub const fn pad_len(len: usize) -> usize {
@@ -75,5 +86,7 @@ mod tests {
         assert_eq!(MSGAUX_MAX / ALIGN, 2048);
         assert_eq!(HDR_CRC_OFFSET + HDR_CRC_BYTES, BASE_HEADER_LEN);
         assert_eq!(MAGIC.swap_bytes(), MAGIC_REV);
+        assert_eq!(DMSG_HDR_MAX / DMSG_ALIGN, 32);
+        assert_eq!(DMSG_HDR_CRC_OFFSET + 4, DMSG_BASE_HEADER_LEN);
     }
 }

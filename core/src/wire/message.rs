@@ -4,16 +4,99 @@
 //! a FIFO holding a complete message). Incremental input is the receive decoder's job.
 
 use super::crc::Crc32c;
+use super::dmsg::{DmsgHeader, DmsgReceivedHeader};
 use super::error::DecodeError;
+use super::framing::ReceivedFrame;
 use super::header::{MsgHeader, ReceivedHeader};
+use super::limits::DMSG_BASE_HEADER_LEN;
 use super::order::WireOrder;
 
 /// One checked message borrowed from the buffer it was parsed from.
+///
+/// `H` is the revision's received header: [`ReceivedHeader`] (seed era, the default) or
+/// [`DmsgReceivedHeader`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageView<'a> {
-    received: ReceivedHeader,
+pub struct MessageView<'a, H = ReceivedHeader> {
+    received: H,
     ext: &'a [u8],
     aux: &'a [u8],
+}
+
+impl<'a> MessageView<'a, DmsgReceivedHeader> {
+    /// Parses the DMSG message at the start of `bytes` with every check of the receive path,
+    /// in its order (DMSG.md 3.1): magic, sizes, `hdr_crc`, `aux_crc`. The sequence is the
+    /// decoder's business, not checked here. Bytes after the message are not read.
+    ///
+    /// # Errors
+    /// [`DecodeError::Truncated`] when `bytes` ends inside the message, else the first
+    /// failing check.
+    pub fn parse_dmsg(bytes: &'a [u8], crc: &impl Crc32c) -> Result<Self, DecodeError> {
+        let received = DmsgReceivedHeader::parse(bytes)?;
+        let sizes = received.sizes();
+        let truncated = DecodeError::Truncated {
+            needed: sizes.wire_len(),
+            available: bytes.len(),
+        };
+        let region = bytes.get(..sizes.region_len).ok_or(truncated)?;
+        received.check_region(region, crc)?;
+        let padded = bytes
+            .get(sizes.region_len..sizes.wire_len())
+            .ok_or(truncated)?;
+        received.check_aux(padded, crc)?;
+        let ext = region.get(DMSG_BASE_HEADER_LEN..).unwrap_or_default();
+        let aux = padded.get(..sizes.aux_delivered_len).unwrap_or_default();
+        Ok(Self { received, ext, aux })
+    }
+
+    /// The decoded DMSG base header.
+    #[must_use]
+    pub const fn header(&self) -> &DmsgHeader {
+        self.received.header()
+    }
+}
+
+impl<'a, H: ReceivedFrame> MessageView<'a, H> {
+    /// A view of parts the receive decoder has already checked.
+    pub(crate) const fn from_checked_parts(received: H, ext: &'a [u8], aux: &'a [u8]) -> Self {
+        Self { received, ext, aux }
+    }
+
+    /// The base header with its byte order and size accessors.
+    #[must_use]
+    pub const fn received(&self) -> &H {
+        &self.received
+    }
+
+    /// The sender's byte order, which the extended header and aux data are still in.
+    #[must_use]
+    pub fn order(&self) -> WireOrder {
+        self.received.sender_order()
+    }
+
+    /// The extended header bytes (header bytes after the base header), as sent.
+    #[must_use]
+    pub const fn ext(&self) -> &'a [u8] {
+        self.ext
+    }
+
+    /// The aux data: as sent with its padding in the seed era (a multiple of 32 bytes),
+    /// exactly `aux_bytes` long in DMSG.
+    #[must_use]
+    pub const fn aux(&self) -> &'a [u8] {
+        self.aux
+    }
+
+    /// The aux data up to its first NUL: the text of a `DBG_SHELL` line or reply.
+    #[must_use]
+    pub fn aux_until_nul(&self) -> &'a [u8] {
+        super::until_nul(self.aux)
+    }
+
+    /// Bytes the message occupies on the wire.
+    #[must_use]
+    pub fn wire_len(&self) -> usize {
+        self.received.sizes().wire_len()
+    }
 }
 
 impl<'a> MessageView<'a> {
@@ -31,55 +114,10 @@ impl<'a> MessageView<'a> {
         Ok(Self { received, ext, aux })
     }
 
-    /// A view of parts the receive decoder has already checked.
-    pub(crate) const fn from_checked_parts(
-        received: ReceivedHeader,
-        ext: &'a [u8],
-        aux: &'a [u8],
-    ) -> Self {
-        Self { received, ext, aux }
-    }
-
     /// The decoded base header.
     #[must_use]
     pub const fn header(&self) -> &MsgHeader {
         self.received.header()
-    }
-
-    /// The base header with its byte order and size accessors.
-    #[must_use]
-    pub const fn received(&self) -> &ReceivedHeader {
-        &self.received
-    }
-
-    /// The sender's byte order, which the extended header and aux data are still in.
-    #[must_use]
-    pub const fn order(&self) -> WireOrder {
-        self.received.order()
-    }
-
-    /// The extended header bytes (header bytes 0x20..), as sent.
-    #[must_use]
-    pub const fn ext(&self) -> &'a [u8] {
-        self.ext
-    }
-
-    /// The aux data as sent, padding included (a multiple of 32 bytes).
-    #[must_use]
-    pub const fn aux(&self) -> &'a [u8] {
-        self.aux
-    }
-
-    /// The aux data up to its first NUL: the text of a `DBG_SHELL` line or reply.
-    #[must_use]
-    pub fn aux_until_nul(&self) -> &'a [u8] {
-        super::until_nul(self.aux)
-    }
-
-    /// Bytes the message occupies on the wire.
-    #[must_use]
-    pub const fn wire_len(&self) -> usize {
-        self.received.wire_len()
     }
 }
 

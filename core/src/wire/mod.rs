@@ -14,12 +14,16 @@
 //! | `order` | byte-order detection from the magic | §3.2 |
 //! | `header` | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
 //! | `message` | a whole contiguous message as a borrowed view | §3.1 |
+//! | `dmsg` | the DMSG revision's 64-byte header: layout, decode, seal | DMSG.md 2 |
+//! | `framing` | [`Revision`] and the framing traits the decoder and queue are generic over | DMSG.md 3.1–3.2 |
 //! | `handshake_block` | the 512-byte handshake block and its verifier | §2.1 |
 
 pub(crate) mod checksums;
 pub(crate) mod cmd;
 pub(crate) mod crc;
+pub(crate) mod dmsg;
 pub(crate) mod error;
+pub(crate) mod framing;
 pub(crate) mod handshake_block;
 pub(crate) mod header;
 pub mod limits;
@@ -29,7 +33,11 @@ pub(crate) mod order;
 pub use checksums::{compute_aux_icrc, compute_icrc1, compute_icrc2};
 pub use cmd::{Cmd, MsgFlags, Protocol, number};
 pub use crc::{Crc32c, SoftCrc32c, fold16};
+pub use dmsg::{
+    DmsgHdr, DmsgHeader, DmsgReceivedHeader, compute_aux_crc, compute_hdr_crc, dmsg_padded_len,
+};
 pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_UNKNOWN};
+pub use framing::{FrameSizes, Outgoing, ReceivedFrame, Revision, SendFrame};
 pub use handshake_block::{HandshakeBlock, SESS_LEN, VERF_LEN, verifier};
 pub use header::{MsgHdr, MsgHeader, ReceivedHeader};
 pub use message::MessageView;
