@@ -1,5 +1,5 @@
-//! The DMSG revision's framing (DMSG.md 2.8): vectors V1–V5 byte for byte, bit flips,
-//! truncation, every chunking, limits. Expected bytes are written out from DMSG.md and
+//! The DMSG revision's framing (dmsg.md 2.8): vectors V1–V5 byte for byte, bit flips,
+//! truncation, every chunking, limits. Expected bytes are written out from the DMSG specification and
 //! `dmsg_vectors.py`'s printed output, never produced by the code under test.
 
 use h2msg::CounterSalt;

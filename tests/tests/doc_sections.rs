@@ -428,3 +428,47 @@ fn the_scanner_reads_every_citation_form() {
     ];
     assert_eq!(got, want);
 }
+
+/// Every `dmsg.md N.N` the code cites is a heading of docs/dmsg.md.
+#[test]
+fn every_code_citation_of_dmsg_md_resolves() {
+    let root = workspace_root();
+    let doc = read(&root.join("docs/dmsg.md"));
+    let headings: Vec<String> = doc
+        .lines()
+        .filter(|l| l.starts_with("## ") || l.starts_with("### "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    let mut files = Vec::new();
+    for member in MEMBERS {
+        rust_files(&root.join(member), &mut files);
+    }
+    let mut unresolved = Vec::new();
+    let mut seen = 0;
+    for file in &files {
+        for (n, line) in read(file).lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("dmsg.md ") {
+                rest = &rest[at + "dmsg.md ".len()..];
+                let number: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let number = number.trim_end_matches('.');
+                if number.is_empty() {
+                    continue;
+                }
+                seen += 1;
+                if !headings.iter().any(|h| h == number) {
+                    unresolved.push(format!("{}:{}: dmsg.md {number}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(seen > 10, "the scan found the code's citations ({seen})");
+    assert!(
+        unresolved.is_empty(),
+        "unresolved:\n{}",
+        unresolved.join("\n")
+    );
+}

@@ -215,7 +215,7 @@ where
     }
 }
 
-/// The receive decoder of a DMSG link (DMSG.md 3.1). Build it with
+/// The receive decoder of a DMSG link (dmsg.md 3.1). Build it with
 /// [`RxDecoder::new_framed`]. The FIFO needs at least [`MSGHDR_MAX`] = 2048 bytes (the
 /// largest DMSG header region; libdmsg uses 8192). The aux storage takes the aux data of
 /// messages larger than the FIFO: [`DMSG_AUX_MAX`](crate::wire::limits::DMSG_AUX_MAX) =
@@ -560,7 +560,7 @@ where
         self.move_plain_to_storage();
     }
 
-    /// The sequence check (§2.8; DMSG.md 2.6): the salt's low byte must be the count of
+    /// The sequence check (§2.8; dmsg.md 2.6): the salt's low byte must be the count of
     /// messages received before this one; the count advances only on a match. The seed era
     /// checks it in the protected modes only, DMSG always.
     fn check_sequence(&mut self, header: H) -> Result<(), DecodeError> {

@@ -179,7 +179,7 @@ where
     }
 }
 
-/// The transmit queue of a DMSG link (DMSG.md 3.2): 64-byte headers with `hdr_crc`, exact
+/// The transmit queue of a DMSG link (dmsg.md 3.2): 64-byte headers with `hdr_crc`, exact
 /// `aux_bytes`, aux padded to 64. Build it with [`TxQueue::new_framed`].
 pub type DmsgTxQueue<B, R, C> = TxQueue<B, R, C, DmsgHeader>;
 

@@ -1,21 +1,21 @@
-//! The DMSG revision's 64-byte header (DMSG.md 2): its wire layout, the host form, sealing
+//! The DMSG revision's 64-byte header (dmsg.md 2): its wire layout, the host form, sealing
 //! for sending and the checks of the receive path.
 //!
 //! | Off | Size | Field | Meaning |
 //! |---|---|---|---|
 //! | 0x00 | 2 | `magic` | 0x4832 in sender order |
 //! | 0x02 | 2 | `reserved02` | 0; copied by relays |
-//! | 0x04 | 4 | `salt` | random high 24 bits, low 8 bits = tx sequence (DMSG.md 2.6) |
+//! | 0x04 | 4 | `salt` | random high 24 bits, low 8 bits = tx sequence (dmsg.md 2.6) |
 //! | 0x08 | 8 | `msgid` | transaction id, 0 for one-way messages |
 //! | 0x10 | 8 | `circuit` | msgid of the parent transaction, 0 = top level |
 //! | 0x18 | 8 | `link_verifier` | 0; copied by relays |
-//! | 0x20 | 4 | `cmd` | flags · protocol · command · size in **64-byte units** (DMSG.md 2.3) |
+//! | 0x20 | 4 | `cmd` | flags · protocol · command · size in **64-byte units** (dmsg.md 2.3) |
 //! | 0x24 | 4 | `aux_crc` | CRC-32C of the aux data padded to 64, 0 without aux |
 //! | 0x28 | 4 | `aux_bytes` | **exact** aux length in bytes |
 //! | 0x2C | 4 | `error` | error code |
 //! | 0x30 | 8 | `aux_descr` | 0; never checked |
 //! | 0x38 | 4 | `reserved38` | 0; never checked |
-//! | 0x3C | 4 | `hdr_crc` | CRC-32C of the whole header region with this field as 0 (DMSG.md 2.4) |
+//! | 0x3C | 4 | `hdr_crc` | CRC-32C of the whole header region with this field as 0 (dmsg.md 2.4) |
 //!
 //! Unlike the seed header, one CRC covers the whole header region (base and extension), so
 //! it is checked only once the region is complete, and it is checked on the bytes **as they
@@ -74,7 +74,7 @@ const _: () = assert!(size_of::<DmsgHdr<zerocopy::LittleEndian>>() == DMSG_BASE_
 const _: () = assert!(size_of::<DmsgHdr<zerocopy::BigEndian>>() == DMSG_BASE_HEADER_LEN);
 
 /// Widths of the 13 base-header fields in wire order: converting between byte orders
-/// reverses each field in place (DMSG.md 2.2 "swap all 13 fields"), nothing else.
+/// reverses each field in place (dmsg.md 2.2 "swap all 13 fields"), nothing else.
 const FIELD_WIDTHS: [usize; 13] = [2, 2, 4, 8, 8, 8, 4, 4, 4, 4, 8, 4, 4];
 
 const _: () = {
@@ -109,7 +109,7 @@ pub struct DmsgHeader {
     pub magic: u16,
     /// Sent as 0; relays of stacked transactions copy it.
     pub reserved02: u16,
-    /// Random high 24 bits, low 8 bits = the sender's sequence (DMSG.md 2.6).
+    /// Random high 24 bits, low 8 bits = the sender's sequence (dmsg.md 2.6).
     pub salt: u32,
     /// Transaction id; 0 for one-way messages.
     pub msgid: u64,
@@ -136,10 +136,10 @@ pub struct DmsgHeader {
 const _: () = assert!(size_of::<DmsgHeader>() == DMSG_BASE_HEADER_LEN);
 
 impl MsgFlags {
-    /// DMSG (DMSG.md 2.3): the msgid was allocated by the **receiver** of this message. Same bit
+    /// DMSG (dmsg.md 2.3): the msgid was allocated by the **receiver** of this message. Same bit
     /// as the seed era's never-used [`AUXOOB`](Self::AUXOOB).
     pub const REVTRANS: Self = Self::AUXOOB;
-    /// DMSG (DMSG.md 2.3): the circuit was allocated by the receiver of this message. Same bit as
+    /// DMSG (dmsg.md 2.3): the circuit was allocated by the receiver of this message. Same bit as
     /// the seed era's spare [`FLAG2`](Self::FLAG2).
     pub const REVCIRC: Self = Self::FLAG2;
 }
@@ -170,7 +170,7 @@ pub const fn dmsg_padded_len(len: usize) -> usize {
     }
 }
 
-/// Zeros to pad aux data to a whole 64-byte unit (libdmsg zeroes the tail, DMSG.md 2.5).
+/// Zeros to pad aux data to a whole 64-byte unit (libdmsg zeroes the tail, dmsg.md 2.5).
 static DMSG_ZERO_PAD: [u8; DMSG_ALIGN] = [0; DMSG_ALIGN];
 
 /// The zero bytes that pad `len` bytes of aux data to a multiple of 64.
@@ -245,7 +245,7 @@ impl DmsgHeader {
 }
 
 /// A DMSG base header whose magic and sizes passed the receive path's first checks
-/// (DMSG.md 3.1 HEADER1), with the sender's byte order. Its `hdr_crc` is checked once the
+/// (dmsg.md 3.1 HEADER1), with the sender's byte order. Its `hdr_crc` is checked once the
 /// whole header region is there ([`ReceivedFrame::check_region`]); sizes and checks are the
 /// [`ReceivedFrame`] methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,7 +332,7 @@ impl ReceivedFrame for DmsgReceivedHeader {
                 available: aux.len(),
             });
         }
-        // Without aux the field is ignored, whatever it holds (DMSG.md 2.5).
+        // Without aux the field is ignored, whatever it holds (dmsg.md 2.5).
         let computed = if aux.is_empty() {
             self.header.aux_crc
         } else {
@@ -382,7 +382,7 @@ impl SendFrame for DmsgHeader {
         }
     }
 
-    /// Sets, in the order of DMSG.md 2.4: the magic, `aux_bytes` (exact), `aux_crc` (0 without
+    /// Sets, in the order of dmsg.md 2.4: the magic, `aux_bytes` (exact), `aux_crc` (0 without
     /// aux), then `hdr_crc` over the region in the sending order. The salt is sent as it is.
     ///
     /// libdmsg trusts a preset non-zero `aux_crc`; this sender always recomputes it, which

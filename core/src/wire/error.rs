@@ -222,7 +222,7 @@ pub enum DecodeError {
     },
     /// The `gcm` nonce counter is exhausted (IVWRAP).
     IvWrap,
-    /// DMSG: `hdr_crc` does not match the header region (XCRC, DMSG.md 2.4).
+    /// DMSG: `hdr_crc` does not match the header region (XCRC, dmsg.md 2.4).
     HdrCrc {
         /// The value carried in the header.
         stored: u32,

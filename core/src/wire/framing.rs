@@ -3,7 +3,7 @@
 //! both revisions; the revision is a type chosen when the decoder or queue is built, before
 //! the link's first byte (ARCHITECTURE.md "Revisions").
 //!
-//! | | Seed era (PROTOCOL.md) | DMSG (DMSG.md 2) |
+//! | | Seed era (protocol.md) | DMSG (dmsg.md 2) |
 //! |---|---|---|
 //! | first read | 32-byte base header | 64-byte base header |
 //! | unit | 32 bytes | 64 bytes |
@@ -26,7 +26,7 @@ use super::order::WireOrder;
 pub enum Revision {
     /// The 2012 seed era: 32-byte header, folded CRCs (docs/protocol.md).
     Seed,
-    /// The final DMSG revision: 64-byte header, one `hdr_crc` (DMSG.md).
+    /// The final DMSG revision: 64-byte header, one `hdr_crc` (docs/dmsg.md).
     Dmsg,
 }
 
@@ -59,7 +59,7 @@ pub trait ReceivedFrame: Copy + core::fmt::Debug {
     /// Bytes to read before a message can be sized: the base header.
     const BASE_LEN: usize;
     /// True when every message's salt must carry the expected sequence number, even on a
-    /// plaintext stream (DMSG.md 2.6). Without it only the protected modes check it.
+    /// plaintext stream (dmsg.md 2.6). Without it only the protected modes check it.
     const ALWAYS_SEQUENCED: bool;
 
     /// Parses and checks the base header at the start of `bytes` (at least

@@ -40,7 +40,7 @@ pub const HANDSHAKE_QUICKMSG: &[u8; 14] = b"Testing 1 2 3\0";
 /// Kept for diagnostics; in Rust the fact travels as a [`WireOrder`](super::WireOrder).
 pub const MSGX_BSWAPPED: u32 = 0x0001;
 
-/// DMSG revision (DMSG.md 2.7): unit of header and aux sizes, in bytes.
+/// DMSG revision (dmsg.md 2.7): unit of header and aux sizes, in bytes.
 pub const DMSG_ALIGN: usize = 64;
 /// DMSG revision: size of the base header (the `hdr_crc` covers it and the extension).
 pub const DMSG_BASE_HEADER_LEN: usize = 64;

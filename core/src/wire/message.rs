@@ -24,7 +24,7 @@ pub struct MessageView<'a, H = ReceivedHeader> {
 
 impl<'a> MessageView<'a, DmsgReceivedHeader> {
     /// Parses the DMSG message at the start of `bytes` with every check of the receive path,
-    /// in its order (DMSG.md 3.1): magic, sizes, `hdr_crc`, `aux_crc`. The sequence is the
+    /// in its order (dmsg.md 3.1): magic, sizes, `hdr_crc`, `aux_crc`. The sequence is the
     /// decoder's business, not checked here. Bytes after the message are not read.
     ///
     /// # Errors

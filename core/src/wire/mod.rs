@@ -14,8 +14,8 @@
 //! | `order` | byte-order detection from the magic | §3.2 |
 //! | `header` | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
 //! | `message` | a whole contiguous message as a borrowed view | §3.1 |
-//! | `dmsg` | the DMSG revision's 64-byte header: layout, decode, seal | DMSG.md 2 |
-//! | `framing` | [`Revision`] and the framing traits the decoder and queue are generic over | DMSG.md 3.1–3.2 |
+//! | `dmsg` | the DMSG revision's 64-byte header: layout, decode, seal | dmsg.md 2 |
+//! | `framing` | [`Revision`] and the framing traits the decoder and queue are generic over | dmsg.md 3.1–3.2 |
 //! | `handshake_block` | the 512-byte handshake block and its verifier | §2.1 |
 
 pub(crate) mod checksums;
