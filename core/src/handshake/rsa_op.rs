@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use super::OwnKeyId;
+
 /// Why a raw RSA operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,6 +51,13 @@ pub trait RawRsa {
     /// # Errors
     /// [`RsaOpError`].
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
+
+    /// Which private key is ours, so that a [`PreparedBlock`](super::PreparedBlock) made
+    /// with another is refused. `None` (the default, for implementations that never use
+    /// prepared blocks) refuses them all.
+    fn own_key_id(&self) -> Option<OwnKeyId> {
+        None
+    }
 }
 
 /// No RSA at all: the key type of a handshake that only ever runs in
