@@ -17,6 +17,7 @@ pub mod dump;
 pub mod keys;
 pub mod link;
 pub mod logging;
+pub mod prepared;
 pub mod raw_filter;
 pub mod service;
 #[cfg(feature = "tokio")]
