@@ -559,10 +559,22 @@ impl<K: RawRsa> Handshake<K> {
     fn step(&mut self) {
         while self.state == State::Running && self.received >= self.decoded + self.block_len {
             let at = self.decoded;
+            // Both 256-byte blocks in at once: one call, so their private ops may overlap.
+            let both_in =
+                at == 0 && self.block_len * 2 == HANDSHAKE_LEN && self.received == HANDSHAKE_LEN;
             if let KeyMode::Rsa(k) = &mut self.keys {
-                if let Err(why) = decrypt_block(k, &mut self.rx, at, self.block_len) {
+                let decoded = if both_in {
+                    decrypt_both_blocks(k, &mut self.rx)
+                } else {
+                    decrypt_block(k, &mut self.rx, at, self.block_len)
+                };
+                if let Err(why) = decoded {
                     self.fail(why);
                     return;
+                }
+                if both_in {
+                    self.decoded = HANDSHAKE_LEN;
+                    continue;
                 }
             } else if self.rx.get(at).is_some_and(|b| b & 0xC0 != 0) {
                 self.fail(KeyExchangeFailure::OutOfRange { block: at });
@@ -711,20 +723,54 @@ fn decrypt_block<K: RawRsa>(
             .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
         keys.private_op(block, p1)
             .map_err(KeyExchangeFailure::Rsa)?;
-        // The sender made this the private-op result with its top two bits clear.
-        if p1.first().is_some_and(|b| b & 0xC0 != 0) {
-            return Err(KeyExchangeFailure::OutOfRange { block: at });
-        }
-        keys.peer_public_op(p1, block)
-            .map_err(KeyExchangeFailure::Rsa)?;
-        // And this the block whose first byte it masked with 0x3F.
-        if block.first().is_some_and(|b| b & 0xC0 != 0) {
-            return Err(KeyExchangeFailure::OutOfRange { block: at });
-        }
-        Ok(())
+        undo_peer_op(keys, p1, block, at)
     })();
     p1.zeroize();
     result
+}
+
+/// §2.5 step 2 for both 256-byte blocks at once: the two private ops through
+/// [`RawRsa::private_op_pair`] (which may run them in parallel), then each block's public
+/// op in order, so a failure is the one that decrypting block by block would give.
+fn decrypt_both_blocks<K: RawRsa>(
+    keys: &mut K,
+    buf: &mut [u8; HANDSHAKE_LEN],
+) -> Result<(), KeyExchangeFailure> {
+    const HALF: usize = HANDSHAKE_LEN / 2;
+    let mut p1 = [0u8; HANDSHAKE_LEN];
+    let result = (|| {
+        let (first, second) = buf.split_at_mut(HALF);
+        let (p1_first, p1_second) = p1.split_at_mut(HALF);
+        let [first_op, second_op] =
+            keys.private_op_pair([first, second], [&mut *p1_first, &mut *p1_second]);
+        first_op.map_err(KeyExchangeFailure::Rsa)?;
+        undo_peer_op(keys, p1_first, first, 0)?;
+        second_op.map_err(KeyExchangeFailure::Rsa)?;
+        undo_peer_op(keys, p1_second, second, HALF)
+    })();
+    p1.zeroize();
+    result
+}
+
+/// The rest of §2.5 step 2 for the block at `at`, given our private op's result `p1`: its
+/// range check, the peer's public op into `block`, and that result's range check.
+fn undo_peer_op<K: RawRsa>(
+    keys: &mut K,
+    p1: &[u8],
+    block: &mut [u8],
+    at: usize,
+) -> Result<(), KeyExchangeFailure> {
+    // The sender made this the private-op result with its top two bits clear.
+    if p1.first().is_some_and(|b| b & 0xC0 != 0) {
+        return Err(KeyExchangeFailure::OutOfRange { block: at });
+    }
+    keys.peer_public_op(p1, block)
+        .map_err(KeyExchangeFailure::Rsa)?;
+    // And this the block whose first byte it masked with 0x3F.
+    if block.first().is_some_and(|b| b & 0xC0 != 0) {
+        return Err(KeyExchangeFailure::OutOfRange { block: at });
+    }
+    Ok(())
 }
 
 /// Increments the little-endian u32 at bytes 4..8 of a block (§2.4 step 1, §11 H9).
@@ -1252,5 +1298,67 @@ pub(crate) mod tests {
             OwnKeyId::from_modulus(&last_differs)
         );
         assert_eq!(OwnKeyId::from_modulus(&[]), OwnKeyId::from_modulus(&[0, 0]));
+    }
+
+    /// Counts the calls of `private_op_pair` (then does the default's work).
+    struct PairCounting {
+        inner: MockRsa,
+        pairs: u32,
+    }
+
+    impl RawRsa for PairCounting {
+        fn block_len(&self) -> usize {
+            self.inner.block_len
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            RawRsa::private_op(&mut self.inner, input, out)
+        }
+        fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            self.inner.peer_public_op(input, out)
+        }
+        fn private_op_pair(
+            &mut self,
+            inputs: [&[u8]; 2],
+            outputs: [&mut [u8]; 2],
+        ) -> [Result<(), RsaOpError>; 2] {
+            self.pairs += 1;
+            let [a, b] = inputs;
+            let [oa, ob] = outputs;
+            [
+                RawRsa::private_op(&mut self.inner, a, oa),
+                RawRsa::private_op(&mut self.inner, b, ob),
+            ]
+        }
+    }
+
+    #[test]
+    fn both_blocks_in_at_once_are_decrypted_as_a_pair() {
+        for (chunk, pairs) in [(512, 1), (256, 0), (100, 0)] {
+            let peer = side(5, KeyMode::Rsa(MockRsa::new(256)));
+            let mut hs = Handshake::new(
+                KeyMode::Rsa(PairCounting {
+                    inner: MockRsa::new(256),
+                    pairs: 0,
+                }),
+                &mut SeqRng(6),
+                WireOrder::Little,
+                None,
+            )
+            .unwrap();
+            hs.advance(HANDSHAKE_LEN).unwrap();
+            let mut result = HandshakePoll::InProgress;
+            for piece in peer.pending().chunks(chunk) {
+                hs.feed(piece);
+                result = hs.poll();
+            }
+            let HandshakePoll::Done(session) = result else {
+                panic!("chunk {chunk}: {result:?}")
+            };
+            assert_eq!(session.peer_sess, peer.own_sess);
+            let KeyMode::Rsa(keys) = &hs.keys else {
+                panic!()
+            };
+            assert_eq!(keys.pairs, pairs, "chunk {chunk}");
+        }
     }
 }
