@@ -8,11 +8,12 @@ use std::time::Duration;
 use h2msg::wire::{Cmd, WireOrder};
 use h2msg::{
     Config, Handshake, KeyMode, LinkSetup, Liveness, MemoryError, ModeChoice, NegotiateError,
-    NonePeer, PreparedBlockError, RsaKeys, SendError, StreamMode,
+    NonePeer, PreparedBlockError, SendError, StreamMode,
 };
 
 use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom_with};
 use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::threaded_rsa::ThreadedRsa;
 use crate::transport::Stream;
 
 /// How long a peer may take to complete the handshake by default.
@@ -121,7 +122,8 @@ pub fn handshake(
             let flags = choice.handshake_flags();
             // Our half of §2.4 done ahead of time, if the pool has a block ready.
             let prepared = crate::prepared::take_prepared(&own, flags);
-            let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
+            // The two received blocks are decrypted on two threads at once.
+            let rsa = ThreadedRsa::new(own, peer_key).map_err(|e| {
                 LinkError::Keys(KeyError::Format {
                     path: keys.peer_key_path(peer),
                     reason: e.to_string(),

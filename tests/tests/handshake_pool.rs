@@ -145,3 +145,41 @@ fn the_process_pool_starts_at_the_second_handshake() {
     assert!(other.wait_full(FILL_TIMEOUT));
     assert_eq!(take_prepared(&node, 0x41).unwrap().flags(), 0x41);
 }
+
+/// The std RSA that decrypts both received blocks on two threads decodes the recorded C
+/// client's handshake (all 512 bytes at once, so both blocks go through the pair), and
+/// agrees with a prepared peer.
+#[test]
+fn threaded_rsa_decodes_the_c_client_and_agrees_with_a_prepared_peer() {
+    use h2msg_std::threaded_rsa::ThreadedRsa;
+    use h2msg_tests::{c_peer_recording, c_peer_wire, hex, receive_block};
+    let rec = c_peer_recording();
+    let sent_plain = hex(rec["handshake"]["client"]["tx_plain_hex"].as_str().unwrap());
+    let node = ThreadedRsa::new(private_key("node"), public_key("client")).unwrap();
+    let mut hs =
+        Handshake::new(KeyMode::Rsa(node), &mut TestRng(1), WireOrder::Little, None).unwrap();
+    let HandshakePoll::Done(session) = receive_block(&mut hs, &c_peer_wire("c2s")[..HANDSHAKE_LEN])
+    else {
+        panic!("the threaded node refused the C client's handshake");
+    };
+    assert_eq!(session.keys_for_testing().1[..], sent_plain[0x10..0x50]);
+
+    let mut client_keys =
+        RsaKeys::new(private_key("client"), public_key("node"), TestRng(2)).unwrap();
+    let block =
+        PreparedBlock::prepare(&mut client_keys, &mut TestRng(3), WireOrder::Little, 0).unwrap();
+    let mut client = Handshake::with_prepared(block, client_keys, None, 0).unwrap();
+    let node = ThreadedRsa::new(private_key("node"), public_key("client")).unwrap();
+    let mut node =
+        Handshake::new(KeyMode::Rsa(node), &mut TestRng(4), WireOrder::Little, None).unwrap();
+    let (wc, wn) = (client.pending().to_vec(), node.pending().to_vec());
+    client.feed(&wn);
+    node.feed(&wc);
+    client.advance(HANDSHAKE_LEN).unwrap();
+    node.advance(HANDSHAKE_LEN).unwrap();
+    let (HandshakePoll::Done(sc), HandshakePoll::Done(sn)) = (client.poll(), node.poll()) else {
+        panic!("the handshake failed");
+    };
+    assert_eq!(sc.keys_for_testing().1, sn.keys_for_testing().0);
+    assert_eq!(sn.keys_for_testing().1, sc.keys_for_testing().0);
+}
