@@ -139,6 +139,7 @@ pub use buf::OverCommit;
 pub use handshake::{
     Handshake, HandshakeError, HandshakePoll, KeyExchangeFailure, KeyMode, MAX_RSA_RETRIES, NoRsa,
     OwnKeyId, OwnRsa, PreparedBlock, PreparedBlockError, RawRsa, RsaOpError, Session,
+    fit_private_result,
 };
 #[cfg(feature = "crypto")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]

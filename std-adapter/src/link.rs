@@ -8,7 +8,7 @@ use std::time::Duration;
 use h2msg::wire::{Cmd, WireOrder};
 use h2msg::{
     Config, Handshake, KeyMode, LinkSetup, Liveness, MemoryError, ModeChoice, NegotiateError,
-    NonePeer, PreparedBlockError, SendError, StreamMode,
+    NonePeer, PreparedBlock, PreparedBlockError, SendError, StreamMode,
 };
 
 use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom_with};
@@ -120,33 +120,34 @@ pub fn handshake(
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(LinkError::Keys)?;
             let flags = choice.handshake_flags();
+            let deadline = deadline();
             // Our half of §2.4 done ahead of time, if the pool has a block ready.
             let prepared = crate::prepared::take_prepared(&own, flags);
             // The two received blocks are decrypted on two threads at once.
-            let rsa = ThreadedRsa::new(own, peer_key).map_err(|e| {
+            let mut rsa = ThreadedRsa::new(own, peer_key).map_err(|e| {
                 LinkError::Keys(KeyError::Format {
                     path: keys.peer_key_path(peer),
                     reason: e.to_string(),
                 })
             })?;
-            match prepared {
-                Some(block) => {
-                    Handshake::with_prepared(block, rsa, deadline(), flags).map_err(|e| match e {
-                        PreparedBlockError::Handshake(e) => DriveError::Handshake(e),
-                        // The pool is keyed by key and flags: a bug of ours if it happens.
-                        mismatch => DriveError::Io(crate::other(mismatch)),
-                    })
-                }
-                None => Handshake::with_flags(
-                    KeyMode::Rsa(rsa),
+            // Else our block now, its two RSA blocks' send loops on two threads.
+            let block = match prepared {
+                Some(block) => block,
+                None => PreparedBlock::prepare(
+                    &mut rsa,
                     &mut getrandom::SysRng,
                     WireOrder::Little,
-                    deadline(),
                     flags,
                 )
-                .map_err(DriveError::Handshake),
-            }
-            .map(|hs| (hs, Trust::Rsa))
+                .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?,
+            };
+            Handshake::with_prepared(block, rsa, deadline, flags)
+                .map_err(|e| match e {
+                    PreparedBlockError::Handshake(e) => DriveError::Handshake(e),
+                    // The pool is keyed by key and flags: a bug of ours if it happens.
+                    mismatch => DriveError::Io(crate::other(mismatch)),
+                })
+                .map(|hs| (hs, Trust::Rsa))
         }
         PeerKey::None => {
             let plaintext = LinkTerms {

@@ -1,7 +1,11 @@
-//! [`ThreadedRsa`]: the handshake's RSA with the two received blocks decrypted on two
-//! threads at once ([`RawRsa::private_op_pair`]).
+//! [`ThreadedRsa`]: the handshake's RSA with the two RSA blocks worked on two threads at
+//! once — the send loop's retries ([`OwnRsa::private_results_pair`]) and the decryption
+//! of the received blocks ([`RawRsa::private_op_pair`]).
 
-use h2msg::{KeySizeMismatch, OwnKeyId, RawRsa, RsaOpError, private_block, public_block};
+use h2msg::{
+    KeyExchangeFailure, KeySizeMismatch, OwnKeyId, OwnRsa, RawRsa, RsaOpError, fit_private_result,
+    private_block, public_block,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use zeroize::Zeroizing;
@@ -88,5 +92,53 @@ impl RawRsa for ThreadedRsa {
 
     fn own_key_id(&self) -> Option<OwnKeyId> {
         Some(self.own_id)
+    }
+}
+
+/// Our key alone, for [`h2msg::PreparedBlock::prepare`]: the send loop of the two blocks on
+/// two threads, each retrying until its own result fits.
+impl OwnRsa for ThreadedRsa {
+    fn block_len(&self) -> usize {
+        self.own.size()
+    }
+
+    fn own_key_id(&self) -> OwnKeyId {
+        self.own_id
+    }
+
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        private_block(&self.own, &mut getrandom::SysRng, input, out)
+    }
+
+    fn private_results_pair(
+        &mut self,
+        blocks: [&mut [u8]; 2],
+    ) -> [Result<(), KeyExchangeFailure>; 2] {
+        let [first, second] = blocks;
+        let own = &self.own;
+        let fit = |block: &mut [u8]| {
+            fit_private_result(
+                |i, o| private_block(own, &mut getrandom::SysRng, i, o),
+                block,
+            )
+        };
+        std::thread::scope(|scope| {
+            // The thread works on its own copy, so that `second` is still ours to do here
+            // if no thread can be had.
+            let copy = Zeroizing::new(second.to_vec());
+            let other = std::thread::Builder::new().spawn_scoped(scope, move || {
+                let mut copy = copy;
+                let result = fit(&mut copy);
+                (result, copy)
+            });
+            let first_result = fit(first);
+            let second_result = match other.map(|handle| handle.join()) {
+                Ok(Ok((result, copy))) => result.map(|()| second.copy_from_slice(&copy)),
+                // A panic in the `rsa` crate would be a bug there: report a failed op.
+                Ok(Err(_)) => Err(KeyExchangeFailure::Rsa(RsaOpError::Failed)),
+                Err(_) => fit(second),
+            };
+            [first_result, second_result]
+        })
     }
 }

@@ -183,3 +183,37 @@ fn threaded_rsa_decodes_the_c_client_and_agrees_with_a_prepared_peer() {
     assert_eq!(sc.keys_for_testing().1, sn.keys_for_testing().0);
     assert_eq!(sn.keys_for_testing().1, sc.keys_for_testing().0);
 }
+
+/// A block prepared by `ThreadedRsa` (both RSA blocks' send loops on two threads) finishes
+/// into a handshake that a one-shot `RsaKeys` peer accepts, for several draws.
+#[test]
+fn a_block_prepared_on_two_threads_interoperates_with_the_one_shot_path() {
+    use h2msg_std::threaded_rsa::ThreadedRsa;
+    for seed in 0..3 {
+        let mut client = ThreadedRsa::new(private_key("client"), public_key("node")).unwrap();
+        let block =
+            PreparedBlock::prepare(&mut client, &mut TestRng(seed), WireOrder::Little, 0).unwrap();
+        let own_sess = sess(&block);
+        let mut client = Handshake::with_prepared(block, client, None, 0).unwrap();
+        let node =
+            RsaKeys::new(private_key("node"), public_key("client"), TestRng(seed + 9)).unwrap();
+        let mut node = Handshake::new(
+            KeyMode::Rsa(node),
+            &mut TestRng(seed + 5),
+            WireOrder::Little,
+            None,
+        )
+        .unwrap();
+        let (wc, wn) = (client.pending().to_vec(), node.pending().to_vec());
+        client.feed(&wn);
+        node.feed(&wc);
+        client.advance(HANDSHAKE_LEN).unwrap();
+        node.advance(HANDSHAKE_LEN).unwrap();
+        let (HandshakePoll::Done(sc), HandshakePoll::Done(sn)) = (client.poll(), node.poll())
+        else {
+            panic!("seed {seed}: the handshake failed");
+        };
+        assert_eq!(sn.keys_for_testing().1, &own_sess);
+        assert_eq!(sc.keys_for_testing().1, sn.keys_for_testing().0);
+    }
+}

@@ -657,26 +657,42 @@ fn private_results_in_place<F: FnMut(&[u8], &mut [u8]) -> Result<(), RsaOpError>
     buf: &mut [u8; HANDSHAKE_LEN],
     block_len: usize,
 ) -> Result<(), KeyExchangeFailure> {
+    for block in buf.chunks_exact_mut(block_len) {
+        fit_private_result(&mut private_op, block)?;
+    }
+    Ok(())
+}
+
+/// §2.4 step 1 for one RSA block (at most 512 bytes), in place: retry `private_op`, bumping
+/// the block's retry counter (§11 H9) before each try, until the result has its top two
+/// bits clear, at most [`MAX_RSA_RETRIES`] times; then the block holds that result.
+///
+/// For [`OwnRsa::private_results_pair`] implementations that run blocks on threads.
+///
+/// # Errors
+/// The private op's error, or [`KeyExchangeFailure::RetriesExhausted`].
+pub fn fit_private_result<F: FnMut(&[u8], &mut [u8]) -> Result<(), RsaOpError>>(
+    mut private_op: F,
+    block: &mut [u8],
+) -> Result<(), KeyExchangeFailure> {
     let mut m1 = [0u8; HANDSHAKE_LEN];
     let result = (|| {
-        for block in buf.chunks_exact_mut(block_len) {
-            let m1 = m1
-                .get_mut(..block_len)
-                .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
-            let mut tries = 0;
-            loop {
-                if tries == MAX_RSA_RETRIES {
-                    return Err(KeyExchangeFailure::RetriesExhausted);
-                }
-                tries += 1;
-                bump_retry_counter(block);
-                private_op(block, m1).map_err(KeyExchangeFailure::Rsa)?;
-                if m1.first().is_some_and(|b| b & 0xC0 == 0) {
-                    break;
-                }
+        let m1 = m1
+            .get_mut(..block.len())
+            .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
+        let mut tries = 0;
+        loop {
+            if tries == MAX_RSA_RETRIES {
+                return Err(KeyExchangeFailure::RetriesExhausted);
             }
-            block.copy_from_slice(m1);
+            tries += 1;
+            bump_retry_counter(block);
+            private_op(block, m1).map_err(KeyExchangeFailure::Rsa)?;
+            if m1.first().is_some_and(|b| b & 0xC0 == 0) {
+                break;
+            }
         }
+        block.copy_from_slice(m1);
         Ok(())
     })();
     m1.zeroize();

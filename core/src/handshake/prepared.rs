@@ -12,8 +12,8 @@ use rand_core::TryCryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    HandshakeError, RawRsa, RsaOpError, check_block_len, private_results_in_place,
-    stamp_fresh_block,
+    HandshakeError, KeyExchangeFailure, RawRsa, RsaOpError, check_block_len,
+    private_results_in_place, stamp_fresh_block,
 };
 use crate::wire::WireOrder;
 use crate::wire::handshake_block::SESS_LEN;
@@ -80,6 +80,23 @@ pub trait OwnRsa {
     /// # Errors
     /// [`RsaOpError`].
     fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
+
+    /// §2.4 step 1 on both RSA blocks of a 2048-bit key's handshake block, in place: each
+    /// becomes our private-key result with its top two bits clear, as
+    /// [`fit_private_result`](super::fit_private_result) makes it, each with its own
+    /// outcome. The default does one block, then the other; an implementation with threads
+    /// may do both at once (they are independent), which is most of a connecting side's
+    /// wait when no block was prepared ahead.
+    fn private_results_pair(
+        &mut self,
+        blocks: [&mut [u8]; 2],
+    ) -> [Result<(), KeyExchangeFailure>; 2] {
+        let [first, second] = blocks;
+        [
+            super::fit_private_result(|i, o| self.private_op(i, o), first),
+            super::fit_private_result(|i, o| self.private_op(i, o), second),
+        ]
+    }
 }
 
 /// Our handshake block with the private half of §2.4 done: the random fill and stamp of
@@ -129,12 +146,19 @@ impl PreparedBlock {
             key: key.own_key_id(),
         };
         block.own_sess = stamp_fresh_block(rng, order, flags, &mut block.private_results)?;
-        private_results_in_place(
-            |i, o| key.private_op(i, o),
-            &mut block.private_results,
-            block_len,
-        )
-        .map_err(HandshakeError::KeyExchange)?;
+        if block_len * 2 == HANDSHAKE_LEN {
+            let (first, second) = block.private_results.split_at_mut(block_len);
+            for result in key.private_results_pair([first, second]) {
+                result.map_err(HandshakeError::KeyExchange)?;
+            }
+        } else {
+            private_results_in_place(
+                |i, o| key.private_op(i, o),
+                &mut block.private_results,
+                block_len,
+            )
+            .map_err(HandshakeError::KeyExchange)?;
+        }
         Ok(block)
     }
 
