@@ -3,7 +3,8 @@
 //!
 //! * `one-shot`: `RsaKeys`, the send loop's private ops after connecting (the path before
 //!   the pool, and the kernel's) — the baseline;
-//! * `threaded`: the same with the two received blocks decrypted on two threads;
+//! * `threaded`: `ThreadedRsa`, both RSA blocks on two threads (the send loops, then the
+//!   decryption), the path `link::handshake` takes when its pool is empty;
 //! * `server pool`: the accepting side takes a prepared block, the connecting side is
 //!   `threaded` one-shot (a `ping -n 1` against a warm service);
 //! * `both pools`: both sides take prepared blocks (two nodes that connect often).
@@ -26,7 +27,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use h2msg::wire::WireOrder;
-use h2msg::{Handshake, KeyMode, RsaKeys, Session};
+use h2msg::{Handshake, KeyMode, PreparedBlock, RsaKeys, Session};
 use h2msg_std::bench::loopback_pair;
 use h2msg_std::blocking::{Duplex, drive_handshake};
 use h2msg_std::prepared::BlockPool;
@@ -82,14 +83,13 @@ impl Side {
                 drive_handshake(&mut duplex, hs).unwrap()
             }
             Path::Threaded => {
-                let keys = ThreadedRsa::new(self.own.clone(), self.peer.clone()).unwrap();
-                let hs = Handshake::new(
-                    KeyMode::Rsa(keys),
-                    &mut getrandom::SysRng,
-                    WireOrder::Little,
-                    None,
-                )
-                .unwrap();
+                // As `link::handshake` does with an empty pool: our block now, its two
+                // send loops on two threads.
+                let mut keys = ThreadedRsa::new(self.own.clone(), self.peer.clone()).unwrap();
+                let block =
+                    PreparedBlock::prepare(&mut keys, &mut getrandom::SysRng, WireOrder::Little, 0)
+                        .unwrap();
+                let hs = Handshake::with_prepared(block, keys, None, 0).unwrap();
                 drive_handshake(&mut duplex, hs).unwrap()
             }
             Path::Pooled => {
@@ -138,7 +138,7 @@ fn main() {
     let server = Side::new("node", "client");
     let variants = [
         ("one-shot (baseline)", Path::OneShot, Path::OneShot),
-        ("threaded decrypt", Path::Threaded, Path::Threaded),
+        ("threaded", Path::Threaded, Path::Threaded),
         ("server pool + threaded", Path::Threaded, Path::Pooled),
         ("both pools + threaded", Path::Pooled, Path::Pooled),
     ];
