@@ -1,6 +1,8 @@
 //! Handshake cost with 2048-bit keys, against the raw RSA operations it performs, measured
 //! in the same run: per side (build and encrypt our block, decrypt the peer's) and per
-//! connection (both sides in one process).
+//! connection (both sides in one process); and the same with blocks prepared beforehand
+//! ([`PreparedBlock`], as the std pool keeps them), next to the one-shot path in the same
+//! rounds.
 //!
 //! Run: `cargo bench -p h2msg --features crypto --bench handshake`.
 
@@ -21,7 +23,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use h2msg::wire::WireOrder;
-use h2msg::{Handshake, HandshakePoll, KeyMode, RawRsa, RsaKeys, RsaOpError};
+use h2msg::{
+    Handshake, HandshakePoll, KeyMode, OwnKeyId, PreparedBlock, RawRsa, RsaKeys, RsaOpError,
+};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{PrivateKey, PublicKey};
@@ -137,43 +141,89 @@ fn main() {
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[rounds / 2];
     let side = median(sides);
+
+    // One side again, its block prepared beforehand (outside the timing): the private ops
+    // of the send loop are counted apart, as the pool's background work.
+    let mut prepared_sides = Vec::new();
+    let (mut total_prepare_private, mut total_finish_private) = (0, 0);
+    for i in 0..rounds {
+        let mut counted = Counting {
+            keys: keys("client", "node", i as u64),
+            private: Rc::clone(&private_ops),
+            public: Rc::clone(&public_ops),
+        };
+        private_ops.set(0);
+        let block =
+            PreparedBlock::prepare(&mut counted, &mut BenchRng(i as u64), WireOrder::Little, 0)
+                .unwrap();
+        total_prepare_private += private_ops.get();
+        private_ops.set(0);
+        let start = Instant::now();
+        let mut hs = Handshake::with_prepared(block, counted, None, 0).unwrap();
+        hs.feed(&peer_bytes);
+        let n = hs.pending().len();
+        hs.advance(n).unwrap();
+        assert!(matches!(hs.poll(), HandshakePoll::Done(_)));
+        prepared_sides.push(start.elapsed());
+        total_finish_private += private_ops.get();
+    }
+    let prepared_side = median(prepared_sides);
+    let prepare_private_per_block = f64::from(total_prepare_private) / rounds as f64;
+    let finish_private_per_side = f64::from(total_finish_private) / rounds as f64;
     let private_per_side = f64::from(total_private) / rounds as f64;
     let public_per_side = f64::from(total_public) / rounds as f64;
 
-    let mut pairs: Vec<_> = (0..rounds)
-        .map(|i| {
-            Some((
-                keys("client", "node", i as u64),
-                keys("node", "client", 7 + i as u64),
-            ))
-        })
-        .collect();
-    let connection = time(rounds, |i| {
-        let (ka, kb) = pairs[i].take().unwrap();
-        let mut a = Handshake::new(
+    // Both sides in one process, one-shot and prepared in the same round, so that drift
+    // hits both alike; the blocks are prepared outside the timing.
+    let mut one_shot = Vec::new();
+    let mut prepared = Vec::new();
+    let mut connection_ratios = Vec::new();
+    for i in 0..rounds {
+        let seed = i as u64;
+        // Keys are parsed outside the timing, as above.
+        let (ka, kb) = (
+            keys("client", "node", seed),
+            keys("node", "client", 7 + seed),
+        );
+        let start = Instant::now();
+        let a = Handshake::new(
             KeyMode::Rsa(ka),
-            &mut BenchRng(i as u64),
+            &mut BenchRng(seed),
             WireOrder::Little,
             None,
         )
         .unwrap();
-        let mut b = Handshake::new(
+        let b = Handshake::new(
             KeyMode::Rsa(kb),
-            &mut BenchRng(9 + i as u64),
+            &mut BenchRng(9 + seed),
             WireOrder::Little,
             None,
         )
         .unwrap();
-        let (wa, wb) = (a.pending().to_vec(), b.pending().to_vec());
-        a.feed(&wb);
-        b.feed(&wa);
-        a.advance(512).unwrap();
-        b.advance(512).unwrap();
-        assert!(matches!(
-            (a.poll(), b.poll()),
-            (HandshakePoll::Done(_), HandshakePoll::Done(_))
-        ));
-    });
+        connect(a, b);
+        let one_shot_now = start.elapsed();
+
+        let (mut ka, mut kb) = (
+            keys("client", "node", seed),
+            keys("node", "client", 7 + seed),
+        );
+        let ba =
+            PreparedBlock::prepare(&mut ka, &mut BenchRng(seed), WireOrder::Little, 0).unwrap();
+        let bb =
+            PreparedBlock::prepare(&mut kb, &mut BenchRng(9 + seed), WireOrder::Little, 0).unwrap();
+        let start = Instant::now();
+        let a = Handshake::with_prepared(ba, ka, None, 0).unwrap();
+        let b = Handshake::with_prepared(bb, kb, None, 0).unwrap();
+        connect(a, b);
+        let prepared_now = start.elapsed();
+        connection_ratios.push(prepared_now.as_secs_f64() / one_shot_now.as_secs_f64());
+        one_shot.push(one_shot_now);
+        prepared.push(prepared_now);
+    }
+    connection_ratios.sort_by(f64::total_cmp);
+    let connection_ratio = connection_ratios[rounds / 2];
+    let connection = median(one_shot);
+    let prepared_connection = median(prepared);
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("2048-bit keys, medians of {rounds} runs");
@@ -187,6 +237,31 @@ fn main() {
         ms(side)
     );
     println!("one connection (both sides):     {:8.3} ms", ms(connection));
+    println!(
+        "prepared block: {prepare_private_per_block:.2} private ops to make (in the background)"
+    );
+    println!(
+        "one side, block prepared:        {:8.3} ms ({finish_private_per_side:.2} private ops); / one-shot side: {:.2}x",
+        ms(prepared_side),
+        prepared_side.as_secs_f64() / side.as_secs_f64()
+    );
+    println!(
+        "one connection, both prepared:   {:8.3} ms; / one-shot connection, same rounds: {connection_ratio:.2}x",
+        ms(prepared_connection)
+    );
+}
+
+/// Runs two handshakes against each other in memory until both are done.
+fn connect<K: RawRsa>(mut a: Handshake<K>, mut b: Handshake<K>) {
+    let (wa, wb) = (a.pending().to_vec(), b.pending().to_vec());
+    a.feed(&wb);
+    b.feed(&wa);
+    a.advance(512).unwrap();
+    b.advance(512).unwrap();
+    assert!(matches!(
+        (a.poll(), b.poll()),
+        (HandshakePoll::Done(_), HandshakePoll::Done(_))
+    ));
 }
 
 /// Counts the private and public operations of `keys`.
@@ -207,5 +282,20 @@ impl<K: RawRsa> RawRsa for Counting<K> {
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
         self.public.set(self.public.get() + 1);
         self.keys.peer_public_op(input, out)
+    }
+    fn own_key_id(&self) -> Option<OwnKeyId> {
+        self.keys.own_key_id()
+    }
+}
+
+impl<K: RawRsa> h2msg::OwnRsa for Counting<K> {
+    fn block_len(&self) -> usize {
+        self.keys.block_len()
+    }
+    fn own_key_id(&self) -> OwnKeyId {
+        self.keys.own_key_id().unwrap()
+    }
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        RawRsa::private_op(self, input, out)
     }
 }

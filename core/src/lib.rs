@@ -138,11 +138,12 @@ pub mod wire;
 pub use buf::OverCommit;
 pub use handshake::{
     Handshake, HandshakeError, HandshakePoll, KeyExchangeFailure, KeyMode, MAX_RSA_RETRIES, NoRsa,
-    RawRsa, RsaOpError, Session,
+    OwnKeyId, OwnRsa, PreparedBlock, PreparedBlockError, RawRsa, RsaOpError, Session,
+    fit_private_result,
 };
 #[cfg(feature = "crypto")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
-pub use handshake::{KeySizeMismatch, RsaKeys, private_block, public_block};
+pub use handshake::{KeySizeMismatch, OwnRsaKey, RsaKeys, private_block, public_block};
 pub use iocom::{
     ACCEPT_MAX, AcceptListFull, Config, Event, Interest, Iocom, IocomFlags, IocomMemory,
     IocomStats, LinkEnd, Liveness, MemoryError, SendError,

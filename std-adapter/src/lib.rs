@@ -17,8 +17,10 @@ pub mod dump;
 pub mod keys;
 pub mod link;
 pub mod logging;
+pub mod prepared;
 pub mod raw_filter;
 pub mod service;
+pub mod threaded_rsa;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
 pub mod transport;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use h2msg::wire::{Cmd, WireOrder};
 use h2msg::{
     Config, Handshake, KeyMode, LinkSetup, Liveness, MemoryError, ModeChoice, NegotiateError,
-    NonePeer, RsaKeys, SendError, StreamMode,
+    NonePeer, PreparedBlock, PreparedBlockError, SendError, StreamMode,
 };
 
 use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom_with};
 use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::threaded_rsa::ThreadedRsa;
 use crate::transport::Stream;
 
 /// How long a peer may take to complete the handshake by default.
@@ -112,16 +113,41 @@ pub fn handshake(
     choice: ModeChoice,
 ) -> Result<(LinkTerms, LinkSetup), LinkError> {
     let peer = stream.stream().peer_ip()?;
-    let (mode, trust, flags) = match keys.peer_key(peer).map_err(LinkError::Keys)? {
+    // The deadline is on the driver's clock, which wakes the handshake at it exactly; it
+    // starts once the keys are loaded, as the exchange does.
+    let deadline = || Some(now() + timeout);
+    let hs = match keys.peer_key(peer).map_err(LinkError::Keys)? {
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(LinkError::Keys)?;
-            let rsa = RsaKeys::new(own, peer_key, getrandom::SysRng).map_err(|e| {
+            let flags = choice.handshake_flags();
+            let deadline = deadline();
+            // Our half of §2.4 done ahead of time, if the pool has a block ready.
+            let prepared = crate::prepared::take_prepared(&own, flags);
+            // The two received blocks are decrypted on two threads at once.
+            let mut rsa = ThreadedRsa::new(own, peer_key).map_err(|e| {
                 LinkError::Keys(KeyError::Format {
                     path: keys.peer_key_path(peer),
                     reason: e.to_string(),
                 })
             })?;
-            (KeyMode::Rsa(rsa), Trust::Rsa, choice.handshake_flags())
+            // Else our block now, its two RSA blocks' send loops on two threads.
+            let block = match prepared {
+                Some(block) => block,
+                None => PreparedBlock::prepare(
+                    &mut rsa,
+                    &mut getrandom::SysRng,
+                    WireOrder::Little,
+                    flags,
+                )
+                .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?,
+            };
+            Handshake::with_prepared(block, rsa, deadline, flags)
+                .map_err(|e| match e {
+                    PreparedBlockError::Handshake(e) => DriveError::Handshake(e),
+                    // The pool is keyed by key and flags: a bug of ours if it happens.
+                    mismatch => DriveError::Io(crate::other(mismatch)),
+                })
+                .map(|hs| (hs, Trust::Rsa))
         }
         PeerKey::None => {
             let plaintext = LinkTerms {
@@ -130,20 +156,19 @@ pub fn handshake(
             };
             match choice.none_peer().map_err(LinkError::Negotiate)? {
                 NonePeer::SkipHandshake => return Ok((plaintext, LinkSetup::plaintext())),
-                NonePeer::ExchangePlaintextBlock => (KeyMode::Plaintext, Trust::Plaintext, 0),
+                NonePeer::ExchangePlaintextBlock => Handshake::with_flags(
+                    KeyMode::Plaintext,
+                    &mut getrandom::SysRng,
+                    WireOrder::Little,
+                    deadline(),
+                    0,
+                )
+                .map_err(DriveError::Handshake)
+                .map(|hs| (hs, Trust::Plaintext)),
             }
         }
     };
-    // The deadline is on the driver's clock, which wakes the handshake at it exactly.
-    let deadline = Some(now() + timeout);
-    let hs = Handshake::with_flags(
-        mode,
-        &mut getrandom::SysRng,
-        WireOrder::Little,
-        deadline,
-        flags,
-    )
-    .map_err(|e| LinkError::Drive(DriveError::Handshake(e)))?;
+    let (hs, trust) = hs.map_err(LinkError::Drive)?;
     let session = drive_handshake(stream, hs).map_err(LinkError::Drive)?;
     let setup = LinkSetup::negotiate(session, choice).map_err(LinkError::Negotiate)?;
     let mode = setup.mode();

@@ -4,7 +4,10 @@
 use std::process::Command;
 
 use h2msg::wire::{WireOrder, limits::HANDSHAKE_LEN, verifier};
-use h2msg::{Handshake, HandshakeError, HandshakePoll, KeyMode, RawRsa, RsaKeys};
+use h2msg::{
+    Handshake, HandshakeError, HandshakePoll, KeyMode, OwnRsaKey, PreparedBlock,
+    PreparedBlockError, RawRsa, RsaKeys,
+};
 use h2msg_tests::{TestRng, c_peer_recording, c_peer_wire, hex, receive_block, vectors_dir};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePublicKey;
@@ -256,6 +259,84 @@ fn two_rsa_sides_agree_for_several_seeds() {
         assert_eq!(sb.keys_for_testing().1, sa.keys_for_testing().0);
         assert_ne!(sa.keys_for_testing().0, sb.keys_for_testing().0);
     }
+}
+
+/// `me` finishing a block prepared with its own key alone, for `peer`.
+fn prepared_handshake(me: &str, peer: &str, seed: u64, flags: u32) -> Hs {
+    let mut own = OwnRsaKey::new(private_key(me), TestRng(seed));
+    let block = PreparedBlock::prepare(
+        &mut own,
+        &mut TestRng(seed ^ 0xABCD),
+        WireOrder::Little,
+        flags,
+    )
+    .unwrap();
+    let keys = RsaKeys::new(private_key(me), public_key(peer), TestRng(seed + 1)).unwrap();
+    Handshake::with_prepared(block, keys, None, flags).unwrap()
+}
+
+#[test]
+fn a_prepared_side_decodes_the_c_peers_block() {
+    let rec = c_peer_recording();
+    let sent_plain = hex(rec["handshake"]["client"]["tx_plain_hex"].as_str().unwrap());
+    let mut hs = prepared_handshake("node", "client", 3, 0);
+    let HandshakePoll::Done(session) = receive_block(&mut hs, &c_peer_wire("c2s")[..HANDSHAKE_LEN])
+    else {
+        panic!("a prepared node refused the C client's handshake");
+    };
+    assert_eq!(session.keys_for_testing().1[..], sent_plain[0x10..0x50]);
+}
+
+/// What a prepared side sends is what the C receiver would decode: its own private key
+/// (here the C client's recorded key) then our public key, as §2.5 undoes them.
+#[test]
+fn a_prepared_side_and_a_one_shot_side_agree_with_the_c_keys() {
+    for seed in 0..3u64 {
+        for prepared_is_client in [true, false] {
+            let (mut a, mut b) = if prepared_is_client {
+                (
+                    prepared_handshake("client", "node", seed, 0),
+                    handshake("node", "client", seed + 100),
+                )
+            } else {
+                (
+                    handshake("client", "node", seed),
+                    prepared_handshake("node", "client", seed + 100, 0),
+                )
+            };
+            let (wa, wb) = (a.pending().to_vec(), b.pending().to_vec());
+            a.feed(&wb);
+            b.feed(&wa);
+            a.advance(HANDSHAKE_LEN).unwrap();
+            b.advance(HANDSHAKE_LEN).unwrap();
+            let (HandshakePoll::Done(sa), HandshakePoll::Done(sb)) = (a.poll(), b.poll()) else {
+                panic!("seed {seed}");
+            };
+            assert_eq!(sa.keys_for_testing().1, sb.keys_for_testing().0);
+            assert_eq!(sb.keys_for_testing().1, sa.keys_for_testing().0);
+        }
+    }
+}
+
+#[test]
+fn a_block_prepared_with_the_other_key_or_flags_is_refused() {
+    let mut client = OwnRsaKey::new(private_key("client"), TestRng(1));
+    let block = PreparedBlock::prepare(&mut client, &mut TestRng(2), WireOrder::Little, 0).unwrap();
+    // The node's keys: its private key is not the client's.
+    let node = RsaKeys::new(private_key("node"), public_key("client"), TestRng(3)).unwrap();
+    assert_eq!(
+        Handshake::with_prepared(block, node, None, 0).unwrap_err(),
+        PreparedBlockError::KeyMismatch
+    );
+    let block = PreparedBlock::prepare(&mut client, &mut TestRng(4), WireOrder::Little, 1).unwrap();
+    let client_keys = RsaKeys::new(private_key("client"), public_key("node"), TestRng(5)).unwrap();
+    assert_eq!(
+        Handshake::with_prepared(block, client_keys, None, 0).unwrap_err(),
+        PreparedBlockError::FlagsMismatch {
+            prepared: 1,
+            requested: 0
+        }
+    );
 }
 
 mod agreement {

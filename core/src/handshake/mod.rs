@@ -1,5 +1,6 @@
 //! The 512-byte handshake both ends run first (§2): [`Handshake`].
 
+mod prepared;
 #[cfg(feature = "crypto")]
 mod rsa_keys;
 mod rsa_op;
@@ -9,6 +10,9 @@ use core::fmt;
 use rand_core::TryCryptoRng;
 use zeroize::Zeroize;
 
+pub use prepared::{OwnKeyId, OwnRsa, PreparedBlock, PreparedBlockError};
+#[cfg(feature = "crypto")]
+pub use rsa_keys::OwnRsaKey;
 #[cfg(feature = "crypto")]
 pub use rsa_keys::{KeySizeMismatch, RsaKeys, private_block, public_block};
 pub use rsa_op::{NoRsa, RawRsa, RsaOpError};
@@ -364,7 +368,7 @@ impl<K: RawRsa> Handshake<K> {
     /// # Errors
     /// As [`new`](Self::new).
     pub fn with_flags<R: TryCryptoRng + ?Sized>(
-        mut keys: KeyMode<K>,
+        keys: KeyMode<K>,
         rng: &mut R,
         order: WireOrder,
         deadline: Option<Instant>,
@@ -374,19 +378,64 @@ impl<K: RawRsa> Handshake<K> {
             KeyMode::Rsa(k) => k.block_len(),
             KeyMode::Plaintext => HANDSHAKE_LEN,
         };
-        if block_len != 256 && block_len != HANDSHAKE_LEN {
-            return Err(HandshakeError::KeyFormat { block_len });
-        }
+        check_block_len(block_len)?;
         let mut tx = [0u8; HANDSHAKE_LEN];
-        if rng.try_fill_bytes(&mut tx).is_err() || tx.iter().all(|&b| b == 0) {
-            tx.zeroize();
-            return Err(HandshakeError::BadRandom);
+        let own_sess = stamp_fresh_block(rng, order, flags, &mut tx)?;
+        let mut hs = Self::sending(keys, block_len, tx, own_sess, flags, deadline);
+        if let KeyMode::Rsa(k) = &mut hs.keys {
+            // Both steps of §2.4 here, one after the other: what
+            // [`with_prepared`](Self::with_prepared) splits in two.
+            private_results_in_place(|i, o| k.private_op(i, o), &mut hs.tx, block_len)
+                .and_then(|()| peer_public_in_place(k, &mut hs.tx, block_len))
+                .map_err(HandshakeError::KeyExchange)?;
         }
-        let block = HandshakeBlock::from_wire_mut(&mut tx);
-        block.stamp_with_flags(order, flags);
-        let own_sess = block.sess;
-        let mut hs = Self {
-            keys: KeyMode::Plaintext,
+        Ok(hs)
+    }
+
+    /// Like [`with_flags`](Self::with_flags) with [`KeyMode::Rsa`], from a block whose
+    /// private half of §2.4 was done ahead of time ([`PreparedBlock::prepare`]): only the
+    /// peer's public operation is left, so the block is ready to send at once.
+    ///
+    /// The block is consumed, whatever the outcome: a block goes to one peer at most.
+    /// `keys` must hold the private key it was prepared with, and `flags` must be those it
+    /// was prepared for; otherwise nothing is built.
+    ///
+    /// # Errors
+    /// [`PreparedBlockError::KeyMismatch`] or [`PreparedBlockError::FlagsMismatch`] for a
+    /// block made for other keys or flags; [`PreparedBlockError::Handshake`] (KEYXCHGFAIL)
+    /// if the peer's public operation fails.
+    pub fn with_prepared(
+        prepared: PreparedBlock,
+        mut keys: K,
+        deadline: Option<Instant>,
+        flags: u32,
+    ) -> Result<Self, PreparedBlockError> {
+        prepared.check_fits(&keys, flags)?;
+        let (mut tx, own_sess, block_len) = prepared.into_parts();
+        peer_public_in_place(&mut keys, &mut tx, block_len)
+            .map_err(|why| PreparedBlockError::Handshake(HandshakeError::KeyExchange(why)))?;
+        // Copies: the `Zeroizing` originals are wiped here, the handshake wipes its own.
+        Ok(Self::sending(
+            KeyMode::Rsa(keys),
+            block_len,
+            *tx,
+            *own_sess,
+            flags,
+            deadline,
+        ))
+    }
+
+    /// A handshake about to send `tx`, with nothing received yet.
+    const fn sending(
+        keys: KeyMode<K>,
+        block_len: usize,
+        tx: [u8; HANDSHAKE_LEN],
+        own_sess: [u8; SESS_LEN],
+        own_flags: u32,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Self {
+            keys,
             block_len,
             tx,
             sent: 0,
@@ -394,16 +443,11 @@ impl<K: RawRsa> Handshake<K> {
             received: 0,
             decoded: 0,
             own_sess,
-            own_flags: flags,
+            own_flags,
             deadline,
             input_ended: false,
             state: State::Running,
-        };
-        if let KeyMode::Rsa(k) = &mut keys {
-            encrypt_blocks(k, &mut hs.tx, block_len).map_err(HandshakeError::KeyExchange)?;
         }
-        hs.keys = keys;
-        Ok(hs)
     }
 
     /// Bytes still to send.
@@ -515,10 +559,22 @@ impl<K: RawRsa> Handshake<K> {
     fn step(&mut self) {
         while self.state == State::Running && self.received >= self.decoded + self.block_len {
             let at = self.decoded;
+            // Both 256-byte blocks in at once: one call, so their private ops may overlap.
+            let both_in =
+                at == 0 && self.block_len * 2 == HANDSHAKE_LEN && self.received == HANDSHAKE_LEN;
             if let KeyMode::Rsa(k) = &mut self.keys {
-                if let Err(why) = decrypt_block(k, &mut self.rx, at, self.block_len) {
+                let decoded = if both_in {
+                    decrypt_both_blocks(k, &mut self.rx)
+                } else {
+                    decrypt_block(k, &mut self.rx, at, self.block_len)
+                };
+                if let Err(why) = decoded {
                     self.fail(why);
                     return;
+                }
+                if both_in {
+                    self.decoded = HANDSHAKE_LEN;
+                    continue;
                 }
             } else if self.rx.get(at).is_some_and(|b| b & 0xC0 != 0) {
                 self.fail(KeyExchangeFailure::OutOfRange { block: at });
@@ -568,9 +624,84 @@ impl<K: RawRsa> Handshake<K> {
     }
 }
 
-/// §2.4 for every block of `buf`: retry the private op until its result has the top two
-/// bits clear, then the peer's public op, written back over the block.
-fn encrypt_blocks<K: RawRsa>(
+/// KEYFMT unless the keys' blocks are 256 bytes (2048-bit keys) or 512 (4096-bit keys, or
+/// the plaintext exchange) (§11 H4).
+const fn check_block_len(block_len: usize) -> Result<(), HandshakeError> {
+    if block_len != 256 && block_len != HANDSHAKE_LEN {
+        return Err(HandshakeError::KeyFormat { block_len });
+    }
+    Ok(())
+}
+
+/// §2.3 into `tx`: random fill, then the fixed fields with `flags`. Returns our `sess`.
+fn stamp_fresh_block<R: TryCryptoRng + ?Sized>(
+    rng: &mut R,
+    order: WireOrder,
+    flags: u32,
+    tx: &mut [u8; HANDSHAKE_LEN],
+) -> Result<[u8; SESS_LEN], HandshakeError> {
+    if rng.try_fill_bytes(tx).is_err() || tx.iter().all(|&b| b == 0) {
+        tx.zeroize();
+        return Err(HandshakeError::BadRandom);
+    }
+    let block = HandshakeBlock::from_wire_mut(tx);
+    block.stamp_with_flags(order, flags);
+    Ok(block.sess)
+}
+
+/// §2.4 step 1 for every block of `buf`, in place: retry our private op (bumping the retry
+/// counter) until its result has the top two bits clear, and leave that result in the
+/// block. It needs only our key, which is why it can be done before the peer is known.
+fn private_results_in_place<F: FnMut(&[u8], &mut [u8]) -> Result<(), RsaOpError>>(
+    mut private_op: F,
+    buf: &mut [u8; HANDSHAKE_LEN],
+    block_len: usize,
+) -> Result<(), KeyExchangeFailure> {
+    for block in buf.chunks_exact_mut(block_len) {
+        fit_private_result(&mut private_op, block)?;
+    }
+    Ok(())
+}
+
+/// §2.4 step 1 for one RSA block (at most 512 bytes), in place: retry `private_op`, bumping
+/// the block's retry counter (§11 H9) before each try, until the result has its top two
+/// bits clear, at most [`MAX_RSA_RETRIES`] times; then the block holds that result.
+///
+/// For [`OwnRsa::private_results_pair`] implementations that run blocks on threads.
+///
+/// # Errors
+/// The private op's error, or [`KeyExchangeFailure::RetriesExhausted`].
+pub fn fit_private_result<F: FnMut(&[u8], &mut [u8]) -> Result<(), RsaOpError>>(
+    mut private_op: F,
+    block: &mut [u8],
+) -> Result<(), KeyExchangeFailure> {
+    let mut m1 = [0u8; HANDSHAKE_LEN];
+    let result = (|| {
+        let m1 = m1
+            .get_mut(..block.len())
+            .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
+        let mut tries = 0;
+        loop {
+            if tries == MAX_RSA_RETRIES {
+                return Err(KeyExchangeFailure::RetriesExhausted);
+            }
+            tries += 1;
+            bump_retry_counter(block);
+            private_op(block, m1).map_err(KeyExchangeFailure::Rsa)?;
+            if m1.first().is_some_and(|b| b & 0xC0 == 0) {
+                break;
+            }
+        }
+        block.copy_from_slice(m1);
+        Ok(())
+    })();
+    m1.zeroize();
+    result
+}
+
+/// §2.4 step 2 for every block of `buf`, in place: the peer's public op on our private
+/// results, which makes the wire bytes.
+fn peer_public_in_place<K: RawRsa>(
     keys: &mut K,
     buf: &mut [u8; HANDSHAKE_LEN],
     block_len: usize,
@@ -581,19 +712,7 @@ fn encrypt_blocks<K: RawRsa>(
             let m1 = m1
                 .get_mut(..block_len)
                 .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
-            let mut tries = 0;
-            loop {
-                if tries == MAX_RSA_RETRIES {
-                    return Err(KeyExchangeFailure::RetriesExhausted);
-                }
-                tries += 1;
-                bump_retry_counter(block);
-                keys.private_op(block, m1)
-                    .map_err(KeyExchangeFailure::Rsa)?;
-                if m1.first().is_some_and(|b| b & 0xC0 == 0) {
-                    break;
-                }
-            }
+            m1.copy_from_slice(block);
             keys.peer_public_op(m1, block)
                 .map_err(KeyExchangeFailure::Rsa)?;
         }
@@ -620,20 +739,54 @@ fn decrypt_block<K: RawRsa>(
             .ok_or(KeyExchangeFailure::Rsa(RsaOpError::WrongLength))?;
         keys.private_op(block, p1)
             .map_err(KeyExchangeFailure::Rsa)?;
-        // The sender made this the private-op result with its top two bits clear.
-        if p1.first().is_some_and(|b| b & 0xC0 != 0) {
-            return Err(KeyExchangeFailure::OutOfRange { block: at });
-        }
-        keys.peer_public_op(p1, block)
-            .map_err(KeyExchangeFailure::Rsa)?;
-        // And this the block whose first byte it masked with 0x3F.
-        if block.first().is_some_and(|b| b & 0xC0 != 0) {
-            return Err(KeyExchangeFailure::OutOfRange { block: at });
-        }
-        Ok(())
+        undo_peer_op(keys, p1, block, at)
     })();
     p1.zeroize();
     result
+}
+
+/// §2.5 step 2 for both 256-byte blocks at once: the two private ops through
+/// [`RawRsa::private_op_pair`] (which may run them in parallel), then each block's public
+/// op in order, so a failure is the one that decrypting block by block would give.
+fn decrypt_both_blocks<K: RawRsa>(
+    keys: &mut K,
+    buf: &mut [u8; HANDSHAKE_LEN],
+) -> Result<(), KeyExchangeFailure> {
+    const HALF: usize = HANDSHAKE_LEN / 2;
+    let mut p1 = [0u8; HANDSHAKE_LEN];
+    let result = (|| {
+        let (first, second) = buf.split_at_mut(HALF);
+        let (p1_first, p1_second) = p1.split_at_mut(HALF);
+        let [first_op, second_op] =
+            keys.private_op_pair([first, second], [&mut *p1_first, &mut *p1_second]);
+        first_op.map_err(KeyExchangeFailure::Rsa)?;
+        undo_peer_op(keys, p1_first, first, 0)?;
+        second_op.map_err(KeyExchangeFailure::Rsa)?;
+        undo_peer_op(keys, p1_second, second, HALF)
+    })();
+    p1.zeroize();
+    result
+}
+
+/// The rest of §2.5 step 2 for the block at `at`, given our private op's result `p1`: its
+/// range check, the peer's public op into `block`, and that result's range check.
+fn undo_peer_op<K: RawRsa>(
+    keys: &mut K,
+    p1: &[u8],
+    block: &mut [u8],
+    at: usize,
+) -> Result<(), KeyExchangeFailure> {
+    // The sender made this the private-op result with its top two bits clear.
+    if p1.first().is_some_and(|b| b & 0xC0 != 0) {
+        return Err(KeyExchangeFailure::OutOfRange { block: at });
+    }
+    keys.peer_public_op(p1, block)
+        .map_err(KeyExchangeFailure::Rsa)?;
+    // And this the block whose first byte it masked with 0x3F.
+    if block.first().is_some_and(|b| b & 0xC0 != 0) {
+        return Err(KeyExchangeFailure::OutOfRange { block: at });
+    }
+    Ok(())
 }
 
 /// Increments the little-endian u32 at bytes 4..8 of a block (§2.4 step 1, §11 H9).
@@ -685,6 +838,21 @@ pub(crate) mod tests {
         fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
             out.copy_from_slice(input);
             Ok(())
+        }
+        fn own_key_id(&self) -> Option<OwnKeyId> {
+            Some(OwnRsa::own_key_id(self))
+        }
+    }
+
+    impl OwnRsa for MockRsa {
+        fn block_len(&self) -> usize {
+            self.block_len
+        }
+        fn own_key_id(&self) -> OwnKeyId {
+            OwnKeyId::from_modulus(&[0xA5; 256][..self.block_len.min(256)])
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            RawRsa::private_op(self, input, out)
         }
     }
 
@@ -981,5 +1149,232 @@ pub(crate) mod tests {
         };
         assert_eq!(s.peer_order, WireOrder::Big);
         assert_eq!(s.peer_sess, b.own_sess);
+    }
+
+    fn prepared(seed: u8, keys: &mut MockRsa, flags: u32) -> PreparedBlock {
+        PreparedBlock::prepare(keys, &mut SeqRng(seed), WireOrder::Little, flags).unwrap()
+    }
+
+    #[test]
+    fn a_prepared_block_sends_the_same_bytes_as_the_one_shot_path() {
+        let mut forced = MockRsa::new(256);
+        forced.high_results = 5;
+        let block = prepared(9, &mut forced, 0x10);
+        assert_eq!(
+            forced.private_calls,
+            2 + 5,
+            "the retries are done while preparing"
+        );
+        let one_shot = Handshake::with_flags(
+            KeyMode::Rsa(MockRsa::new(256)),
+            &mut SeqRng(9),
+            WireOrder::Little,
+            None,
+            0x10,
+        )
+        .unwrap();
+        // The same draws but retries only in the prepared block: equal from the counter on.
+        let mut finishing = MockRsa::new(256);
+        finishing.high_results = u32::MAX; // any private op here would be out of range
+        let hs = Handshake::with_prepared(block, finishing, None, 0x10).unwrap();
+        assert_eq!(hs.pending()[8..256], one_shot.pending()[8..256]);
+        assert_eq!(hs.pending()[264..], one_shot.pending()[264..]);
+        let KeyMode::Rsa(keys) = &hs.keys else {
+            panic!()
+        };
+        assert_eq!(keys.private_calls, 0, "no private op is left to do");
+        assert_eq!(hs.own_sess, one_shot.own_sess);
+    }
+
+    #[test]
+    fn a_prepared_side_and_a_one_shot_side_agree() {
+        for chunk in [1, 100, 256, 512] {
+            let block = prepared(3, &mut MockRsa::new(256), 0);
+            let mut a = Handshake::with_prepared(block, MockRsa::new(256), None, 0).unwrap();
+            let mut b = side(200, KeyMode::Rsa(MockRsa::new(256)));
+            let (own_a, own_b) = (a.own_sess, b.own_sess);
+            let (HandshakePoll::Done(sa), HandshakePoll::Done(sb)) =
+                exchange(&mut a, &mut b, chunk)
+            else {
+                panic!("chunk {chunk}");
+            };
+            assert_eq!((sa.own_sess, sa.peer_sess), (own_a, own_b));
+            assert_eq!((sb.own_sess, sb.peer_sess), (own_b, own_a));
+        }
+    }
+
+    /// Keys that name another private key.
+    struct OtherKey(MockRsa);
+
+    impl RawRsa for OtherKey {
+        fn block_len(&self) -> usize {
+            self.0.block_len
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            RawRsa::private_op(&mut self.0, input, out)
+        }
+        fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            self.0.peer_public_op(input, out)
+        }
+        fn own_key_id(&self) -> Option<OwnKeyId> {
+            Some(OwnKeyId::from_modulus(&[0x5A; 256]))
+        }
+    }
+
+    /// Keys that cannot name theirs (the trait's default).
+    struct Anonymous(MockRsa);
+
+    impl RawRsa for Anonymous {
+        fn block_len(&self) -> usize {
+            self.0.block_len
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            RawRsa::private_op(&mut self.0, input, out)
+        }
+        fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            self.0.peer_public_op(input, out)
+        }
+    }
+
+    #[test]
+    fn a_block_prepared_for_other_keys_or_flags_is_refused() {
+        let other_key = Handshake::with_prepared(
+            prepared(1, &mut MockRsa::new(256), 0),
+            OtherKey(MockRsa::new(256)),
+            None,
+            0,
+        );
+        assert_eq!(other_key.unwrap_err(), PreparedBlockError::KeyMismatch);
+        let anonymous = Handshake::with_prepared(
+            prepared(1, &mut MockRsa::new(256), 0),
+            Anonymous(MockRsa::new(256)),
+            None,
+            0,
+        );
+        assert_eq!(anonymous.unwrap_err(), PreparedBlockError::KeyMismatch);
+        let other_size = Handshake::with_prepared(
+            prepared(1, &mut MockRsa::new(256), 0),
+            MockRsa::new(512),
+            None,
+            0,
+        );
+        assert_eq!(other_size.unwrap_err(), PreparedBlockError::KeyMismatch);
+        let other_flags = Handshake::with_prepared(
+            prepared(1, &mut MockRsa::new(256), 0x3),
+            MockRsa::new(256),
+            None,
+            0x1,
+        );
+        assert_eq!(
+            other_flags.unwrap_err(),
+            PreparedBlockError::FlagsMismatch {
+                prepared: 0x3,
+                requested: 0x1
+            }
+        );
+    }
+
+    #[test]
+    fn preparing_checks_sizes_randomness_and_the_retry_bound() {
+        assert_eq!(
+            PreparedBlock::prepare(&mut MockRsa::new(128), &mut SeqRng(1), WireOrder::Little, 0)
+                .unwrap_err(),
+            HandshakeError::KeyFormat { block_len: 128 }
+        );
+        assert_eq!(
+            PreparedBlock::prepare(&mut MockRsa::new(256), &mut ZeroRng, WireOrder::Little, 0)
+                .unwrap_err(),
+            HandshakeError::BadRandom
+        );
+        let mut hopeless = MockRsa::new(256);
+        hopeless.high_results = u32::MAX;
+        assert_eq!(
+            PreparedBlock::prepare(&mut hopeless, &mut SeqRng(1), WireOrder::Little, 0)
+                .unwrap_err(),
+            HandshakeError::KeyExchange(KeyExchangeFailure::RetriesExhausted)
+        );
+    }
+
+    #[test]
+    fn the_key_id_ignores_leading_zeros_and_tells_keys_apart() {
+        let mut padded = [0u8; 256];
+        padded[1..].copy_from_slice(&[0x77; 255]);
+        assert_eq!(
+            OwnKeyId::from_modulus(&padded),
+            OwnKeyId::from_modulus(&[0x77; 255])
+        );
+        assert_ne!(
+            OwnKeyId::from_modulus(&[0x77; 255]),
+            OwnKeyId::from_modulus(&[0x77; 256])
+        );
+        let mut last_differs = [0x77; 255];
+        last_differs[254] = 0x78;
+        assert_ne!(
+            OwnKeyId::from_modulus(&[0x77; 255]),
+            OwnKeyId::from_modulus(&last_differs)
+        );
+        assert_eq!(OwnKeyId::from_modulus(&[]), OwnKeyId::from_modulus(&[0, 0]));
+    }
+
+    /// Counts the calls of `private_op_pair` (then does the default's work).
+    struct PairCounting {
+        inner: MockRsa,
+        pairs: u32,
+    }
+
+    impl RawRsa for PairCounting {
+        fn block_len(&self) -> usize {
+            self.inner.block_len
+        }
+        fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            RawRsa::private_op(&mut self.inner, input, out)
+        }
+        fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+            self.inner.peer_public_op(input, out)
+        }
+        fn private_op_pair(
+            &mut self,
+            inputs: [&[u8]; 2],
+            outputs: [&mut [u8]; 2],
+        ) -> [Result<(), RsaOpError>; 2] {
+            self.pairs += 1;
+            let [a, b] = inputs;
+            let [oa, ob] = outputs;
+            [
+                RawRsa::private_op(&mut self.inner, a, oa),
+                RawRsa::private_op(&mut self.inner, b, ob),
+            ]
+        }
+    }
+
+    #[test]
+    fn both_blocks_in_at_once_are_decrypted_as_a_pair() {
+        for (chunk, pairs) in [(512, 1), (256, 0), (100, 0)] {
+            let peer = side(5, KeyMode::Rsa(MockRsa::new(256)));
+            let mut hs = Handshake::new(
+                KeyMode::Rsa(PairCounting {
+                    inner: MockRsa::new(256),
+                    pairs: 0,
+                }),
+                &mut SeqRng(6),
+                WireOrder::Little,
+                None,
+            )
+            .unwrap();
+            hs.advance(HANDSHAKE_LEN).unwrap();
+            let mut result = HandshakePoll::InProgress;
+            for piece in peer.pending().chunks(chunk) {
+                hs.feed(piece);
+                result = hs.poll();
+            }
+            let HandshakePoll::Done(session) = result else {
+                panic!("chunk {chunk}: {result:?}")
+            };
+            assert_eq!(session.peer_sess, peer.own_sess);
+            let KeyMode::Rsa(keys) = &hs.keys else {
+                panic!()
+            };
+            assert_eq!(keys.pairs, pairs, "chunk {chunk}");
+        }
     }
 }

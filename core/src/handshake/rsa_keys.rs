@@ -8,6 +8,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BoxedUint, PrivateKey, PublicKey, hazmat};
 use zeroize::Zeroize;
 
+use super::prepared::{OwnKeyId, OwnRsa};
 use super::rsa_op::{RawRsa, RsaOpError};
 
 /// Our key and the peer's differ in size (KEYFMT, §2.2).
@@ -42,6 +43,7 @@ impl core::error::Error for KeySizeMismatch {}
 /// Our private key and the peer's public key, with the RNG that blinds private operations.
 pub struct RsaKeys<R> {
     own: PrivateKey,
+    own_id: OwnKeyId,
     peer: PublicKey,
     rng: R,
 }
@@ -67,8 +69,59 @@ impl<R: TryCryptoRng> RsaKeys<R> {
                 peer: peer.size(),
             });
         }
-        Ok(Self { own, peer, rng })
+        Ok(Self {
+            own_id: key_id(&own),
+            own,
+            peer,
+            rng,
+        })
     }
+}
+
+/// Our private key alone, with the RNG that blinds its operations: what
+/// [`PreparedBlock::prepare`](super::PreparedBlock::prepare) needs before any peer is known.
+pub struct OwnRsaKey<R> {
+    own: PrivateKey,
+    own_id: OwnKeyId,
+    rng: R,
+}
+
+impl<R> fmt::Debug for OwnRsaKey<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnRsaKey")
+            .field("id", &self.own_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: TryCryptoRng> OwnRsaKey<R> {
+    /// Our private key, blinded with `rng`.
+    pub fn new(own: PrivateKey, rng: R) -> Self {
+        Self {
+            own_id: key_id(&own),
+            own,
+            rng,
+        }
+    }
+}
+
+impl<R: TryCryptoRng> OwnRsa for OwnRsaKey<R> {
+    fn block_len(&self) -> usize {
+        self.own.size()
+    }
+
+    fn own_key_id(&self) -> OwnKeyId {
+        self.own_id
+    }
+
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        private_block(&self.own, &mut self.rng, input, out)
+    }
+}
+
+/// The id of `key` (from its public modulus).
+fn key_id(key: &PrivateKey) -> OwnKeyId {
+    OwnKeyId::from_modulus(&key.n().to_be_bytes())
 }
 
 /// The block as an integer of the key's precision.
@@ -153,5 +206,24 @@ impl<R: TryCryptoRng> RawRsa for RsaKeys<R> {
 
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
         public_block(&self.peer, input, out)
+    }
+
+    fn own_key_id(&self) -> Option<OwnKeyId> {
+        Some(self.own_id)
+    }
+}
+
+/// The same keys can prepare blocks for themselves (tests, or a node with one peer).
+impl<R: TryCryptoRng> OwnRsa for RsaKeys<R> {
+    fn block_len(&self) -> usize {
+        self.own.size()
+    }
+
+    fn own_key_id(&self) -> OwnKeyId {
+        self.own_id
+    }
+
+    fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
+        private_block(&self.own, &mut self.rng, input, out)
     }
 }

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use super::OwnKeyId;
+
 /// Why a raw RSA operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,6 +51,31 @@ pub trait RawRsa {
     /// # Errors
     /// [`RsaOpError`].
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError>;
+
+    /// Our private op on both received blocks of a 2048-bit key's handshake (§2.5 step 2
+    /// needs one per block, and they are independent): `inputs[0]` into `outputs[0]` and
+    /// `inputs[1]` into `outputs[1]`, each with its own outcome. The default does one, then
+    /// the other; an implementation that has threads may do both at once, which halves the
+    /// time a side waits once the peer's 512 bytes are in.
+    fn private_op_pair(
+        &mut self,
+        inputs: [&[u8]; 2],
+        outputs: [&mut [u8]; 2],
+    ) -> [Result<(), RsaOpError>; 2] {
+        let [first_in, second_in] = inputs;
+        let [first_out, second_out] = outputs;
+        [
+            self.private_op(first_in, first_out),
+            self.private_op(second_in, second_out),
+        ]
+    }
+
+    /// Which private key is ours, so that a [`PreparedBlock`](super::PreparedBlock) made
+    /// with another is refused. `None` (the default, for implementations that never use
+    /// prepared blocks) refuses them all.
+    fn own_key_id(&self) -> Option<OwnKeyId> {
+        None
+    }
 }
 
 /// No RSA at all: the key type of a handshake that only ever runs in
