@@ -627,9 +627,9 @@ int h2msg_iocom_init(void *mem,
 
 /**
  * As `h2msg_iocom_init`, with the liveness rules given in milliseconds, 0 turning a rule
- * off: `idle_ms` without a received byte sends a keepalive `LNK_PING` (0: no pings and
- * no dead-peer rule); `dead_ms` more without one ends the link with
- * `H2MSG_DOWN_PEER_TIMEOUT`; pending bytes that make no write progress for `stall_ms`
+ * off: `idle_ms` without a received byte sends a keepalive `LNK_PING` (0: no pings);
+ * `dead_ms` more without one — or, with no pings, `dead_ms` after the last received
+ * byte — ends the link with `H2MSG_DOWN_PEER_TIMEOUT`; pending bytes that make no write progress for `stall_ms`
  * end it with `H2MSG_DOWN_WRITE_STALLED`. `h2msg_iocom_init` uses 30000, 30000, 60000.
  * All three 0: the iocom never needs the time (the 2012 C behaviour). The rules run
  * only at `h2msg_iocom_timeout`.

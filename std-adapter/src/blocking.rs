@@ -169,8 +169,23 @@ macro_rules! duplex_stream {
 duplex_stream!(TcpStream, UnixStream);
 
 /// Bytes the writer thread may hold, queued and being written: enough to keep a
-/// loopback socket busy while the caller refills, small enough to bound a link.
-pub const DUPLEX_WRITE_BUFFER: usize = 256 * 1024;
+/// loopback socket busy while the caller refills, small enough to bound a link — and to
+/// let the core's write-stall rule see a peer that stopped reading soon (bytes this
+/// buffer takes count as written).
+pub const DUPLEX_WRITE_BUFFER: usize = 64 * 1024;
+
+/// The stack of a [`Duplex`]'s threads: they only move bytes between a socket and a
+/// buffer, so a small one lets a service run thousands of links.
+const DUPLEX_THREAD_STACK: usize = 128 * 1024;
+
+/// Starts a named thread with the small [`DUPLEX_THREAD_STACK`].
+fn spawn_small(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(DUPLEX_THREAD_STACK)
+        .spawn(f)
+        .map(drop)
+}
 
 /// How long a dropped [`Duplex`] keeps writing what it had accepted before it closes the
 /// socket regardless.
@@ -264,21 +279,20 @@ impl<S: DuplexStream> Duplex<S> {
             }),
             changed: Condvar::new(),
         });
-        let reader = stream.try_clone()?;
-        let writer = stream.try_clone()?;
-        let for_reader = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("h2msg-read".into())
-            .spawn(move || read_loop(reader, &for_reader))?;
-        let for_writer = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("h2msg-write".into())
-            .spawn(move || write_loop(writer, &for_writer))?;
-        Ok(Self { shared, stream })
+        let (reader, writer) = (stream.try_clone()?, stream.try_clone()?);
+        // Built before the threads start, so that a failed start drops it: its Drop
+        // closes what the thread that did start is waiting on.
+        let duplex = Self { shared, stream };
+        let for_reader = Arc::clone(&duplex.shared);
+        spawn_small("h2msg-read", move || read_loop(reader, &for_reader))?;
+        let for_writer = Arc::clone(&duplex.shared);
+        spawn_small("h2msg-write", move || write_loop(writer, &for_writer))?;
+        Ok(duplex)
     }
 
-    /// The socket, to inspect or set options on (its peer's address, a read timeout that
-    /// fails a stuck link) — not to read or write past the driver.
+    /// The socket, to inspect or set options on (its peer's address) — not to read or
+    /// write past the driver. A read timeout set here ends the link at the first quiet
+    /// spell; the core's liveness rules are the way to bound silence.
     pub const fn stream(&self) -> &S {
         &self.stream
     }
@@ -335,27 +349,25 @@ impl<S: DuplexStream> Drop for Duplex<S> {
             let _ = self.stream.shutdown(Shutdown::Both);
             return;
         };
-        let spawned = std::thread::Builder::new()
-            .name("h2msg-linger".into())
-            .spawn(move || {
-                let give_up = std::time::Instant::now() + LINGER;
-                let mut buffers = shared.lock();
-                while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
-                    && buffers.write_failed.is_none()
-                {
-                    let left = give_up.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    buffers = shared
-                        .changed
-                        .wait_timeout(buffers, left)
-                        .map(|(guard, _)| guard)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        let spawned = spawn_small("h2msg-linger", move || {
+            let give_up = std::time::Instant::now() + LINGER;
+            let mut buffers = shared.lock();
+            while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
+                && buffers.write_failed.is_none()
+            {
+                let left = give_up.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
                 }
-                drop(buffers);
-                let _ = socket.shutdown(Shutdown::Both);
-            });
+                buffers = shared
+                    .changed
+                    .wait_timeout(buffers, left)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            }
+            drop(buffers);
+            let _ = socket.shutdown(Shutdown::Both);
+        });
         if spawned.is_err() {
             let _ = self.stream.shutdown(Shutdown::Both);
         }

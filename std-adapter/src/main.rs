@@ -15,7 +15,7 @@ use h2msg_std::service::{ServiceConfig, run_service};
 use h2msg_std::transport::Endpoint;
 
 /// Most links `service` serves, and most handshakes from one address: far more than the
-/// open-file limit of a usual host allows (two descriptors a link), and small enough that
+/// open-file limit of a usual host allows (five descriptors a link), and small enough that
 /// no arithmetic on it can overflow.
 const MOST_LINKS: u64 = 1 << 20;
 
@@ -76,7 +76,9 @@ fn liveness(
             ));
         }
         (Some(ping), Some(drop)) => Some(drop.saturating_sub(ping)),
-        _ => None,
+        // Without pings the dead-peer time is the whole silence.
+        (None, drop) => drop,
+        (Some(_), None) => None,
     };
     Ok(Liveness {
         idle: keepalive,
@@ -171,7 +173,7 @@ enum Command {
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         handshakes_per_peer: usize,
         /// Seconds without a byte from a peer before it is pinged (0.01 to 86400, or 0: no
-        /// pings and no dead-peer rule).
+        /// pings; --idle-timeout then drops a peer silent that long).
         #[arg(long, value_name = "SECONDS", value_parser = parse_optional_timeout,
               default_value = "30")]
         keepalive: OptionalSeconds,

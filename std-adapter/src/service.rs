@@ -433,6 +433,10 @@ pub struct ServiceConfig {
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     // A broken own key would otherwise fail every RSA link, after `listening on`.
     keys.check_own_keys().map_err(io::Error::other)?;
+    // RSA peers get prepared handshake blocks from the first link on.
+    if let Ok((own, _)) = keys.own_keys() {
+        let _ = crate::prepared::warm_up(&own, config.mode.handshake_flags());
+    }
     // Signals first: a supervisor may signal as soon as it reads `listening on`.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -535,11 +539,18 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(20);
 /// Descriptors the service needs besides its links' (listener, stdio, signal pipe, ...).
 const SPARE_FILES: u64 = 64;
 
-/// Raises the open-file limit to what `max_links` need (two descriptors a link: the
-/// socket and the handle kept to shut it down), as far as the hard limit allows; returns
-/// the number of links that fit, warning if that is fewer than asked for.
+/// Descriptors one link holds: the socket, the handle kept to shut it down, the reader's
+/// and the writer's copies, and one more while a dropped link lingers to finish writing.
+const FILES_PER_LINK: u64 = 5;
+
+/// Raises the open-file limit to what `max_links` need ([`FILES_PER_LINK`] each), as far
+/// as the hard limit allows; returns the number of links that fit, warning if that is
+/// fewer than asked for.
 fn fit_max_links_to_open_files(max_links: usize) -> usize {
-    let wanted = 2 * max_links as u64 + SPARE_FILES;
+    let links = u64::try_from(max_links).unwrap_or(u64::MAX);
+    let wanted = links
+        .saturating_mul(FILES_PER_LINK)
+        .saturating_add(SPARE_FILES);
     let limit = match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) => limit,
         Err(e) => {
@@ -547,7 +558,8 @@ fn fit_max_links_to_open_files(max_links: usize) -> usize {
             return max_links;
         }
     };
-    let fit = usize::try_from(limit.saturating_sub(SPARE_FILES) / 2).unwrap_or(usize::MAX);
+    let fit =
+        usize::try_from(limit.saturating_sub(SPARE_FILES) / FILES_PER_LINK).unwrap_or(usize::MAX);
     if fit < max_links {
         warn!("open-file limit {limit}: serving at most {fit} links, not {max_links}");
         return fit;

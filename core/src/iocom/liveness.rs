@@ -29,11 +29,11 @@ use crate::wire::Cmd;
 pub struct Liveness {
     /// Keepalive: after this long without a received byte, send an `LNK_PING`. Any byte
     /// that comes back proves the peer alive — a reply (the 2012 C node answers with
-    /// error 0x20, which proves it just as well) or anything else. `None`: no pings, and
-    /// no dead-peer rule.
+    /// error 0x20, which proves it just as well) or anything else. `None`: no pings.
     pub idle: Option<Duration>,
-    /// Dead peer: this long without a received byte after the keepalive ping ends the link
-    /// with [`LinkEnd::PeerTimeout`](super::LinkEnd::PeerTimeout).
+    /// Dead peer: this long without a received byte after the keepalive ping — or, with
+    /// no keepalive (`idle` off), after the last received byte — ends the link with
+    /// [`LinkEnd::PeerTimeout`](super::LinkEnd::PeerTimeout).
     pub dead: Option<Duration>,
     /// Write stall: bytes wait to be written and the transport took none of them for this
     /// long: the link ends with [`LinkEnd::WriteStalled`](super::LinkEnd::WriteStalled).
@@ -140,7 +140,12 @@ impl Timers {
             _ => false,
         };
         due.write_stalled = passed(self.stalled_since, self.rules.stall);
-        due.peer_timeout = passed(self.pinged_at, self.rules.dead);
+        // Without pings the dead-peer time runs from the last byte itself.
+        let silence_from = match self.rules.idle {
+            Some(_) => self.pinged_at,
+            None => Some(self.last_rx),
+        };
+        due.peer_timeout = passed(silence_from, self.rules.dead);
         if self.pinged_at.is_none() && passed(Some(self.last_rx), self.rules.idle) {
             self.pinged_at = Some(now);
             due.ping = true;
@@ -162,9 +167,10 @@ impl Timers {
             (Some(limit), true) => Some(self.stalled_since.unwrap_or(clock) + limit),
             _ => None,
         };
-        let silence = match self.pinged_at {
-            Some(at) => rules.dead.map(|dead| at + dead),
-            None => rules.idle.map(|idle| self.last_rx + idle),
+        let silence = match (self.pinged_at, rules.idle) {
+            (Some(at), _) => rules.dead.map(|dead| at + dead),
+            (None, Some(idle)) => Some(self.last_rx + idle),
+            (None, None) => rules.dead.map(|dead| self.last_rx + dead),
         };
         let due = earliest(stall, silence);
         // Unstamped activity moves a deadline later, never earlier: no need to wake early.
@@ -269,6 +275,27 @@ mod tests {
         let mut idle = Timers::new(rules(10_000, 10_000, 30));
         idle.tick(at(0), false);
         assert!(!idle.tick(at(1_000), false).write_stalled);
+    }
+
+    #[test]
+    fn without_keepalive_the_dead_time_runs_from_the_last_byte() {
+        let mut t = Timers::new(Liveness {
+            idle: None,
+            dead: Some(Duration::from_millis(80)),
+            stall: None,
+        });
+        t.tick(at(0), false);
+        assert_eq!(t.next(false), Some(at(80)));
+        t.received();
+        assert_eq!(
+            t.tick(at(50), false),
+            Due::default(),
+            "no ping without keepalive"
+        );
+        assert_eq!(t.next(false), Some(at(130)));
+        assert!(!t.tick(at(129), false).peer_timeout);
+        let due = t.tick(at(130), false);
+        assert!(due.peer_timeout && !due.ping);
     }
 
     #[test]
