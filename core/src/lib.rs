@@ -108,7 +108,7 @@
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
 //! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
-//! | `test-util` | [`Session::from_parts_for_testing`], never for products |
+//! | `test-util` | helpers for tests that need known secrets (`Session::from_parts_for_testing`, `keys_for_testing`, the decoded peer block, a prepared block's `sess`); never for products |
 //!
 //! The authority on the format is the project's protocol reference, `docs/protocol.md`;
 //! section numbers in these docs (§3.6 and so on) refer to it.
@@ -122,8 +122,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
-// The layer order, bottom first; a module imports only from modules above it in this list
-// (checked by tests/layering.rs). `handshake` uses only `time`, `wire` and `buf`.
+// The layers, bottom first: time, wire, buf, handshake, stream, ioq, trans, setup, iocom,
+// drive. A module imports only from the layers below it (tests/layering.rs checks it);
+// `handshake` uses only `time`, `wire` and `buf`.
 mod buf;
 pub mod drive;
 mod handshake;

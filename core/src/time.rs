@@ -52,10 +52,12 @@ impl Instant {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 
-    /// `self + d`, rounded down to the millisecond and saturating at the end of the clock.
+    /// `self + d`, rounded up to the millisecond (a timer never fires early) and saturating
+    /// at the end of the clock.
     #[must_use]
     pub fn saturating_add(self, d: Duration) -> Self {
-        let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let partial = u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+        let millis = u64::try_from(d.as_millis() + partial).unwrap_or(u64::MAX);
         Self(self.0.saturating_add(millis))
     }
 
@@ -94,6 +96,13 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_of_a_millisecond_counts_as_a_whole_one() {
+        let start = Instant::from_millis(10);
+        assert_eq!((start + Duration::from_micros(1)).as_millis(), 11);
+        assert_eq!((start + Duration::from_micros(2_000)).as_millis(), 12);
+    }
 
     #[test]
     fn add_saturates_instead_of_wrapping() {

@@ -18,7 +18,9 @@ pub trait Clock {
 }
 
 /// A clock that never moves: the core's timers never fall due. For a board without a
-/// clock, with [`Liveness::OFF`](crate::Liveness::OFF) and no handshake deadline.
+/// clock; give its connections [`Liveness::OFF`](crate::Liveness::OFF) and its handshake
+/// no deadline, or the driver wakes at once, again and again, for timers that never come
+/// due.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoClock;
 
@@ -132,7 +134,7 @@ where
 ///
 /// ```
 /// use h2msg::drive::embedded::{Embedded, Link, NoClock};
-/// use h2msg::{CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup};
+/// use h2msg::{Config, CounterSalt, Event, Iocom, IocomMemory, LinkEnd, LinkSetup, Liveness};
 /// use h2msg::wire::{Cmd, MessageView, MsgHeader, SoftCrc32c, WireOrder};
 /// # use core::convert::Infallible;
 /// # /// Reads a recorded stream, keeps what is written.
@@ -161,8 +163,10 @@ where
 ///
 /// let memory = IocomMemory { fifo: vec![0u8; 2048], aux: vec![], tx_ring: vec![0u8; 256] };
 /// let setup = LinkSetup::plaintext();
-/// let io: Iocom<_, _, _, 4> = Iocom::new(setup, memory, CounterSalt::default(), SoftCrc32c)?;
-/// // A board without a clock: the timers never fall due.
+/// // A board without a clock: no timers.
+/// let config = Config { liveness: Liveness::OFF, ..Config::default() };
+/// let io: Iocom<_, _, _, 4> =
+///     Iocom::with_config(setup, memory, CounterSalt::default(), SoftCrc32c, config)?;
 /// let mut link: Link<_, _, _, _, _, 4> = Link::new(Embedded::new(transport, NoClock), io);
 ///
 /// // The core answers the ping by itself; the next event is the close.

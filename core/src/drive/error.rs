@@ -20,6 +20,8 @@ use crate::wire::IoqError;
 /// | [`Handshake`](Self::Handshake) | KEYXCHGFAIL 12, KEYFMT 13, BADURANDOM 14 |
 /// | [`AuxStorageTooSmall`](Self::AuxStorageTooSmall) | FIELD (4) |
 /// | [`Stalled`](Self::Stalled) | STATE (8) |
+/// | [`PeerTimeout`](Self::PeerTimeout) | PEERTIMEOUT (30, h2msg's own) |
+/// | [`WriteStalled`](Self::WriteStalled) | WRSTALL (31, h2msg's own) |
 ///
 /// ```
 /// use h2msg::drive::DriveError;
@@ -127,7 +129,7 @@ impl<E: fmt::Display> fmt::Display for DriveError<E> {
             Self::Stalled => write!(f, "{code}: the link can make no progress"),
             Self::PeerTimeout => write!(
                 f,
-                "{code}: the peer fell silent (no reply to a keepalive ping)"
+                "{code}: the peer fell silent (no byte after a keepalive ping)"
             ),
             Self::WriteStalled => write!(f, "{code}: the peer stopped reading (no write progress)"),
         }
@@ -162,6 +164,7 @@ impl From<DriveError<std::io::Error>> for std::io::Error {
                     DriveError::Stream(_)
                     | DriveError::Handshake(_)
                     | DriveError::AuxStorageTooSmall { .. } => ErrorKind::InvalidData,
+                    DriveError::PeerTimeout | DriveError::WriteStalled => ErrorKind::TimedOut,
                     _ => ErrorKind::Other,
                 };
                 Self::new(kind, verdict)

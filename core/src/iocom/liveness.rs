@@ -25,6 +25,9 @@ use crate::wire::Cmd;
 /// assert_eq!(defaults.silence_limit(), Some(Duration::from_secs(60)));
 /// assert_eq!(Liveness::OFF.silence_limit(), None);
 /// ```
+///
+/// A zero duration is taken as it is: `idle: Some(ZERO)` pings after every quiet tick,
+/// `stall: Some(ZERO)` ends a link as soon as a byte waits. Use `None` to turn a rule off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Liveness {
     /// Keepalive: after this long without a received byte, send an `LNK_PING`. Any byte
@@ -151,6 +154,16 @@ impl Timers {
             due.ping = true;
         }
         due
+    }
+
+    /// When the write-stall rule falls due, if bytes wait (the only rule left once the
+    /// link is down and its last replies are being written).
+    pub(crate) fn next_stall(&self) -> Option<Instant> {
+        let stall = self.rules.stall?;
+        let Some(clock) = self.clock else {
+            return Some(Instant::ZERO);
+        };
+        Some((self.stalled_since.unwrap_or(clock) + stall).max(clock))
     }
 
     /// When the next rule falls due, if any: `now`-ish (the clock) when activity waits to

@@ -615,7 +615,11 @@ where
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.link != Link::Up {
-            return None;
+            // Replies queued before a clean close still go out; the stall rule bounds
+            // how long a peer that no longer reads can keep them waiting.
+            return (!self.tx.is_empty())
+                .then(|| self.timers.next_stall())
+                .flatten();
         }
         earliest(
             self.timers.next(!self.tx.is_empty()),
@@ -631,6 +635,11 @@ where
     /// transaction is aborted ([`Event::TimedOut`]). Then poll events and write.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.link != Link::Up {
+            let waiting = !self.tx.is_empty();
+            if waiting && self.timers.tick(now, waiting).write_stalled {
+                // The link's end was said already; what it could not write is dropped.
+                self.tx.discard_all();
+            }
             return;
         }
         let due = self.timers.tick(now, !self.tx.is_empty());
@@ -668,8 +677,7 @@ where
         if opened.cmd.is_reply() || self.local.get(TransKey::local(msgid)).is_none() {
             return Err(SendError::NoSuchTransaction);
         }
-        self.deadlines
-            .retain(|d| self.local.get(TransKey::local(d.msgid)).is_some());
+        self.prune_deadlines();
         if let Some(d) = self.deadlines.iter_mut().find(|d| d.msgid == msgid) {
             if d.expired {
                 return Err(SendError::NoSuchTransaction);
@@ -690,12 +698,17 @@ where
             .map_err(|_| SendError::NoFreeMsgid)
     }
 
-    fn expire_deadlines(&mut self, now: Instant) {
-        // A deadline lives while its transaction is open, or until its expiry is told.
+    /// Forgets the deadlines that are done: a deadline lives while its transaction is
+    /// open, or until its expiry is told.
+    fn prune_deadlines(&mut self) {
         let local = &self.local;
         self.deadlines.retain(|d| {
             (d.expired && !d.reported) || local.get(TransKey::local(d.msgid)).is_some()
         });
+    }
+
+    fn expire_deadlines(&mut self, now: Instant) {
+        self.prune_deadlines();
         let mut i = 0;
         while let Some(d) = self.deadlines.get(i).copied() {
             i += 1;
@@ -1744,5 +1757,30 @@ mod tests {
         while io.poll_event().is_some() {}
         assert_eq!(io.link_end(), Some(LinkEnd::WriteStalled));
         assert_eq!(io.poll_timeout(), None, "a link that is down needs no time");
+    }
+
+    #[test]
+    fn a_peer_that_closed_and_never_reads_cannot_hold_the_link_open() {
+        let mut io = timed(10_000, 10_000, 30);
+        io.handle_timeout(ms(0));
+        io.feed(&message_bytes(Cmd::LNK_PING, 7, &[])); // answered, the answer queued
+        io.end_input(); // the peer half-closed
+        while io.poll_event().is_some() {}
+        assert_eq!(io.link_end(), Some(LinkEnd::Closed));
+        assert!(
+            !io.pending()[0].is_empty(),
+            "the answer still waits to go out"
+        );
+        io.handle_timeout(ms(5));
+        assert_eq!(io.poll_timeout(), Some(ms(35)), "the stall rule still runs");
+        io.handle_timeout(ms(34));
+        assert!(!io.interest().finished);
+        io.handle_timeout(ms(35));
+        assert!(
+            io.pending()[0].is_empty(),
+            "what could not be written is dropped"
+        );
+        assert!(io.interest().finished, "the driver may end");
+        assert_eq!(io.poll_timeout(), None);
     }
 }

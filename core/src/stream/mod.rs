@@ -463,6 +463,12 @@ impl TxCipher {
     }
 }
 
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+#[cfg(feature = "stream-crypto")]
+fn same_secret(a: &[u8; SESS_LEN], b: &[u8; SESS_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// The two directions' ciphers for `mode` after `session`.
 pub(crate) fn ciphers(
     mode: StreamMode,
@@ -475,7 +481,7 @@ pub(crate) fn ciphers(
         // the same key pair) would give cbc an all-zero key and gcm one key and nonce
         // sequence for both directions.
         #[cfg(feature = "stream-crypto")]
-        StreamMode::Cbc | StreamMode::Gcm if own_sess == peer_sess => {
+        StreamMode::Cbc | StreamMode::Gcm if same_secret(own_sess, peer_sess) => {
             Err(NegotiateError::ReflectedSession)
         }
         #[cfg(feature = "stream-crypto")]

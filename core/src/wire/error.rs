@@ -12,7 +12,7 @@ pub const MSG_ERR_UNKNOWN: u16 = 0x20;
 ///
 /// They are never transmitted: the receive path copies one into the `error` field of the
 /// `LNK_ERROR` it synthesises when a connection fails. Codes 15 (MSGSEQ) and 18–20
-/// (IVWRAP, MACFAIL, ALGO) belong to the protected stream modes (([`StreamMode`](crate::StreamMode))); 16–17
+/// (IVWRAP, MACFAIL, ALGO) belong to the protected stream modes ([`StreamMode`](crate::StreamMode)); 16–17
 /// of the later transaction state machine are not defined here, and the enum is
 /// `#[non_exhaustive]` so they can be added without a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
