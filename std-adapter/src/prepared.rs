@@ -268,6 +268,17 @@ pub fn take_prepared(own: &PrivateKey, flags: u32) -> Option<PreparedBlock> {
     pool.take()
 }
 
+/// Whether the process's pool for `own` and `flags` has started. Read-only: it counts no
+/// handshake and starts nothing.
+#[must_use]
+pub fn pool_started(own: &PrivateKey, flags: u32) -> bool {
+    let key = key_id(own);
+    let pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    pools
+        .iter()
+        .any(|e| e.key == key && e.flags == flags && e.pool.is_some())
+}
+
 /// Starts the process's pool for `own` and `flags` now (a service at start-up), unless
 /// pools are off. Returns it.
 pub fn warm_up(own: &PrivateKey, flags: u32) -> Option<Arc<BlockPool>> {

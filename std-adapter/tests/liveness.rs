@@ -47,7 +47,8 @@ fn a_silent_client_is_dropped_and_a_quiet_shell_is_kept() {
     time_to_close(&mut silent);
     let took = start.elapsed();
     assert!(
-        took >= IDLE_TIMEOUT && took < IDLE_TIMEOUT + Duration::from_secs(2),
+        // The upper bound only guards against "never": generous for a loaded machine.
+        took >= IDLE_TIMEOUT && took < IDLE_TIMEOUT + Duration::from_secs(10),
         "dropped after {took:?}, not at the idle timeout of {IDLE_TIMEOUT:?}"
     );
 

@@ -63,8 +63,9 @@ fn a_log_nobody_reads_holds_up_neither_links_nor_sigterm() {
     let keys = KeyDir::new(&client);
 
     let flood_start = Instant::now();
-    let (mut unkeyed, mut plaintext) = (0, 0);
+    let (mut attempted, mut unkeyed, mut plaintext) = (0usize, 0usize, 0usize);
     for _ in 0..FLOOD_EACH {
+        attempted += 1;
         unkeyed += usize::from(unkeyed_connection(address).is_ok());
         // A good link at -v logs `up` and `closed`; lines no rate limit applies to.
         let good = connect_within(
@@ -126,11 +127,18 @@ fn a_log_nobody_reads_holds_up_neither_links_nor_sigterm() {
     let mut log = String::new();
     BufReader::new(stderr).read_to_string(&mut log).unwrap();
     eprintln!(
-        "flood: {unkeyed} unkeyed and {plaintext} plaintext connections in {flood_time:?}; \
+        "flood: {unkeyed} unkeyed and {plaintext} plaintext connections of {attempted} \
+         attempts each in {flood_time:?}; \
          exit {exit_time:?} after SIGTERM; {} bytes of log reached the pipe",
         log.len()
     );
-    assert!(unkeyed >= FLOOD_EACH / 2 && plaintext >= FLOOD_EACH / 2);
+    // Of the connections actually tried (the flood stops at 30 s on a slow machine), at
+    // least half of each kind got through while nobody read the log.
+    assert!(attempted > 0);
+    assert!(
+        unkeyed >= attempted.div_ceil(2) && plaintext >= attempted.div_ceil(2),
+        "{unkeyed} unkeyed and {plaintext} plaintext of {attempted} attempts"
+    );
     // What reached the pipe before it filled: whole lines, and the NORKEY warning (one
     // per unkeyed connection) no more often than the rate limit lets it through. (That the
     // rest are summarised and dropped lines counted, the logging module's tests show: here

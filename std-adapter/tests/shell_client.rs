@@ -147,6 +147,12 @@ fn a_service_that_never_answers_meets_the_reply_timeout() {
     // 1, the tool's failure; not 2, the parser's.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--reply-timeout"), "{stderr}");
+    // It waited the configured second (less a small margin), no less: a mis-read unit or
+    // an immediate give-up fails here.
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave up after {took:?}, before the 1 s reply timeout"
+    );
     assert!(took < Duration::from_secs(10), "gave up after {took:?}");
 }
 
@@ -179,6 +185,10 @@ fn a_service_that_never_accepts_meets_the_connect_timeout() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--connect-timeout"), "{stderr}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave up after {took:?}, before the 1 s connect timeout"
+    );
     assert!(took < Duration::from_secs(10), "gave up after {took:?}");
     drop((socket, queued));
 }

@@ -20,6 +20,8 @@ use h2msg_tests::plaintext_handshake_until;
 
 /// Aux bytes per message: the largest a message carries.
 const MESSAGE_AUX: usize = 64 * 1024;
+/// The byte every flood message's aux is filled with.
+const FILL: u8 = 0x5A;
 
 /// A flood that makes no progress for this long has stalled.
 const NO_PROGRESS_LIMIT: Duration = Duration::from_secs(5);
@@ -151,7 +153,7 @@ fn blocking_endpoint(
     blocking::drive_handshake(&mut duplex, plaintext_handshake_until(side, deadline))
         .map_err(|e| e.to_string())?;
     let mut link = blocking::Link::new(duplex, flood_connection());
-    let aux = vec![0x5A; MESSAGE_AUX];
+    let aux = vec![FILL; MESSAGE_AUX];
     let mut sent = 0;
     while sent < messages || received.load(Ordering::Relaxed) < messages {
         while sent < messages {
@@ -162,12 +164,13 @@ fn blocking_endpoint(
             }
         }
         if received.load(Ordering::Relaxed) < messages {
-            let event = link.next_event(|e| matches!(e, Event::Message { .. }));
+            let event = link.next_event(flood_message);
             match event.map_err(|e| e.to_string())? {
-                Some(true) => {
+                Some(Some(Ok(()))) => {
                     received.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(false) => {}
+                Some(Some(Err(why))) => return Err(why),
+                Some(None) => {}
                 None => return Err("the peer closed early".into()),
             }
         } else {
@@ -175,6 +178,27 @@ fn blocking_endpoint(
         }
     }
     link.flush().map_err(|e| e.to_string())
+}
+
+/// `None` for an event that is not a message; for a message, whether it is one of the
+/// flood's: `MESSAGE_AUX` bytes of aux, the fill byte at its first and last positions.
+fn flood_message(event: Event<'_>) -> Option<Result<(), String>> {
+    let Event::Message { msg, .. } = event else {
+        return None;
+    };
+    let aux = msg.aux();
+    Some(
+        if aux.len() == MESSAGE_AUX && aux.first() == Some(&FILL) && aux.last() == Some(&FILL) {
+            Ok(())
+        } else {
+            Err(format!(
+                "a flood message arrived changed: {} aux bytes, first {:?}, last {:?}",
+                aux.len(),
+                aux.first(),
+                aux.last()
+            ))
+        },
+    )
 }
 
 /// The flood through the tokio driver, on a runtime of its own per endpoint.
@@ -199,7 +223,7 @@ fn tokio_endpoint(
         .await
         .map_err(|e| e.to_string())?;
         let mut link = h2msg_std::tokio_driver::Link::new(stream, flood_connection());
-        let aux = vec![0x5A; MESSAGE_AUX];
+        let aux = vec![FILL; MESSAGE_AUX];
         let mut sent = 0;
         while sent < messages || received.load(Ordering::Relaxed) < messages {
             while sent < messages {
@@ -210,12 +234,13 @@ fn tokio_endpoint(
                 }
             }
             if received.load(Ordering::Relaxed) < messages {
-                let event = link.next_event(|e| matches!(e, Event::Message { .. }));
+                let event = link.next_event(flood_message);
                 match event.await.map_err(|e| e.to_string())? {
-                    Some(true) => {
+                    Some(Some(Ok(()))) => {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(false) => {}
+                    Some(Some(Err(why))) => return Err(why),
+                    Some(None) => {}
                     None => return Err("the peer closed early".into()),
                 }
             } else {
@@ -241,7 +266,7 @@ fn write_first_endpoint(
         .map_err(|e| e.to_string())?;
     duplex.into_inner().map_err(|e| e.to_string())?;
     let mut pump = Pump::new(flood_connection());
-    let aux = vec![0x5A; MESSAGE_AUX];
+    let aux = vec![FILL; MESSAGE_AUX];
     let mut sent = 0;
     let fail = |e: DriveError<io::Error>| e.to_string();
     while sent < messages || received.load(Ordering::Relaxed) < messages {
@@ -346,8 +371,8 @@ fn a_silent_peer_is_dropped_with_peer_timeout_at_idle_plus_dead() {
         let _ = ended_tx.send((end, start.elapsed()));
     });
     let (end, waited) = ended_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the silent peer is dropped within 10 s");
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the silent peer is dropped within 30 s");
     let err = end.expect_err("the link ends in an error");
     assert!(matches!(err, DriveError::PeerTimeout), "{err:?}");
     assert_eq!(err.code(), 30);
@@ -357,8 +382,9 @@ fn a_silent_peer_is_dropped_with_peer_timeout_at_idle_plus_dead() {
         waited + Duration::from_millis(1) >= limit,
         "dropped after {waited:?}, before {limit:?}"
     );
+    // Only a guard against "never": generous, so a loaded machine cannot flake it.
     assert!(
-        waited < limit + Duration::from_secs(1),
+        waited < limit + Duration::from_secs(10),
         "dropped after {waited:?}, {limit:?} was due"
     );
     ours.join().expect("our side");

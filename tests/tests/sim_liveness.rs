@@ -311,7 +311,14 @@ fn the_handshake_deadline_fails_at_the_deadline_on_the_same_clock() {
             other => break (now, other),
         }
         if taken == 0 {
-            now = a.poll_timeout().expect("a deadline while unfinished");
+            let next = a.poll_timeout().expect("a deadline while unfinished");
+            assert_eq!(next, deadline);
+            // One millisecond before the deadline neither side has failed.
+            a.handle_timeout(at(deadline.as_millis() - 1));
+            b.handle_timeout(at(deadline.as_millis() - 1));
+            assert!(matches!(a.poll(), HandshakePoll::InProgress));
+            assert!(matches!(b.poll(), HandshakePoll::InProgress));
+            now = next;
         }
     };
     let (failed_at, poll) = outcome;
@@ -323,7 +330,13 @@ fn the_handshake_deadline_fails_at_the_deadline_on_the_same_clock() {
         other => panic!("expected KEYXCHGFAIL, got {other:?}"),
     }
     // B got all 512 bytes but its own block never left: it times out on the same clock.
-    assert!(matches!(b.poll(), HandshakePoll::Failed(_)));
+    assert!(
+        matches!(
+            b.poll(),
+            HandshakePoll::Failed(HandshakeError::KeyExchange(KeyExchangeFailure::Timeout))
+        ),
+        "B fails by its own deadline"
+    );
 }
 
 #[test]
@@ -424,11 +437,23 @@ fn a_deadline_that_expired_just_before_the_link_failed_is_still_reported() {
     pair.now = at(500);
     pair.run(10_000);
     let key = TransKey::local(opened.msgid);
-    let told = pair.a.events.iter().any(|e| match e {
-        OwnedEvent::TimedOut(k) | OwnedEvent::Aborted(k, _) => *k == key,
-        _ => false,
-    });
-    assert!(told, "the transaction vanished: {:?}", pair.a.events);
+    // The deadline passed before the link failed: the application hears TimedOut (not
+    // the Aborted a link loss gives), and nothing more about that transaction after it.
+    let about: Vec<&OwnedEvent> = pair
+        .a
+        .events
+        .iter()
+        .filter(|e| match e {
+            OwnedEvent::TimedOut(k) | OwnedEvent::Aborted(k, _) => *k == key,
+            _ => false,
+        })
+        .collect();
+    assert_eq!(
+        about,
+        vec![&OwnedEvent::TimedOut(key)],
+        "expected exactly TimedOut and no Aborted after it: {:?}",
+        pair.a.events
+    );
     assert_eq!(
         pair.a.link_down().map(|(_, end)| end),
         Some(LinkEnd::TransportFailed)

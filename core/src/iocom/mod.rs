@@ -1734,6 +1734,42 @@ mod tests {
     }
 
     #[test]
+    fn a_full_transaction_table_sends_no_keepalive_yet_the_silent_peer_times_out() {
+        let mut io = timed(100, 50, 10_000);
+        io.handle_timeout(ms(0));
+        // T = 4 here: four open requests fill our side of the table.
+        for _ in 0..4 {
+            io.open(Cmd::DBG_SHELL, &[], &[], false).unwrap();
+        }
+        assert!(
+            io.open(Cmd::DBG_SHELL, &[], &[], false).is_err(),
+            "the table is full"
+        );
+        drain(&mut io);
+        assert_eq!(io.local_transactions().len(), 4);
+        io.handle_timeout(ms(100)); // the keepalive is due, but has no slot
+        assert!(
+            io.pending()[0].is_empty() && io.pending()[1].is_empty(),
+            "no keepalive fits a full table"
+        );
+        assert_eq!(io.local_transactions().len(), 4);
+        io.handle_timeout(ms(149));
+        assert!(io.poll_event().is_none());
+        assert!(io.link_end().is_none());
+        // The dead rule runs from the ping that could not be sent: idle + dead.
+        assert_eq!(io.poll_timeout(), Some(ms(150)));
+        io.handle_timeout(ms(150));
+        let mut link_down = None;
+        while let Some(event) = io.poll_event() {
+            if let Event::LinkDown(end) = event {
+                link_down = Some(end);
+            }
+        }
+        assert_eq!(link_down, Some(LinkEnd::PeerTimeout));
+        assert_eq!(io.link_end(), Some(LinkEnd::PeerTimeout));
+    }
+
+    #[test]
     fn a_silent_peer_ends_the_link_with_peer_timeout_and_a_stalled_writer_with_write_stalled() {
         let mut io = timed(100, 50, 10_000);
         io.handle_timeout(ms(0));
