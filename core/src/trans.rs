@@ -561,6 +561,21 @@ impl<const N: usize> TransTable<N> {
         LoseLink { table: self }
     }
 
+    /// Drops an open transaction without a message: for the connection's own keepalive
+    /// ping, which a peer may answer without closing it. True if it was open.
+    pub(crate) fn forget(&mut self, key: TransKey) -> bool {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|slot| slot.is_some_and(|entry| entry.key == key))
+        else {
+            return false;
+        };
+        *slot = None;
+        self.len = self.len.saturating_sub(1);
+        true
+    }
+
     /// Removes one open transaction (the first in slot order) as lost, for a caller that
     /// reports them one at a time; `None` once the table is empty.
     pub fn take_lost(&mut self) -> Option<LostTransaction> {

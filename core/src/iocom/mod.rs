@@ -733,9 +733,10 @@ where
     /// application was told is over: the keepalive's reply, a reply after a deadline.
     fn is_own_reply(&mut self, msgid: u32) -> bool {
         if self.keepalive == Some(msgid) {
-            if self.local.get(TransKey::local(msgid)).is_none() {
-                self.keepalive = None;
-            }
+            // Any answer proves the peer alive and ends the ping: the 2012 C node answers
+            // a ping it does not know with REPLY alone, which leaves the transaction open.
+            self.local.forget(TransKey::local(msgid));
+            self.keepalive = None;
             return true;
         }
         self.deadlines.iter().any(|d| d.msgid == msgid && d.expired)
