@@ -98,6 +98,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_instant_prints_its_milliseconds() {
+        extern crate std;
+        assert_eq!(std::format!("{}", Instant::from_millis(1500)), "1500 ms");
+    }
+
+    #[test]
     fn a_part_of_a_millisecond_counts_as_a_whole_one() {
         let start = Instant::from_millis(10);
         assert_eq!((start + Duration::from_micros(1)).as_millis(), 11);

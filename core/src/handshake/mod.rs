@@ -511,15 +511,24 @@ impl<K: RawRsa> Handshake<K> {
     /// while the exchange is unfinished (`None` without a deadline or once it is over).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.filter(|_| self.state == State::Running)
+        self.deadline
+            .filter(|_| self.state == State::Running && !self.all_moved())
+    }
+
+    /// Every byte of the exchange was sent and received: the deadline no longer applies,
+    /// [`poll`](Self::poll) decides.
+    const fn all_moved(&self) -> bool {
+        self.sent == HANDSHAKE_LEN && self.received == HANDSHAKE_LEN
     }
 
     /// Tells the time; at or past the deadline an unfinished handshake fails with
     /// KEYXCHGFAIL (§11 H7), said by the next [`poll`](Self::poll).
     pub fn handle_timeout(&mut self, now: Instant) {
         // Every byte moved in time: `poll` decides, however late it runs.
-        let all_moved = self.sent == HANDSHAKE_LEN && self.received == HANDSHAKE_LEN;
-        if self.state == State::Running && !all_moved && self.deadline.is_some_and(|d| now >= d) {
+        if self.state == State::Running
+            && !self.all_moved()
+            && self.deadline.is_some_and(|d| now >= d)
+        {
             self.fail(KeyExchangeFailure::Timeout);
         }
     }
@@ -1090,6 +1099,7 @@ pub(crate) mod tests {
         a.advance(HANDSHAKE_LEN).unwrap();
         // The driver tells the time before it polls what it read.
         a.handle_timeout(Instant::from_millis(100));
+        assert_eq!(a.poll_timeout(), None, "nothing left to wait for");
         assert!(matches!(a.poll(), HandshakePoll::Done(_)));
     }
 

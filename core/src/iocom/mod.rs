@@ -1708,9 +1708,18 @@ mod tests {
     #[test]
     fn an_expired_transaction_is_aborted_once_and_its_late_reply_dropped() {
         let (mut io, opened) = request_due_at(ms(500));
+        assert_eq!(
+            io.poll_timeout(),
+            Some(ms(500)),
+            "the deadline is the next timer"
+        );
         io.handle_timeout(ms(499));
         assert!(io.poll_event().is_none());
         io.handle_timeout(ms(500));
+        assert!(
+            io.poll_timeout().is_some_and(|t| t > ms(500)),
+            "an expired deadline is no timer any more"
+        );
         let abort = drain(&mut io);
         let view = MessageView::parse(&abort, &SoftCrc32c).unwrap();
         assert_eq!(view.header().msgid, opened.msgid);
