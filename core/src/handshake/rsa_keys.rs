@@ -42,16 +42,14 @@ impl core::error::Error for KeySizeMismatch {}
 
 /// Our private key and the peer's public key, with the RNG that blinds private operations.
 pub struct RsaKeys<R> {
-    own: PrivateKey,
-    own_id: OwnKeyId,
+    own: OwnRsaKey<R>,
     peer: PublicKey,
-    rng: R,
 }
 
 impl<R> fmt::Debug for RsaKeys<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RsaKeys")
-            .field("block_len", &self.own.size())
+            .field("block_len", &self.own.own.size())
             .finish_non_exhaustive()
     }
 }
@@ -70,10 +68,8 @@ impl<R: TryCryptoRng> RsaKeys<R> {
             });
         }
         Ok(Self {
-            own_id: key_id(&own),
-            own,
+            own: OwnRsaKey::new(own, rng),
             peer,
-            rng,
         })
     }
 }
@@ -197,11 +193,11 @@ pub fn public_block(key: &PublicKey, input: &[u8], out: &mut [u8]) -> Result<(),
 
 impl<R: TryCryptoRng> RawRsa for RsaKeys<R> {
     fn block_len(&self) -> usize {
-        self.own.size()
+        OwnRsa::block_len(&self.own)
     }
 
     fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
-        private_block(&self.own, &mut self.rng, input, out)
+        OwnRsa::private_op(&mut self.own, input, out)
     }
 
     fn peer_public_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
@@ -209,21 +205,22 @@ impl<R: TryCryptoRng> RawRsa for RsaKeys<R> {
     }
 
     fn own_key_id(&self) -> Option<OwnKeyId> {
-        Some(self.own_id)
+        Some(OwnRsa::own_key_id(&self.own))
     }
 }
 
-/// The same keys can prepare blocks for themselves (tests, or a node with one peer).
+/// The same keys can prepare blocks for themselves (tests, or a node with one peer):
+/// their own half is an [`OwnRsaKey`].
 impl<R: TryCryptoRng> OwnRsa for RsaKeys<R> {
     fn block_len(&self) -> usize {
-        self.own.size()
+        OwnRsa::block_len(&self.own)
     }
 
     fn own_key_id(&self) -> OwnKeyId {
-        self.own_id
+        OwnRsa::own_key_id(&self.own)
     }
 
     fn private_op(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), RsaOpError> {
-        private_block(&self.own, &mut self.rng, input, out)
+        OwnRsa::private_op(&mut self.own, input, out)
     }
 }
