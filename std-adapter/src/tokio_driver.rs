@@ -16,7 +16,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, reply_error};
+use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, PumpIo, reply_error};
 use h2msg::{Event, Handshake, Instant, RawRsa, Session};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
@@ -69,50 +69,6 @@ impl Timer {
     }
 }
 
-/// What the two loops (handshake, connection) share of their pumps.
-trait Side {
-    fn pending(&self) -> [&[u8]; 2];
-    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
-    fn read_buf(&mut self) -> &mut [u8];
-    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError>;
-    /// The stream would block on a write (the connection remembers it; the handshake
-    /// has nothing to remember).
-    fn write_would_block(&mut self) {}
-}
-
-impl<K: RawRsa> Side for HandshakePump<K> {
-    fn pending(&self) -> [&[u8]; 2] {
-        [Self::pending(self), &[]]
-    }
-    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
-        Self::on_write(self, result)
-    }
-    fn read_buf(&mut self) -> &mut [u8] {
-        Self::read_buf(self)
-    }
-    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
-        Self::on_read(self, result)
-    }
-}
-
-impl Side for StdPump {
-    fn pending(&self) -> [&[u8]; 2] {
-        Self::pending(self)
-    }
-    fn on_write(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
-        Self::on_write(self, result)
-    }
-    fn read_buf(&mut self) -> &mut [u8] {
-        Self::read_buf(self)
-    }
-    fn on_read(&mut self, result: io::Result<usize>) -> Result<(), DriveError> {
-        Self::on_read(self, result)
-    }
-    fn write_would_block(&mut self) {
-        Self::write_would_block(self);
-    }
-}
-
 /// One turn of either loop: writes and reads what is wanted and ready — both, if both
 /// are — or waits for the stream or the timer, whichever comes first.
 async fn turn<S, P>(
@@ -123,7 +79,7 @@ async fn turn<S, P>(
 ) -> Result<(), DriveError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    P: Side,
+    P: PumpIo,
 {
     poll_fn(|cx| {
         let mut moved = false;

@@ -145,6 +145,27 @@ impl<K: RawRsa> HandshakePump<K> {
     }
 }
 
+impl<K: RawRsa> super::PumpIo for HandshakePump<K> {
+    fn pending(&self) -> [&[u8]; 2] {
+        [Self::pending(self), &[]]
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_write<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        Self::on_write(self, result)
+    }
+    fn on_read<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        Self::on_read(self, result)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::convert::Infallible;

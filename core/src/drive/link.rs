@@ -4,7 +4,9 @@
 
 use rand_core::Rng;
 
-use super::{DriveError, HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, reply_error};
+use super::{
+    DriveError, HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, PumpIo, reply_error,
+};
 use crate::handshake::{Handshake, RawRsa, Session};
 use crate::iocom::{Event, Iocom};
 use crate::time::Instant;
@@ -106,37 +108,7 @@ where
             HandshakeNext::Done(session) => return Ok(session),
             HandshakeNext::Wait(wants) => wants,
         };
-        let mut moved = false;
-        if wants.write {
-            match transport.try_write([pump.pending(), &[]]) {
-                Ok(n) => {
-                    pump.on_write(Ok(n))?;
-                    moved = true;
-                    if pump.pending().is_empty() {
-                        transport.flush().map_err(DriveError::Io)?;
-                    }
-                }
-                Err(TryIoError::WouldBlock) => {}
-                Err(TryIoError::Failed(e)) => pump.on_write(Err(e))?,
-            }
-        }
-        if wants.read {
-            match transport.try_read(pump.read_buf()) {
-                Ok(n) => {
-                    pump.on_read(Ok(n))?;
-                    moved = true;
-                }
-                Err(TryIoError::WouldBlock) => {}
-                Err(TryIoError::Failed(e)) => pump.on_read(Err(e))?,
-            }
-        }
-        if !moved {
-            transport
-                .wait(wants, pump.poll_timeout())
-                .map_err(DriveError::Io)?;
-        }
-        let now = transport.now();
-        pump.handle_timeout(now);
+        turn(transport, &mut pump, wants, None)?;
     }
 }
 
@@ -283,46 +255,54 @@ where
         wants: IoInterest,
         deadline: Option<Instant>,
     ) -> Result<(), DriveError<T::Error>> {
-        let mut moved = false;
-        if wants.write {
-            moved |= self.try_write()?;
-        }
-        if wants.read {
-            moved |= self.try_read()?;
-        }
-        if !moved {
-            let until = crate::time::earliest(self.pump.poll_timeout(), deadline);
-            let waited = self.transport.wait(wants, until);
-            waited.map_err(|e| self.pump.on_transport_error(e))?;
-        }
-        let now = self.transport.now();
-        self.pump.handle_timeout(now);
-        Ok(())
+        turn(&mut self.transport, &mut self.pump, wants, deadline)
     }
+}
 
-    fn try_write(&mut self) -> Result<bool, DriveError<T::Error>> {
-        match self.transport.try_write(self.pump.pending()) {
+/// One turn of a driver loop, for the handshake and the connection alike: moves what can
+/// move in both directions, waits (no later than `deadline`, nor the pump's own timer) if
+/// nothing could, then tells the pump the time.
+fn turn<T, P>(
+    transport: &mut T,
+    pump: &mut P,
+    wants: IoInterest,
+    deadline: Option<Instant>,
+) -> Result<(), DriveError<T::Error>>
+where
+    T: Transport + ?Sized,
+    P: PumpIo,
+{
+    let mut moved = false;
+    if wants.write {
+        match transport.try_write(pump.pending()) {
             Ok(n) => {
-                self.pump.on_write(Ok(n))?;
-                if !self.pump.wants_write() {
-                    let flushed = self.transport.flush();
-                    flushed.map_err(|e| self.pump.on_transport_error(e))?;
+                pump.on_write(Ok(n))?;
+                moved = true;
+                if pump.pending().iter().all(|part| part.is_empty()) {
+                    let flushed = transport.flush();
+                    flushed.map_err(|e| pump.on_transport_error(e))?;
                 }
-                Ok(true)
             }
-            Err(TryIoError::WouldBlock) => {
-                self.pump.write_would_block();
-                Ok(false)
-            }
-            Err(TryIoError::Failed(e)) => self.pump.on_write(Err(e)).map(|()| false),
+            Err(TryIoError::WouldBlock) => pump.write_would_block(),
+            Err(TryIoError::Failed(e)) => pump.on_write(Err(e))?,
         }
     }
-
-    fn try_read(&mut self) -> Result<bool, DriveError<T::Error>> {
-        match self.transport.try_read(self.pump.read_buf()) {
-            Ok(n) => self.pump.on_read(Ok(n)).map(|()| true),
-            Err(TryIoError::WouldBlock) => Ok(false),
-            Err(TryIoError::Failed(e)) => self.pump.on_read(Err(e)).map(|()| false),
+    if wants.read {
+        match transport.try_read(pump.read_buf()) {
+            Ok(n) => {
+                pump.on_read(Ok(n))?;
+                moved = true;
+            }
+            Err(TryIoError::WouldBlock) => {}
+            Err(TryIoError::Failed(e)) => pump.on_read(Err(e))?,
         }
     }
+    if !moved {
+        let until = crate::time::earliest(pump.poll_timeout(), deadline);
+        let waited = transport.wait(wants, until);
+        waited.map_err(|e| pump.on_transport_error(e))?;
+    }
+    let now = transport.now();
+    pump.handle_timeout(now);
+    Ok(())
 }

@@ -27,4 +27,4 @@ mod pump;
 pub use error::DriveError;
 pub use handshake::{HandshakeNext, HandshakePump};
 pub use link::{Link, Transport, TryIoError, Waited, drive_handshake};
-pub use pump::{IoInterest, NextIo, Pump, reply_error};
+pub use pump::{IoInterest, NextIo, Pump, PumpIo, reply_error};

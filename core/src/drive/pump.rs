@@ -234,6 +234,69 @@ pub fn reply_error(event: &Event<'_>, msgid: u32) -> Option<u16> {
     }
 }
 
+/// What a driver loop does with either pump — the handshake's or the connection's — for
+/// one turn: the bytes to write and where to read, each transport result, and the time.
+/// [`Link`](super::Link) and the handshake driver share one turn over it, and so can an
+/// adapter's own loop (the tokio driver's does).
+pub trait PumpIo {
+    /// Bytes to write, oldest first.
+    fn pending(&self) -> [&[u8]; 2];
+    /// Where to read into.
+    fn read_buf(&mut self) -> &mut [u8];
+    /// Reports a write ([`Pump::on_write`]).
+    ///
+    /// # Errors
+    /// The error that failed the link.
+    fn on_write<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>>;
+    /// Reports a read ([`Pump::on_read`]).
+    ///
+    /// # Errors
+    /// The error that failed the link.
+    fn on_read<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>>;
+    /// The transport would block on a write (a connection remembers it as WREQ).
+    fn write_would_block(&mut self) {}
+    /// A transport failure outside a read or write (a flush, a wait).
+    fn on_transport_error<E>(&mut self, error: E) -> DriveError<E> {
+        DriveError::Io(error)
+    }
+    /// When the pump next needs the time.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Tells the pump the time.
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+impl<M, R, C, const T: usize> PumpIo for Pump<M, R, C, T>
+where
+    M: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c + Clone,
+{
+    fn pending(&self) -> [&[u8]; 2] {
+        Self::pending(self)
+    }
+    fn read_buf(&mut self) -> &mut [u8] {
+        Self::read_buf(self)
+    }
+    fn on_write<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        Self::on_write(self, result)
+    }
+    fn on_read<E>(&mut self, result: Result<usize, E>) -> Result<(), DriveError<E>> {
+        Self::on_read(self, result)
+    }
+    fn write_would_block(&mut self) {
+        Self::write_would_block(self);
+    }
+    fn on_transport_error<E>(&mut self, error: E) -> DriveError<E> {
+        Self::on_transport_error(self, error)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::convert::Infallible;
