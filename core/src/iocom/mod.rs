@@ -4,14 +4,16 @@ use core::fmt;
 
 use heapless::Vec as BoundedVec;
 
+mod channel;
 mod liveness;
 
+use channel::{Channel, LinkState, RxStep};
 pub use liveness::Liveness;
-use liveness::{Timers, TransDeadline, next_deadline};
+use liveness::{TransDeadline, next_deadline};
 use rand_core::Rng;
 
 use crate::buf::OverCommit;
-use crate::ioq::rx::{FifoTooSmall, RxDecoder, RxFailure, RxPoll};
+use crate::ioq::rx::{FifoTooSmall, RxDecoder, RxFailure};
 use crate::ioq::tx::{Room, TxError, TxQueue};
 use crate::setup::LinkSetup;
 use crate::stream::StreamMode;
@@ -22,7 +24,7 @@ use crate::trans::{
 };
 use crate::wire::limits::{ALIGN, BASE_HEADER_LEN, MSGHDR_MAX};
 use crate::wire::{
-    Cmd, Crc32c, DecodeError, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, WireOrder,
+    Cmd, Crc32c, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, ReceivedHeader, WireOrder,
 };
 
 /// Most commands one connection can [accept](Iocom::accept).
@@ -195,6 +197,10 @@ pub struct Interest {
 pub struct IocomFlags(u32);
 
 impl IocomFlags {
+    pub(crate) const fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+
     /// Stop: the link is down.
     pub const EOF: u32 = 0x01;
     /// The reader wants input.
@@ -284,15 +290,6 @@ pub struct IocomStats {
     pub dropped: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    Up,
-    /// Reporting lost transactions, then `LinkDown(end)`.
-    Draining(LinkEnd),
-    /// `LinkDown(end)` was given.
-    Down(LinkEnd),
-}
-
 /// What one received message turned into.
 enum Step {
     Nothing,
@@ -364,8 +361,7 @@ enum Step {
 /// `M` is the buffer type of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C engine,
 /// `T` the capacity of each of the two transaction tables (ours and the peer's).
 pub struct Iocom<M, R, C, const T: usize> {
-    rx: RxDecoder<M, M, C>,
-    tx: TxQueue<M, R, C>,
+    ch: Channel<M, R, C, ReceivedHeader, MsgHeader>,
     /// Transactions we opened. Separate from `remote` so that neither side's load can
     /// starve the other's (a shared table filled by our own requests would refuse every
     /// request of the peer, and both ends would wait for each other).
@@ -373,14 +369,8 @@ pub struct Iocom<M, R, C, const T: usize> {
     /// Transactions the peer opened.
     remote: TransTable<T>,
     accepted: BoundedVec<u32, ACCEPT_MAX>,
-    link: Link,
-    write_blocked: bool,
-    /// `Event::AuxStorageTooSmall` was said for the message waiting now.
-    aux_stall_reported: bool,
     last_msgid: u32,
-    stats: IocomStats,
     mode: StreamMode,
-    timers: Timers,
     /// The msgid of our keepalive ping while its transaction is open: its reply is the
     /// connection's own, never the application's.
     keepalive: Option<u32>,
@@ -390,13 +380,9 @@ pub struct Iocom<M, R, C, const T: usize> {
 impl<M, R, C, const T: usize> fmt::Debug for Iocom<M, R, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iocom")
-            .field("rx", &self.rx)
-            .field("tx", &self.tx)
+            .field("channel", &self.ch)
             .field("local", &self.local)
             .field("remote", &self.remote)
-            .field("link", &self.link)
-            .field("stats", &self.stats)
-            .field("timers", &self.timers)
             .finish_non_exhaustive()
     }
 }
@@ -459,18 +445,12 @@ where
         // Capacity is ACCEPT_MAX ≥ 1: this push cannot fail.
         let _ = accepted.push(dispatch_key(Cmd::LNK_PING));
         Ok(Self {
-            rx,
-            tx,
+            ch: Channel::new(rx, tx, config.liveness, BASE_HEADER_LEN),
             local: TransTable::new(),
             remote: TransTable::new(),
             accepted,
-            link: Link::Up,
-            write_blocked: false,
-            aux_stall_reported: false,
             last_msgid: 0,
-            stats: IocomStats::default(),
             mode,
-            timers: Timers::new(config.liveness),
             keepalive: None,
             deadlines: BoundedVec::new(),
         })
@@ -498,10 +478,7 @@ where
     /// How the link ended, once [`Event::LinkDown`] was given (`None` before).
     #[must_use]
     pub const fn link_end(&self) -> Option<LinkEnd> {
-        match self.link {
-            Link::Down(end) => Some(end),
-            Link::Up | Link::Draining(_) => None,
-        }
+        self.ch.link_end()
     }
 
     // ----- driver side -------------------------------------------------------------
@@ -509,10 +486,7 @@ where
     /// Where the transport should read into; report the count with
     /// [`commit_read`](Self::commit_read). Empty when no input is wanted now.
     pub fn read_buf(&mut self) -> &mut [u8] {
-        if self.link != Link::Up {
-            return &mut [];
-        }
-        self.rx.read_buf()
+        self.ch.read_buf()
     }
 
     /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
@@ -520,58 +494,34 @@ where
     /// # Errors
     /// [`OverCommit`] if `n` exceeds the room offered; nothing changes.
     pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
-        if self.link != Link::Up {
-            return if n == 0 {
-                Ok(())
-            } else {
-                Err(OverCommit {
-                    reported: n,
-                    room: 0,
-                })
-            };
-        }
-        self.rx.commit_read(n)?;
-        if n > 0 {
-            self.timers.received();
-        }
-        Ok(())
+        self.ch.commit_read(n)
     }
 
     /// Copies received bytes in; returns how many were taken (fewer: poll events first).
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        if self.link != Link::Up {
-            return 0;
-        }
-        let n = self.rx.feed(bytes);
-        if n > 0 {
-            self.timers.received();
-        }
-        n
+        self.ch.feed(bytes)
     }
 
     /// The transport's input ended (read returned 0).
     pub fn end_input(&mut self) {
-        self.rx.end_input();
+        self.ch.end_input();
     }
 
     /// The transport failed (an error other than "try again"): the link goes down (SOCK).
     pub fn transport_failed(&mut self) {
-        if self.link == Link::Up {
-            self.link = Link::Draining(LinkEnd::TransportFailed);
-        }
-        self.tx.discard_all();
+        self.ch.transport_failed();
     }
 
     /// Bytes to write, oldest first, as up to two slices for a vectored write.
     #[must_use]
     pub fn pending(&self) -> [&[u8]; 2] {
-        self.tx.pending()
+        self.ch.tx.pending()
     }
 
     /// Copies pending bytes into `out`; returns how many. Consume with
     /// [`advance_write`](Self::advance_write).
     pub fn copy_pending(&self, out: &mut [u8]) -> usize {
-        self.tx.copy_pending(out)
+        self.ch.tx.copy_pending(out)
     }
 
     /// The transport accepted `n` pending bytes.
@@ -579,31 +529,19 @@ where
     /// # Errors
     /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes.
     pub fn advance_write(&mut self, n: usize) -> Result<(), OverCommit> {
-        self.tx.advance(n)?;
-        if n > 0 {
-            self.write_blocked = false;
-            self.timers.wrote();
-        }
-        Ok(())
+        self.ch.advance_write(n)
     }
 
     /// The transport would block on write: remembered as WREQ until bytes are accepted.
     pub fn write_would_block(&mut self) {
-        self.write_blocked = true;
+        self.ch.write_would_block();
     }
 
     /// What the connection waits for. Meaningful after [`poll_event`](Self::poll_event)
     /// returned `None`: drain events first, then wait for what this says.
     #[must_use]
     pub fn interest(&self) -> Interest {
-        let up = self.link == Link::Up;
-        let has_room = self.tx.can_queue(BASE_HEADER_LEN);
-        let write = !self.tx.is_empty();
-        Interest {
-            read: up && self.rx.wants_input() && has_room,
-            write,
-            finished: matches!(self.link, Link::Down(_)) && !write,
-        }
+        self.ch.interest()
     }
 
     // ----- time ----------------------------------------------------------------------
@@ -614,17 +552,10 @@ where
     /// Ask again after every call on this connection; the answer moves.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.link != Link::Up {
-            // Replies queued before a clean close still go out; the stall rule bounds
-            // how long a peer that no longer reads can keep them waiting.
-            return (!self.tx.is_empty())
-                .then(|| self.timers.next_stall())
-                .flatten();
+        match self.ch.timer_deadline() {
+            Some(stall) => stall,
+            None => earliest(self.ch.next_timer(), next_deadline(&self.deadlines)),
         }
-        earliest(
-            self.timers.next(!self.tx.is_empty()),
-            next_deadline(&self.deadlines),
-        )
     }
 
     /// Tells the connection the time: call it at [`poll_timeout`](Self::poll_timeout) and
@@ -634,23 +565,9 @@ where
     /// down ([`LinkEnd::PeerTimeout`], [`LinkEnd::WriteStalled`]), an expired
     /// transaction is aborted ([`Event::TimedOut`]). Then poll events and write.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.link != Link::Up {
-            let waiting = !self.tx.is_empty();
-            if waiting && self.timers.tick(now, waiting).write_stalled {
-                // The link's end was said already; what it could not write is dropped.
-                self.tx.discard_all();
-            }
+        let Some(due) = self.ch.tick(now) else {
             return;
-        }
-        let due = self.timers.tick(now, !self.tx.is_empty());
-        if due.write_stalled {
-            self.fail(LinkEnd::WriteStalled);
-            return;
-        }
-        if due.peer_timeout {
-            self.fail(LinkEnd::PeerTimeout);
-            return;
-        }
+        };
         if due.ping && self.keepalive.is_none() {
             // Best effort: a full table or ring leaves the dead-peer rule to run anyway
             // (a peer that is silent that long is dead either way).
@@ -670,7 +587,7 @@ where
     /// [`SendError::NoSuchTransaction`] unless `opened` names an open transaction of ours
     /// that has not timed out; [`SendError::LinkDown`] once the link is down.
     pub fn set_deadline(&mut self, opened: &MsgHeader, at: Instant) -> Result<(), SendError> {
-        if self.link != Link::Up {
+        if !self.ch.is_up() {
             return Err(SendError::LinkDown);
         }
         let msgid = opened.msgid;
@@ -723,12 +640,6 @@ where
         }
     }
 
-    /// Ends the link from our side (a liveness rule): nothing queued will be sent.
-    fn fail(&mut self, end: LinkEnd) {
-        self.tx.discard_all();
-        self.link = Link::Draining(end);
-    }
-
     /// True if a received reply belongs to the connection itself or to a transaction the
     /// application was told is over: the keepalive's reply, a reply after a deadline.
     fn is_own_reply(&mut self, msgid: u32) -> bool {
@@ -745,27 +656,13 @@ where
     /// The C flags of this connection.
     #[must_use]
     pub fn flags(&self) -> IocomFlags {
-        let i = self.interest();
-        let mut bits = 0;
-        if self.link != Link::Up {
-            bits |= IocomFlags::EOF;
-        }
-        if i.read {
-            bits |= IocomFlags::RREQ;
-        }
-        if self.write_blocked {
-            bits |= IocomFlags::WREQ;
-        }
-        if self.tx.is_empty() {
-            bits |= IocomFlags::WIDLE;
-        }
-        IocomFlags(bits)
+        self.ch.flags()
     }
 
     /// Counters.
     #[must_use]
     pub const fn stats(&self) -> IocomStats {
-        self.stats
+        self.ch.stats
     }
 
     /// The open transactions we started ([`Side::Local`](crate::trans::Side::Local)).
@@ -795,9 +692,7 @@ where
     /// # Errors
     /// The new storage, unused, if it cannot hold the aux bytes already received.
     pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
-        let old = self.rx.replace_aux_storage(new)?;
-        self.aux_stall_reported = false;
-        Ok(old)
+        self.ch.replace_aux_storage(new)
     }
 
     // ----- application side --------------------------------------------------------
@@ -809,21 +704,25 @@ where
             let step = self.step();
             if !matches!(step, Step::Handled) {
                 // Whatever was queued (auto-answers) can leave now: complete a gcm chunk.
-                self.tx.complete_chunk();
+                self.ch.tx.complete_chunk();
             }
             match step {
                 Step::Nothing => return None,
                 Step::Handled => {}
                 Step::Emit(event) => return Some(event),
                 Step::Deliver(update) => {
-                    return self.rx.current().map(|msg| Event::Message { msg, update });
+                    return self
+                        .ch
+                        .rx
+                        .current()
+                        .map(|msg| Event::Message { msg, update });
                 }
             }
         }
     }
 
     fn step(&mut self) -> Step {
-        if matches!(self.link, Link::Down(_)) {
+        if matches!(self.ch.link, LinkState::Down(_)) {
             return Step::Nothing;
         }
         // Before the link-loss reports too: a timed-out transaction is skipped by them (the
@@ -835,9 +734,9 @@ where
                 key: TransKey::local(d.msgid),
             });
         }
-        match self.link {
-            Link::Down(_) => return Step::Nothing,
-            Link::Draining(end) => {
+        match self.ch.link {
+            LinkState::Down(_) => return Step::Nothing,
+            LinkState::Draining(end) => {
                 return match self.local.take_lost().or_else(|| self.remote.take_lost()) {
                     Some(lost)
                         if lost.key.side == Side::Local && self.is_own_reply(lost.key.msgid) =>
@@ -855,40 +754,21 @@ where
                         })
                     }
                     None => {
-                        self.link = Link::Down(end);
+                        self.ch.link = LinkState::Down(end);
                         Step::Emit(Event::LinkDown(end))
                     }
                 };
             }
-            Link::Up => {}
+            LinkState::Up => {}
         }
-        if !self.tx.can_queue(BASE_HEADER_LEN) {
-            return Step::Nothing; // backpressure: keep room to answer
+        match self.ch.poll_rx() {
+            RxStep::Nothing => Step::Nothing,
+            RxStep::Handled => Step::Handled,
+            RxStep::AuxStorageTooSmall { needed, available } => {
+                Step::Emit(Event::AuxStorageTooSmall { needed, available })
+            }
+            RxStep::Message(received) => self.dispatch(*received.header()),
         }
-        let header = match self.rx.poll() {
-            RxPoll::NeedInput => return Step::Nothing,
-            RxPoll::AuxStorageTooSmall { needed, available } => {
-                if self.aux_stall_reported {
-                    self.tx.discard_all();
-                    self.link = Link::Draining(LinkEnd::AuxStorageTooSmall { needed, available });
-                    return Step::Handled;
-                }
-                self.aux_stall_reported = true;
-                return Step::Emit(Event::AuxStorageTooSmall { needed, available });
-            }
-            RxPoll::Failed(failure) => {
-                self.tx.discard_all();
-                self.link = Link::Draining(LinkEnd::Failed(failure));
-                return Step::Handled;
-            }
-            RxPoll::Closed | RxPoll::Finished => {
-                self.link = Link::Draining(LinkEnd::Closed);
-                return Step::Handled;
-            }
-            RxPoll::Message(m) => *m.header(),
-        };
-        self.stats.received += 1;
-        self.dispatch(header)
     }
 
     /// The link-level rules of the module table, for one received message.
@@ -899,13 +779,13 @@ where
         let ping = cmd.same_handler(Cmd::LNK_PING);
         if cmd.is_reply() {
             if !accepted {
-                self.stats.dropped += 1;
+                self.ch.stats.dropped += 1;
                 return Step::Handled;
             }
         } else if cmd.same_handler(Cmd::LNK_PAD) || cmd.same_handler(Cmd::LNK_ERROR) {
             // Padding is ignored by definition; LNK_ERROR is only ever made locally (§5.1)
             // and §8.3 exempts it from the 0x20 answer, so one from the wire is dropped.
-            self.stats.dropped += 1;
+            self.ch.stats.dropped += 1;
             return Step::Handled;
         } else if auxoob || !accepted || ping {
             let error = if ping && !auxoob { 0 } else { MSG_ERR_UNKNOWN };
@@ -913,10 +793,10 @@ where
             // Room for a header was checked before this message was read; what can still
             // refuse it is an exhausted gcm counter, which ends the link (IVWRAP) rather
             // than leave the ping unanswered on a link that seems up.
-            match self.tx.enqueue(reply, &[], &[]) {
+            match self.ch.tx.enqueue(reply, &[], &[]) {
                 Ok(_) => {
-                    self.stats.sent += 1;
-                    self.stats.auto_replies += 1;
+                    self.ch.stats.sent += 1;
+                    self.ch.stats.auto_replies += 1;
                 }
                 Err(e) => {
                     let _ = self.refused(e);
@@ -926,16 +806,16 @@ where
         }
         match self.table_for(cmd, false).on_receive(cmd, header.msgid) {
             Ok(TransUpdate::LateAbortDiscarded(_)) => {
-                self.stats.dropped += 1;
+                self.ch.stats.dropped += 1;
                 Step::Handled
             }
             Ok(_) if cmd.is_reply() && self.is_own_reply(header.msgid) => {
-                self.stats.dropped += 1;
+                self.ch.stats.dropped += 1;
                 Step::Handled
             }
             Ok(update) => Step::Deliver(update),
             Err(error) => {
-                self.stats.dropped += 1;
+                self.ch.stats.dropped += 1;
                 Step::Emit(Event::Rejected { header, error })
             }
         }
@@ -952,7 +832,7 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<MsgHeader, SendError> {
-        if self.link != Link::Up {
+        if !self.ch.is_up() {
             return Err(SendError::LinkDown);
         }
         let room = self.reserve(&header, ext.len(), aux.len())?;
@@ -968,7 +848,8 @@ where
         ext_len: usize,
         aux_len: usize,
     ) -> Result<Room, SendError> {
-        self.tx
+        self.ch
+            .tx
             .reserve(header, ext_len, aux_len)
             .map_err(|e| self.refused(e))
     }
@@ -976,23 +857,16 @@ where
     /// Queues a message into the room reserved for it and makes it sendable now (a `gcm`
     /// chunk is completed).
     fn queue(&mut self, room: Room, header: MsgHeader, ext: &[u8], aux: &[u8]) -> MsgHeader {
-        let sent = self.tx.enqueue_reserved(room, header, ext, aux);
-        self.tx.complete_chunk();
-        self.stats.sent += 1;
+        let sent = self.ch.tx.enqueue_reserved(room, header, ext, aux);
+        self.ch.tx.complete_chunk();
+        self.ch.stats.sent += 1;
         sent
     }
 
     /// A transmit refusal as the caller sees it; an exhausted `gcm` counter also ends the
     /// link (IVWRAP): nothing can be sent on it any more.
     fn refused(&mut self, e: TxError) -> SendError {
-        if e == TxError::IvWrap && self.link == Link::Up {
-            self.tx.discard_all();
-            self.link = Link::Draining(LinkEnd::Failed(RxFailure {
-                error: DecodeError::IvWrap,
-                offset: self.rx.offset(),
-            }));
-        }
-        SendError::Tx(e)
+        SendError::Tx(self.ch.refused(e))
     }
 
     /// Opens a transaction: sends `cmd` with CREATE (and DELETE if `last`) under a fresh
@@ -1070,7 +944,7 @@ where
                 .set(MsgFlags::ABORT | MsgFlags::DELETE),
         );
         header.msgid = msgid;
-        if self.link != Link::Up {
+        if !self.ch.is_up() {
             return Err(SendError::LinkDown);
         }
         let room = self.reserve(&header, 0, 0)?;
@@ -1193,10 +1067,10 @@ mod tests {
         assert!(io.interest().write);
         assert!(!io.flags().contains(IocomFlags::WIDLE));
         // The transport takes the replies: the rest get answered.
-        let n = io.tx.pending_len();
+        let n = io.ch.tx.pending_len();
         io.advance_write(n).unwrap();
         assert!(io.poll_event().is_none());
-        io.advance_write(io.tx.pending_len()).unwrap();
+        io.advance_write(io.ch.tx.pending_len()).unwrap();
         assert!(io.poll_event().is_none());
         assert_eq!(io.stats().auto_replies, 5, "nothing received was lost");
     }
@@ -1321,7 +1195,7 @@ mod tests {
     fn abort_after_our_delete_is_sent() {
         let mut io = iocom(1024);
         let h = io.open(Cmd::DBG_SHELL, &[], &[], true).unwrap();
-        let before = io.tx.pending_len();
+        let before = io.ch.tx.pending_len();
         let abort = io.abort(Cmd::DBG_SHELL, h.msgid).unwrap();
         assert!(
             abort
@@ -1329,7 +1203,7 @@ mod tests {
                 .flags()
                 .contains(MsgFlags::ABORT | MsgFlags::DELETE)
         );
-        assert_eq!(io.tx.pending_len(), before + 32);
+        assert_eq!(io.ch.tx.pending_len(), before + 32);
         assert_eq!(
             io.local_transactions().len(),
             1,
@@ -1462,7 +1336,8 @@ mod tests {
             "message at stream offset 64: IOQ error 1 (SYNC): magic bytes 01 02 are neither 32 48 nor 48 32"
         );
         assert!(
-            std::format!("{:?}", iocom(64)).starts_with("Iocom { rx: RxDecoder { phase: Header1")
+            std::format!("{:?}", iocom(64))
+                .starts_with("Iocom { channel: Channel { rx: RxDecoder { phase: Header1")
         );
     }
 
@@ -1587,12 +1462,12 @@ mod tests {
             .map(|_| io.open(Cmd::DBG_SHELL, &[], &[], false).unwrap().msgid)
             .collect();
         assert_eq!(ids, [1, 2, 3, 4]);
-        let pending = io.tx.pending_len();
+        let pending = io.ch.tx.pending_len();
         assert_eq!(
             io.open(Cmd::DBG_SHELL, &[], &[], false),
             Err(SendError::NoFreeMsgid)
         );
-        assert_eq!(io.tx.pending_len(), pending, "nothing queued");
+        assert_eq!(io.ch.tx.pending_len(), pending, "nothing queued");
         // A rule break is refused before anything is queued.
         let mut dup = MsgHeader::new(Cmd::DBG_SHELL.set(MsgFlags::CREATE));
         dup.msgid = 2;
@@ -1600,7 +1475,7 @@ mod tests {
             io.send(dup, &[], &[]),
             Err(SendError::Transaction(_))
         ));
-        assert_eq!(io.tx.pending_len(), pending);
+        assert_eq!(io.ch.tx.pending_len(), pending);
     }
 
     // ----- time ----------------------------------------------------------------------
