@@ -146,8 +146,8 @@ pub use handshake::{
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
 pub use handshake::{KeySizeMismatch, OwnRsaKey, RsaKeys, private_block, public_block};
 pub use iocom::{
-    ACCEPT_MAX, AcceptListFull, Config, Event, Interest, Iocom, IocomFlags, IocomMemory,
-    IocomStats, LinkEnd, Liveness, MemoryError, SendError,
+    ACCEPT_MAX, AcceptListFull, Config, DmsgEvent, DmsgIocom, Event, Interest, Iocom, IocomFlags,
+    IocomMemory, IocomStats, LinkEnd, Liveness, MemoryError, SendError,
 };
 pub use ioq::tx::CounterSalt;
 pub use setup::LinkSetup;

@@ -7,6 +7,7 @@ use crate::buf::OverCommit;
 use crate::handshake::HandshakeError;
 use crate::iocom::LinkEnd;
 use crate::ioq::rx::RxFailure;
+use crate::trans::DmsgTransError;
 use crate::wire::IoqError;
 
 /// Why a driver stopped. `E` is the transport's error type (`std::io::Error`,
@@ -22,6 +23,7 @@ use crate::wire::IoqError;
 /// | [`Stalled`](Self::Stalled) | STATE (8) |
 /// | [`PeerTimeout`](Self::PeerTimeout) | PEERTIMEOUT (30, h2msg's own) |
 /// | [`WriteStalled`](Self::WriteStalled) | WRSTALL (31, h2msg's own) |
+/// | [`TransactionViolation`](Self::TransactionViolation) | TRANS (17, DMSG) |
 ///
 /// ```
 /// use h2msg::drive::DriveError;
@@ -64,6 +66,8 @@ pub enum DriveError<E> {
     /// Our bytes waited and the transport took none for the write-stall time (WRSTALL,
     /// 31): the peer does not read.
     WriteStalled,
+    /// A received DMSG element broke the transaction rules (TRANS, 17).
+    TransactionViolation(DmsgTransError),
     /// Nothing to read, write or report, yet the link is not finished; or a handshake
     /// driven after its end (STATE). The core rules both out: this guards the driver
     /// against spinning.
@@ -85,6 +89,7 @@ impl<E> DriveError<E> {
             Self::Stalled => IoqError::State,
             Self::PeerTimeout => IoqError::PeerTimeout,
             Self::WriteStalled => IoqError::WriteStalled,
+            Self::TransactionViolation(_) => IoqError::Trans,
         }
     }
 
@@ -106,6 +111,7 @@ impl<E> DriveError<E> {
             }
             LinkEnd::PeerTimeout => Some(Self::PeerTimeout),
             LinkEnd::WriteStalled => Some(Self::WriteStalled),
+            LinkEnd::TransactionViolation(e) => Some(Self::TransactionViolation(e)),
         }
     }
 }
@@ -132,6 +138,7 @@ impl<E: fmt::Display> fmt::Display for DriveError<E> {
                 "{code}: the peer fell silent (no byte after a keepalive ping)"
             ),
             Self::WriteStalled => write!(f, "{code}: the peer stopped reading (no write progress)"),
+            Self::TransactionViolation(e) => write!(f, "{code}: {e}"),
         }
     }
 }

@@ -8,11 +8,14 @@ use core::fmt;
 use rand_core::Rng;
 
 use super::liveness::{Due, Timers};
-use super::{Interest, IocomFlags, IocomStats, LinkEnd, Liveness};
+use super::{Config, Interest, IocomFlags, IocomMemory, IocomStats, LinkEnd, MemoryError};
 use crate::buf::OverCommit;
-use crate::ioq::rx::{RxDecoder, RxFailure, RxPoll};
+use crate::ioq::rx::{FifoTooSmall, RxDecoder, RxFailure, RxPoll};
 use crate::ioq::tx::{TxError, TxQueue};
+use crate::setup::LinkSetup;
+use crate::stream::StreamMode;
 use crate::time::Instant;
+use crate::wire::limits::{ALIGN, MSGHDR_MAX};
 use crate::wire::{Crc32c, DecodeError, ReceivedFrame, SendFrame};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +74,41 @@ where
     RH: ReceivedFrame,
     TH: SendFrame,
 {
-    pub(crate) const fn new(
-        rx: RxDecoder<M, M, C, RH>,
-        tx: TxQueue<M, R, C, TH>,
-        liveness: Liveness,
+    /// The channel over the caller's memory, in the stream mode of `setup`.
+    /// `answer_len` is the revision's header-only answer: the ring must hold one.
+    pub(crate) fn build(
+        setup: LinkSetup,
+        memory: IocomMemory<M>,
+        rng: R,
+        crc: C,
+        config: &Config,
         answer_len: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<(Self, StreamMode), MemoryError>
+    where
+        C: Clone,
+    {
+        let mode = setup.mode();
+        let (rx_cipher, tx_cipher) = setup.into_ciphers();
+        let needed = MSGHDR_MAX + rx_cipher.record_len();
+        let len = memory.fifo.as_ref().len();
+        if len < needed {
+            return Err(MemoryError::FifoTooSmall { len, needed });
+        }
+        let ring = memory.tx_ring.as_ref().len();
+        // cbc encrypts whole units in place; a gcm header-only reply takes one record.
+        let unfit = match mode {
+            StreamMode::Seed => ring < answer_len,
+            StreamMode::Cbc => ring < answer_len || !ring.is_multiple_of(ALIGN),
+            StreamMode::Gcm => ring < tx_cipher.record_len(),
+        };
+        if unfit {
+            return Err(MemoryError::TxRingUnfit { len: ring, mode });
+        }
+        let rx = RxDecoder::new_framed(memory.fifo, memory.aux, crc.clone())
+            .map_err(|FifoTooSmall { len }| MemoryError::FifoTooSmall { len, needed })?
+            .with_cipher(rx_cipher);
+        let tx = TxQueue::new_framed(memory.tx_ring, rng, crc, config.order).with_cipher(tx_cipher);
+        let channel = Self {
             rx,
             tx,
             link: LinkState::Up,
@@ -89,9 +120,10 @@ where
                 auto_replies: 0,
                 dropped: 0,
             },
-            timers: Timers::new(liveness),
+            timers: Timers::new(config.liveness),
             answer_len,
-        }
+        };
+        Ok((channel, mode))
     }
 
     pub(crate) fn is_up(&self) -> bool {

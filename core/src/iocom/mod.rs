@@ -5,7 +5,10 @@ use core::fmt;
 use heapless::Vec as BoundedVec;
 
 mod channel;
+mod dmsg;
 mod liveness;
+
+pub use dmsg::{DmsgEvent, DmsgIocom};
 
 use channel::{Channel, LinkState, RxStep};
 pub use liveness::Liveness;
@@ -13,16 +16,16 @@ use liveness::{TransDeadline, next_deadline};
 use rand_core::Rng;
 
 use crate::buf::OverCommit;
-use crate::ioq::rx::{FifoTooSmall, RxDecoder, RxFailure};
-use crate::ioq::tx::{Room, TxError, TxQueue};
+use crate::ioq::rx::RxFailure;
+use crate::ioq::tx::{Room, TxError};
 use crate::setup::LinkSetup;
 use crate::stream::StreamMode;
 use crate::time::{Instant, earliest};
 use crate::trans::{
-    Direction, MSG_ERR_LOSTLINK, Side, TransError, TransKey, TransTable, TransUpdate,
-    final_reply_cmd, streaming_reply_cmd, transaction_reply_cmd,
+    Direction, DmsgSendError, DmsgTransError, MSG_ERR_LOSTLINK, Side, TransError, TransKey,
+    TransTable, TransUpdate, final_reply_cmd, streaming_reply_cmd, transaction_reply_cmd,
 };
-use crate::wire::limits::{ALIGN, BASE_HEADER_LEN, MSGHDR_MAX};
+use crate::wire::limits::BASE_HEADER_LEN;
 use crate::wire::{
     Cmd, Crc32c, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, ReceivedHeader, WireOrder,
 };
@@ -130,6 +133,9 @@ pub enum LinkEnd {
     /// Bytes waited to be written and the transport took none for [`Liveness::stall`]
     /// (h2msg's WRSTALL, 31): the peer does not read.
     WriteStalled,
+    /// A received DMSG element broke the transaction rules (dmsg.md 4.3; TRANS, 17):
+    /// libdmsg asserts here, h2msg ends only this link (D5).
+    TransactionViolation(DmsgTransError),
 }
 
 /// What [`Iocom::poll_event`] hands the application.
@@ -237,6 +243,12 @@ pub enum SendError {
     NoSuchTransaction,
     /// The link is down.
     LinkDown,
+    /// A DMSG transaction refused the element (not open, or the table is full).
+    Dmsg(DmsgSendError),
+    /// Our direction of that DMSG transaction already sent DELETE: nothing more may go.
+    DirectionClosed,
+    /// [`DmsgIocom::send_one_way`] was given CREATE, DELETE or ABORT.
+    NotOneWay,
 }
 
 impl From<TxError> for SendError {
@@ -259,6 +271,11 @@ impl fmt::Display for SendError {
             Self::NoFreeMsgid => f.write_str("no free msgid: the transaction table is full"),
             Self::NoSuchTransaction => f.write_str("no open transaction of ours has that msgid"),
             Self::LinkDown => f.write_str("the link is down"),
+            Self::Dmsg(e) => e.fmt(f),
+            Self::DirectionClosed => {
+                f.write_str("our direction of this transaction already sent DELETE")
+            }
+            Self::NotOneWay => f.write_str("a one-way message carries no CREATE, DELETE or ABORT"),
         }
     }
 }
@@ -420,32 +437,12 @@ where
         crc: C,
         config: Config,
     ) -> Result<Self, MemoryError> {
-        let mode = setup.mode();
-        let (rx_cipher, tx_cipher) = setup.into_ciphers();
-        let needed = MSGHDR_MAX + rx_cipher.record_len();
-        let len = memory.fifo.as_ref().len();
-        if len < needed {
-            return Err(MemoryError::FifoTooSmall { len, needed });
-        }
-        let ring = memory.tx_ring.as_ref().len();
-        // cbc encrypts whole units in place; a gcm header-only reply takes one record.
-        let unfit = match mode {
-            StreamMode::Seed => ring < BASE_HEADER_LEN,
-            StreamMode::Cbc => ring < BASE_HEADER_LEN || !ring.is_multiple_of(ALIGN),
-            StreamMode::Gcm => ring < tx_cipher.record_len(),
-        };
-        if unfit {
-            return Err(MemoryError::TxRingUnfit { len: ring, mode });
-        }
-        let rx = RxDecoder::new(memory.fifo, memory.aux, crc.clone())
-            .map_err(|FifoTooSmall { len }| MemoryError::FifoTooSmall { len, needed })?
-            .with_cipher(rx_cipher);
-        let tx = TxQueue::new(memory.tx_ring, rng, crc, config.order).with_cipher(tx_cipher);
+        let (ch, mode) = Channel::build(setup, memory, rng, crc, &config, BASE_HEADER_LEN)?;
         let mut accepted = BoundedVec::new();
         // Capacity is ACCEPT_MAX ≥ 1: this push cannot fail.
         let _ = accepted.push(dispatch_key(Cmd::LNK_PING));
         Ok(Self {
-            ch: Channel::new(rx, tx, config.liveness, BASE_HEADER_LEN),
+            ch,
             local: TransTable::new(),
             remote: TransTable::new(),
             accepted,

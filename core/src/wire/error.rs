@@ -12,9 +12,9 @@ pub const MSG_ERR_UNKNOWN: u16 = 0x20;
 ///
 /// They are never transmitted: the receive path copies one into the `error` field of the
 /// `LNK_ERROR` it synthesises when a connection fails. Codes 15 (MSGSEQ) and 18–20
-/// (IVWRAP, MACFAIL, ALGO) belong to the protected stream modes ([`StreamMode`](crate::StreamMode)); 16–17
-/// of the later transaction state machine are not defined here, and the enum is
-/// `#[non_exhaustive]` so they can be added without a breaking change.
+/// (IVWRAP, MACFAIL, ALGO) belong to the protected stream modes ([`StreamMode`](crate::StreamMode)); 17
+/// (TRANS) to the DMSG revision's transactions. 16 (EALREADY) is no error — a discarded
+/// message — and not defined here; the enum is `#[non_exhaustive]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[repr(u16)]
@@ -50,6 +50,8 @@ pub enum IoqError {
     /// 15: a protected stream's message carries the wrong sequence number in its salt's
     /// low byte (§2.8): a message was dropped, repeated or inserted.
     MsgSeq = 15,
+    /// 17 (DMSG): a received element broke the transaction rules (dmsg.md 4.3).
+    Trans = 17,
     /// 18: a `gcm` stream's nonce counter is exhausted (§2.9).
     IvWrap = 18,
     /// 19: a `gcm` chunk's tag does not verify: the stream was modified (§2.9).
@@ -66,7 +68,7 @@ pub enum IoqError {
 
 impl IoqError {
     /// Every defined code, in numeric order.
-    pub const ALL: [IoqError; 20] = [
+    pub const ALL: [IoqError; 21] = [
         Self::Sync,
         Self::Eof,
         Self::Sock,
@@ -82,6 +84,7 @@ impl IoqError {
         Self::KeyFmt,
         Self::BadURandom,
         Self::MsgSeq,
+        Self::Trans,
         Self::IvWrap,
         Self::MacFail,
         Self::Algo,
@@ -114,6 +117,7 @@ impl IoqError {
             13 => Self::KeyFmt,
             14 => Self::BadURandom,
             15 => Self::MsgSeq,
+            17 => Self::Trans,
             18 => Self::IvWrap,
             19 => Self::MacFail,
             20 => Self::Algo,
@@ -142,6 +146,7 @@ impl IoqError {
             Self::KeyFmt => "KEYFMT",
             Self::BadURandom => "BADURANDOM",
             Self::MsgSeq => "MSGSEQ",
+            Self::Trans => "TRANS",
             Self::IvWrap => "IVWRAP",
             Self::MacFail => "MACFAIL",
             Self::Algo => "ALGO",
@@ -406,7 +411,7 @@ mod tests {
     #[test]
     fn codes_match_the_spec_table() {
         // §4.4, written out independently of the enum's discriminants.
-        let table: [(u16, &str); 20] = [
+        let table: [(u16, &str); 21] = [
             (1, "SYNC"),
             (2, "EOF"),
             (3, "SOCK"),
@@ -422,6 +427,8 @@ mod tests {
             (13, "KEYFMT"),
             (14, "BADURANDOM"),
             (15, "MSGSEQ"),
+            // dmsg.md 3.3.
+            (17, "TRANS"),
             (18, "IVWRAP"),
             (19, "MACFAIL"),
             (20, "ALGO"),
@@ -441,7 +448,7 @@ mod tests {
 
     #[test]
     fn undefined_and_reserved_codes_are_none() {
-        for code in [0, 16, 17, 21, 22, 24, 0xFFFF] {
+        for code in [0, 16, 21, 22, 24, 0xFFFF] {
             assert_eq!(IoqError::from_code(code), None, "code {code}");
         }
     }

@@ -86,6 +86,13 @@ use core::iter::FusedIterator;
 
 use crate::wire::{Cmd, MsgFlags};
 
+mod dmsg;
+
+pub use dmsg::{
+    DmsgKey, DmsgLost, DmsgSendError, DmsgState, DmsgTransError, DmsgTransactions, Received,
+    SendVerdict, Stamp,
+};
+
 /// Wire value of `hdr.error` meaning "the link to the peer was lost" (`LOSTLINK`).
 ///
 /// Not part of the seed era: §10 item 7 lists it among the later global errors (0x20

@@ -1,0 +1,662 @@
+//! One DMSG connection (dmsg.md 3, 4): the 64-byte revision's decoder and queue on the
+//! shared [`Channel`], the per-connection transaction sets of [`DmsgTransactions`], and the
+//! link-level answers every DMSG node gives by itself.
+
+use core::fmt;
+
+use heapless::Vec as BoundedVec;
+use rand_core::Rng;
+
+use super::channel::{Channel, LinkState, RxStep};
+use super::liveness::Due;
+use super::{
+    ACCEPT_MAX, AcceptListFull, Config, Interest, IocomFlags, IocomMemory, IocomStats, LinkEnd,
+    MemoryError, SendError,
+};
+use crate::buf::OverCommit;
+use crate::setup::LinkSetup;
+use crate::stream::StreamMode;
+use crate::time::Instant;
+use crate::trans::SendVerdict;
+use crate::trans::{DmsgKey, DmsgLost, DmsgTransError, DmsgTransactions, Received, Side};
+use crate::wire::limits::DMSG_BASE_HEADER_LEN;
+use crate::wire::{Cmd, Crc32c, DmsgHeader, DmsgReceivedHeader, MessageView, MsgFlags};
+
+/// `LNK_CONN` (dmsg.md 5.1): the link's registration, opened once by each end.
+const LNK_CONN: Cmd = Cmd::from_raw(0x0000_1106);
+/// `LNK_SPAN` (dmsg.md 5.1): one advertisement.
+const LNK_SPAN: Cmd = Cmd::from_raw(0x0000_1207);
+/// The identity of a command: protocol, number and size, without flags (dmsg.md 2.3).
+const BASE_CMD_MASK: u32 = 0x00FF_FFFF;
+/// Unknown or unsupported command (dmsg.md 3.4).
+const ERR_NOSUPP: u32 = 0x20;
+/// Bad parameter: h2msg's answer to a second `LNK_CONN` (D19).
+const ERR_PARAM: u32 = 0x23;
+/// Out of resources: h2msg's answer to a transaction that does not fit its table.
+const ERR_IO: u32 = 0x22;
+
+/// What [`DmsgIocom::poll_event`] hands the application.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DmsgEvent<'a> {
+    /// A received message for the application: a command it accepted, an element of a
+    /// transaction it opened, or an `LNK_CONN` / `LNK_SPAN` element (answered already by
+    /// the connection, dmsg.md 5.2). Borrowed until the next `&mut` call.
+    Message {
+        /// The message.
+        msg: MessageView<'a, DmsgReceivedHeader>,
+        /// Where it belongs: one-way, or which transaction, with the effective command.
+        received: Received,
+    },
+    /// An open transaction ended because the link was lost (dmsg.md 4.6): the simulated
+    /// `LNK_ERROR|DELETE|ABORT` with error `LOSTLINK` (0x21). Parents come before their
+    /// children.
+    Lost(DmsgLost),
+    /// The next message's aux data fits neither FIFO nor aux storage. Said once: lend
+    /// bigger storage with [`DmsgIocom::replace_aux_storage`] before the next
+    /// `poll_event`, or the link goes down with [`LinkEnd::AuxStorageTooSmall`].
+    AuxStorageTooSmall {
+        /// Aux bytes needed.
+        needed: usize,
+        /// Aux storage size.
+        available: usize,
+    },
+    /// The link is down; the last event.
+    LinkDown(LinkEnd),
+}
+
+/// What one received message turned into.
+enum Step {
+    Nothing,
+    Handled,
+    Deliver(Received),
+    Emit(DmsgEvent<'static>),
+}
+
+/// One DMSG connection: the 64-byte header, 64-bit msgids, transactions stacked by
+/// `circuit`, and the answers of dmsg.md 3.5 and 5.2 — behind the same driver calls as
+/// [`Iocom`](super::Iocom).
+///
+/// # What the connection answers by itself
+///
+/// | Received | Done | Why |
+/// |---|---|---|
+/// | `LNK_PAD` | dropped | D10: filler, never answered |
+/// | one-way `LNK_PING` | one-way `LNK_PING\|REPLY` | D11 |
+/// | one-way `LNK_ERROR`, any one-way `REPLY` not [accepted](Self::accept) | dropped | D9: answering them ping-pongs forever |
+/// | another one-way command not accepted | `LNK_ERROR\|REPLY` 0x200FFF01, error 0x20 | D9 |
+/// | `LNK_CONN\|CREATE` | result 0xA80FFF01, delivered | dmsg.md 5.2 |
+/// | a second `LNK_CONN\|CREATE` | closed at once, error 0x23 PARAM | D19 (libdmsg asserts) |
+/// | `LNK_SPAN\|CREATE` | result 0xA80FFF01, delivered | dmsg.md 5.2 |
+/// | `DELETE` on the peer's `LNK_CONN` or `LNK_SPAN` | our DELETE (0x680FFF01), delivered | dmsg.md 5.2, 5.5 |
+/// | `DELETE` on our own `LNK_CONN` | our DELETE (0x400FFF01), delivered | both directions close |
+/// | a transaction not accepted | closed at once, error 0x20 | dmsg.md 4.4 |
+/// | a transaction past the table's `T` slots | closed at once, error 0x22 | h2msg's choice: the peer is told, not left waiting |
+/// | an element that breaks dmsg.md 4.3 | the link fails: TRANS (17) | D5 (libdmsg asserts) |
+/// | an element naming a closed parent, a late ABORT | dropped | dmsg.md 4.2 (EALREADY) |
+///
+/// To always be able to answer, the connection reads a message only while its transmit
+/// queue has room for a header-only answer.
+///
+/// # Link loss
+///
+/// When the stream fails, ends, or the transport fails, every open transaction is
+/// reported as [`DmsgEvent::Lost`], parents first, then one [`DmsgEvent::LinkDown`]
+/// (D6: deliver the terminations, then close).
+///
+/// `M` is the buffer type of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C engine,
+/// `T` the number of transactions (ours and theirs together) the connection tracks.
+pub struct DmsgIocom<M, R, C, const T: usize> {
+    ch: Channel<M, R, C, DmsgReceivedHeader, DmsgHeader>,
+    trans: DmsgTransactions<T>,
+    accepted: BoundedVec<u32, ACCEPT_MAX>,
+    /// The peer's `LNK_CONN`, once it opened one.
+    peer_conn: Option<DmsgKey>,
+    mode: StreamMode,
+    /// Link loss was applied to the transaction sets.
+    lost_marked: bool,
+}
+
+impl<M, R, C, const T: usize> fmt::Debug for DmsgIocom<M, R, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmsgIocom")
+            .field("channel", &self.ch)
+            .field("transactions", &self.trans)
+            .field("peer_conn", &self.peer_conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, R, C, const T: usize> DmsgIocom<M, R, C, T>
+where
+    M: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c + Clone,
+{
+    /// A DMSG connection over the caller's memory, in the stream mode of `setup`
+    /// (`LinkSetup::plaintext()` for a `.none` peer: DMSG exchanges nothing then,
+    /// dmsg.md 1.2). Liveness comes from `config`; libdmsg never pings, so
+    /// [`Liveness::OFF`](super::Liveness::OFF) is what a libdmsg node does (D11).
+    ///
+    /// # Errors
+    /// [`MemoryError`] as for [`Iocom::new`](super::Iocom::new).
+    pub fn new(
+        setup: LinkSetup,
+        memory: IocomMemory<M>,
+        rng: R,
+        crc: C,
+        config: Config,
+    ) -> Result<Self, MemoryError> {
+        let (ch, mode) = Channel::build(setup, memory, rng, crc, &config, DMSG_BASE_HEADER_LEN)?;
+        Ok(Self {
+            ch,
+            trans: DmsgTransactions::new(),
+            accepted: BoundedVec::new(),
+            peer_conn: None,
+            mode,
+            lost_marked: false,
+        })
+    }
+
+    /// Hands commands with `cmd`'s identity (protocol, number, size; flags ignored) to the
+    /// application instead of answering them with NOSUPP.
+    ///
+    /// # Errors
+    /// [`AcceptListFull`] beyond [`ACCEPT_MAX`] commands.
+    pub fn accept(&mut self, cmd: Cmd) -> Result<(), AcceptListFull> {
+        let key = base_cmd(cmd);
+        if self.accepted.contains(&key) {
+            return Ok(());
+        }
+        self.accepted.push(key).map_err(|_| AcceptListFull)
+    }
+
+    /// The stream mode in use.
+    #[must_use]
+    pub const fn stream_mode(&self) -> StreamMode {
+        self.mode
+    }
+
+    /// How the link ended, once [`DmsgEvent::LinkDown`] was given.
+    #[must_use]
+    pub const fn link_end(&self) -> Option<LinkEnd> {
+        self.ch.link_end()
+    }
+
+    /// The open transactions.
+    #[must_use]
+    pub const fn transactions(&self) -> &DmsgTransactions<T> {
+        &self.trans
+    }
+
+    /// The peer's `LNK_CONN` transaction, once it opened one.
+    #[must_use]
+    pub const fn peer_conn(&self) -> Option<DmsgKey> {
+        self.peer_conn
+    }
+
+    /// Counters.
+    #[must_use]
+    pub const fn stats(&self) -> IocomStats {
+        self.ch.stats
+    }
+
+    // ----- driver side: as `Iocom` ---------------------------------------------------
+
+    /// Where the transport should read into (see [`Iocom::read_buf`](super::Iocom::read_buf)).
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.ch.read_buf()
+    }
+
+    /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the room offered; nothing changes.
+    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
+        self.ch.commit_read(n)
+    }
+
+    /// Copies received bytes in; returns how many were taken.
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        self.ch.feed(bytes)
+    }
+
+    /// The transport's input ended.
+    pub fn end_input(&mut self) {
+        self.ch.end_input();
+    }
+
+    /// The transport failed: the link goes down (SOCK).
+    pub fn transport_failed(&mut self) {
+        self.ch.transport_failed();
+    }
+
+    /// Bytes to write, oldest first, as up to two slices.
+    #[must_use]
+    pub fn pending(&self) -> [&[u8]; 2] {
+        self.ch.tx.pending()
+    }
+
+    /// Copies pending bytes into `out`; returns how many.
+    pub fn copy_pending(&self, out: &mut [u8]) -> usize {
+        self.ch.tx.copy_pending(out)
+    }
+
+    /// The transport accepted `n` pending bytes.
+    ///
+    /// # Errors
+    /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes.
+    pub fn advance_write(&mut self, n: usize) -> Result<(), OverCommit> {
+        self.ch.advance_write(n)
+    }
+
+    /// The transport would block on write.
+    pub fn write_would_block(&mut self) {
+        self.ch.write_would_block();
+    }
+
+    /// What the connection waits for, once [`poll_event`](Self::poll_event) said `None`.
+    #[must_use]
+    pub fn interest(&self) -> Interest {
+        self.ch.interest()
+    }
+
+    /// The C flags of this connection.
+    #[must_use]
+    pub fn flags(&self) -> IocomFlags {
+        self.ch.flags()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, at the latest.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ch
+            .timer_deadline()
+            .unwrap_or_else(|| self.ch.next_timer())
+    }
+
+    /// Tells the connection the time (see [`Iocom::handle_timeout`](super::Iocom::handle_timeout)).
+    /// The keepalive is a one-way `LNK_PING` (D11): any byte back proves the peer alive.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(Due { ping: true, .. }) = self.ch.tick(now) {
+            // Best effort: a full ring leaves the dead-peer rule to run anyway.
+            let _ = self.send_one_way(Cmd::LNK_PING, &[], &[]);
+        }
+    }
+
+    /// Swaps the receive aux storage.
+    ///
+    /// # Errors
+    /// The new storage, unused, if it cannot hold the aux bytes already received.
+    pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
+        self.ch.replace_aux_storage(new)
+    }
+
+    // ----- application side ---------------------------------------------------------
+
+    /// The next event, or `None` if there is nothing until more input arrives, transmit
+    /// room frees up, or the link is down and everything was said.
+    pub fn poll_event(&mut self) -> Option<DmsgEvent<'_>> {
+        loop {
+            let step = self.step();
+            if !matches!(step, Step::Handled) {
+                self.ch.tx.complete_chunk();
+            }
+            match step {
+                Step::Nothing => return None,
+                Step::Handled => {}
+                Step::Emit(event) => return Some(event),
+                Step::Deliver(received) => {
+                    return self
+                        .ch
+                        .rx
+                        .current()
+                        .map(|msg| DmsgEvent::Message { msg, received });
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        match self.ch.link {
+            LinkState::Down(_) => return Step::Nothing,
+            LinkState::Draining(end) => {
+                if !self.lost_marked {
+                    self.trans.lose_link();
+                    self.lost_marked = true;
+                }
+                return match self.trans.take_lost() {
+                    Some(lost) => Step::Emit(DmsgEvent::Lost(lost)),
+                    None => {
+                        self.ch.link = LinkState::Down(end);
+                        Step::Emit(DmsgEvent::LinkDown(end))
+                    }
+                };
+            }
+            LinkState::Up => {}
+        }
+        match self.ch.poll_rx() {
+            RxStep::Nothing => Step::Nothing,
+            RxStep::Handled => Step::Handled,
+            RxStep::AuxStorageTooSmall { needed, available } => {
+                Step::Emit(DmsgEvent::AuxStorageTooSmall { needed, available })
+            }
+            RxStep::Message(received) => self.dispatch(*received.header()),
+        }
+    }
+
+    /// dmsg.md 4.2–4.3 and the link-level answers, for one received message.
+    fn dispatch(&mut self, header: DmsgHeader) -> Step {
+        let cmd = header.command();
+        match self.trans.on_receive(cmd, header.msgid, header.circuit) {
+            Ok(Received::Discarded) => self.dropped(),
+            Ok(received @ Received::OneWay { parent }) => self.one_way(cmd, parent, received),
+            Ok(received @ Received::Element { .. }) => self.element(received),
+            Err(DmsgTransError::TableFull) => {
+                self.refuse_unrecorded(&header, ERR_IO);
+                self.dropped()
+            }
+            Err(violation) => {
+                self.ch.fail(LinkEnd::TransactionViolation(violation));
+                Step::Handled
+            }
+        }
+    }
+
+    fn dropped(&mut self) -> Step {
+        self.ch.stats.dropped += 1;
+        Step::Handled
+    }
+
+    fn one_way(&mut self, cmd: Cmd, parent: Option<DmsgKey>, received: Received) -> Step {
+        let flags = cmd.flags();
+        let accepted = self.accepted.contains(&base_cmd(cmd));
+        let reply = flags.contains(MsgFlags::REPLY);
+        if base_cmd(cmd) == base_cmd(Cmd::LNK_PAD) {
+            return self.dropped(); // D10
+        }
+        if accepted {
+            return Step::Deliver(received);
+        }
+        if reply || base_cmd(cmd) == base_cmd(Cmd::LNK_ERROR) || parent.is_some() {
+            // D9: never answer an answer. D7: an answer inside a circuit would have to be
+            // one-way with a circuit, which crashes libdmsg; drop it instead.
+            return self.dropped();
+        }
+        let answer = if base_cmd(cmd) == base_cmd(Cmd::LNK_PING) {
+            (Cmd::LNK_PING.set(MsgFlags::REPLY), 0)
+        } else {
+            (Cmd::LNK_ERROR.set(MsgFlags::REPLY), ERR_NOSUPP)
+        };
+        let mut header = DmsgHeader::new(answer.0);
+        header.error = answer.1;
+        if self.enqueue(header, &[], &[]).is_ok() {
+            self.ch.stats.auto_replies += 1;
+        }
+        Step::Handled
+    }
+
+    fn element(&mut self, received: Received) -> Step {
+        let Received::Element {
+            key,
+            parent,
+            effective_cmd,
+            opened,
+            ..
+        } = received
+        else {
+            return Step::Handled;
+        };
+        let base = base_cmd(effective_cmd);
+        let delete = effective_cmd.flags().contains(MsgFlags::DELETE);
+        let theirs = key.side == Side::Remote;
+        let deliver = if base == base_cmd(LNK_CONN) && theirs {
+            if opened && self.peer_conn.is_some() {
+                self.auto_answer(key, true, ERR_PARAM); // D19: keep the first
+                return self.dropped();
+            }
+            if opened {
+                self.peer_conn = Some(key);
+                self.auto_answer(key, false, 0);
+            }
+            if delete {
+                if self.peer_conn == Some(key) {
+                    self.peer_conn = None;
+                }
+                self.auto_answer(key, true, 0);
+            }
+            true
+        } else if base == base_cmd(LNK_SPAN) && theirs {
+            if opened {
+                self.auto_answer(key, false, 0);
+            }
+            if delete {
+                self.auto_answer(key, true, 0);
+            }
+            true
+        } else if base == base_cmd(LNK_CONN) && delete {
+            // The peer closed its side of our LNK_CONN: close ours, so both are done.
+            self.auto_answer(key, true, 0);
+            true
+        } else if !theirs || self.accepted.contains(&base) {
+            true
+        } else {
+            if opened {
+                self.auto_answer(key, true, ERR_NOSUPP);
+            }
+            false
+        };
+        if !deliver {
+            return self.dropped();
+        }
+        // The connection's own answers may have closed the transaction.
+        Step::Deliver(Received::Element {
+            key,
+            parent,
+            effective_cmd,
+            opened,
+            closed: self.trans.get(key).is_none(),
+        })
+    }
+
+    /// Sends the standard `LNK_ERROR` answer (dmsg.md 4.4) on `key`: a result, or the
+    /// close. Nothing when our direction is closed already.
+    fn auto_answer(&mut self, key: DmsgKey, close: bool, error: u32) {
+        if let Some(cmd) = self.trans.answer_cmd(key, close)
+            && self.send_element(key, cmd, error, &[], &[]).is_ok()
+        {
+            self.ch.stats.auto_replies += 1;
+        }
+    }
+
+    /// Closes at once a transaction the peer opened that the table could not record.
+    fn refuse_unrecorded(&mut self, to: &DmsgHeader, error: u32) {
+        let flags = to.command().flags();
+        let mut rev = MsgFlags::REVTRANS;
+        if to.circuit != 0 && !flags.contains(MsgFlags::REVCIRC) {
+            rev = rev.union(MsgFlags::REVCIRC);
+        }
+        let cmd = Cmd::LNK_ERROR.set(
+            MsgFlags::CREATE
+                .union(MsgFlags::DELETE)
+                .union(MsgFlags::REPLY)
+                .union(rev),
+        );
+        let mut header = DmsgHeader::new(cmd);
+        header.msgid = to.msgid;
+        header.circuit = to.circuit;
+        header.error = error;
+        if self.enqueue(header, &[], &[]).is_ok() {
+            self.ch.stats.auto_replies += 1;
+        }
+    }
+
+    /// Queues a fully stamped header; the caller made the transaction-level decision.
+    fn enqueue(
+        &mut self,
+        header: DmsgHeader,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        let room = self
+            .ch
+            .tx
+            .reserve(&header, ext.len(), aux.len())
+            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
+        let sent = self.ch.tx.enqueue_reserved(room, header, ext, aux);
+        self.ch.tx.complete_chunk();
+        self.ch.stats.sent += 1;
+        Ok(sent)
+    }
+
+    /// Sends `cmd` on the open transaction `key`: the table says how to stamp it, or that
+    /// it is dropped (our direction closed, or the state dying).
+    fn send_element(
+        &mut self,
+        key: DmsgKey,
+        cmd: Cmd,
+        error: u32,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        if !self.ch.is_up() {
+            return Err(SendError::LinkDown);
+        }
+        let mut header = DmsgHeader::new(cmd);
+        header.error = error;
+        // Room first, so that the table records only what is certainly queued.
+        self.ch
+            .tx
+            .check(&header, ext.len(), aux.len())
+            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
+        let stamp = match self.trans.on_send(key, cmd) {
+            Ok(SendVerdict::Send(stamp)) => stamp,
+            Ok(SendVerdict::DroppedClosed) => return Err(SendError::DirectionClosed),
+            Ok(SendVerdict::DroppedDying) => return Err(SendError::LinkDown),
+            Err(e) => return Err(SendError::Dmsg(e)),
+        };
+        header.msgid = stamp.msgid;
+        header.circuit = stamp.circuit;
+        header.cmd = cmd.set(stamp.rev_flags).raw();
+        self.enqueue(header, ext, aux)
+    }
+
+    /// Opens a transaction of ours under `parent` (`None`: top level): sends `cmd` with
+    /// CREATE (keep DELETE in `cmd` for a single-element command). Returns the header as
+    /// sent; [`DmsgKey::ours`] of its msgid names the transaction.
+    ///
+    /// # Errors
+    /// [`SendError`]; nothing is sent or recorded then.
+    pub fn open(
+        &mut self,
+        cmd: Cmd,
+        parent: Option<DmsgKey>,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        if !self.ch.is_up() {
+            return Err(SendError::LinkDown);
+        }
+        let cmd = cmd
+            .clear(
+                MsgFlags::REPLY
+                    .union(MsgFlags::REVTRANS)
+                    .union(MsgFlags::REVCIRC),
+            )
+            .set(MsgFlags::CREATE);
+        let header = DmsgHeader::new(cmd);
+        self.ch
+            .tx
+            .check(&header, ext.len(), aux.len())
+            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
+        let stamp = match self.trans.open(cmd, parent) {
+            Ok(SendVerdict::Send(stamp)) => stamp,
+            Ok(SendVerdict::DroppedClosed | SendVerdict::DroppedDying) => {
+                return Err(SendError::LinkDown);
+            }
+            Err(e) => return Err(SendError::Dmsg(e)),
+        };
+        let mut header = header;
+        header.msgid = stamp.msgid;
+        header.circuit = stamp.circuit;
+        header.cmd = cmd.set(stamp.rev_flags).raw();
+        self.enqueue(header, ext, aux)
+    }
+
+    /// Sends the next element of the open transaction `key`: `cmd`'s CREATE and DELETE
+    /// flags are kept, REPLY is set when the peer opened the transaction (we answer it),
+    /// the REV flags, msgid and circuit come from the transaction (dmsg.md 4.2).
+    ///
+    /// # Errors
+    /// [`SendError::DirectionClosed`] after our DELETE; [`SendError::Dmsg`] if `key` is
+    /// not open; else as [`open`](Self::open). Nothing is sent or recorded then.
+    pub fn send(
+        &mut self,
+        key: DmsgKey,
+        cmd: Cmd,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        let mut cmd = cmd.clear(
+            MsgFlags::REPLY
+                .union(MsgFlags::REVTRANS)
+                .union(MsgFlags::REVCIRC),
+        );
+        if key.side == Side::Remote {
+            cmd = cmd.set(MsgFlags::REPLY);
+        }
+        self.send_element(key, cmd, 0, ext, aux)
+    }
+
+    /// The standard `LNK_ERROR` answer on `key` (dmsg.md 4.4): with `close` false a
+    /// result that keeps the transaction open (0xA80FFF01 first, 0x280FFF01 later, on a
+    /// transaction the peer opened), with `close` true our DELETE (0xE80FFF01 /
+    /// 0x680FFF01 on theirs, 0x400FFF01 on ours).
+    ///
+    /// # Errors
+    /// [`SendError::DirectionClosed`] when our direction already sent DELETE, else as
+    /// [`send`](Self::send).
+    pub fn answer(
+        &mut self,
+        key: DmsgKey,
+        close: bool,
+        error: u32,
+    ) -> Result<DmsgHeader, SendError> {
+        let cmd = self
+            .trans
+            .answer_cmd(key, close)
+            .ok_or(SendError::DirectionClosed)?;
+        self.send_element(key, cmd, error, &[], &[])
+    }
+
+    /// Sends a one-way message (no transaction: msgid and circuit 0), such as a
+    /// `DBG_SHELL` line or, with REPLY, one line of its output.
+    ///
+    /// # Errors
+    /// [`SendError::NotOneWay`] if `cmd` carries CREATE, DELETE or ABORT; else as
+    /// [`open`](Self::open).
+    pub fn send_one_way(
+        &mut self,
+        cmd: Cmd,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        if !self.ch.is_up() {
+            return Err(SendError::LinkDown);
+        }
+        if cmd.flags().intersects(
+            MsgFlags::CREATE
+                .union(MsgFlags::DELETE)
+                .union(MsgFlags::ABORT),
+        ) {
+            return Err(SendError::NotOneWay);
+        }
+        let cmd = cmd.clear(MsgFlags::REVTRANS.union(MsgFlags::REVCIRC));
+        self.enqueue(DmsgHeader::new(cmd), ext, aux)
+    }
+}
+
+/// A command's identity without flags (dmsg.md 2.3, BASECMDMASK).
+const fn base_cmd(cmd: Cmd) -> u32 {
+    cmd.raw() & BASE_CMD_MASK
+}
