@@ -557,6 +557,12 @@ impl LnkConn {
         Ok(copy)
     }
 
+    /// The payload's wire bytes: the extended header to send with [`Cmd::DMSG_LNK_CONN`].
+    #[must_use]
+    pub fn as_ext(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
     /// Sets the label field's last byte to NUL.
     pub fn force_label_nul(&mut self) {
         force_nul(&mut self.peer_label);
@@ -654,6 +660,12 @@ impl LnkSpan {
         let mut copy = *Self::ref_from_ext(ext)?;
         copy.force_label_nul();
         Ok(copy)
+    }
+
+    /// The payload's wire bytes: the extended header to send with [`Cmd::DMSG_LNK_SPAN`].
+    #[must_use]
+    pub fn as_ext(&self) -> &[u8] {
+        self.as_bytes()
     }
 
     /// Sets both label fields' last byte to NUL.
@@ -964,7 +976,7 @@ mod tests {
         conn.set_peer_type(PeerType::ROUTER);
         conn.set_proto_version(DMSG_SPAN_PROTO_1, LE);
         conn.set_peer_label(b"h2msg").unwrap();
-        assert_eq!(conn.as_bytes(), &v1()[0x40..]);
+        assert_eq!(conn.as_ext(), &v1()[0x40..]);
 
         let mut span = LnkSpan::new();
         span.peer_id =
@@ -978,7 +990,7 @@ mod tests {
         span.set_rnss(0x0102_0304, LE);
         span.set_peer_label(b"clusterA").unwrap();
         span.set_pfs_label(b"node1").unwrap();
-        assert_eq!(span.as_bytes(), &v2()[0x40..]);
+        assert_eq!(span.as_ext(), &v2()[0x40..]);
     }
 
     #[test]
