@@ -15,6 +15,7 @@
 //! | `header` | the 32-byte message header: layout, decode, seal | §3.1, §3.6 |
 //! | `message` | a whole contiguous message as a borrowed view | §3.1 |
 //! | `dmsg` | the DMSG revision's 64-byte header: layout, decode, seal | dmsg.md 2 |
+//! | `dmsg_link` | DMSG's `LNK_CONN`/`LNK_SPAN` payloads, peer types, UUIDs, command and error constants | dmsg.md 5.1 |
 //! | `framing` | [`Revision`] and the framing traits the decoder and queue are generic over | dmsg.md 3.1–3.2 |
 //! | `handshake_block` | the 512-byte handshake block and its verifier | §2.1 |
 
@@ -22,6 +23,7 @@ pub(crate) mod checksums;
 pub(crate) mod cmd;
 pub(crate) mod crc;
 pub(crate) mod dmsg;
+pub(crate) mod dmsg_link;
 pub(crate) mod error;
 pub(crate) mod framing;
 pub(crate) mod handshake_block;
@@ -35,6 +37,11 @@ pub use cmd::{Cmd, MsgFlags, Protocol, number};
 pub use crc::{Crc32c, SoftCrc32c, fold16};
 pub use dmsg::{
     DmsgHdr, DmsgHeader, DmsgReceivedHeader, compute_aux_crc, compute_hdr_crc, dmsg_padded_len,
+};
+pub use dmsg_link::{
+    DMSG_ERR_CANTCIRC, DMSG_ERR_IO, DMSG_ERR_LOSTLINK, DMSG_ERR_NOSUPP, DMSG_ERR_PARAM,
+    DMSG_LABEL_MAX, DMSG_LABEL_SIZE, DMSG_SPAN_MAXDIST, DMSG_SPAN_PROTO_1, LabelError, LnkConn,
+    LnkSpan, PayloadLenError, PeerType, Uuid,
 };
 pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_UNKNOWN};
 pub use framing::{FrameSizes, Outgoing, ReceivedFrame, Revision, SendFrame};
