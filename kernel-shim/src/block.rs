@@ -215,6 +215,8 @@ fn link_down_event(end: LinkEnd, closed_locally: bool) -> H2msgEvent {
             0,
             0,
         ),
+        // Only a DMSG connection ends so; the shim drives the seed revision.
+        LinkEnd::TransactionViolation(_) => (H2MSG_DOWN_FAILED, IoqError::Trans.code(), 0, 0),
     };
     H2msgEvent {
         detail,
