@@ -17,23 +17,19 @@ use crate::buf::OverCommit;
 use crate::setup::LinkSetup;
 use crate::stream::StreamMode;
 use crate::time::Instant;
-use crate::trans::SendVerdict;
-use crate::trans::{DmsgKey, DmsgLost, DmsgTransError, DmsgTransactions, Received, Side};
+use crate::trans::{
+    DmsgKey, DmsgLost, DmsgTransError, DmsgTransactions, Received, SendVerdict, Side,
+};
 use crate::wire::limits::DMSG_BASE_HEADER_LEN;
-use crate::wire::{Cmd, Crc32c, DmsgHeader, DmsgReceivedHeader, MessageView, MsgFlags};
+use crate::wire::{
+    Cmd, Crc32c, DMSG_ERR_IO, DMSG_ERR_NOSUPP, DMSG_ERR_PARAM, DmsgHeader, DmsgReceivedHeader,
+    MessageView, MsgFlags,
+};
 
-/// `LNK_CONN` (dmsg.md 5.1): the link's registration, opened once by each end.
-const LNK_CONN: Cmd = Cmd::from_raw(0x0000_1106);
-/// `LNK_SPAN` (dmsg.md 5.1): one advertisement.
-const LNK_SPAN: Cmd = Cmd::from_raw(0x0000_1207);
+const LNK_CONN: Cmd = Cmd::DMSG_LNK_CONN;
+const LNK_SPAN: Cmd = Cmd::DMSG_LNK_SPAN;
 /// The identity of a command: protocol, number and size, without flags (dmsg.md 2.3).
 const BASE_CMD_MASK: u32 = 0x00FF_FFFF;
-/// Unknown or unsupported command (dmsg.md 3.4).
-const ERR_NOSUPP: u32 = 0x20;
-/// Bad parameter: h2msg's answer to a second `LNK_CONN` (D19).
-const ERR_PARAM: u32 = 0x23;
-/// Out of resources: h2msg's answer to a transaction that does not fit its table.
-const ERR_IO: u32 = 0x22;
 
 /// What [`DmsgIocom::poll_event`] hands the application.
 #[derive(Debug)]
@@ -353,7 +349,7 @@ where
             Ok(received @ Received::OneWay { parent }) => self.one_way(cmd, parent, received),
             Ok(received @ Received::Element { .. }) => self.element(received),
             Err(DmsgTransError::TableFull) => {
-                self.refuse_unrecorded(&header, ERR_IO);
+                self.refuse_unrecorded(&header, DMSG_ERR_IO);
                 self.dropped()
             }
             Err(violation) => {
@@ -386,7 +382,7 @@ where
         let answer = if base_cmd(cmd) == base_cmd(Cmd::LNK_PING) {
             (Cmd::LNK_PING.set(MsgFlags::REPLY), 0)
         } else {
-            (Cmd::LNK_ERROR.set(MsgFlags::REPLY), ERR_NOSUPP)
+            (Cmd::LNK_ERROR.set(MsgFlags::REPLY), DMSG_ERR_NOSUPP)
         };
         let mut header = DmsgHeader::new(answer.0);
         header.error = answer.1;
@@ -412,7 +408,7 @@ where
         let theirs = key.side == Side::Remote;
         let deliver = if base == base_cmd(LNK_CONN) && theirs {
             if opened && self.peer_conn.is_some() {
-                self.auto_answer(key, true, ERR_PARAM); // D19: keep the first
+                self.auto_answer(key, true, DMSG_ERR_PARAM); // D19: keep the first
                 return self.dropped();
             }
             if opened {
@@ -442,7 +438,7 @@ where
             true
         } else {
             if opened {
-                self.auto_answer(key, true, ERR_NOSUPP);
+                self.auto_answer(key, true, DMSG_ERR_NOSUPP);
             }
             false
         };
