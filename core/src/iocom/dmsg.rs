@@ -78,7 +78,7 @@ enum Step {
 /// | Received | Done | Why |
 /// |---|---|---|
 /// | `LNK_PAD` | dropped | D10: filler, never answered |
-/// | one-way `LNK_PING` | one-way `LNK_PING\|REPLY` | D11 |
+/// | one-way `LNK_PING` | one-way `LNK_PING\|REPLY` (its replies reach the application if it accepts `LNK_PING`) | D11 |
 /// | one-way `LNK_ERROR`, any one-way `REPLY` not [accepted](Self::accept) | dropped | D9: answering them ping-pongs forever |
 /// | another one-way command not accepted | `LNK_ERROR\|REPLY` 0x200FFF01, error 0x20 | D9 |
 /// | `LNK_CONN\|CREATE` | result 0xA80FFF01, delivered | dmsg.md 5.2 |
@@ -365,22 +365,20 @@ where
     }
 
     fn one_way(&mut self, cmd: Cmd, parent: Option<DmsgKey>, received: Received) -> Step {
-        let flags = cmd.flags();
-        let accepted = self.accepted.contains(&base_cmd(cmd));
-        let reply = flags.contains(MsgFlags::REPLY);
-        if base_cmd(cmd) == base_cmd(Cmd::LNK_PAD) {
+        let base = base_cmd(cmd);
+        let reply = cmd.flags().contains(MsgFlags::REPLY);
+        let answer = if base == base_cmd(Cmd::LNK_PAD) {
             return self.dropped(); // D10
-        }
-        if accepted {
+        } else if base == base_cmd(Cmd::LNK_PING) && !reply && parent.is_none() {
+            // D11: always answered by the connection; accepting LNK_PING hands the
+            // application the replies to its own pings.
+            (Cmd::LNK_PING.set(MsgFlags::REPLY), 0)
+        } else if self.accepted.contains(&base) {
             return Step::Deliver(received);
-        }
-        if reply || base_cmd(cmd) == base_cmd(Cmd::LNK_ERROR) || parent.is_some() {
+        } else if reply || base == base_cmd(Cmd::LNK_ERROR) || parent.is_some() {
             // D9: never answer an answer. D7: an answer inside a circuit would have to be
             // one-way with a circuit, which crashes libdmsg; drop it instead.
             return self.dropped();
-        }
-        let answer = if base_cmd(cmd) == base_cmd(Cmd::LNK_PING) {
-            (Cmd::LNK_PING.set(MsgFlags::REPLY), 0)
         } else {
             (Cmd::LNK_ERROR.set(MsgFlags::REPLY), DMSG_ERR_NOSUPP)
         };
