@@ -386,11 +386,13 @@ pub mod fuzz {
     use super::decode_stream;
     use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
 
+    mod dmsg_peer;
     mod dump;
     mod handshake_rx;
     mod hostile_peer;
     mod key_file;
     mod pump;
+    pub use dmsg_peer::dmsg_peer;
     pub use dump::dump;
     pub use handshake_rx::handshake_rx;
     pub use hostile_peer::hostile_peer;

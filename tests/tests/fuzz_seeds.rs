@@ -56,6 +56,11 @@ fn hostile_peer_seeds() {
 }
 
 #[test]
+fn dmsg_peer_seeds() {
+    replay("dmsg_peer", h2msg_tests::fuzz::dmsg_peer);
+}
+
+#[test]
 fn repair_makes_a_damaged_stream_decode_again() {
     // The repair helper must really fix CRCs, or the fuzzer would never get past them.
     // (Bytes chosen outside the size fields, which repair keeps as they are.)
