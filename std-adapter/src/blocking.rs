@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use h2msg::drive::{IoInterest, Transport, TryIoError};
 use h2msg::wire::Crc32c;
-use h2msg::wire::limits::{MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
+use h2msg::wire::limits::{DMSG_AUX_MAX, DMSG_HDR_MAX, MSGAUX_MAX, MSGBUF_SIZE, MSGHDR_MAX};
 use h2msg::{
-    Config, CounterSalt, Handshake, Instant, Iocom, IocomMemory, LinkSetup, MemoryError, RawRsa,
-    Session,
+    Config, CounterSalt, DmsgIocom, Handshake, Instant, Iocom, IocomMemory, LinkSetup, MemoryError,
+    RawRsa, Session,
 };
 
 /// CRC-32C in hardware where the CPU has it (SSE4.2, ARMv8), from the `crc32c` crate.
@@ -44,6 +44,35 @@ pub const TRANSACTIONS: usize = 64;
 
 /// The connection type of the std adapter: heap buffers.
 pub type StdIocom = Iocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+
+/// The DMSG connection type of the std adapter: heap buffers, ours and theirs
+/// transactions together in `2 · TRANSACTIONS` slots.
+pub type StdDmsgIocom = DmsgIocom<Vec<u8>, CounterSalt, HwCrc32c, { 2 * TRANSACTIONS }>;
+
+/// A DMSG connection with a 64 KiB FIFO, aux storage for the largest DMSG aux (1 MiB) and
+/// room to queue one largest message (dmsg.md 2.7). The buffers are allocated zeroed, so
+/// their pages are touched only as a link fills them.
+///
+/// # Errors
+/// Never with these sizes; the type says what the core checks.
+pub fn std_dmsg_iocom(
+    setup: LinkSetup,
+    salt_start: u32,
+    config: Config,
+) -> Result<StdDmsgIocom, MemoryError> {
+    let memory = IocomMemory {
+        fifo: vec![0u8; STD_FIFO_SIZE],
+        aux: vec![0u8; DMSG_AUX_MAX],
+        tx_ring: vec![0u8; 2 * DMSG_HDR_MAX + DMSG_AUX_MAX],
+    };
+    DmsgIocom::new(
+        setup,
+        memory,
+        CounterSalt::after(salt_start),
+        HwCrc32c,
+        config,
+    )
+}
 
 /// The std adapter's receive FIFO: 8 times the C size (`MSGBUF_SIZE`, 8 KiB). A daemon can
 /// spare 56 KiB per link, and one read then takes up to 2048 small messages where the
@@ -111,7 +140,10 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 /// assert_eq!(link.wait_for_reply(1)?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub type Link<S> = h2msg::drive::Link<Duplex<S>, Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+pub type Link<S> = h2msg::drive::Link<Duplex<S>, StdIocom>;
+
+/// One DMSG connection over a socket: the same driver loop over a [`Duplex`].
+pub type DmsgLink<S> = h2msg::drive::Link<Duplex<S>, StdDmsgIocom>;
 
 /// Runs a handshake over `duplex` ([`h2msg::drive::drive_handshake`]); give `hs` its
 /// deadline on this driver's clock ([`now`]). Reads nothing past the peer's block, so

@@ -28,7 +28,8 @@ use crate::blocking::{DriveError, StdIocom, TRANSACTIONS, now};
 pub const NO_TIME_DRIVER: &str =
     "the tokio runtime has no time driver: build it with `enable_time()` (or `enable_all()`)";
 
-type StdPump = Pump<Vec<u8>, h2msg::CounterSalt, crate::blocking::HwCrc32c, TRANSACTIONS>;
+type StdPump =
+    Pump<h2msg::Iocom<Vec<u8>, h2msg::CounterSalt, crate::blocking::HwCrc32c, TRANSACTIONS>>;
 
 /// The timer of one driver: a tokio sleep to the core's next deadline, made when first
 /// needed.

@@ -412,3 +412,68 @@ fn one_way_sends_refuse_transaction_flags() {
     assert_eq!((sent.cmd, sent.msgid, sent.circuit), (0x2010_0101, 0, 0));
     assert_eq!(sent.aux_bytes, 8, "dmsg.md 2.5: text + NUL, exact");
 }
+
+/// The std driver (a reader and a writer thread per link) runs a DMSG connection like a
+/// seed-era one: two nodes over loopback TCP exchange `LNK_CONN`s and their results, and
+/// a shell line and its answer.
+#[test]
+fn two_dmsg_nodes_talk_over_loopback_tcp_through_the_blocking_driver() {
+    use std::net::{TcpListener, TcpStream};
+
+    use h2msg_std::blocking::{DmsgLink, Duplex, std_dmsg_iocom};
+
+    fn side(stream: TcpStream, first: bool) -> Vec<(u32, Vec<u8>)> {
+        let config = Config {
+            order: WireOrder::Little,
+            liveness: Liveness::OFF,
+        };
+        let mut io = std_dmsg_iocom(LinkSetup::plaintext(), 0, config).unwrap();
+        io.accept(Cmd::from_raw(DBG_SHELL)).unwrap();
+        let mut link = DmsgLink::new(Duplex::new(stream).unwrap(), io);
+        link.io()
+            .open(Cmd::from_raw(LNK_CONN), None, &[0u8; CONN_EXT], &[])
+            .unwrap();
+        if first {
+            link.io()
+                .send_one_way(Cmd::from_raw(DBG_SHELL), &[], b"hello\0")
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let event = link
+                .next_event(|e| match e {
+                    DmsgEvent::Message { msg, .. } => {
+                        Some((msg.header().cmd, msg.aux_until_nul().to_vec()))
+                    }
+                    _ => None,
+                })
+                .unwrap()
+                .expect("the link stays up");
+            if let Some((cmd, text)) = event {
+                if cmd == DBG_SHELL {
+                    link.io()
+                        .send_one_way(Cmd::from_raw(DBG_SHELL | REPLY), &[], b"hi\0")
+                        .unwrap();
+                }
+                seen.push((cmd, text));
+            }
+        }
+        link.flush().unwrap();
+        seen
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || side(listener.accept().unwrap().0, false));
+    let client = side(TcpStream::connect(addr).unwrap(), true);
+    let server = server.join().unwrap();
+    // Each saw the other's LNK_CONN and the result on its own, and one shell message.
+    for (seen, shell) in [
+        (&client, (DBG_SHELL | REPLY, b"hi".to_vec())),
+        (&server, (DBG_SHELL, b"hello".to_vec())),
+    ] {
+        assert!(seen.contains(&(LNK_CONN | CREATE, vec![])), "{seen:?}");
+        assert!(seen.contains(&(0xA80F_FF01, vec![])), "{seen:?}");
+        assert!(seen.contains(&shell), "{seen:?}");
+    }
+}

@@ -258,7 +258,7 @@ fn after_handshake(after: &[u8]) -> Memory {
     Memory::new(input, &[7], usize::MAX)
 }
 
-type TestLink = Link<Memory, NoClock, Vec<u8>, CounterSalt, SoftCrc32c, 8>;
+type TestLink = Link<Memory, NoClock, Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 8>>;
 
 /// Our side after its handshake over `transport`.
 fn link_over(transport: Memory) -> TestLink {

@@ -167,7 +167,7 @@ where
 /// let config = Config { liveness: Liveness::OFF, ..Config::default() };
 /// let io: Iocom<_, _, _, 4> =
 ///     Iocom::with_config(setup, memory, CounterSalt::default(), SoftCrc32c, config)?;
-/// let mut link: Link<_, _, _, _, _, 4> = Link::new(Embedded::new(transport, NoClock), io);
+/// let mut link: Link<_, _, _> = Link::new(Embedded::new(transport, NoClock), io);
 ///
 /// // The core answers the ping by itself; the next event is the close.
 /// let end = link.next_event(|e| matches!(e, Event::LinkDown(LinkEnd::Closed)))?;
@@ -179,4 +179,4 @@ where
 /// assert!(reply.header().cmd.is_reply());
 /// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
-pub type Link<T, K, M, R, C, const N: usize> = super::Link<Embedded<T, K>, M, R, C, N>;
+pub type Link<T, K, I> = super::Link<Embedded<T, K>, I>;

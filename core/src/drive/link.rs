@@ -5,10 +5,11 @@
 use rand_core::Rng;
 
 use super::{
-    DriveError, HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, PumpIo, reply_error,
+    Connection, DriveError, HandshakeNext, HandshakePump, IoInterest, NextIo, PollEvent, Pump,
+    PumpIo, reply_error,
 };
 use crate::handshake::{Handshake, RawRsa, Session};
-use crate::iocom::{Event, Iocom};
+use crate::iocom::Iocom;
 use crate::time::Instant;
 use crate::wire::Crc32c;
 
@@ -125,22 +126,21 @@ pub enum Waited<U> {
 
 /// One connection over a [`Transport`]: the driver loop every driver shares.
 ///
-/// `T` is the transport; the rest are the [`Iocom`]'s parameters.
+/// `T` is the transport, `I` the connection: an [`Iocom`] or a
+/// [`DmsgIocom`](crate::DmsgIocom).
 #[derive(Debug)]
-pub struct Link<T, M, R, C, const N: usize> {
+pub struct Link<T, I> {
     transport: T,
-    pump: Pump<M, R, C, N>,
+    pump: Pump<I>,
 }
 
-impl<T, M, R, C, const N: usize> Link<T, M, R, C, N>
+impl<T, I> Link<T, I>
 where
     T: Transport,
-    M: AsRef<[u8]> + AsMut<[u8]>,
-    R: Rng,
-    C: Crc32c + Clone,
+    I: Connection,
 {
     /// A connection over `transport`, which has completed its handshake.
-    pub fn new(mut transport: T, io: Iocom<M, R, C, N>) -> Self {
+    pub fn new(mut transport: T, io: I) -> Self {
         let mut pump = Pump::new(io);
         // Starts the timers on the transport's clock.
         pump.handle_timeout(transport.now());
@@ -148,7 +148,7 @@ where
     }
 
     /// The connection, to send on or inspect.
-    pub const fn io(&mut self) -> &mut Iocom<M, R, C, N> {
+    pub const fn io(&mut self) -> &mut I {
         self.pump.io()
     }
 
@@ -158,7 +158,7 @@ where
     }
 
     /// The transport and the connection back.
-    pub fn into_parts(self) -> (T, Iocom<M, R, C, N>) {
+    pub fn into_parts(self) -> (T, I) {
         (self.transport, self.pump.into_io())
     }
 
@@ -188,7 +188,7 @@ where
     /// (the decoder's IOQ code, a liveness rule) once its last event was given.
     pub fn next_event<U>(
         &mut self,
-        f: impl FnOnce(Event<'_>) -> U,
+        f: impl for<'e> FnOnce(<I as PollEvent<'e>>::Event) -> U,
     ) -> Result<Option<U>, DriveError<T::Error>> {
         loop {
             if let Some(event) = self.pump.poll_event() {
@@ -211,7 +211,7 @@ where
     pub fn next_event_until<U>(
         &mut self,
         deadline: Instant,
-        f: impl FnOnce(Event<'_>) -> U,
+        f: impl for<'e> FnOnce(<I as PollEvent<'e>>::Event) -> U,
     ) -> Result<Waited<U>, DriveError<T::Error>> {
         loop {
             if let Some(event) = self.pump.poll_event() {
@@ -223,22 +223,6 @@ where
             match self.pump.next_io()? {
                 NextIo::Closed => return Ok(Waited::Closed),
                 NextIo::Wait(wants) => self.turn_until(wants, Some(deadline))?,
-            }
-        }
-    }
-
-    /// Waits for the reply to our message `msgid` and returns its `error` field; other
-    /// events are passed over.
-    ///
-    /// # Errors
-    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] if the peer closed
-    /// the link first.
-    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError<T::Error>> {
-        loop {
-            match self.next_event(|event| reply_error(&event, msgid))? {
-                Some(Some(error)) => return Ok(error),
-                Some(None) => {}
-                None => return Err(DriveError::Closed),
             }
         }
     }
@@ -256,6 +240,30 @@ where
         deadline: Option<Instant>,
     ) -> Result<(), DriveError<T::Error>> {
         turn(&mut self.transport, &mut self.pump, wants, deadline)
+    }
+}
+
+impl<T, M, R, C, const N: usize> Link<T, Iocom<M, R, C, N>>
+where
+    T: Transport,
+    M: AsRef<[u8]> + AsMut<[u8]>,
+    R: Rng,
+    C: Crc32c + Clone,
+{
+    /// Waits for the reply to our message `msgid` and returns its `error` field; other
+    /// events are passed over.
+    ///
+    /// # Errors
+    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] if the peer closed
+    /// the link first.
+    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError<T::Error>> {
+        loop {
+            match self.next_event(|event| reply_error(&event, msgid))? {
+                Some(Some(error)) => return Ok(error),
+                Some(None) => {}
+                None => return Err(DriveError::Closed),
+            }
+        }
     }
 }
 

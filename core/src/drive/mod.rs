@@ -16,6 +16,7 @@
 //! [`code`](DriveError::code) is the spec's IOQ status code (§4.4): SOCK (3) for the
 //! transport, the decoder's code for a damaged stream, 12–14 for the handshake.
 
+mod connection;
 #[cfg(feature = "embedded-io")]
 #[cfg_attr(docsrs, doc(cfg(feature = "embedded-io")))]
 pub mod embedded;
@@ -24,6 +25,7 @@ mod handshake;
 mod link;
 mod pump;
 
+pub use connection::{Connection, PollEvent};
 pub use error::DriveError;
 pub use handshake::{HandshakeNext, HandshakePump};
 pub use link::{Link, Transport, TryIoError, Waited, drive_handshake};

@@ -1,12 +1,9 @@
 //! The transport-independent half of a connection driver: what to do next, and what a
 //! read or write result means for the connection.
 
-use rand_core::Rng;
-
-use super::DriveError;
-use crate::iocom::{Event, Iocom, LinkEnd};
+use super::{Connection, DriveError, PollEvent};
+use crate::iocom::{Event, LinkEnd};
 use crate::time::Instant;
-use crate::wire::Crc32c;
 
 /// Which directions a driver waits on, once [`Pump::poll_event`] has nothing to report.
 /// Both may be set: a driver reads while a write is pending, so two peers that flood
@@ -39,7 +36,7 @@ pub enum NextIo {
 /// time until [`poll_timeout`](Self::poll_timeout) — reporting each transport result with
 /// [`on_write`](Self::on_write) or [`on_read`](Self::on_read) (after retrying what its
 /// transport calls "try again") and the time with [`handle_timeout`](Self::handle_timeout)
-/// after every wake. How the link ended is the connection's own ([`Iocom::link_end`]), so
+/// after every wake. How the link ended is the connection's own ([`Connection::link_end`]), so
 /// events may be taken through either. [`Link`](super::Link) is that loop, written once.
 ///
 /// ```
@@ -72,39 +69,35 @@ pub enum NextIo {
 /// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct Pump<M, R, C, const T: usize> {
-    io: Iocom<M, R, C, T>,
+pub struct Pump<I> {
+    io: I,
 }
 
-impl<M, R, C, const T: usize> Pump<M, R, C, T>
-where
-    M: AsRef<[u8]> + AsMut<[u8]>,
-    R: Rng,
-    C: Crc32c + Clone,
-{
-    /// Drives `io`, which has completed its handshake.
-    pub const fn new(io: Iocom<M, R, C, T>) -> Self {
+impl<I: Connection> Pump<I> {
+    /// Drives `io` — an [`Iocom`](crate::Iocom) or a [`DmsgIocom`](crate::DmsgIocom) —
+    /// which has completed its handshake.
+    pub const fn new(io: I) -> Self {
         Self { io }
     }
 
     /// The connection, to send on or inspect.
-    pub const fn io(&mut self) -> &mut Iocom<M, R, C, T> {
+    pub const fn io(&mut self) -> &mut I {
         &mut self.io
     }
 
     /// The connection back.
-    pub fn into_io(self) -> Iocom<M, R, C, T> {
+    pub fn into_io(self) -> I {
         self.io
     }
 
-    /// How the link ended, once [`Event::LinkDown`] was given ([`Iocom::link_end`]).
+    /// How the link ended, once its `LinkDown` event was given.
     #[must_use]
-    pub const fn link_end(&self) -> Option<LinkEnd> {
+    pub fn link_end(&self) -> Option<LinkEnd> {
         self.io.link_end()
     }
 
-    /// The connection's next event ([`Iocom::poll_event`]).
-    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+    /// The connection's next event.
+    pub fn poll_event(&mut self) -> Option<<I as PollEvent<'_>>::Event> {
         self.io.poll_event()
     }
 
@@ -139,20 +132,20 @@ where
         self.io.interest().write
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must next be called
-    /// ([`Iocom::poll_timeout`]); `None`: no timer runs.
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None`: no
+    /// timer runs.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.io.poll_timeout()
     }
 
-    /// Tells the connection the time ([`Iocom::handle_timeout`]): after every wake and
-    /// at [`poll_timeout`](Self::poll_timeout).
+    /// Tells the connection the time: after every wake and at
+    /// [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.io.handle_timeout(now);
     }
 
-    /// The transport would block on a write ([`Iocom::write_would_block`]).
+    /// The transport would block on a write.
     pub fn write_would_block(&mut self) {
         self.io.write_would_block();
     }
@@ -265,12 +258,7 @@ pub trait PumpIo {
     fn handle_timeout(&mut self, now: Instant);
 }
 
-impl<M, R, C, const T: usize> PumpIo for Pump<M, R, C, T>
-where
-    M: AsRef<[u8]> + AsMut<[u8]>,
-    R: Rng,
-    C: Crc32c + Clone,
-{
+impl<I: Connection> PumpIo for Pump<I> {
     fn pending(&self) -> [&[u8]; 2] {
         Self::pending(self)
     }
@@ -302,7 +290,7 @@ mod tests {
     use core::convert::Infallible;
 
     use super::*;
-    use crate::iocom::IocomMemory;
+    use crate::iocom::{Iocom, IocomMemory};
     use crate::ioq::tx::CounterSalt;
     use crate::trans::TransUpdate;
     use crate::wire::{Cmd, MessageView, MsgFlags, MsgHeader, SoftCrc32c, WireOrder};
@@ -311,7 +299,7 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    type TestPump = Pump<Vec<u8>, CounterSalt, SoftCrc32c, 4>;
+    type TestPump = Pump<Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 4>>;
 
     const READ: IoInterest = IoInterest {
         read: true,
