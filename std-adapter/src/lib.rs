@@ -18,6 +18,7 @@ pub mod keys;
 pub mod link;
 pub mod logging;
 pub mod prepared;
+pub mod proto;
 pub mod raw_filter;
 pub mod service;
 pub mod threaded_rsa;

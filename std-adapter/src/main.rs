@@ -135,6 +135,16 @@ struct ModeArg {
     choice: ModeChoice,
 }
 
+/// `--proto`, shared by the commands that open or read links.
+#[derive(clap::Args, Debug)]
+struct ProtoArg {
+    /// Protocol revision: seed (the 2012 protocol) or dmsg (what DragonFly's hammer2
+    /// service speaks today). Both ends must use the same.
+    #[arg(long = "proto", value_name = "PROTO", default_value = "seed",
+          value_parser = |s: &str| s.parse::<h2msg_std::proto::Proto>().map_err(|e| e.to_string()))]
+    proto: h2msg_std::proto::Proto,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create the key directory and a 2048-bit key pair; existing keys are kept.
