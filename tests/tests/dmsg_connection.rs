@@ -299,6 +299,11 @@ fn a_transaction_nobody_accepts_is_closed_with_nosupp() {
     let (answers, seen) = raw(&mut peer, &mut n, DBG_OTHER | CREATE, 0x5, 0);
     assert_eq!(cmds(&answers), [(0xE80F_FF01, 0x5, 0x20)]);
     assert!(seen.is_empty());
+    // The peer never closed its side; at link loss the application, which never saw the
+    // transaction, is not told it was lost.
+    assert_eq!(n.transactions().len(), 1);
+    n.end_input();
+    assert_eq!(events(&mut n), [Seen::Down(LinkEnd::Closed)]);
 }
 
 #[test]

@@ -322,6 +322,11 @@ where
                     self.lost_marked = true;
                 }
                 return match self.trans.take_lost() {
+                    // One the application never saw (refused by the connection) ends
+                    // silently.
+                    Some(lost) if !self.application_sees(lost.key, lost.effective_cmd) => {
+                        Step::Handled
+                    }
                     Some(lost) => Step::Emit(DmsgEvent::Lost(lost)),
                     None => {
                         self.ch.link = LinkState::Down(end);
@@ -432,7 +437,7 @@ where
             // The peer closed its side of our LNK_CONN: close ours, so both are done.
             self.auto_answer(key, true, 0);
             true
-        } else if !theirs || self.accepted.contains(&base) {
+        } else if self.application_sees(key, effective_cmd) {
             true
         } else {
             if opened {
@@ -451,6 +456,16 @@ where
             opened,
             closed: self.trans.get(key).is_none(),
         })
+    }
+
+    /// True for the transactions the application is given: its own, the ones it
+    /// accepted, and every `LNK_CONN` and `LNK_SPAN` (which the connection answers).
+    fn application_sees(&self, key: DmsgKey, effective_cmd: Cmd) -> bool {
+        let base = base_cmd(effective_cmd);
+        key.side == Side::Local
+            || self.accepted.contains(&base)
+            || base == base_cmd(LNK_CONN)
+            || base == base_cmd(LNK_SPAN)
     }
 
     /// Sends the standard `LNK_ERROR` answer (dmsg.md 4.4) on `key`: a result, or the
