@@ -339,15 +339,37 @@ pub fn decode_stream(
     fifo: usize,
     aux: usize,
 ) -> (Vec<OwnedMessage>, Ending) {
+    decode_framed::<h2msg::wire::ReceivedHeader, _>(stream, pieces, fifo, aux, OwnedMessage::of)
+}
+
+/// [`decode_stream`] for either revision (`H` is the revision's received header), each
+/// message kept as `own` makes it.
+///
+/// # Panics
+/// As [`decode_stream`].
+pub fn decode_framed<H, T>(
+    stream: &[u8],
+    pieces: &[usize],
+    fifo: usize,
+    aux: usize,
+    own: impl Fn(&h2msg::wire::MessageView<'_, H>) -> T,
+) -> (Vec<T>, Ending)
+where
+    H: h2msg::wire::ReceivedFrame,
+{
     use h2msg::ioq::{RxDecoder, RxPoll};
-    let mut rx = RxDecoder::new(vec![0u8; fifo], vec![0u8; aux], h2msg::wire::SoftCrc32c)
-        .expect("fifo size");
+    let mut rx = RxDecoder::<_, _, _, H>::new_framed(
+        vec![0u8; fifo],
+        vec![0u8; aux],
+        h2msg::wire::SoftCrc32c,
+    )
+    .expect("fifo size");
     let mut sizes = pieces.iter().cycle();
     let mut rest = stream;
     let mut out = Vec::new();
     let ending = loop {
         match rx.poll() {
-            RxPoll::Message(m) => out.push(OwnedMessage::of(&m)),
+            RxPoll::Message(m) => out.push(own(&m)),
             RxPoll::NeedInput if rest.is_empty() => rx.end_input(),
             RxPoll::NeedInput => {
                 let n = (*sizes.next().expect("pieces")).clamp(1, rest.len());
@@ -383,7 +405,7 @@ pub mod sim;
 /// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that
 /// replays the seed corpus, so neither can rot without the other noticing.
 pub mod fuzz {
-    use super::decode_stream;
+    use super::{decode_framed, decode_stream};
     use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
 
     mod dmsg_peer;
@@ -457,8 +479,13 @@ pub mod fuzz {
             return;
         };
         let mut stream = rest.to_vec();
+        let dmsg = mode & 0x10 != 0;
         if mode & 1 != 0 {
-            repair_crcs(&mut stream);
+            if dmsg {
+                dmsg_peer::repair_dmsg_crcs(&mut stream);
+            } else {
+                repair_crcs(&mut stream);
+            }
         }
         let fifo = if mode & 2 != 0 { 2048 } else { 8192 };
         let aux = [0, 100, 4096, 65536][usize::from(mode >> 2 & 3)];
@@ -467,6 +494,18 @@ pub mod fuzz {
             usize::from(p2).max(1) * 7,
             usize::from(p3).max(1),
         ];
+        if dmsg {
+            // The DMSG revision through the same decoder (dmsg.md 3.1).
+            let own = |m: &h2msg::wire::MessageView<'_, h2msg::wire::DmsgReceivedHeader>| {
+                (*m.header(), m.ext().to_vec(), m.aux().to_vec())
+            };
+            let (msgs, end) = decode_framed(&stream, &pieces, fifo, aux, own);
+            let whole = [stream.len().max(1)];
+            let (again, end_again) = decode_framed(&stream, &whole, fifo, aux, own);
+            assert_eq!(msgs, again, "chunking changed the DMSG messages");
+            assert_eq!(end, end_again, "chunking changed the DMSG ending");
+            return;
+        }
         let (msgs, end) = decode_stream(&stream, &pieces, fifo, aux);
         // Cross-check with a second, differently chunked run: same result.
         let (again, end_again) = decode_stream(&stream, &[stream.len().max(1)], fifo, aux);

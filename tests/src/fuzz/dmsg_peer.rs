@@ -15,7 +15,7 @@ type Node = DmsgIocom<Vec<u8>, CounterSalt, SoftCrc32c, SLOTS>;
 
 /// Rewrites `hdr_crc` and `aux_crc` of the little-endian DMSG frames at the start of
 /// `stream`, as long as their sizes are legal.
-fn repair_dmsg_crcs(stream: &mut [u8]) {
+pub(crate) fn repair_dmsg_crcs(stream: &mut [u8]) {
     let mut at = 0;
     while let Some(base) = stream.get(at..at + 64) {
         if base[..2] != [0x32, 0x48] {
