@@ -400,6 +400,40 @@ where
     (out, ending)
 }
 
+/// A plaintext DMSG connection over heap buffers of these sizes, liveness off,
+/// little-endian, taking `accept`: what the DMSG tests and the `dmsg_peer` fuzz body build.
+///
+/// # Panics
+/// If the sizes do not fit (a FIFO below 2048 bytes) or `accept` is too long.
+pub fn dmsg_node<const T: usize>(
+    fifo: usize,
+    aux: usize,
+    tx_ring: usize,
+    accept: &[h2msg::wire::Cmd],
+) -> h2msg::DmsgIocom<Vec<u8>, h2msg::CounterSalt, h2msg::wire::SoftCrc32c, T> {
+    let memory = h2msg::IocomMemory {
+        fifo: vec![0u8; fifo],
+        aux: vec![0u8; aux],
+        tx_ring: vec![0u8; tx_ring],
+    };
+    let config = h2msg::Config {
+        order: h2msg::wire::WireOrder::Little,
+        liveness: h2msg::Liveness::OFF,
+    };
+    let mut node = h2msg::DmsgIocom::new(
+        h2msg::LinkSetup::plaintext(),
+        memory,
+        h2msg::CounterSalt::default(),
+        h2msg::wire::SoftCrc32c,
+        config,
+    )
+    .expect("the memory fits");
+    for &cmd in accept {
+        node.accept(cmd).expect("room in the accept list");
+    }
+    node
+}
+
 pub mod sim;
 
 /// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that

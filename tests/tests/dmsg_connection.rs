@@ -11,7 +11,7 @@ use h2msg::drive::DriveError;
 use h2msg::ioq::DmsgTxQueue;
 use h2msg::trans::{DmsgKey, Received};
 use h2msg::wire::{Cmd, DmsgHeader, IoqError, MessageView, SoftCrc32c, WireOrder};
-use h2msg::{Config, CounterSalt, DmsgEvent, DmsgIocom, IocomMemory, LinkEnd, LinkSetup, Liveness};
+use h2msg::{Config, CounterSalt, DmsgEvent, DmsgIocom, LinkEnd, LinkSetup, Liveness};
 
 type Node = DmsgIocom<Vec<u8>, CounterSalt, SoftCrc32c, 16>;
 
@@ -30,25 +30,7 @@ const REVTRANS: u32 = 0x0800_0000;
 const REVCIRC: u32 = 0x0400_0000;
 
 fn node() -> Node {
-    let memory = IocomMemory {
-        fifo: vec![0u8; 8192],
-        aux: vec![0u8; 1 << 20],
-        tx_ring: vec![0u8; 1 << 16],
-    };
-    let config = Config {
-        order: WireOrder::Little,
-        liveness: Liveness::OFF,
-    };
-    let mut n = Node::new(
-        LinkSetup::plaintext(),
-        memory,
-        CounterSalt::default(),
-        SoftCrc32c,
-        config,
-    )
-    .unwrap();
-    n.accept(Cmd::from_raw(DBG_SHELL)).unwrap();
-    n
+    h2msg_tests::dmsg_node(8192, 1 << 20, 1 << 16, &[Cmd::from_raw(DBG_SHELL)])
 }
 
 /// One received message, owned.

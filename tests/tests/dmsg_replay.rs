@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use h2msg::ioq::DmsgTxQueue;
 use h2msg::trans::{DmsgKey, Received};
 use h2msg::wire::{Cmd, DmsgHeader, DmsgReceivedHeader, MessageView, SoftCrc32c, WireOrder};
-use h2msg::{Config, CounterSalt, DmsgEvent, DmsgIocom, IocomMemory, LinkEnd, LinkSetup, Liveness};
+use h2msg::{CounterSalt, DmsgEvent, DmsgIocom, LinkEnd};
 use h2msg_tests::read_vector;
 
 type Node = DmsgIocom<Vec<u8>, CounterSalt, SoftCrc32c, 16>;
@@ -45,26 +45,7 @@ fn messages(file: &str) -> Vec<Msg> {
 }
 
 fn node() -> Node {
-    let memory = IocomMemory {
-        fifo: vec![0u8; 8192],
-        aux: vec![0u8; 1 << 20],
-        tx_ring: vec![0u8; 1 << 16],
-    };
-    let config = Config {
-        order: WireOrder::Little,
-        liveness: Liveness::OFF,
-    };
-    let mut n = Node::new(
-        LinkSetup::plaintext(),
-        memory,
-        CounterSalt::default(),
-        SoftCrc32c,
-        config,
-    )
-    .unwrap();
-    n.accept(Cmd::DBG_SHELL).unwrap();
-    n.accept(Cmd::LNK_PING).unwrap();
-    n
+    h2msg_tests::dmsg_node(8192, 1 << 20, 1 << 16, &[Cmd::DBG_SHELL, Cmd::LNK_PING])
 }
 
 /// What the node sent, as (cmd, msgid, error).

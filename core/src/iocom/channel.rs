@@ -333,3 +333,99 @@ where
         }
     }
 }
+
+/// The driver side's public methods, the same on both connections: each forwards to the
+/// shared [`Channel`] in the connection's `ch` field.
+macro_rules! driver_side {
+    () => {
+        /// Where the transport should read into; report the count with
+        /// [`commit_read`](Self::commit_read). Empty when no input is wanted now.
+        pub fn read_buf(&mut self) -> &mut [u8] {
+            self.ch.read_buf()
+        }
+
+        /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
+        ///
+        /// # Errors
+        /// [`OverCommit`](crate::OverCommit) if `n` exceeds the room offered; nothing
+        /// changes.
+        pub fn commit_read(&mut self, n: usize) -> Result<(), crate::OverCommit> {
+            self.ch.commit_read(n)
+        }
+
+        /// Copies received bytes in; returns how many were taken (fewer: poll events
+        /// first).
+        pub fn feed(&mut self, bytes: &[u8]) -> usize {
+            self.ch.feed(bytes)
+        }
+
+        /// The transport's input ended (read returned 0).
+        pub fn end_input(&mut self) {
+            self.ch.end_input();
+        }
+
+        /// The transport failed (an error other than "try again"): the link goes down
+        /// (SOCK).
+        pub fn transport_failed(&mut self) {
+            self.ch.transport_failed();
+        }
+
+        /// Bytes to write, oldest first, as up to two slices for a vectored write.
+        #[must_use]
+        pub fn pending(&self) -> [&[u8]; 2] {
+            self.ch.tx.pending()
+        }
+
+        /// Copies pending bytes into `out`; returns how many. Consume with
+        /// [`advance_write`](Self::advance_write).
+        pub fn copy_pending(&self, out: &mut [u8]) -> usize {
+            self.ch.tx.copy_pending(out)
+        }
+
+        /// The transport accepted `n` pending bytes.
+        ///
+        /// # Errors
+        /// [`OverCommit`](crate::OverCommit) if `n` exceeds the pending bytes; nothing
+        /// changes.
+        pub fn advance_write(&mut self, n: usize) -> Result<(), crate::OverCommit> {
+            self.ch.advance_write(n)
+        }
+
+        /// The transport would block on write: remembered as WREQ until bytes are
+        /// accepted.
+        pub fn write_would_block(&mut self) {
+            self.ch.write_would_block();
+        }
+
+        /// What the connection waits for. Meaningful after
+        /// [`poll_event`](Self::poll_event) returned `None`: drain events first, then wait
+        /// for what this says.
+        #[must_use]
+        pub fn interest(&self) -> crate::Interest {
+            self.ch.interest()
+        }
+
+        /// The C flags of this connection (§7).
+        #[must_use]
+        pub fn flags(&self) -> crate::IocomFlags {
+            self.ch.flags()
+        }
+
+        /// Counters.
+        #[must_use]
+        pub const fn stats(&self) -> crate::IocomStats {
+            self.ch.stats
+        }
+
+        /// Swaps the receive aux storage (see
+        /// [`RxDecoder::replace_aux_storage`](crate::ioq::RxDecoder::replace_aux_storage)).
+        ///
+        /// # Errors
+        /// The new storage, unused, if it cannot hold the aux bytes already received.
+        pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
+            self.ch.replace_aux_storage(new)
+        }
+    };
+}
+
+pub(crate) use driver_side;

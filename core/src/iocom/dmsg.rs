@@ -9,11 +9,7 @@ use rand_core::Rng;
 
 use super::channel::{Channel, LinkState, RxStep};
 use super::liveness::Due;
-use super::{
-    ACCEPT_MAX, AcceptListFull, Config, Interest, IocomFlags, IocomMemory, IocomStats, LinkEnd,
-    MemoryError, SendError,
-};
-use crate::buf::OverCommit;
+use super::{ACCEPT_MAX, AcceptListFull, Config, IocomMemory, LinkEnd, MemoryError, SendError};
 use crate::setup::LinkSetup;
 use crate::stream::StreamMode;
 use crate::time::Instant;
@@ -191,77 +187,9 @@ where
         self.peer_conn
     }
 
-    /// Counters.
-    #[must_use]
-    pub const fn stats(&self) -> IocomStats {
-        self.ch.stats
-    }
+    // ----- driver side: as `Iocom`'s ------------------------------------------------
 
-    // ----- driver side: as `Iocom` ---------------------------------------------------
-
-    /// Where the transport should read into (see [`Iocom::read_buf`](super::Iocom::read_buf)).
-    pub fn read_buf(&mut self) -> &mut [u8] {
-        self.ch.read_buf()
-    }
-
-    /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
-    ///
-    /// # Errors
-    /// [`OverCommit`] if `n` exceeds the room offered; nothing changes.
-    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
-        self.ch.commit_read(n)
-    }
-
-    /// Copies received bytes in; returns how many were taken.
-    pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        self.ch.feed(bytes)
-    }
-
-    /// The transport's input ended.
-    pub fn end_input(&mut self) {
-        self.ch.end_input();
-    }
-
-    /// The transport failed: the link goes down (SOCK).
-    pub fn transport_failed(&mut self) {
-        self.ch.transport_failed();
-    }
-
-    /// Bytes to write, oldest first, as up to two slices.
-    #[must_use]
-    pub fn pending(&self) -> [&[u8]; 2] {
-        self.ch.tx.pending()
-    }
-
-    /// Copies pending bytes into `out`; returns how many.
-    pub fn copy_pending(&self, out: &mut [u8]) -> usize {
-        self.ch.tx.copy_pending(out)
-    }
-
-    /// The transport accepted `n` pending bytes.
-    ///
-    /// # Errors
-    /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes.
-    pub fn advance_write(&mut self, n: usize) -> Result<(), OverCommit> {
-        self.ch.advance_write(n)
-    }
-
-    /// The transport would block on write.
-    pub fn write_would_block(&mut self) {
-        self.ch.write_would_block();
-    }
-
-    /// What the connection waits for, once [`poll_event`](Self::poll_event) said `None`.
-    #[must_use]
-    pub fn interest(&self) -> Interest {
-        self.ch.interest()
-    }
-
-    /// The C flags of this connection.
-    #[must_use]
-    pub fn flags(&self) -> IocomFlags {
-        self.ch.flags()
-    }
+    super::channel::driver_side!();
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, at the latest.
     #[must_use]
@@ -278,14 +206,6 @@ where
             // Best effort: a full ring leaves the dead-peer rule to run anyway.
             let _ = self.send_one_way(Cmd::LNK_PING, &[], &[]);
         }
-    }
-
-    /// Swaps the receive aux storage.
-    ///
-    /// # Errors
-    /// The new storage, unused, if it cannot hold the aux bytes already received.
-    pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
-        self.ch.replace_aux_storage(new)
     }
 
     // ----- application side ---------------------------------------------------------

@@ -15,7 +15,6 @@ pub use liveness::Liveness;
 use liveness::{TransDeadline, next_deadline};
 use rand_core::Rng;
 
-use crate::buf::OverCommit;
 use crate::ioq::rx::RxFailure;
 use crate::ioq::tx::{Room, TxError};
 use crate::setup::LinkSetup;
@@ -480,66 +479,7 @@ where
 
     // ----- driver side -------------------------------------------------------------
 
-    /// Where the transport should read into; report the count with
-    /// [`commit_read`](Self::commit_read). Empty when no input is wanted now.
-    pub fn read_buf(&mut self) -> &mut [u8] {
-        self.ch.read_buf()
-    }
-
-    /// Reports `n` bytes read into [`read_buf`](Self::read_buf).
-    ///
-    /// # Errors
-    /// [`OverCommit`] if `n` exceeds the room offered; nothing changes.
-    pub fn commit_read(&mut self, n: usize) -> Result<(), OverCommit> {
-        self.ch.commit_read(n)
-    }
-
-    /// Copies received bytes in; returns how many were taken (fewer: poll events first).
-    pub fn feed(&mut self, bytes: &[u8]) -> usize {
-        self.ch.feed(bytes)
-    }
-
-    /// The transport's input ended (read returned 0).
-    pub fn end_input(&mut self) {
-        self.ch.end_input();
-    }
-
-    /// The transport failed (an error other than "try again"): the link goes down (SOCK).
-    pub fn transport_failed(&mut self) {
-        self.ch.transport_failed();
-    }
-
-    /// Bytes to write, oldest first, as up to two slices for a vectored write.
-    #[must_use]
-    pub fn pending(&self) -> [&[u8]; 2] {
-        self.ch.tx.pending()
-    }
-
-    /// Copies pending bytes into `out`; returns how many. Consume with
-    /// [`advance_write`](Self::advance_write).
-    pub fn copy_pending(&self, out: &mut [u8]) -> usize {
-        self.ch.tx.copy_pending(out)
-    }
-
-    /// The transport accepted `n` pending bytes.
-    ///
-    /// # Errors
-    /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes.
-    pub fn advance_write(&mut self, n: usize) -> Result<(), OverCommit> {
-        self.ch.advance_write(n)
-    }
-
-    /// The transport would block on write: remembered as WREQ until bytes are accepted.
-    pub fn write_would_block(&mut self) {
-        self.ch.write_would_block();
-    }
-
-    /// What the connection waits for. Meaningful after [`poll_event`](Self::poll_event)
-    /// returned `None`: drain events first, then wait for what this says.
-    #[must_use]
-    pub fn interest(&self) -> Interest {
-        self.ch.interest()
-    }
+    channel::driver_side!();
 
     // ----- time ----------------------------------------------------------------------
 
@@ -650,18 +590,6 @@ where
         self.deadlines.iter().any(|d| d.msgid == msgid && d.expired)
     }
 
-    /// The C flags of this connection.
-    #[must_use]
-    pub fn flags(&self) -> IocomFlags {
-        self.ch.flags()
-    }
-
-    /// Counters.
-    #[must_use]
-    pub const fn stats(&self) -> IocomStats {
-        self.ch.stats
-    }
-
     /// The open transactions we started ([`Side::Local`](crate::trans::Side::Local)).
     #[must_use]
     pub const fn local_transactions(&self) -> &TransTable<T> {
@@ -682,14 +610,6 @@ where
         } else {
             &mut self.remote
         }
-    }
-
-    /// Swaps the receive aux storage (see [`RxDecoder::replace_aux_storage`]).
-    ///
-    /// # Errors
-    /// The new storage, unused, if it cannot hold the aux bytes already received.
-    pub fn replace_aux_storage(&mut self, new: M) -> Result<M, M> {
-        self.ch.replace_aux_storage(new)
     }
 
     // ----- application side --------------------------------------------------------
@@ -969,6 +889,7 @@ fn reply_header(to: &MsgHeader, cmd: Cmd, error: u16) -> MsgHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buf::OverCommit;
     use crate::ioq::tx::CounterSalt;
     use crate::wire::SoftCrc32c;
     extern crate std;

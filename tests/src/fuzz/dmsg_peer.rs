@@ -6,7 +6,7 @@
 
 use h2msg::trans::{DmsgKey, Received, Side};
 use h2msg::wire::{Cmd, SoftCrc32c};
-use h2msg::{Config, CounterSalt, DmsgEvent, DmsgIocom, IocomMemory, LinkSetup, Liveness};
+use h2msg::{CounterSalt, DmsgEvent, DmsgIocom};
 
 /// Transaction capacity: small, so that a full table is reached quickly.
 const SLOTS: usize = 8;
@@ -43,25 +43,7 @@ pub(crate) fn repair_dmsg_crcs(stream: &mut [u8]) {
 }
 
 fn node() -> Node {
-    let memory = IocomMemory {
-        fifo: vec![0u8; 2048],
-        aux: vec![0u8; 1024],
-        tx_ring: vec![0u8; 1024],
-    };
-    let config = Config {
-        liveness: Liveness::OFF,
-        ..Config::default()
-    };
-    let mut n = Node::new(
-        LinkSetup::plaintext(),
-        memory,
-        CounterSalt::default(),
-        SoftCrc32c,
-        config,
-    )
-    .expect("memory fits");
-    n.accept(Cmd::DBG_SHELL).expect("room");
-    n
+    crate::dmsg_node(2048, 1024, 1024, &[Cmd::DBG_SHELL])
 }
 
 /// Takes every event and answers some; returns true once the link is down.
