@@ -26,7 +26,8 @@ use crate::trans::{
 };
 use crate::wire::limits::BASE_HEADER_LEN;
 use crate::wire::{
-    Cmd, Crc32c, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader, ReceivedHeader, WireOrder,
+    Cmd, Crc32c, MSG_ERR_TABLE_FULL, MSG_ERR_UNKNOWN, MessageView, MsgFlags, MsgHeader,
+    ReceivedHeader, WireOrder,
 };
 
 /// Most commands one connection can [accept](Iocom::accept).
@@ -338,6 +339,7 @@ enum Step {
 /// | a command not [accepted](Iocom::accept), or with AUXOOB | final reply, error 0x20 | §8.3, §11 S1 |
 /// | a reply to a command not accepted | dropped | §11 T4 (the C tools crash here) |
 /// | an element that breaks the transaction rules | dropped, [`Event::Rejected`] | §8.1 |
+/// | a request (CREATE) that does not fit the transaction table | final reply REPLY\|CREATE\|DELETE, error [`MSG_ERR_TABLE_FULL`] (0x22), and [`Event::Rejected`] | h2msg's choice: the peer's request fails at once |
 /// | a late ABORT\|DELETE | dropped | §8.1 |
 ///
 /// Auto-answers are final replies with the seed era's flag rules
@@ -706,19 +708,7 @@ where
             return Step::Handled;
         } else if auxoob || !accepted || ping {
             let error = if ping && !auxoob { 0 } else { MSG_ERR_UNKNOWN };
-            let reply = reply_header(&header, final_reply_cmd(cmd), error);
-            // Room for a header was checked before this message was read; what can still
-            // refuse it is an exhausted gcm counter, which ends the link (IVWRAP) rather
-            // than leave the ping unanswered on a link that seems up.
-            match self.ch.tx.enqueue(reply, &[], &[]) {
-                Ok(_) => {
-                    self.ch.stats.sent += 1;
-                    self.ch.stats.auto_replies += 1;
-                }
-                Err(e) => {
-                    let _ = self.refused(e);
-                }
-            }
+            self.auto_reply(reply_header(&header, final_reply_cmd(cmd), error));
             return Step::Handled;
         }
         match self.table_for(cmd, false).on_receive(cmd, header.msgid) {
@@ -733,7 +723,30 @@ where
             Ok(update) => Step::Deliver(update),
             Err(error) => {
                 self.ch.stats.dropped += 1;
+                if matches!(error, TransError::TableFull { .. }) && !cmd.is_reply() {
+                    // A request that does not fit is refused at once, closed in one
+                    // reply, so that the peer's request fails instead of waiting forever.
+                    let closed = MsgFlags::REPLY | MsgFlags::CREATE | MsgFlags::DELETE;
+                    let cmd = cmd.clear(MsgFlags::ALL).set(closed);
+                    self.auto_reply(reply_header(&header, cmd, MSG_ERR_TABLE_FULL));
+                }
                 Step::Emit(Event::Rejected { header, error })
+            }
+        }
+    }
+
+    /// Queues an answer the connection gives by itself. Room for a header was checked
+    /// before the message it answers was read; what can still refuse it is an exhausted
+    /// gcm counter, which ends the link (IVWRAP) rather than leave the peer unanswered on
+    /// a link that seems up.
+    fn auto_reply(&mut self, reply: MsgHeader) {
+        match self.ch.tx.enqueue(reply, &[], &[]) {
+            Ok(_) => {
+                self.ch.stats.sent += 1;
+                self.ch.stats.auto_replies += 1;
+            }
+            Err(e) => {
+                let _ = self.refused(e);
             }
         }
     }
@@ -1534,6 +1547,41 @@ mod tests {
             io.poll_event().is_none(),
             "the late reply is not the application's"
         );
+    }
+
+    #[test]
+    fn a_request_beyond_the_transaction_table_is_refused_with_a_closing_reply() {
+        let mut io = iocom(1024);
+        io.accept(Cmd::DBG_SHELL).unwrap();
+        // T = 4: four open requests of the peer fill its side of the table.
+        let create = Cmd::DBG_SHELL.set(MsgFlags::CREATE);
+        for msgid in 1..=5 {
+            assert_eq!(io.feed(&message_bytes(create, msgid, &[])), 32);
+        }
+        let mut rejected = Vec::new();
+        while let Some(event) = io.poll_event() {
+            if let Event::Rejected { header, error } = event {
+                rejected.push((header.msgid, error));
+            }
+        }
+        assert_eq!(
+            rejected,
+            [(5, TransError::TableFull { capacity: 4 })],
+            "the fifth does not fit"
+        );
+        // Its answer closes it in one message: REPLY|CREATE|DELETE (0xE0 in the flag
+        // byte, §3.4), error 0x22, on its msgid; nothing else was sent.
+        let wire = drain(&mut io);
+        let reply = MessageView::parse(&wire, &SoftCrc32c).unwrap();
+        assert_eq!(wire.len(), 32);
+        assert_eq!(reply.header().cmd.raw(), 0xE010_0101);
+        assert_eq!((reply.header().msgid, reply.header().error), (5, 0x22));
+        assert_eq!(
+            io.remote_transactions().len(),
+            4,
+            "the four that fit stay open"
+        );
+        assert_eq!(io.link_end(), None, "the link goes on");
     }
 
     #[test]

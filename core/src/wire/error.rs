@@ -8,6 +8,12 @@ use core::fmt;
 /// Receivers answer every command they do not handle with a final reply carrying it (§8.3).
 pub const MSG_ERR_UNKNOWN: u16 = 0x20;
 
+/// Wire value of `hdr.error` with which an h2msg connection refuses a transaction that does
+/// not fit its transaction table: the peer's request fails at once instead of waiting
+/// forever. The seed era defines no such value; h2msg uses the one DMSG calls IO (0x22,
+/// dmsg.md 3.4), in both revisions.
+pub const MSG_ERR_TABLE_FULL: u16 = 0x22;
+
 /// The local IOQ status codes of §4.4 (`ioq.error`).
 ///
 /// They are never transmitted: the receive path copies one into the `error` field of the

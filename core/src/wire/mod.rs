@@ -43,7 +43,7 @@ pub use dmsg_link::{
     DMSG_LABEL_MAX, DMSG_LABEL_SIZE, DMSG_SPAN_MAXDIST, DMSG_SPAN_PROTO_1, LabelError, LnkConn,
     LnkSpan, PayloadLenError, PeerType, Uuid,
 };
-pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_UNKNOWN};
+pub use error::{DecodeError, EncodeError, IoqError, MSG_ERR_TABLE_FULL, MSG_ERR_UNKNOWN};
 pub use framing::{FrameSizes, Outgoing, ReceivedFrame, Revision, SendFrame};
 pub use handshake_block::{HandshakeBlock, SESS_LEN, VERF_LEN, verifier};
 pub use header::{MsgHdr, MsgHeader, ReceivedHeader};
