@@ -524,44 +524,53 @@ impl Default for LnkSpan {
     }
 }
 
+/// The framing methods both payloads share: their length, a zeroed value, a view or a
+/// copy of a received extended header, the bytes to send. `$cmd` names the command.
+macro_rules! payload_framing {
+    ($cmd:ident) => {
+        /// Length of the payload: the extended header of its command
+        #[doc = concat!("([`Cmd::", stringify!($cmd), "`]).")]
+        pub const LEN: usize = size_of::<Self>();
+
+        /// A payload with every byte 0 (fill it with the setters).
+        #[must_use]
+        pub fn new() -> Self {
+            Self::new_zeroed()
+        }
+
+        /// Views a received extended header as this payload (no copy). The label
+        /// accessors ignore the labels' last byte, so nothing needs forcing.
+        ///
+        /// # Errors
+        /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
+        pub fn ref_from_ext(ext: &[u8]) -> Result<&Self, PayloadLenError> {
+            Self::ref_from_bytes(ext).map_err(|_| PayloadLenError {
+                expected: Self::LEN,
+                found: ext.len(),
+            })
+        }
+
+        /// Copies a received extended header, with the labels' last byte set to NUL as a
+        /// receiver does (dmsg.md 2.7): the copy can be stored or relayed as it is.
+        ///
+        /// # Errors
+        /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
+        pub fn read_from_ext(ext: &[u8]) -> Result<Self, PayloadLenError> {
+            let mut copy = *Self::ref_from_ext(ext)?;
+            copy.force_label_nul();
+            Ok(copy)
+        }
+
+        /// The payload's wire bytes: the extended header to send with its command.
+        #[must_use]
+        pub fn as_ext(&self) -> &[u8] {
+            self.as_bytes()
+        }
+    };
+}
+
 impl LnkConn {
-    /// Length of the payload: the extended header of [`Cmd::DMSG_LNK_CONN`].
-    pub const LEN: usize = size_of::<Self>();
-
-    /// A payload with every byte 0 (fill it with the setters).
-    #[must_use]
-    pub fn new() -> Self {
-        Self::new_zeroed()
-    }
-
-    /// Views a received extended header as this payload (no copy). The label accessors
-    /// ignore the labels' last byte, so nothing needs forcing.
-    ///
-    /// # Errors
-    /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
-    pub fn ref_from_ext(ext: &[u8]) -> Result<&Self, PayloadLenError> {
-        Self::ref_from_bytes(ext).map_err(|_| PayloadLenError {
-            expected: Self::LEN,
-            found: ext.len(),
-        })
-    }
-
-    /// Copies a received extended header, with the label's last byte set to NUL as a
-    /// receiver does (dmsg.md 2.7): the copy can be stored or relayed as it is.
-    ///
-    /// # Errors
-    /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
-    pub fn read_from_ext(ext: &[u8]) -> Result<Self, PayloadLenError> {
-        let mut copy = *Self::ref_from_ext(ext)?;
-        copy.force_label_nul();
-        Ok(copy)
-    }
-
-    /// The payload's wire bytes: the extended header to send with [`Cmd::DMSG_LNK_CONN`].
-    #[must_use]
-    pub fn as_ext(&self) -> &[u8] {
-        self.as_bytes()
-    }
+    payload_framing!(DMSG_LNK_CONN);
 
     /// Sets the label field's last byte to NUL.
     pub fn force_label_nul(&mut self) {
@@ -630,43 +639,7 @@ impl LnkConn {
 }
 
 impl LnkSpan {
-    /// Length of the payload: the extended header of [`Cmd::DMSG_LNK_SPAN`].
-    pub const LEN: usize = size_of::<Self>();
-
-    /// A payload with every byte 0 (fill it with the setters).
-    #[must_use]
-    pub fn new() -> Self {
-        Self::new_zeroed()
-    }
-
-    /// Views a received extended header as this payload (no copy). The label accessors
-    /// ignore the labels' last byte, so nothing needs forcing.
-    ///
-    /// # Errors
-    /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
-    pub fn ref_from_ext(ext: &[u8]) -> Result<&Self, PayloadLenError> {
-        Self::ref_from_bytes(ext).map_err(|_| PayloadLenError {
-            expected: Self::LEN,
-            found: ext.len(),
-        })
-    }
-
-    /// Copies a received extended header, with both labels' last byte set to NUL as a
-    /// receiver does (dmsg.md 2.7): the copy can be stored or relayed as it is.
-    ///
-    /// # Errors
-    /// [`PayloadLenError`] unless `ext` is exactly [`Self::LEN`] bytes.
-    pub fn read_from_ext(ext: &[u8]) -> Result<Self, PayloadLenError> {
-        let mut copy = *Self::ref_from_ext(ext)?;
-        copy.force_label_nul();
-        Ok(copy)
-    }
-
-    /// The payload's wire bytes: the extended header to send with [`Cmd::DMSG_LNK_SPAN`].
-    #[must_use]
-    pub fn as_ext(&self) -> &[u8] {
-        self.as_bytes()
-    }
+    payload_framing!(DMSG_LNK_SPAN);
 
     /// Sets both label fields' last byte to NUL.
     pub fn force_label_nul(&mut self) {
