@@ -16,14 +16,14 @@ use std::time::Duration;
 use h2msg::drive::Connection;
 use h2msg::ioq::RxFailure;
 use h2msg::rand_core::TryRng;
-use h2msg::trans::{DmsgLost, Received, TransError, TransKey, TransUpdate};
+use h2msg::trans::{DmsgLost, Received, Side as TransSide, TransError, TransKey, TransUpdate};
 use h2msg::wire::{
-    Cmd, DmsgHeader, DmsgReceivedHeader, MessageView, MsgHeader, ReceivedFrame, ReceivedHeader,
-    SoftCrc32c, WireOrder,
+    Cmd, DmsgHeader, DmsgReceivedHeader, MessageView, MsgFlags, MsgHeader, ReceivedFrame,
+    ReceivedHeader, SoftCrc32c, WireOrder,
 };
 use h2msg::{
     Config, CounterSalt, DmsgEvent, DmsgIocom, Event, Instant, Iocom, IocomMemory, IocomStats,
-    LinkEnd, LinkSetup, Session,
+    LinkEnd, LinkSetup, SendError, Session,
 };
 
 use crate::{OwnedMessage, TestRng};
@@ -69,8 +69,6 @@ pub trait SimEvent: Clone + Debug + PartialEq {
     fn message(&self) -> Option<&Self::Message>;
     /// How the link ended, if this is `LinkDown`.
     fn link_end(&self) -> Option<LinkEnd>;
-    /// The msgid of the transaction this event ends by link loss (`Aborted`, `Lost`).
-    fn lost(&self) -> Option<u64>;
 }
 
 /// What scenarios observe of a message, whatever the revision.
@@ -115,53 +113,157 @@ fn config(cfg: &SideConfig) -> Config {
     }
 }
 
-impl SimConnection for SimIocom {
-    type Owned = OwnedEvent;
-    type Frame = ReceivedHeader;
-    fn build(cfg: &SideConfig, setup: LinkSetup) -> Self {
-        let salts = Salts::scripted(&cfg.salts);
-        Iocom::with_config(setup, memory(cfg), salts, SoftCrc32c, config(cfg))
-            .expect("memory fits the mode")
+/// Implements [`SimConnection`] for a connection type by forwarding to its inherent
+/// methods; `$ctor` builds it from (setup, memory, salts, crc, config).
+macro_rules! sim_connection {
+    ($alias:ty, $conn:ident, $ctor:ident, $owned:ident, $frame:ty, $own:expr) => {
+        impl SimConnection for $alias {
+            type Owned = $owned;
+            type Frame = $frame;
+            fn build(cfg: &SideConfig, setup: LinkSetup) -> Self {
+                let salts = Salts::scripted(&cfg.salts);
+                $conn::$ctor(setup, memory(cfg), salts, SoftCrc32c, config(cfg))
+                    .expect("memory fits the mode")
+            }
+            fn feed(&mut self, bytes: &[u8]) -> usize {
+                $conn::feed(self, bytes)
+            }
+            fn copy_pending(&self, out: &mut [u8]) -> usize {
+                $conn::copy_pending(self, out)
+            }
+            fn next_event(&mut self) -> Option<$owned> {
+                $conn::poll_event(self).map(|e| $owned::of_event(&e))
+            }
+            fn own(m: &MessageView<'_, $frame>) -> SimMsg<Self> {
+                $own(m)
+            }
+            fn stats(&self) -> IocomStats {
+                $conn::stats(self)
+            }
+        }
+    };
+}
+
+sim_connection!(
+    SimIocom,
+    Iocom,
+    with_config,
+    OwnedEvent,
+    ReceivedHeader,
+    OwnedMessage::of
+);
+sim_connection!(
+    SimDmsg,
+    DmsgIocom,
+    new,
+    DmsgOwnedEvent,
+    DmsgReceivedHeader,
+    |m| DmsgOwnedMessage::of(m, None)
+);
+
+/// The echo transaction of the scenarios in either revision: the opener sends
+/// [`echo_cmd`] with its aux and closes its direction at once; the echo service answers
+/// with the same aux in one final reply (seed: `reply(.., last)`; DMSG: `send` with
+/// REPLY|CREATE|DELETE).
+pub trait Echo: SimConnection {
+    /// Accepts [`echo_cmd`].
+    fn accept_echo(&mut self);
+    /// Opens an echo transaction carrying `aux`, closing our direction with it when
+    /// `close`; its msgid.
+    ///
+    /// # Errors
+    /// The connection's refusal (queue or table full, link down).
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError>;
+    /// If `ev` is an echo command whose opener closed its direction, answers it with its
+    /// aux in one final reply and says how that went.
+    fn answer_echo(&mut self, ev: &Self::Owned) -> Option<Result<(), SendError>>;
+    /// If `ev` is the reply that closed an echo transaction of ours: its msgid and aux.
+    fn echo_closed(ev: &Self::Owned) -> Option<(u64, &[u8])>;
+    /// Open transactions, ours and theirs.
+    fn open_transactions(&self) -> usize;
+}
+
+fn is_echo(cmd: Cmd) -> bool {
+    cmd.clear(MsgFlags::ALL).same_handler(echo_cmd())
+}
+
+impl Echo for SimIocom {
+    fn accept_echo(&mut self) {
+        self.accept(echo_cmd()).expect("room to accept");
     }
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        Iocom::feed(self, bytes)
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError> {
+        self.open(echo_cmd(), &[], aux, close)
+            .map(|h| u64::from(h.msgid))
     }
-    fn copy_pending(&self, out: &mut [u8]) -> usize {
-        Iocom::copy_pending(self, out)
+    fn answer_echo(&mut self, ev: &OwnedEvent) -> Option<Result<(), SendError>> {
+        let OwnedEvent::Message(m, TransUpdate::Closed(_) | TransUpdate::DirectionClosed(_)) = ev
+        else {
+            return None;
+        };
+        if m.header.cmd.is_reply() || !is_echo(m.header.cmd) {
+            return None;
+        }
+        Some(self.reply(&m.header, 0, &m.aux, true).map(drop))
     }
-    fn next_event(&mut self) -> Option<OwnedEvent> {
-        Iocom::poll_event(self).map(|e| OwnedEvent::of_event(&e))
+    fn echo_closed(ev: &OwnedEvent) -> Option<(u64, &[u8])> {
+        match ev {
+            OwnedEvent::Message(m, TransUpdate::Closed(el)) if m.header.cmd.is_reply() => {
+                assert_eq!(el.key.side, TransSide::Local, "a reply closes one of ours");
+                Some((u64::from(m.header.msgid), &m.aux))
+            }
+            _ => None,
+        }
     }
-    fn own(m: &MessageView<'_>) -> OwnedMessage {
-        OwnedMessage::of(m)
-    }
-    fn stats(&self) -> IocomStats {
-        Iocom::stats(self)
+    fn open_transactions(&self) -> usize {
+        self.local_transactions().len() + self.remote_transactions().len()
     }
 }
 
-impl SimConnection for SimDmsg {
-    type Owned = DmsgOwnedEvent;
-    type Frame = DmsgReceivedHeader;
-    fn build(cfg: &SideConfig, setup: LinkSetup) -> Self {
-        let salts = Salts::scripted(&cfg.salts);
-        DmsgIocom::new(setup, memory(cfg), salts, SoftCrc32c, config(cfg))
-            .expect("memory fits the mode")
+impl Echo for SimDmsg {
+    fn accept_echo(&mut self) {
+        self.accept(echo_cmd()).expect("room to accept");
     }
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        DmsgIocom::feed(self, bytes)
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError> {
+        let cmd = if close {
+            echo_cmd().set(MsgFlags::DELETE)
+        } else {
+            echo_cmd()
+        };
+        self.open(cmd, None, &[], aux).map(|h| h.msgid)
     }
-    fn copy_pending(&self, out: &mut [u8]) -> usize {
-        DmsgIocom::copy_pending(self, out)
+    fn answer_echo(&mut self, ev: &DmsgOwnedEvent) -> Option<Result<(), SendError>> {
+        let DmsgOwnedEvent::Message(m) = ev else {
+            return None;
+        };
+        let Some(Received::Element {
+            key, effective_cmd, ..
+        }) = m.received
+        else {
+            return None;
+        };
+        let closed_by_opener = effective_cmd.flags().contains(MsgFlags::DELETE);
+        if effective_cmd.is_reply() || !is_echo(effective_cmd) || !closed_by_opener {
+            return None;
+        }
+        let answer = echo_cmd().set(MsgFlags::CREATE | MsgFlags::DELETE);
+        Some(self.send(key, answer, &[], &m.aux).map(drop))
     }
-    fn next_event(&mut self) -> Option<DmsgOwnedEvent> {
-        DmsgIocom::poll_event(self).map(|e| DmsgOwnedEvent::of_event(&e))
+    fn echo_closed(ev: &DmsgOwnedEvent) -> Option<(u64, &[u8])> {
+        match ev {
+            DmsgOwnedEvent::Message(m) => match m.received {
+                Some(Received::Element {
+                    key, closed: true, ..
+                }) if m.header.command().is_reply() => {
+                    assert_eq!(key.side, TransSide::Local, "a reply closes one of ours");
+                    Some((m.header.msgid, &m.aux))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
-    fn own(m: &MessageView<'_, DmsgReceivedHeader>) -> DmsgOwnedMessage {
-        DmsgOwnedMessage::of(m, None)
-    }
-    fn stats(&self) -> IocomStats {
-        DmsgIocom::stats(self)
+    fn open_transactions(&self) -> usize {
+        self.transactions().len()
     }
 }
 
@@ -223,12 +325,6 @@ impl SimEvent for OwnedEvent {
     fn link_end(&self) -> Option<LinkEnd> {
         match self {
             Self::LinkDown(end) => Some(*end),
-            _ => None,
-        }
-    }
-    fn lost(&self) -> Option<u64> {
-        match self {
-            Self::Aborted(key, _) => Some(u64::from(key.msgid)),
             _ => None,
         }
     }
@@ -318,12 +414,6 @@ impl SimEvent for DmsgOwnedEvent {
     fn link_end(&self) -> Option<LinkEnd> {
         match self {
             Self::LinkDown(end) => Some(*end),
-            _ => None,
-        }
-    }
-    fn lost(&self) -> Option<u64> {
-        match self {
-            Self::Lost(lost) => Some(lost.key.msgid),
             _ => None,
         }
     }
