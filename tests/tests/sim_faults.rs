@@ -2,7 +2,7 @@
 //! corruption in flight. For hundreds of seeds nothing panics, no event follows LinkDown
 //! (the simulator asserts it), a clean link completes every transaction, and a corrupted
 //! one ends with a typed error. A failing seed is named in the panic message: rerun it
-//! with the ignored `one_seed`.
+//! with the ignored `one_seed`. Every run is made for both revisions (`dmsg_…`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

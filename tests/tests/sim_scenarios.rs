@@ -1,5 +1,7 @@
 //! Protocol scenarios on the two-iocom simulator: the §4.3 shell exchange byte for byte,
-//! link-level answers, thousands of interleaved transactions, link loss, partial writes.
+//! link-level answers, thousands of interleaved transactions, link loss, partial writes —
+//! each also under DMSG (`dmsg_…`, `SimDmsg`), with DMSG's own expected values from
+//! docs/dmsg.md; the seed byte-exact V1–V4 exchange has a DMSG counterpart in V1–V3.
 
 use h2msg::LinkEnd;
 use h2msg::trans::DmsgKey;
