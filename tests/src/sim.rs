@@ -10,21 +10,262 @@
 //! seed reproduces a run exactly.
 
 use std::collections::VecDeque;
+use std::fmt::Debug;
 use std::time::Duration;
 
+use h2msg::drive::Connection;
 use h2msg::ioq::RxFailure;
 use h2msg::rand_core::TryRng;
-use h2msg::trans::{TransError, TransKey, TransUpdate};
-use h2msg::wire::{MsgHeader, SoftCrc32c, WireOrder};
-use h2msg::{Config, CounterSalt, Event, Instant, Iocom, IocomMemory, LinkEnd, LinkSetup, Session};
+use h2msg::trans::{DmsgLost, Received, Side as TransSide, TransError, TransKey, TransUpdate};
+use h2msg::wire::{
+    Cmd, DmsgHeader, DmsgReceivedHeader, MessageView, MsgFlags, MsgHeader, ReceivedFrame,
+    ReceivedHeader, SoftCrc32c, WireOrder,
+};
+use h2msg::{
+    Config, CounterSalt, DmsgEvent, DmsgIocom, Event, Instant, Iocom, IocomMemory, IocomStats,
+    LinkEnd, LinkSetup, SendError, Session,
+};
 
 use crate::{OwnedMessage, TestRng};
 
 /// Transaction table capacity of simulated connections.
 pub const SIM_TRANSACTIONS: usize = 256;
 
-/// The connection type the simulator runs.
+/// The seed-era connection the simulator runs.
 pub type SimIocom = Iocom<Vec<u8>, Salts, SoftCrc32c, SIM_TRANSACTIONS>;
+
+/// The DMSG connection the simulator runs (its table holds ours and theirs together).
+pub type SimDmsg = DmsgIocom<Vec<u8>, Salts, SoftCrc32c, SIM_TRANSACTIONS>;
+
+/// What the simulator and its scenarios need of a connection besides the driver side:
+/// how to build one, bytes in and out by copy, and its events as owned values.
+pub trait SimConnection: Connection + Sized {
+    /// An event, owned.
+    type Owned: SimEvent;
+    /// The revision's received header, to decode what a side wrote.
+    type Frame: ReceivedFrame;
+    /// A connection in the stream mode of `setup`, built from `cfg`.
+    fn build(cfg: &SideConfig, setup: LinkSetup) -> Self;
+    /// Copies received bytes in; returns how many were taken.
+    fn feed(&mut self, bytes: &[u8]) -> usize;
+    /// Copies pending bytes out; returns how many.
+    fn copy_pending(&self, out: &mut [u8]) -> usize;
+    /// The next event, owned.
+    fn next_event(&mut self) -> Option<Self::Owned>;
+    /// The owned copy of a message decoded from what a side wrote.
+    fn own(m: &MessageView<'_, Self::Frame>) -> SimMsg<Self>;
+    /// Counters.
+    fn stats(&self) -> IocomStats;
+}
+
+/// The owned message of connection `I`.
+pub type SimMsg<I> = <<I as SimConnection>::Owned as SimEvent>::Message;
+
+/// What scenarios observe of an event, whatever the revision.
+pub trait SimEvent: Clone + Debug + PartialEq {
+    /// The revision's owned message.
+    type Message: SimMessage;
+    /// The message, if this is one.
+    fn message(&self) -> Option<&Self::Message>;
+    /// How the link ended, if this is `LinkDown`.
+    fn link_end(&self) -> Option<LinkEnd>;
+}
+
+/// What scenarios observe of a message, whatever the revision.
+pub trait SimMessage: Clone + Debug + PartialEq {
+    /// The raw `cmd` field.
+    fn cmd(&self) -> Cmd;
+    /// The transaction id (0 for a one-way DMSG message).
+    fn msgid(&self) -> u64;
+    /// The aux data as delivered (padded in the seed era, exact in DMSG).
+    fn aux(&self) -> &[u8];
+    /// The sender's byte order.
+    fn order(&self) -> WireOrder;
+}
+
+impl SimMessage for OwnedMessage {
+    fn cmd(&self) -> Cmd {
+        self.header.cmd
+    }
+    fn msgid(&self) -> u64 {
+        u64::from(self.header.msgid)
+    }
+    fn aux(&self) -> &[u8] {
+        &self.aux
+    }
+    fn order(&self) -> WireOrder {
+        self.order
+    }
+}
+
+fn memory(cfg: &SideConfig) -> IocomMemory<Vec<u8>> {
+    IocomMemory {
+        fifo: vec![0u8; cfg.fifo],
+        aux: vec![0u8; cfg.aux],
+        tx_ring: vec![0u8; cfg.tx_ring],
+    }
+}
+
+fn config(cfg: &SideConfig) -> Config {
+    Config {
+        order: cfg.order,
+        liveness: cfg.liveness,
+    }
+}
+
+/// Implements [`SimConnection`] for a connection type by forwarding to its inherent
+/// methods; `$ctor` builds it from (setup, memory, salts, crc, config).
+macro_rules! sim_connection {
+    ($alias:ty, $conn:ident, $ctor:ident, $owned:ident, $frame:ty, $own:expr) => {
+        impl SimConnection for $alias {
+            type Owned = $owned;
+            type Frame = $frame;
+            fn build(cfg: &SideConfig, setup: LinkSetup) -> Self {
+                let salts = Salts::scripted(&cfg.salts);
+                $conn::$ctor(setup, memory(cfg), salts, SoftCrc32c, config(cfg))
+                    .expect("memory fits the mode")
+            }
+            fn feed(&mut self, bytes: &[u8]) -> usize {
+                $conn::feed(self, bytes)
+            }
+            fn copy_pending(&self, out: &mut [u8]) -> usize {
+                $conn::copy_pending(self, out)
+            }
+            fn next_event(&mut self) -> Option<$owned> {
+                $conn::poll_event(self).map(|e| $owned::of_event(&e))
+            }
+            fn own(m: &MessageView<'_, $frame>) -> SimMsg<Self> {
+                $own(m)
+            }
+            fn stats(&self) -> IocomStats {
+                $conn::stats(self)
+            }
+        }
+    };
+}
+
+sim_connection!(
+    SimIocom,
+    Iocom,
+    with_config,
+    OwnedEvent,
+    ReceivedHeader,
+    OwnedMessage::of
+);
+sim_connection!(
+    SimDmsg,
+    DmsgIocom,
+    new,
+    DmsgOwnedEvent,
+    DmsgReceivedHeader,
+    |m| DmsgOwnedMessage::of(m, None)
+);
+
+/// The echo transaction of the scenarios in either revision: the opener sends
+/// [`echo_cmd`] with its aux and closes its direction at once; the echo service answers
+/// with the same aux in one final reply (seed: `reply(.., last)`; DMSG: `send` with
+/// REPLY|CREATE|DELETE).
+pub trait Echo: SimConnection {
+    /// Accepts [`echo_cmd`].
+    fn accept_echo(&mut self);
+    /// Opens an echo transaction carrying `aux`, closing our direction with it when
+    /// `close`; its msgid.
+    ///
+    /// # Errors
+    /// The connection's refusal (queue or table full, link down).
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError>;
+    /// If `ev` is an echo command whose opener closed its direction, answers it with its
+    /// aux in one final reply and says how that went.
+    fn answer_echo(&mut self, ev: &Self::Owned) -> Option<Result<(), SendError>>;
+    /// If `ev` is the reply that closed an echo transaction of ours: its msgid and aux.
+    fn echo_closed(ev: &Self::Owned) -> Option<(u64, &[u8])>;
+    /// Open transactions, ours and theirs.
+    fn open_transactions(&self) -> usize;
+}
+
+fn is_echo(cmd: Cmd) -> bool {
+    cmd.clear(MsgFlags::ALL).same_handler(echo_cmd())
+}
+
+impl Echo for SimIocom {
+    fn accept_echo(&mut self) {
+        self.accept(echo_cmd()).expect("room to accept");
+    }
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError> {
+        self.open(echo_cmd(), &[], aux, close)
+            .map(|h| u64::from(h.msgid))
+    }
+    fn answer_echo(&mut self, ev: &OwnedEvent) -> Option<Result<(), SendError>> {
+        let OwnedEvent::Message(m, TransUpdate::Closed(_) | TransUpdate::DirectionClosed(_)) = ev
+        else {
+            return None;
+        };
+        if m.header.cmd.is_reply() || !is_echo(m.header.cmd) {
+            return None;
+        }
+        Some(self.reply(&m.header, 0, &m.aux, true).map(drop))
+    }
+    fn echo_closed(ev: &OwnedEvent) -> Option<(u64, &[u8])> {
+        match ev {
+            OwnedEvent::Message(m, TransUpdate::Closed(el)) if m.header.cmd.is_reply() => {
+                assert_eq!(el.key.side, TransSide::Local, "a reply closes one of ours");
+                Some((u64::from(m.header.msgid), &m.aux))
+            }
+            _ => None,
+        }
+    }
+    fn open_transactions(&self) -> usize {
+        self.local_transactions().len() + self.remote_transactions().len()
+    }
+}
+
+impl Echo for SimDmsg {
+    fn accept_echo(&mut self) {
+        self.accept(echo_cmd()).expect("room to accept");
+    }
+    fn open_echo(&mut self, aux: &[u8], close: bool) -> Result<u64, SendError> {
+        let cmd = if close {
+            echo_cmd().set(MsgFlags::DELETE)
+        } else {
+            echo_cmd()
+        };
+        self.open(cmd, None, &[], aux).map(|h| h.msgid)
+    }
+    fn answer_echo(&mut self, ev: &DmsgOwnedEvent) -> Option<Result<(), SendError>> {
+        let DmsgOwnedEvent::Message(m) = ev else {
+            return None;
+        };
+        let Some(Received::Element {
+            key, effective_cmd, ..
+        }) = m.received
+        else {
+            return None;
+        };
+        let closed_by_opener = effective_cmd.flags().contains(MsgFlags::DELETE);
+        if effective_cmd.is_reply() || !is_echo(effective_cmd) || !closed_by_opener {
+            return None;
+        }
+        let answer = echo_cmd().set(MsgFlags::CREATE | MsgFlags::DELETE);
+        Some(self.send(key, answer, &[], &m.aux).map(drop))
+    }
+    fn echo_closed(ev: &DmsgOwnedEvent) -> Option<(u64, &[u8])> {
+        match ev {
+            DmsgOwnedEvent::Message(m) => match m.received {
+                Some(Received::Element {
+                    key, closed: true, ..
+                }) if m.header.command().is_reply() => {
+                    assert_eq!(key.side, TransSide::Local, "a reply closes one of ours");
+                    Some((m.header.msgid, &m.aux))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    fn open_transactions(&self) -> usize {
+        self.transactions().len()
+    }
+}
 
 /// An event copied out of the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +312,108 @@ impl OwnedEvent {
     pub fn failure(&self) -> Option<RxFailure> {
         match self {
             Self::LinkDown(LinkEnd::Failed(f)) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+impl SimEvent for OwnedEvent {
+    type Message = OwnedMessage;
+    fn message(&self) -> Option<&OwnedMessage> {
+        Self::message(self)
+    }
+    fn link_end(&self) -> Option<LinkEnd> {
+        match self {
+            Self::LinkDown(end) => Some(*end),
+            _ => None,
+        }
+    }
+}
+
+/// A DMSG message copied out of the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmsgOwnedMessage {
+    /// The header values.
+    pub header: DmsgHeader,
+    /// The sender's byte order.
+    pub order: WireOrder,
+    /// The header region after the base header.
+    pub ext: Vec<u8>,
+    /// Aux bytes, exactly `aux_bytes` of them.
+    pub aux: Vec<u8>,
+    /// Where the connection placed it (`None`: decoded from the wire, not received).
+    pub received: Option<Received>,
+}
+
+impl DmsgOwnedMessage {
+    /// Copies a borrowed message and where it belongs.
+    pub fn of(m: &MessageView<'_, DmsgReceivedHeader>, received: Option<Received>) -> Self {
+        Self {
+            header: *m.header(),
+            order: m.order(),
+            ext: m.ext().to_vec(),
+            aux: m.aux().to_vec(),
+            received,
+        }
+    }
+}
+
+impl SimMessage for DmsgOwnedMessage {
+    fn cmd(&self) -> Cmd {
+        self.header.command()
+    }
+    fn msgid(&self) -> u64 {
+        self.header.msgid
+    }
+    fn aux(&self) -> &[u8] {
+        &self.aux
+    }
+    fn order(&self) -> WireOrder {
+        self.order
+    }
+}
+
+/// A DMSG event copied out of the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DmsgOwnedEvent {
+    /// A message for the application.
+    Message(DmsgOwnedMessage),
+    /// A transaction ended by link loss (dmsg.md 4.6).
+    Lost(DmsgLost),
+    /// Aux storage too small.
+    AuxStorageTooSmall(usize, usize),
+    /// The link is down.
+    LinkDown(LinkEnd),
+}
+
+impl DmsgOwnedEvent {
+    /// The owned copy of an event.
+    pub fn of_event(e: &DmsgEvent<'_>) -> Self {
+        match e {
+            DmsgEvent::Message { msg, received } => {
+                Self::Message(DmsgOwnedMessage::of(msg, Some(*received)))
+            }
+            DmsgEvent::Lost(lost) => Self::Lost(*lost),
+            DmsgEvent::AuxStorageTooSmall { needed, available } => {
+                Self::AuxStorageTooSmall(*needed, *available)
+            }
+            DmsgEvent::LinkDown(end) => Self::LinkDown(*end),
+            other => panic!("event the simulator does not know: {other:?}"),
+        }
+    }
+}
+
+impl SimEvent for DmsgOwnedEvent {
+    type Message = DmsgOwnedMessage;
+    fn message(&self) -> Option<&DmsgOwnedMessage> {
+        match self {
+            Self::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+    fn link_end(&self) -> Option<LinkEnd> {
+        match self {
+            Self::LinkDown(end) => Some(*end),
             _ => None,
         }
     }
@@ -142,15 +485,15 @@ impl Default for SideConfig {
     }
 }
 
-/// The application of one side: called with every event, may send through the iocom.
-pub type App = Box<dyn FnMut(&mut SimIocom, &OwnedEvent)>;
+/// The application of one side: called with every event, may send through the connection.
+pub type App<I = SimIocom> = Box<dyn FnMut(&mut I, &<I as SimConnection>::Owned)>;
 
-/// One simulated endpoint.
-pub struct Side {
+/// One simulated endpoint running connection `I` (the seed era's by default).
+pub struct Side<I: SimConnection = SimIocom> {
     /// The connection.
-    pub io: SimIocom,
+    pub io: I,
     /// Every event it produced, in order.
-    pub events: Vec<OwnedEvent>,
+    pub events: Vec<I::Owned>,
     /// The virtual time of each event in `events`.
     pub event_times: Vec<Instant>,
     /// Every byte it wrote, in order.
@@ -163,36 +506,33 @@ pub struct Side {
     pub reading: bool,
     /// The driver writes to the transport (false: it stopped writing).
     pub writing: bool,
-    app: Option<App>,
+    app: Option<App<I>>,
 }
 
-impl Side {
-    /// A plaintext side built from `cfg`, with an application.
+impl Side<SimIocom> {
+    /// A plaintext seed-era side built from `cfg`, with an application.
     pub fn new(cfg: &SideConfig, app: Option<App>) -> Self {
         Self::with_setup(cfg, LinkSetup::plaintext(), app)
     }
 
-    /// A side in the stream mode of `setup`, built from `cfg`, with an application.
+    /// A seed-era side in the stream mode of `setup`, built from `cfg`, with an application.
     pub fn with_setup(cfg: &SideConfig, setup: LinkSetup, app: Option<App>) -> Self {
-        let memory = IocomMemory {
-            fifo: vec![0u8; cfg.fifo],
-            aux: vec![0u8; cfg.aux],
-            tx_ring: vec![0u8; cfg.tx_ring],
-        };
-        let config = Config {
-            order: cfg.order,
-            liveness: cfg.liveness,
-        };
-        let io = Iocom::with_config(
-            setup,
-            memory,
-            Salts::scripted(&cfg.salts),
-            SoftCrc32c,
-            config,
-        )
-        .expect("memory fits the mode");
+        Self::build(cfg, setup, app)
+    }
+}
+
+impl Side<SimDmsg> {
+    /// A plaintext DMSG side built from `cfg`, with an application.
+    pub fn dmsg(cfg: &SideConfig, app: Option<App<SimDmsg>>) -> Self {
+        Self::build(cfg, LinkSetup::plaintext(), app)
+    }
+}
+
+impl<I: SimConnection> Side<I> {
+    /// A side in the stream mode of `setup`, built from `cfg`, with an application.
+    pub fn build(cfg: &SideConfig, setup: LinkSetup, app: Option<App<I>>) -> Self {
         Self {
-            io,
+            io: I::build(cfg, setup),
             events: Vec::new(),
             event_times: Vec::new(),
             wrote: Vec::new(),
@@ -205,7 +545,7 @@ impl Side {
     }
 
     /// When the first event matching `wanted` happened.
-    pub fn first_event_time(&self, wanted: impl Fn(&OwnedEvent) -> bool) -> Option<Instant> {
+    pub fn first_event_time(&self, wanted: impl Fn(&I::Owned) -> bool) -> Option<Instant> {
         self.events
             .iter()
             .zip(&self.event_times)
@@ -218,10 +558,7 @@ impl Side {
         self.events
             .iter()
             .zip(&self.event_times)
-            .find_map(|(e, &t)| match e {
-                OwnedEvent::LinkDown(end) => Some((t, *end)),
-                _ => None,
-            })
+            .find_map(|(e, &t)| e.link_end().map(|end| (t, end)))
     }
 
     /// When the transport last took bytes from this side.
@@ -240,12 +577,17 @@ impl Side {
     }
 
     /// The messages this side wrote, each with the virtual time the transport took its
-    /// last byte. Plaintext (seed-mode) sides only: the bytes are decoded as they are.
-    pub fn sent_messages(&self) -> Vec<(Instant, OwnedMessage)> {
+    /// last byte. Plaintext sides only: the bytes are decoded as they are, by the wire
+    /// layer's decoder of the side's revision.
+    pub fn sent_messages(&self) -> Vec<(Instant, SimMsg<I>)> {
         use h2msg::ioq::{RxDecoder, RxPoll};
         let room = 1 << 17;
-        let mut rx =
-            RxDecoder::new(vec![0u8; room], vec![0u8; room], SoftCrc32c).expect("fifo size");
+        let mut rx = RxDecoder::<_, _, _, I::Frame>::new_framed(
+            vec![0u8; room],
+            vec![0u8; room],
+            SoftCrc32c,
+        )
+        .expect("fifo size");
         let mut out = Vec::new();
         let mut start = 0;
         for &(at, end) in &self.write_log {
@@ -253,7 +595,7 @@ impl Side {
             start = end;
             loop {
                 match rx.poll() {
-                    RxPoll::Message(m) => out.push((at, OwnedMessage::of(&m))),
+                    RxPoll::Message(m) => out.push((at, I::own(&m))),
                     RxPoll::NeedInput if !rest.is_empty() => {
                         let n = rx.feed(rest);
                         rest = &rest[n..];
@@ -266,20 +608,19 @@ impl Side {
     }
 
     /// The messages among the events.
-    pub fn messages(&self) -> Vec<&OwnedMessage> {
-        self.events.iter().filter_map(OwnedEvent::message).collect()
+    pub fn messages(&self) -> Vec<&SimMsg<I>> {
+        self.events.iter().filter_map(SimEvent::message).collect()
     }
 
     /// Drains the events, handing each to the application. Returns how many.
     fn handle_events(&mut self, now: Instant) -> usize {
         let mut n = 0;
-        while let Some(event) = self.io.poll_event() {
+        while let Some(owned) = self.io.next_event() {
             // Without new input a connection has only so much to say: a flood of events is
             // a connection that repeats itself.
-            assert!(n < 100_000, "poll_event does not run dry: last {event:?}");
-            let owned = OwnedEvent::of_event(&event);
+            assert!(n < 100_000, "poll_event does not run dry: last {owned:?}");
             assert!(
-                !matches!(self.events.last(), Some(OwnedEvent::LinkDown(_))),
+                self.events.last().and_then(SimEvent::link_end).is_none(),
                 "an event after LinkDown: {owned:?}"
             );
             if let Some(app) = self.app.as_mut() {
@@ -427,11 +768,11 @@ impl Wire {
 }
 
 /// Two sides joined by a simulated byte stream in each direction, on a virtual clock.
-pub struct Pair {
+pub struct Pair<I: SimConnection = SimIocom> {
     /// The first side.
-    pub a: Side,
+    pub a: Side<I>,
     /// The second side.
-    pub b: Side,
+    pub b: Side<I>,
     /// Largest number of bytes moved by one write (and one read).
     pub transfer: usize,
     /// Steps run so far.
@@ -449,9 +790,9 @@ pub struct Pair {
 /// Busy steps one settle may take before the simulator calls it a livelock.
 const SETTLE_LIMIT: u64 = 10_000_000;
 
-impl Pair {
+impl<I: SimConnection> Pair<I> {
     /// Two sides and the transfer size; the clock at zero, no faults.
-    pub fn new(a: Side, b: Side, transfer: usize) -> Self {
+    pub fn new(a: Side<I>, b: Side<I>, transfer: usize) -> Self {
         Self {
             a,
             b,
@@ -573,11 +914,11 @@ impl Pair {
 
 /// One direction for one step: `from` writes into `wire` (as much as the wire has room
 /// for, at most one transfer), then `to` reads what has arrived (at most one transfer).
-fn carry(
+fn carry<I: SimConnection>(
     now: Instant,
-    from: &mut Side,
+    from: &mut Side<I>,
     wire: &mut Wire,
-    to: &mut Side,
+    to: &mut Side<I>,
     transfer: usize,
     faults: &mut Option<&mut FaultInjector>,
 ) -> usize {

@@ -7,77 +7,23 @@ use h2msg::ioq::{DmsgRxDecoder, DmsgTxQueue, RxDecoder, RxPoll, TxQueue};
 use h2msg::wire::{
     Cmd, DecodeError, DmsgHeader, IoqError, MessageView, Outgoing, SendFrame, SoftCrc32c, WireOrder,
 };
+use h2msg_tests::dmsg_vector;
 use proptest::prelude::*;
 
-/// Hex rows `"off  b0 b1 …"` into bytes of `len`, zero elsewhere.
-fn image(len: usize, rows: &[(usize, &str)]) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    for (off, hex) in rows {
-        for (i, b) in hex.split_whitespace().enumerate() {
-            out[off + i] = u8::from_str_radix(b, 16).unwrap();
-        }
-    }
-    out
-}
-
 fn v1() -> Vec<u8> {
-    image(
-        384,
-        &[
-            (0x00, "32 48 00 00 00 56 34 12 01 00 00 00 00 00 00 00"),
-            (0x20, "06 11 00 80"),
-            (0x3c, "f6 96 a4 ca"),
-            (0x70, "ff ff ff ff ff ff ff ff 01 00 01 00"),
-            (0xc4, "68 32 6d 73 67"),
-        ],
-    )
+    dmsg_vector(1)
 }
 fn v2() -> Vec<u8> {
-    image(
-        448,
-        &[
-            (0x00, "32 48 00 00 01 de bc 9a 02"),
-            (0x20, "07 12 00 80"),
-            (0x3c, "0a b6 4f 6a"),
-            (0x40, "00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff"),
-            (0x50, "0f 1e 2d 3c 4b 5a 69 78 87 96 a5 b4 c3 d2 e1 f0"),
-            (0x60, "00 03 01 00"),
-            (0x70, "02 00 00 00 04 03 02 01"),
-            (0xb0, "63 6c 75 73 74 65 72 41"),
-            (0x130, "6e 6f 64 65 31"),
-        ],
-    )
+    dmsg_vector(2)
 }
 fn v3() -> Vec<u8> {
-    image(
-        128,
-        &[
-            (0x00, "32 48 00 00 02 ca ad 0b"),
-            (0x20, "01 01 10 00 e0 ff e3 b1 05"),
-            (0x3c, "0d 6c 20 31"),
-            (0x40, "74 72 65 65"),
-        ],
-    )
+    dmsg_vector(3)
 }
 fn v4() -> Vec<u8> {
-    image(
-        64,
-        &[
-            (0x00, "32 48 00 00 03 77 aa 55 40 2a 00 1c 5a 7f 00 00"),
-            (0x20, "01 ff 0f a8"),
-            (0x3c, "00 4e 91 33"),
-        ],
-    )
+    dmsg_vector(4)
 }
 fn v5() -> Vec<u8> {
-    image(
-        64,
-        &[
-            (0x00, "48 32 00 00 55 aa 77 03 00 00 7f 5a 1c 00 2a 40"),
-            (0x20, "a8 0f ff 01"),
-            (0x3c, "eb f0 26 af"),
-        ],
-    )
+    dmsg_vector(5)
 }
 
 /// (wire, salt, msgid, cmd, ext, aux, order) as the spec text states them.

@@ -2,18 +2,17 @@
 //! corruption in flight. For hundreds of seeds nothing panics, no event follows LinkDown
 //! (the simulator asserts it), a clean link completes every transaction, and a corrupted
 //! one ends with a typed error. A failing seed is named in the panic message: rerun it
-//! with the ignored `one_seed`.
+//! with the ignored `one_seed`. Every run is made for both revisions (`dmsg_…`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use h2msg::trans::TransUpdate;
-use h2msg::wire::IoqError;
+use h2msg::wire::{IoqError, ReceivedFrame, Revision};
 use h2msg::{Instant, LinkEnd, LinkSetup, Liveness, StreamMode};
 use h2msg_tests::sim::{
-    App, Faults, OwnedEvent, Pair, Side, SideConfig, SimIocom, echo_cmd, setup_pair,
+    App, Echo, Faults, Pair, Side, SideConfig, SimConnection, SimDmsg, SimIocom, setup_pair,
 };
 
 const IDLE: Duration = Duration::from_millis(1_000);
@@ -40,28 +39,13 @@ const RUN: Duration = Duration::from_secs(30);
 
 /// Answers every echo command with its own aux, in one final reply; counts the final
 /// replies to its own transactions.
-fn echo_app(closed: Rc<RefCell<usize>>) -> App {
-    Box::new(move |io: &mut SimIocom, ev: &OwnedEvent| {
-        let OwnedEvent::Message(m, update) = ev else {
-            return;
-        };
-        if !m
-            .header
-            .cmd
-            .clear(h2msg::wire::MsgFlags::ALL)
-            .same_handler(echo_cmd())
-        {
-            return;
+fn echo_app<I: Echo>(closed: Rc<RefCell<usize>>) -> App<I> {
+    Box::new(move |io: &mut I, ev: &I::Owned| {
+        if I::echo_closed(ev).is_some() {
+            *closed.borrow_mut() += 1;
         }
-        if m.header.cmd.is_reply() {
-            if matches!(update, TransUpdate::Closed(_)) {
-                *closed.borrow_mut() += 1;
-            }
-        } else {
-            let aux = m.aux.clone();
-            // The link may be down or full by now; the fault run checks the outcome.
-            let _ = io.reply(&m.header, 0, &aux, true);
-        }
+        // The link may be down or full by now; the fault run checks the outcome.
+        let _ = io.answer_echo(ev);
     })
 }
 
@@ -74,7 +58,7 @@ struct Ending {
 }
 
 impl Ending {
-    fn of(side: &Side) -> Self {
+    fn of<I: SimConnection>(side: &Side<I>) -> Self {
         Self {
             end: side.link_down(),
             last_read: side.last_read_time(),
@@ -99,11 +83,11 @@ struct Outcome {
 }
 
 fn run_seed(seed: u64, corrupt_per_mille: u32) -> Outcome {
-    run_seed_in(seed, corrupt_per_mille, None)
+    run_seed_in::<SimIocom>(seed, corrupt_per_mille, None)
 }
 
-/// One seeded run, plaintext or in a protected stream `mode`.
-fn run_seed_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> Outcome {
+/// One seeded run of revision `I`, plaintext or in a protected stream `mode`.
+fn run_seed_in<I: Echo>(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> Outcome {
     let (closed_a, closed_b) = (Rc::default(), Rc::default());
     let cfg = SideConfig {
         liveness: RULES,
@@ -113,10 +97,10 @@ fn run_seed_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> O
         None => (LinkSetup::plaintext(), LinkSetup::plaintext()),
         Some(mode) => setup_pair(mode, [0xA1; 64], [0xB2; 64]),
     };
-    let mut a = Side::with_setup(&cfg, setup_a, Some(echo_app(Rc::clone(&closed_a))));
-    let mut b = Side::with_setup(&cfg, setup_b, Some(echo_app(Rc::clone(&closed_b))));
-    a.io.accept(echo_cmd()).unwrap();
-    b.io.accept(echo_cmd()).unwrap();
+    let mut a = Side::<I>::build(&cfg, setup_a, Some(echo_app(Rc::clone(&closed_a))));
+    let mut b = Side::<I>::build(&cfg, setup_b, Some(echo_app(Rc::clone(&closed_b))));
+    a.io.accept_echo();
+    b.io.accept_echo();
     let faults = Faults {
         seed,
         max_transfer: usize::MAX,
@@ -128,8 +112,8 @@ fn run_seed_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> O
     let mut pair = Pair::new(a, b, 700).with_faults(faults);
     for i in 0..OPENS {
         let aux = vec![u8::try_from(i).unwrap(); 37 * i];
-        pair.a.io.open(echo_cmd(), &[], &aux, true).unwrap();
-        pair.b.io.open(echo_cmd(), &[], &aux, true).unwrap();
+        pair.a.io.open_echo(&aux, true).unwrap();
+        pair.b.io.open_echo(&aux, true).unwrap();
     }
     pair.run_until(Instant::ZERO + RUN);
     if pair.a.link_down().is_some() || pair.b.link_down().is_some() {
@@ -148,10 +132,24 @@ fn run_seed_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> O
 
 /// The codes a side that received corrupted bytes may fail with: in a GCM stream the tag
 /// check (MACFAIL) finds every change; otherwise a CRC, SYNC or size-field failure.
-fn corruption_codes(mode: Option<StreamMode>) -> &'static [IoqError] {
-    match mode {
-        Some(StreamMode::Gcm) => &[IoqError::MacFail],
-        _ => &[
+///
+/// DMSG plaintext (dmsg.md 2.4–2.6, 3.1): a flipped bit of the magic is SYNC; of the size
+/// byte or `aux_bytes`, FIELD when the size leaves its range; anywhere else in the header
+/// region (flags, salt and its sequence byte included) `hdr_crc` finds it first, XCRC;
+/// in the aux, ACRC. HCRC is never raised in DMSG; MSGSEQ and TRANS 17 would need a
+/// header that still passes `hdr_crc`, which one flipped bit cannot give (nor two: CRC-32C
+/// finds every change of up to three bits in frames this short); EOF needs the input to
+/// end, which the simulator never does.
+fn corruption_codes(revision: Revision, mode: Option<StreamMode>) -> &'static [IoqError] {
+    match (revision, mode) {
+        (_, Some(StreamMode::Gcm)) => &[IoqError::MacFail],
+        (Revision::Dmsg, _) => &[
+            IoqError::Sync,
+            IoqError::Field,
+            IoqError::Xcrc,
+            IoqError::Acrc,
+        ],
+        (Revision::Seed, _) => &[
             IoqError::Sync,
             IoqError::Field,
             IoqError::Hcrc,
@@ -162,7 +160,7 @@ fn corruption_codes(mode: Option<StreamMode>) -> &'static [IoqError] {
 }
 
 /// The checks of one run; `Err` says what broke.
-fn check(o: &Outcome, mode: Option<StreamMode>) -> Result<(), String> {
+fn check(o: &Outcome, codes: &[IoqError]) -> Result<(), String> {
     let corrupted = o.corrupted_to_a || o.corrupted_to_b;
     if !corrupted {
         let up = o.a.end.is_none() && o.b.end.is_none();
@@ -179,7 +177,6 @@ fn check(o: &Outcome, mode: Option<StreamMode>) -> Result<(), String> {
     // reaches it, but a change inside a frame whose end never arrives cannot be checked.
     // That happens only when the peer itself failed first (on corruption of its own) and
     // stopped sending: then the hit side may end by a timing rule like an unhit one.
-    let codes = corruption_codes(mode);
     let found = |e: &Ending| match e.end {
         Some((at, LinkEnd::Failed(f))) if codes.contains(&f.ioq_error()) => Some(at),
         _ => None,
@@ -228,17 +225,18 @@ fn check(o: &Outcome, mode: Option<StreamMode>) -> Result<(), String> {
     Ok(())
 }
 
-fn run_and_check(seed: u64, corrupt_per_mille: u32) -> Outcome {
-    run_and_check_in(seed, corrupt_per_mille, None)
-}
-
-fn run_and_check_in(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMode>) -> Outcome {
-    let run = || run_seed_in(seed, corrupt_per_mille, mode);
+fn run_and_check_in<I: Echo>(
+    seed: u64,
+    corrupt_per_mille: u32,
+    mode: Option<StreamMode>,
+) -> Outcome {
+    let revision = <I::Frame as ReceivedFrame>::REVISION;
+    let run = || run_seed_in::<I>(seed, corrupt_per_mille, mode);
     let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-        panic!("seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}) panicked")
+        panic!("{revision:?} seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}) panicked")
     });
-    if let Err(why) = check(&outcome, mode) {
-        panic!("seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}): {why}");
+    if let Err(why) = check(&outcome, corruption_codes(revision, mode)) {
+        panic!("{revision:?} seed {seed} (corrupt {corrupt_per_mille}‰, {mode:?}): {why}");
     }
     outcome
 }
@@ -259,9 +257,10 @@ fn tally(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
     ends
 }
 
-#[test]
-fn varying_sizes_and_delays_complete_every_transaction() {
-    let outcomes: Vec<Outcome> = (0..200).map(|seed| run_and_check(seed, 0)).collect();
+fn varying_sizes_and_delays<I: Echo>() {
+    let outcomes: Vec<Outcome> = (0..200)
+        .map(|seed| run_and_check_in::<I>(seed, 0, None))
+        .collect();
     assert!(
         outcomes
             .iter()
@@ -270,32 +269,63 @@ fn varying_sizes_and_delays_complete_every_transaction() {
 }
 
 #[test]
-fn corruption_in_flight_ends_the_link_with_a_typed_error() {
-    let outcomes: Vec<Outcome> = (1_000..1_300).map(|seed| run_and_check(seed, 30)).collect();
+fn varying_sizes_and_delays_complete_every_transaction() {
+    varying_sizes_and_delays::<SimIocom>();
+}
+
+#[test]
+fn dmsg_varying_sizes_and_delays_complete_every_transaction() {
+    varying_sizes_and_delays::<SimDmsg>();
+}
+
+/// Three hundred corrupting runs; returns how the links ended.
+fn corruption_in_flight<I: Echo>() -> BTreeMap<String, usize> {
+    let outcomes: Vec<Outcome> = (1_000..1_300)
+        .map(|seed| run_and_check_in::<I>(seed, 30, None))
+        .collect();
     let corrupted = outcomes
         .iter()
         .filter(|o| o.corrupted_to_a || o.corrupted_to_b)
         .count();
-    println!(
-        "{corrupted} of {} runs corrupted: {:?}",
-        outcomes.len(),
-        tally(&outcomes)
-    );
+    let ends = tally(&outcomes);
+    println!("{corrupted} of {} runs corrupted: {ends:?}", outcomes.len());
     assert!(
         corrupted > 100,
         "the injector corrupts often enough to matter"
     );
+    ends
 }
 
 #[test]
-fn protected_streams_under_faults_complete_or_fail_their_check() {
+fn corruption_in_flight_ends_the_link_with_a_typed_error() {
+    corruption_in_flight::<SimIocom>();
+}
+
+/// DMSG plaintext: `check` holds each hit side to SYNC, FIELD, XCRC or ACRC (see
+/// [`corruption_codes`]); most flips land in a header region or aux, so both CRC checks
+/// are seen, and no HCRC, MSGSEQ or TRANS ever is.
+#[test]
+fn dmsg_corruption_in_flight_ends_the_link_with_a_typed_error() {
+    let ends = corruption_in_flight::<SimDmsg>();
+    for code in [IoqError::Xcrc, IoqError::Acrc] {
+        assert!(
+            ends.contains_key(&format!("Failed({code:?})")),
+            "no {code:?} in {ends:?}"
+        );
+    }
+    for code in [IoqError::Hcrc, IoqError::MsgSeq, IoqError::Trans] {
+        assert!(!ends.contains_key(&format!("Failed({code:?})")), "{ends:?}");
+    }
+}
+
+fn protected_streams_under_faults<I: Echo>() {
     for mode in [StreamMode::Cbc, StreamMode::Gcm] {
         let clean: Vec<Outcome> = (0..25)
-            .map(|seed| run_and_check_in(seed, 0, Some(mode)))
+            .map(|seed| run_and_check_in::<I>(seed, 0, Some(mode)))
             .collect();
         assert!(clean.iter().all(|o| o.a.end.is_none() && o.b.end.is_none()));
         let corrupted: Vec<Outcome> = (2_000..2_050)
-            .map(|seed| run_and_check_in(seed, 30, Some(mode)))
+            .map(|seed| run_and_check_in::<I>(seed, 30, Some(mode)))
             .collect();
         println!("{mode:?}: {:?}", tally(&corrupted));
         let hit = corrupted
@@ -320,7 +350,18 @@ fn protected_streams_under_faults_complete_or_fail_their_check() {
     }
 }
 
-/// Reruns one seed with its outcome printed:
+#[test]
+fn protected_streams_under_faults_complete_or_fail_their_check() {
+    protected_streams_under_faults::<SimIocom>();
+}
+
+/// Between two h2msg nodes DMSG runs in the negotiated stream modes too (dmsg.md 1.2).
+#[test]
+fn dmsg_protected_streams_under_faults_complete_or_fail_their_check() {
+    protected_streams_under_faults::<SimDmsg>();
+}
+
+/// Reruns one seed with its outcome printed (`REV=dmsg` for the DMSG revision):
 /// `ONE_SEED=1234 CORRUPT=30 cargo test -p h2msg-tests --test sim_faults -- --ignored`.
 #[test]
 #[ignore = "a tool: reruns the seed in ONE_SEED"]
@@ -333,7 +374,11 @@ fn one_seed() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    let outcome = run_seed(seed, corrupt);
+    let (outcome, revision) = if std::env::var("REV").is_ok_and(|r| r == "dmsg") {
+        (run_seed_in::<SimDmsg>(seed, corrupt, None), Revision::Dmsg)
+    } else {
+        (run_seed(seed, corrupt), Revision::Seed)
+    };
     println!("{outcome:?}");
-    check(&outcome, None).unwrap();
+    check(&outcome, corruption_codes(revision, None)).unwrap();
 }

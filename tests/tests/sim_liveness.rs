@@ -1,13 +1,22 @@
-//! The liveness rules and deadlines on the simulator's virtual clock (issue 12 item 7).
+//! The liveness rules and deadlines on the simulator's virtual clock (issue 12 item 7), in
+//! both revisions: DMSG's keepalive is a one-way `LNK_PING` answered by the peer's
+//! connection (D11), the dead-peer and write-stall rules are the shared channel's.
+//! Transaction deadlines exist only in the seed era (`DmsgIocom` has no `set_deadline`):
+//! those scenarios, and the handshake's, stay seed-only.
 //! Every expected time is computed from the configured [`Liveness`] values and the times
 //! the simulator itself recorded (when bytes moved), never from the code under test.
 
 use std::time::Duration;
 
+use h2msg::SendError;
 use h2msg::trans::TransKey;
 use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
 use h2msg::{Instant, LinkEnd, Liveness};
-use h2msg_tests::sim::{App, OwnedEvent, Pair, Side, SideConfig, SimIocom, echo_cmd};
+use h2msg_tests::OwnedMessage;
+use h2msg_tests::sim::{
+    App, DmsgOwnedMessage, Echo, OwnedEvent, Pair, Side, SideConfig, SimDmsg, SimIocom, SimMsg,
+    echo_cmd,
+};
 
 const IDLE: Duration = Duration::from_millis(1_000);
 const DEAD: Duration = Duration::from_millis(500);
@@ -25,42 +34,103 @@ const fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
-fn side(liveness: Liveness, app: Option<App>) -> Side {
+/// What the liveness scenarios do in either revision: the seed era's exchange is an
+/// `LNK_PING` transaction, DMSG's a one-way `LNK_PING` (D11); both answer by themselves.
+trait Live: Echo {
+    fn side(cfg: &SideConfig, app: Option<App<Self>>) -> Side<Self>;
+    /// Sends the ping the peer's connection answers by itself.
+    fn ping(&mut self) -> Result<(), SendError>;
+    /// The keepalive ping (a command, not its answer).
+    fn is_keepalive_ping(m: &SimMsg<Self>) -> bool;
+    /// The answer to a ping.
+    fn is_ping_answer(m: &SimMsg<Self>) -> bool;
+    /// One 960-byte one-way message.
+    fn send_bulk(&mut self);
+}
+
+impl Live for SimIocom {
+    fn side(cfg: &SideConfig, app: Option<App<Self>>) -> Side<Self> {
+        Side::new(cfg, app)
+    }
+    fn ping(&mut self) -> Result<(), SendError> {
+        self.open(Cmd::LNK_PING, &[], &[], true).map(drop)
+    }
+    fn is_keepalive_ping(m: &OwnedMessage) -> bool {
+        let cmd = m.header.cmd;
+        cmd.same_handler(Cmd::LNK_PING) && !cmd.is_reply()
+    }
+    fn is_ping_answer(m: &OwnedMessage) -> bool {
+        let cmd = m.header.cmd;
+        cmd.is_reply() && cmd.clear(MsgFlags::REPLY).same_handler(Cmd::LNK_PING)
+    }
+    fn send_bulk(&mut self) {
+        self.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[0x55; 960])
+            .unwrap();
+    }
+}
+
+impl Live for SimDmsg {
+    fn side(cfg: &SideConfig, app: Option<App<Self>>) -> Side<Self> {
+        Side::dmsg(cfg, app)
+    }
+    fn ping(&mut self) -> Result<(), SendError> {
+        self.send_one_way(Cmd::LNK_PING, &[], &[]).map(drop)
+    }
+    /// dmsg.md 3.5: the one-way `LNK_PING` is 0x00000101, its answer 0x20000101.
+    fn is_keepalive_ping(m: &DmsgOwnedMessage) -> bool {
+        m.header.cmd == 0x0000_0101
+    }
+    fn is_ping_answer(m: &DmsgOwnedMessage) -> bool {
+        m.header.cmd == 0x2000_0101
+    }
+    fn send_bulk(&mut self) {
+        self.send_one_way(Cmd::DBG_SHELL, &[], &[0x55; 960])
+            .unwrap();
+    }
+}
+
+fn side_of<I: Live>(liveness: Liveness, app: Option<App<I>>) -> Side<I> {
     let cfg = SideConfig {
         liveness,
         ..SideConfig::default()
     };
-    Side::new(&cfg, app)
+    I::side(&cfg, app)
+}
+
+fn side(liveness: Liveness, app: Option<App>) -> Side {
+    side_of(liveness, app)
+}
+
+fn pair_of<I: Live>(a: Liveness, b: Liveness) -> Pair<I> {
+    Pair::new(side_of(a, None), side_of(b, None), 4096)
 }
 
 fn pair(a: Liveness, b: Liveness) -> Pair {
-    Pair::new(side(a, None), side(b, None), 4096)
+    pair_of(a, b)
 }
 
-fn is_keepalive_ping(m: &h2msg_tests::OwnedMessage) -> bool {
-    let cmd = m.header.cmd;
-    cmd.same_handler(Cmd::LNK_PING) && !cmd.is_reply()
+fn is_keepalive_ping(m: &OwnedMessage) -> bool {
+    SimIocom::is_keepalive_ping(m)
 }
 
-/// When `side` sent each `LNK_PING` command (not a reply) after `after`.
-fn ping_times(side: &Side, after: Instant) -> Vec<Instant> {
+/// When `side` sent each keepalive ping (not an answer) after `after`.
+fn ping_times<I: Live>(side: &Side<I>, after: Instant) -> Vec<Instant> {
     side.sent_messages()
         .into_iter()
-        .filter(|&(t, ref m)| t > after && is_keepalive_ping(m))
+        .filter(|&(t, ref m)| t > after && I::is_keepalive_ping(m))
         .map(|(t, _)| t)
         .collect()
 }
 
-/// B opens an `LNK_PING` at `t` (A answers it by itself): both sides receive a byte at `t`.
-fn exchange_at(pair: &mut Pair, t: Instant) {
+/// B pings at `t` (A answers it by itself): both sides receive a byte at `t`.
+fn exchange_at<I: Live>(pair: &mut Pair<I>, t: Instant) {
     pair.run_until(t);
-    pair.b.io.open(Cmd::LNK_PING, &[], &[], true).unwrap();
+    pair.b.io.ping().unwrap();
     pair.run(10_000);
 }
 
-#[test]
-fn a_cut_link_is_pinged_at_idle_and_dropped_at_idle_plus_dead_after_the_last_byte() {
-    let mut pair = pair(RULES, RULES);
+fn a_cut_link_is_pinged_and_dropped<I: Live>() {
+    let mut pair = pair_of::<I>(RULES, RULES);
     exchange_at(&mut pair, at(300));
     pair.cut_both(true);
     let last_a = pair.a.last_read_time().expect("A heard B");
@@ -92,8 +162,18 @@ fn a_cut_link_is_pinged_at_idle_and_dropped_at_idle_plus_dead_after_the_last_byt
 }
 
 #[test]
-fn a_peer_that_stops_reading_and_writing_is_dropped_at_idle_plus_dead() {
-    let mut pair = pair(RULES, Liveness::OFF);
+fn a_cut_link_is_pinged_at_idle_and_dropped_at_idle_plus_dead_after_the_last_byte() {
+    a_cut_link_is_pinged_and_dropped::<SimIocom>();
+}
+
+/// DMSG: the keepalive is a one-way `LNK_PING` (D11); the rules are the channel's.
+#[test]
+fn dmsg_a_cut_link_is_pinged_at_idle_and_dropped_at_idle_plus_dead_after_the_last_byte() {
+    a_cut_link_is_pinged_and_dropped::<SimDmsg>();
+}
+
+fn a_silent_peer_is_dropped<I: Live>() {
+    let mut pair = pair_of::<I>(RULES, Liveness::OFF);
     exchange_at(&mut pair, at(700));
     pair.b.reading = false;
     pair.b.writing = false;
@@ -114,8 +194,18 @@ fn a_peer_that_stops_reading_and_writing_is_dropped_at_idle_plus_dead() {
 }
 
 #[test]
-fn a_chatty_peer_never_times_out() {
-    let mut pair = pair(RULES, RULES);
+fn a_peer_that_stops_reading_and_writing_is_dropped_at_idle_plus_dead() {
+    a_silent_peer_is_dropped::<SimIocom>();
+}
+
+#[test]
+fn dmsg_a_peer_that_stops_reading_and_writing_is_dropped_at_idle_plus_dead() {
+    a_silent_peer_is_dropped::<SimDmsg>();
+}
+
+/// One exchange every `idle - 1` ms for ten virtual minutes: nobody pings or times out.
+fn chatty_peer<I: Live>() -> Pair<I> {
+    let mut pair = pair_of::<I>(RULES, RULES);
     let period = IDLE - Duration::from_millis(1);
     let mut t = Instant::ZERO;
     // Ten virtual minutes of one exchange every `idle - 1` ms.
@@ -131,21 +221,38 @@ fn a_chatty_peer_never_times_out() {
         "A never needed a keepalive"
     );
     assert!(pair.a.io.poll_timeout().is_some(), "the rules still run");
+    let answers = pair.a.sent_messages();
+    let answers = answers.iter().filter(|(_, m)| I::is_ping_answer(m)).count();
+    assert!(answers > 600, "A answered every exchange: {answers}");
+    pair
+}
+
+#[test]
+fn a_chatty_peer_never_times_out() {
+    let pair = chatty_peer::<SimIocom>();
     assert!(pair.b.messages().len() > 600, "every exchange was answered");
 }
 
+#[test]
+fn dmsg_a_chatty_peer_never_times_out() {
+    let pair = chatty_peer::<SimDmsg>();
+    assert!(
+        pair.b.events.is_empty(),
+        "one-way answers B does not accept: dropped"
+    );
+}
+
 /// A flood of one-way messages from A, more than B's buffers and the wire hold.
-fn flood(io: &mut SimIocom) {
+fn flood<I: Live>(io: &mut I) {
     for _ in 0..40 {
-        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[0x55; 960])
-            .unwrap();
+        io.send_bulk();
     }
 }
 
 /// B stops reading but keeps talking (an `LNK_PING` every 200 ms, which A answers by
 /// itself); A keeps writing until the wire is full. Returns the pair after `until`.
-fn reader_that_stopped(a_rules: Liveness, until: Instant) -> Pair {
-    let mut pair = pair(a_rules, Liveness::OFF);
+fn reader_that_stopped<I: Live>(a_rules: Liveness, until: Instant) -> Pair<I> {
+    let mut pair = pair_of::<I>(a_rules, Liveness::OFF);
     pair.a_to_b.capacity = Some(4096);
     pair.run(10);
     pair.b.reading = false;
@@ -154,7 +261,7 @@ fn reader_that_stopped(a_rules: Liveness, until: Instant) -> Pair {
     while t < until && pair.a.link_down().is_none() {
         t = t + Duration::from_millis(200);
         pair.run_until(t);
-        if pair.b.io.open(Cmd::LNK_PING, &[], &[], true).is_err() {
+        if pair.b.io.ping().is_err() {
             break;
         }
     }
@@ -162,9 +269,8 @@ fn reader_that_stopped(a_rules: Liveness, until: Instant) -> Pair {
     pair
 }
 
-#[test]
-fn a_peer_that_talks_but_never_reads_is_caught_by_the_write_stall() {
-    let pair = reader_that_stopped(RULES, at(20_000));
+fn talking_non_reader_is_caught_by_the_write_stall<I: Live>() {
+    let pair = reader_that_stopped::<I>(RULES, at(20_000));
     let last_progress = pair
         .a
         .last_write_time()
@@ -187,15 +293,34 @@ fn a_peer_that_talks_but_never_reads_is_caught_by_the_write_stall() {
 }
 
 #[test]
-fn without_the_stall_rule_the_talking_non_reader_holds_the_link() {
+fn a_peer_that_talks_but_never_reads_is_caught_by_the_write_stall() {
+    talking_non_reader_is_caught_by_the_write_stall::<SimIocom>();
+}
+
+#[test]
+fn dmsg_a_peer_that_talks_but_never_reads_is_caught_by_the_write_stall() {
+    talking_non_reader_is_caught_by_the_write_stall::<SimDmsg>();
+}
+
+fn without_the_stall_rule<I: Live>() {
     // The control for the test above: the pings alone keep A up.
     let rules = Liveness {
         stall: None,
         ..RULES
     };
-    let pair = reader_that_stopped(rules, at(20_000));
+    let pair = reader_that_stopped::<I>(rules, at(20_000));
     assert_eq!(pair.a.link_down(), None);
     assert!(pair.a.io.pending()[0].len() + pair.a.io.pending()[1].len() > 0);
+}
+
+#[test]
+fn without_the_stall_rule_the_talking_non_reader_holds_the_link() {
+    without_the_stall_rule::<SimIocom>();
+}
+
+#[test]
+fn dmsg_without_the_stall_rule_the_talking_non_reader_holds_the_link() {
+    without_the_stall_rule::<SimDmsg>();
 }
 
 /// An application that keeps every command it receives and answers nothing.
@@ -339,14 +464,13 @@ fn the_handshake_deadline_fails_at_the_deadline_on_the_same_clock() {
     );
 }
 
-#[test]
-fn bytes_received_at_a_now_that_went_backwards_count_as_received_at_the_latest_now() {
-    let mut pair = pair(RULES, Liveness::OFF);
+fn a_clock_that_went_backwards<I: Live>() {
+    let mut pair = pair_of::<I>(RULES, Liveness::OFF);
     exchange_at(&mut pair, at(800));
     // The driver's clock jumps back to 5 and bytes arrive "then": no time passed, so they
     // count as arriving at 800, and the keepalive still waits `idle` from 800.
     pair.now = at(5);
-    pair.b.io.open(Cmd::LNK_PING, &[], &[], true).unwrap();
+    pair.b.io.ping().unwrap();
     pair.run(10_000);
     assert_eq!(
         pair.a.last_read_time(),
@@ -364,12 +488,18 @@ fn bytes_received_at_a_now_that_went_backwards_count_as_received_at_the_latest_n
 }
 
 #[test]
-fn a_clock_jumping_far_ahead_fires_each_rule_once() {
-    let mut pair = pair(RULES, Liveness::OFF);
-    pair.run(10);
-    let opened = pair.a.io.open(echo_cmd(), &[], &[], false).unwrap();
-    pair.a.io.set_deadline(&opened, at(900)).unwrap();
-    pair.run(10_000);
+fn bytes_received_at_a_now_that_went_backwards_count_as_received_at_the_latest_now() {
+    a_clock_that_went_backwards::<SimIocom>();
+}
+
+#[test]
+fn dmsg_bytes_received_at_a_now_that_went_backwards_count_as_received_at_the_latest_now() {
+    a_clock_that_went_backwards::<SimDmsg>();
+}
+
+/// The clock jumps from 800 to far ahead on a cut link: one ping, the dead rule counted
+/// from it. `between` checks what else the jump fired (the seed era's deadline).
+fn a_clock_jumping_far_ahead<I: Live>(mut pair: Pair<I>, between: impl FnOnce(&Side<I>)) {
     pair.cut_both(true);
     pair.now = at(800);
     pair.run(10_000);
@@ -379,17 +509,8 @@ fn a_clock_jumping_far_ahead_fires_each_rule_once() {
     pair.now = far;
     pair.run(10_000);
     pair.run(10_000);
-    let sent = pair.a.sent_messages();
-    let pings = sent.iter().filter(|(_, m)| is_keepalive_ping(m)).count();
-    let aborts = sent
-        .iter()
-        .filter(|(_, m)| m.header.cmd.flags().contains(MsgFlags::ABORT))
-        .count();
-    assert_eq!((pings, aborts), (1, 1), "one ping, one ABORT");
-    assert_eq!(
-        pair.a.events,
-        vec![OwnedEvent::TimedOut(TransKey::local(opened.msgid))]
-    );
+    assert_eq!(ping_times(&pair.a, at(800)), vec![far], "one ping");
+    between(&pair.a);
     assert_eq!(
         pair.a.link_down(),
         None,
@@ -401,8 +522,41 @@ fn a_clock_jumping_far_ahead_fires_each_rule_once() {
 }
 
 #[test]
-fn the_keepalive_reply_is_never_handed_to_the_application() {
-    let mut pair = pair(RULES, RULES);
+fn a_clock_jumping_far_ahead_fires_each_rule_once() {
+    let mut pair = pair(RULES, Liveness::OFF);
+    pair.run(10);
+    let opened = pair.a.io.open(echo_cmd(), &[], &[], false).unwrap();
+    pair.a.io.set_deadline(&opened, at(900)).unwrap();
+    pair.run(10_000);
+    a_clock_jumping_far_ahead(pair, |a| {
+        let sent = a.sent_messages();
+        let pings = sent.iter().filter(|(_, m)| is_keepalive_ping(m)).count();
+        let aborts = sent
+            .iter()
+            .filter(|(_, m)| m.header.cmd.flags().contains(MsgFlags::ABORT))
+            .count();
+        assert_eq!((pings, aborts), (1, 1), "one ping, one ABORT");
+        assert_eq!(
+            a.events,
+            vec![OwnedEvent::TimedOut(TransKey::local(opened.msgid))]
+        );
+    });
+}
+
+/// DMSG has no transaction deadlines (`DmsgIocom` has no `set_deadline`): only the
+/// keepalive and the dead rule fire.
+#[test]
+fn dmsg_a_clock_jumping_far_ahead_fires_each_rule_once() {
+    let mut pair = pair_of::<SimDmsg>(RULES, Liveness::OFF);
+    pair.run(10);
+    a_clock_jumping_far_ahead(pair, |a| {
+        assert!(a.events.is_empty(), "{:?}", a.events);
+        assert_eq!(a.sent_messages().len(), 1, "the ping and nothing else");
+    });
+}
+
+fn keepalive_reply_stays_in_the_connection<I: Live>() {
+    let mut pair = pair_of::<I>(RULES, RULES);
     pair.run_until(at(10_500));
     assert!(pair.a.events.is_empty(), "A's app saw {:?}", pair.a.events);
     assert!(pair.b.events.is_empty(), "B's app saw {:?}", pair.b.events);
@@ -414,13 +568,22 @@ fn the_keepalive_reply_is_never_handed_to_the_application() {
         .b
         .sent_messages()
         .into_iter()
-        .filter(|(_, m)| {
-            let cmd = m.header.cmd;
-            cmd.is_reply() && cmd.clear(MsgFlags::REPLY).same_handler(Cmd::LNK_PING)
-        })
+        .filter(|(_, m)| I::is_ping_answer(m))
         .count();
     assert_eq!(replies, 10, "B answered every ping of A");
-    assert_eq!(pair.a.io.local_transactions().len(), 0, "every ping closed");
+    assert_eq!(pair.a.io.open_transactions(), 0, "every ping closed");
+}
+
+#[test]
+fn the_keepalive_reply_is_never_handed_to_the_application() {
+    keepalive_reply_stays_in_the_connection::<SimIocom>();
+}
+
+/// DMSG: the answer is one-way `LNK_PING|REPLY`, dropped unless the application accepts
+/// `LNK_PING` (dmsg.md 3.5); these applications do not.
+#[test]
+fn dmsg_the_keepalive_reply_is_never_handed_to_the_application() {
+    keepalive_reply_stays_in_the_connection::<SimDmsg>();
 }
 
 #[test]
