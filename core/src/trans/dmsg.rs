@@ -1124,6 +1124,11 @@ mod tests {
         let mut t = T::new();
         let k = open(&mut t, C | SPAN, None);
         assert_eq!(k, ours(1));
+        let s = t.get(k).unwrap();
+        assert!(s.sent_create() && !s.sent_delete());
+        assert!(!s.received_create() && !s.received_delete() && !s.is_dying());
+        assert_eq!(s.initial_cmd().raw(), SPAN);
+        assert_eq!(s.parent(), None);
         // The peer's result: 0xA80FFF01, dispatched as LNK_SPAN|CREATE|REPLY.
         assert_eq!(
             element(&mut t, 0xA80F_FF01, 1, 0),
@@ -1132,6 +1137,7 @@ mod tests {
         let s = t.get(ours(1)).unwrap();
         assert!(s.received_create() && !s.received_delete());
         assert!(s.sent_create() && !s.sent_delete());
+        assert!(!t.is_empty());
         // A second R|C is a duplicate; with ABORT it is discarded.
         refused(
             &mut t,
@@ -1846,6 +1852,45 @@ mod tests {
             order.push(l.key);
         }
         assert_eq!(order, [p1, theirs(4), theirs(5), c2, theirs(9), theirs(10)]);
+    }
+
+    #[test]
+    fn take_lost_follows_the_tree_not_the_slots() {
+        let mut t = T::new();
+        element(&mut t, C | D | SPAN, 50, 0); // filler, slot 0
+        element(&mut t, C | D | SPAN, 51, 0); // filler, slot 1
+        let p = open(&mut t, C | SPAN, None); // P = ours(1), slot 2
+        element(&mut t, C | SPAN, 9, 0); // Q = theirs(9), slot 3
+        element(&mut t, C | RC | SHELL, 4, 1); // C1 = theirs(4) under P, slot 4
+        // Free slot 0: the grandchild G takes it, ahead of its ancestors.
+        send(&mut t, theirs(50), 0xE80F_FF01);
+        element(&mut t, C | SHELL, 5, 4); // G = theirs(5) under C1
+        // Free slot 1: a later top-level sibling takes it, ahead of P and Q.
+        send(&mut t, theirs(51), 0xE80F_FF01);
+        element(&mut t, C | SPAN, 10, 0); // Q2 = theirs(10)
+        assert_eq!(t.len(), 5);
+        t.lose_link();
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [p, theirs(4), theirs(5), theirs(9), theirs(10)]);
+    }
+
+    #[test]
+    fn take_lost_gives_siblings_in_creation_order_whatever_their_slots() {
+        let mut t = T::new();
+        element(&mut t, C | D | SPAN, 50, 0); // filler, slot 0
+        let p = open(&mut t, C | SPAN, None); // P = ours(1), slot 1
+        element(&mut t, C | RC | SHELL, 4, 1); // C1 = theirs(4) under P, slot 2
+        send(&mut t, theirs(50), 0xE80F_FF01);
+        let c2 = open(&mut t, C | SHELL, Some(p)); // C2 = ours(2) under P, slot 0
+        t.lose_link();
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [p, theirs(4), c2]);
     }
 
     #[test]
