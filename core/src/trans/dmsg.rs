@@ -890,3 +890,1114 @@ const fn stamp(key: DmsgKey, parent: Option<DmsgKey>) -> Stamp {
         rev_flags: rev,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expected values are written from DMSG.md (2.3, 4.2-4.6, D23) as literals, never
+    //! computed with the code under test.
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    // DMSG.md 2.3, as raw `cmd` bits.
+    const C: u32 = 0x8000_0000;
+    const D: u32 = 0x4000_0000;
+    const R: u32 = 0x2000_0000;
+    const A: u32 = 0x1000_0000;
+    const RT: u32 = 0x0800_0000;
+    const RC: u32 = 0x0400_0000;
+    /// LNK_SPAN (DMSG.md 4.3's example: 0x00001207).
+    const SPAN: u32 = 0x0000_1207;
+    /// LNK_ERROR.
+    const ERR: u32 = 0x000F_FF01;
+    /// LNK_PING.
+    const PING: u32 = 0x0000_0101;
+    /// DBG_SHELL.
+    const SHELL: u32 = 0x0010_0101;
+
+    type T = DmsgTransactions<8>;
+
+    fn rx<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+        raw: u32,
+        msgid: u64,
+        circuit: u64,
+    ) -> Result<Received, DmsgTransError> {
+        t.on_receive(Cmd::from_raw(raw), msgid, circuit)
+    }
+
+    fn snapshot<const N: usize>(t: &DmsgTransactions<N>) -> Vec<DmsgState> {
+        t.iter().copied().collect()
+    }
+
+    /// A received message is refused with `want`, and `iter()` is exactly as before.
+    fn refused<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+        raw: u32,
+        msgid: u64,
+        circuit: u64,
+        want: DmsgTransError,
+    ) {
+        let before = snapshot(t);
+        assert_eq!(rx(t, raw, msgid, circuit), Err(want), "cmd {raw:#010x}");
+        assert_eq!(snapshot(t), before, "changed on {want:?}");
+    }
+
+    /// A received message is discarded without error, and nothing changed.
+    fn discarded<const N: usize>(t: &mut DmsgTransactions<N>, raw: u32, msgid: u64, circuit: u64) {
+        let before = snapshot(t);
+        assert_eq!(
+            rx(t, raw, msgid, circuit),
+            Ok(Received::Discarded),
+            "cmd {raw:#010x}"
+        );
+        assert_eq!(snapshot(t), before, "changed on a discard");
+    }
+
+    /// An element was accepted: returns (key, parent, effective_cmd raw, opened, closed).
+    fn element<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+        raw: u32,
+        msgid: u64,
+        circuit: u64,
+    ) -> (DmsgKey, Option<DmsgKey>, u32, bool, bool) {
+        match rx(t, raw, msgid, circuit) {
+            Ok(Received::Element {
+                key,
+                parent,
+                effective_cmd,
+                opened,
+                closed,
+            }) => (key, parent, effective_cmd.raw(), opened, closed),
+            other => panic!("cmd {raw:#010x}: {other:?}"),
+        }
+    }
+
+    /// A send step fails with `want`, and nothing changed (the next msgid included).
+    fn send_refused<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+        step: impl FnOnce(&mut DmsgTransactions<N>) -> Result<SendVerdict, DmsgSendError>,
+        want: DmsgSendError,
+    ) {
+        let before = snapshot(t);
+        let last = t.last_msgid;
+        assert_eq!(step(t), Err(want));
+        assert_eq!(snapshot(t), before, "changed on {want:?}");
+        assert_eq!(t.last_msgid, last);
+    }
+
+    /// Opens one of ours and returns its key.
+    fn open<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+        raw: u32,
+        parent: Option<DmsgKey>,
+    ) -> DmsgKey {
+        match t.open(Cmd::from_raw(raw), parent) {
+            Ok(SendVerdict::Send(s)) => DmsgKey::ours(s.msgid),
+            other => panic!("open {raw:#010x}: {other:?}"),
+        }
+    }
+
+    fn send<const N: usize>(t: &mut DmsgTransactions<N>, key: DmsgKey, raw: u32) -> SendVerdict {
+        t.on_send(key, Cmd::from_raw(raw))
+            .unwrap_or_else(|e| panic!("send {raw:#010x} on {key}: {e}"))
+    }
+
+    fn stamp_of(msgid: u64, circuit: u64, rev: u32) -> SendVerdict {
+        SendVerdict::Send(Stamp {
+            msgid,
+            circuit,
+            rev_flags: MsgFlags::from_cmd_bits(rev),
+        })
+    }
+
+    fn answer<const N: usize>(t: &DmsgTransactions<N>, key: DmsgKey, close: bool) -> Option<u32> {
+        t.answer_cmd(key, close).map(Cmd::raw)
+    }
+
+    fn ours(msgid: u64) -> DmsgKey {
+        DmsgKey::ours(msgid)
+    }
+
+    fn theirs(msgid: u64) -> DmsgKey {
+        DmsgKey::theirs(msgid)
+    }
+
+    // ---- 4.3, C and C|D ----
+
+    #[test]
+    fn a_received_create_opens_a_state_in_theirs() {
+        let mut t = T::new();
+        assert!(t.is_empty());
+        assert_eq!(
+            element(&mut t, C | SPAN, 5, 0),
+            (theirs(5), None, 0x8000_1207, true, false)
+        );
+        assert_eq!(t.len(), 1);
+        let s = t.get(theirs(5)).unwrap();
+        assert_eq!(s.key(), theirs(5));
+        assert_eq!(s.parent(), None);
+        assert_eq!(s.initial_cmd().raw(), SPAN);
+        assert!(s.received_create() && !s.received_delete());
+        assert!(!s.sent_create() && !s.sent_delete() && !s.is_dying());
+        // The same number in ours is a different transaction.
+        assert!(t.get(ours(5)).is_none());
+    }
+
+    #[test]
+    fn a_received_create_delete_opens_a_state_whose_peer_direction_is_closed() {
+        let mut t = T::new();
+        assert_eq!(
+            element(&mut t, C | D | SPAN, 6, 0),
+            (theirs(6), None, 0xC000_1207, true, false)
+        );
+        let s = t.get(theirs(6)).unwrap();
+        assert!(s.received_create() && s.received_delete());
+        // Our answer closes it: both directions deleted, the state goes.
+        assert_eq!(send(&mut t, theirs(6), C | D | R | ERR), stamp_of(6, 0, RT));
+        assert!(t.is_empty());
+        assert!(t.get(theirs(6)).is_none());
+    }
+
+    #[test]
+    fn a_create_refused_changes_nothing_and_with_abort_is_discarded() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        // Existing state -> TRANS (DuplicateCreate).
+        refused(
+            &mut t,
+            C | SPAN,
+            5,
+            0,
+            DmsgTransError::DuplicateCreate { key: theirs(5) },
+        );
+        discarded(&mut t, C | A | SPAN, 5, 0);
+        // msgid 0 is for one-way messages.
+        refused(&mut t, C | SPAN, 0, 0, DmsgTransError::ZeroMsgid);
+        discarded(&mut t, C | A | SPAN, 0, 0);
+        // CREATE without REPLY but with REVTRANS names ours: misdirected.
+        refused(
+            &mut t,
+            C | RT | SPAN,
+            7,
+            0,
+            DmsgTransError::Misdirected { key: ours(7) },
+        );
+        discarded(&mut t, C | RT | A | SPAN, 7, 0);
+        // A CREATE after the peer's DELETE on a still-open state is a duplicate too.
+        element(&mut t, C | D | SPAN, 9, 0);
+        refused(
+            &mut t,
+            C | SPAN,
+            9,
+            0,
+            DmsgTransError::DuplicateCreate { key: theirs(9) },
+        );
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_create_that_does_not_fit_is_table_full_and_not_fatal() {
+        let mut t = DmsgTransactions::<2>::new();
+        element(&mut t, C | SPAN, 1, 0);
+        element(&mut t, C | SPAN, 2, 0);
+        refused(&mut t, C | SPAN, 3, 0, DmsgTransError::TableFull);
+        assert!(!DmsgTransError::TableFull.is_fatal());
+        for e in [
+            DmsgTransError::DuplicateCreate { key: theirs(1) },
+            DmsgTransError::ZeroMsgid,
+            DmsgTransError::Misdirected { key: theirs(1) },
+            DmsgTransError::NoSuchTransaction { key: theirs(1) },
+            DmsgTransError::NotStarted { key: theirs(1) },
+            DmsgTransError::DirectionClosed { key: theirs(1) },
+            DmsgTransError::WrongParent { key: theirs(1) },
+        ] {
+            assert!(e.is_fatal(), "{e:?}");
+        }
+    }
+
+    // ---- 4.3, R|C and R|C|D ----
+
+    #[test]
+    fn a_reply_create_starts_the_reply_direction_of_ours() {
+        let mut t = T::new();
+        let k = open(&mut t, C | SPAN, None);
+        assert_eq!(k, ours(1));
+        let s = t.get(k).unwrap();
+        assert!(s.sent_create() && !s.sent_delete());
+        assert!(!s.received_create() && !s.received_delete() && !s.is_dying());
+        assert_eq!(s.initial_cmd().raw(), SPAN);
+        assert_eq!(s.parent(), None);
+        // The peer's result: 0xA80FFF01, dispatched as LNK_SPAN|CREATE|REPLY.
+        assert_eq!(
+            element(&mut t, 0xA80F_FF01, 1, 0),
+            (ours(1), None, 0xA000_1207, false, false)
+        );
+        let s = t.get(ours(1)).unwrap();
+        assert!(s.received_create() && !s.received_delete());
+        assert!(s.sent_create() && !s.sent_delete());
+        assert!(!t.is_empty());
+        // A second R|C is a duplicate; with ABORT it is discarded.
+        refused(
+            &mut t,
+            0xA80F_FF01,
+            1,
+            0,
+            DmsgTransError::DuplicateCreate { key: ours(1) },
+        );
+        discarded(&mut t, 0xB80F_FF01, 1, 0);
+    }
+
+    #[test]
+    fn a_reply_create_delete_closes_the_reply_direction_and_our_delete_removes_it() {
+        let mut t = T::new();
+        let k = open(&mut t, C | SPAN, None);
+        assert_eq!(
+            element(&mut t, 0xE80F_FF01, 1, 0),
+            (k, None, 0xE000_1207, false, false)
+        );
+        assert!(t.get(k).unwrap().received_delete());
+        assert_eq!(send(&mut t, k, D | ERR), stamp_of(1, 0, 0));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_reply_create_delete_after_our_delete_closes_the_transaction() {
+        let mut t = T::new();
+        let k = open(&mut t, C | D | SPAN, None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            element(&mut t, 0xE80F_FF01, 1, 0),
+            (k, None, 0xE000_1207, false, true)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_reply_create_naming_nothing_or_the_wrong_set_is_refused() {
+        let mut t = T::new();
+        open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SPAN, 1, 0); // theirs(1)
+        // Missing -> TRANS; with ABORT discarded.
+        refused(
+            &mut t,
+            0xA80F_FF01,
+            9,
+            0,
+            DmsgTransError::NoSuchTransaction { key: ours(9) },
+        );
+        discarded(&mut t, 0xB80F_FF01, 9, 0);
+        refused(
+            &mut t,
+            0xE80F_FF01,
+            9,
+            0,
+            DmsgTransError::NoSuchTransaction { key: ours(9) },
+        );
+        // REPLY without REVTRANS names theirs(1): a reply on a transaction the peer opened.
+        refused(
+            &mut t,
+            0xA00F_FF01,
+            1,
+            0,
+            DmsgTransError::Misdirected { key: theirs(1) },
+        );
+        discarded(&mut t, 0xB00F_FF01, 1, 0);
+        refused(
+            &mut t,
+            0xA00F_FF01,
+            4,
+            0,
+            DmsgTransError::NoSuchTransaction { key: theirs(4) },
+        );
+    }
+
+    // ---- 4.3, D and R|D ----
+
+    #[test]
+    fn an_error_delete_closing_a_span_dispatches_as_span_delete() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        // LNK_ERROR|DELETE 0x400FFF01 -> effective 0x40001207 (DMSG.md 4.3).
+        assert_eq!(
+            element(&mut t, 0x400F_FF01, 5, 0),
+            (theirs(5), None, 0x4000_1207, false, false)
+        );
+        let s = t.get(theirs(5)).unwrap();
+        assert!(s.received_delete());
+        // After the DELETE the direction is closed.
+        refused(
+            &mut t,
+            0x400F_FF01,
+            5,
+            0,
+            DmsgTransError::DirectionClosed { key: theirs(5) },
+        );
+        refused(
+            &mut t,
+            PING,
+            5,
+            0,
+            DmsgTransError::DirectionClosed { key: theirs(5) },
+        );
+        discarded(&mut t, 0x500F_FF01, 5, 0);
+        discarded(&mut t, A | PING, 5, 0);
+        // Our DELETE then removes it; the close is reported by our send, not a receive.
+        assert_eq!(send(&mut t, theirs(5), C | D | R | ERR), stamp_of(5, 0, RT));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_delete_that_closes_the_last_direction_reports_closed() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        send(&mut t, theirs(5), C | D | R | ERR);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            element(&mut t, 0x400F_FF01, 5, 0),
+            (theirs(5), None, 0x4000_1207, false, true)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_delete_naming_nothing_is_trans_or_with_abort_discarded() {
+        let mut t = T::new();
+        refused(
+            &mut t,
+            0x400F_FF01,
+            7,
+            0,
+            DmsgTransError::NoSuchTransaction { key: theirs(7) },
+        );
+        discarded(&mut t, 0x500F_FF01, 7, 0);
+        refused(
+            &mut t,
+            0x680F_FF01,
+            7,
+            0,
+            DmsgTransError::NoSuchTransaction { key: ours(7) },
+        );
+        discarded(&mut t, 0x780F_FF01, 7, 0);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_delete_without_reply_on_ours_is_misdirected() {
+        let mut t = T::new();
+        let k = open(&mut t, C | SPAN, None);
+        element(&mut t, 0xA80F_FF01, 1, 0);
+        refused(
+            &mut t,
+            0x480F_FF01,
+            1,
+            0,
+            DmsgTransError::Misdirected { key: k },
+        );
+        discarded(&mut t, 0x580F_FF01, 1, 0);
+        // And R|D on theirs.
+        element(&mut t, C | SPAN, 2, 0);
+        refused(
+            &mut t,
+            0x600F_FF01,
+            2,
+            0,
+            DmsgTransError::Misdirected { key: theirs(2) },
+        );
+    }
+
+    #[test]
+    fn a_reply_delete_needs_the_reply_create_first() {
+        let mut t = T::new();
+        let k = open(&mut t, C | SPAN, None);
+        // R|D before R|C: unstarted -> TRANS; with ABORT (0x780FFF01) discarded.
+        refused(
+            &mut t,
+            0x680F_FF01,
+            1,
+            0,
+            DmsgTransError::NotStarted { key: k },
+        );
+        discarded(&mut t, 0x780F_FF01, 1, 0);
+        element(&mut t, 0xA80F_FF01, 1, 0);
+        assert_eq!(
+            element(&mut t, 0x680F_FF01, 1, 0),
+            (k, None, 0x6000_1207, false, false)
+        );
+        refused(
+            &mut t,
+            0x680F_FF01,
+            1,
+            0,
+            DmsgTransError::DirectionClosed { key: k },
+        );
+        discarded(&mut t, 0x780F_FF01, 1, 0);
+        assert_eq!(send(&mut t, k, D | ERR), stamp_of(1, 0, 0));
+        assert!(t.is_empty());
+    }
+
+    // ---- 4.3, none and R ----
+
+    #[test]
+    fn a_message_without_create_delete_or_state_is_one_way() {
+        let mut t = T::new();
+        assert_eq!(
+            rx(&mut t, PING, 0, 0),
+            Ok(Received::OneWay { parent: None })
+        );
+        assert_eq!(
+            rx(&mut t, R | ERR, 0, 0),
+            Ok(Received::OneWay { parent: None })
+        );
+        // No open state with that msgid: one-way as well.
+        assert_eq!(
+            rx(&mut t, PING, 42, 0),
+            Ok(Received::OneWay { parent: None })
+        );
+        assert!(t.is_empty());
+        // ABORT without a state: discarded.
+        discarded(&mut t, A | PING, 42, 0);
+        discarded(&mut t, A | R | PING, 0, 0);
+    }
+
+    #[test]
+    fn a_streaming_element_dispatches_on_its_own_cmd_masked() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        // REVCIRC with circuit 0 means nothing; the mask 0x20FFFFFF drops it.
+        assert_eq!(
+            element(&mut t, RC | PING, 5, 0),
+            (theirs(5), None, 0x0000_0101, false, false)
+        );
+        let k = open(&mut t, C | SPAN, None);
+        element(&mut t, 0xA80F_FF01, 1, 0);
+        // R|REVTRANS|ABORT|FLAG0 streaming on ours: REPLY kept, the rest dropped.
+        assert_eq!(
+            element(&mut t, R | RT | A | 0x0100_0000 | SHELL, 1, 0),
+            (k, None, 0x2010_0101, false, false)
+        );
+        // Nothing changed by a streaming element.
+        let s = t.get(k).unwrap();
+        assert!(s.received_create() && !s.received_delete());
+    }
+
+    #[test]
+    fn a_streaming_element_must_fit_its_state() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        let k = open(&mut t, C | SPAN, None);
+        // REPLY on theirs, no REPLY on ours: misdirected.
+        refused(
+            &mut t,
+            R | PING,
+            5,
+            0,
+            DmsgTransError::Misdirected { key: theirs(5) },
+        );
+        refused(
+            &mut t,
+            RT | PING,
+            1,
+            0,
+            DmsgTransError::Misdirected { key: k },
+        );
+        // A reply before the responder's CREATE.
+        refused(
+            &mut t,
+            R | RT | PING,
+            1,
+            0,
+            DmsgTransError::NotStarted { key: k },
+        );
+        discarded(&mut t, R | RT | A | PING, 1, 0);
+    }
+
+    // ---- 4.2: circuits ----
+
+    #[test]
+    fn the_parent_is_looked_up_in_ours_with_revcirc_and_in_theirs_without() {
+        let mut t = T::new();
+        let p_ours = open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SPAN, 3, 0); // theirs(3)
+        element(&mut t, C | SPAN, 1, 0); // theirs(1): the same number as ours(1)
+        assert_eq!(
+            element(&mut t, C | RC | SHELL, 7, 1),
+            (theirs(7), Some(p_ours), 0x8010_0101, true, false)
+        );
+        assert_eq!(
+            element(&mut t, C | SHELL, 8, 1),
+            (theirs(8), Some(theirs(1)), 0x8010_0101, true, false)
+        );
+        assert_eq!(
+            element(&mut t, C | SHELL, 9, 3),
+            (theirs(9), Some(theirs(3)), 0x8010_0101, true, false)
+        );
+        assert_eq!(t.get(theirs(7)).unwrap().parent(), Some(ours(1)));
+        assert_eq!(t.get(theirs(9)).unwrap().parent(), Some(theirs(3)));
+        // Elements under the right parent pass.
+        assert_eq!(
+            element(&mut t, D | RC | ERR, 7, 1),
+            (theirs(7), Some(ours(1)), 0x4010_0101, false, false)
+        );
+        // A one-way message under a circuit goes to the parent (D7).
+        assert_eq!(
+            rx(&mut t, PING, 0, 3),
+            Ok(Received::OneWay {
+                parent: Some(theirs(3))
+            })
+        );
+        assert_eq!(
+            rx(&mut t, RC | PING, 0, 1),
+            Ok(Received::OneWay {
+                parent: Some(ours(1))
+            })
+        );
+    }
+
+    #[test]
+    fn a_circuit_naming_nothing_open_is_discarded() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0);
+        // Nothing at 99 in either set.
+        discarded(&mut t, C | SHELL, 4, 99);
+        discarded(&mut t, C | RC | SHELL, 4, 99);
+        // 3 is open in theirs only: with REVCIRC it names ours(3), which is not open.
+        discarded(&mut t, C | RC | SHELL, 4, 3);
+        discarded(&mut t, PING, 0, 99);
+        discarded(&mut t, 0x400F_FF01, 3, 99);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn an_element_whose_circuit_is_not_its_parent_is_wrong_parent() {
+        let mut t = T::new();
+        let p = open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SPAN, 3, 0); // theirs(3)
+        element(&mut t, C | RC | SHELL, 7, 1); // theirs(7) under ours(1)
+        let wrong = DmsgTransError::WrongParent { key: theirs(7) };
+        refused(&mut t, 0x400F_FF01, 7, 0, wrong);
+        refused(&mut t, 0x400F_FF01, 7, 3, wrong);
+        refused(&mut t, PING, 7, 3, wrong);
+        discarded(&mut t, 0x500F_FF01, 7, 3);
+        // A top-level state named with a circuit.
+        // (circuit 1 without REVCIRC names theirs(1), which is not open: discarded first.)
+        discarded(&mut t, 0x400F_FF01, 3, 1);
+        refused(
+            &mut t,
+            RC | 0x400F_FF01,
+            3,
+            1,
+            DmsgTransError::WrongParent { key: theirs(3) },
+        );
+        // And a reply on our top-level one naming the peer's transaction as circuit.
+        element(&mut t, 0xA80F_FF01, 1, 0);
+        refused(
+            &mut t,
+            0x680F_FF01,
+            1,
+            3,
+            DmsgTransError::WrongParent { key: p },
+        );
+    }
+
+    // ---- D23: msgids ----
+
+    #[test]
+    fn msgids_count_from_1() {
+        let mut t = T::new();
+        assert_eq!(t.open(Cmd::from_raw(C | SPAN), None), Ok(stamp_of(1, 0, 0)));
+        assert_eq!(t.open(Cmd::from_raw(C | SPAN), None), Ok(stamp_of(2, 0, 0)));
+        // A transaction of theirs with number 3 does not hold ours(3).
+        element(&mut t, C | SPAN, 3, 0);
+        assert_eq!(open(&mut t, C | SPAN, None), ours(3));
+        // A closed id is not given again right away: the counter goes on.
+        send(&mut t, ours(1), D | ERR);
+        element(&mut t, 0xE80F_FF01, 1, 0);
+        assert!(t.get(ours(1)).is_none());
+        assert_eq!(open(&mut t, C | SPAN, None), ours(4));
+    }
+
+    #[test]
+    fn msgids_wrap_past_the_top_to_1_never_0_and_skip_open_ones() {
+        let mut t = T::new();
+        t.last_msgid = u64::MAX - 1;
+        assert_eq!(open(&mut t, C | SPAN, None), ours(u64::MAX));
+        assert_eq!(open(&mut t, C | SPAN, None), ours(1));
+        assert_eq!(open(&mut t, C | SPAN, None), ours(2));
+        // Wrap again with 1 and 2 still open (and u64::MAX): 3 is next.
+        t.last_msgid = u64::MAX - 1;
+        assert_eq!(open(&mut t, C | SPAN, None), ours(3));
+        t.last_msgid = u64::MAX;
+        assert_eq!(open(&mut t, C | SPAN, None), ours(4));
+    }
+
+    #[test]
+    fn open_refuses_when_the_table_is_full_and_changes_nothing() {
+        let mut t = DmsgTransactions::<2>::new();
+        open(&mut t, C | SPAN, None);
+        element(&mut t, C | SPAN, 9, 0);
+        send_refused(
+            &mut t,
+            |t| t.open(Cmd::from_raw(C | SPAN), None),
+            DmsgSendError::TableFull,
+        );
+        // The failed open used no msgid.
+        send(&mut t, ours(1), D | ERR);
+        element(&mut t, 0xE80F_FF01, 1, 0);
+        assert_eq!(open(&mut t, C | SPAN, None), ours(2));
+    }
+
+    // ---- 4.2 / 4.4 / 4.5: sending ----
+
+    #[test]
+    fn stamps_carry_revtrans_revcirc_and_the_parent_msgid() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0); // theirs(3)
+        let p = open(&mut t, C | SPAN, None); // ours(1)
+        // Ours at the top: no REV flags.
+        assert_eq!(send(&mut t, p, PING), stamp_of(1, 0, 0));
+        // Theirs at the top: REVTRANS.
+        assert_eq!(send(&mut t, theirs(3), C | R | ERR), stamp_of(3, 0, RT));
+        // Ours under theirs(3): REVCIRC, circuit 3.
+        assert_eq!(
+            t.open(Cmd::from_raw(C | SHELL), Some(theirs(3))),
+            Ok(stamp_of(2, 3, RC))
+        );
+        assert_eq!(send(&mut t, ours(2), PING), stamp_of(2, 3, RC));
+        // Ours under ours(1): neither.
+        assert_eq!(
+            t.open(Cmd::from_raw(C | SHELL), Some(p)),
+            Ok(stamp_of(3, 1, 0))
+        );
+        // Theirs under ours(1): REVTRANS only.
+        element(&mut t, C | RC | SHELL, 7, 1);
+        assert_eq!(send(&mut t, theirs(7), C | R | ERR), stamp_of(7, 1, RT));
+        // Theirs under theirs(3): both.
+        element(&mut t, C | SHELL, 8, 3);
+        assert_eq!(
+            send(&mut t, theirs(8), C | R | ERR),
+            stamp_of(8, 3, RT | RC)
+        );
+        assert_eq!(send(&mut t, theirs(8), R | PING), stamp_of(8, 3, RT | RC));
+        // Stamps are recorded.
+        let s = t.get(theirs(8)).unwrap();
+        assert!(s.sent_create() && !s.sent_delete());
+    }
+
+    #[test]
+    fn nothing_is_sent_after_our_delete() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        assert_eq!(send(&mut t, theirs(5), C | D | R | ERR), stamp_of(5, 0, RT));
+        assert!(t.get(theirs(5)).unwrap().sent_delete());
+        let before = snapshot(&t);
+        assert_eq!(
+            send(&mut t, theirs(5), R | PING),
+            SendVerdict::DroppedClosed
+        );
+        assert_eq!(
+            send(&mut t, theirs(5), D | R | ERR),
+            SendVerdict::DroppedClosed
+        );
+        assert_eq!(snapshot(&t), before);
+        let k = open(&mut t, C | D | SPAN, None);
+        assert_eq!(send(&mut t, k, D | A | ERR), SendVerdict::DroppedClosed);
+    }
+
+    #[test]
+    fn nothing_is_sent_on_a_dying_transaction() {
+        let mut t = T::new();
+        let p = open(&mut t, C | SPAN, None);
+        element(&mut t, C | SPAN, 5, 0);
+        element(&mut t, C | RC | SHELL, 6, 1); // theirs(6) under ours(1)
+        assert!(!t.set_dying(theirs(99)));
+        assert!(t.set_dying(p));
+        assert!(t.get(p).unwrap().is_dying());
+        assert!(t.get(theirs(6)).unwrap().is_dying());
+        assert!(!t.get(theirs(5)).unwrap().is_dying());
+        let before = snapshot(&t);
+        assert_eq!(send(&mut t, p, PING), SendVerdict::DroppedDying);
+        assert_eq!(
+            send(&mut t, theirs(6), C | R | ERR),
+            SendVerdict::DroppedDying
+        );
+        // A new one under a dying parent is not opened.
+        assert_eq!(
+            t.open(Cmd::from_raw(C | SHELL), Some(p)),
+            Ok(SendVerdict::DroppedDying)
+        );
+        assert_eq!(snapshot(&t), before);
+        // One the peer opens under it inherits "dying" (DMSG.md 4.4).
+        element(&mut t, C | RC | SHELL, 7, 1);
+        assert!(t.get(theirs(7)).unwrap().is_dying());
+        element(&mut t, C | SHELL, 8, 5);
+        assert!(!t.get(theirs(8)).unwrap().is_dying());
+        // lose_link: everything.
+        assert_eq!(send(&mut t, theirs(5), C | R | ERR), stamp_of(5, 0, RT));
+        t.lose_link();
+        assert!(t.iter().all(DmsgState::is_dying));
+        assert_eq!(send(&mut t, theirs(5), R | PING), SendVerdict::DroppedDying);
+        assert_eq!(
+            send(&mut t, theirs(8), C | R | ERR),
+            SendVerdict::DroppedDying
+        );
+        assert_eq!(
+            t.open(Cmd::from_raw(C | SHELL), Some(theirs(5))),
+            Ok(SendVerdict::DroppedDying)
+        );
+    }
+
+    #[test]
+    fn send_errors_change_nothing() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        let k = open(&mut t, C | SPAN, None);
+        // Our CREATE went out with open().
+        send_refused(
+            &mut t,
+            |t| t.on_send(k, Cmd::from_raw(C | SHELL)),
+            DmsgSendError::AlreadyCreated { key: k },
+        );
+        // Our first element on theirs(5) needs CREATE.
+        send_refused(
+            &mut t,
+            |t| t.on_send(theirs(5), Cmd::from_raw(R | PING)),
+            DmsgSendError::NotCreated { key: theirs(5) },
+        );
+        send_refused(
+            &mut t,
+            |t| t.on_send(theirs(5), Cmd::from_raw(R | D | ERR)),
+            DmsgSendError::NotCreated { key: theirs(5) },
+        );
+        send(&mut t, theirs(5), C | R | ERR);
+        send_refused(
+            &mut t,
+            |t| t.on_send(theirs(5), Cmd::from_raw(C | R | ERR)),
+            DmsgSendError::AlreadyCreated { key: theirs(5) },
+        );
+        // REPLY exactly on theirs.
+        send_refused(
+            &mut t,
+            |t| t.on_send(theirs(5), Cmd::from_raw(PING)),
+            DmsgSendError::WrongDirection { key: theirs(5) },
+        );
+        send_refused(
+            &mut t,
+            |t| t.on_send(k, Cmd::from_raw(R | PING)),
+            DmsgSendError::WrongDirection { key: k },
+        );
+        send_refused(
+            &mut t,
+            |t| t.open(Cmd::from_raw(C | R | SPAN), None),
+            DmsgSendError::WrongDirection { key: ours(0) },
+        );
+        // Not open.
+        send_refused(
+            &mut t,
+            |t| t.on_send(ours(5), Cmd::from_raw(PING)),
+            DmsgSendError::NoSuchTransaction { key: ours(5) },
+        );
+        send_refused(
+            &mut t,
+            |t| t.open(Cmd::from_raw(C | SHELL), Some(theirs(1))),
+            DmsgSendError::NoSuchParent { key: theirs(1) },
+        );
+        assert_eq!(open(&mut t, C | SPAN, None), ours(2));
+    }
+
+    // ---- 4.4: answers ----
+
+    #[test]
+    fn answers_on_a_transaction_the_peer_opened() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 5, 0);
+        assert_eq!(answer(&t, theirs(5), false), Some(0xA80F_FF01));
+        assert_eq!(answer(&t, theirs(5), true), Some(0xE80F_FF01));
+        send(&mut t, theirs(5), 0xA80F_FF01);
+        assert_eq!(answer(&t, theirs(5), false), Some(0x280F_FF01));
+        assert_eq!(answer(&t, theirs(5), true), Some(0x680F_FF01));
+        send(&mut t, theirs(5), 0x680F_FF01);
+        assert_eq!(answer(&t, theirs(5), false), None);
+        assert_eq!(answer(&t, theirs(5), true), None);
+        assert_eq!(answer(&t, theirs(6), true), None);
+    }
+
+    #[test]
+    fn answers_on_a_transaction_of_ours() {
+        let mut t = T::new();
+        let k = open(&mut t, C | SPAN, None);
+        assert_eq!(answer(&t, k, true), Some(0x400F_FF01));
+        assert_eq!(answer(&t, k, false), Some(0x000F_FF01));
+        send(&mut t, k, 0x400F_FF01);
+        assert_eq!(answer(&t, k, true), None);
+        assert_eq!(answer(&t, theirs(1), true), None);
+    }
+
+    #[test]
+    fn answers_under_a_parent_the_peer_opened_add_revcirc() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0); // theirs(3)
+        let p = open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SHELL, 8, 3); // theirs(8) under theirs(3)
+        element(&mut t, C | RC | SHELL, 9, 1); // theirs(9) under ours(1)
+        let mine = open(&mut t, C | SHELL, Some(theirs(3))); // ours(2) under theirs(3)
+        assert_eq!(answer(&t, theirs(8), false), Some(0xAC0F_FF01));
+        assert_eq!(answer(&t, theirs(8), true), Some(0xEC0F_FF01));
+        send(&mut t, theirs(8), C | R | ERR);
+        assert_eq!(answer(&t, theirs(8), false), Some(0x2C0F_FF01));
+        assert_eq!(answer(&t, theirs(8), true), Some(0x6C0F_FF01));
+        assert_eq!(answer(&t, mine, true), Some(0x440F_FF01));
+        assert_eq!(answer(&t, mine, false), Some(0x040F_FF01));
+        // Under a parent of ours: no REVCIRC.
+        assert_eq!(answer(&t, theirs(9), false), Some(0xA80F_FF01));
+        let sub = open(&mut t, C | SHELL, Some(p));
+        assert_eq!(answer(&t, sub, true), Some(0x400F_FF01));
+    }
+
+    // ---- removal ----
+
+    #[test]
+    fn a_finished_parent_stays_while_a_child_hangs_under_it() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0); // P = theirs(3)
+        let c = open(&mut t, C | SHELL, Some(theirs(3))); // C = ours(1) under P
+        // The child's reply direction finishes while P is open (P is the sender's own:
+        // no REVCIRC).
+        assert_eq!(
+            element(&mut t, 0xE80F_FF01, 1, 3),
+            (c, Some(theirs(3)), 0xE010_0101, false, false)
+        );
+        // P finishes: both DELETEs.
+        element(&mut t, 0x400F_FF01, 3, 0);
+        assert_eq!(send(&mut t, theirs(3), 0xE80F_FF01), stamp_of(3, 0, RT));
+        // Kept for the child, but no longer open.
+        assert_eq!(t.len(), 2);
+        assert!(t.get(theirs(3)).is_none());
+        assert!(t.iter().any(|s| s.key() == theirs(3)));
+        assert_eq!(answer(&t, theirs(3), true), None);
+        send_refused(
+            &mut t,
+            |t| t.open(Cmd::from_raw(C | SHELL), Some(theirs(3))),
+            DmsgSendError::NoSuchParent { key: theirs(3) },
+        );
+        // The child still names it.
+        assert_eq!(send(&mut t, c, PING), stamp_of(1, 3, RC));
+        // The child goes: so does the parent.
+        assert_eq!(send(&mut t, c, D | RC | ERR), stamp_of(1, 3, RC));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_kept_parent_keeps_its_msgid_out_of_use() {
+        let mut t = T::new();
+        let p = open(&mut t, C | SPAN, None); // ours(1)
+        let c = open(&mut t, C | SHELL, Some(p)); // ours(2)
+        send(&mut t, p, D | ERR);
+        element(&mut t, 0xE80F_FF01, 1, 0);
+        assert!(t.get(p).is_none());
+        assert_eq!(t.len(), 2);
+        t.last_msgid = 0;
+        // 1 is kept for the child, 2 is the child: 3.
+        assert_eq!(open(&mut t, C | SPAN, None), ours(3));
+        let _ = c;
+    }
+
+    // ---- 4.6: link loss ----
+
+    fn lost<const N: usize>(
+        t: &mut DmsgTransactions<N>,
+    ) -> Option<(DmsgKey, Option<DmsgKey>, u32, u32)> {
+        t.take_lost()
+            .map(|l| (l.key, l.parent, l.cmd.raw(), l.effective_cmd.raw()))
+    }
+
+    #[test]
+    fn take_lost_walks_in_pre_order_not_creation_order() {
+        let mut t = T::new();
+        let p1 = open(&mut t, C | SPAN, None); // P1 = ours(1)
+        element(&mut t, C | SHELL, 9, 0); // P2 = theirs(9)
+        element(&mut t, C | RC | PING, 4, 1); // C1 = theirs(4) under P1
+        assert_eq!(lost(&mut t), None, "nothing is dying yet");
+        t.lose_link();
+        // P1: ours, the peer never sent CREATE: ERR|C|D|R|A|REVTRANS.
+        assert_eq!(lost(&mut t), Some((p1, None, 0xF80F_FF01, 0xE000_1207)));
+        assert_eq!(
+            lost(&mut t),
+            Some((theirs(4), Some(p1), 0x500F_FF01, 0x4000_0101))
+        );
+        assert_eq!(
+            lost(&mut t),
+            Some((theirs(9), None, 0x500F_FF01, 0x4010_0101))
+        );
+        assert_eq!(lost(&mut t), None);
+        // Each was applied as a received DELETE: nothing left to simulate, all still held
+        // (we never sent DELETE).
+        assert_eq!(t.len(), 3);
+        assert!(t.iter().all(|s| s.received_delete() && s.received_create()));
+    }
+
+    #[test]
+    fn take_lost_orders_a_deeper_tree() {
+        let mut t = T::new();
+        let p1 = open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SPAN, 9, 0); // P2 = theirs(9)
+        element(&mut t, C | SHELL, 10, 9); // X = theirs(10) under P2
+        element(&mut t, C | RC | SHELL, 4, 1); // C1 = theirs(4) under P1
+        element(&mut t, C | SHELL, 5, 4); // G = theirs(5) under C1
+        let c2 = open(&mut t, C | SHELL, Some(p1)); // C2 = ours(2) under P1
+        t.lose_link();
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [p1, theirs(4), theirs(5), c2, theirs(9), theirs(10)]);
+    }
+
+    #[test]
+    fn take_lost_follows_the_tree_not_the_slots() {
+        let mut t = T::new();
+        element(&mut t, C | D | SPAN, 50, 0); // filler, slot 0
+        element(&mut t, C | D | SPAN, 51, 0); // filler, slot 1
+        let p = open(&mut t, C | SPAN, None); // P = ours(1), slot 2
+        element(&mut t, C | SPAN, 9, 0); // Q = theirs(9), slot 3
+        element(&mut t, C | RC | SHELL, 4, 1); // C1 = theirs(4) under P, slot 4
+        // Free slot 0: the grandchild G takes it, ahead of its ancestors.
+        send(&mut t, theirs(50), 0xE80F_FF01);
+        element(&mut t, C | SHELL, 5, 4); // G = theirs(5) under C1
+        // Free slot 1: a later top-level sibling takes it, ahead of P and Q.
+        send(&mut t, theirs(51), 0xE80F_FF01);
+        element(&mut t, C | SPAN, 10, 0); // Q2 = theirs(10)
+        assert_eq!(t.len(), 5);
+        t.lose_link();
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [p, theirs(4), theirs(5), theirs(9), theirs(10)]);
+    }
+
+    #[test]
+    fn take_lost_gives_siblings_in_creation_order_whatever_their_slots() {
+        let mut t = T::new();
+        element(&mut t, C | D | SPAN, 50, 0); // filler, slot 0
+        let p = open(&mut t, C | SPAN, None); // P = ours(1), slot 1
+        element(&mut t, C | RC | SHELL, 4, 1); // C1 = theirs(4) under P, slot 2
+        send(&mut t, theirs(50), 0xE80F_FF01);
+        let c2 = open(&mut t, C | SHELL, Some(p)); // C2 = ours(2) under P, slot 0
+        t.lose_link();
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [p, theirs(4), c2]);
+    }
+
+    #[test]
+    fn set_dying_limits_take_lost_to_the_subtree() {
+        let mut t = T::new();
+        let p1 = open(&mut t, C | SPAN, None); // ours(1)
+        element(&mut t, C | SPAN, 9, 0); // theirs(9)
+        element(&mut t, C | RC | SHELL, 4, 1); // theirs(4) under ours(1)
+        element(&mut t, C | SHELL, 5, 4); // theirs(5) under theirs(4)
+        assert!(t.set_dying(theirs(4)));
+        let mut order = Vec::new();
+        while let Some(l) = t.take_lost() {
+            order.push(l.key);
+        }
+        assert_eq!(order, [theirs(4), theirs(5)]);
+        assert!(!t.get(p1).unwrap().is_dying());
+        assert!(!t.get(theirs(9)).unwrap().is_dying());
+    }
+
+    #[test]
+    fn take_lost_skips_what_the_peer_closed_and_sets_the_flags_of_4_6() {
+        let mut t = T::new();
+        // ours(1): answered by the peer -> 0x780FFF01 (measured against libdmsg).
+        let a = open(&mut t, C | SPAN, None);
+        element(&mut t, 0xA80F_FF01, 1, 0);
+        // ours(2): the peer closed its direction -> skipped.
+        let b = open(&mut t, C | SPAN, None);
+        element(&mut t, 0xE80F_FF01, 2, 0);
+        // theirs(3): C|D received -> skipped.
+        element(&mut t, C | D | SPAN, 3, 0);
+        // theirs(4): open, and we closed our side: the simulated DELETE finishes it.
+        element(&mut t, C | SPAN, 4, 0);
+        send(&mut t, theirs(4), 0xE80F_FF01);
+        t.lose_link();
+        assert_eq!(lost(&mut t), Some((a, None, 0x780F_FF01, 0x6000_1207)));
+        assert_eq!(
+            lost(&mut t),
+            Some((theirs(4), None, 0x500F_FF01, 0x4000_1207))
+        );
+        assert_eq!(lost(&mut t), None);
+        assert!(t.get(theirs(4)).is_none());
+        assert!(t.get(b).is_some() && t.get(theirs(3)).is_some());
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn a_kept_parent_is_not_simulated_but_its_child_is() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0); // theirs(3)
+        let c = open(&mut t, C | SHELL, Some(theirs(3))); // ours(1) under it
+        element(&mut t, 0x400F_FF01, 3, 0);
+        send(&mut t, theirs(3), 0xE80F_FF01);
+        assert_eq!(t.len(), 2);
+        t.lose_link();
+        assert_eq!(
+            lost(&mut t),
+            Some((c, Some(theirs(3)), 0xF80F_FF01, 0xE010_0101))
+        );
+        assert_eq!(lost(&mut t), None);
+    }
+
+    // ---- misc ----
+
+    #[test]
+    fn keys_and_errors_display() {
+        use std::string::ToString;
+        assert_eq!(theirs(5).to_string(), "theirs msgid 0x0000000000000005");
+        assert_eq!(ours(0x10).to_string(), "ours msgid 0x0000000000000010");
+        let k = ours(1);
+        for (e, text) in [
+            (
+                DmsgTransError::DuplicateCreate { key: k },
+                "CREATE for ours msgid",
+            ),
+            (DmsgTransError::ZeroMsgid, "CREATE with msgid 0"),
+            (DmsgTransError::Misdirected { key: k }, "REPLY and REVTRANS"),
+            (
+                DmsgTransError::NoSuchTransaction { key: k },
+                "which is not open",
+            ),
+            (DmsgTransError::NotStarted { key: k }, "before its CREATE"),
+            (
+                DmsgTransError::DirectionClosed { key: k },
+                "after its DELETE",
+            ),
+            (DmsgTransError::WrongParent { key: k }, "not the parent"),
+            (DmsgTransError::TableFull, "full"),
+        ] {
+            assert!(e.to_string().contains(text), "{e}");
+        }
+        for (e, text) in [
+            (DmsgSendError::NoSuchTransaction { key: k }, "is not open"),
+            (DmsgSendError::NoSuchParent { key: k }, "parent ours"),
+            (DmsgSendError::WrongDirection { key: k }, "REPLY"),
+            (DmsgSendError::AlreadyCreated { key: k }, "sent already"),
+            (DmsgSendError::NotCreated { key: k }, "needs CREATE"),
+            (DmsgSendError::TableFull, "full"),
+        ] {
+            assert!(e.to_string().contains(text), "{e}");
+        }
+    }
+
+    #[test]
+    fn new_and_default_are_empty() {
+        const EMPTY: DmsgTransactions<4> = DmsgTransactions::new();
+        assert!(EMPTY.is_empty());
+        let d = DmsgTransactions::<4>::default();
+        assert!(d.is_empty() && d.iter().next().is_none());
+    }
+}
