@@ -45,9 +45,9 @@ pub const TRANSACTIONS: usize = 64;
 /// The connection type of the std adapter: heap buffers.
 pub type StdIocom = Iocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
-/// The DMSG connection type of the std adapter: heap buffers, ours and theirs
-/// transactions together in `2 · TRANSACTIONS` slots.
-pub type StdDmsgIocom = DmsgIocom<Vec<u8>, CounterSalt, HwCrc32c, { 2 * TRANSACTIONS }>;
+/// The DMSG connection type of the std adapter: heap buffers, [`TRANSACTIONS`] open
+/// transactions per side.
+pub type StdDmsgIocom = DmsgIocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
 
 /// A DMSG connection with a 64 KiB FIFO, aux storage for the largest DMSG aux (1 MiB) and
 /// room to queue one largest message (dmsg.md 2.7). The buffers are allocated zeroed, so

@@ -97,7 +97,8 @@ enum Step {
 /// (D6: deliver the terminations, then close).
 ///
 /// `M` is the buffer type of [`IocomMemory`], `R` the salt RNG, `C` the CRC-32C engine,
-/// `T` the number of transactions (ours and theirs together) the connection tracks.
+/// `T` the number of transactions each side may have open (ours and theirs apart, so that
+/// neither side's load starves the other's).
 pub struct DmsgIocom<M, R, C, const T: usize> {
     ch: Channel<M, R, C, DmsgReceivedHeader, DmsgHeader>,
     trans: DmsgTransactions<T>,

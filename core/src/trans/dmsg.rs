@@ -24,9 +24,9 @@
 //! A message with ABORT that finds no suitable state is [`Received::Discarded`]; without
 //! ABORT it is a [`DmsgTransError`] that ends the connection (TRANS, 17 — libdmsg asserts
 //! instead, D5). REPLY must agree with the set: a reply travels on a transaction of ours.
-//! A state is removed once both directions sent DELETE — but a parent stays (invisible to
-//! new messages) while children still hang under it, so that every child can still name
-//! it.
+//! A state is removed once both directions sent DELETE — but a parent stays while children
+//! still hang under it: it takes no message and no new child of its own, yet every child can
+//! still name it and the children's messages still reach them.
 //!
 //! Dispatch uses the transaction's first command: an element with CREATE or DELETE
 //! dispatches as `initial command | its CREATE/DELETE/REPLY` (an `LNK_ERROR|DELETE` closing
@@ -52,8 +52,10 @@
 //! ## The checkpoint rule
 //!
 //! Every call that returns `Err` leaves the sets exactly as they were: a step is planned
-//! from `&self` and committed only when it cannot fail. Storage is `N` slots inside the
-//! value (no allocation); each call scans them, O(`N`) (O(`N`²·depth) for `take_lost`).
+//! from `&self` and committed only when it cannot fail. Storage is `N` slots per set inside
+//! the value (no allocation) — separate budgets, so that neither side's load starves the
+//! other's; each call scans them, O(`N`) (O(`N`²·depth) for `take_lost`). After a lost
+//! link, once every termination was taken, the table is emptied.
 
 use core::cmp::Ordering;
 use core::fmt;
@@ -357,10 +359,15 @@ pub struct DmsgLost {
     pub effective_cmd: Cmd,
 }
 
-/// The open DMSG transactions of one connection, ours and theirs, in `N` slots.
+/// The open DMSG transactions of one connection: up to `N` of ours and `N` of theirs.
+/// Separate budgets, so that neither side's load can starve the other's (a table filled by
+/// our own requests would refuse every request of the peer).
 #[derive(Clone, Debug)]
 pub struct DmsgTransactions<const N: usize> {
-    slots: [Option<DmsgState>; N],
+    ours: [Option<DmsgState>; N],
+    theirs: [Option<DmsgState>; N],
+    /// The link was lost: nothing can be sent or received any more.
+    link_lost: bool,
     /// The last msgid we allocated.
     last_msgid: u64,
     next_seq: u64,
@@ -404,7 +411,9 @@ impl<const N: usize> DmsgTransactions<N> {
     #[must_use]
     pub const fn new() -> Self {
         Self {
-            slots: [None; N],
+            ours: [None; N],
+            theirs: [None; N],
+            link_lost: false,
             last_msgid: 0,
             next_seq: 0,
         }
@@ -413,7 +422,7 @@ impl<const N: usize> DmsgTransactions<N> {
     /// Open transactions (ours and theirs), including closed parents kept for children.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.iter().count()
     }
 
     /// True when no transaction is open.
@@ -430,7 +439,7 @@ impl<const N: usize> DmsgTransactions<N> {
 
     /// Every state held, open or kept for its children.
     pub fn iter(&self) -> impl Iterator<Item = &DmsgState> {
-        self.slots.iter().flatten()
+        self.ours.iter().chain(&self.theirs).flatten()
     }
 
     /// The state `key`, also when it is finished but kept for its children.
@@ -439,19 +448,34 @@ impl<const N: usize> DmsgTransactions<N> {
     }
 
     fn any_mut(&mut self, key: DmsgKey) -> Option<&mut DmsgState> {
-        self.slots.iter_mut().flatten().find(|s| s.key == key)
+        self.slots_mut().flatten().find(|s| s.key == key)
     }
 
     fn has_children(&self, key: DmsgKey) -> bool {
         self.iter().any(|s| s.parent == Some(key))
     }
 
-    fn has_free_slot(&self) -> bool {
-        self.slots.iter().any(Option::is_none)
+    fn has_free_slot(&self, side: Side) -> bool {
+        self.side_slots(side).iter().any(Option::is_none)
+    }
+
+    fn side_slots(&self, side: Side) -> &[Option<DmsgState>; N] {
+        match side {
+            Side::Local => &self.ours,
+            Side::Remote => &self.theirs,
+        }
+    }
+
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut Option<DmsgState>> {
+        self.ours.iter_mut().chain(self.theirs.iter_mut())
     }
 
     fn insert(&mut self, state: DmsgState) {
-        if let Some(slot) = self.slots.iter_mut().find(|s| s.is_none()) {
+        let slots = match state.key.side {
+            Side::Local => &mut self.ours,
+            Side::Remote => &mut self.theirs,
+        };
+        if let Some(slot) = slots.iter_mut().find(|s| s.is_none()) {
             *slot = Some(state);
         }
     }
@@ -465,7 +489,7 @@ impl<const N: usize> DmsgTransactions<N> {
                 .find(|s| s.finished() && !self.has_children(s.key))
                 .map(|s| s.key);
             let Some(key) = removable else { return };
-            for slot in &mut self.slots {
+            for slot in self.slots_mut() {
                 if slot.is_some_and(|s| s.key == key) {
                     *slot = None;
                 }
@@ -511,7 +535,15 @@ impl<const N: usize> DmsgTransactions<N> {
                 side,
                 msgid: circuit,
             };
-            if self.get(key).is_none() {
+            // A parent kept only for its children takes no new child, but the elements of
+            // the children it has still reach them.
+            let opening = bits.create && !bits.reply;
+            let found = if opening {
+                self.get(key)
+            } else {
+                self.any(key)
+            };
+            if found.is_none() {
                 return Ok(Received::Discarded);
             }
             Some(key)
@@ -566,7 +598,7 @@ impl<const N: usize> DmsgTransactions<N> {
             if self.any(key).is_some() {
                 return refuse(DmsgTransError::DuplicateCreate { key });
             }
-            if !self.has_free_slot() {
+            if !self.has_free_slot(Side::Remote) {
                 return Err(DmsgTransError::TableFull);
             }
             let dying = parent.and_then(|p| self.get(p)).is_some_and(|p| p.dying);
@@ -636,7 +668,7 @@ impl<const N: usize> DmsgTransactions<N> {
         if parent_state.is_some_and(|p| p.dying) {
             return Ok(SendVerdict::DroppedDying);
         }
-        if !self.has_free_slot() {
+        if !self.has_free_slot(Side::Local) {
             return Err(DmsgSendError::TableFull);
         }
         let msgid = self.free_msgid().ok_or(DmsgSendError::TableFull)?;
@@ -737,7 +769,8 @@ impl<const N: usize> DmsgTransactions<N> {
     /// The link is lost: every state is dying (dmsg.md 4.6). Then
     /// [`take_lost`](Self::take_lost) yields the terminations.
     pub fn lose_link(&mut self) {
-        for state in self.slots.iter_mut().flatten() {
+        self.link_lost = true;
+        for state in self.slots_mut().flatten() {
             state.dying = true;
         }
     }
@@ -747,12 +780,14 @@ impl<const N: usize> DmsgTransactions<N> {
         if self.get(key).is_none() {
             return false;
         }
-        let mut marks = [false; N];
-        for (mark, slot) in marks.iter_mut().zip(&self.slots) {
-            *mark = slot.is_some_and(|s| self.descends_from(s.key, key));
-        }
-        for (mark, slot) in marks.iter().zip(self.slots.iter_mut()) {
-            if let (true, Some(s)) = (mark, slot) {
+        // One state of the subtree at a time: each pass finds one not yet dying.
+        loop {
+            let next = self
+                .iter()
+                .find(|s| !s.dying && self.descends_from(s.key, key))
+                .map(|s| s.key);
+            let Some(next) = next else { break };
+            if let Some(s) = self.any_mut(next) {
                 s.dying = true;
             }
         }
@@ -762,8 +797,8 @@ impl<const N: usize> DmsgTransactions<N> {
     /// True if `key` is `ancestor` or lies under it.
     fn descends_from(&self, key: DmsgKey, ancestor: DmsgKey) -> bool {
         let mut at = Some(key);
-        // A chain is at most N long; the bound guards against a corrupted cycle.
-        for _ in 0..=N {
+        // A chain is at most 2·N long (both sets); the bound guards against a cycle.
+        for _ in 0..=2 * N {
             match at {
                 Some(k) if k == ancestor => return true,
                 Some(k) => at = self.any(k).and_then(|s| s.parent),
@@ -775,7 +810,8 @@ impl<const N: usize> DmsgTransactions<N> {
 
     /// The next simulated termination after [`lose_link`](Self::lose_link): among the
     /// dying states whose peer did not send DELETE, the first in pre-order. It is applied
-    /// as a received DELETE. `None` when there is none left.
+    /// as a received DELETE. `None` when there is none left — and after a lost link the
+    /// table is then emptied: nothing can close what remains.
     pub fn take_lost(&mut self) -> Option<DmsgLost> {
         let mut best: Option<DmsgState> = None;
         for state in self.iter() {
@@ -786,7 +822,13 @@ impl<const N: usize> DmsgTransactions<N> {
                 best = Some(*state);
             }
         }
-        let state = best?;
+        let Some(state) = best else {
+            if self.link_lost {
+                // Every termination was given and nothing can close what is left.
+                self.slots_mut().for_each(|slot| *slot = None);
+            }
+            return None;
+        };
         let mut flags = MsgFlags::DELETE.union(MsgFlags::ABORT);
         if !state.received_create {
             flags = flags.union(MsgFlags::CREATE);
@@ -812,7 +854,7 @@ impl<const N: usize> DmsgTransactions<N> {
         let mut at = state.parent;
         while let Some(k) = at {
             depth += 1;
-            if depth > N {
+            if depth > 2 * N {
                 break;
             }
             at = self.any(k).and_then(|s| s.parent);
@@ -841,7 +883,7 @@ impl<const N: usize> DmsgTransactions<N> {
         if x.key == y.key {
             return da.cmp(&db);
         }
-        for _ in 0..=N {
+        for _ in 0..=2 * N {
             if x.parent == y.parent {
                 break;
             }
@@ -1534,9 +1576,12 @@ mod tests {
 
     #[test]
     fn open_refuses_when_the_table_is_full_and_changes_nothing() {
-        let mut t = DmsgTransactions::<2>::new();
+        let mut t = DmsgTransactions::<1>::new();
         open(&mut t, C | SPAN, None);
+        // The peer's transactions have a budget of their own: ours being full takes
+        // nothing from it, and theirs being used takes nothing from ours.
         element(&mut t, C | SPAN, 9, 0);
+        refused(&mut t, C | SPAN, 10, 0, DmsgTransError::TableFull);
         send_refused(
             &mut t,
             |t| t.open(Cmd::from_raw(C | SPAN), None),
@@ -1546,6 +1591,23 @@ mod tests {
         send(&mut t, ours(1), D | ERR);
         element(&mut t, 0xE80F_FF01, 1, 0);
         assert_eq!(open(&mut t, C | SPAN, None), ours(2));
+    }
+
+    #[test]
+    fn a_full_side_does_not_starve_the_other() {
+        let mut t = DmsgTransactions::<2>::new();
+        open(&mut t, C | SPAN, None);
+        open(&mut t, C | SPAN, None);
+        // Two of ours fill our budget; the peer's two still fit.
+        element(&mut t, C | SPAN, 1, 0);
+        element(&mut t, C | SPAN, 2, 0);
+        assert_eq!(t.len(), 4);
+        refused(&mut t, C | SPAN, 3, 0, DmsgTransError::TableFull);
+        send_refused(
+            &mut t,
+            |t| t.open(Cmd::from_raw(C | SPAN), None),
+            DmsgSendError::TableFull,
+        );
     }
 
     // ---- 4.2 / 4.4 / 4.5: sending ----
@@ -1789,6 +1851,28 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_parent_still_carries_its_childrens_elements_but_takes_no_new_child() {
+        let mut t = T::new();
+        element(&mut t, C | SPAN, 3, 0); // P = theirs(3)
+        let c = open(&mut t, C | SHELL, Some(theirs(3))); // C = ours(1) under P
+        element(&mut t, 0xA80F_FF01, 1, 3); // the peer answers C, keeps it open
+        element(&mut t, 0x400F_FF01, 3, 0); // P: the peer's DELETE …
+        send(&mut t, theirs(3), 0xE80F_FF01); // … and ours: P is kept for C only
+        assert!(t.get(theirs(3)).is_none());
+        // A new child under the finished parent races its close: discarded.
+        let before = snapshot(&t);
+        assert_eq!(rx(&mut t, C | SHELL, 7, 3), Ok(Received::Discarded));
+        assert_eq!(snapshot(&t), before);
+        // The existing child's close still reaches it (it would be stuck otherwise).
+        assert_eq!(
+            element(&mut t, 0x680F_FF01, 1, 3),
+            (c, Some(theirs(3)), 0x6010_0101, false, false)
+        );
+        send(&mut t, c, D | ERR);
+        assert!(t.is_empty(), "the child and then its parent are gone");
+    }
+
+    #[test]
     fn a_kept_parent_keeps_its_msgid_out_of_use() {
         let mut t = T::new();
         let p = open(&mut t, C | SPAN, None); // ours(1)
@@ -1831,10 +1915,9 @@ mod tests {
             Some((theirs(9), None, 0x500F_FF01, 0x4010_0101))
         );
         assert_eq!(lost(&mut t), None);
-        // Each was applied as a received DELETE: nothing left to simulate, all still held
-        // (we never sent DELETE).
-        assert_eq!(t.len(), 3);
-        assert!(t.iter().all(|s| s.received_delete() && s.received_create()));
+        // Every termination given, the lost link's table is emptied: nothing could ever
+        // close what was left.
+        assert!(t.is_empty());
     }
 
     #[test]
@@ -1930,10 +2013,12 @@ mod tests {
             lost(&mut t),
             Some((theirs(4), None, 0x500F_FF01, 0x4000_1207))
         );
-        assert_eq!(lost(&mut t), None);
+        // b and theirs(3) were skipped (their peer had closed), theirs(4) finished; at
+        // the end the lost link's table is empty.
+        assert_eq!(t.get(b).map(|s| s.received_delete()), Some(true));
         assert!(t.get(theirs(4)).is_none());
-        assert!(t.get(b).is_some() && t.get(theirs(3)).is_some());
-        assert_eq!(t.len(), 3);
+        assert_eq!(lost(&mut t), None);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -72,7 +72,10 @@ fn drain(n: &mut Node, down: &mut bool) {
             _ => {}
         }
     }
-    assert!(n.transactions().len() <= SLOTS);
+    assert!(
+        n.transactions().len() <= 2 * SLOTS,
+        "at most SLOTS per side"
+    );
     for (key, close) in answer {
         let _ = n.answer(key, close, 0);
     }
