@@ -15,7 +15,7 @@
 //!   not set), so no peer depends on the libdmsg keying. The two directions use disjoint
 //!   halves of the two sessions, so their keys are independent.
 //! * libdmsg's `gcm` (feature `dmsg-gcm-unverified`, **unverified**, dmsg.md 1.4):
-//!   [`GcmKeys::libdmsg`], key `S.sess[0..32]` and fixed nonce part `S.sess[32..36]` of
+//!   `GcmKeys::libdmsg`, key `S.sess[0..32]` and fixed nonce part `S.sess[32..36]` of
 //!   the sender alone, exactly the keying the paragraph above rejects for h2msg's own
 //!   `gcm`. It exists only to try talking to a DragonFly node over a `.pub` link; it keeps
 //!   libdmsg's replay weakness.
