@@ -106,6 +106,7 @@
 //! |---|---|
 //! | `crypto` | [`RsaKeys`], the default RSA of the handshake (the `rsa` crate; needs `alloc`) |
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
+//! | `dmsg-gcm-unverified` | **UNVERIFIED** libdmsg's GCM stream keying (dmsg.md 1.4): `LinkSetup::dmsg_gcm_unverified`, `keys::GcmKeys::libdmsg`; implies `stream-crypto` |
 //! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
 //! | `test-util` | helpers for tests that need known secrets (`Session::from_parts_for_testing`, `keys_for_testing`, the decoded peer block, a prepared block's `sess`); never for products |

@@ -54,6 +54,37 @@ impl LinkSetup {
         Ok(Self { mode, rx, tx })
     }
 
+    /// **Unverified.** libdmsg's stream after a `.pub` handshake (GCM-T, dmsg.md 1.4): a
+    /// [`StreamMode::Gcm`] link — the same 64-byte chunks, 16-byte tags, nonces and
+    /// failures (MACFAIL 19, IVWRAP 18) — keyed as libdmsg keys it, each direction by its
+    /// sender's `sess` alone ([`GcmKeys::libdmsg`](crate::keys::GcmKeys::libdmsg)), not by
+    /// both sessions as h2msg's own `gcm`. No flag is consulted: libdmsg sends 0 and
+    /// encrypts whenever the handshake used RSA.
+    ///
+    /// Only code reading supports this format: it was never run against a DragonFly node,
+    /// the Linux port cannot encrypt, and today's DragonFly may send a tagless variant.
+    /// Interop with evidence is plaintext over `.none` (D1). The keying also keeps
+    /// libdmsg's weakness: a recorded session can be replayed to the same node.
+    ///
+    /// # Errors
+    /// [`NegotiateError::GcmNeedsRsa`] for a plaintext (`.none`) session, which has no
+    /// secret; [`NegotiateError::ReflectedSession`] when the peer's session key is our own.
+    /// The session is dropped (and zeroized) either way.
+    #[cfg(feature = "dmsg-gcm-unverified")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dmsg-gcm-unverified")))]
+    pub fn dmsg_gcm_unverified(session: Session) -> Result<Self, NegotiateError> {
+        if !session.is_authenticated() {
+            return Err(NegotiateError::GcmNeedsRsa);
+        }
+        let (own, peer) = session.keys();
+        let (rx, tx) = crate::stream::libdmsg_gcm_ciphers(own, peer)?;
+        Ok(Self {
+            mode: StreamMode::Gcm,
+            rx,
+            tx,
+        })
+    }
+
     /// The negotiated stream mode.
     #[must_use]
     pub const fn mode(&self) -> StreamMode {
@@ -141,6 +172,23 @@ mod tests {
                 Some(NegotiateError::Unsupported(StreamMode::Gcm))
             );
         }
+    }
+
+    /// The libdmsg keying refuses what negotiation refuses: a plaintext exchange (no
+    /// secret) and a reflected session key; an RSA session gives a `gcm` link.
+    #[cfg(feature = "dmsg-gcm-unverified")]
+    #[test]
+    fn the_libdmsg_keying_needs_rsa_and_two_sessions() {
+        let (plain, _) = plaintext_sessions();
+        let refused = LinkSetup::dmsg_gcm_unverified(plain).map(|s| s.mode());
+        assert_eq!(refused.err(), Some(NegotiateError::GcmNeedsRsa));
+        let reflected = Session::from_parts_for_testing([7; 64], [7; 64], 0, 0);
+        let refused = LinkSetup::dmsg_gcm_unverified(reflected).map(|s| s.mode());
+        assert_eq!(refused.err(), Some(NegotiateError::ReflectedSession));
+        // Flags 0, as libdmsg sends: the mode does not depend on them.
+        let session = Session::from_parts_for_testing([1; 64], [2; 64], 0, 0);
+        let setup = LinkSetup::dmsg_gcm_unverified(session).map(|s| s.mode());
+        assert_eq!(setup.ok(), Some(StreamMode::Gcm));
     }
 
     #[test]

@@ -411,6 +411,26 @@ pub fn dmsg_node<const T: usize>(
     tx_ring: usize,
     accept: &[h2msg::wire::Cmd],
 ) -> h2msg::DmsgIocom<Vec<u8>, h2msg::CounterSalt, h2msg::wire::SoftCrc32c, T> {
+    dmsg_node_with(
+        h2msg::LinkSetup::plaintext(),
+        h2msg::CounterSalt::default(),
+        [fifo, aux, tx_ring],
+        accept,
+    )
+}
+
+/// As [`dmsg_node`], in the stream mode of `setup` and with salts from `salt`;
+/// `sizes` are the FIFO, aux storage and transmit ring.
+///
+/// # Panics
+/// If the sizes do not fit the mode or `accept` is too long.
+pub fn dmsg_node_with<const T: usize>(
+    setup: h2msg::LinkSetup,
+    salt: h2msg::CounterSalt,
+    sizes: [usize; 3],
+    accept: &[h2msg::wire::Cmd],
+) -> h2msg::DmsgIocom<Vec<u8>, h2msg::CounterSalt, h2msg::wire::SoftCrc32c, T> {
+    let [fifo, aux, tx_ring] = sizes;
     let memory = h2msg::IocomMemory {
         fifo: vec![0u8; fifo],
         aux: vec![0u8; aux],
@@ -420,14 +440,8 @@ pub fn dmsg_node<const T: usize>(
         order: h2msg::wire::WireOrder::Little,
         liveness: h2msg::Liveness::OFF,
     };
-    let mut node = h2msg::DmsgIocom::new(
-        h2msg::LinkSetup::plaintext(),
-        memory,
-        h2msg::CounterSalt::default(),
-        h2msg::wire::SoftCrc32c,
-        config,
-    )
-    .expect("the memory fits");
+    let mut node = h2msg::DmsgIocom::new(setup, memory, salt, h2msg::wire::SoftCrc32c, config)
+        .expect("the memory fits");
     for &cmd in accept {
         node.accept(cmd).expect("room in the accept list");
     }

@@ -14,6 +14,11 @@
 //!   between h2msg nodes (it is negotiated through the handshake flags, which C nodes do
 //!   not set), so no peer depends on the libdmsg keying. The two directions use disjoint
 //!   halves of the two sessions, so their keys are independent.
+//! * libdmsg's `gcm` (feature `dmsg-gcm-unverified`, **unverified**, dmsg.md 1.4):
+//!   `GcmKeys::libdmsg`, key `S.sess[0..32]` and fixed nonce part `S.sess[32..36]` of
+//!   the sender alone, exactly the keying the paragraph above rejects for h2msg's own
+//!   `gcm`. It exists only to try talking to a DragonFly node over a `.pub` link; it keeps
+//!   libdmsg's replay weakness.
 //!
 //! Every value here is secret: zeroized on drop, and `Debug` prints no byte of it (§11 H12:
 //! the C successor printed key and IV on stdout; h2msg never does).
@@ -128,6 +133,32 @@ impl GcmKeys {
         }
     }
 
+    /// libdmsg's keys of the direction from the side that sent `sender_sess`: key
+    /// `sender[0..32]`, fixed nonce part `sender[32..36]` — the receiver's session takes no
+    /// part (dmsg.md 1.4).
+    ///
+    /// **Unverified**: taken from reading DragonFly's libdmsg, never checked against a
+    /// running DragonFly node. A recorded session keyed this way can be replayed (see the
+    /// module docs); h2msg's own `gcm` uses [`for_direction`](Self::for_direction).
+    ///
+    /// ```
+    /// use h2msg::keys::GcmKeys;
+    ///
+    /// let sender: [u8; 64] = core::array::from_fn(|i| i as u8);
+    /// let keys = GcmKeys::libdmsg(&sender);
+    /// assert_eq!(keys.key()[..], sender[..32]);
+    /// assert_eq!(keys.fixed_nonce(), &[32, 33, 34, 35]);
+    /// ```
+    #[cfg(feature = "dmsg-gcm-unverified")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dmsg-gcm-unverified")))]
+    #[must_use]
+    pub fn libdmsg(sender_sess: &[u8; SESS_LEN]) -> Self {
+        Self {
+            key: core::array::from_fn(|i| sender_sess.get(i).copied().unwrap_or(0)),
+            fixed: core::array::from_fn(|i| sender_sess.get(KEY_LEN + i).copied().unwrap_or(0)),
+        }
+    }
+
     /// Keys given as they are (published test vectors, tools).
     #[must_use]
     pub const fn from_parts(key: [u8; KEY_LEN], fixed_nonce: [u8; GCM_FIXED_LEN]) -> Self {
@@ -160,5 +191,30 @@ impl Drop for GcmKeys {
 impl fmt::Debug for GcmKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GcmKeys").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "dmsg-gcm-unverified")]
+mod tests {
+    use super::*;
+
+    /// libdmsg's keys and h2msg's are different values for the same two sessions, in
+    /// both directions: neither keying can stand in for the other unnoticed. (They share
+    /// the fixed nonce part, the sender's `sess[32..36]`.)
+    #[test]
+    fn libdmsg_keys_are_not_the_h2msg_keys() {
+        let a: [u8; SESS_LEN] = core::array::from_fn(|i| (0x1D * i as u32 + 0x5A) as u8);
+        let b: [u8; SESS_LEN] = core::array::from_fn(|i| (3 * i as u32 + 1) as u8);
+        for (sender, receiver) in [(&a, &b), (&b, &a)] {
+            let libdmsg = GcmKeys::libdmsg(sender);
+            let h2msg = GcmKeys::for_direction(sender, receiver);
+            assert_ne!(libdmsg.key(), h2msg.key());
+            assert_eq!(libdmsg.key()[..], sender[..KEY_LEN]);
+            assert_eq!(libdmsg.fixed_nonce(), h2msg.fixed_nonce());
+            assert_eq!(libdmsg.fixed_nonce()[..], sender[KEY_LEN..KEY_LEN + 4]);
+        }
+        // Each direction has its own key.
+        assert_ne!(GcmKeys::libdmsg(&a).key(), GcmKeys::libdmsg(&b).key());
     }
 }

@@ -45,6 +45,10 @@ pub const FLAG_GCM: u32 = 0x0000_0001;
 /// | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
 /// | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
 ///
+/// With the feature `dmsg-gcm-unverified`, `LinkSetup::dmsg_gcm_unverified` builds a
+/// [`Gcm`](StreamMode::Gcm) link keyed as libdmsg keyed it, for a DMSG peer after a `.pub`
+/// handshake (dmsg.md 1.4) — never checked against a running DragonFly.
+///
 /// The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
 /// in through `read_buf`/`commit_read`/`feed` and taking them out through
 /// `pending`/`advance_write`; a connection is built already in its mode, from the
@@ -493,20 +497,43 @@ pub(crate) fn ciphers(
             ))
         }
         #[cfg(feature = "stream-crypto")]
-        StreamMode::Gcm => {
-            let tx = keys::GcmKeys::for_direction(own_sess, peer_sess);
-            let rx = keys::GcmKeys::for_direction(peer_sess, own_sess);
-            Ok((
-                RxCipher::Gcm(gcm::GcmReceiver::new(&rx)),
-                TxCipher::Gcm(gcm::GcmSender::new(&tx)),
-            ))
-        }
+        StreamMode::Gcm => Ok(gcm_ciphers_with(
+            &keys::GcmKeys::for_direction(peer_sess, own_sess),
+            &keys::GcmKeys::for_direction(own_sess, peer_sess),
+        )),
         #[cfg(not(feature = "stream-crypto"))]
         StreamMode::Cbc | StreamMode::Gcm => {
             let _ = (own_sess, peer_sess);
             Err(NegotiateError::Unsupported(mode))
         }
     }
+}
+
+/// A `gcm` pair from each direction's keys, counters at 0: whatever the keying, the
+/// chunks are sealed and opened by the one `gcm` cipher.
+#[cfg(feature = "stream-crypto")]
+fn gcm_ciphers_with(rx: &keys::GcmKeys, tx: &keys::GcmKeys) -> (RxCipher, TxCipher) {
+    (
+        RxCipher::Gcm(gcm::GcmReceiver::new(rx)),
+        TxCipher::Gcm(gcm::GcmSender::new(tx)),
+    )
+}
+
+/// libdmsg's `gcm` (unverified, dmsg.md 1.4): each direction keyed by its sender's
+/// `sess` alone. A reflected session is refused as [`ciphers`] refuses it: both
+/// directions would share one key and nonce sequence.
+#[cfg(feature = "dmsg-gcm-unverified")]
+pub(crate) fn libdmsg_gcm_ciphers(
+    own_sess: &[u8; SESS_LEN],
+    peer_sess: &[u8; SESS_LEN],
+) -> Result<(RxCipher, TxCipher), NegotiateError> {
+    if same_secret(own_sess, peer_sess) {
+        return Err(NegotiateError::ReflectedSession);
+    }
+    Ok(gcm_ciphers_with(
+        &keys::GcmKeys::libdmsg(peer_sess),
+        &keys::GcmKeys::libdmsg(own_sess),
+    ))
 }
 
 /// Test access to a `gcm` pair whose counters start at `counter`, to reach IVWRAP.
