@@ -293,6 +293,8 @@ struct DmsgShell<'a, W> {
     out: &'a mut W,
     reply_text: ReplyText,
     reply_timeout: Duration,
+    /// What was printed last ended a line (or nothing was).
+    line_ended: bool,
 }
 
 impl<W: Write> DmsgShell<'_, W> {
@@ -342,7 +344,11 @@ impl<W: Write> DmsgShell<'_, W> {
     }
 
     fn print(&mut self, text: &[u8]) -> io::Result<()> {
-        self.out.write_all(&self.reply_text.render(text))?;
+        let shown = self.reply_text.render(text);
+        self.out.write_all(&shown)?;
+        if let Some(&last) = shown.last() {
+            self.line_ended = last == b'\n';
+        }
         self.out.flush()
     }
 }
@@ -397,6 +403,7 @@ fn dmsg_shell(
         out,
         reply_text: options.reply_text,
         reply_timeout,
+        line_ended: true,
     };
     let timed = |e| past_deadline(e, "--reply-timeout", reply_timeout);
     shell.line(None, true).map_err(|e| {
@@ -421,7 +428,10 @@ fn dmsg_shell(
         }
     }
     shell.line(None, false).map_err(timed)?;
-    writeln!(shell.out)?;
+    // The last prompt's line ends, as the seed client's does.
+    if !shell.line_ended {
+        writeln!(shell.out)?;
+    }
     Ok(())
 }
 
