@@ -1,5 +1,5 @@
-//! The client side of the tool: `shell` (the debug shell of §4.3, and DMSG's of dmsg.md
-//! 6.4) and `ping`.
+//! The client side of the tool: `shell` (the debug shell of §4.3, and for DMSG the one of
+//! dmsg.md 6.4) and `ping`.
 
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{self, TryRecvError};

@@ -352,3 +352,86 @@ fn a_recorded_libdmsg_shell_client_is_answered_as_the_recorded_service_answered(
             .all(|m| m.header.aux_bytes as usize == m.aux.len())
     );
 }
+
+/// `tree` lists the spans received on every link of the service: a peer on one link opens
+/// DMSG.md 2.8's V2 span (msgid 2), and a shell on another link sees 6.4's measured dump,
+/// `via` naming the peer's link by the service's number (1, the first link); once that
+/// link is gone, its span is too.
+#[test]
+fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
+    let stream = TcpStream::connect(&svc.endpoint).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut peer = Peer {
+        stream,
+        tx: DmsgTxQueue::new_framed(
+            vec![0u8; 1 << 16],
+            CounterSalt::default(),
+            SoftCrc32c,
+            WireOrder::Little,
+        ),
+        received: Vec::new(),
+        rx_seq: 0,
+    };
+    // V2's payload, bytes 0x40..0x1C0 of the message.
+    let mut ext = vec![0u8; 0x180];
+    ext[..16].copy_from_slice(&[
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ]);
+    ext[0x10..0x20].copy_from_slice(&[
+        0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1,
+        0xf0,
+    ]);
+    ext[0x20..0x24].copy_from_slice(&[0x00, 0x03, 0x01, 0x00]);
+    ext[0x30..0x38].copy_from_slice(&[0x02, 0, 0, 0, 0x04, 0x03, 0x02, 0x01]);
+    ext[0x70..0x78].copy_from_slice(b"clusterA");
+    ext[0xF0..0xF5].copy_from_slice(b"node1");
+    let mut span = DmsgHeader::new(h2msg::wire::Cmd::from_raw(0x8000_1207));
+    span.msgid = 2;
+    peer.send(span, &ext, &[]);
+    let answers = peer.expect(2);
+    assert_eq!(
+        (answers[1].header.cmd, answers[1].header.msgid),
+        (0xA80F_FF01, 2),
+        "the span's result (dmsg.md 5.2)"
+    );
+
+    let tree = || {
+        let out = run_shell(
+            &client,
+            &svc.endpoint,
+            &["--proto", "dmsg"],
+            "tree\n",
+            Duration::from_secs(10),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        tree(),
+        "debug: connected\n\
+         debug> Cluster HAMMER2 33221100-5544-7766-8899-aabbccddeeff (clusterA)\n    \
+         Node 00 3c2d1e0f-5a4b-7869-8796-a5b4c3d2e1f0 (node1)\n\
+         \tSLink msgid 0000000000000002 dist=2 via 1\n\
+         debug> \n"
+    );
+    drop(peer);
+    let start = Instant::now();
+    loop {
+        let text = tree();
+        if text == "debug: connected\ndebug> debug> \n" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
