@@ -439,7 +439,7 @@ impl DmsgInput {
                         (_, true, _) => Self::SpanDown(key.msgid),
                         _ => Self::Other,
                     }
-                } else if base != Cmd::DMSG_LNK_CONN.raw() && opened && !deleted {
+                } else if base != Cmd::DMSG_LNK_CONN.raw() && opened {
                     Self::Refuse(key)
                 } else {
                     Self::Other

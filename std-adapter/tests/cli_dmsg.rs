@@ -27,7 +27,7 @@ use h2msg::wire::{
 };
 
 mod common;
-use common::{Service, plaintext_pair, spawn_shell, trusted_pair};
+use common::{Service, key_pair, plaintext_pair, spawn_shell};
 
 /// `h2msg shell --proto dmsg ENDPOINT` (plus `extra`) with `input` piped in; its output
 /// once it exited, which must be within `limit`.
@@ -78,11 +78,7 @@ fn dmsg_shell_and_service_talk_in_both_key_modes() {
     ];
     for plaintext in [true, false] {
         let t = tempfile::tempdir().unwrap();
-        let (node, client) = if plaintext {
-            plaintext_pair(t.path())
-        } else {
-            trusted_pair(t.path())
-        };
+        let (node, client) = key_pair(t.path(), plaintext);
         let service = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
         let out = run_shell(
             &client,
@@ -105,43 +101,51 @@ fn dmsg_shell_and_service_talk_in_both_key_modes() {
     }
 }
 
-/// A DMSG shell facing a seed service, and a seed shell facing a DMSG service (`.none`
-/// keys on both sides, where the two revisions differ from the first byte), exit non-zero
-/// within a few seconds, naming SYNC: the DMSG shell reads the seed service's plaintext
-/// handshake block as a message with a bad magic; the seed shell's handshake is cut short
-/// by the DMSG service, which read the shell's block so (its error says what that means).
-/// (The DMSG side's SYNC needs the seed block's two random first bytes not to be a magic:
-/// a chance of 2 in 65536 of another IOQ error instead.)
+/// A DMSG shell facing a seed service, and a seed shell facing a DMSG service, exit
+/// non-zero within a few seconds. With `.none` keys on both sides, where the revisions
+/// differ from the first byte, the error names SYNC: the DMSG shell reads the seed
+/// service's plaintext handshake block as a message with a bad magic; the seed shell's
+/// handshake is cut short by the DMSG service, which read the shell's block so (its error
+/// says what that means). (The DMSG side's SYNC needs the seed block's two random first
+/// bytes not to be a magic: a chance of 2 in 65536 of another IOQ error instead.) With RSA
+/// keys both run the same handshake, and the first message fails instead (a seed end
+/// reads a DMSG header as a bad `icrc1`, HCRC 5; the DMSG shell then sees its link end).
 #[test]
 fn a_revision_mismatch_fails_fast_naming_sync() {
-    let t = tempfile::tempdir().unwrap();
-    let (node, client) = plaintext_pair(t.path());
-    for (service_proto, shell_proto) in [("seed", "dmsg"), ("dmsg", "seed")] {
-        let service = Service::start_with(&node, "127.0.0.1:0", &["--proto", service_proto]);
-        let start = Instant::now();
-        let out = run_shell(
-            &client,
-            &service.endpoint,
-            &[
-                "--proto",
-                shell_proto,
-                "--connect-timeout",
-                "3",
-                "--reply-timeout",
-                "3",
-            ],
-            "help\n",
-            Duration::from_secs(6),
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let context = format!("{shell_proto} shell, {service_proto} service: {stderr}");
-        assert!(!out.status.success(), "{context}");
-        assert!(start.elapsed() < Duration::from_secs(3), "{context}");
-        assert!(
-            stderr.contains("IOQ error 1 (SYNC)") || stderr.contains("IOQ 1 SYNC"),
-            "{context}"
-        );
-        assert!(stderr.contains("--proto"), "{context}");
+    for plaintext in [true, false] {
+        let t = tempfile::tempdir().unwrap();
+        let (node, client) = key_pair(t.path(), plaintext);
+        for (service_proto, shell_proto) in [("seed", "dmsg"), ("dmsg", "seed")] {
+            let service = Service::start_with(&node, "127.0.0.1:0", &["--proto", service_proto]);
+            let start = Instant::now();
+            let out = run_shell(
+                &client,
+                &service.endpoint,
+                &[
+                    "--proto",
+                    shell_proto,
+                    "--connect-timeout",
+                    "3",
+                    "--reply-timeout",
+                    "3",
+                ],
+                "help\n",
+                Duration::from_secs(6),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let context = format!(
+                "plaintext={plaintext}: {shell_proto} shell, {service_proto} service: {stderr}"
+            );
+            assert!(!out.status.success(), "{context}");
+            assert!(start.elapsed() < Duration::from_secs(3), "{context}");
+            if plaintext {
+                assert!(
+                    stderr.contains("IOQ error 1 (SYNC)") || stderr.contains("IOQ 1 SYNC"),
+                    "{context}"
+                );
+                assert!(stderr.contains("--proto"), "{context}");
+            }
+        }
     }
 }
 
@@ -204,6 +208,25 @@ struct Peer {
 }
 
 impl Peer {
+    /// A plaintext DMSG connection to the service at `endpoint` (no handshake: `.none`).
+    fn connect(endpoint: &str) -> Self {
+        let stream = TcpStream::connect(endpoint).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            stream,
+            tx: DmsgTxQueue::new_framed(
+                vec![0u8; 1 << 16],
+                CounterSalt::default(),
+                SoftCrc32c,
+                WireOrder::Little,
+            ),
+            received: Vec::new(),
+            rx_seq: 0,
+        }
+    }
+
     fn send(&mut self, header: DmsgHeader, ext: &[u8], aux: &[u8]) {
         self.tx.enqueue(header, ext, aux).unwrap();
         let mut bytes = vec![0u8; self.tx.pending_len()];
@@ -263,21 +286,7 @@ fn a_recorded_libdmsg_shell_client_is_answered_as_the_recorded_service_answered(
     let t = tempfile::tempdir().unwrap();
     let (node, _) = plaintext_pair(t.path());
     let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
-    let stream = TcpStream::connect(&svc.endpoint).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut peer = Peer {
-        stream,
-        tx: DmsgTxQueue::new_framed(
-            vec![0u8; 1 << 16],
-            CounterSalt::default(),
-            SoftCrc32c,
-            WireOrder::Little,
-        ),
-        received: Vec::new(),
-        rx_seq: 0,
-    };
+    let mut peer = Peer::connect(&svc.endpoint);
 
     // The service's LNK_CONN comes first, unprompted (dmsg.md 1.3), as the recorded one.
     let conn = peer.expect(1).remove(0);
@@ -362,21 +371,7 @@ fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
     let t = tempfile::tempdir().unwrap();
     let (node, client) = plaintext_pair(t.path());
     let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
-    let stream = TcpStream::connect(&svc.endpoint).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut peer = Peer {
-        stream,
-        tx: DmsgTxQueue::new_framed(
-            vec![0u8; 1 << 16],
-            CounterSalt::default(),
-            SoftCrc32c,
-            WireOrder::Little,
-        ),
-        received: Vec::new(),
-        rx_seq: 0,
-    };
+    let mut peer = Peer::connect(&svc.endpoint);
     // V2's payload, bytes 0x40..0x1C0 of the message.
     let mut ext = vec![0u8; 0x180];
     ext[..16].copy_from_slice(&[
@@ -434,4 +429,33 @@ fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
         assert!(start.elapsed() < Duration::from_secs(5), "{text:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A shell line or a ping opened as a transaction (CREATE) instead of one-way is closed at
+/// once with NOSUPP (0xE80FFF01, error 0x20), and the link goes on serving one-way lines.
+#[test]
+fn shell_and_ping_transactions_are_refused_and_the_link_goes_on() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, _) = plaintext_pair(t.path());
+    let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
+    let mut peer = Peer::connect(&svc.endpoint);
+    assert_eq!(peer.expect(1)[0].header.cmd, 0x8000_1106);
+    for (msgid, cmd) in [(5, 0x8010_0101), (6, 0xC000_0101)] {
+        let mut h = DmsgHeader::new(h2msg::wire::Cmd::from_raw(cmd));
+        h.msgid = msgid;
+        peer.send(h, &[], b"help\0");
+        let closed = peer.expect(1).remove(0);
+        assert_eq!(
+            (closed.header.cmd, closed.header.msgid, closed.header.error),
+            (0xE80F_FF01, msgid, 0x20),
+            "{cmd:#x}"
+        );
+    }
+    peer.send(
+        DmsgHeader::new(h2msg::wire::Cmd::from_raw(0x0010_0101)),
+        &[],
+        b"x\0",
+    );
+    let answer: Vec<Vec<u8>> = peer.expect(2).into_iter().map(|m| m.aux).collect();
+    assert_eq!(answer, [&b"Unrecognized command: x\n\0"[..], b"debug> \0"]);
 }
