@@ -410,11 +410,14 @@ fn dmsg_shell(
         if shell.link.io().peer_conn().is_some() {
             return timed(e);
         }
-        // No LNK_CONN came first: likely no DMSG node at all.
-        let e = other(format!(
-            "{e} (no LNK_CONN from the service: does it speak DMSG? both ends need \
+        // No LNK_CONN came first: likely no DMSG node at all. The kind stays (a deadline).
+        let e = io::Error::new(
+            e.kind(),
+            format!(
+                "{e} (no LNK_CONN from the service: does it speak DMSG? both ends need \
              the same --proto)"
-        ));
+            ),
+        );
         timed(e)
     })?;
     let typed = typed_lines(input);
