@@ -1,4 +1,5 @@
-//! The client side of the tool: `shell` (the debug shell of §4.3) and `ping`.
+//! The client side of the tool: `shell` (the debug shell of §4.3, and for DMSG the one of
+//! dmsg.md 6.4) and `ping`.
 
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{self, TryRecvError};
@@ -6,16 +7,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::drive::{DriveError, Waited};
-use h2msg::wire::{Cmd, MsgHeader};
-use h2msg::{Event, HandshakeError, KeyExchangeFailure, Liveness};
+use h2msg::trans::Received;
+use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
+use h2msg::{DmsgEvent, Event, HandshakeError, KeyExchangeFailure, Liveness};
 
 use h2msg::ModeChoice;
 use log::info;
 
-use crate::blocking::{self, Link};
+use crate::blocking::{self, DmsgLink, Link};
+use crate::dmsg_shell;
 use crate::keys::KeyDir;
-use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_link};
+use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_dmsg_link, open_link};
 use crate::other;
+use crate::proto::Proto;
+use crate::service::router_conn;
 use crate::transport::{Endpoint, Stream};
 
 /// Connects, runs the handshake with the keys of `keys` and agrees on a stream mode
@@ -43,15 +48,28 @@ pub fn connect_within(
     timeout: Duration,
 ) -> io::Result<(Link<Stream>, LinkTerms)> {
     let stream = endpoint.connect_within(timeout)?;
-    let (link, terms) =
-        open_link(stream, keys, timeout, mode, Liveness::default()).map_err(|e| match e {
-            LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
-                KeyExchangeFailure::Timeout,
-            ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
-            e => other(e),
-        })?;
+    let (link, terms) = open_link(stream, keys, timeout, mode, Liveness::default())
+        .map_err(|e| setup_error(endpoint, e, Proto::Seed))?;
     info!("{endpoint}: link up ({terms})");
     Ok((link, terms))
+}
+
+/// A link's setup failure as the tool reports it: `TimedOut` for the handshake's
+/// deadline; a seed-era handshake cut short gets a word on the likely cause, a peer
+/// speaking the other revision.
+fn setup_error(endpoint: &Endpoint, e: LinkError, proto: Proto) -> io::Error {
+    match e {
+        LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
+            KeyExchangeFailure::Timeout,
+        ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
+        LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
+            KeyExchangeFailure::Truncated { .. },
+        ))) if proto == Proto::Seed => other(format!(
+            "{endpoint}: {e} (a DMSG service sends no handshake to a .none peer and reads \
+             ours as a bad magic, IOQ 1 SYNC: both ends need the same --proto)"
+        )),
+        e => other(e),
+    }
 }
 
 /// How `h2msg shell` waits for the connection, and again for the handshake, by default.
@@ -113,6 +131,8 @@ pub struct ShellOptions {
     pub reply_timeout: Duration,
     /// How the replies' text is written out.
     pub reply_text: ReplyText,
+    /// The protocol revision the service speaks.
+    pub proto: Proto,
 }
 
 impl Default for ShellOptions {
@@ -121,6 +141,7 @@ impl Default for ShellOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
             reply_text: ReplyText::Escaped,
+            proto: Proto::Seed,
         }
     }
 }
@@ -207,7 +228,8 @@ const IDLE_TURN: Duration = Duration::from_millis(50);
 
 /// `h2msg shell`: connects, prints `debug: connected`, gets the prompt, then sends each
 /// input line and prints the answers; at the end of input it has every answer and returns.
-/// Each deadline of `options` that passes ends it with an error naming the option.
+/// Each deadline of `options` that passes ends it with an error naming the option. A DMSG
+/// service (`options.proto`) gets [`dmsg_shell`].
 ///
 /// # Errors
 /// Connection, handshake or I/O failure, or a deadline passed.
@@ -219,6 +241,9 @@ pub fn shell(
     input: impl BufRead + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
+    if options.proto == Proto::Dmsg {
+        return dmsg_shell(endpoint, keys, mode, options, input, out);
+    }
     let (mut link, _) = connect_within(endpoint, keys, mode, options.connect_timeout)
         .map_err(|e| past_deadline(e, "--connect-timeout", options.connect_timeout))?;
     writeln!(out, "debug: connected")?;
@@ -228,17 +253,7 @@ pub fn shell(
             .map_err(|e| past_deadline(e, "--reply-timeout", reply_timeout))
     };
     exchange(&mut link, "", out)?;
-    // The lines come from a thread of their own, so that the link is driven while a
-    // person thinks: a link left alone would miss the service's keepalive pings and be
-    // dropped as dead.
-    let (lines, typed) = mpsc::sync_channel(64);
-    thread::spawn(move || {
-        for line in input.lines() {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let typed = typed_lines(input);
     loop {
         match typed.try_recv() {
             Ok(line) => exchange(&mut link, truncate_line(&line?), out)?,
@@ -254,6 +269,172 @@ pub fn shell(
         }
     }
     writeln!(out)?;
+    Ok(())
+}
+
+/// The lines of `input`, read on a thread of their own so that the link is driven while a
+/// person thinks: a link left alone would miss the service's keepalive pings and be
+/// dropped as dead.
+fn typed_lines(input: impl BufRead + Send + 'static) -> mpsc::Receiver<io::Result<String>> {
+    let (lines, typed) = mpsc::sync_channel(64);
+    thread::spawn(move || {
+        for line in input.lines() {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    typed
+}
+
+/// A DMSG shell client's link: the text it prints and how long it waits.
+struct DmsgShell<'a, W> {
+    link: DmsgLink<Stream>,
+    out: &'a mut W,
+    reply_text: ReplyText,
+    reply_timeout: Duration,
+    /// What was printed last ended a line (or nothing was).
+    line_ended: bool,
+}
+
+impl<W: Write> DmsgShell<'_, W> {
+    /// Sends one line as a one-way `DBG_SHELL` (`None`: a message without aux, as the
+    /// libdmsg client asks for its first prompt), then prints the service's text as it
+    /// comes until the prompt that ends the answer (dmsg.md 6.4), which is printed too if
+    /// `show_prompt`.
+    fn line(&mut self, line: Option<&str>, show_prompt: bool) -> io::Result<()> {
+        let aux = line
+            .map(|l| [l.as_bytes(), &[0]].concat())
+            .unwrap_or_default();
+        self.link
+            .io()
+            .send_one_way(Cmd::DBG_SHELL, &[], &aux)
+            .map_err(other)?;
+        let deadline = blocking::now() + self.reply_timeout;
+        loop {
+            match self.link.next_event_until(deadline, dmsg_text)? {
+                Waited::Event(Some(text)) if text == dmsg_shell::PROMPT.as_bytes() => {
+                    if show_prompt {
+                        self.print(&text)?;
+                    }
+                    return Ok(());
+                }
+                Waited::Event(Some(text)) => self.print(&text)?,
+                Waited::Event(None) => {}
+                Waited::Closed => return Err(other("the service closed the connection")),
+                Waited::Elapsed => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no prompt from the service",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Drives the link for a moment while no line is typed, printing what comes (a
+    /// `ping reply`).
+    fn idle(&mut self) -> io::Result<()> {
+        let until = blocking::now() + IDLE_TURN;
+        match self.link.next_event_until(until, dmsg_text)? {
+            Waited::Event(Some(text)) => self.print(&text),
+            Waited::Event(None) | Waited::Elapsed => Ok(()),
+            Waited::Closed => Err(other("the service closed the connection")),
+        }
+    }
+
+    fn print(&mut self, text: &[u8]) -> io::Result<()> {
+        let shown = self.reply_text.render(text);
+        self.out.write_all(&shown)?;
+        if let Some(&last) = shown.last() {
+            self.line_ended = last == b'\n';
+        }
+        self.out.flush()
+    }
+}
+
+/// The text of a one-way `DBG_SHELL|REPLY`, up to its NUL; `None` for any other event.
+fn dmsg_text(event: DmsgEvent<'_>) -> Option<Vec<u8>> {
+    match event {
+        DmsgEvent::Message {
+            msg,
+            received: Received::OneWay { parent: None },
+        } if msg.header().command().switch_key() == Cmd::DBG_SHELL.set(MsgFlags::REPLY).raw() => {
+            Some(msg.aux_until_nul().to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// `h2msg shell --proto dmsg`: connects (no handshake for a `.none` peer, dmsg.md 1.2),
+/// opens its `LNK_CONN` (a ROUTER wanting every span type, as the libdmsg shell), prints
+/// `debug: connected`, sends an empty `DBG_SHELL` for the first prompt as the libdmsg
+/// client does, then each input line, printing the service's text as it comes, prompts
+/// included. A libdmsg service never closes the link, so the end of an answer is its
+/// prompt: each line waits for it, within `--reply-timeout`. At the end of input one more
+/// empty line is sent and its prompt awaited (not printed): the service answers in order,
+/// so everything the earlier lines caused — `ping reply` — has been printed by then.
+///
+/// Errors: connection, handshake or I/O failure, the link failing (its IOQ code), or a
+/// deadline passed.
+fn dmsg_shell(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+    options: &ShellOptions,
+    input: impl BufRead + Send + 'static,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let (connect_timeout, reply_timeout) = (options.connect_timeout, options.reply_timeout);
+    let stream = endpoint
+        .connect_within(connect_timeout)
+        .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
+    let (mut link, terms) =
+        open_dmsg_link(stream, keys, connect_timeout, mode, Liveness::default())
+            .map_err(|e| setup_error(endpoint, e, Proto::Dmsg))
+            .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
+    info!("{endpoint}: link up ({terms}, dmsg)");
+    link.io()
+        .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
+        .map_err(other)?;
+    writeln!(out, "debug: connected")?;
+    let mut shell = DmsgShell {
+        link,
+        out,
+        reply_text: options.reply_text,
+        reply_timeout,
+        line_ended: true,
+    };
+    let timed = |e| past_deadline(e, "--reply-timeout", reply_timeout);
+    shell.line(None, true).map_err(|e| {
+        if shell.link.io().peer_conn().is_some() {
+            return timed(e);
+        }
+        // No LNK_CONN came first: likely no DMSG node at all. The kind stays (a deadline).
+        let e = io::Error::new(
+            e.kind(),
+            format!(
+                "{e} (no LNK_CONN from the service: does it speak DMSG? both ends need \
+             the same --proto)"
+            ),
+        );
+        timed(e)
+    })?;
+    let typed = typed_lines(input);
+    loop {
+        match typed.try_recv() {
+            Ok(line) => shell
+                .line(Some(truncate_line(&line?)), true)
+                .map_err(timed)?,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => shell.idle()?,
+        }
+    }
+    shell.line(None, false).map_err(timed)?;
+    // The last prompt's line ends, as the seed client's does.
+    if !shell.line_ended {
+        writeln!(shell.out)?;
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod blocking;
 pub mod client;
 pub mod demo;
+pub mod dmsg_shell;
 pub mod dump;
 pub mod keys;
 pub mod link;

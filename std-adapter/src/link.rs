@@ -11,8 +11,12 @@ use h2msg::{
     NonePeer, PreparedBlock, PreparedBlockError, SendError, StreamMode,
 };
 
-use crate::blocking::{DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_iocom_with};
+use crate::blocking::{
+    DmsgLink, DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_dmsg_iocom,
+    std_iocom_with,
+};
 use crate::keys::{KeyDir, KeyError, PeerKey};
+use crate::proto::Proto;
 use crate::threaded_rsa::ThreadedRsa;
 use crate::transport::Stream;
 
@@ -112,6 +116,24 @@ pub fn handshake(
     timeout: Duration,
     choice: ModeChoice,
 ) -> Result<(LinkTerms, LinkSetup), LinkError> {
+    handshake_as(stream, keys, timeout, choice, Proto::Seed)
+}
+
+/// [`handshake`] for a link of protocol revision `proto`. The revisions differ only for a
+/// `.none` peer: DMSG exchanges nothing at all then and the link is plaintext from its
+/// first byte (dmsg.md 1.2). A `.pub` peer gets the same RSA handshake and stream-mode
+/// negotiation in both (between two h2msg nodes; libdmsg's own AES-GCM after the
+/// handshake is not implemented, D1).
+///
+/// # Errors
+/// [`LinkError`].
+pub fn handshake_as(
+    stream: &mut Duplex<Stream>,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+    proto: Proto,
+) -> Result<(LinkTerms, LinkSetup), LinkError> {
     let peer = stream.stream().peer_ip()?;
     // The deadline is on the driver's clock, which wakes the handshake at it exactly; it
     // starts once the keys are loaded, as the exchange does.
@@ -154,7 +176,12 @@ pub fn handshake(
                 trust: Trust::Plaintext,
                 mode: StreamMode::Seed,
             };
-            match choice.none_peer().map_err(LinkError::Negotiate)? {
+            // `gcm` refuses a `.none` peer in either revision: nothing would key it.
+            let none_peer = match (choice.none_peer().map_err(LinkError::Negotiate)?, proto) {
+                (_, Proto::Dmsg) => NonePeer::SkipHandshake,
+                (seed_era, Proto::Seed) => seed_era,
+            };
+            match none_peer {
                 NonePeer::SkipHandshake => return Ok((plaintext, LinkSetup::plaintext())),
                 NonePeer::ExchangePlaintextBlock => Handshake::with_flags(
                     KeyMode::Plaintext,
@@ -194,6 +221,34 @@ pub fn open_link(
     let (terms, setup) = handshake(&mut duplex, keys, timeout, choice)?;
     let io = shell_connection(setup, liveness)?;
     Ok((Link::new(duplex, io), terms))
+}
+
+/// A DMSG link over `stream`: the handshake of [`handshake_as`] (none at all for a `.none`
+/// peer), then a DMSG connection in the agreed stream mode that takes `DBG_SHELL` and
+/// hands the application `LNK_PING` replies (the connection answers pings, `LNK_CONN`
+/// and `LNK_SPAN` itself, dmsg.md 3.5, 5.2). Nothing is sent yet: the caller opens its
+/// `LNK_CONN` first (dmsg.md 1.3).
+///
+/// # Errors
+/// [`LinkError`].
+pub fn open_dmsg_link(
+    stream: Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+    liveness: Liveness,
+) -> Result<(DmsgLink<Stream>, LinkTerms), LinkError> {
+    let mut duplex = Duplex::new(stream)?;
+    let (terms, setup) = handshake_as(&mut duplex, keys, timeout, choice, Proto::Dmsg)?;
+    let config = Config {
+        liveness,
+        ..Config::default()
+    };
+    let mut io = std_dmsg_iocom(setup, 0, config).map_err(LinkError::Memory)?;
+    for cmd in [Cmd::DBG_SHELL, Cmd::LNK_PING] {
+        io.accept(cmd).map_err(crate::other)?;
+    }
+    Ok((DmsgLink::new(duplex, io), terms))
 }
 
 /// A std connection built from `setup` that takes `DBG_SHELL`, with the `liveness` rules.

@@ -200,6 +200,8 @@ enum Command {
         stall_timeout: OptionalSeconds,
         #[command(flatten)]
         mode: ModeArg,
+        #[command(flatten)]
+        proto: ProtoArg,
     },
     /// Connect to a service's debug shell; lines from stdin, answers to stdout.
     Shell {
@@ -222,6 +224,8 @@ enum Command {
         raw: bool,
         #[command(flatten)]
         mode: ModeArg,
+        #[command(flatten)]
+        proto: ProtoArg,
     },
     /// LNK_PING round trips with min/avg/max.
     Ping {
@@ -304,6 +308,7 @@ fn run(cli: Cli) -> Result<(), String> {
             idle_timeout,
             stall_timeout,
             mode,
+            proto,
         } => {
             let config = ServiceConfig {
                 listen: Endpoint::parse(Some(&listen)),
@@ -312,6 +317,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 handshakes_per_peer,
                 mode: mode.choice,
                 liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
+                proto: proto.proto,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
@@ -321,6 +327,7 @@ fn run(cli: Cli) -> Result<(), String> {
             reply_timeout,
             raw,
             mode,
+            proto,
         } => h2msg_std::client::shell(
             &Endpoint::parse(host.as_deref()),
             &KeyDir::new(cli.keydir),
@@ -333,6 +340,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 } else {
                     h2msg_std::client::ReplyText::Escaped
                 },
+                proto: proto.proto,
             },
             io::BufReader::new(io::stdin()),
             &mut io::stdout().lock(),
@@ -537,8 +545,8 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 9] = [
-        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode",
+    const TEXT_OPTIONS: [&str; 10] = [
+        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode", "proto",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.

@@ -21,14 +21,20 @@ use std::time::{Duration, Instant};
 
 use h2msg::drive::Waited;
 use h2msg::ioq::TxError;
-use h2msg::wire::MsgHeader;
-use h2msg::{Event, IocomStats, SendError};
+use h2msg::trans::{DmsgKey, Received, Side};
+use h2msg::wire::{
+    Cmd, DMSG_ERR_NOSUPP, DMSG_LABEL_MAX, DMSG_SPAN_PROTO_1, LnkConn, LnkSpan, MsgFlags, MsgHeader,
+    PeerType, WireOrder,
+};
+use h2msg::{DmsgEvent, Event, IocomStats, SendError};
 use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
-use crate::blocking::Link;
+use crate::blocking::{DmsgLink, Link};
+use crate::dmsg_shell::{self, SpanRegistry};
 use crate::keys::KeyDir;
-use crate::link::{LinkError, LinkTerms, open_link};
+use crate::link::{LinkError, LinkTerms, open_dmsg_link, open_link};
+use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
 
 /// Most links served at once by default.
@@ -282,6 +288,12 @@ impl LinkSlot {
         }
     }
 
+    /// The link is through its handshake: `status` shows its terms from now on.
+    fn up(&self, terms: LinkTerms, proto: Proto) {
+        self.update(|e| e.terms = Some(terms));
+        info!("link {}: up ({terms}, {proto})", self.id);
+    }
+
     /// Makes `stats` what `status` shows for this link.
     fn publish(&self, stats: &IocomStats) {
         self.counters.publish(stats);
@@ -313,31 +325,19 @@ pub fn serve(
     liveness: Liveness,
 ) -> Result<(), LinkError> {
     let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice, liveness)?;
-    slot.update(|e| e.terms = Some(terms));
-    info!("link {}: up ({terms})", slot.id);
-    let mut published = IocomStats::default();
-    let mut refresh = STATS_REFRESH_MIN;
+    slot.up(terms, Proto::Seed);
+    let mut counters = Publisher::default();
     loop {
-        // Pings and other auto-answered traffic make no event: the wait ends at a
-        // deadline too, so that the counters are published while only they change.
-        let deadline = crate::blocking::now() + refresh;
         // The driver gives the decoder's IOQ error on a failed link, once the lost
         // transactions have been reported.
-        let waited = link.next_event_until(deadline, |event| match event {
+        let waited = link.next_event_until(counters.deadline(), |event| match event {
             // Only the line up to its NUL matters to the shell: copy that, not 64 KiB.
             Event::Message { msg, .. } if !msg.header().cmd.is_reply() => {
                 Some((*msg.header(), msg.aux_until_nul().to_vec()))
             }
             _ => None,
         })?;
-        let stats = link.io().stats();
-        if stats == published {
-            refresh = (refresh * 2).min(STATS_REFRESH_MAX);
-        } else {
-            slot.publish(&stats);
-            published = stats;
-            refresh = STATS_REFRESH_MIN;
-        }
+        counters.update(slot, link.io().stats());
         let (header, aux) = match waited {
             Waited::Event(Some(request)) => request,
             Waited::Event(None) | Waited::Elapsed => continue,
@@ -349,6 +349,226 @@ pub fn serve(
             String::from_utf8_lossy(&aux)
         );
         answer_shell(&mut link, &header, &aux, slot.registry())?;
+    }
+    Ok(())
+}
+
+/// Publishes a link's counters for `status`: at first, and again as soon as they changed
+/// (a busy link); the period doubles up to the longest while they stay the same, so that
+/// idle links wake rarely.
+#[derive(Debug)]
+struct Publisher {
+    published: IocomStats,
+    refresh: Duration,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self {
+            published: IocomStats::default(),
+            refresh: STATS_REFRESH_MIN,
+        }
+    }
+}
+
+impl Publisher {
+    /// When the link's thread should look again. Pings and other auto-answered traffic
+    /// make no event: the wait ends then too, so that the counters are published while
+    /// only they change.
+    fn deadline(&self) -> h2msg::Instant {
+        crate::blocking::now() + self.refresh
+    }
+
+    fn update(&mut self, slot: &LinkSlot, stats: IocomStats) {
+        if stats == self.published {
+            self.refresh = (self.refresh * 2).min(STATS_REFRESH_MAX);
+        } else {
+            slot.publish(&stats);
+            self.published = stats;
+            self.refresh = STATS_REFRESH_MIN;
+        }
+    }
+}
+
+/// What one DMSG event means to the service.
+enum DmsgInput {
+    /// A one-way `DBG_SHELL` line at the top level: its aux up to the NUL (`None`: no aux).
+    Shell(Option<Vec<u8>>),
+    /// A one-way `LNK_PING|REPLY`: the answer to a ping.
+    PingReply,
+    /// The peer opened a span: its msgid and payload, the payload's byte order.
+    SpanUp(u64, Box<LnkSpan>, WireOrder),
+    /// The peer withdrew its span with this msgid.
+    SpanDown(u64),
+    /// The peer opened a transaction the service has no use for: closed with NOSUPP.
+    Refuse(DmsgKey),
+    /// Nothing to do (the connection answered it already, or nothing needs an answer).
+    Other,
+}
+
+impl DmsgInput {
+    fn of(event: DmsgEvent<'_>) -> Self {
+        let DmsgEvent::Message { msg, received } = event else {
+            // Lost spans are forgotten with their link (`ForgetSpans`).
+            return Self::Other;
+        };
+        let cmd = msg.header().command();
+        match received {
+            Received::OneWay { parent: None } if cmd.switch_key() == Cmd::DBG_SHELL.raw() => {
+                let aux = msg.aux();
+                Self::Shell((!aux.is_empty()).then(|| msg.aux_until_nul().to_vec()))
+            }
+            Received::OneWay { parent: None }
+                if cmd.switch_key() == Cmd::LNK_PING.set(MsgFlags::REPLY).raw() =>
+            {
+                Self::PingReply
+            }
+            Received::Element {
+                key,
+                effective_cmd,
+                opened,
+                ..
+            } if key.side == Side::Remote => {
+                let base = effective_cmd.clear(MsgFlags::REPLY).switch_key();
+                let deleted = effective_cmd.flags().contains(MsgFlags::DELETE);
+                if base == Cmd::DMSG_LNK_SPAN.raw() {
+                    match (opened, deleted, LnkSpan::read_from_ext(msg.ext())) {
+                        (true, false, Ok(span)) => {
+                            Self::SpanUp(key.msgid, Box::new(span), msg.order())
+                        }
+                        (_, true, _) => Self::SpanDown(key.msgid),
+                        _ => Self::Other,
+                    }
+                } else if base != Cmd::DMSG_LNK_CONN.raw() && opened {
+                    Self::Refuse(key)
+                } else {
+                    Self::Other
+                }
+            }
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Removes a link's spans from the service's tree when the link ends, however it ends.
+struct ForgetSpans<'a> {
+    spans: &'a SpanRegistry,
+    via: u64,
+}
+
+impl Drop for ForgetSpans<'_> {
+    fn drop(&mut self) {
+        self.spans.lock().remove_link(self.via);
+    }
+}
+
+/// The `LNK_CONN` payload h2msg's service and shell send (dmsg.md 1.3): a ROUTER
+/// (what a `hammer2 service` and its shell say they are) that wants spans of every type,
+/// protocol version 1 (D29), and this host's name as its label.
+#[must_use]
+pub fn router_conn() -> LnkConn {
+    let mut conn = LnkConn::new();
+    conn.set_peer_type(PeerType::ROUTER);
+    conn.set_peer_mask(u64::MAX, WireOrder::Little);
+    conn.set_proto_version(DMSG_SPAN_PROTO_1, WireOrder::Little);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let mut label: Vec<u8> = host.trim().bytes().filter(|&b| b != 0).collect();
+    label.truncate(DMSG_LABEL_MAX);
+    if label.is_empty() || conn.set_peer_label(&label).is_err() {
+        // Cannot fail: the label is short enough and has no NUL.
+        let _ = conn.set_peer_label(b"h2msg");
+    }
+    conn
+}
+
+/// Sends `text` as one one-way `DBG_SHELL|REPLY` (dmsg.md 6.4): the text and its NUL.
+fn send_shell_text(link: &mut DmsgLink<Stream>, text: &str) -> Result<(), LinkError> {
+    let mut aux = Vec::with_capacity(text.len() + 1);
+    aux.extend_from_slice(text.as_bytes());
+    aux.push(0);
+    send_one_way(link, Cmd::DBG_SHELL.set(MsgFlags::REPLY), &aux)
+}
+
+/// Sends a one-way message, writing out earlier ones first while the ring is full.
+fn send_one_way(link: &mut DmsgLink<Stream>, cmd: Cmd, aux: &[u8]) -> Result<(), LinkError> {
+    loop {
+        match link.io().send_one_way(cmd, &[], aux) {
+            Ok(_) => return Ok(()),
+            Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
+            Err(e) => return Err(LinkError::Send(e)),
+        }
+    }
+}
+
+/// Serves one admitted DMSG connection (`--proto dmsg`) until the peer goes away: our
+/// `LNK_CONN` first, then the debug shell of dmsg.md 6.4; the spans the peer opens are
+/// kept in `spans` for `tree` while they and the link last. The link is numbered in
+/// `tree` (`via`) by its slot, as `status` numbers seed links.
+///
+/// # Errors
+/// [`LinkError`].
+pub fn serve_dmsg(
+    stream: Stream,
+    keys: &KeyDir,
+    slot: &LinkSlot,
+    handshake_timeout: Duration,
+    choice: ModeChoice,
+    liveness: Liveness,
+    spans: &SpanRegistry,
+) -> Result<(), LinkError> {
+    let (mut link, terms) = open_dmsg_link(stream, keys, handshake_timeout, choice, liveness)?;
+    slot.up(terms, Proto::Dmsg);
+    let _forget = ForgetSpans {
+        spans,
+        via: slot.id,
+    };
+    link.io()
+        .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
+        .map_err(LinkError::Send)?;
+    // Our shell pings not yet answered: only their replies print (the keepalive's do not).
+    let mut pings_out = 0u32;
+    let mut counters = Publisher::default();
+    loop {
+        let waited = link.next_event_until(counters.deadline(), DmsgInput::of)?;
+        counters.update(slot, link.io().stats());
+        let input = match waited {
+            Waited::Event(input) => input,
+            Waited::Elapsed => continue,
+            Waited::Closed => break,
+        };
+        match input {
+            DmsgInput::Shell(aux) => {
+                debug!(
+                    "link {}: shell {:?}",
+                    slot.id,
+                    aux.as_deref().map(String::from_utf8_lossy)
+                );
+                let answer = dmsg_shell::answer(aux.as_deref(), &spans.lock());
+                for line in &answer.lines {
+                    send_shell_text(&mut link, line)?;
+                }
+                if answer.ping {
+                    send_one_way(&mut link, Cmd::LNK_PING, &[])?;
+                    pings_out = pings_out.saturating_add(1);
+                }
+                send_shell_text(&mut link, dmsg_shell::PROMPT)?;
+            }
+            DmsgInput::PingReply if pings_out > 0 => {
+                pings_out -= 1;
+                send_shell_text(&mut link, dmsg_shell::PING_REPLY)?;
+            }
+            DmsgInput::SpanUp(msgid, span, order) => {
+                spans.lock().insert(slot.id, msgid, &span, order);
+            }
+            DmsgInput::SpanDown(msgid) => spans.lock().remove(slot.id, msgid),
+            DmsgInput::Refuse(key) => {
+                // Best effort: a transaction closed by then needs nothing more.
+                let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
+            }
+            DmsgInput::PingReply | DmsgInput::Other => {}
+        }
     }
     Ok(())
 }
@@ -420,6 +640,8 @@ pub struct ServiceConfig {
     pub mode: ModeChoice,
     /// When a link's peer is pinged, dropped as dead, or dropped for not reading.
     pub liveness: Liveness,
+    /// The protocol revision every link speaks.
+    pub proto: Proto,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -470,6 +692,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     };
 
     let registry = LinkRegistry::new(max_links, config.handshakes_per_peer);
+    let spans = Arc::new(SpanRegistry::default());
     let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
@@ -505,12 +728,18 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         };
         workers.retain(|w| !w.is_finished());
         let (keys, timeout, mode) = (keys.clone(), config.handshake_timeout, config.mode);
-        let liveness = config.liveness;
+        let (liveness, proto, spans) = (config.liveness, config.proto, Arc::clone(&spans));
         let worker = thread::Builder::new()
             .name(format!("link-{}", slot.id))
             .spawn(move || {
                 let peer = stream.peer_name();
-                match serve(stream, &keys, &slot, timeout, mode, liveness) {
+                let served = match proto {
+                    Proto::Seed => serve(stream, &keys, &slot, timeout, mode, liveness),
+                    Proto::Dmsg => {
+                        serve_dmsg(stream, &keys, &slot, timeout, mode, liveness, &spans)
+                    }
+                };
+                match served {
                     Ok(()) => info!("link {} ({peer}): closed", slot.id),
                     Err(e) => warn!("link {} ({peer}): {e}", slot.id),
                 }

@@ -161,6 +161,15 @@ pub(crate) fn plaintext_pair(root: &Path) -> (PathBuf, PathBuf) {
     (node, client)
 }
 
+/// [`plaintext_pair`] or [`trusted_pair`]: key directories for a node and a client.
+pub(crate) fn key_pair(root: &Path, plaintext: bool) -> (PathBuf, PathBuf) {
+    if plaintext {
+        plaintext_pair(root)
+    } else {
+        trusted_pair(root)
+    }
+}
+
 /// A TCP connection to the service that has completed the handshake as `client`.
 pub(crate) fn handshaken(endpoint: &str, client: &Path) -> TcpStream {
     let Stream::Tcp(tcp) = Endpoint::parse(Some(endpoint)).connect().unwrap() else {
