@@ -244,6 +244,12 @@ enum Command {
         /// The capture starts with the 512 handshake bytes: skip them.
         #[arg(long)]
         skip_handshake: bool,
+        /// Revision of the capture: seed (32-byte headers), dmsg (64-byte headers), or
+        /// auto: whichever one's first header checks out (seed icrc1, DMSG hdr_crc);
+        /// refused when both or neither do.
+        #[arg(long = "proto", value_name = "PROTO", default_value = "seed",
+              value_parser = |s: &str| s.parse::<h2msg_std::dump::DumpProto>().map_err(|e| e.to_string()))]
+        proto: h2msg_std::dump::DumpProto,
     },
     /// Loopback throughput per aux size next to a plain TCP copy; service memory per link.
     Bench {
@@ -370,6 +376,7 @@ fn run(cli: Cli) -> Result<(), String> {
             file,
             json,
             skip_handshake,
+            proto,
         } => {
             let (mut input, name): (Box<dyn io::Read>, String) = match file.as_deref() {
                 Some(path) if path.as_os_str() != "-" => (
@@ -381,14 +388,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 ),
                 _ => (Box::new(io::stdin().lock()), "standard input".to_string()),
             };
-            let end = h2msg_std::dump::dump_stream(
+            let dumped = h2msg_std::dump::dump_as(
+                proto,
                 &mut input,
                 skip_handshake,
                 json,
                 &mut io::stdout().lock(),
             )
             .map_err(|e| format!("dump {name}: {e}"))?;
-            match end {
+            if let (h2msg_std::dump::DumpProto::Auto, Some(found)) = (proto, dumped.proto) {
+                log::info!("dump {name}: decoded as {found}");
+            }
+            match dumped.end {
                 h2msg_std::dump::DumpEnd::Clean { .. } => Ok(()),
                 h2msg_std::dump::DumpEnd::Damaged { failure, .. } => Err(format!(
                     "damaged frame at offset {}: {}",
@@ -537,8 +548,8 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 9] = [
-        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode",
+    const TEXT_OPTIONS: [&str; 10] = [
+        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode", "proto",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.
