@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use h2msg::wire::limits::MSGAUX_MAX;
 use h2msg::{Liveness, ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
+use h2msg_std::proto::Proto;
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};
 use h2msg_std::transport::Endpoint;
@@ -233,6 +234,9 @@ enum Command {
         count: u32,
         #[command(flatten)]
         mode: ModeArg,
+        /// With dmsg: one-way pings answered one-way (a `.none` peer only, no handshake).
+        #[command(flatten)]
+        proto: ProtoArg,
     },
     /// Decode a captured byte stream of messages, one line per message.
     Dump {
@@ -344,13 +348,27 @@ fn run(cli: Cli) -> Result<(), String> {
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),
-        Command::Ping { host, count, mode } => {
-            let replies = h2msg_std::client::ping(
-                &Endpoint::parse(Some(&host)),
-                &KeyDir::new(cli.keydir),
-                mode.choice,
-                count,
-            )
+        Command::Ping {
+            host,
+            count,
+            mode,
+            proto,
+        } => {
+            let endpoint = Endpoint::parse(Some(&host));
+            let keys = KeyDir::new(cli.keydir);
+            let replies = match (proto.proto, mode.choice) {
+                (Proto::Seed, choice) => h2msg_std::client::ping(&endpoint, &keys, choice, count),
+                (Proto::Dmsg, ModeChoice::Auto | ModeChoice::Seed) => {
+                    h2msg_std::client::ping_dmsg(&endpoint, &keys, count)
+                }
+                (Proto::Dmsg, choice) => {
+                    return Err(format!(
+                        "ping: --mode {} needs a negotiated stream; a DMSG .none link is \
+                         plaintext (use --proto seed)",
+                        choice
+                    ));
+                }
+            }
             .map_err(|e| format!("ping: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             for (i, r) in replies.iter().enumerate() {
