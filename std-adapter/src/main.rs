@@ -272,6 +272,12 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "seed",
               value_parser = h2msg_std::bench::parse_mode)]
         modes: Vec<StreamMode>,
+        /// Protocol revisions to measure, comma-separated: seed (32-byte headers), dmsg
+        /// (64-byte headers; in seed mode no handshake, as between .none peers). One table
+        /// each, in the same run.
+        #[arg(long = "proto", value_name = "PROTO", value_delimiter = ',', default_value = "seed",
+              value_parser = |s: &str| s.parse::<Proto>().map_err(|e| e.to_string()))]
+        protos: Vec<Proto>,
         /// Also start a service and hold this many idle links open to it, each after a
         /// handshake and a ping; report the service's memory (0 to 100000; 0: no service).
         #[arg(long, default_value_t = 0,
@@ -457,8 +463,11 @@ fn run(cli: Cli) -> Result<(), String> {
             count,
             rounds,
             modes,
+            protos,
             links,
-        } => bench(&sizes, count, rounds, &modes, links).map_err(|e| format!("bench: {e}")),
+        } => {
+            bench(&sizes, count, rounds, &modes, &protos, links).map_err(|e| format!("bench: {e}"))
+        }
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
             filter(&keys, &mut rng)
         }
@@ -472,42 +481,53 @@ fn bench(
     count: Option<u64>,
     rounds: usize,
     modes: &[StreamMode],
+    protos: &[Proto],
     links: usize,
 ) -> io::Result<()> {
-    use h2msg_std::bench::{ChildService, default_count, measure, open_idle_links};
+    use h2msg_std::bench::{ChildService, default_count_for, measure_as, open_idle_links};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    if !sizes.is_empty() {
+    for (table, &proto) in protos.iter().enumerate() {
+        if sizes.is_empty() {
+            break;
+        }
+        if table > 0 {
+            println!();
+        }
+        let revision = match proto {
+            Proto::Seed => "",
+            Proto::Dmsg => "DMSG (64-byte headers; seed mode: no handshake, as .none), ",
+        };
         println!(
-            "loopback TCP, one direction, median of {rounds} runs; raw = a plain TCP copy of \
-             the same bytes"
+            "loopback TCP, one direction, {revision}median of {rounds} runs; raw = a plain TCP \
+             copy of the same bytes"
         );
         println!(
             "{:>4} {:>7} {:>9} {:>13} {:>11} {:>11} {:>7}",
             "mode", "aux B", "messages", "h2msg msg/s", "h2msg MB/s", "raw MB/s", "ratio"
         );
-    }
-    for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
-        let n = count.unwrap_or_else(|| default_count(aux_len));
-        // Both are bounded by the parser; saturating all the same, as a library caller
-        // reaches `measure` without it.
-        let progress = ProgressBar::new(n.saturating_mul(rounds.max(1) as u64));
-        if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
-            progress.set_style(style);
+        for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
+            let n = count.unwrap_or_else(|| default_count_for(proto, aux_len));
+            // Both are bounded by the parser; saturating all the same, as a library caller
+            // reaches `measure` without it.
+            let progress = ProgressBar::new(n.saturating_mul(rounds.max(1) as u64));
+            if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
+                progress.set_style(style);
+            }
+            progress.set_message(format!("{proto} {mode} aux {aux_len} B"));
+            let row = measure_as(proto, aux_len, n, mode, rounds, &progress)?;
+            progress.finish_and_clear();
+            println!(
+                "{:>4} {:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
+                mode.name(),
+                aux_len,
+                n,
+                row.h2msg.messages_per_sec() / 1e6,
+                row.h2msg.megabytes_per_sec(),
+                row.raw.megabytes_per_sec(),
+                row.ratio()
+            );
         }
-        progress.set_message(format!("{mode} aux {aux_len} B"));
-        let row = measure(aux_len, n, mode, rounds, &progress)?;
-        progress.finish_and_clear();
-        println!(
-            "{:>4} {:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
-            mode.name(),
-            aux_len,
-            n,
-            row.h2msg.messages_per_sec() / 1e6,
-            row.h2msg.megabytes_per_sec(),
-            row.raw.megabytes_per_sec(),
-            row.ratio()
-        );
     }
     if links > 0 {
         let exe = std::env::current_exe()?;
