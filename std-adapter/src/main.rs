@@ -277,7 +277,7 @@ enum Command {
         /// each, in the same run.
         #[arg(long = "proto", value_name = "PROTO", value_delimiter = ',', default_value = "seed",
               value_parser = |s: &str| s.parse::<Proto>().map_err(|e| e.to_string()))]
-        protos: Vec<Proto>,
+        proto: Vec<Proto>,
         /// Also start a service and hold this many idle links open to it, each after a
         /// handshake and a ping; report the service's memory (0 to 100000; 0: no service).
         #[arg(long, default_value_t = 0,
@@ -463,11 +463,9 @@ fn run(cli: Cli) -> Result<(), String> {
             count,
             rounds,
             modes,
-            protos,
+            proto,
             links,
-        } => {
-            bench(&sizes, count, rounds, &modes, &protos, links).map_err(|e| format!("bench: {e}"))
-        }
+        } => bench(&sizes, count, rounds, &modes, &proto, links).map_err(|e| format!("bench: {e}")),
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
             filter(&keys, &mut rng)
         }
