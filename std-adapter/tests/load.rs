@@ -123,7 +123,9 @@ fn the_bench_command_prints_a_table_per_revision() {
             assert_eq!(fields[..3], ["seed", aux, "2000"], "{line}");
             assert_eq!(fields[4], "M", "{line}");
             let figures: Vec<f64> = [3, 5, 6, 7].map(|i| fields[i].parse().unwrap()).into();
-            assert!(figures.iter().all(|&f| f > 0.0), "{line}");
+            // The ratio is printed to two places: a debug build's can show 0.00.
+            assert!(figures[..3].iter().all(|&f| f > 0.0), "{line}");
+            assert!(figures[3] >= 0.0, "{line}");
         }
     }
 }
