@@ -15,18 +15,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::ioq::TxError;
-use h2msg::wire::limits::{BASE_HEADER_LEN, MSGAUX_MAX, pad_len};
-use h2msg::wire::{Cmd, MsgHeader, WireOrder};
-use h2msg::{Event, SendError};
+use h2msg::wire::limits::{BASE_HEADER_LEN, DMSG_BASE_HEADER_LEN, MSGAUX_MAX, pad_len};
+use h2msg::wire::{Cmd, MsgHeader, WireOrder, dmsg_padded_len};
+use h2msg::{Config, DmsgEvent, Event, SendError};
 use h2msg::{Handshake, KeyMode, LinkSetup, Liveness, NoRsa, RsaKeys};
 use h2msg::{ModeChoice, StreamMode};
 use indicatif::ProgressBar;
 
-use crate::blocking::{Duplex, Link, drive_handshake, now};
+use crate::blocking::{DmsgLink, Duplex, Link, drive_handshake, now, std_dmsg_iocom};
 use crate::client::connect;
 use crate::keys::KeyDir;
 use crate::link::shell_connection;
 use crate::other;
+use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
 
 /// Parses a stream mode name for the bench (`seed`, `cbc` or `gcm`).
@@ -54,31 +55,68 @@ pub const fn wire_len(aux_len: usize) -> usize {
         .saturating_add(pad_len(aux_len))
 }
 
+/// Wire bytes one DMSG message with `aux_len` bytes of aux data takes: the 64-byte
+/// header and the aux padded to 64 (dmsg.md 2.1); `usize::MAX` for a size no message can
+/// have.
+#[must_use]
+pub const fn dmsg_wire_len(aux_len: usize) -> usize {
+    if aux_len > MSGAUX_MAX {
+        return usize::MAX;
+    }
+    DMSG_BASE_HEADER_LEN + dmsg_padded_len(aux_len)
+}
+
+/// Wire bytes one message of `proto` with `aux_len` aux bytes takes.
+#[must_use]
+pub const fn wire_len_for(proto: Proto, aux_len: usize) -> usize {
+    match proto {
+        Proto::Seed => wire_len(aux_len),
+        Proto::Dmsg => dmsg_wire_len(aux_len),
+    }
+}
+
 /// Wire bytes of `count` messages of `aux_len` aux bytes, checked before a transfer
 /// allocates anything.
 ///
 /// # Errors
 /// `InvalidInput` for an aux size past the protocol's largest, or a total past `u64`.
 pub fn transfer_bytes(aux_len: usize, count: u64) -> io::Result<u64> {
+    transfer_bytes_for(Proto::Seed, aux_len, count)
+}
+
+/// [`transfer_bytes`] for messages of `proto`. The bench keeps to the seed era's largest
+/// aux (64 KiB) for both revisions, so that they compare on the same sizes.
+///
+/// # Errors
+/// As [`transfer_bytes`].
+pub fn transfer_bytes_for(proto: Proto, aux_len: usize, count: u64) -> io::Result<u64> {
     if aux_len > MSGAUX_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("aux size {aux_len}: at most {MSGAUX_MAX} bytes"),
         ));
     }
-    count.checked_mul(wire_len(aux_len) as u64).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{count} messages of {aux_len} bytes are too many bytes to count"),
-        )
-    })
+    count
+        .checked_mul(wire_len_for(proto, aux_len) as u64)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{count} messages of {aux_len} bytes are too many bytes to count"),
+            )
+        })
 }
 
 /// Messages per run when `--count` is not given: about 256 MiB of wire bytes, at most
 /// 4 million messages.
 #[must_use]
 pub const fn default_count(aux_len: usize) -> u64 {
-    let n = (256 << 20) / wire_len(aux_len) as u64;
+    default_count_for(Proto::Seed, aux_len)
+}
+
+/// [`default_count`] for messages of `proto`.
+#[must_use]
+pub const fn default_count_for(proto: Proto, aux_len: usize) -> u64 {
+    let n = (256 << 20) / wire_len_for(proto, aux_len) as u64;
     if n == 0 {
         1
     } else if n > 4_000_000 {
@@ -214,11 +252,26 @@ fn bench_link(
     key: Option<&rsa::PrivateKey>,
     choice: ModeChoice,
 ) -> io::Result<Link<TcpStream>> {
+    let (s, setup) = bench_setup(s, key, choice, Proto::Seed)?;
+    let io = shell_connection(setup, Liveness::default()).map_err(other)?;
+    Ok(Link::new(s, io))
+}
+
+/// The handshake of one end of a bench link of `proto` (RSA with `key`, else in the
+/// clear) and the negotiated setup. A DMSG link without a key exchanges nothing, as
+/// between `.none` peers (dmsg.md 1.2).
+fn bench_setup(
+    s: TcpStream,
+    key: Option<&rsa::PrivateKey>,
+    choice: ModeChoice,
+    proto: Proto,
+) -> io::Result<(Duplex<TcpStream>, LinkSetup)> {
     let flags = choice.handshake_flags();
     let mut s = Duplex::new(s)?;
     let deadline = Some(now() + Duration::from_secs(10));
-    let session = match key {
-        Some(key) => {
+    let session = match (key, proto) {
+        (None, Proto::Dmsg) => return Ok((s, LinkSetup::plaintext())),
+        (Some(key), _) => {
             let keys =
                 RsaKeys::new(key.clone(), key.to_public_key(), getrandom::SysRng).map_err(other)?;
             let hs = Handshake::with_flags(
@@ -231,7 +284,7 @@ fn bench_link(
             .map_err(other)?;
             drive_handshake(&mut s, hs).map_err(other)?
         }
-        None => {
+        (None, Proto::Seed) => {
             let hs = Handshake::new(
                 KeyMode::<NoRsa>::Plaintext,
                 &mut getrandom::SysRng,
@@ -243,8 +296,95 @@ fn bench_link(
         }
     };
     let setup = LinkSetup::negotiate(session, choice).map_err(other)?;
-    let io = shell_connection(setup, Liveness::default()).map_err(other)?;
-    Ok(Link::new(s, io))
+    Ok((s, setup))
+}
+
+/// One end of a DMSG bench link: [`bench_setup`], then a DMSG connection that takes
+/// `DBG_SHELL`.
+fn dmsg_bench_link(
+    s: TcpStream,
+    key: Option<&rsa::PrivateKey>,
+    choice: ModeChoice,
+) -> io::Result<DmsgLink<TcpStream>> {
+    let (s, setup) = bench_setup(s, key, choice, Proto::Dmsg)?;
+    let mut io = std_dmsg_iocom(setup, 0, Config::default()).map_err(other)?;
+    io.accept(Cmd::DBG_SHELL).map_err(other)?;
+    Ok(DmsgLink::new(s, io))
+}
+
+/// [`h2msg_transfer`] over DMSG (dmsg.md 2): `count` one-way `DBG_SHELL` messages of
+/// `aux_len` aux bytes from one DMSG connection to another over loopback TCP. In `seed`
+/// mode nothing is exchanged first, as between `.none` peers; `cbc` and `gcm` are keyed
+/// by an RSA handshake (not timed), as between two h2msg nodes.
+///
+/// # Errors
+/// Any transport or protocol failure, or a receiver that saw the wrong messages.
+pub fn dmsg_transfer(
+    aux_len: usize,
+    count: u64,
+    mode: StreamMode,
+    progress: &ProgressBar,
+) -> io::Result<Transfer> {
+    transfer_bytes_for(Proto::Dmsg, aux_len, count)?;
+    let (a, b) = loopback_pair()?;
+    let choice = match mode {
+        StreamMode::Seed => ModeChoice::Seed,
+        StreamMode::Cbc => ModeChoice::Cbc,
+        StreamMode::Gcm => ModeChoice::Gcm,
+    };
+    let key = match mode {
+        StreamMode::Seed => None,
+        _ => Some(bench_key()?),
+    };
+    let peer_key = key.clone();
+    let peer = thread::spawn(move || dmsg_bench_link(b, peer_key.as_ref(), choice));
+    let mut link = dmsg_bench_link(a, key.as_ref(), choice)?;
+    let mut receiving = peer
+        .join()
+        .map_err(|_| other("handshake thread panicked"))??;
+
+    let receiver = thread::spawn(move || -> io::Result<(Instant, u64, u64)> {
+        let (mut received, mut wire_bytes) = (0u64, 0u64);
+        let mut done = None;
+        while let Some(len) = receiving.next_event(|e| match e {
+            DmsgEvent::Message { msg, .. } => Some(msg.wire_len() as u64),
+            _ => None,
+        })? {
+            if let Some(len) = len {
+                received += 1;
+                wire_bytes += len;
+                if received == count {
+                    done = Some(Instant::now());
+                }
+            }
+        }
+        Ok((done.unwrap_or_else(Instant::now), received, wire_bytes))
+    });
+
+    let aux = vec![0x5Au8; aux_len];
+    let start = Instant::now();
+    for sent in 0..count {
+        loop {
+            match link.io().send_one_way(Cmd::DBG_SHELL, &[], &aux) {
+                Ok(_) => break,
+                Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
+                Err(e) => return Err(other(e)),
+            }
+        }
+        if sent % 4096 == 0 {
+            progress.inc(4096.min(count - sent));
+        }
+    }
+    link.flush()?;
+    drop(link); // the clean close ends the receiver's loop
+    let (done, received, wire_bytes) = receiver
+        .join()
+        .map_err(|_| other("receiver thread panicked"))??;
+    Ok(Transfer {
+        messages: received,
+        wire_bytes,
+        elapsed: done.duration_since(start),
+    })
 }
 
 /// Copies as many bytes as `count` messages of `aux_len` take on the wire through a plain
@@ -253,8 +393,16 @@ fn bench_link(
 /// # Errors
 /// The transport's error.
 pub fn raw_transfer(aux_len: usize, count: u64) -> io::Result<Transfer> {
+    raw_transfer_of(transfer_bytes(aux_len, count)?, count)
+}
+
+/// Copies `total` bytes (the wire bytes of `count` messages) through a plain loopback TCP
+/// connection, as [`raw_transfer`] does.
+///
+/// # Errors
+/// The transport's error.
+pub fn raw_transfer_of(total: u64, count: u64) -> io::Result<Transfer> {
     let (mut a, mut b) = loopback_pair()?;
-    let total = transfer_bytes(aux_len, count)?;
     let receiver = thread::spawn(move || -> io::Result<(Instant, u64)> {
         let mut buf = vec![0u8; 64 << 10];
         let (mut got, mut last) = (0u64, Instant::now());
@@ -323,11 +471,30 @@ pub fn measure(
     rounds: usize,
     progress: &ProgressBar,
 ) -> io::Result<Row> {
+    measure_as(Proto::Seed, aux_len, count, mode, rounds, progress)
+}
+
+/// [`measure`] with messages of `proto`; the raw copy moves the same bytes as that
+/// revision's messages take.
+///
+/// # Errors
+/// Any failing run.
+pub fn measure_as(
+    proto: Proto,
+    aux_len: usize,
+    count: u64,
+    mode: StreamMode,
+    rounds: usize,
+    progress: &ProgressBar,
+) -> io::Result<Row> {
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
-    let expected = transfer_bytes(aux_len, count)?;
+    let expected = transfer_bytes_for(proto, aux_len, count)?;
     for _ in 0..rounds.max(1) {
-        let t = h2msg_transfer(aux_len, count, mode, progress)?;
-        let r = raw_transfer(aux_len, count)?;
+        let t = match proto {
+            Proto::Seed => h2msg_transfer(aux_len, count, mode, progress)?,
+            Proto::Dmsg => dmsg_transfer(aux_len, count, mode, progress)?,
+        };
+        let r = raw_transfer_of(expected, count)?;
         if (t.messages, t.wire_bytes, r.wire_bytes) != (count, expected, expected) {
             return Err(other(format!(
                 "sent {count} messages ({expected} bytes); received {} ({} bytes), raw {} bytes",
@@ -496,5 +663,31 @@ mod tests {
         }
         let raw = raw_transfer(100, 300).unwrap();
         assert_eq!(raw.wire_bytes, 300 * 160);
+    }
+
+    #[test]
+    fn dmsg_wire_lengths_follow_the_64_byte_alignment() {
+        assert_eq!(dmsg_wire_len(0), 64);
+        assert_eq!(dmsg_wire_len(1), 128);
+        assert_eq!(dmsg_wire_len(64), 128);
+        assert_eq!(dmsg_wire_len(1024), 64 + 1024);
+        assert_eq!(dmsg_wire_len(65536), 64 + 65536);
+        assert_eq!(dmsg_wire_len(65537), usize::MAX);
+        assert_eq!(default_count_for(Proto::Dmsg, 0), 4_000_000);
+        assert_eq!(transfer_bytes_for(Proto::Dmsg, 100, 3).unwrap(), 3 * 192);
+    }
+
+    #[test]
+    fn a_small_dmsg_transfer_delivers_every_message_and_byte() {
+        let progress = ProgressBar::hidden();
+        for mode in [StreamMode::Seed, StreamMode::Gcm] {
+            for (aux_len, count) in [(0, 300), (100, 300), (65536, 20)] {
+                let t = dmsg_transfer(aux_len, count, mode, &progress).unwrap();
+                assert_eq!(t.messages, count, "{mode:?} {aux_len}");
+                assert_eq!(t.wire_bytes, count * dmsg_wire_len(aux_len) as u64);
+            }
+        }
+        let row = measure_as(Proto::Dmsg, 1024, 200, StreamMode::Seed, 1, &progress).unwrap();
+        assert_eq!(row.raw.wire_bytes, 200 * 1088);
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use h2msg::wire::limits::MSGAUX_MAX;
 use h2msg::{Liveness, ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
+use h2msg_std::proto::Proto;
 use h2msg_std::raw_filter;
 use h2msg_std::service::{ServiceConfig, run_service};
 use h2msg_std::transport::Endpoint;
@@ -237,6 +238,9 @@ enum Command {
         count: u32,
         #[command(flatten)]
         mode: ModeArg,
+        /// With dmsg: one-way pings answered one-way (a `.none` peer only, no handshake).
+        #[command(flatten)]
+        proto: ProtoArg,
     },
     /// Decode a captured byte stream of messages, one line per message.
     Dump {
@@ -248,6 +252,12 @@ enum Command {
         /// The capture starts with the 512 handshake bytes: skip them.
         #[arg(long)]
         skip_handshake: bool,
+        /// Revision of the capture: seed (32-byte headers), dmsg (64-byte headers), or
+        /// auto: whichever one's first header checks out (seed icrc1, DMSG hdr_crc);
+        /// refused when both or neither do.
+        #[arg(long = "proto", value_name = "PROTO", default_value = "seed",
+              value_parser = |s: &str| s.parse::<h2msg_std::dump::DumpProto>().map_err(|e| e.to_string()))]
+        proto: h2msg_std::dump::DumpProto,
     },
     /// Loopback throughput per aux size next to a plain TCP copy; service memory per link.
     Bench {
@@ -266,6 +276,12 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "seed",
               value_parser = h2msg_std::bench::parse_mode)]
         modes: Vec<StreamMode>,
+        /// Protocol revisions to measure, comma-separated: seed (32-byte headers), dmsg
+        /// (64-byte headers; in seed mode no handshake, as between .none peers). One table
+        /// each, in the same run.
+        #[arg(long = "proto", value_name = "PROTO", value_delimiter = ',', default_value = "seed",
+              value_parser = |s: &str| s.parse::<Proto>().map_err(|e| e.to_string()))]
+        proto: Vec<Proto>,
         /// Also start a service and hold this many idle links open to it, each after a
         /// handshake and a ping; report the service's memory (0 to 100000; 0: no service).
         #[arg(long, default_value_t = 0,
@@ -346,13 +362,27 @@ fn run(cli: Cli) -> Result<(), String> {
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),
-        Command::Ping { host, count, mode } => {
-            let replies = h2msg_std::client::ping(
-                &Endpoint::parse(Some(&host)),
-                &KeyDir::new(cli.keydir),
-                mode.choice,
-                count,
-            )
+        Command::Ping {
+            host,
+            count,
+            mode,
+            proto,
+        } => {
+            let endpoint = Endpoint::parse(Some(&host));
+            let keys = KeyDir::new(cli.keydir);
+            let replies = match (proto.proto, mode.choice) {
+                (Proto::Seed, choice) => h2msg_std::client::ping(&endpoint, &keys, choice, count),
+                (Proto::Dmsg, ModeChoice::Auto | ModeChoice::Seed) => {
+                    h2msg_std::client::ping_dmsg(&endpoint, &keys, count)
+                }
+                (Proto::Dmsg, choice) => {
+                    return Err(format!(
+                        "ping: --mode {} needs a negotiated stream; a DMSG .none link is \
+                         plaintext (use --proto seed)",
+                        choice
+                    ));
+                }
+            }
             .map_err(|e| format!("ping: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             for (i, r) in replies.iter().enumerate() {
@@ -378,6 +408,7 @@ fn run(cli: Cli) -> Result<(), String> {
             file,
             json,
             skip_handshake,
+            proto,
         } => {
             let (mut input, name): (Box<dyn io::Read>, String) = match file.as_deref() {
                 Some(path) if path.as_os_str() != "-" => (
@@ -389,14 +420,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 ),
                 _ => (Box::new(io::stdin().lock()), "standard input".to_string()),
             };
-            let end = h2msg_std::dump::dump_stream(
+            let dumped = h2msg_std::dump::dump_as(
+                proto,
                 &mut input,
                 skip_handshake,
                 json,
                 &mut io::stdout().lock(),
             )
             .map_err(|e| format!("dump {name}: {e}"))?;
-            match end {
+            if let (h2msg_std::dump::DumpProto::Auto, Some(found)) = (proto, dumped.proto) {
+                log::info!("dump {name}: decoded as {found}");
+            }
+            match dumped.end {
                 h2msg_std::dump::DumpEnd::Clean { .. } => Ok(()),
                 h2msg_std::dump::DumpEnd::Damaged { failure, .. } => Err(format!(
                     "damaged frame at offset {}: {}",
@@ -436,8 +471,9 @@ fn run(cli: Cli) -> Result<(), String> {
             count,
             rounds,
             modes,
+            proto,
             links,
-        } => bench(&sizes, count, rounds, &modes, links).map_err(|e| format!("bench: {e}")),
+        } => bench(&sizes, count, rounds, &modes, &proto, links).map_err(|e| format!("bench: {e}")),
         Command::Rsaenc { keys } | Command::Rsadec { keys } if !keys.is_empty() => {
             filter(&keys, &mut rng)
         }
@@ -451,42 +487,53 @@ fn bench(
     count: Option<u64>,
     rounds: usize,
     modes: &[StreamMode],
+    protos: &[Proto],
     links: usize,
 ) -> io::Result<()> {
-    use h2msg_std::bench::{ChildService, default_count, measure, open_idle_links};
+    use h2msg_std::bench::{ChildService, default_count_for, measure_as, open_idle_links};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    if !sizes.is_empty() {
+    for (table, &proto) in protos.iter().enumerate() {
+        if sizes.is_empty() {
+            break;
+        }
+        if table > 0 {
+            println!();
+        }
+        let revision = match proto {
+            Proto::Seed => "",
+            Proto::Dmsg => "DMSG (64-byte headers; seed mode: no handshake, as .none), ",
+        };
         println!(
-            "loopback TCP, one direction, median of {rounds} runs; raw = a plain TCP copy of \
-             the same bytes"
+            "loopback TCP, one direction, {revision}median of {rounds} runs; raw = a plain TCP \
+             copy of the same bytes"
         );
         println!(
             "{:>4} {:>7} {:>9} {:>13} {:>11} {:>11} {:>7}",
             "mode", "aux B", "messages", "h2msg msg/s", "h2msg MB/s", "raw MB/s", "ratio"
         );
-    }
-    for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
-        let n = count.unwrap_or_else(|| default_count(aux_len));
-        // Both are bounded by the parser; saturating all the same, as a library caller
-        // reaches `measure` without it.
-        let progress = ProgressBar::new(n.saturating_mul(rounds.max(1) as u64));
-        if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
-            progress.set_style(style);
+        for (&mode, &aux_len) in modes.iter().flat_map(|m| sizes.iter().map(move |s| (m, s))) {
+            let n = count.unwrap_or_else(|| default_count_for(proto, aux_len));
+            // Both are bounded by the parser; saturating all the same, as a library caller
+            // reaches `measure` without it.
+            let progress = ProgressBar::new(n.saturating_mul(rounds.max(1) as u64));
+            if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {percent:>3}%") {
+                progress.set_style(style);
+            }
+            progress.set_message(format!("{proto} {mode} aux {aux_len} B"));
+            let row = measure_as(proto, aux_len, n, mode, rounds, &progress)?;
+            progress.finish_and_clear();
+            println!(
+                "{:>4} {:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
+                mode.name(),
+                aux_len,
+                n,
+                row.h2msg.messages_per_sec() / 1e6,
+                row.h2msg.megabytes_per_sec(),
+                row.raw.megabytes_per_sec(),
+                row.ratio()
+            );
         }
-        progress.set_message(format!("{mode} aux {aux_len} B"));
-        let row = measure(aux_len, n, mode, rounds, &progress)?;
-        progress.finish_and_clear();
-        println!(
-            "{:>4} {:>7} {:>9} {:>11.2} M {:>11.1} {:>11.1} {:>7.2}",
-            mode.name(),
-            aux_len,
-            n,
-            row.h2msg.messages_per_sec() / 1e6,
-            row.h2msg.megabytes_per_sec(),
-            row.raw.megabytes_per_sec(),
-            row.ratio()
-        );
     }
     if links > 0 {
         let exe = std::env::current_exe()?;

@@ -93,3 +93,39 @@ fn the_bench_command_prints_its_table() {
         "{text}"
     );
 }
+
+/// `--proto seed,dmsg`: one table per revision in the same run, each in the seed table's
+/// format; the DMSG one says so in its title.
+#[test]
+fn the_bench_command_prints_a_table_per_revision() {
+    let text = h2msg_ok(&[
+        "bench",
+        "--proto",
+        "seed,dmsg",
+        "--sizes",
+        "0,1024",
+        "--count",
+        "2000",
+        "--rounds",
+        "1",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines[4], "", "{text}");
+    for (table, dmsg) in [(&lines[..4], false), (&lines[5..], true)] {
+        assert_eq!(table[0].contains("DMSG (64-byte headers"), dmsg, "{text}");
+        assert!(table[1].split_whitespace().eq([
+            "mode", "aux", "B", "messages", "h2msg", "msg/s", "h2msg", "MB/s", "raw", "MB/s",
+            "ratio"
+        ]));
+        for (line, aux) in table[2..].iter().zip(["0", "1024"]) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields[..3], ["seed", aux, "2000"], "{line}");
+            assert_eq!(fields[4], "M", "{line}");
+            let figures: Vec<f64> = [3, 5, 6, 7].map(|i| fields[i].parse().unwrap()).into();
+            // The ratio is printed to two places: a debug build's can show 0.00.
+            assert!(figures[..3].iter().all(|&f| f > 0.0), "{line}");
+            assert!(figures[3] >= 0.0, "{line}");
+        }
+    }
+}
