@@ -27,6 +27,20 @@ pub struct ShellAnswer {
     /// Send a one-way `LNK_PING` on this link after the lines (`ping`); its reply prints
     /// [`PING_REPLY`].
     pub ping: bool,
+    /// `span <host>`: start an outgoing link to this host, then print [`span_line`] of
+    /// how that went (the only output; `lines` is empty then).
+    pub span: Option<String>,
+}
+
+/// What `span <host>` prints: `Connected to <host>` once the outgoing link to `host` is
+/// set up, `Connection to <host> failed` if it is not.
+#[must_use]
+pub fn span_line(host: &str, connected: bool) -> String {
+    if connected {
+        format!("Connected to {host}\n")
+    } else {
+        format!("Connection to {host} failed\n")
+    }
 }
 
 /// What the shell prints, without a prompt, when the reply to its `ping` arrives.
@@ -35,7 +49,8 @@ pub const PING_REPLY: &str = "ping reply\n";
 /// The answer to one received `DBG_SHELL` aux (`None`: the message had no aux). Only
 /// the text up to the first NUL counts, as a receiver forces the last aux byte to NUL
 /// (dmsg.md 2.5); the first word, split on spaces and tabs, selects the command. `tree`
-/// prints `spans`. `span <host>` always fails: h2msg starts no outgoing spans yet.
+/// prints `spans`. `span <host>` asks the caller to connect ([`ShellAnswer::span`]);
+/// without a host it fails at once, naming an empty host.
 #[must_use]
 pub fn answer(aux: Option<&[u8]>, spans: &SpanTree) -> ShellAnswer {
     let line = aux.map_or(&[][..], h2msg::wire::until_nul);
@@ -45,19 +60,29 @@ pub fn answer(aux: Option<&[u8]>, spans: &SpanTree) -> ShellAnswer {
         None => Vec::new(),
         Some("help" | "?") => HELP.iter().map(|l| (*l).to_string()).collect(),
         Some("tree") => spans.dump(),
-        Some("span") => vec![format!(
-            "Connection to {} failed\n",
-            words.next().unwrap_or_default()
-        )],
+        Some("span") => match words.next() {
+            Some(host) => {
+                return ShellAnswer {
+                    span: Some(host.to_string()),
+                    ..ShellAnswer::default()
+                };
+            }
+            None => vec![span_line("", false)],
+        },
         Some("ping") => {
             return ShellAnswer {
                 lines: vec!["sending ping\n".to_string()],
                 ping: true,
+                span: None,
             };
         }
         Some(word) => vec![format!("Unrecognized command: {word}\n")],
     };
-    ShellAnswer { lines, ping: false }
+    ShellAnswer {
+        lines,
+        ping: false,
+        span: None,
+    }
 }
 
 /// One received span, as `tree` needs it.
@@ -222,10 +247,21 @@ mod tests {
             lines(&answer(Some(b"\tfoo  bar\0"), &none)),
             ["Unrecognized command: foo\n"]
         );
+        // `span <host>` leaves the connecting to the service, which prints one of two
+        // lines; without a host it fails at once.
+        let span = answer(Some(b"span\t10.0.0.9:1234 extra\0"), &none);
+        assert_eq!(span.span.as_deref(), Some("10.0.0.9:1234"));
+        assert!(span.lines.is_empty() && !span.ping);
+        assert_eq!(span_line("10.0.0.9", true), "Connected to 10.0.0.9\n");
         assert_eq!(
-            lines(&answer(Some(b"span 10.0.0.9\0"), &none)),
-            ["Connection to 10.0.0.9 failed\n"]
+            span_line("10.0.0.9", false),
+            "Connection to 10.0.0.9 failed\n"
         );
+        assert_eq!(
+            lines(&answer(Some(b"span \0"), &none)),
+            ["Connection to  failed\n"]
+        );
+        assert_eq!(answer(Some(b"span\0"), &none).span, None);
         // An empty line, blanks only, no aux, or text after a NUL only: just the prompt.
         for empty in [
             Some(&b""[..]),

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ struct LinkEntry {
 struct Links {
     /// Links admitted so far; the last one's id.
     next_id: u64,
+    /// The service is stopping: no more links are admitted.
+    closed: bool,
     refused: u64,
     by_id: BTreeMap<u64, LinkEntry>,
 }
@@ -144,6 +147,8 @@ pub enum Refusal {
     /// No second handle on the socket could be made (out of descriptors): a link the
     /// service could not shut down would hold its shutdown up.
     NoHandle,
+    /// The service is shutting its links down.
+    Stopping,
 }
 
 impl std::fmt::Display for Refusal {
@@ -152,6 +157,7 @@ impl std::fmt::Display for Refusal {
             Self::Full => "the service serves its maximum of links",
             Self::PeerHandshaking => "this address has its maximum of handshakes under way",
             Self::NoHandle => "out of file descriptors",
+            Self::Stopping => "the service is stopping",
         })
     }
 }
@@ -196,7 +202,9 @@ impl LinkRegistry {
                 .filter(|e| e.terms.is_none() && e.ip == ip)
                 .count()
         };
-        let admitted = if links.by_id.len() >= self.max_links {
+        let admitted = if links.closed {
+            Err(Refusal::Stopping)
+        } else if links.by_id.len() >= self.max_links {
             Err(Refusal::Full)
         } else if handshaking() >= self.handshakes_per_peer {
             Err(Refusal::PeerHandshaking)
@@ -243,9 +251,12 @@ impl LinkRegistry {
         self.len() == 0
     }
 
-    /// Shuts every link's socket down: each link thread wakes to end of input.
+    /// Shuts every link's socket down: each link thread wakes to end of input. No link is
+    /// admitted after this.
     pub fn shut_down_all(&self) {
-        for entry in self.lock().by_id.values() {
+        let mut links = self.lock();
+        links.closed = true;
+        for entry in links.by_id.values() {
             entry.socket.shutdown();
         }
     }
@@ -502,75 +513,238 @@ fn send_one_way(link: &mut DmsgLink<Stream>, cmd: Cmd, aux: &[u8]) -> Result<(),
     }
 }
 
-/// Serves one admitted DMSG connection (`--proto dmsg`) until the peer goes away: our
-/// `LNK_CONN` first, then the debug shell of dmsg.md 6.4; the spans the peer opens are
-/// kept in `spans` for `tree` while they and the link last. The link is numbered in
-/// `tree` (`via`) by its slot, as `status` numbers seed links.
-///
-/// # Errors
-/// [`LinkError`].
-pub fn serve_dmsg(
-    stream: Stream,
-    keys: &KeyDir,
-    slot: &LinkSlot,
-    handshake_timeout: Duration,
-    choice: ModeChoice,
-    liveness: Liveness,
-    spans: &SpanRegistry,
-) -> Result<(), LinkError> {
-    let (mut link, terms) = open_dmsg_link(stream, keys, handshake_timeout, choice, liveness)?;
-    slot.up(terms, Proto::Dmsg);
-    let _forget = ForgetSpans {
-        spans,
-        via: slot.id,
-    };
-    link.io()
-        .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
-        .map_err(LinkError::Send)?;
-    // Our shell pings not yet answered: only their replies print (the keepalive's do not).
-    let mut pings_out = 0u32;
-    let mut counters = Publisher::default();
-    loop {
-        let waited = link.next_event_until(counters.deadline(), DmsgInput::of)?;
-        counters.update(slot, link.io().stats());
-        let input = match waited {
-            Waited::Event(input) => input,
-            Waited::Elapsed => continue,
-            Waited::Closed => break,
-        };
-        match input {
-            DmsgInput::Shell(aux) => {
-                debug!(
-                    "link {}: shell {:?}",
-                    slot.id,
-                    aux.as_deref().map(String::from_utf8_lossy)
-                );
-                let answer = dmsg_shell::answer(aux.as_deref(), &spans.lock());
-                for line in &answer.lines {
-                    send_shell_text(&mut link, line)?;
-                }
-                if answer.ping {
-                    send_one_way(&mut link, Cmd::LNK_PING, &[])?;
-                    pings_out = pings_out.saturating_add(1);
-                }
-                send_shell_text(&mut link, dmsg_shell::PROMPT)?;
+/// The threads of a service's links, joined when it stops.
+#[derive(Debug, Default)]
+struct Workers(Mutex<Vec<thread::JoinHandle<()>>>);
+
+impl Workers {
+    fn lock(&self) -> MutexGuard<'_, Vec<thread::JoinHandle<()>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` in a new thread called `name`, joined by [`join_all`](Self::join_all).
+    fn spawn(&self, name: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        let worker = thread::Builder::new().name(name).spawn(work)?;
+        let mut workers = self.lock();
+        workers.retain(|w| !w.is_finished());
+        workers.push(worker);
+        Ok(())
+    }
+
+    /// Joins every thread, also those started meanwhile by the ones joined.
+    fn join_all(&self) {
+        loop {
+            let workers = std::mem::take(&mut *self.lock());
+            if workers.is_empty() {
+                return;
             }
-            DmsgInput::PingReply if pings_out > 0 => {
-                pings_out -= 1;
-                send_shell_text(&mut link, dmsg_shell::PING_REPLY)?;
+            for worker in workers {
+                let _ = worker.join();
             }
-            DmsgInput::SpanUp(msgid, span, order) => {
-                spans.lock().insert(slot.id, msgid, &span, order);
-            }
-            DmsgInput::SpanDown(msgid) => spans.lock().remove(slot.id, msgid),
-            DmsgInput::Refuse(key) => {
-                // Best effort: a transaction closed by then needs nothing more.
-                let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
-            }
-            DmsgInput::PingReply | DmsgInput::Other => {}
         }
     }
-    Ok(())
+}
+
+/// What a service's links share: the settings each runs with, the registries of links
+/// and spans, and their threads. Accepted links and the outgoing ones `span` starts are
+/// served alike from it.
+#[derive(Debug)]
+struct Node {
+    keys: KeyDir,
+    handshake_timeout: Duration,
+    mode: ModeChoice,
+    liveness: Liveness,
+    proto: Proto,
+    links: Arc<LinkRegistry>,
+    spans: SpanRegistry,
+    workers: Workers,
+}
+
+impl Node {
+    /// Serves the admitted connection `stream` until the peer goes away, and logs how the
+    /// link ended.
+    fn serve_accepted(self: &Arc<Self>, stream: Stream, slot: &LinkSlot) {
+        let peer = stream.peer_name();
+        let served = match self.proto {
+            Proto::Seed => serve(
+                stream,
+                &self.keys,
+                slot,
+                self.handshake_timeout,
+                self.mode,
+                self.liveness,
+            ),
+            Proto::Dmsg => self
+                .open_dmsg(stream, slot)
+                .and_then(|link| self.serve_dmsg(link, slot)),
+        };
+        log_end(slot, &peer, served);
+    }
+
+    /// The DMSG link setup over `stream` with the keys of the peer's address; `status`
+    /// shows its terms from now on.
+    fn open_dmsg(&self, stream: Stream, slot: &LinkSlot) -> Result<DmsgLink<Stream>, LinkError> {
+        let (link, terms) = open_dmsg_link(
+            stream,
+            &self.keys,
+            self.handshake_timeout,
+            self.mode,
+            self.liveness,
+        )?;
+        slot.up(terms, Proto::Dmsg);
+        Ok(link)
+    }
+
+    /// `span <host>` asked on link `asker`: starts an outgoing DMSG link to `host`
+    /// (`HOST` or `HOST:PORT`, port 987 by default) in its own thread, and says whether it
+    /// was set up — connected and through its handshake, each within the handshake
+    /// timeout. The asking link waits no longer than those two timeouts; a link set up
+    /// after that is closed. Once set up, the link is served as an accepted one is, and
+    /// not reconnected when it ends.
+    fn span(self: &Arc<Self>, asker: u64, host: &str) -> bool {
+        let endpoint = Endpoint::parse(Some(host));
+        // Zero capacity: a report the asker no longer waits for is never taken.
+        let (report, outcome) = mpsc::sync_channel(0);
+        let node = Arc::clone(self);
+        let started = self.workers.spawn(format!("span-{asker}"), move || {
+            node.connect_out(&endpoint, &report);
+        });
+        if let Err(e) = started {
+            warn!("link {asker}: span {host}: no thread: {e}");
+            return false;
+        }
+        match outcome.recv_timeout(self.handshake_timeout.saturating_mul(2)) {
+            Ok(Ok(id)) => {
+                info!("link {asker}: span {host}: link {id}");
+                true
+            }
+            Ok(Err(reason)) => {
+                warn!("link {asker}: span {host}: {reason}");
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                warn!("link {asker}: span {host}: not set up in time");
+                false
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                warn!("link {asker}: span {host}: gave no answer");
+                false
+            }
+        }
+    }
+
+    /// Connects to `endpoint`, admits and sets up the link, reports its number (or why it
+    /// failed) to `report`, and serves it.
+    fn connect_out(
+        self: &Arc<Self>,
+        endpoint: &Endpoint,
+        report: &SyncSender<Result<u64, String>>,
+    ) {
+        let set_up = endpoint
+            .connect_within(self.handshake_timeout)
+            .map_err(|e| e.to_string())
+            .and_then(|stream| {
+                let peer = stream.peer_name();
+                let slot = self
+                    .links
+                    .admit(&stream)
+                    .map_err(|refusal| format!("{peer}: refused: {refusal}"))?;
+                match self.open_dmsg(stream, &slot) {
+                    Ok(link) => Ok((link, slot, peer)),
+                    Err(e) => Err(format!("link {} ({peer}): {e}", slot.id)),
+                }
+            });
+        let (link, slot, peer) = match set_up {
+            Ok(set_up) => set_up,
+            Err(reason) => {
+                let _ = report.send(Err(reason));
+                return;
+            }
+        };
+        if report.send(Ok(slot.id)).is_err() {
+            warn!(
+                "link {} ({peer}): set up too late for its span: closed",
+                slot.id
+            );
+            return;
+        }
+        info!("link {} ({peer}): outgoing, to {endpoint}", slot.id);
+        log_end(&slot, &peer, self.serve_dmsg(link, &slot));
+    }
+
+    /// Serves a DMSG link (`--proto dmsg`), accepted or outgoing, until the peer goes
+    /// away: our `LNK_CONN` first, then the debug shell of dmsg.md 6.4; the spans the peer
+    /// opens are kept for `tree` while they and the link last. The link is numbered in
+    /// `tree` (`via`) by its slot, as `status` numbers seed links.
+    fn serve_dmsg(
+        self: &Arc<Self>,
+        mut link: DmsgLink<Stream>,
+        slot: &LinkSlot,
+    ) -> Result<(), LinkError> {
+        let spans = &self.spans;
+        let _forget = ForgetSpans {
+            spans,
+            via: slot.id,
+        };
+        link.io()
+            .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
+            .map_err(LinkError::Send)?;
+        // Our shell pings not yet answered: only their replies print (the keepalive's do not).
+        let mut pings_out = 0u32;
+        let mut counters = Publisher::default();
+        loop {
+            let waited = link.next_event_until(counters.deadline(), DmsgInput::of)?;
+            counters.update(slot, link.io().stats());
+            let input = match waited {
+                Waited::Event(input) => input,
+                Waited::Elapsed => continue,
+                Waited::Closed => break,
+            };
+            match input {
+                DmsgInput::Shell(aux) => {
+                    debug!(
+                        "link {}: shell {:?}",
+                        slot.id,
+                        aux.as_deref().map(String::from_utf8_lossy)
+                    );
+                    let mut answer = dmsg_shell::answer(aux.as_deref(), &spans.lock());
+                    if let Some(host) = &answer.span {
+                        answer.lines = vec![dmsg_shell::span_line(host, self.span(slot.id, host))];
+                    }
+                    for line in &answer.lines {
+                        send_shell_text(&mut link, line)?;
+                    }
+                    if answer.ping {
+                        send_one_way(&mut link, Cmd::LNK_PING, &[])?;
+                        pings_out = pings_out.saturating_add(1);
+                    }
+                    send_shell_text(&mut link, dmsg_shell::PROMPT)?;
+                }
+                DmsgInput::PingReply if pings_out > 0 => {
+                    pings_out -= 1;
+                    send_shell_text(&mut link, dmsg_shell::PING_REPLY)?;
+                }
+                DmsgInput::SpanUp(msgid, span, order) => {
+                    spans.lock().insert(slot.id, msgid, &span, order);
+                }
+                DmsgInput::SpanDown(msgid) => spans.lock().remove(slot.id, msgid),
+                DmsgInput::Refuse(key) => {
+                    // Best effort: a transaction closed by then needs nothing more.
+                    let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
+                }
+                DmsgInput::PingReply | DmsgInput::Other => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs how link `slot` to `peer` ended.
+fn log_end(slot: &LinkSlot, peer: &str, served: Result<(), LinkError>) {
+    match served {
+        Ok(()) => info!("link {} ({peer}): closed", slot.id),
+        Err(e) => warn!("link {} ({peer}): {e}", slot.id),
+    }
 }
 
 /// Most text one shell reply carries; longer answers (`status` of many links) go out as
@@ -691,9 +865,16 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         })
     };
 
-    let registry = LinkRegistry::new(max_links, config.handshakes_per_peer);
-    let spans = Arc::new(SpanRegistry::default());
-    let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
+    let node = Arc::new(Node {
+        keys: keys.clone(),
+        handshake_timeout: config.handshake_timeout,
+        mode: config.mode,
+        liveness: config.liveness,
+        proto: config.proto,
+        links: LinkRegistry::new(max_links, config.handshakes_per_peer),
+        spans: SpanRegistry::default(),
+        workers: Workers::default(),
+    });
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -719,40 +900,23 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let slot = match registry.admit(&stream) {
+        let slot = match node.links.admit(&stream) {
             Ok(slot) => slot,
             Err(refusal) => {
                 warn!("{}: refused: {refusal}", stream.peer_name());
                 continue;
             }
         };
-        workers.retain(|w| !w.is_finished());
-        let (keys, timeout, mode) = (keys.clone(), config.handshake_timeout, config.mode);
-        let (liveness, proto, spans) = (config.liveness, config.proto, Arc::clone(&spans));
-        let worker = thread::Builder::new()
-            .name(format!("link-{}", slot.id))
-            .spawn(move || {
-                let peer = stream.peer_name();
-                let served = match proto {
-                    Proto::Seed => serve(stream, &keys, &slot, timeout, mode, liveness),
-                    Proto::Dmsg => {
-                        serve_dmsg(stream, &keys, &slot, timeout, mode, liveness, &spans)
-                    }
-                };
-                match served {
-                    Ok(()) => info!("link {} ({peer}): closed", slot.id),
-                    Err(e) => warn!("link {} ({peer}): {e}", slot.id),
-                }
-            });
-        match worker {
-            Ok(w) => workers.push(w),
-            Err(e) => warn!("no thread for a link: {e}"),
+        let served = Arc::clone(&node);
+        let worker = node.workers.spawn(format!("link-{}", slot.id), move || {
+            served.serve_accepted(stream, &slot);
+        });
+        if let Err(e) = worker {
+            warn!("no thread for a link: {e}");
         }
     }
-    registry.shut_down_all();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    node.links.shut_down_all();
+    node.workers.join_all();
     signal_handle.close();
     let _ = signal_thread.join();
     info!("stopped");

@@ -210,7 +210,11 @@ struct Peer {
 impl Peer {
     /// A plaintext DMSG connection to the service at `endpoint` (no handshake: `.none`).
     fn connect(endpoint: &str) -> Self {
-        let stream = TcpStream::connect(endpoint).unwrap();
+        Self::over(TcpStream::connect(endpoint).unwrap())
+    }
+
+    /// A plaintext DMSG peer on the connected `stream`.
+    fn over(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -362,16 +366,8 @@ fn a_recorded_libdmsg_shell_client_is_answered_as_the_recorded_service_answered(
     );
 }
 
-/// `tree` lists the spans received on every link of the service: a peer on one link opens
-/// DMSG.md 2.8's V2 span (msgid 2), and a shell on another link sees 6.4's measured dump,
-/// `via` naming the peer's link by the service's number (1, the first link); once that
-/// link is gone, its span is too.
-#[test]
-fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
-    let t = tempfile::tempdir().unwrap();
-    let (node, client) = plaintext_pair(t.path());
-    let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
-    let mut peer = Peer::connect(&svc.endpoint);
+/// Opens DMSG.md 2.8's V2 span with msgid 2 on `peer`'s link.
+fn open_v2_span(peer: &mut Peer) {
     // V2's payload, bytes 0x40..0x1C0 of the message.
     let mut ext = vec![0u8; 0x180];
     ext[..16].copy_from_slice(&[
@@ -389,46 +385,149 @@ fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
     let mut span = DmsgHeader::new(h2msg::wire::Cmd::from_raw(0x8000_1207));
     span.msgid = 2;
     peer.send(span, &ext, &[]);
-    let answers = peer.expect(2);
-    assert_eq!(
-        (answers[1].header.cmd, answers[1].header.msgid),
-        (0xA80F_FF01, 2),
-        "the span's result (dmsg.md 5.2)"
-    );
+}
 
-    let tree = || {
-        let out = run_shell(
-            &client,
-            &svc.endpoint,
-            &["--proto", "dmsg"],
-            "tree\n",
-            Duration::from_secs(10),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    assert_eq!(
-        tree(),
+/// A shell's standard output, once it asserted that the shell succeeded.
+fn stdout_of(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What a shell with `client`'s keys prints for `tree` at the service at `endpoint`.
+fn tree(client: &Path, endpoint: &str) -> String {
+    stdout_of(run_shell(
+        client,
+        endpoint,
+        &["--proto", "dmsg"],
+        "tree\n",
+        Duration::from_secs(10),
+    ))
+}
+
+/// The shell's `tree` output with only the V2 span, received on link `via`.
+fn v2_tree(via: u64) -> String {
+    format!(
         "debug: connected\n\
          debug> Cluster HAMMER2 33221100-5544-7766-8899-aabbccddeeff (clusterA)\n    \
          Node 00 3c2d1e0f-5a4b-7869-8796-a5b4c3d2e1f0 (node1)\n\
-         \tSLink msgid 0000000000000002 dist=2 via 1\n\
+         \tSLink msgid 0000000000000002 dist=2 via {via}\n\
          debug> \n"
+    )
+}
+
+/// `peer`, the service's link `via`, opens the V2 span: the service answers it with a
+/// result, and a shell with `client`'s keys sees it in `tree` until `peer` hangs up.
+fn v2_span_shows_until_its_link_goes(mut peer: Peer, via: u64, client: &Path, endpoint: &str) {
+    open_v2_span(&mut peer);
+    let answer = peer.expect(1).remove(0);
+    assert_eq!(
+        (answer.header.cmd, answer.header.msgid),
+        (0xA80F_FF01, 2),
+        "the span's result (dmsg.md 5.2)"
     );
+    assert_eq!(tree(client, endpoint), v2_tree(via));
     drop(peer);
     let start = Instant::now();
     loop {
-        let text = tree();
+        let text = tree(client, endpoint);
         if text == "debug: connected\ndebug> debug> \n" {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(5), "{text:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `tree` lists the spans received on every link of the service: a peer on one link opens
+/// DMSG.md 2.8's V2 span (msgid 2), and a shell on another link sees 6.4's measured dump,
+/// `via` naming the peer's link by the service's number (1, the first link); once that
+/// link is gone, its span is too.
+#[test]
+fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
+    let mut peer = Peer::connect(&svc.endpoint);
+    assert_eq!(peer.expect(1)[0].header.cmd, 0x8000_1106);
+    v2_span_shows_until_its_link_goes(peer, 1, &client, &svc.endpoint);
+}
+
+/// `span 127.0.0.1:PORT` on service A's shell (link 1) starts an outgoing link 2 to a
+/// raw DMSG peer listening there (`.none` keys: no handshake), answered
+/// `Connected to 127.0.0.1:PORT`. A serves it as an accepted link: its first message is
+/// its `LNK_CONN|CREATE` (0x80001106) saying ROUTER, it takes the peer's result on that,
+/// answers the V2 span the peer opens with a result, lists the span in `tree` via link 2,
+/// and forgets it once the peer hangs up.
+#[test]
+fn span_starts_an_outgoing_link_served_as_an_accepted_one() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let a = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let mut shell = spawn_shell(&client, &a.endpoint, &["--proto", "dmsg"]);
+    let mut input = shell.stdin.take().unwrap();
+    input
+        .write_all(format!("span {target}\n").as_bytes())
+        .unwrap();
+    drop(input);
+
+    let (stream, _) = listener.accept().unwrap();
+    let mut peer = Peer::over(stream);
+    let conn = peer.expect(1).remove(0);
+    assert_eq!(conn.header.cmd, 0x8000_1106, "LNK_CONN|CREATE first");
+    let payload = h2msg::wire::LnkConn::read_from_ext(&conn.ext).unwrap();
+    assert_eq!(payload.peer_type(), h2msg::wire::PeerType::ROUTER);
+    let mut result = DmsgHeader::new(h2msg::wire::Cmd::from_raw(0xA80F_FF01));
+    result.msgid = conn.header.msgid;
+    peer.send(result, &[], &[]);
+
+    assert_eq!(
+        stdout_of(shell.wait_with_output().unwrap()),
+        format!("debug: connected\ndebug> Connected to {target}\ndebug> \n")
+    );
+
+    v2_span_shows_until_its_link_goes(peer, 2, &client, &a.endpoint);
+}
+
+/// `span` fails, naming the host as given, when nothing listens there, when the name does
+/// not resolve, and without a host; each answer comes within the service's handshake
+/// timeout (1 s here) twice over, and the link goes on serving.
+#[test]
+fn span_to_nowhere_fails_in_time() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let svc = Service::start_with(
+        &node,
+        "127.0.0.1:0",
+        &["--proto", "dmsg", "--handshake-timeout", "1"],
+    );
+    let start = Instant::now();
+    let out = run_shell(
+        &client,
+        &svc.endpoint,
+        &["--proto", "dmsg"],
+        "span 127.0.0.1:1\nspan no-such-host.invalid\nspan\nx\n",
+        Duration::from_secs(10),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        stdout_of(out),
+        "debug: connected\n\
+         debug> Connection to 127.0.0.1:1 failed\n\
+         debug> Connection to no-such-host.invalid failed\n\
+         debug> Connection to  failed\n\
+         debug> Unrecognized command: x\n\
+         debug> \n"
+    );
 }
 
 /// A shell line or a ping opened as a transaction (CREATE) instead of one-way is closed at
@@ -458,4 +557,37 @@ fn shell_and_ping_transactions_are_refused_and_the_link_goes_on() {
     );
     let answer: Vec<Vec<u8>> = peer.expect(2).into_iter().map(|m| m.aux).collect();
     assert_eq!(answer, [&b"Unrecognized command: x\n\0"[..], b"debug> \0"]);
+}
+
+/// With RSA keys for 127.0.0.1, `span` to a listener that accepts and never answers the
+/// handshake fails once the service's handshake timeout (1 s) ran out, and no later than
+/// twice that: the asking link is not held up for longer.
+#[test]
+fn span_to_a_silent_peer_fails_at_the_handshake_timeout() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = key_pair(t.path(), false);
+    let svc = Service::start_with(
+        &node,
+        "127.0.0.1:0",
+        &["--proto", "dmsg", "--handshake-timeout", "1"],
+    );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let out = run_shell(
+        &client,
+        &svc.endpoint,
+        &["--proto", "dmsg"],
+        &format!("span {target}\n"),
+        Duration::from_secs(10),
+    );
+    let took = start.elapsed();
+    assert_eq!(
+        stdout_of(out),
+        format!("debug: connected\ndebug> Connection to {target} failed\ndebug> \n")
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
