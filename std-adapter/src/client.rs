@@ -8,17 +8,15 @@ use std::time::{Duration, Instant};
 
 use h2msg::drive::{DriveError, Waited};
 use h2msg::trans::Received;
-use h2msg::wire::{Cmd, DMSG_SPAN_PROTO_1, LnkConn, MsgFlags, MsgHeader, PeerType, WireOrder};
-use h2msg::{
-    Config, DmsgEvent, Event, HandshakeError, KeyExchangeFailure, LinkEnd, LinkSetup, Liveness,
-};
+use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
+use h2msg::{DmsgEvent, Event, HandshakeError, KeyExchangeFailure, LinkEnd, Liveness};
 
 use h2msg::ModeChoice;
 use log::info;
 
-use crate::blocking::{self, DmsgLink, Duplex, Link};
+use crate::blocking::{self, DmsgLink, Link};
 use crate::dmsg_shell;
-use crate::keys::{KeyDir, PeerKey};
+use crate::keys::KeyDir;
 use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_dmsg_link, open_link};
 use crate::other;
 use crate::proto::Proto;
@@ -500,49 +498,6 @@ pub fn ping(
 /// How long `h2msg ping --proto dmsg` waits for each reply.
 pub const DMSG_PING_TIMEOUT: Duration = DEFAULT_REPLY_TIMEOUT;
 
-/// A DMSG link to `endpoint` for a `.none` peer: no handshake at all (dmsg.md 1.2), a
-/// plaintext connection that hands us the replies to our pings, and our `LNK_CONN` opened
-/// as every DMSG node's first message (dmsg.md 1.3): a ROUTER, as libdmsg's shell client
-/// says it is, with an empty `peer_mask` (a ping wants no spans) and label `h2msg ping`.
-/// A `.pub` peer is refused: DMSG encrypts after the RSA handshake, which this setup
-/// does not do.
-///
-/// # Errors
-/// The connection's, the key directory's, or a `.pub` peer (`Unsupported`).
-fn dmsg_none_link(
-    endpoint: &Endpoint,
-    keys: &KeyDir,
-    timeout: Duration,
-) -> io::Result<DmsgLink<Stream>> {
-    let stream = endpoint.connect_within(timeout)?;
-    let peer = stream.peer_ip()?;
-    match keys.peer_key(peer).map_err(other)? {
-        PeerKey::None => {}
-        PeerKey::Rsa(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "{endpoint}: {} is an RSA key, and DMSG over RSA (AES-GCM after the \
-                     handshake) is not done here yet: use remote/{peer}.none, or h2msg ping \
-                     --proto seed",
-                    keys.peer_key_path(peer).display()
-                ),
-            ));
-        }
-    }
-    let duplex = Duplex::new(stream)?;
-    let mut io =
-        blocking::std_dmsg_iocom(LinkSetup::plaintext(), 0, Config::default()).map_err(other)?;
-    io.accept(Cmd::LNK_PING).map_err(other)?;
-    let mut conn = LnkConn::new();
-    conn.set_peer_type(PeerType::ROUTER);
-    conn.set_proto_version(DMSG_SPAN_PROTO_1, WireOrder::Little);
-    conn.set_peer_label(b"h2msg ping").map_err(other)?;
-    io.open(Cmd::DMSG_LNK_CONN, None, conn.as_ext(), &[])
-        .map_err(other)?;
-    Ok(DmsgLink::new(duplex, io))
-}
-
 /// What a DMSG ping waits for, from one event.
 enum PingEvent {
     /// A one-way `LNK_PING|REPLY`, with its error field.
@@ -573,16 +528,31 @@ fn ping_event(event: &DmsgEvent<'_>) -> PingEvent {
 
 /// `h2msg ping --proto dmsg`: `count` one-way `LNK_PING`s, one at a time, each waiting
 /// for the one-way `LNK_PING|REPLY` a DMSG node answers with (D11; one-way messages carry
-/// no msgid, so with one ping outstanding the next reply is its answer). Only `.none`
-/// peers for now (see `dmsg_none_link`). Each reply is waited for at most
-/// [`DMSG_PING_TIMEOUT`].
+/// no msgid, so with one ping outstanding the next reply is its answer). The link is set
+/// up as the service's are (`.none`: no handshake; `.pub`: the RSA handshake and `choice`),
+/// and opens its `LNK_CONN` first. Each reply is waited for at most [`DMSG_PING_TIMEOUT`].
 ///
 /// # Errors
-/// Connection or I/O failure, a `.pub` peer, the link going down, or a reply that does
-/// not come in time (`TimedOut`).
-pub fn ping_dmsg(endpoint: &Endpoint, keys: &KeyDir, count: u32) -> io::Result<Vec<PingReply>> {
-    let mut link = dmsg_none_link(endpoint, keys, HANDSHAKE_TIMEOUT)?;
-    info!("{endpoint}: DMSG link up (plaintext, no handshake)");
+/// Connection, handshake or I/O failure, the link going down, or a reply that does not
+/// come in time (`TimedOut`).
+pub fn ping_dmsg(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    choice: ModeChoice,
+    count: u32,
+) -> io::Result<Vec<PingReply>> {
+    let stream = endpoint.connect_within(HANDSHAKE_TIMEOUT)?;
+    let (mut link, terms) = open_dmsg_link(stream, keys, HANDSHAKE_TIMEOUT, choice, Liveness::OFF)
+        .map_err(|e| other(format!("{endpoint}: {e}")))?;
+    link.io()
+        .open(
+            Cmd::DMSG_LNK_CONN,
+            None,
+            crate::service::router_conn().as_ext(),
+            &[],
+        )
+        .map_err(other)?;
+    info!("{endpoint}: DMSG link up ({terms})");
     let mut replies = Vec::new();
     for _ in 0..count {
         let sent = Instant::now();

@@ -370,18 +370,9 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let endpoint = Endpoint::parse(Some(&host));
             let keys = KeyDir::new(cli.keydir);
-            let replies = match (proto.proto, mode.choice) {
-                (Proto::Seed, choice) => h2msg_std::client::ping(&endpoint, &keys, choice, count),
-                (Proto::Dmsg, ModeChoice::Auto | ModeChoice::Seed) => {
-                    h2msg_std::client::ping_dmsg(&endpoint, &keys, count)
-                }
-                (Proto::Dmsg, choice) => {
-                    return Err(format!(
-                        "ping: --mode {} needs a negotiated stream; a DMSG .none link is \
-                         plaintext (use --proto seed)",
-                        choice
-                    ));
-                }
+            let replies = match proto.proto {
+                Proto::Seed => h2msg_std::client::ping(&endpoint, &keys, mode.choice, count),
+                Proto::Dmsg => h2msg_std::client::ping_dmsg(&endpoint, &keys, mode.choice, count),
             }
             .map_err(|e| format!("ping: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;

@@ -1,6 +1,6 @@
 //! `h2msg ping --proto dmsg` against a DMSG node in this test: a `DmsgIocom` over loopback
 //! TCP that only polls its events (the connection answers one-way pings by itself, D11).
-//! A `.pub` peer and a protected `--mode` are refused with a message that says what to use.
+//! Over RSA against `h2msg service --proto dmsg`; `--mode gcm` of a `.none` peer is refused.
 
 #![allow(
     clippy::unwrap_used,
@@ -87,33 +87,45 @@ fn ping_over_dmsg_reports_every_one_way_reply() {
 }
 
 #[test]
-fn ping_over_dmsg_refuses_a_pub_peer_and_a_protected_mode() {
+fn ping_over_dmsg_runs_over_rsa_and_refuses_gcm_of_a_none_peer() {
     let dir = tempfile::tempdir().unwrap();
+    // Over RSA: the service's and the client's keys trust each other (`.pub`), the same
+    // handshake as the seed revision's, then DMSG.
+    let (node, client) = common::trusted_pair(dir.path());
+    let service = common::Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
+    let out = common::h2msg_ok(&[
+        "--keydir",
+        client.to_str().unwrap(),
+        "ping",
+        "--proto",
+        "dmsg",
+        "-n",
+        "3",
+        &service.endpoint,
+    ]);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("reply ")).count(),
+        3,
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .all(|l| !l.starts_with("reply ") || l.ends_with("error=0x0"))
+    );
+
+    // gcm needs an RSA handshake: a `.none` peer is refused, naming the mode.
+    let none = none_keys(&dir.path().join("none"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-
-    // An RSA peer key (the recorded C client's): DMSG over RSA is not done here.
-    let rsa = dir.path().join("rsa");
-    std::fs::create_dir_all(rsa.join("remote")).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/c-peer/v1-rsa/client/rsa.pub"),
-        rsa.join("remote/127.0.0.1.pub"),
-    )
-    .unwrap();
-    let none = none_keys(&dir.path().join("none"));
-    for (keys, extra, expected) in [
-        (rsa.to_str().unwrap(), &[][..], "--proto seed"),
-        (none.as_str(), &["--mode", "gcm"][..], "--mode gcm"),
-    ] {
-        let out = common::h2msg()
-            .args(["--keydir", keys, "ping", "--proto", "dmsg", "-n", "1"])
-            .args(extra)
-            .arg(&addr)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains(expected), "{stderr}");
-        assert!(out.stdout.is_empty());
-    }
+    let out = common::h2msg()
+        .args([
+            "--keydir", &none, "ping", "--proto", "dmsg", "-n", "1", "--mode", "gcm",
+        ])
+        .arg(&addr)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("gcm"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
