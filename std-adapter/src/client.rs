@@ -289,7 +289,7 @@ fn typed_lines(input: impl BufRead + Send + 'static) -> mpsc::Receiver<io::Resul
 
 /// A DMSG shell client's link: the text it prints and how long it waits.
 struct DmsgShell<'a, W> {
-    link: DmsgLink<Stream>,
+    link: &'a mut DmsgLink<Stream>,
     out: &'a mut W,
     reply_text: ReplyText,
     reply_timeout: Duration,
@@ -353,6 +353,28 @@ impl<W: Write> DmsgShell<'_, W> {
     }
 }
 
+/// Sends `line` on `link` as the DMSG shell client does (`None`: the empty `DBG_SHELL`
+/// that asks for the first prompt) and appends the service's text up to its prompt (not
+/// included) to `out`, waiting at most `reply_timeout` for it.
+///
+/// # Errors
+/// I/O failure, the service closing, or no prompt in time (`TimedOut`).
+pub(crate) fn dmsg_shell_text(
+    link: &mut DmsgLink<Stream>,
+    line: Option<&str>,
+    out: &mut Vec<u8>,
+    reply_timeout: Duration,
+) -> io::Result<()> {
+    DmsgShell {
+        link,
+        out,
+        reply_text: ReplyText::Text,
+        reply_timeout,
+        line_ended: true,
+    }
+    .line(line, false)
+}
+
 /// The text of a one-way `DBG_SHELL|REPLY`, up to its NUL; `None` for any other event.
 fn dmsg_text(event: DmsgEvent<'_>) -> Option<Vec<u8>> {
     match event {
@@ -399,7 +421,7 @@ fn dmsg_shell(
         .map_err(other)?;
     writeln!(out, "debug: connected")?;
     let mut shell = DmsgShell {
-        link,
+        link: &mut link,
         out,
         reply_text: options.reply_text,
         reply_timeout,
@@ -526,6 +548,37 @@ fn ping_event(event: &DmsgEvent<'_>) -> PingEvent {
     }
 }
 
+/// Waits at most [`DMSG_PING_TIMEOUT`] for the next one-way `LNK_PING|REPLY` on `link`
+/// (to `endpoint`, named in errors) and returns its error field; other messages pass.
+///
+/// # Errors
+/// I/O failure, the link going down or closed, or no reply in time (`TimedOut`).
+pub(crate) fn wait_dmsg_ping_reply(
+    link: &mut DmsgLink<Stream>,
+    endpoint: &Endpoint,
+) -> io::Result<u32> {
+    let deadline = blocking::now() + DMSG_PING_TIMEOUT;
+    loop {
+        match link.next_event_until(deadline, |e| ping_event(&e))? {
+            Waited::Event(PingEvent::Reply(error)) => return Ok(error),
+            Waited::Event(PingEvent::Other) => {}
+            Waited::Event(PingEvent::Down(end)) => {
+                return Err(other(format!("{endpoint}: the link went down: {end:?}")));
+            }
+            Waited::Closed => return Err(other(format!("{endpoint}: the peer closed"))),
+            Waited::Elapsed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{endpoint}: no LNK_PING reply within {} s",
+                        DMSG_PING_TIMEOUT.as_secs_f64()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// `h2msg ping --proto dmsg`: `count` one-way `LNK_PING`s, one at a time, each waiting
 /// for the one-way `LNK_PING|REPLY` a DMSG node answers with (D11; one-way messages carry
 /// no msgid, so with one ping outstanding the next reply is its answer). The link is set
@@ -559,26 +612,7 @@ pub fn ping_dmsg(
         link.io()
             .send_one_way(Cmd::LNK_PING, &[], &[])
             .map_err(other)?;
-        let deadline = blocking::now() + DMSG_PING_TIMEOUT;
-        let error = loop {
-            match link.next_event_until(deadline, |e| ping_event(&e))? {
-                Waited::Event(PingEvent::Reply(error)) => break error,
-                Waited::Event(PingEvent::Other) => {}
-                Waited::Event(PingEvent::Down(end)) => {
-                    return Err(other(format!("{endpoint}: the link went down: {end:?}")));
-                }
-                Waited::Closed => return Err(other(format!("{endpoint}: the peer closed"))),
-                Waited::Elapsed => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "{endpoint}: no LNK_PING reply within {} s",
-                            DMSG_PING_TIMEOUT.as_secs_f64()
-                        ),
-                    ));
-                }
-            }
-        };
+        let error = wait_dmsg_ping_reply(&mut link, endpoint)?;
         replies.push(PingReply {
             rtt: sent.elapsed(),
             error,

@@ -294,6 +294,9 @@ enum Command {
         #[arg(short = 'n', long, default_value_t = 1000,
               value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_PINGS))]
         pings: u32,
+        /// With dmsg: the node serves as `service --proto dmsg`; one-way pings and shell.
+        #[command(flatten)]
+        proto: ProtoArg,
     },
 }
 
@@ -430,10 +433,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 )),
             }
         }
-        Command::Demo { pings } => {
-            let r = h2msg_std::demo::run_demo(pings).map_err(|e| format!("demo: {e}"))?;
+        Command::Demo { pings, proto } => {
+            let r = h2msg_std::demo::run_demo_as(pings, proto.proto)
+                .map_err(|e| format!("demo: {e}"))?;
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-            println!("h2msg demo on {} (throwaway 2048-bit keys)", r.address);
+            println!(
+                "h2msg demo on {} ({}, throwaway 2048-bit keys)",
+                r.address, proto.proto
+            );
             println!(
                 "  connect + RSA handshake: {:.1} ms, stream mode {}",
                 ms(r.handshake),

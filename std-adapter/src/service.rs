@@ -561,6 +561,27 @@ struct Node {
 }
 
 impl Node {
+    /// A node with `keys` and these link settings whose links are admitted by `links`.
+    fn new(
+        keys: &KeyDir,
+        handshake_timeout: Duration,
+        mode: ModeChoice,
+        liveness: Liveness,
+        proto: Proto,
+        links: Arc<LinkRegistry>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            keys: keys.clone(),
+            handshake_timeout,
+            mode,
+            liveness,
+            proto,
+            links,
+            spans: SpanRegistry::default(),
+            workers: Workers::default(),
+        })
+    }
+
     /// Serves the admitted connection `stream` until the peer goes away, and logs how the
     /// link ended.
     fn serve_accepted(self: &Arc<Self>, stream: Stream, slot: &LinkSlot) {
@@ -739,6 +760,42 @@ impl Node {
     }
 }
 
+/// Serves the one DMSG link over `stream` as `h2msg service --proto dmsg` serves an
+/// accepted link (its setup with `keys`, `LNK_CONN`, the debug shell, spans), on a node of
+/// its own that admits this link and those its `span` starts; returns when the peer goes
+/// away, after shutting down any link `span` started.
+///
+/// # Errors
+/// The link refused, failed to set up, or failing while served.
+pub fn serve_one_dmsg(
+    stream: Stream,
+    keys: &KeyDir,
+    handshake_timeout: Duration,
+    mode: ModeChoice,
+    liveness: Liveness,
+) -> io::Result<()> {
+    let node = Node::new(
+        keys,
+        handshake_timeout,
+        mode,
+        liveness,
+        Proto::Dmsg,
+        LinkRegistry::new(DEFAULT_MAX_LINKS, DEFAULT_HANDSHAKES_PER_PEER),
+    );
+    let slot = node
+        .links
+        .admit(&stream)
+        .map_err(|refusal| crate::other(format!("the link was refused: {refusal}")))?;
+    let served = node
+        .open_dmsg(stream, &slot)
+        .and_then(|link| node.serve_dmsg(link, &slot));
+    drop(slot);
+    // As a stopping service: the links `span` started go down with it.
+    node.links.shut_down_all();
+    node.workers.join_all();
+    served.map_err(crate::other)
+}
+
 /// Logs how link `slot` to `peer` ended.
 fn log_end(slot: &LinkSlot, peer: &str, served: Result<(), LinkError>) {
     match served {
@@ -865,16 +922,14 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         })
     };
 
-    let node = Arc::new(Node {
-        keys: keys.clone(),
-        handshake_timeout: config.handshake_timeout,
-        mode: config.mode,
-        liveness: config.liveness,
-        proto: config.proto,
-        links: LinkRegistry::new(max_links, config.handshakes_per_peer),
-        spans: SpanRegistry::default(),
-        workers: Workers::default(),
-    });
+    let node = Node::new(
+        keys,
+        config.handshake_timeout,
+        config.mode,
+        config.liveness,
+        config.proto,
+        LinkRegistry::new(max_links, config.handshakes_per_peer),
+    );
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {

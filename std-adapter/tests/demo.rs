@@ -31,3 +31,39 @@ fn the_demo_command_prints_its_summary() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// The help of the DMSG debug shell, as dmsg.md 6.4 lists it.
+const DMSG_HELP: [&str; 4] = [
+    "help            Command help",
+    "span <host>     Span to target host",
+    "tree            Dump spanning tree",
+    "@span <cmd>     Issue via circuit",
+];
+
+#[test]
+fn the_dmsg_demo_library_call_completes_every_step() {
+    let report = h2msg_std::demo::run_demo_as(50, h2msg_std::proto::Proto::Dmsg).unwrap();
+    assert_eq!(report.help.lines().collect::<Vec<_>>(), DMSG_HELP);
+    assert_eq!(report.pings, 50);
+    assert_eq!(report.mode, h2msg::StreamMode::Gcm);
+    let (min, avg, max) = report.ping;
+    assert!(min <= avg && avg <= max);
+}
+
+#[test]
+fn the_dmsg_demo_command_prints_its_summary() {
+    let text = h2msg_ok(&["demo", "--proto", "dmsg", "-n", "50"]);
+    let mut expected = vec![
+        "(dmsg, throwaway 2048-bit keys)",
+        "RSA handshake",
+        "stream mode gcm",
+        "50 pings: min ",
+        "64 KiB aux message sent and answered",
+    ];
+    expected.extend(DMSG_HELP);
+    for expected in expected {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // The seed shell's help is not what a DMSG node answers.
+    assert!(!text.contains("status      Links"), "{text}");
+}
