@@ -10,11 +10,12 @@ use rand_core::Rng;
 use super::channel::{Channel, LinkState, RxStep};
 use super::liveness::Due;
 use super::{ACCEPT_MAX, AcceptListFull, Config, IocomMemory, LinkEnd, MemoryError, SendError};
+use crate::ioq::tx::Room;
 use crate::setup::LinkSetup;
 use crate::stream::StreamMode;
 use crate::time::Instant;
 use crate::trans::{
-    DmsgKey, DmsgLost, DmsgTransError, DmsgTransactions, Received, SendVerdict, Side,
+    DmsgKey, DmsgLost, DmsgSendError, DmsgTransError, DmsgTransactions, Received, SendVerdict, Side,
 };
 use crate::wire::limits::DMSG_BASE_HEADER_LEN;
 use crate::wire::{
@@ -428,15 +429,55 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<DmsgHeader, SendError> {
-        let room = self
-            .ch
+        let room = self.reserve(&header, ext.len(), aux.len())?;
+        Ok(self.queue(room, header, ext, aux))
+    }
+
+    /// The transmit room for a message with `header`'s command and these sizes, or the
+    /// refusal as the caller sees it. Sizes come from the command alone, so the room can
+    /// be taken before the transaction stamps msgid and circuit.
+    fn reserve(
+        &mut self,
+        header: &DmsgHeader,
+        ext_len: usize,
+        aux_len: usize,
+    ) -> Result<Room<u32>, SendError> {
+        self.ch
             .tx
-            .reserve(&header, ext.len(), aux.len())
-            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
+            .reserve(header, ext_len, aux_len)
+            .map_err(|e| SendError::Tx(self.ch.refused(e)))
+    }
+
+    /// Queues a message into the room reserved for it and makes it sendable now.
+    fn queue(&mut self, room: Room<u32>, header: DmsgHeader, ext: &[u8], aux: &[u8]) -> DmsgHeader {
         let sent = self.ch.tx.enqueue_reserved(room, header, ext, aux);
         self.ch.tx.complete_chunk();
         self.ch.stats.sent += 1;
-        Ok(sent)
+        sent
+    }
+
+    /// Queues an element of a transaction into `room` as the table's `verdict` says: with
+    /// its stamp (msgid, circuit, REV flags), or not at all.
+    fn queue_stamped(
+        &mut self,
+        room: Room<u32>,
+        verdict: Result<SendVerdict, DmsgSendError>,
+        cmd: Cmd,
+        error: u32,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        let stamp = match verdict {
+            Ok(SendVerdict::Send(stamp)) => stamp,
+            Ok(SendVerdict::DroppedClosed) => return Err(SendError::DirectionClosed),
+            Ok(SendVerdict::DroppedDying) => return Err(SendError::LinkDown),
+            Err(e) => return Err(SendError::Dmsg(e)),
+        };
+        let mut header = DmsgHeader::new(cmd.set(stamp.rev_flags));
+        header.msgid = stamp.msgid;
+        header.circuit = stamp.circuit;
+        header.error = error;
+        Ok(self.queue(room, header, ext, aux))
     }
 
     /// Sends `cmd` on the open transaction `key`: the table says how to stamp it, or that
@@ -452,23 +493,10 @@ where
         if !self.ch.is_up() {
             return Err(SendError::LinkDown);
         }
-        let mut header = DmsgHeader::new(cmd);
-        header.error = error;
         // Room first, so that the table records only what is certainly queued.
-        self.ch
-            .tx
-            .check(&header, ext.len(), aux.len())
-            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
-        let stamp = match self.trans.on_send(key, cmd) {
-            Ok(SendVerdict::Send(stamp)) => stamp,
-            Ok(SendVerdict::DroppedClosed) => return Err(SendError::DirectionClosed),
-            Ok(SendVerdict::DroppedDying) => return Err(SendError::LinkDown),
-            Err(e) => return Err(SendError::Dmsg(e)),
-        };
-        header.msgid = stamp.msgid;
-        header.circuit = stamp.circuit;
-        header.cmd = cmd.set(stamp.rev_flags).raw();
-        self.enqueue(header, ext, aux)
+        let room = self.reserve(&DmsgHeader::new(cmd), ext.len(), aux.len())?;
+        let verdict = self.trans.on_send(key, cmd);
+        self.queue_stamped(room, verdict, cmd, error, ext, aux)
     }
 
     /// Opens a transaction of ours under `parent` (`None`: top level): sends `cmd` with
@@ -494,23 +522,9 @@ where
                     .union(MsgFlags::REVCIRC),
             )
             .set(MsgFlags::CREATE);
-        let header = DmsgHeader::new(cmd);
-        self.ch
-            .tx
-            .check(&header, ext.len(), aux.len())
-            .map_err(|e| SendError::Tx(self.ch.refused(e)))?;
-        let stamp = match self.trans.open(cmd, parent) {
-            Ok(SendVerdict::Send(stamp)) => stamp,
-            Ok(SendVerdict::DroppedClosed | SendVerdict::DroppedDying) => {
-                return Err(SendError::LinkDown);
-            }
-            Err(e) => return Err(SendError::Dmsg(e)),
-        };
-        let mut header = header;
-        header.msgid = stamp.msgid;
-        header.circuit = stamp.circuit;
-        header.cmd = cmd.set(stamp.rev_flags).raw();
-        self.enqueue(header, ext, aux)
+        let room = self.reserve(&DmsgHeader::new(cmd), ext.len(), aux.len())?;
+        let verdict = self.trans.open(cmd, parent);
+        self.queue_stamped(room, verdict, cmd, 0, ext, aux)
     }
 
     /// Sends the next element of the open transaction `key`: `cmd`'s CREATE and DELETE
