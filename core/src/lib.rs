@@ -108,6 +108,7 @@
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
 //! | `dmsg-gcm-unverified` | **UNVERIFIED** libdmsg's GCM stream keying (dmsg.md 1.4): `LinkSetup::dmsg_gcm_unverified`, `keys::GcmKeys::libdmsg`; implies `stream-crypto` |
 //! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
+//! | `alloc` | `cluster::Heap`: cluster tables that grow as they fill, up to limits |
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
 //! | `test-util` | helpers for tests that need known secrets (`Session::from_parts_for_testing`, `keys_for_testing`, the decoded peer block, a prepared block's `sess`); never for products |
 //!
@@ -122,11 +123,15 @@
 // Only for `From<DriveError<std::io::Error>> for std::io::Error` (feature `std`).
 #[cfg(feature = "std")]
 extern crate std;
+// Only for the cluster's growable tables (feature `alloc`).
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 // The layers, bottom first: time, wire, buf, handshake, stream, ioq, trans, setup, iocom,
-// drive. A module imports only from the layers below it (tests/layering.rs checks it);
+// cluster, drive. A module imports only from the layers below it (tests/layering.rs checks it);
 // `handshake` uses only `time`, `wire` and `buf`.
 mod buf;
+pub mod cluster;
 pub mod drive;
 mod handshake;
 mod iocom;

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Bottom first.
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 11] = [
     "time",
     "wire",
     "buf",
@@ -22,6 +22,7 @@ const ORDER: [&str; 10] = [
     "trans",
     "setup",
     "iocom",
+    "cluster",
     "drive",
 ];
 

@@ -720,6 +720,33 @@ impl LnkSpan {
         self.rnss = put_u32(rnss, order);
     }
 
+    /// This payload with its integers written little-endian, read in `order` (the order of
+    /// the header it came with, D3): what a relay sends under its own little-endian
+    /// header. The fields whose layout is known are converted: `proto_version`, `status`,
+    /// `reserved02`, `dist`, `rnss`, and for a BLOCK span the `media` size, block size and
+    /// reserved word; other `media` bytes are copied as they are.
+    #[must_use]
+    pub fn to_little_endian(&self, order: WireOrder) -> Self {
+        let mut out = *self;
+        if order == WireOrder::Little {
+            return out;
+        }
+        out.proto_version = self.proto_version(order).to_le_bytes();
+        out.status = self.status(order).to_le_bytes();
+        out.reserved02 = u64::from_be_bytes(self.reserved02).to_le_bytes();
+        out.dist = self.dist(order).to_le_bytes();
+        out.rnss = self.rnss(order).to_le_bytes();
+        if self.peer_type == PeerType::BLOCK {
+            // dmsg.md 5.1: bytes u64 @0, blksize u32 @8, reserved u32 @12.
+            for (at, len) in [(0usize, 8usize), (8, 4), (12, 4)] {
+                if let Some(field) = out.media.get_mut(at..at + len) {
+                    field.reverse();
+                }
+            }
+        }
+        out
+    }
+
     /// Sets the cluster label; the rest of the field is zeroed.
     ///
     /// # Errors
