@@ -252,6 +252,8 @@ struct Buffers {
     /// The socket went back to the caller ([`Duplex::into_inner`]): the threads finish
     /// without shutting it down.
     released: bool,
+    /// A [`DuplexWaker`] asked the caller to look up.
+    woken: bool,
 }
 
 impl Buffers {
@@ -308,6 +310,7 @@ impl<S: DuplexStream> Duplex<S> {
                 write_failed: None,
                 closing: false,
                 released: false,
+                woken: false,
             }),
             changed: Condvar::new(),
         });
@@ -320,6 +323,14 @@ impl<S: DuplexStream> Duplex<S> {
         let for_writer = Arc::clone(&duplex.shared);
         spawn_small("h2msg-write", move || write_loop(writer, &for_writer))?;
         Ok(duplex)
+    }
+
+    /// A handle other threads use to wake the caller of this link (its
+    /// `next_event_until` returns `Waited::Woken`): to hand it work, such as spans to
+    /// relay.
+    #[must_use]
+    pub fn waker(&self) -> DuplexWaker {
+        DuplexWaker(Arc::clone(&self.shared))
     }
 
     /// The socket, to inspect or set options on (its peer's address) — not to read or
@@ -356,6 +367,19 @@ impl<S: DuplexStream> Duplex<S> {
         buffers.released = true;
         drop(buffers);
         self.stream.try_clone()
+    }
+}
+
+/// Wakes the thread that drives a [`Duplex`] link ([`Duplex::waker`]); cloneable, and
+/// harmless once the link is gone.
+#[derive(Clone, Debug)]
+pub struct DuplexWaker(Arc<Shared>);
+
+impl DuplexWaker {
+    /// Asks the link's caller to look up: its wait returns `Waited::Woken`.
+    pub fn wake(&self) {
+        self.0.lock().woken = true;
+        self.0.changed.notify_all();
     }
 }
 
@@ -543,7 +567,7 @@ impl<S: DuplexStream> Transport for Duplex<S> {
         loop {
             let readable = !buffers.incoming.is_empty() || !matches!(buffers.input, InputEnd::Open);
             let writable = buffers.write_room() > 0 || buffers.write_failed.is_some();
-            if (interest.read && readable) || (interest.write && writable) {
+            if (interest.read && readable) || (interest.write && writable) || buffers.woken {
                 return Ok(());
             }
             let Some(until) = until else {
@@ -565,5 +589,9 @@ impl<S: DuplexStream> Transport for Duplex<S> {
 
     fn now(&mut self) -> Instant {
         now()
+    }
+
+    fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.shared.lock().woken)
     }
 }

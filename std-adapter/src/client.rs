@@ -198,7 +198,7 @@ pub fn shell_exchange_as(
                 return Ok(());
             }
             Waited::Event(Some((false, text))) => out.write_all(&text)?,
-            Waited::Event(None) => {}
+            Waited::Event(None) | Waited::Woken => {}
             Waited::Closed => return Err(other("the service closed the connection")),
             Waited::Elapsed => {
                 return Err(io::Error::new(
@@ -262,7 +262,7 @@ pub fn shell(
                 let until = blocking::now() + IDLE_TURN;
                 match link.next_event_until(until, |e| reply_of(&e, options.reply_text))? {
                     Waited::Event(Some((_, text))) => out.write_all(&text)?,
-                    Waited::Event(None) | Waited::Elapsed => {}
+                    Waited::Event(None) | Waited::Elapsed | Waited::Woken => {}
                     Waited::Closed => return Err(other("the service closed the connection")),
                 }
             }
@@ -320,7 +320,7 @@ impl<W: Write> DmsgShell<'_, W> {
                     return Ok(());
                 }
                 Waited::Event(Some(text)) => self.print(&text)?,
-                Waited::Event(None) => {}
+                Waited::Event(None) | Waited::Woken => {}
                 Waited::Closed => return Err(other("the service closed the connection")),
                 Waited::Elapsed => {
                     return Err(io::Error::new(
@@ -338,7 +338,7 @@ impl<W: Write> DmsgShell<'_, W> {
         let until = blocking::now() + IDLE_TURN;
         match self.link.next_event_until(until, dmsg_text)? {
             Waited::Event(Some(text)) => self.print(&text),
-            Waited::Event(None) | Waited::Elapsed => Ok(()),
+            Waited::Event(None) | Waited::Elapsed | Waited::Woken => Ok(()),
             Waited::Closed => Err(other("the service closed the connection")),
         }
     }
@@ -561,7 +561,7 @@ pub(crate) fn wait_dmsg_ping_reply(
     loop {
         match link.next_event_until(deadline, |e| ping_event(&e))? {
             Waited::Event(PingEvent::Reply(error)) => return Ok(error),
-            Waited::Event(PingEvent::Other) => {}
+            Waited::Event(PingEvent::Other) | Waited::Woken => {}
             Waited::Event(PingEvent::Down(end)) => {
                 return Err(other(format!("{endpoint}: the link went down: {end:?}")));
             }

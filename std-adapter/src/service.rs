@@ -351,7 +351,7 @@ pub fn serve(
         counters.update(slot, link.io().stats());
         let (header, aux) = match waited {
             Waited::Event(Some(request)) => request,
-            Waited::Event(None) | Waited::Elapsed => continue,
+            Waited::Event(None) | Waited::Elapsed | Waited::Woken => continue,
             Waited::Closed => break,
         };
         debug!(
@@ -718,7 +718,7 @@ impl Node {
             counters.update(slot, link.io().stats());
             let input = match waited {
                 Waited::Event(input) => input,
-                Waited::Elapsed => continue,
+                Waited::Elapsed | Waited::Woken => continue,
                 Waited::Closed => break,
             };
             match input {

@@ -39,11 +39,13 @@
 //! that does not fit is refused with [`ClusterError::Full`] and changes nothing; the
 //! caller closes it toward its sender (dmsg.md 5.7).
 
+mod connection;
 mod table;
 
 use core::cmp::Ordering;
 use core::fmt;
 
+pub use connection::{SpanInput, refuse_span, send_action};
 #[cfg(feature = "alloc")]
 pub use table::{Capped, Heap};
 pub use table::{Fixed, Limits, Storage, Table, Tables};

@@ -60,6 +60,14 @@ pub trait Transport {
 
     /// The transport's clock: monotonic milliseconds, the origin its own.
     fn now(&mut self) -> Instant;
+
+    /// Whether another thread asked the link's caller to look up since the last call
+    /// (the request is cleared): [`Link::next_event_until`] then returns
+    /// [`Waited::Woken`]. A transport that can be woken also returns from
+    /// [`wait`](Self::wait) when asked. Transports no one wakes keep the default, false.
+    fn take_wake(&mut self) -> bool {
+        false
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -83,6 +91,10 @@ impl<T: Transport + ?Sized> Transport for &mut T {
 
     fn now(&mut self) -> Instant {
         (**self).now()
+    }
+
+    fn take_wake(&mut self) -> bool {
+        (**self).take_wake()
     }
 }
 
@@ -122,6 +134,8 @@ pub enum Waited<U> {
     Closed,
     /// The deadline came first.
     Elapsed,
+    /// Another thread woke the caller ([`Transport::take_wake`]) before anything else.
+    Woken,
 }
 
 /// One connection over a [`Transport`]: the driver loop every driver shares.
@@ -216,6 +230,9 @@ where
         loop {
             if let Some(event) = self.pump.poll_event() {
                 return Ok(Waited::Event(f(event)));
+            }
+            if self.transport.take_wake() {
+                return Ok(Waited::Woken);
             }
             if self.transport.now() >= deadline {
                 return Ok(Waited::Elapsed);
