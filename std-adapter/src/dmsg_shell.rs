@@ -1,12 +1,9 @@
 //! The DMSG debug shell's logic (dmsg.md 6.4), without I/O: one received line in, the
-//! output lines and whether to ping out; and the spans a service received, which `tree`
-//! prints. The service sends each output line as its own one-way `DBG_SHELL|REPLY`, then
-//! the [`PROMPT`] as one more.
+//! output lines and whether to ping out; and the `tree` dump of a service's cluster. The
+//! service sends each output line as its own one-way `DBG_SHELL|REPLY`, then the
+//! [`PROMPT`] as one more.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use h2msg::wire::{LnkSpan, PeerType, Uuid, WireOrder};
+use h2msg::cluster::{Cluster, Storage, Via};
 
 /// The text a service sends after the output of every command.
 pub const PROMPT: &str = "debug> ";
@@ -49,17 +46,17 @@ pub const PING_REPLY: &str = "ping reply\n";
 /// The answer to one received `DBG_SHELL` aux (`None`: the message had no aux). Only
 /// the text up to the first NUL counts, as a receiver forces the last aux byte to NUL
 /// (dmsg.md 2.5); the first word, split on spaces and tabs, selects the command. `tree`
-/// prints `spans`. `span <host>` asks the caller to connect ([`ShellAnswer::span`]);
-/// without a host it fails at once, naming an empty host.
+/// prints what `tree` returns (see [`tree_lines`]). `span <host>` asks the caller to
+/// connect ([`ShellAnswer::span`]); without a host it fails at once, naming an empty host.
 #[must_use]
-pub fn answer(aux: Option<&[u8]>, spans: &SpanTree) -> ShellAnswer {
+pub fn answer(aux: Option<&[u8]>, tree: impl FnOnce() -> Vec<String>) -> ShellAnswer {
     let line = aux.map_or(&[][..], h2msg::wire::until_nul);
     let line = String::from_utf8_lossy(line);
     let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
     let lines = match words.next() {
         None => Vec::new(),
         Some("help" | "?") => HELP.iter().map(|l| (*l).to_string()).collect(),
-        Some("tree") => spans.dump(),
+        Some("tree") => tree(),
         Some("span") => match words.next() {
             Some(host) => {
                 return ShellAnswer {
@@ -85,134 +82,75 @@ pub fn answer(aux: Option<&[u8]>, spans: &SpanTree) -> ShellAnswer {
     }
 }
 
-/// One received span, as `tree` needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct SpanLink {
-    peer_type: PeerType,
-    peer_id: Uuid,
-    peer_label: Vec<u8>,
-    pfs_type: u8,
-    pfs_id: Uuid,
-    pfs_label: Vec<u8>,
-    dist: u32,
-    rnss: u32,
-    /// Arrival order in the tree: the last tie-breaker (D17).
-    seq: u64,
-}
-
-/// The spans received on every link of a service, by (link, msgid as the sender
-/// allocated it). Nothing is relayed from it yet.
-#[derive(Debug, Default)]
-pub struct SpanTree {
-    links: BTreeMap<(u64, u64), SpanLink>,
-    next_seq: u64,
-}
-
-impl SpanTree {
-    /// Records the span `msgid` received on link `via` (a new `LNK_SPAN|CREATE`), its
-    /// integers read in `order`.
-    pub fn insert(&mut self, via: u64, msgid: u64, span: &LnkSpan, order: WireOrder) {
-        self.next_seq += 1;
-        let link = SpanLink {
-            peer_type: span.peer_type(),
-            peer_id: span.peer_id,
-            peer_label: span.peer_label().to_vec(),
-            pfs_type: span.pfs_type(),
-            pfs_id: span.pfs_id,
-            pfs_label: span.pfs_label().to_vec(),
-            dist: span.dist(order),
-            rnss: span.rnss(order),
-            seq: self.next_seq,
-        };
-        self.links.insert((via, msgid), link);
-    }
-
-    /// Forgets the span `msgid` of link `via` (withdrawn, or lost with the link).
-    pub fn remove(&mut self, via: u64, msgid: u64) {
-        self.links.remove(&(via, msgid));
-    }
-
-    /// Forgets every span received on link `via`.
-    pub fn remove_link(&mut self, via: u64) {
-        self.links.retain(|&(link, _), _| link != via);
-    }
-
-    /// Spans held.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.links.len()
-    }
-
-    /// Whether no span is held.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
-    /// The `tree` dump (dmsg.md 6.4), one line a message: each cluster (ordered by peer
-    /// type, `peer_id`, `peer_label`), its nodes (by `pfs_label`, then `pfs_id`; a node
-    /// shows the `pfs_type` of its first span), its links (by `dist`, `rnss`, then arrival).
-    /// `via` is the service's number of the link the span came on. No `Relay-out` lines:
-    /// h2msg relays nothing yet.
-    #[must_use]
-    pub fn dump(&self) -> Vec<String> {
-        type NodeKey<'a> = (&'a [u8], Uuid);
-        type ClusterKey<'a> = (PeerType, Uuid, &'a [u8]);
-        type Links<'a> = Vec<(u64, u64, &'a SpanLink)>;
-        let mut clusters: BTreeMap<ClusterKey<'_>, BTreeMap<NodeKey<'_>, Links<'_>>> =
-            BTreeMap::new();
-        for (&(via, msgid), link) in &self.links {
-            clusters
-                .entry((link.peer_type, link.peer_id, &link.peer_label))
-                .or_default()
-                .entry((&link.pfs_label, link.pfs_id))
-                .or_default()
-                .push((via, msgid, link));
+/// The `tree` dump of `cluster` (dmsg.md 6.4), one line a message: each cluster (by peer
+/// type, `peer_id`, `peer_label`), its nodes (by `pfs_label`, then `pfs_id`; a node shows
+/// the `pfs_type` of its first span), each node's links (by `dist`, `rnss`, then arrival)
+/// and under each link the relays made from it. `via` is the service's number of the link
+/// (0: the service's own registrations); a relay not yet sent shows msgid 0.
+#[must_use]
+pub fn tree_lines<S: Storage>(cluster: &Cluster<S>) -> Vec<String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let via = |v: Via| match v {
+        Via::Local => 0,
+        Via::Conn(id) => id,
+    };
+    let mut out = Vec::new();
+    let mut last_cluster = None;
+    for node in cluster.nodes() {
+        let span = node.span();
+        let key = (span.peer_type(), span.peer_id, span.peer_label().to_vec());
+        if last_cluster.as_ref() != Some(&key) {
+            out.push(format!("Cluster {} {} ({})\n", key.0, key.1, text(&key.2)));
+            last_cluster = Some(key);
         }
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        let mut out = Vec::new();
-        for ((peer_type, peer_id, peer_label), nodes) in clusters {
+        out.push(format!(
+            "    Node {:02x} {} ({})\n",
+            span.pfs_type(),
+            span.pfs_id,
+            text(span.pfs_label())
+        ));
+        for link in node.links() {
             out.push(format!(
-                "Cluster {peer_type} {peer_id} ({})\n",
-                text(peer_label)
+                "\tSLink msgid {:016x} dist={} via {}\n",
+                link.msgid(),
+                link.dist(),
+                via(link.via())
             ));
-            for ((pfs_label, pfs_id), mut links) in nodes {
-                links.sort_by_key(|&(_, _, l)| (l.dist, l.rnss, l.seq));
-                let first = links.iter().map(|&(_, _, l)| l).min_by_key(|l| l.seq);
-                let pfs_type = first.map_or(0, |l| l.pfs_type);
+            for (conn, _, msgid) in link.relays() {
                 out.push(format!(
-                    "    Node {pfs_type:02x} {pfs_id} ({})\n",
-                    text(pfs_label)
+                    "\t    Relay-out msgid {:016x} via {conn}\n",
+                    msgid.unwrap_or(0)
                 ));
-                for (via, msgid, link) in links {
-                    out.push(format!(
-                        "\tSLink msgid {msgid:016x} dist={} via {via}\n",
-                        link.dist
-                    ));
-                }
             }
         }
-        out
     }
-}
-
-/// A [`SpanTree`] shared by a service's links.
-#[derive(Debug, Default)]
-pub struct SpanRegistry(Mutex<SpanTree>);
-
-impl SpanRegistry {
-    /// The tree, to read or change.
-    pub fn lock(&self) -> MutexGuard<'_, SpanTree> {
-        // A link thread that panicked while holding it left a consistent map behind.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
+    use h2msg::cluster::{Action, Heap, Limits};
+    use h2msg::wire::{LnkConn, LnkSpan, PeerType, Uuid, WireOrder};
+
     use super::*;
+
+    const LIMITS: Limits = Limits {
+        conns: 8,
+        nodes: 8,
+        links: 8,
+        relays: 8,
+        payloads: 8,
+    };
+
+    fn cluster() -> Cluster<Heap> {
+        Cluster::new(&Heap(LIMITS), std::num::NonZeroU32::MIN)
+    }
+
+    fn none() -> Vec<String> {
+        Vec::new()
+    }
 
     fn lines(answer: &ShellAnswer) -> Vec<&str> {
         answer.lines.iter().map(String::as_str).collect()
@@ -222,9 +160,8 @@ mod tests {
     /// (`vectors/dmsg-peer/none-shell.decoded.txt`), written out.
     #[test]
     fn the_shell_answers_as_the_libdmsg_service_does() {
-        let none = SpanTree::default();
         for help in [&b"help\0"[..], b"?", b"help me\0"] {
-            let a = answer(Some(help), &none);
+            let a = answer(Some(help), none);
             assert_eq!(
                 lines(&a),
                 [
@@ -236,20 +173,20 @@ mod tests {
             );
             assert!(!a.ping);
         }
-        let ping = answer(Some(b"ping\0"), &none);
+        let ping = answer(Some(b"ping\0"), none);
         assert_eq!(lines(&ping), ["sending ping\n"]);
         assert!(ping.ping);
         assert_eq!(
-            lines(&answer(Some(b"x\0"), &none)),
+            lines(&answer(Some(b"x\0"), none)),
             ["Unrecognized command: x\n"]
         );
         assert_eq!(
-            lines(&answer(Some(b"\tfoo  bar\0"), &none)),
+            lines(&answer(Some(b"\tfoo  bar\0"), none)),
             ["Unrecognized command: foo\n"]
         );
         // `span <host>` leaves the connecting to the service, which prints one of two
         // lines; without a host it fails at once.
-        let span = answer(Some(b"span\t10.0.0.9:1234 extra\0"), &none);
+        let span = answer(Some(b"span\t10.0.0.9:1234 extra\0"), none);
         assert_eq!(span.span.as_deref(), Some("10.0.0.9:1234"));
         assert!(span.lines.is_empty() && !span.ping);
         assert_eq!(span_line("10.0.0.9", true), "Connected to 10.0.0.9\n");
@@ -258,10 +195,10 @@ mod tests {
             "Connection to 10.0.0.9 failed\n"
         );
         assert_eq!(
-            lines(&answer(Some(b"span \0"), &none)),
+            lines(&answer(Some(b"span \0"), none)),
             ["Connection to  failed\n"]
         );
-        assert_eq!(answer(Some(b"span\0"), &none).span, None);
+        assert_eq!(answer(Some(b"span\0"), none).span, None);
         // An empty line, blanks only, no aux, or text after a NUL only: just the prompt.
         for empty in [
             Some(&b""[..]),
@@ -270,9 +207,9 @@ mod tests {
             Some(b"\0help"),
             None,
         ] {
-            assert_eq!(answer(empty, &none), ShellAnswer::default(), "{empty:?}");
+            assert_eq!(answer(empty, none), ShellAnswer::default(), "{empty:?}");
         }
-        assert_eq!(answer(Some(b"tree\0"), &none), ShellAnswer::default());
+        assert_eq!(answer(Some(b"tree\0"), none), ShellAnswer::default());
         assert_eq!(PROMPT, "debug> ");
         assert_eq!(PING_REPLY, "ping reply\n");
     }
@@ -295,9 +232,10 @@ mod tests {
         span.set_rnss(0x0102_0304, WireOrder::Little);
         span.set_peer_label(b"clusterA").unwrap();
         span.set_pfs_label(b"node1").unwrap();
-        let mut tree = SpanTree::default();
-        tree.insert(4, 2, &span, WireOrder::Little);
-        let dump = answer(Some(b"tree\0"), &tree);
+        let mut tree = cluster();
+        tree.span_received(4, 2, &span, WireOrder::Little, &mut |_| {})
+            .unwrap();
+        let dump = answer(Some(b"tree\0"), || tree_lines(&tree));
         assert_eq!(
             lines(&dump),
             [
@@ -309,9 +247,10 @@ mod tests {
     }
 
     /// Links of one node sort by dist, then rnss, then arrival; clusters by type; a
-    /// withdrawn span and a lost link leave the tree.
+    /// node shows its first span's pfs_type; a relay prints under the link it copies,
+    /// with its msgid and link; own registrations are via 0; what went leaves the tree.
     #[test]
-    fn tree_orders_clusters_nodes_and_links_and_forgets_what_went() {
+    fn tree_orders_clusters_nodes_links_and_relays_and_forgets_what_went() {
         let span = |peer_type: PeerType, label: &[u8], dist: u32, rnss: u32, pfs_type: u8| {
             let mut s = LnkSpan::new();
             s.set_peer_type(peer_type);
@@ -323,15 +262,60 @@ mod tests {
             s
         };
         let le = WireOrder::Little;
-        let mut tree = SpanTree::default();
-        tree.insert(1, 0x10, &span(PeerType::HAMMER2, b"c", 3, 0, 6), le);
-        tree.insert(2, 0x20, &span(PeerType::HAMMER2, b"c", 1, 9, 7), le);
-        tree.insert(3, 0x30, &span(PeerType::HAMMER2, b"c", 1, 5, 7), le);
-        tree.insert(1, 0x40, &span(PeerType::BLOCK, b"b", 0, 0, 0), le);
+        let mut tree = cluster();
+        let mut opened = Vec::new();
+        let mut out = |a: Action| {
+            if let Action::OpenSpan { relay, .. } = a {
+                opened.push(relay);
+            }
+        };
+        tree.span_received(
+            1,
+            0x10,
+            &span(PeerType::HAMMER2, b"c", 3, 0, 6),
+            le,
+            &mut out,
+        )
+        .unwrap();
+        tree.span_received(
+            2,
+            0x20,
+            &span(PeerType::HAMMER2, b"c", 1, 9, 7),
+            le,
+            &mut out,
+        )
+        .unwrap();
+        tree.span_received(
+            3,
+            0x30,
+            &span(PeerType::HAMMER2, b"c", 1, 5, 7),
+            le,
+            &mut out,
+        )
+        .unwrap();
+        tree.span_received(1, 0x40, &span(PeerType::BLOCK, b"b", 0, 0, 0), le, &mut out)
+            .unwrap();
+        // Link 5 wants HAMMER2 spans only: it is sent the best link of node (c, n).
+        let mut filter = LnkConn::new();
+        filter.set_peer_type(PeerType::HAMMER2);
+        filter.set_peer_mask(1 << 3, le);
+        tree.conn_opened(5, &filter, le, &mut out).unwrap();
+        assert_eq!(opened.len(), 1);
+        assert!(tree.relay_opened(opened[0], 0xABC));
+        let mut own = LnkSpan::new();
+        own.set_peer_type(PeerType::ROUTER);
+        own.set_pfs_label(b"mine").unwrap();
+        tree.register(&own, &mut |_| {}).unwrap();
         let nil = "00000000-0000-0000-0000-000000000000";
         assert_eq!(
-            tree.dump(),
+            tree_lines(&tree),
             [
+                format!("Cluster ROUTER {nil} ()\n"),
+                format!("    Node 00 {nil} (mine)\n"),
+                format!(
+                    "\tSLink msgid {:016x} dist=0 via 0\n",
+                    tree.nodes().next().unwrap().links().next().unwrap().msgid()
+                ),
                 format!("Cluster BLOCK {nil} (b)\n"),
                 format!("    Node 00 {nil} (n)\n"),
                 "\tSLink msgid 0000000000000040 dist=0 via 1\n".to_string(),
@@ -339,22 +323,22 @@ mod tests {
                 // The node's pfs_type is its first span's.
                 format!("    Node 06 {nil} (n)\n"),
                 "\tSLink msgid 0000000000000030 dist=1 via 3\n".to_string(),
+                "\t    Relay-out msgid 0000000000000abc via 5\n".to_string(),
                 "\tSLink msgid 0000000000000020 dist=1 via 2\n".to_string(),
                 "\tSLink msgid 0000000000000010 dist=3 via 1\n".to_string(),
             ]
         );
-        tree.remove(3, 0x30);
-        tree.remove_link(1);
-        assert_eq!(tree.len(), 1);
-        assert_eq!(
-            tree.dump(),
-            [
-                format!("Cluster HAMMER2 {nil} (c)\n"),
-                format!("    Node 07 {nil} (n)\n"),
-                "\tSLink msgid 0000000000000020 dist=1 via 2\n".to_string(),
-            ]
-        );
-        tree.remove_link(2);
-        assert!(tree.is_empty() && tree.dump().is_empty());
+        let mut closed = 0;
+        tree.span_withdrawn(3, 0x30, &mut |a| {
+            closed += usize::from(matches!(a, Action::CloseSpan { .. }))
+        })
+        .unwrap();
+        assert_eq!(closed, 1);
+        tree.link_down(1, &mut |_| {});
+        let lines = tree_lines(&tree);
+        assert_eq!(lines.len(), 3 + 4, "{lines:?}");
+        assert_eq!(lines[4], format!("    Node 06 {nil} (n)\n"));
+        assert_eq!(lines[5], "\tSLink msgid 0000000000000020 dist=1 via 2\n");
+        assert!(lines[6].starts_with("\t    Relay-out msgid 0000000000000000 via 5"));
     }
 }

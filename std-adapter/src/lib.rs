@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod blocking;
 pub mod client;
+pub mod cluster_hub;
 pub mod demo;
 pub mod dmsg_shell;
 pub mod dump;

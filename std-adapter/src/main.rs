@@ -199,6 +199,10 @@ enum Command {
         #[arg(long, value_name = "SECONDS", value_parser = parse_optional_timeout,
               default_value = "60")]
         stall_timeout: OptionalSeconds,
+        /// With dmsg: register a node of this service named LABEL (at most 127 bytes), sent
+        /// as a span to every link and relayed through the cluster (repeatable).
+        #[arg(long, value_name = "LABEL")]
+        advertise: Vec<String>,
         #[command(flatten)]
         mode: ModeArg,
         #[command(flatten)]
@@ -326,6 +330,7 @@ fn run(cli: Cli) -> Result<(), String> {
             keepalive,
             idle_timeout,
             stall_timeout,
+            advertise,
             mode,
             proto,
         } => {
@@ -337,6 +342,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mode: mode.choice,
                 liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
                 proto: proto.proto,
+                advertise,
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
@@ -590,8 +596,18 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 10] = [
-        "keydir", "listen", "choice", "modes", "host", "file", "dir", "keys", "mode", "proto",
+    const TEXT_OPTIONS: [&str; 11] = [
+        "keydir",
+        "listen",
+        "choice",
+        "modes",
+        "host",
+        "file",
+        "dir",
+        "keys",
+        "mode",
+        "proto",
+        "advertise",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.

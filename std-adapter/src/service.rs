@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use h2msg::cluster::{ClusterError, SpanInput, refuse_span};
 use h2msg::drive::Waited;
 use h2msg::ioq::TxError;
 use h2msg::trans::{DmsgKey, Received, Side};
@@ -32,7 +33,8 @@ use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
 use crate::blocking::{DmsgLink, Link};
-use crate::dmsg_shell::{self, SpanRegistry};
+use crate::cluster_hub::{ClusterHub, SERVICE_LIMITS};
+use crate::dmsg_shell;
 use crate::keys::KeyDir;
 use crate::link::{LinkError, LinkTerms, open_dmsg_link, open_link};
 use crate::proto::Proto;
@@ -407,10 +409,8 @@ enum DmsgInput {
     Shell(Option<Vec<u8>>),
     /// A one-way `LNK_PING|REPLY`: the answer to a ping.
     PingReply,
-    /// The peer opened a span: its msgid and payload, the payload's byte order.
-    SpanUp(u64, Box<LnkSpan>, WireOrder),
-    /// The peer withdrew its span with this msgid.
-    SpanDown(u64),
+    /// An `LNK_CONN` or `LNK_SPAN` opened or closed: for the cluster.
+    Cluster(Box<SpanInput>),
     /// The peer opened a transaction the service has no use for: closed with NOSUPP.
     Refuse(DmsgKey),
     /// Nothing to do (the connection answered it already, or nothing needs an answer).
@@ -434,42 +434,41 @@ impl DmsgInput {
             {
                 Self::PingReply
             }
-            Received::Element {
-                key,
-                effective_cmd,
-                opened,
-                ..
-            } if key.side == Side::Remote => {
-                let base = effective_cmd.clear(MsgFlags::REPLY).switch_key();
-                let deleted = effective_cmd.flags().contains(MsgFlags::DELETE);
-                if base == Cmd::DMSG_LNK_SPAN.raw() {
-                    match (opened, deleted, LnkSpan::read_from_ext(msg.ext())) {
-                        (true, false, Ok(span)) => {
-                            Self::SpanUp(key.msgid, Box::new(span), msg.order())
-                        }
-                        (_, true, _) => Self::SpanDown(key.msgid),
-                        _ => Self::Other,
+            received => {
+                if let Some(input) = SpanInput::of(&msg, &received) {
+                    return Self::Cluster(Box::new(input));
+                }
+                match received {
+                    Received::Element {
+                        key,
+                        effective_cmd,
+                        opened: true,
+                        ..
+                    } if key.side == Side::Remote
+                        && effective_cmd.clear(MsgFlags::REPLY).switch_key()
+                            != Cmd::DMSG_LNK_CONN.raw()
+                        && effective_cmd.clear(MsgFlags::REPLY).switch_key()
+                            != Cmd::DMSG_LNK_SPAN.raw() =>
+                    {
+                        Self::Refuse(key)
                     }
-                } else if base != Cmd::DMSG_LNK_CONN.raw() && opened {
-                    Self::Refuse(key)
-                } else {
-                    Self::Other
+                    _ => Self::Other,
                 }
             }
-            _ => Self::Other,
         }
     }
 }
 
-/// Removes a link's spans from the service's tree when the link ends, however it ends.
-struct ForgetSpans<'a> {
-    spans: &'a SpanRegistry,
-    via: u64,
+/// Takes a link out of the service's cluster when it ends, however it ends: what came on
+/// it is withdrawn (docs/dmsg.md 5.5).
+struct Detach<'a> {
+    cluster: &'a ClusterHub,
+    link: u64,
 }
 
-impl Drop for ForgetSpans<'_> {
+impl Drop for Detach<'_> {
     fn drop(&mut self) {
-        self.spans.lock().remove_link(self.via);
+        self.cluster.detach(self.link);
     }
 }
 
@@ -556,7 +555,7 @@ struct Node {
     liveness: Liveness,
     proto: Proto,
     links: Arc<LinkRegistry>,
-    spans: SpanRegistry,
+    cluster: ClusterHub,
     workers: Workers,
 }
 
@@ -577,7 +576,7 @@ impl Node {
             liveness,
             proto,
             links,
-            spans: SpanRegistry::default(),
+            cluster: ClusterHub::new(draw_rself(), SERVICE_LIMITS),
             workers: Workers::default(),
         })
     }
@@ -702,10 +701,10 @@ impl Node {
         mut link: DmsgLink<Stream>,
         slot: &LinkSlot,
     ) -> Result<(), LinkError> {
-        let spans = &self.spans;
-        let _forget = ForgetSpans {
-            spans,
-            via: slot.id,
+        self.cluster.attach(slot.id, link.transport().waker());
+        let _detach = Detach {
+            cluster: &self.cluster,
+            link: slot.id,
         };
         link.io()
             .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
@@ -714,6 +713,8 @@ impl Node {
         let mut pings_out = 0u32;
         let mut counters = Publisher::default();
         loop {
+            // Spans other links' news made for this one (they woke us), and our own.
+            self.cluster.deliver(slot.id, link.io());
             let waited = link.next_event_until(counters.deadline(), DmsgInput::of)?;
             counters.update(slot, link.io().stats());
             let input = match waited {
@@ -728,7 +729,7 @@ impl Node {
                         slot.id,
                         aux.as_deref().map(String::from_utf8_lossy)
                     );
-                    let mut answer = dmsg_shell::answer(aux.as_deref(), &spans.lock());
+                    let mut answer = dmsg_shell::answer(aux.as_deref(), || self.cluster.tree());
                     if let Some(host) = &answer.span {
                         answer.lines = vec![dmsg_shell::span_line(host, self.span(slot.id, host))];
                     }
@@ -745,10 +746,16 @@ impl Node {
                     pings_out -= 1;
                     send_shell_text(&mut link, dmsg_shell::PING_REPLY)?;
                 }
-                DmsgInput::SpanUp(msgid, span, order) => {
-                    spans.lock().insert(slot.id, msgid, &span, order);
-                }
-                DmsgInput::SpanDown(msgid) => spans.lock().remove(slot.id, msgid),
+                DmsgInput::Cluster(input) => match self.cluster.input(slot.id, &input) {
+                    Err(ClusterError::Full(table)) => {
+                        warn!("link {}: cluster full ({table:?}): span refused", slot.id);
+                        if let SpanInput::SpanOpened(msgid, ..) = *input {
+                            refuse_span(link.io(), msgid);
+                        }
+                    }
+                    Err(e) => debug!("link {}: {e}", slot.id),
+                    Ok(()) => {}
+                },
                 DmsgInput::Refuse(key) => {
                     // Best effort: a transaction closed by then needs nothing more.
                     let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
@@ -794,6 +801,46 @@ pub fn serve_one_dmsg(
     node.links.shut_down_all();
     node.workers.join_all();
     served.map_err(crate::other)
+}
+
+/// The spans `--advertise` registers (docs/dmsg.md 5.6): a ROUTER node per label, in
+/// the cluster named by this host (`peer_label`, as [`router_conn`] names it), the label
+/// as its `pfs_label`, protocol version 1, nil UUIDs.
+///
+/// # Errors
+/// A label too long or with a NUL, or any label with the seed revision (no cluster there).
+pub fn advertised_spans(labels: &[String], proto: Proto) -> io::Result<Vec<LnkSpan>> {
+    if proto != Proto::Dmsg && !labels.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--advertise needs --proto dmsg: the seed revision has no cluster",
+        ));
+    }
+    let host = router_conn();
+    labels
+        .iter()
+        .map(|label| {
+            let mut span = LnkSpan::new();
+            span.set_peer_type(PeerType::ROUTER);
+            span.set_proto_version(DMSG_SPAN_PROTO_1, WireOrder::Little);
+            span.peer_label = host.peer_label;
+            span.set_pfs_label(label.as_bytes()).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--advertise {label:?}: {e}"),
+                )
+            })?;
+            Ok(span)
+        })
+        .collect()
+}
+
+/// This process's relay constant (D16): a random non-zero 32-bit value, drawn once.
+fn draw_rself() -> std::num::NonZeroU32 {
+    let mut bytes = [0u8; 4];
+    // Without OS randomness the constant is only less random: it stays valid.
+    let _ = getrandom::fill(&mut bytes);
+    std::num::NonZeroU32::new(u32::from_le_bytes(bytes)).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
 /// Logs how link `slot` to `peer` ended.
@@ -873,6 +920,8 @@ pub struct ServiceConfig {
     pub liveness: Liveness,
     /// The protocol revision every link speaks.
     pub proto: Proto,
+    /// Labels of the nodes this service registers in the cluster (`--proto dmsg` only).
+    pub advertise: Vec<String>,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -884,6 +933,7 @@ pub struct ServiceConfig {
 /// Our own key pair is unusable ([`KeyDir::check_own_keys`]), the bind failure with the
 /// OS reason (§11 S4), or a failure to set up signals.
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    let registrations = advertised_spans(&config.advertise, config.proto)?;
     // A broken own key would otherwise fail every RSA link, after `listening on`.
     keys.check_own_keys().map_err(io::Error::other)?;
     // RSA peers get prepared handshake blocks from the first link on.
@@ -930,6 +980,9 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         config.proto,
         LinkRegistry::new(max_links, config.handshakes_per_peer),
     );
+    for span in &registrations {
+        node.cluster.register(span).map_err(io::Error::other)?;
+    }
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {

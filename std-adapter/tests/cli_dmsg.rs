@@ -408,20 +408,31 @@ fn tree(client: &Path, endpoint: &str) -> String {
     ))
 }
 
-/// The shell's `tree` output with only the V2 span, received on link `via`.
-fn v2_tree(via: u64) -> String {
+/// The shell's `tree` output with only the V2 span, received on link `via`, asked by a
+/// shell on link `shell`. The shell opened `LNK_CONN` (as libdmsg's does), so the service
+/// relays the span to it too (docs/dmsg.md 5.4): on that link the service's `LNK_CONN`
+/// took msgid 1 and the relay msgid 2 (msgids count from 1, D23).
+fn v2_tree(via: u64, shell: u64) -> String {
     format!(
         "debug: connected\n\
          debug> Cluster HAMMER2 33221100-5544-7766-8899-aabbccddeeff (clusterA)\n    \
          Node 00 3c2d1e0f-5a4b-7869-8796-a5b4c3d2e1f0 (node1)\n\
          \tSLink msgid 0000000000000002 dist=2 via {via}\n\
+         \t    Relay-out msgid 0000000000000002 via {shell}\n\
          debug> \n"
     )
 }
 
 /// `peer`, the service's link `via`, opens the V2 span: the service answers it with a
-/// result, and a shell with `client`'s keys sees it in `tree` until `peer` hangs up.
-fn v2_span_shows_until_its_link_goes(mut peer: Peer, via: u64, client: &Path, endpoint: &str) {
+/// result, and a shell with `client`'s keys, the service's link `shell`, sees it in `tree`
+/// until `peer` hangs up.
+fn v2_span_shows_until_its_link_goes(
+    mut peer: Peer,
+    via: u64,
+    shell: u64,
+    client: &Path,
+    endpoint: &str,
+) {
     open_v2_span(&mut peer);
     let answer = peer.expect(1).remove(0);
     assert_eq!(
@@ -429,7 +440,7 @@ fn v2_span_shows_until_its_link_goes(mut peer: Peer, via: u64, client: &Path, en
         (0xA80F_FF01, 2),
         "the span's result (dmsg.md 5.2)"
     );
-    assert_eq!(tree(client, endpoint), v2_tree(via));
+    assert_eq!(tree(client, endpoint), v2_tree(via, shell));
     drop(peer);
     let start = Instant::now();
     loop {
@@ -453,7 +464,7 @@ fn tree_shows_the_spans_other_links_opened_until_their_link_goes() {
     let svc = Service::start_with(&node, "127.0.0.1:0", &["--proto", "dmsg"]);
     let mut peer = Peer::connect(&svc.endpoint);
     assert_eq!(peer.expect(1)[0].header.cmd, 0x8000_1106);
-    v2_span_shows_until_its_link_goes(peer, 1, &client, &svc.endpoint);
+    v2_span_shows_until_its_link_goes(peer, 1, 2, &client, &svc.endpoint);
 }
 
 /// `span 127.0.0.1:PORT` on service A's shell (link 1) starts an outgoing link 2 to a
@@ -491,7 +502,7 @@ fn span_starts_an_outgoing_link_served_as_an_accepted_one() {
         format!("debug: connected\ndebug> Connected to {target}\ndebug> \n")
     );
 
-    v2_span_shows_until_its_link_goes(peer, 2, &client, &a.endpoint);
+    v2_span_shows_until_its_link_goes(peer, 2, 3, &client, &a.endpoint);
 }
 
 /// `span` fails, naming the host as given, when nothing listens there, when the name does

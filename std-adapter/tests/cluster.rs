@@ -1,0 +1,133 @@
+//! `h2msg service --proto dmsg` as a cluster node, across processes (docs/dmsg.md 5.3–5.6):
+//! three services in a line A–B–C joined with the shell's `span <host>`; A registers a
+//! node with `--advertise`; C's `tree` shows it at `dist` 2 and B's shows it at 1 with
+//! the relay it sends C; killing B withdraws it from C.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{Service, plaintext_pair, spawn_shell};
+
+/// The shell's output for `input` sent to the DMSG service at `endpoint`.
+fn shell(client: &Path, endpoint: &str, input: &str) -> String {
+    let mut child = spawn_shell(client, endpoint, &["--proto", "dmsg"]);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shell {endpoint}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `tree` lines of the service at `endpoint`, the prompt text taken off.
+fn tree(client: &Path, endpoint: &str) -> Vec<String> {
+    shell(client, endpoint, "tree\n")
+        .lines()
+        .map(|l| l.trim_start_matches("debug> ").to_string())
+        .filter(|l| !l.is_empty() && l != "debug: connected")
+        .collect()
+}
+
+/// Asks `tree` until `done` holds of it, for up to 20 s; returns the last dump.
+fn tree_until(client: &Path, endpoint: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let lines = tree(client, endpoint);
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tree of {endpoint} never got there: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `dist` of the best (first) `SLink` under the node labelled `label`, if any.
+fn best_dist(lines: &[String], label: &str) -> Option<u32> {
+    let node = format!(" ({label})");
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("    Node ") && l.ends_with(&node))?;
+    let slink = lines.get(at + 1)?;
+    let dist = slink.split("dist=").nth(1)?.split(' ').next()?;
+    dist.parse().ok()
+}
+
+#[test]
+fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_path() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let dmsg = ["--proto", "dmsg"];
+    let a = Service::start_with(
+        &node,
+        "127.0.0.1:0",
+        &["--proto", "dmsg", "--advertise", "alpha"],
+    );
+    let mut b = Service::start_with(&node, "127.0.0.1:0", &dmsg);
+    let c = Service::start_with(&node, "127.0.0.1:0", &dmsg);
+
+    // A holds its own registration: via 0 (local), dist 0.
+    let at_a = tree(&client, &a.endpoint);
+    assert_eq!(best_dist(&at_a, "alpha"), Some(0), "{at_a:?}");
+    assert!(
+        at_a.iter()
+            .any(|l| l.starts_with("\tSLink msgid ") && l.ends_with(" dist=0 via 0"))
+    );
+
+    let joined = shell(&client, &b.endpoint, &format!("span {}\n", a.endpoint));
+    assert!(
+        joined.contains(&format!("Connected to {}", a.endpoint)),
+        "{joined}"
+    );
+    let joined = shell(&client, &c.endpoint, &format!("span {}\n", b.endpoint));
+    assert!(
+        joined.contains(&format!("Connected to {}", b.endpoint)),
+        "{joined}"
+    );
+
+    let at_c = tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha").is_some());
+    assert_eq!(best_dist(&at_c, "alpha"), Some(2), "{at_c:?}");
+    // One node, one link to it: nothing came back around.
+    assert_eq!(
+        at_c.iter().filter(|l| l.starts_with("\tSLink")).count(),
+        1,
+        "{at_c:?}"
+    );
+    let at_b = tree_until(&client, &b.endpoint, |l| {
+        l.iter().any(|x| x.starts_with("\t    Relay-out msgid "))
+    });
+    assert_eq!(best_dist(&at_b, "alpha"), Some(1), "{at_b:?}");
+    // B relays alpha toward C (and toward the shell asking, which opened LNK_CONN too).
+    assert!(
+        at_b.iter()
+            .filter(|l| l.starts_with("\t    Relay-out msgid "))
+            .count()
+            >= 1
+    );
+
+    // B goes away: C's link to it ends and the registration is withdrawn.
+    drop(b.child.kill());
+    let _ = b.child.wait();
+    let at_c = tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha").is_none());
+    assert!(at_c.is_empty(), "{at_c:?}");
+    drop(a);
+}
