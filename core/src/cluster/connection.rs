@@ -9,8 +9,8 @@ use super::{Action, Cluster, ClusterError, ConnId, Storage};
 use crate::iocom::DmsgIocom;
 use crate::trans::{DmsgKey, Received, Side};
 use crate::wire::{
-    Cmd, Crc32c, DMSG_ERR_IO, DmsgReceivedHeader, LnkConn, LnkSpan, MessageView, MsgFlags,
-    WireOrder,
+    Cmd, Crc32c, DMSG_ERR_IO, DMSG_ERR_LOSTLINK, DmsgReceivedHeader, LnkConn, LnkSpan, MessageView,
+    MsgFlags, WireOrder,
 };
 
 /// What one received message means for the cluster, copied out of the message.
@@ -141,7 +141,11 @@ pub fn send_action<M, R, C, const T: usize, S: Storage>(
             // Nothing to do if the receiver closed it first and our DELETE went out.
             let _ = io.answer(DmsgKey::ours(*msgid), true, 0);
         }
-        Action::CloseSpan { msgid: None, .. } => {}
+        Action::CloseSpan { msgid: None, .. } | Action::Terminate { key: None, .. } => {}
+        Action::Terminate { key: Some(key), .. } => {
+            // Nothing to do if our half had closed already.
+            let _ = io.abort(*key, DMSG_ERR_LOSTLINK);
+        }
     }
 }
 
@@ -150,7 +154,9 @@ impl Action {
     #[must_use]
     pub const fn conn(&self) -> ConnId {
         match self {
-            Self::OpenSpan { conn, .. } | Self::CloseSpan { conn, .. } => *conn,
+            Self::OpenSpan { conn, .. }
+            | Self::CloseSpan { conn, .. }
+            | Self::Terminate { conn, .. } => *conn,
         }
     }
 }

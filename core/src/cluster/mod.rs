@@ -40,12 +40,14 @@
 //! caller closes it toward its sender (dmsg.md 5.7).
 
 mod connection;
+mod route;
 mod table;
 
 use core::cmp::Ordering;
 use core::fmt;
 
 pub use connection::{SpanInput, refuse_span, send_action};
+pub use route::{Route, Twin, TwinId};
 #[cfg(feature = "alloc")]
 pub use table::{Capped, Heap};
 pub use table::{Fixed, Limits, Storage, Table, Tables};
@@ -102,6 +104,18 @@ pub enum Action {
         /// Its msgid, if known.
         msgid: Option<u64>,
     },
+    /// End our half `key` of the routed transaction `twin` on `conn` with
+    /// `LNK_ERROR|DELETE|ABORT`, error 0x21 LOSTLINK: its route is gone (dmsg.md 4.6).
+    /// `key` is `None` if the twin's open is still queued: the caller drops what it
+    /// queued for `twin` instead.
+    Terminate {
+        /// The connection.
+        conn: ConnId,
+        /// The routed transaction.
+        twin: TwinId,
+        /// Our half's key on `conn`, if known.
+        key: Option<crate::trans::DmsgKey>,
+    },
 }
 
 /// Which table had no room.
@@ -117,6 +131,8 @@ pub enum TableName {
     Relays,
     /// Distinct span payloads.
     Payloads,
+    /// Routed transactions passing through.
+    Twins,
 }
 
 /// Why the cluster refused an input. Nothing changed then.
@@ -354,6 +370,10 @@ impl<S: Storage> Cluster<S> {
     /// its sender had closed it, each with its rescan.
     pub fn link_down(&mut self, conn: ConnId, out: &mut impl FnMut(Action)) {
         self.drop_conn::<fn(Action)>(conn, None);
+        self.cut_twins(
+            |t| (t.from == conn || t.to == conn).then_some(Some(conn)),
+            out,
+        );
         while let Some(seq) = self
             .t
             .links
@@ -825,6 +845,8 @@ impl<S: Storage> Cluster<S> {
         if let Ok(j) = self.t.link_source.items().binary_search(&source) {
             self.t.link_source.remove_at(j);
         }
+        // Transactions routed over this link lose their route (dmsg.md 4.6).
+        self.cut_twins(|t| (t.link == seq).then_some(None), out);
         while let Some(r) = self
             .t
             .relays

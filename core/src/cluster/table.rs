@@ -3,7 +3,7 @@
 //! with the `alloc` feature, vectors that grow up to limits chosen at run time (`Heap`).
 //! Either way a full table is a typed refusal, never growth without bound.
 
-use super::{Conn, Link, LinkOrder, LinkSource, Node, NodeOrder, Payload, Relay, RelayOrder};
+use super::{Conn, Link, LinkOrder, LinkSource, Node, NodeOrder, Payload, Relay, RelayOrder, Twin};
 
 /// A bounded sequence: the few operations the cluster's sorted tables need.
 pub trait Table<T> {
@@ -69,6 +69,8 @@ pub trait Storage {
     type LinkSource: Table<LinkSource>;
     /// Relays by connection, node, and their source link's order.
     type RelayOrder: Table<RelayOrder>;
+    /// Routed transactions passing through (twins, dmsg.md 4.5).
+    type Twins: Table<Twin>;
 
     /// Empty tables.
     fn tables(&self) -> Tables<Self>
@@ -87,11 +89,13 @@ pub struct Tables<S: Storage> {
     pub(super) link_order: S::LinkOrder,
     pub(super) link_source: S::LinkSource,
     pub(super) relay_order: S::RelayOrder,
+    pub(super) twins: S::Twins,
 }
 
 /// Tables in fixed arrays, sized at compile time: at most `CONNS` connections with
-/// `LNK_CONN`, `NODES` nodes, `LINKS` received spans, `RELAYS` spans sent, and `PAYLOADS`
-/// distinct span payloads (384 bytes each; links to one node normally share one).
+/// `LNK_CONN`, `NODES` nodes, `LINKS` received spans, `RELAYS` spans sent, `PAYLOADS`
+/// distinct span payloads (384 bytes each; links to one node normally share one) and
+/// `TWINS` routed transactions passing through.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fixed<
     const CONNS: usize,
@@ -99,6 +103,7 @@ pub struct Fixed<
     const LINKS: usize,
     const RELAYS: usize,
     const PAYLOADS: usize,
+    const TWINS: usize,
 >;
 
 impl<
@@ -107,7 +112,8 @@ impl<
     const LINKS: usize,
     const RELAYS: usize,
     const PAYLOADS: usize,
-> Storage for Fixed<CONNS, NODES, LINKS, RELAYS, PAYLOADS>
+    const TWINS: usize,
+> Storage for Fixed<CONNS, NODES, LINKS, RELAYS, PAYLOADS, TWINS>
 {
     type Conns = heapless::Vec<Conn, CONNS>;
     type Payloads = heapless::Vec<Payload, PAYLOADS>;
@@ -118,6 +124,7 @@ impl<
     type LinkOrder = heapless::Vec<LinkOrder, LINKS>;
     type LinkSource = heapless::Vec<LinkSource, LINKS>;
     type RelayOrder = heapless::Vec<RelayOrder, RELAYS>;
+    type Twins = heapless::Vec<Twin, TWINS>;
 
     fn tables(&self) -> Tables<Self> {
         Tables {
@@ -130,6 +137,7 @@ impl<
             link_order: heapless::Vec::new(),
             link_source: heapless::Vec::new(),
             relay_order: heapless::Vec::new(),
+            twins: heapless::Vec::new(),
         }
     }
 }
@@ -147,6 +155,8 @@ pub struct Limits {
     pub relays: usize,
     /// Distinct span payloads.
     pub payloads: usize,
+    /// Routed transactions passing through.
+    pub twins: usize,
 }
 
 #[cfg(feature = "alloc")]
@@ -158,7 +168,7 @@ mod heap {
 
     use super::{
         Conn, Limits, Link, LinkOrder, LinkSource, Node, NodeOrder, Payload, Relay, RelayOrder,
-        Storage, Table, Tables,
+        Storage, Table, Tables, Twin,
     };
 
     /// A vector that grows as it fills, up to a limit.
@@ -217,6 +227,7 @@ mod heap {
         type LinkOrder = Capped<LinkOrder>;
         type LinkSource = Capped<LinkSource>;
         type RelayOrder = Capped<RelayOrder>;
+        type Twins = Capped<Twin>;
 
         fn tables(&self) -> Tables<Self> {
             let l = self.0;
@@ -230,6 +241,7 @@ mod heap {
                 link_order: Capped::new(l.links),
                 link_source: Capped::new(l.links),
                 relay_order: Capped::new(l.relays),
+                twins: Capped::new(l.twins),
             }
         }
     }

@@ -19,7 +19,7 @@ use std::vec::Vec;
 use super::*;
 use crate::wire::{LnkConn, LnkSpan, PeerType, Uuid, WireOrder};
 
-type Small = Fixed<8, 16, 64, 64, 16>;
+type Small = Fixed<8, 16, 64, 64, 16, 16>;
 const LE: WireOrder = WireOrder::Little;
 
 fn rself(node: usize) -> core::num::NonZeroU32 {
@@ -92,6 +92,7 @@ impl Net {
                         self.send(node, *conn as usize, Msg::Close(relay.0));
                     }
                 }
+                Action::Terminate { .. } => panic!("no routed transactions here: {action:?}"),
             }
         }
     }
@@ -530,7 +531,7 @@ fn filters_stop_relays() {
 /// cut, a span reopened in a loop leaves nothing behind.
 #[test]
 fn hostile_spans_are_bounded_and_refused_cleanly() {
-    let mut c: Cluster<Fixed<2, 4, 8, 4, 8>> = Cluster::new(&Fixed, rself(0));
+    let mut c: Cluster<Fixed<2, 4, 8, 4, 8, 4>> = Cluster::new(&Fixed, rself(0));
     c.conn_opened(1, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
         .unwrap();
     assert_eq!(
@@ -599,6 +600,7 @@ fn hostile_spans_are_bounded_and_refused_cleanly() {
         let mut count = |a: Action| match a {
             Action::OpenSpan { .. } => balance += 1,
             Action::CloseSpan { .. } => balance -= 1,
+            Action::Terminate { .. } => panic!("nothing routed"),
         };
         c.span_received(2, 77, &span, LE, &mut count).unwrap();
         c.span_withdrawn(2, 77, &mut count).unwrap();
@@ -701,7 +703,7 @@ fn a_relay_closed_by_its_receiver_returns_at_the_next_trigger() {
         .iter()
         .filter_map(|a| match a {
             Action::OpenSpan { span, .. } => Some(span.pfs_label().to_vec()),
-            Action::CloseSpan { .. } => None,
+            Action::CloseSpan { .. } | Action::Terminate { .. } => None,
         })
         .collect();
     assert_eq!(opened, vec![b"a".to_vec(), b"b".to_vec()]);
@@ -731,4 +733,219 @@ fn a_big_endian_payload_is_relayed_little_endian() {
     assert_eq!(sent.dist(LE), 3);
     assert_eq!(sent.rnss(LE), 0x0102_0304u32.wrapping_add(rself(0).get()));
     assert_eq!(sent.media[..8], 0x1122_3344_5566_7788u64.to_le_bytes());
+}
+
+/// A relay node R between a requester on conn 1 and a span's source on conn 2: R holds
+/// the source's span `50` and relays it to conn 1 as msgid 7.
+fn relay_node() -> Cluster<Small> {
+    let mut c: Cluster<Small> = Cluster::new(&Small::default(), rself(0));
+    c.conn_opened(1, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let mut relay = None;
+    c.span_received(
+        2,
+        50,
+        &registration(b"far", PeerType::HAMMER2),
+        LE,
+        &mut |a| {
+            if let Action::OpenSpan { relay: r, .. } = a {
+                relay = Some(r);
+            }
+        },
+    )
+    .unwrap();
+    assert!(c.relay_opened(relay.unwrap(), 7));
+    c
+}
+
+/// dmsg.md 4.5: a transaction opened under our relay is routed to the span's source,
+/// opened there under the source span; answers come back on the twin; once both halves
+/// sent DELETE the twin is forgotten.
+#[test]
+fn a_transaction_under_a_relay_is_forwarded_to_the_span_source_and_back() {
+    use crate::trans::DmsgKey;
+    let mut c = relay_node();
+    let Route::Forward {
+        to: 2,
+        twin,
+        open_under: Some(under),
+    } = c.route(1, DmsgKey::theirs(100), Some(DmsgKey::ours(7)), true)
+    else {
+        panic!("routed to conn 2")
+    };
+    assert_eq!(under, DmsgKey::theirs(50));
+    assert_eq!(c.twin_key(twin, 2), None, "not opened yet");
+    assert!(c.twin_opened(twin, 9));
+    assert_eq!(c.twin_key(twin, 1), Some(DmsgKey::theirs(100)));
+    assert_eq!(c.twin_key(twin, 2), Some(DmsgKey::ours(9)));
+    // The far end's answer on our twin goes back to the requester, and the requester's
+    // next element follows the twin (no second open).
+    assert_eq!(
+        c.route(2, DmsgKey::ours(9), Some(DmsgKey::theirs(50)), false),
+        Route::Forward {
+            to: 1,
+            twin,
+            open_under: None
+        }
+    );
+    assert_eq!(
+        c.route(1, DmsgKey::theirs(100), Some(DmsgKey::ours(7)), false),
+        Route::Forward {
+            to: 2,
+            twin,
+            open_under: None
+        }
+    );
+    c.twin_forwarded(twin, 1, true);
+    assert_eq!(c.twins(), 1, "one half still open");
+    c.twin_forwarded(twin, 2, true);
+    assert_eq!(c.twins(), 0);
+    // Not routed: top level, under a span the peer sent us, or from our own side.
+    assert_eq!(
+        c.route(1, DmsgKey::theirs(101), None, true),
+        Route::NotRouted
+    );
+    assert_eq!(
+        c.route(2, DmsgKey::theirs(102), Some(DmsgKey::theirs(50)), true),
+        Route::NotRouted
+    );
+    assert_eq!(
+        c.route(1, DmsgKey::theirs(103), Some(DmsgKey::ours(99)), true),
+        Route::NotRouted
+    );
+}
+
+/// The route goes: the source span withdrawn ends both halves with LOSTLINK; a lost link
+/// ends the half on the other link only.
+#[test]
+fn a_lost_route_ends_both_halves_and_frees_the_twin() {
+    use crate::trans::DmsgKey;
+    let mut c = relay_node();
+    let Route::Forward { twin, .. } =
+        c.route(1, DmsgKey::theirs(100), Some(DmsgKey::ours(7)), true)
+    else {
+        panic!("routed")
+    };
+    assert!(c.twin_opened(twin, 9));
+    let mut got = Vec::new();
+    c.span_withdrawn(2, 50, &mut |a| got.push(a)).unwrap();
+    let terminated: Vec<_> = got
+        .iter()
+        .filter_map(|a| match a {
+            Action::Terminate { conn, key, twin: t } if *t == twin => Some((*conn, *key)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        terminated,
+        vec![(1, Some(DmsgKey::theirs(100))), (2, Some(DmsgKey::ours(9)))]
+    );
+    assert_eq!(c.twins(), 0);
+
+    for (lost, survivor) in [(1u64, 2u64), (2, 1)] {
+        let mut c = relay_node();
+        let Route::Forward { twin, .. } =
+            c.route(1, DmsgKey::theirs(100), Some(DmsgKey::ours(7)), true)
+        else {
+            panic!("routed")
+        };
+        assert!(c.twin_opened(twin, 9));
+        let mut got = Vec::new();
+        c.link_down(lost, &mut |a| got.push(a));
+        let terminated: Vec<_> = got
+            .iter()
+            .filter_map(|a| match a {
+                Action::Terminate { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(terminated, vec![survivor], "link {lost} lost");
+        assert_eq!(c.twins(), 0);
+        assert!(
+            !c.twin_opened(twin, 10),
+            "a twin opened after its route went is refused"
+        );
+    }
+}
+
+/// Under our relay of our own registration, a transaction is ours to answer; a full twin
+/// table refuses instead of dropping.
+#[test]
+fn routes_end_here_for_own_registrations_and_are_refused_when_full() {
+    use crate::trans::DmsgKey;
+    let mut c: Cluster<Fixed<2, 4, 8, 4, 8, 1>> = Cluster::new(&Fixed, rself(0));
+    c.conn_opened(1, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let mut relay = None;
+    let reg = c
+        .register(&registration(b"mine", PeerType::HAMMER2), &mut |a| {
+            if let Action::OpenSpan { relay: r, .. } = a {
+                relay = Some(r);
+            }
+        })
+        .unwrap();
+    assert!(c.relay_opened(relay.unwrap(), 3));
+    assert_eq!(
+        c.route(1, DmsgKey::theirs(5), Some(DmsgKey::ours(3)), true),
+        Route::Local(reg)
+    );
+    assert_eq!(
+        c.route_to(|s| s.pfs_label() == b"mine"),
+        Some((Via::Local, reg.0))
+    );
+    assert_eq!(c.route_to(|s| s.pfs_label() == b"none"), None);
+
+    c.span_received(
+        1,
+        60,
+        &registration(b"other", PeerType::HAMMER2),
+        LE,
+        &mut |_| {},
+    )
+    .unwrap();
+    c.conn_opened(2, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let relays: Vec<_> = c
+        .nodes()
+        .flat_map(|n| {
+            n.links()
+                .flat_map(|l| l.relays().collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|(conn, _, _)| *conn == 2)
+        .collect();
+    // Conn 2 is sent both nodes: ours and the one from conn 1. Route under each.
+    assert_eq!(relays.len(), 2);
+    for (i, (_, r, _)) in relays.iter().enumerate() {
+        assert!(c.relay_opened(*r, 20 + i as u64));
+    }
+    let routes: Vec<_> = (0..relays.len() as u64)
+        .map(|i| {
+            c.route(
+                2,
+                DmsgKey::theirs(70 + i),
+                Some(DmsgKey::ours(20 + i)),
+                true,
+            )
+        })
+        .collect();
+    assert!(
+        routes.iter().any(|r| matches!(r, Route::Local(_))),
+        "{routes:?}"
+    );
+    let forwarded = routes
+        .iter()
+        .filter(|r| matches!(r, Route::Forward { .. }))
+        .count();
+    assert_eq!(forwarded, 1, "{routes:?}");
+    // The one twin slot is taken: the next routed open is refused.
+    let forwarded_at = routes
+        .iter()
+        .position(|r| matches!(r, Route::Forward { .. }))
+        .unwrap();
+    let msgid = 20 + forwarded_at as u64;
+    assert_eq!(
+        c.route(2, DmsgKey::theirs(90), Some(DmsgKey::ours(msgid)), true),
+        Route::Refused(ClusterError::Full(TableName::Twins))
+    );
 }

@@ -83,7 +83,7 @@ enum Step {
 /// | `LNK_SPAN\|CREATE` | result 0xA80FFF01, delivered | dmsg.md 5.2 |
 /// | `DELETE` on the peer's `LNK_CONN` or `LNK_SPAN` | our DELETE (0x680FFF01), delivered | dmsg.md 5.2, 5.5 |
 /// | `DELETE` on our own `LNK_CONN` | our DELETE (0x400FFF01), delivered | both directions close |
-/// | a transaction not accepted | closed at once, error 0x20 | dmsg.md 4.4 |
+/// | a transaction not accepted (and not stacked under one of ours) | closed at once, error 0x20 | dmsg.md 4.4 |
 /// | a transaction past the table's `T` slots | closed at once, error 0x22 | h2msg's choice: the peer is told, not left waiting |
 /// | an element that breaks dmsg.md 4.3 | the link fails: TRANS (17) | D5 (libdmsg asserts) |
 /// | an element naming a closed parent, a late ABORT | dropped | dmsg.md 4.2 (EALREADY) |
@@ -246,7 +246,9 @@ where
                 return match self.trans.take_lost() {
                     // One the application never saw (refused by the connection) ends
                     // silently.
-                    Some(lost) if !self.application_sees(lost.key, lost.effective_cmd) => {
+                    Some(lost)
+                        if !self.application_sees(lost.key, lost.parent, lost.effective_cmd) =>
+                    {
                         Step::Handled
                     }
                     Some(lost) => Step::Emit(DmsgEvent::Lost(lost)),
@@ -359,7 +361,7 @@ where
             // The peer closed its side of our LNK_CONN: close ours, so both are done.
             self.auto_answer(key, true, 0);
             true
-        } else if self.application_sees(key, effective_cmd) {
+        } else if self.application_sees(key, parent, effective_cmd) {
             true
         } else {
             if opened {
@@ -380,11 +382,14 @@ where
         })
     }
 
-    /// True for the transactions the application is given: its own, the ones it
-    /// accepted, and every `LNK_CONN` and `LNK_SPAN` (which the connection answers).
-    fn application_sees(&self, key: DmsgKey, effective_cmd: Cmd) -> bool {
+    /// True for the transactions the application is given: its own, those stacked under
+    /// one of its own (whatever their command: under a span it relays, a cluster routes
+    /// them, dmsg.md 4.5), the ones it accepted, and every `LNK_CONN` and `LNK_SPAN`
+    /// (which the connection answers).
+    fn application_sees(&self, key: DmsgKey, parent: Option<DmsgKey>, effective_cmd: Cmd) -> bool {
         let base = base_cmd(effective_cmd);
         key.side == Side::Local
+            || parent.is_some_and(|p| p.side == Side::Local)
             || self.accepted.contains(&base)
             || base == base_cmd(LNK_CONN)
             || base == base_cmd(LNK_SPAN)
@@ -570,6 +575,75 @@ where
             .trans
             .answer_cmd(key, close)
             .ok_or(SendError::DirectionClosed)?;
+        self.send_element(key, cmd, error, &[], &[])
+    }
+
+    /// Opens a transaction of ours that continues one received on another connection
+    /// (a relay's twin, dmsg.md 4.5): as [`open`](Self::open), but `cmd`'s DELETE and ABORT
+    /// flags and the `error` value are carried over as received.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn forward_open(
+        &mut self,
+        cmd: Cmd,
+        parent: Option<DmsgKey>,
+        error: u32,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        if !self.ch.is_up() {
+            return Err(SendError::LinkDown);
+        }
+        let cmd = cmd
+            .clear(
+                MsgFlags::REPLY
+                    .union(MsgFlags::REVTRANS)
+                    .union(MsgFlags::REVCIRC),
+            )
+            .set(MsgFlags::CREATE);
+        let room = self.reserve(&DmsgHeader::new(cmd), ext.len(), aux.len())?;
+        let verdict = self.trans.open(cmd, parent);
+        self.queue_stamped(room, verdict, cmd, error, ext, aux)
+    }
+
+    /// Sends an element received on another connection on its twin `key` (dmsg.md 4.5):
+    /// as [`send`](Self::send), with the received `error` value.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn forward(
+        &mut self,
+        key: DmsgKey,
+        cmd: Cmd,
+        error: u32,
+        ext: &[u8],
+        aux: &[u8],
+    ) -> Result<DmsgHeader, SendError> {
+        let mut cmd = cmd.clear(
+            MsgFlags::REPLY
+                .union(MsgFlags::REVTRANS)
+                .union(MsgFlags::REVCIRC),
+        );
+        if key.side == Side::Remote {
+            cmd = cmd.set(MsgFlags::REPLY);
+        }
+        self.send_element(key, cmd, error, ext, aux)
+    }
+
+    /// Ends the transaction `key` on our side with `LNK_ERROR|DELETE|ABORT` carrying
+    /// `error` — what a relay sends when the other half of a routed transaction was lost
+    /// (dmsg.md 4.6, error 0x21 LOSTLINK).
+    ///
+    /// # Errors
+    /// [`SendError::DirectionClosed`] when our direction already sent DELETE, else as
+    /// [`send`](Self::send).
+    pub fn abort(&mut self, key: DmsgKey, error: u32) -> Result<DmsgHeader, SendError> {
+        let cmd = self
+            .trans
+            .answer_cmd(key, true)
+            .ok_or(SendError::DirectionClosed)?
+            .set(MsgFlags::ABORT);
         self.send_element(key, cmd, error, &[], &[])
     }
 
