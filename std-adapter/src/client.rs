@@ -1,14 +1,16 @@
 //! The client side of the tool: `shell` (the debug shell of §4.3, and for DMSG the one of
 //! dmsg.md 6.4) and `ping`.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use h2msg::cluster::SpanInput;
 use h2msg::drive::{DriveError, Waited};
-use h2msg::trans::Received;
-use h2msg::wire::{Cmd, MsgFlags, MsgHeader};
+use h2msg::trans::{DmsgKey, Received, Side};
+use h2msg::wire::{Cmd, DMSG_ERR_LOSTLINK, MsgFlags, MsgHeader};
 use h2msg::{DmsgEvent, Event, HandshakeError, KeyExchangeFailure, LinkEnd, Liveness};
 
 use h2msg::ModeChoice;
@@ -123,7 +125,7 @@ pub fn escape_controls(text: &str) -> String {
 }
 
 /// How `h2msg shell` waits and shows the service's text.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ShellOptions {
     /// Bound on the connection, and again on the handshake.
     pub connect_timeout: Duration,
@@ -133,6 +135,10 @@ pub struct ShellOptions {
     pub reply_text: ReplyText,
     /// The protocol revision the service speaks.
     pub proto: Proto,
+    /// With DMSG: send the lines to the node registered under this label, anywhere in the
+    /// cluster, as transactions routed over its span (docs/dmsg.md 5.8), not to the
+    /// service connected to.
+    pub via: Option<String>,
 }
 
 impl Default for ShellOptions {
@@ -142,6 +148,7 @@ impl Default for ShellOptions {
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
             reply_text: ReplyText::Escaped,
             proto: Proto::Seed,
+            via: None,
         }
     }
 }
@@ -420,6 +427,9 @@ fn dmsg_shell(
         .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
         .map_err(other)?;
     writeln!(out, "debug: connected")?;
+    if let Some(label) = &options.via {
+        return routed_shell(&mut link, label, options, input, out);
+    }
     let mut shell = DmsgShell {
         link: &mut link,
         out,
@@ -456,6 +466,140 @@ fn dmsg_shell(
     // The last prompt's line ends, as the seed client's does.
     if !shell.line_ended {
         writeln!(shell.out)?;
+    }
+    Ok(())
+}
+
+/// What a routed shell waits for.
+enum ViaEvent {
+    /// A span opened: its msgid, its node label.
+    Span(u64, Vec<u8>),
+    /// A span withdrawn.
+    SpanGone(u64),
+    /// Text of an answer element on our transaction; `Some(error)` if it closed it.
+    Answer(u64, Vec<u8>, Option<u32>),
+    Other,
+}
+
+fn via_event(event: DmsgEvent<'_>) -> ViaEvent {
+    let DmsgEvent::Message { msg, received } = event else {
+        if let DmsgEvent::Lost(lost) = event {
+            return ViaEvent::Answer(lost.key.msgid, Vec::new(), Some(DMSG_ERR_LOSTLINK));
+        }
+        return ViaEvent::Other;
+    };
+    match SpanInput::of(&msg, &received) {
+        Some(SpanInput::SpanOpened(msgid, span, _)) => {
+            return ViaEvent::Span(msgid, span.pfs_label().to_vec());
+        }
+        Some(SpanInput::SpanWithdrawn(msgid)) => return ViaEvent::SpanGone(msgid),
+        _ => {}
+    }
+    match received {
+        Received::Element {
+            key, effective_cmd, ..
+        } if key.side == Side::Local => {
+            let closed = effective_cmd.flags().contains(MsgFlags::DELETE);
+            let text = if msg.header().command().switch_key()
+                == Cmd::DBG_SHELL.set(MsgFlags::REPLY).raw()
+            {
+                msg.aux_until_nul().to_vec()
+            } else {
+                Vec::new()
+            };
+            ViaEvent::Answer(key.msgid, text, closed.then_some(msg.header().error))
+        }
+        _ => ViaEvent::Other,
+    }
+}
+
+/// `h2msg shell --proto dmsg --via LABEL`: waits (within `--reply-timeout`) for a span
+/// whose node label is LABEL — the service relays its cluster to us once our `LNK_CONN`
+/// is in — then sends each input line as a `DBG_SHELL` transaction opened under that span
+/// (dmsg.md 4.5, D8), relayed hop by hop to the node that registered it, and prints the
+/// text of its answer until the node closes it. A close with an error (LOSTLINK when the
+/// route went) ends the shell with that error.
+fn routed_shell(
+    link: &mut DmsgLink<Stream>,
+    label: &str,
+    options: &ShellOptions,
+    input: impl BufRead + Send + 'static,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let reply_timeout = options.reply_timeout;
+    let mut spans: HashMap<u64, Vec<u8>> = HashMap::new();
+    let wanted = label.as_bytes();
+    let find = |spans: &HashMap<u64, Vec<u8>>| {
+        spans
+            .iter()
+            .filter(|(_, l)| l.as_slice() == wanted)
+            .map(|(m, _)| *m)
+            .min()
+    };
+    let timed_out = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} (--reply-timeout {} s)", reply_timeout.as_secs_f64()),
+        )
+    };
+    // Drives the link until `done`, keeping the span list current.
+    let wait = |link: &mut DmsgLink<Stream>,
+                spans: &mut HashMap<u64, Vec<u8>>,
+                request: Option<u64>,
+                out: &mut dyn Write|
+     -> io::Result<bool> {
+        let deadline = blocking::now() + reply_timeout;
+        loop {
+            match link.next_event_until(deadline, via_event)? {
+                Waited::Event(ViaEvent::Span(msgid, l)) => {
+                    spans.insert(msgid, l);
+                    if request.is_none() && find(spans).is_some() {
+                        return Ok(true);
+                    }
+                }
+                Waited::Event(ViaEvent::SpanGone(msgid)) => {
+                    spans.remove(&msgid);
+                }
+                Waited::Event(ViaEvent::Answer(msgid, text, closed)) if Some(msgid) == request => {
+                    out.write_all(&options.reply_text.render(&text))?;
+                    if let Some(error) = closed {
+                        out.flush()?;
+                        if error != 0 {
+                            return Err(other(format!(
+                                "{label}: the routed request ended with error {error:#x}{}",
+                                if error == DMSG_ERR_LOSTLINK {
+                                    " (LOSTLINK: the route is gone)"
+                                } else {
+                                    ""
+                                }
+                            )));
+                        }
+                        return Ok(true);
+                    }
+                }
+                Waited::Event(_) | Waited::Woken => {}
+                Waited::Closed => return Err(other("the service closed the connection")),
+                Waited::Elapsed => return Ok(false),
+            }
+        }
+    };
+    if find(&spans).is_none() && !wait(link, &mut spans, None, out)? {
+        return Err(timed_out(&format!("no node {label:?} in the cluster")));
+    }
+    let typed = typed_lines(input);
+    for line in typed {
+        let line = line?;
+        let Some(span) = find(&spans) else {
+            return Err(other(format!("{label}: its span was withdrawn")));
+        };
+        let aux = [truncate_line(&line).as_bytes(), &[0]].concat();
+        let request = link
+            .io()
+            .open(Cmd::DBG_SHELL, Some(DmsgKey::theirs(span)), &[], &aux)
+            .map_err(other)?;
+        if !wait(link, &mut spans, Some(request.msgid), out)? {
+            return Err(timed_out(&format!("no answer from {label:?}")));
+        }
     }
     Ok(())
 }

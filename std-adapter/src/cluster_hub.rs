@@ -1,21 +1,24 @@
-//! A service's cluster (docs/dmsg.md 5.3–5.7) shared by its link threads: one
-//! [`Cluster`] behind a lock, and per link a mailbox of the spans to open and close on it.
+//! A service's cluster (docs/dmsg.md 5.3–5.8) shared by its link threads: one
+//! [`Cluster`] behind a lock, and per link a mailbox of what to send on it — spans to
+//! open and close, and elements of routed transactions to forward.
 //!
-//! Whichever link thread learns something (a span opened, a link lost) updates the
-//! cluster; the resulting actions go to the mailboxes of the links they are for, whose
-//! threads are woken and send them ([`ClusterHub::deliver`]). Mailboxes are filled and
-//! emptied under the one lock, so every link sends its actions in the order the cluster
-//! made them, and a relay's msgid is recorded the moment its span is queued.
+//! Whichever link thread learns something (a span opened, a link lost, an element of a
+//! routed transaction) updates the cluster; the resulting work goes to the mailboxes of
+//! the links it is for, whose threads are woken and send it ([`ClusterHub::deliver`]).
+//! Mailboxes are filled and emptied under the one lock, so every link sends its work in
+//! the order it was made, and a relay's or twin's msgid is recorded the moment its open
+//! is queued.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use h2msg::cluster::{
-    Action, Cluster, ClusterError, ClusterStats, Heap, Limits, Registration, SpanInput, Via,
-    send_action,
+    Action, Cluster, ClusterError, ClusterStats, Heap, Limits, Registration, Route, SpanInput,
+    TwinId, Via, send_action,
 };
-use h2msg::wire::LnkSpan;
+use h2msg::trans::DmsgKey;
+use h2msg::wire::{Cmd, DMSG_ERR_LOSTLINK, LnkSpan, MsgFlags};
 
 use crate::blocking::{DuplexWaker, StdDmsgIocom};
 
@@ -26,12 +29,41 @@ pub const SERVICE_LIMITS: Limits = Limits {
     links: 65536,
     relays: 65536,
     payloads: 8192,
+    twins: 65536,
 };
+
+/// An element of a routed transaction, copied to go out on the twin's link.
+#[derive(Clone, Debug)]
+pub struct Forwarded {
+    /// The routed transaction.
+    pub twin: TwinId,
+    /// For the element that opens the twin: the span to open it under.
+    pub open_under: Option<DmsgKey>,
+    /// The element's command as received (flags recomputed when sent, D15).
+    pub cmd: Cmd,
+    /// Its `error` value.
+    pub error: u32,
+    /// Its extended header.
+    pub ext: Vec<u8>,
+    /// Its aux data.
+    pub aux: Vec<u8>,
+}
+
+/// What a link's thread is to send.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "span opens dominate the mailboxes; boxing each would cost an allocation"
+)]
+enum Work {
+    Cluster(Action),
+    Forward(Box<Forwarded>),
+}
 
 /// The spans waiting for one link's thread, and how to wake it.
 #[derive(Debug)]
 struct Mailbox {
-    queued: Vec<Action>,
+    queued: Vec<Work>,
     waker: DuplexWaker,
 }
 
@@ -49,20 +81,61 @@ impl Hub {
             let Some(mailbox) = self.mailboxes.get_mut(&action.conn()) else {
                 continue; // the link is gone; the cluster forgets it with link_down
             };
-            if let Action::CloseSpan {
-                relay, msgid: None, ..
-            } = action
-            {
-                // Its open is still queued: neither goes out.
-                mailbox
-                    .queued
-                    .retain(|a| !matches!(a, Action::OpenSpan { relay: r, .. } if *r == relay));
-                continue;
+            match action {
+                Action::CloseSpan {
+                    relay, msgid: None, ..
+                } => {
+                    // Its open is still queued: neither goes out.
+                    mailbox.queued.retain(|w| {
+                        !matches!(w, Work::Cluster(Action::OpenSpan { relay: r, .. }) if *r == relay)
+                    });
+                    continue;
+                }
+                Action::Terminate {
+                    twin, key: None, ..
+                } => {
+                    // The twin's open is still queued: none of it goes out.
+                    mailbox
+                        .queued
+                        .retain(|w| !matches!(w, Work::Forward(f) if f.twin == twin));
+                    continue;
+                }
+                action => mailbox.queued.push(Work::Cluster(action)),
             }
-            mailbox.queued.push(action);
             wake.push(mailbox.waker.clone());
         }
         wake
+    }
+}
+
+/// Sends one forwarded element on link `link`'s connection: opens the twin, or continues
+/// it; a twin that cannot be opened ends the requester's half (its actions in `made`).
+fn forward_one(
+    io: &mut StdDmsgIocom,
+    cluster: &mut Cluster<Heap>,
+    link: u64,
+    f: &Forwarded,
+    made: &mut Vec<Action>,
+) {
+    let deleted = f.cmd.flags().contains(MsgFlags::DELETE);
+    if let Some(parent) = f.open_under {
+        match io.forward_open(f.cmd, Some(parent), f.error, &f.ext, &f.aux) {
+            Ok(sent) => {
+                if cluster.twin_opened(f.twin, sent.msgid) {
+                    cluster.twin_forwarded(f.twin, link, deleted);
+                } else {
+                    // The route went while the open was queued.
+                    let _ = io.abort(DmsgKey::ours(sent.msgid), DMSG_ERR_LOSTLINK);
+                }
+            }
+            Err(_) => cluster.end_twin(f.twin, &mut |a| made.push(a)),
+        }
+        return;
+    }
+    if let Some(key) = cluster.twin_key(f.twin, link)
+        && io.forward(key, f.cmd, f.error, &f.ext, &f.aux).is_ok()
+    {
+        cluster.twin_forwarded(f.twin, link, deleted);
     }
 }
 
@@ -140,6 +213,23 @@ impl ClusterHub {
         self.update(|cluster, out| cluster.register(span, &mut |a| out(a)))
     }
 
+    /// Where an element received on link `link` goes (docs/dmsg.md 5.8).
+    pub fn route(&self, link: u64, key: DmsgKey, parent: Option<DmsgKey>, opened: bool) -> Route {
+        self.lock().cluster.route(link, key, parent, opened)
+    }
+
+    /// Queues `element` for link `to` (a [`Route::Forward`]), and wakes its thread.
+    pub fn forward(&self, to: u64, element: Forwarded) {
+        let mut hub = self.lock();
+        let Some(mailbox) = hub.mailboxes.get_mut(&to) else {
+            return; // gone: its link_down ends the twin
+        };
+        mailbox.queued.push(Work::Forward(Box::new(element)));
+        let waker = mailbox.waker.clone();
+        drop(hub);
+        waker.wake();
+    }
+
     /// Sends what is queued for link `link` on its connection `io`.
     pub fn deliver(&self, link: u64, io: &mut StdDmsgIocom) {
         let mut hub = self.lock();
@@ -147,9 +237,16 @@ impl ClusterHub {
             return;
         };
         let queued = std::mem::take(&mut mailbox.queued);
-        for action in &queued {
-            send_action(io, &mut hub.cluster, action);
+        let mut made = Vec::new();
+        for work in &queued {
+            match work {
+                Work::Cluster(action) => send_action(io, &mut hub.cluster, action),
+                Work::Forward(f) => forward_one(io, &mut hub.cluster, link, f, &mut made),
+            }
         }
+        let wakers = hub.post(made);
+        drop(hub);
+        wake_all(wakers);
     }
 
     /// The `tree` dump (docs/dmsg.md 6.4).

@@ -142,6 +142,7 @@ mod tests {
         links: 8,
         relays: 8,
         payloads: 8,
+        twins: 8,
     };
 
     fn cluster() -> Cluster<Heap> {

@@ -227,6 +227,10 @@ enum Command {
         /// terminal.
         #[arg(long)]
         raw: bool,
+        /// With dmsg: talk to the node registered as LABEL anywhere in the cluster, over
+        /// transactions routed through the service connected to.
+        #[arg(long, value_name = "LABEL")]
+        via: Option<String>,
         #[command(flatten)]
         mode: ModeArg,
         #[command(flatten)]
@@ -351,6 +355,7 @@ fn run(cli: Cli) -> Result<(), String> {
             connect_timeout,
             reply_timeout,
             raw,
+            via,
             mode,
             proto,
         } => h2msg_std::client::shell(
@@ -366,6 +371,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     h2msg_std::client::ReplyText::Escaped
                 },
                 proto: proto.proto,
+                via,
             },
             io::BufReader::new(io::stdin()),
             &mut io::stdout().lock(),
@@ -596,7 +602,7 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 11] = [
+    const TEXT_OPTIONS: [&str; 12] = [
         "keydir",
         "listen",
         "choice",
@@ -608,6 +614,7 @@ mod tests {
         "mode",
         "proto",
         "advertise",
+        "via",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.

@@ -20,20 +20,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::cluster::{ClusterError, SpanInput, refuse_span};
+use h2msg::cluster::{ClusterError, Route, SpanInput, refuse_span};
 use h2msg::drive::Waited;
 use h2msg::ioq::TxError;
 use h2msg::trans::{DmsgKey, Received, Side};
 use h2msg::wire::{
-    Cmd, DMSG_ERR_NOSUPP, DMSG_LABEL_MAX, DMSG_SPAN_PROTO_1, LnkConn, LnkSpan, MsgFlags, MsgHeader,
-    PeerType, WireOrder,
+    Cmd, DMSG_ERR_IO, DMSG_ERR_NOSUPP, DMSG_LABEL_MAX, DMSG_SPAN_PROTO_1, LnkConn, LnkSpan,
+    MsgFlags, MsgHeader, PeerType, WireOrder,
 };
 use h2msg::{DmsgEvent, Event, IocomStats, SendError};
 use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
 use crate::blocking::{DmsgLink, Link};
-use crate::cluster_hub::{ClusterHub, SERVICE_LIMITS};
+use crate::cluster_hub::{ClusterHub, Forwarded, SERVICE_LIMITS};
 use crate::dmsg_shell;
 use crate::keys::KeyDir;
 use crate::link::{LinkError, LinkTerms, open_dmsg_link, open_link};
@@ -413,14 +413,22 @@ enum DmsgInput {
     Cluster(Box<SpanInput>),
     /// The peer opened a transaction the service has no use for: closed with NOSUPP.
     Refuse(DmsgKey),
+    /// The peer opened a routed transaction that has no room here: closed with this error.
+    RefuseWith(DmsgKey, u32),
+    /// An element of a routed transaction, for the link it names (docs/dmsg.md 5.8).
+    Forward(u64, Box<Forwarded>),
+    /// A transaction routed to one of this service's own registrations: its key, its
+    /// command (flags but REPLY kept) and aux up to the NUL; the service answers it.
+    Routed(DmsgKey, u32, Vec<u8>),
     /// Nothing to do (the connection answered it already, or nothing needs an answer).
     Other,
 }
 
 impl DmsgInput {
-    fn of(event: DmsgEvent<'_>) -> Self {
+    /// What `event`, received on link `link` of `cluster`'s service, means to it.
+    fn of(event: DmsgEvent<'_>, cluster: &ClusterHub, link: u64) -> Self {
         let DmsgEvent::Message { msg, received } = event else {
-            // Lost spans are forgotten with their link (`ForgetSpans`).
+            // What was lost goes with the link (`Detach`).
             return Self::Other;
         };
         let cmd = msg.header().command();
@@ -438,21 +446,40 @@ impl DmsgInput {
                 if let Some(input) = SpanInput::of(&msg, &received) {
                     return Self::Cluster(Box::new(input));
                 }
-                match received {
-                    Received::Element {
+                let Received::Element {
+                    key,
+                    parent,
+                    effective_cmd,
+                    opened,
+                    ..
+                } = received
+                else {
+                    return Self::Other;
+                };
+                match cluster.route(link, key, parent, opened) {
+                    Route::Forward {
+                        to,
+                        twin,
+                        open_under,
+                    } => Self::Forward(
+                        to,
+                        Box::new(Forwarded {
+                            twin,
+                            open_under,
+                            cmd,
+                            error: msg.header().error,
+                            ext: msg.ext().to_vec(),
+                            aux: msg.aux().to_vec(),
+                        }),
+                    ),
+                    Route::Local(_) => Self::Routed(
                         key,
-                        effective_cmd,
-                        opened: true,
-                        ..
-                    } if key.side == Side::Remote
-                        && effective_cmd.clear(MsgFlags::REPLY).switch_key()
-                            != Cmd::DMSG_LNK_CONN.raw()
-                        && effective_cmd.clear(MsgFlags::REPLY).switch_key()
-                            != Cmd::DMSG_LNK_SPAN.raw() =>
-                    {
-                        Self::Refuse(key)
-                    }
-                    _ => Self::Other,
+                        effective_cmd.clear(MsgFlags::REPLY).switch_key(),
+                        msg.aux_until_nul().to_vec(),
+                    ),
+                    Route::Refused(_) => Self::RefuseWith(key, DMSG_ERR_IO),
+                    Route::NotRouted if opened && key.side == Side::Remote => Self::Refuse(key),
+                    Route::NotRouted => Self::Other,
                 }
             }
         }
@@ -715,7 +742,9 @@ impl Node {
         loop {
             // Spans other links' news made for this one (they woke us), and our own.
             self.cluster.deliver(slot.id, link.io());
-            let waited = link.next_event_until(counters.deadline(), DmsgInput::of)?;
+            let waited = link.next_event_until(counters.deadline(), |e| {
+                DmsgInput::of(e, &self.cluster, slot.id)
+            })?;
             counters.update(slot, link.io().stats());
             let input = match waited {
                 Waited::Event(input) => input,
@@ -760,8 +789,55 @@ impl Node {
                     // Best effort: a transaction closed by then needs nothing more.
                     let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
                 }
+                DmsgInput::RefuseWith(key, error) => {
+                    let _ = link.io().answer(key, true, error);
+                }
+                DmsgInput::Forward(to, element) => self.cluster.forward(to, *element),
+                DmsgInput::Routed(key, cmd, line) => {
+                    self.answer_routed(&mut link, slot.id, key, cmd, &line)?;
+                }
                 DmsgInput::PingReply | DmsgInput::Other => {}
             }
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Answers a transaction routed to one of our registrations (docs/dmsg.md 5.8): a
+    /// `DBG_SHELL` line with its output, one element a line, then our DELETE; an
+    /// `LNK_PING` with our DELETE (error 0); anything else with NOSUPP.
+    fn answer_routed(
+        self: &Arc<Self>,
+        link: &mut DmsgLink<Stream>,
+        id: u64,
+        key: DmsgKey,
+        cmd: u32,
+        line: &[u8],
+    ) -> Result<(), LinkError> {
+        let io = link.io();
+        if cmd == Cmd::DBG_SHELL.raw() {
+            let mut answer = dmsg_shell::answer(Some(line), || self.cluster.tree());
+            if let Some(host) = &answer.span {
+                answer.lines = vec![dmsg_shell::span_line(host, self.span(id, host))];
+            }
+            for (i, text) in answer.lines.iter().enumerate() {
+                let mut aux = Vec::with_capacity(text.len() + 1);
+                aux.extend_from_slice(text.as_bytes());
+                aux.push(0);
+                let first = if i == 0 {
+                    MsgFlags::CREATE
+                } else {
+                    MsgFlags::NONE
+                };
+                io.send(key, Cmd::DBG_SHELL.set(first), &[], &aux)
+                    .map_err(LinkError::Send)?;
+            }
+            let _ = io.answer(key, true, 0);
+        } else if cmd == Cmd::LNK_PING.raw() {
+            let _ = io.answer(key, true, 0);
+        } else {
+            let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
         }
         Ok(())
     }

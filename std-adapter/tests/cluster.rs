@@ -124,6 +124,54 @@ fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_pat
             >= 1
     );
 
+    // Routed shell: lines typed at C go to alpha's node (A) across B as transactions
+    // opened under alpha's span (docs/dmsg.md 5.8); A answers, its `tree` included.
+    let mut routed = spawn_shell(&client, &c.endpoint, &["--proto", "dmsg", "--via", "alpha"]);
+    routed
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"help\ntree\n")
+        .unwrap();
+    let out = routed.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "debug: connected");
+    assert_eq!(
+        &lines[1..5],
+        [
+            "help            Command help",
+            "span <host>     Span to target host",
+            "tree            Dump spanning tree",
+            "@span <cmd>     Issue via circuit",
+        ]
+    );
+    // A's own tree: alpha at dist 0 via 0 — the answer came from A, not from C or B.
+    assert!(
+        lines[5..].iter().any(|l| l.ends_with(" (alpha)")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[5..].iter().any(|l| l.ends_with(" dist=0 via 0")),
+        "{lines:?}"
+    );
+
+    // A node nobody registered: the routed shell gives up naming it.
+    let mut nowhere = spawn_shell(
+        &client,
+        &c.endpoint,
+        &["--proto", "dmsg", "--via", "nobody", "--reply-timeout", "1"],
+    );
+    drop(nowhere.stdin.take());
+    let out = nowhere.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node \"nobody\""));
+
     // B goes away: C's link to it ends and the registration is withdrawn.
     drop(b.child.kill());
     let _ = b.child.wait();

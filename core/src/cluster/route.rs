@@ -189,6 +189,12 @@ impl<S: Storage> Cluster<S> {
         }
     }
 
+    /// Ends `twin` (its open could not be sent): the halves that exist get an
+    /// [`Action::Terminate`].
+    pub fn end_twin(&mut self, twin: TwinId, out: &mut impl FnMut(Action)) {
+        self.cut_twins(|t| (t.id == twin.0).then_some(None), out);
+    }
+
     /// Routed transactions passing through.
     #[must_use]
     pub fn twins(&self) -> usize {
