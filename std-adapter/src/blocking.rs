@@ -49,7 +49,9 @@ pub const TRANSACTIONS: usize = 64;
 
 /// The connection type of the std adapter: heap buffers, `T` open transactions per
 /// direction ([`TRANSACTIONS`] unless chosen). The tables are arrays inside the
-/// connection: each entry costs a few dozen bytes per direction, so thousands are cheap.
+/// connection: on x86_64 each unit of `T` adds 48 bytes (both tables and the deadlines),
+/// so the connection is about 6 KB at 64 and 52 KB at 1024. It is built on the stack and
+/// moved into its link: tables of many thousands want a thread with a large stack.
 pub type StdIocom<const T: usize = TRANSACTIONS> = Iocom<Vec<u8>, CounterSalt, HwCrc32c, T>;
 
 /// The DMSG connection type of the std adapter: heap buffers, `T` open transactions per
