@@ -112,6 +112,17 @@
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
 //! | `test-util` | helpers for tests that need known secrets (`Session::from_parts_for_testing`, `keys_for_testing`, the decoded peer block, a prepared block's `sess`); never for products |
 //!
+//! ## Randomness
+//!
+//! The handshake draws the random bytes of its block (§2.3) from the RNG the caller
+//! passes: any **`rand_core` 0.10** `TryCryptoRng` (the trait generation this crate is
+//! written against, re-exported as [`rand_core`]). With std, **`getrandom` 0.4** with its
+//! `sys_rng` feature provides one, `getrandom::SysRng` (the OS source; h2msg-std uses
+//! it). An RNG implementing an older `rand_core` (0.6, 0.9: `rand` 0.8 and 0.9) does not
+//! satisfy the bound even where its type looks right; the compiler then names a missing
+//! `TryCryptoRng` implementation. A kernel or an embedded target implements the two
+//! traits over its own source (the kernel shim does).
+//!
 //! The authority on the format is the project's protocol reference, `docs/protocol.md`;
 //! section numbers in these docs (§3.6 and so on) refer to it.
 #![no_std]

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../.."
 
 CC=${CC:-cc}
 cargo rustc -p h2msg-kshim --lib --profile kshim --crate-type staticlib --features panic-handler --locked --quiet
-lib=target/kshim/libh2msg_kshim.a
-out=target/kshim
+# Where cargo put it: CARGO_TARGET_DIR when set.
+out=${CARGO_TARGET_DIR:-target}/kshim
+lib=$out/libh2msg_kshim.a
 # --gc-sections drops the parts of the prebuilt (unwinding) host core that name
 # rust_eh_personality; nothing the shim uses needs them.
 build() {

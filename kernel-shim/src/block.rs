@@ -295,7 +295,7 @@ pub(crate) fn send_error_code(error: h2msg::SendError) -> c_int {
         SendError::Tx(TxError::QueueFull { .. }) => H2MSG_ERR_AGAIN,
         SendError::Tx(_) => H2MSG_IOQ_FIELD,
         SendError::Transaction(_) => H2MSG_ERR_TRANSACTION,
-        SendError::NoFreeMsgid => H2MSG_ERR_NO_MSGID,
+        SendError::NoFreeMsgid { .. } => H2MSG_ERR_NO_MSGID,
         SendError::NoSuchTransaction => H2MSG_ERR_NO_TRANSACTION,
         SendError::LinkDown => H2MSG_ERR_LINK_DOWN,
         _ => H2MSG_ERR_OTHER,
@@ -429,7 +429,12 @@ mod tests {
         assert_eq!(send_error_code(full), H2MSG_ERR_AGAIN);
         let too_big = SendError::Tx(TxError::Encode(EncodeError::AuxTooLarge { len: 70_000 }));
         assert_eq!(send_error_code(too_big), 4);
-        assert_eq!(send_error_code(SendError::NoFreeMsgid), H2MSG_ERR_NO_MSGID);
+        assert_eq!(
+            send_error_code(SendError::NoFreeMsgid {
+                capacity: TRANSACTIONS
+            }),
+            H2MSG_ERR_NO_MSGID
+        );
         assert_eq!(send_error_code(SendError::LinkDown), H2MSG_ERR_LINK_DOWN);
     }
 }

@@ -39,15 +39,24 @@ impl Crc32c for HwCrc32c {
     }
 }
 
-/// Transactions per direction a std connection tracks.
+/// Transactions per direction a std connection tracks unless told otherwise: `T` of
+/// [`StdIocom`] and [`Link`], [`LinkOptions::transactions`](crate::link::LinkOptions::transactions).
+///
+/// Past it, our [`Iocom::open`] fails with [`SendError::NoFreeMsgid`](h2msg::SendError)
+/// (nothing sent), and the peer's CREATE is answered at once with error 0x22
+/// [`MSG_ERR_TABLE_FULL`](h2msg::wire::MSG_ERR_TABLE_FULL) (§4.4).
 pub const TRANSACTIONS: usize = 64;
 
-/// The connection type of the std adapter: heap buffers.
-pub type StdIocom = Iocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+/// The connection type of the std adapter: heap buffers, `T` open transactions per
+/// direction ([`TRANSACTIONS`] unless chosen). The tables are arrays inside the
+/// connection: on x86_64 each unit of `T` adds 48 bytes (both tables and the deadlines),
+/// so the connection is about 6 KB at 64 and 52 KB at 1024. It is built on the stack and
+/// moved into its link: tables of many thousands want a thread with a large stack.
+pub type StdIocom<const T: usize = TRANSACTIONS> = Iocom<Vec<u8>, CounterSalt, HwCrc32c, T>;
 
-/// The DMSG connection type of the std adapter: heap buffers, [`TRANSACTIONS`] open
-/// transactions per side.
-pub type StdDmsgIocom = DmsgIocom<Vec<u8>, CounterSalt, HwCrc32c, TRANSACTIONS>;
+/// The DMSG connection type of the std adapter: heap buffers, `T` open transactions per
+/// side ([`TRANSACTIONS`] unless chosen).
+pub type StdDmsgIocom<const T: usize = TRANSACTIONS> = DmsgIocom<Vec<u8>, CounterSalt, HwCrc32c, T>;
 
 /// A DMSG connection with a 64 KiB FIFO, aux storage for the largest DMSG aux (1 MiB) and
 /// room to queue one largest message (dmsg.md 2.7). The buffers are allocated zeroed, so
@@ -60,6 +69,18 @@ pub fn std_dmsg_iocom(
     salt_start: u32,
     config: Config,
 ) -> Result<StdDmsgIocom, MemoryError> {
+    std_dmsg_iocom_sized(setup, salt_start, config)
+}
+
+/// [`std_dmsg_iocom`] with a table of `T` transactions per side.
+///
+/// # Errors
+/// Never with these sizes; the type says what the core checks.
+pub fn std_dmsg_iocom_sized<const T: usize>(
+    setup: LinkSetup,
+    salt_start: u32,
+    config: Config,
+) -> Result<StdDmsgIocom<T>, MemoryError> {
     let memory = IocomMemory {
         fifo: vec![0u8; STD_FIFO_SIZE],
         aux: vec![0u8; DMSG_AUX_MAX],
@@ -98,6 +119,19 @@ pub fn std_iocom_with(
     salt_start: u32,
     config: Config,
 ) -> Result<StdIocom, MemoryError> {
+    std_iocom_sized(setup, salt_start, config)
+}
+
+/// [`std_iocom_with`] with a table of `T` transactions per direction
+/// (`std_iocom_sized::<256>(...)`).
+///
+/// # Errors
+/// Never with these sizes; the type says what the core checks.
+pub fn std_iocom_sized<const T: usize>(
+    setup: LinkSetup,
+    salt_start: u32,
+    config: Config,
+) -> Result<StdIocom<T>, MemoryError> {
     let memory = IocomMemory {
         fifo: vec![0u8; STD_FIFO_SIZE],
         aux: vec![0u8; MSGAUX_MAX],
@@ -140,10 +174,11 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 /// assert_eq!(link.wait_for_reply(1)?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub type Link<S> = h2msg::drive::Link<Duplex<S>, StdIocom>;
+pub type Link<S, const T: usize = TRANSACTIONS> = h2msg::drive::Link<Duplex<S>, StdIocom<T>>;
 
 /// One DMSG connection over a socket: the same driver loop over a [`Duplex`].
-pub type DmsgLink<S> = h2msg::drive::Link<Duplex<S>, StdDmsgIocom>;
+pub type DmsgLink<S, const T: usize = TRANSACTIONS> =
+    h2msg::drive::Link<Duplex<S>, StdDmsgIocom<T>>;
 
 /// Runs a handshake over `duplex` ([`h2msg::drive::drive_handshake`]); give `hs` its
 /// deadline on this driver's clock ([`now`]). Reads nothing past the peer's block, so

@@ -478,6 +478,17 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
     Ok(key)
 }
 
+/// Reads a public key: SubjectPublicKeyInfo PEM ("PUBLIC KEY"), as `rsa.pub` and
+/// `remote/<peer>.pub` are written.
+///
+/// # Errors
+/// [`KeyError`] naming the file: unreadable (NOLKEY), or not a key the handshake can use
+/// (KEYFMT).
+pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyError> {
+    let key_file = read_own_file(path)?;
+    parse_public_pem(path, &key_file.pem)
+}
+
 /// The private-key rule: not readable or writable by group or others.
 fn check_private(path: &Path, metadata: &fs::Metadata) -> Result<(), KeyError> {
     let mode = metadata.permissions().mode();

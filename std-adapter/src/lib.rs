@@ -8,11 +8,31 @@
 //! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
 //! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
 //! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
+//!
+//! ## Getting a link
+//!
+//! [`link::connect`] and [`link::accept`] set a link up in one call over blocking
+//! sockets — key lookup by the peer's address, handshake, stream mode, connection —
+//! and `tokio_driver::connect` / `accept` do the same over tokio streams; both take a
+//! [`ModeChoice`](h2msg::ModeChoice) or [`link::LinkOptions`] (timeouts, liveness, the
+//! size of the transaction tables) and turn `TCP_NODELAY` on. `docs/guide.md` in the
+//! repository walks through a link's life; `examples/` has programs to start from.
+//!
+//! ## Features
+//!
+//! | Feature | Adds |
+//! |---|---|
+//! | `tokio` | `tokio_driver`: the async driver and its `connect` / `accept`, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`; a runtime with `enable_time` for timers) |
+//!
+//! The core is always built with `crypto`, `stream-crypto` and `std`: RSA handshakes and
+//! every stream mode are there without a feature. [`crypto`] re-exports the `rsa` crate
+//! and the key loaders.
 
 pub mod bench;
 pub mod blocking;
 pub mod client;
 pub mod cluster_hub;
+pub mod crypto;
 pub mod demo;
 pub mod dmsg_shell;
 pub mod dump;

@@ -1,8 +1,33 @@
 //! One link's setup, shared by the service and its clients: the handshake with the keys
 //! of the peer's address (§2.2), the stream mode both ends accept ([`h2msg::ModeChoice`]), and
 //! the connection that carries the debug shell.
+//!
+//! For an application, [`connect`] and [`accept`] do the whole setup in one call over
+//! blocking sockets (tokio: `tokio_driver::connect` and
+//! `accept`, feature `tokio`), with the [`LinkOptions`] both share:
+//!
+//! ```no_run
+//! use h2msg::ModeChoice;
+//! use h2msg::wire::Cmd;
+//! use h2msg_std::keys::KeyDir;
+//! use h2msg_std::link::connect;
+//!
+//! let keys = KeyDir::new("/etc/hammer2");
+//! let (mut link, terms) = connect("192.0.2.7:987", &keys, ModeChoice::Auto)?;
+//! println!("link up: {terms}"); // "rsa gcm", "plaintext seed", ...
+//! let echo = Cmd::app(1).ok_or("command number")?;
+//! link.io().accept(echo)?; // to be handed the replies to our requests
+//! let request = link.io().open(echo, &[], b"hello", true)?;
+//! # let _ = request;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Only the seed revision's connection is built so; a DMSG link comes from
+//! [`open_dmsg_link`].
 
 use std::io;
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use h2msg::wire::{Cmd, WireOrder};
@@ -12,13 +37,13 @@ use h2msg::{
 };
 
 use crate::blocking::{
-    DmsgLink, DriveError, Duplex, Link, StdIocom, drive_handshake, now, std_dmsg_iocom,
-    std_iocom_with,
+    DmsgLink, DriveError, Duplex, DuplexStream, Link, StdIocom, TRANSACTIONS, drive_handshake, now,
+    std_dmsg_iocom, std_iocom_sized, std_iocom_with,
 };
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::proto::Proto;
 use crate::threaded_rsa::ThreadedRsa;
-use crate::transport::Stream;
+use crate::transport::{Stream, UNIX_PEER_ADDRESS};
 
 /// How long a peer may take to complete the handshake by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,6 +127,210 @@ impl std::fmt::Display for LinkTerms {
     }
 }
 
+/// How [`connect`] and [`accept`] (and their tokio twins) set a link up: the stream modes
+/// we accept, how long the connection and the handshake may take, the liveness rules,
+/// and — as a type parameter — how many transactions each direction may hold open.
+///
+/// A bare [`ModeChoice`] converts into the defaults, so `connect(addr, &keys,
+/// ModeChoice::Auto)` works as it reads.
+///
+/// ```
+/// use std::time::Duration;
+/// use h2msg::{Liveness, ModeChoice};
+/// use h2msg_std::link::LinkOptions;
+///
+/// let options = LinkOptions::new(ModeChoice::Gcm)
+///     .timeout(Duration::from_secs(3))
+///     .liveness(Liveness::OFF)
+///     .transactions::<1024>(); // a LinkOptions<1024>: links with 1024-entry tables
+/// assert_eq!(options.mode(), ModeChoice::Gcm);
+/// assert_eq!(options.transaction_limit(), 1024);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkOptions<const T: usize = TRANSACTIONS> {
+    mode: ModeChoice,
+    timeout: Duration,
+    liveness: Liveness,
+}
+
+impl LinkOptions {
+    /// Stream modes `mode`; [`HANDSHAKE_TIMEOUT`], [`Liveness::default`] and
+    /// [`TRANSACTIONS`] otherwise.
+    #[must_use]
+    pub fn new(mode: ModeChoice) -> Self {
+        Self {
+            mode,
+            timeout: HANDSHAKE_TIMEOUT,
+            liveness: Liveness::default(),
+        }
+    }
+}
+
+impl From<ModeChoice> for LinkOptions {
+    fn from(mode: ModeChoice) -> Self {
+        Self::new(mode)
+    }
+}
+
+impl<const T: usize> LinkOptions<T> {
+    /// The stream modes we accept (§2.7–§2.9; [`ModeChoice`]).
+    #[must_use]
+    pub const fn mode(&self) -> ModeChoice {
+        self.mode
+    }
+
+    /// Bound on the TCP connection (blocking [`connect`]: each address the name has), and
+    /// again on the handshake; at the handshake's, setup fails with KEYXCHGFAIL (12).
+    #[must_use]
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The keepalive, dead-peer and write-stall rules (docs/liveness.md).
+    #[must_use]
+    pub const fn liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
+    /// The same options for links whose transaction tables hold `N` open transactions
+    /// per direction. Past `N`, our `open` fails with
+    /// [`SendError::NoFreeMsgid`] and the peer's requests are refused with error 0x22
+    /// (§4.4).
+    #[must_use]
+    pub const fn transactions<const N: usize>(self) -> LinkOptions<N> {
+        LinkOptions {
+            mode: self.mode,
+            timeout: self.timeout,
+            liveness: self.liveness,
+        }
+    }
+
+    /// How many transactions each direction may hold open (`T`).
+    #[must_use]
+    pub const fn transaction_limit(&self) -> usize {
+        T
+    }
+
+    /// The handshake and connect bound ([`timeout`](Self::timeout)).
+    #[must_use]
+    pub const fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The connection these options build from a negotiated `setup`.
+    pub(crate) fn connection(&self, setup: LinkSetup) -> Result<StdIocom<T>, LinkError> {
+        let config = Config {
+            liveness: self.liveness,
+            ..Config::default()
+        };
+        std_iocom_sized(setup, 0, config).map_err(LinkError::Memory)
+    }
+}
+
+/// A connected stream whose peer is known by an address: the key files of that address
+/// apply to it (§2.2).
+pub trait PeerStream {
+    /// The address whose key files apply: a TCP peer's numeric address (an IPv4 peer of
+    /// an IPv6 socket as IPv4); a local peer (Unix socket, in-memory pipe) counts as
+    /// [`UNIX_PEER_ADDRESS`], 127.0.0.1.
+    ///
+    /// # Errors
+    /// The socket's.
+    fn peer_ip(&self) -> io::Result<IpAddr>;
+
+    /// Sets the socket options a link wants: `TCP_NODELAY` on TCP, because the core hands
+    /// each write whole messages and Nagle's algorithm would only hold small ones back
+    /// (for up to the peer's delayed-ACK time, tens of milliseconds). Nothing elsewhere.
+    ///
+    /// # Errors
+    /// The socket's.
+    fn prepare_for_link(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PeerStream for TcpStream {
+    fn peer_ip(&self) -> io::Result<IpAddr> {
+        Ok(self.peer_addr()?.ip().to_canonical())
+    }
+
+    fn prepare_for_link(&self) -> io::Result<()> {
+        self.set_nodelay(true)
+    }
+}
+
+impl PeerStream for UnixStream {
+    fn peer_ip(&self) -> io::Result<IpAddr> {
+        Ok(UNIX_PEER_ADDRESS)
+    }
+}
+
+impl PeerStream for Stream {
+    fn peer_ip(&self) -> io::Result<IpAddr> {
+        Stream::peer_ip(self)
+    }
+
+    fn prepare_for_link(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(tcp) => tcp.prepare_for_link(),
+            Self::Unix(_) => Ok(()),
+        }
+    }
+}
+
+/// Connects over TCP to `address` (each address the name has, in order, each within the
+/// options' timeout) and sets the link up as [`accept`] does. The socket gets
+/// `TCP_NODELAY` ([`PeerStream::prepare_for_link`]).
+///
+/// `options` is a [`ModeChoice`] or a [`LinkOptions`]. The link takes no command yet:
+/// [`accept`](h2msg::Iocom::accept) the ones whose requests or replies the application
+/// wants before waiting on it (the connection answers others with 0x20, §8.3, and drops
+/// replies to them).
+///
+/// # Errors
+/// [`LinkError::Drive`] with the OS error (SOCK) if no address answered, else as
+/// [`accept`].
+pub fn connect<const T: usize>(
+    address: impl ToSocketAddrs,
+    keys: &KeyDir,
+    options: impl Into<LinkOptions<T>>,
+) -> Result<(Link<TcpStream, T>, LinkTerms), LinkError> {
+    let options = options.into();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for address in address.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, options.timeout) {
+            Ok(stream) => return accept(stream, keys, options),
+            Err(e) => last = e,
+        }
+    }
+    Err(last.into())
+}
+
+/// Sets a link up over a connected `stream` — either end's, despite the name: the
+/// handshake is symmetric. Looks the peer's key up in `keys` by its address (§2.2:
+/// `remote/<ip>.pub` for RSA, `.none` for the plaintext exchange), runs the handshake
+/// within the options' timeout, agrees on a stream mode and builds the connection with
+/// the options' liveness rules and table size. Turns `TCP_NODELAY` on for TCP.
+///
+/// # Errors
+/// [`LinkError`]: no key for the peer or ours unusable (NORKEY 10, NOLKEY 11, KEYFMT 13),
+/// the transport's error (SOCK 3), the handshake's (12–14, KEYXCHGFAIL at the timeout),
+/// no mode both ends accept (ALGO 20).
+pub fn accept<S: DuplexStream + PeerStream, const T: usize>(
+    stream: S,
+    keys: &KeyDir,
+    options: impl Into<LinkOptions<T>>,
+) -> Result<(Link<S, T>, LinkTerms), LinkError> {
+    let options = options.into();
+    stream.prepare_for_link()?;
+    let mut duplex = Duplex::new(stream)?;
+    let (terms, setup) = handshake(&mut duplex, keys, options.timeout, options.mode)?;
+    let io = options.connection(setup)?;
+    Ok((Link::new(duplex, io), terms))
+}
+
 /// The handshake with the keys of the peer's address (§2.2), within `timeout`, and the
 /// stream mode both ends accept (`choice` on our side; see [`h2msg::ModeChoice`]). A `.none`
 /// peer is always plaintext: the 512-byte block goes in the clear (flags 0, exactly the
@@ -110,8 +339,8 @@ impl std::fmt::Display for LinkTerms {
 ///
 /// # Errors
 /// [`LinkError`].
-pub fn handshake(
-    stream: &mut Duplex<Stream>,
+pub fn handshake<S: DuplexStream + PeerStream>(
+    stream: &mut Duplex<S>,
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
@@ -127,14 +356,49 @@ pub fn handshake(
 ///
 /// # Errors
 /// [`LinkError`].
-pub fn handshake_as(
-    stream: &mut Duplex<Stream>,
+pub fn handshake_as<S: DuplexStream + PeerStream>(
+    stream: &mut Duplex<S>,
     keys: &KeyDir,
     timeout: Duration,
     choice: ModeChoice,
     proto: Proto,
 ) -> Result<(LinkTerms, LinkSetup), LinkError> {
     let peer = stream.stream().peer_ip()?;
+    match begin_handshake(peer, keys, timeout, choice, proto)? {
+        HandshakeStart::Done(terms, setup) => Ok((terms, setup)),
+        HandshakeStart::Exchange(hs, trust) => {
+            let session = drive_handshake(stream, hs).map_err(LinkError::Drive)?;
+            finish_handshake(session, trust, choice)
+        }
+    }
+}
+
+/// Where a link's setup stands once the peer's keys are looked up: what every driver
+/// (blocking, tokio) starts from.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per link setup, moved once; both variants are large"
+)]
+pub(crate) enum HandshakeStart {
+    /// Nothing to exchange (a `.none` peer where the revision or mode skips the block).
+    Done(LinkTerms, LinkSetup),
+    /// The exchange to drive, then [`finish_handshake`].
+    Exchange(Handshake<ThreadedRsa>, Trust),
+}
+
+/// The handshake with `peer`'s keys (§2.2), its deadline `timeout` from now on the std
+/// drivers' clock; see [`handshake_as`].
+///
+/// # Errors
+/// [`LinkError::Keys`] without usable keys, [`LinkError::Negotiate`] for a mode a `.none`
+/// peer cannot have, [`LinkError::Drive`] if our block cannot be made.
+pub(crate) fn begin_handshake(
+    peer: IpAddr,
+    keys: &KeyDir,
+    timeout: Duration,
+    choice: ModeChoice,
+    proto: Proto,
+) -> Result<HandshakeStart, LinkError> {
     // The deadline is on the driver's clock, which wakes the handshake at it exactly; it
     // starts once the keys are loaded, as the exchange does.
     let deadline = || Some(now() + timeout);
@@ -182,7 +446,9 @@ pub fn handshake_as(
                 (seed_era, Proto::Seed) => seed_era,
             };
             match none_peer {
-                NonePeer::SkipHandshake => return Ok((plaintext, LinkSetup::plaintext())),
+                NonePeer::SkipHandshake => {
+                    return Ok(HandshakeStart::Done(plaintext, LinkSetup::plaintext()));
+                }
                 NonePeer::ExchangePlaintextBlock => Handshake::with_flags(
                     KeyMode::Plaintext,
                     &mut getrandom::SysRng,
@@ -196,7 +462,18 @@ pub fn handshake_as(
         }
     };
     let (hs, trust) = hs.map_err(LinkError::Drive)?;
-    let session = drive_handshake(stream, hs).map_err(LinkError::Drive)?;
+    Ok(HandshakeStart::Exchange(hs, trust))
+}
+
+/// The stream mode negotiated from a completed exchange (§2.7–§2.9).
+///
+/// # Errors
+/// [`LinkError::Negotiate`]: no mode both ends accept (ALGO, 20).
+pub(crate) fn finish_handshake(
+    session: h2msg::Session,
+    trust: Trust,
+    choice: ModeChoice,
+) -> Result<(LinkTerms, LinkSetup), LinkError> {
     let setup = LinkSetup::negotiate(session, choice).map_err(LinkError::Negotiate)?;
     let mode = setup.mode();
     Ok((LinkTerms { trust, mode }, setup))

@@ -23,13 +23,15 @@ use tokio::time::Sleep;
 
 use crate::blocking::{DriveError, StdIocom, TRANSACTIONS, now};
 
+mod setup;
+pub use setup::{accept, accept_peer, connect};
+
 /// The message of the error a link that needs a timer gets on a runtime without tokio's
 /// time driver.
 pub const NO_TIME_DRIVER: &str =
     "the tokio runtime has no time driver: build it with `enable_time()` (or `enable_all()`)";
 
-type StdPump =
-    Pump<h2msg::Iocom<Vec<u8>, h2msg::CounterSalt, crate::blocking::HwCrc32c, TRANSACTIONS>>;
+type StdPump<const T: usize> = Pump<StdIocom<T>>;
 
 /// The timer of one driver: a tokio sleep to the core's next deadline, made when first
 /// needed.
@@ -179,15 +181,18 @@ where
 ///     Ok(link.wait_for_reply(1).await?)
 /// }
 /// ```
-pub struct Link<S> {
+///
+/// `T` is the size of the transaction tables ([`TRANSACTIONS`] unless chosen, see
+/// [`LinkOptions::transactions`](crate::link::LinkOptions::transactions)).
+pub struct Link<S, const T: usize = TRANSACTIONS> {
     stream: S,
-    pump: StdPump,
+    pump: StdPump<T>,
     timer: Timer,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> Link<S, T> {
     /// A connection over `stream`, which has completed its handshake.
-    pub fn new(stream: S, io: StdIocom) -> Self {
+    pub fn new(stream: S, io: StdIocom<T>) -> Self {
         let mut pump = Pump::new(io);
         pump.handle_timeout(now());
         Self {
@@ -198,7 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     /// The connection, to send on or inspect.
-    pub fn io(&mut self) -> &mut StdIocom {
+    pub fn io(&mut self) -> &mut StdIocom<T> {
         self.pump.io()
     }
 
@@ -230,10 +235,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// # Errors
     /// The transport's error (SOCK; the connection is then failed), or how the link failed
     /// (the decoder's IOQ code, a liveness rule) once its last event was given.
-    pub async fn next_event<T>(
+    pub async fn next_event<R>(
         &mut self,
-        f: impl FnOnce(Event<'_>) -> T,
-    ) -> Result<Option<T>, DriveError> {
+        f: impl FnOnce(Event<'_>) -> R,
+    ) -> Result<Option<R>, DriveError> {
         loop {
             if let Some(event) = self.pump.poll_event() {
                 return Ok(Some(f(event)));

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The workspace members whose sources are scanned.
-const MEMBERS: [&str; 4] = ["core", "std-adapter", "kernel-shim", "tests"];
+const MEMBERS: [&str; 5] = ["core", "std-adapter", "kernel-shim", "tests", "examples"];
 
 /// The numbered headings `docs/protocol.md` must have: the research specification's.
 const EXPECTED_SECTIONS: &[&str] = &[
@@ -370,6 +370,7 @@ fn protocol_md_cites_only_its_own_sections() {
         docs.join("README.md"),
         docs.join("liveness.md"),
         docs.join("dmsg.md"),
+        docs.join("guide.md"),
         root.join("README.md"),
     ] {
         let found = citations_in(&path, &read(&path));

@@ -237,8 +237,12 @@ pub enum SendError {
     Tx(TxError),
     /// The transaction rules refused it.
     Transaction(TransError),
-    /// No free msgid for a new transaction (the table is full).
-    NoFreeMsgid,
+    /// No free msgid for a new transaction: all `capacity` entries of our side's
+    /// transaction table are open (the connection's `T`).
+    NoFreeMsgid {
+        /// How many transactions of ours the table holds (`T`).
+        capacity: usize,
+    },
     /// [`Iocom::set_deadline`] named no open transaction of ours.
     NoSuchTransaction,
     /// The link is down.
@@ -268,7 +272,12 @@ impl fmt::Display for SendError {
         match self {
             Self::Tx(e) => e.fmt(f),
             Self::Transaction(e) => e.fmt(f),
-            Self::NoFreeMsgid => f.write_str("no free msgid: the transaction table is full"),
+            Self::NoFreeMsgid { capacity } => write!(
+                f,
+                "no free msgid: all {capacity} transactions this side may open are open; \
+                 wait for one to end (its final reply) or build the connection with a \
+                 larger table (the `T` of `Iocom`; h2msg-std: `LinkOptions::transactions`)"
+            ),
             Self::NoSuchTransaction => f.write_str("no open transaction of ours has that msgid"),
             Self::LinkDown => f.write_str("the link is down"),
             Self::Dmsg(e) => e.fmt(f),
@@ -551,7 +560,7 @@ where
         // One entry per open transaction of ours, and the table holds at most T.
         self.deadlines
             .push(deadline)
-            .map_err(|_| SendError::NoFreeMsgid)
+            .map_err(|_| SendError::NoFreeMsgid { capacity: T })
     }
 
     /// Forgets the deadlines that are done: a deadline lives while its transaction is
@@ -814,7 +823,7 @@ where
         let msgid = self
             .local
             .next_msgid(self.last_msgid)
-            .ok_or(SendError::NoFreeMsgid)?;
+            .ok_or(SendError::NoFreeMsgid { capacity: T })?;
         let flags = if last {
             MsgFlags::CREATE | MsgFlags::DELETE
         } else {
@@ -1225,9 +1234,12 @@ mod tests {
     fn errors_say_what_happened() {
         use std::string::ToString;
         assert_eq!(SendError::LinkDown.to_string(), "the link is down");
+        // The limit, and the two ways out: wait, or a larger table.
         assert_eq!(
-            SendError::NoFreeMsgid.to_string(),
-            "no free msgid: the transaction table is full"
+            SendError::NoFreeMsgid { capacity: 64 }.to_string(),
+            "no free msgid: all 64 transactions this side may open are open; wait for one \
+             to end (its final reply) or build the connection with a larger table (the `T` \
+             of `Iocom`; h2msg-std: `LinkOptions::transactions`)"
         );
         assert_eq!(
             AcceptListFull.to_string(),
@@ -1396,7 +1408,7 @@ mod tests {
         let pending = io.ch.tx.pending_len();
         assert_eq!(
             io.open(Cmd::DBG_SHELL, &[], &[], false),
-            Err(SendError::NoFreeMsgid)
+            Err(SendError::NoFreeMsgid { capacity: 4 })
         );
         assert_eq!(io.ch.tx.pending_len(), pending, "nothing queued");
         // A rule break is refused before anything is queued.

@@ -147,6 +147,9 @@ impl Protocol {
     pub const BLK: Self = Self(0x4);
     /// Vnode operations (design only).
     pub const VOP: Self = Self(0x5);
+    /// Applications' own commands: h2msg's choice, the top nibble, which neither the seed
+    /// era (0x0–0x5, §4.1) nor DMSG (0x0–0x7) assigns. [`Cmd::app`] builds them.
+    pub const APP: Self = Self(0xF);
 
     /// The protocol with this nibble value, or `None` above 15.
     #[must_use]
@@ -180,6 +183,7 @@ impl Protocol {
             0x3 => "QRM",
             0x4 => "BLK",
             0x5 => "VOP",
+            0xF => "APP",
             _ => return None,
         })
     }
@@ -258,6 +262,25 @@ impl Cmd {
                 | (number as u32) << Self::NUMBER_SHIFT
                 | size_units as u32,
         ))
+    }
+
+    /// Application command `number` (0..=0xFFF): protocol [`Protocol::APP`] (nibble 0xF,
+    /// §4.1), no flags, a header without extension (one unit: 32 bytes in the seed era,
+    /// 64 in DMSG). `None` if `number` needs more than 12 bits.
+    ///
+    /// ```
+    /// use h2msg::wire::Cmd;
+    ///
+    /// const ECHO: Cmd = match Cmd::app(1) {
+    ///     Some(cmd) => cmd,
+    ///     None => Cmd::LNK_PAD, // unreachable: 1 fits in 12 bits
+    /// };
+    /// assert_eq!(ECHO.raw(), 0x00F0_0101);
+    /// assert_eq!(ECHO.to_string(), "APP.0x001/1");
+    /// ```
+    #[must_use]
+    pub const fn app(number: u16) -> Option<Self> {
+        Self::new(MsgFlags::NONE, Protocol::APP, number, 1)
     }
 
     /// The command for a raw `cmd` field value.
@@ -394,6 +417,29 @@ mod tests {
         assert_eq!(Cmd::LNK_PING.raw(), 0x0000_0101);
         assert_eq!(Cmd::LNK_ERROR.raw(), 0x000F_FF01);
         assert_eq!(Cmd::DBG_SHELL.raw(), 0x0010_0101);
+    }
+
+    #[test]
+    fn application_commands_use_the_top_nibble() {
+        // flags 0 | protocol 0xF << 20 | number << 8 | one 32-byte unit, as §3.4 lays
+        // the field out.
+        assert_eq!(Cmd::app(0).map(Cmd::raw), Some(0x00F0_0001));
+        assert_eq!(Cmd::app(0x123).map(Cmd::raw), Some(0x00F1_2301));
+        assert_eq!(Cmd::app(0xFFF).map(Cmd::raw), Some(0x00FF_FF01));
+        assert_eq!(
+            Cmd::app(0x1000),
+            None,
+            "13 bits do not fit the number field"
+        );
+        let echo = Cmd::app(7).unwrap();
+        assert_eq!(echo.protocol().nibble(), 0xF);
+        assert_eq!(echo.number(), 7);
+        assert_eq!(echo.header_len(), Some(32));
+        assert!(echo.flags().is_empty());
+        // No command the era names sits in this protocol.
+        for named in [Cmd::LNK_PAD, Cmd::LNK_PING, Cmd::LNK_ERROR, Cmd::DBG_SHELL] {
+            assert_ne!(named.protocol(), Protocol::APP);
+        }
     }
 
     #[test]

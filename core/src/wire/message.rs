@@ -3,6 +3,8 @@
 //! This is the zero-copy read path for bytes that are all present already (a capture file,
 //! a FIFO holding a complete message). Incremental input is the receive decoder's job.
 
+use core::fmt;
+
 use super::crc::Crc32c;
 use super::dmsg::{DmsgHeader, DmsgReceivedHeader};
 use super::error::DecodeError;
@@ -15,11 +17,48 @@ use super::order::WireOrder;
 ///
 /// `H` is the revision's received header: [`ReceivedHeader`] (seed era, the default) or
 /// [`DmsgReceivedHeader`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows the header, and of the extension and the aux data their length and
+/// first 16 bytes in hex: a 64 KiB aux would otherwise print as 64 Ki
+/// decimals.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MessageView<'a, H = ReceivedHeader> {
     received: H,
     ext: &'a [u8],
     aux: &'a [u8],
+}
+
+/// How many leading bytes of a message's extension and aux data its `Debug` shows.
+const DEBUG_PREVIEW: usize = 16;
+
+impl<H: fmt::Debug> fmt::Debug for MessageView<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageView")
+            .field("received", &self.received)
+            .field("ext", &Preview(self.ext))
+            .field("aux", &Preview(self.aux))
+            .finish()
+    }
+}
+
+/// A byte string shown by its length and first [`DEBUG_PREVIEW`] bytes:
+/// `40 bytes [73 74 61 74 …]`.
+struct Preview<'a>(&'a [u8]);
+
+impl fmt::Debug for Preview<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes [", self.0.len())?;
+        for (i, byte) in self.0.iter().take(DEBUG_PREVIEW).enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{byte:02x}")?;
+        }
+        let more = if self.0.len() > DEBUG_PREVIEW {
+            " …"
+        } else {
+            ""
+        };
+        write!(f, "{more}]")
+    }
 }
 
 impl<'a> MessageView<'a, DmsgReceivedHeader> {
@@ -182,6 +221,39 @@ mod tests {
             MessageView::parse(&buf, &SoftCrc32c),
             Err(DecodeError::Acrc { .. })
         ));
+    }
+
+    #[test]
+    fn debug_shows_lengths_and_first_bytes_only() {
+        extern crate std;
+        use std::format;
+        use std::vec;
+        // The largest seed-era aux: its Debug must stay one short line.
+        let aux: std::vec::Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = vec![0u8; 32 + 32 + aux.len()];
+        message(Cmd::from_raw(0x0000_1202), &[0xAB; 32], &aux, &mut buf);
+        let view = MessageView::parse(&buf, &SoftCrc32c).unwrap();
+        let shown = format!("{view:?}");
+        assert!(
+            shown.contains(
+                "ext: 32 bytes [ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab …], \
+                 aux: 65536 bytes [00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f …]"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.starts_with("MessageView { received: ReceivedHeader {"),
+            "{shown}"
+        );
+        assert!(shown.len() < 600, "{} characters: {shown}", shown.len());
+        // Short parts are shown whole, without the ellipsis.
+        let mut small = [0u8; 64];
+        message(Cmd::DBG_SHELL, &[], b"hi\0", &mut small);
+        let shown = format!("{:?}", MessageView::parse(&small, &SoftCrc32c).unwrap());
+        assert!(
+            shown.contains("ext: 0 bytes [], aux: 32 bytes [68 69 00 00"),
+            "{shown}"
+        );
     }
 
     #[test]
