@@ -414,18 +414,8 @@ fn dmsg_shell(
     input: impl BufRead + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let (connect_timeout, reply_timeout) = (options.connect_timeout, options.reply_timeout);
-    let stream = endpoint
-        .connect_within(connect_timeout)
-        .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
-    let (mut link, terms) =
-        open_dmsg_link(stream, keys, connect_timeout, mode, Liveness::default())
-            .map_err(|e| setup_error(endpoint, e, Proto::Dmsg))
-            .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
-    info!("{endpoint}: link up ({terms}, dmsg)");
-    link.io()
-        .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
-        .map_err(other)?;
+    let reply_timeout = options.reply_timeout;
+    let mut link = dmsg_client_link(endpoint, keys, mode, options)?;
     writeln!(out, "debug: connected")?;
     if let Some(label) = &options.via {
         return routed_shell(&mut link, label, options, input, out);
@@ -602,6 +592,56 @@ fn routed_shell(
         }
     }
     Ok(())
+}
+
+/// A DMSG client's link to `endpoint`, set up within `--connect-timeout`, its
+/// `LNK_CONN` (a ROUTER wanting every span type, as the libdmsg shell) sent.
+fn dmsg_client_link(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+    options: &ShellOptions,
+) -> io::Result<DmsgLink<Stream>> {
+    let connect_timeout = options.connect_timeout;
+    let stream = endpoint
+        .connect_within(connect_timeout)
+        .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
+    let (mut link, terms) =
+        open_dmsg_link(stream, keys, connect_timeout, mode, Liveness::default())
+            .map_err(|e| setup_error(endpoint, e, Proto::Dmsg))
+            .map_err(|e| past_deadline(e, "--connect-timeout", connect_timeout))?;
+    info!("{endpoint}: link up ({terms}, dmsg)");
+    link.io()
+        .open(Cmd::DMSG_LNK_CONN, None, router_conn().as_ext(), &[])
+        .map_err(other)?;
+    Ok(link)
+}
+
+/// `h2msg tree HOST`: the `tree` dump of the DMSG service at `endpoint` (docs/dmsg.md
+/// 6.4) — or, with `options.via`, of the node registered under that label, asked over a
+/// routed transaction — printed as it comes, without prompts.
+///
+/// # Errors
+/// As [`shell`].
+pub fn tree(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    mode: ModeChoice,
+    options: &ShellOptions,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut link = dmsg_client_link(endpoint, keys, mode, options)?;
+    if let Some(label) = &options.via {
+        return routed_shell(&mut link, label, options, io::Cursor::new("tree\n"), out);
+    }
+    let reply_timeout = options.reply_timeout;
+    let timed = |e| past_deadline(e, "--reply-timeout", reply_timeout);
+    let mut text = Vec::new();
+    dmsg_shell_text(&mut link, None, &mut text, reply_timeout).map_err(timed)?;
+    text.clear();
+    dmsg_shell_text(&mut link, Some("tree"), &mut text, reply_timeout).map_err(timed)?;
+    out.write_all(&options.reply_text.render(&text))?;
+    out.flush()
 }
 
 fn past_deadline(e: io::Error, option: &str, limit: Duration) -> io::Error {

@@ -265,6 +265,23 @@ impl ClusterHub {
         )
     }
 
+    /// One line of totals: nodes, received spans, relays, routed transactions passing
+    /// through, and what was refused.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let hub = self.lock();
+        let c = &hub.cluster;
+        let stats = c.stats();
+        format!(
+            "cluster: nodes {} spans in {} out {} routed {} refused {}",
+            c.nodes().count(),
+            c.link_count(),
+            c.relay_count(),
+            c.twins(),
+            stats.refused
+        )
+    }
+
     /// What the cluster refused or retried.
     #[must_use]
     pub fn stats(&self) -> ClusterStats {

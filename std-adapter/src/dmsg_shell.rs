@@ -27,6 +27,9 @@ pub struct ShellAnswer {
     /// `span <host>`: start an outgoing link to this host, then print [`span_line`] of
     /// how that went (the only output; `lines` is empty then).
     pub span: Option<String>,
+    /// `status` (h2msg's word, not libdmsg's, and not in `help`): the caller prints its
+    /// links and cluster (`lines` is empty then).
+    pub status: bool,
 }
 
 /// What `span <host>` prints: `Connected to <host>` once the outgoing link to `host` is
@@ -70,15 +73,20 @@ pub fn answer(aux: Option<&[u8]>, tree: impl FnOnce() -> Vec<String>) -> ShellAn
             return ShellAnswer {
                 lines: vec!["sending ping\n".to_string()],
                 ping: true,
-                span: None,
+                ..ShellAnswer::default()
+            };
+        }
+        Some("status") => {
+            return ShellAnswer {
+                status: true,
+                ..ShellAnswer::default()
             };
         }
         Some(word) => vec![format!("Unrecognized command: {word}\n")],
     };
     ShellAnswer {
         lines,
-        ping: false,
-        span: None,
+        ..ShellAnswer::default()
     }
 }
 
@@ -211,6 +219,12 @@ mod tests {
             assert_eq!(answer(empty, none), ShellAnswer::default(), "{empty:?}");
         }
         assert_eq!(answer(Some(b"tree\0"), none), ShellAnswer::default());
+        let status = answer(Some(b"status\0"), none);
+        assert!(status.status && status.lines.is_empty() && !status.ping);
+        assert!(
+            !HELP.iter().any(|l| l.starts_with("status")),
+            "help stays libdmsg's"
+        );
         assert_eq!(PROMPT, "debug> ");
         assert_eq!(PING_REPLY, "ping reply\n");
     }

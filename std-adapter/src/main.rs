@@ -236,6 +236,27 @@ enum Command {
         #[command(flatten)]
         proto: ProtoArg,
     },
+    /// Print a DMSG service's view of the cluster (its shell's `tree`), or with --via that
+    /// of the node registered as LABEL.
+    Tree {
+        /// HOST, HOST:PORT or unix:PATH (default 127.0.0.1:987).
+        host: Option<String>,
+        /// Seconds to wait for the TCP connection, and again for the handshake (0.01 to
+        /// 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_CONNECT_TIMEOUT))]
+        connect_timeout: Seconds,
+        /// Seconds to wait for the answer (0.01 to 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_REPLY_TIMEOUT))]
+        reply_timeout: Seconds,
+        /// Ask the node registered as LABEL anywhere in the cluster, over a routed
+        /// transaction.
+        #[arg(long, value_name = "LABEL")]
+        via: Option<String>,
+        #[command(flatten)]
+        mode: ModeArg,
+    },
     /// LNK_PING round trips with min/avg/max.
     Ping {
         /// HOST, HOST:PORT or unix:PATH.
@@ -377,6 +398,26 @@ fn run(cli: Cli) -> Result<(), String> {
             &mut io::stdout().lock(),
         )
         .map_err(|e| format!("shell: {e}")),
+        Command::Tree {
+            host,
+            connect_timeout,
+            reply_timeout,
+            via,
+            mode,
+        } => h2msg_std::client::tree(
+            &Endpoint::parse(host.as_deref()),
+            &KeyDir::new(cli.keydir),
+            mode.choice,
+            &h2msg_std::client::ShellOptions {
+                connect_timeout: connect_timeout.0,
+                reply_timeout: reply_timeout.0,
+                proto: h2msg_std::proto::Proto::Dmsg,
+                via,
+                ..h2msg_std::client::ShellOptions::default()
+            },
+            &mut io::stdout().lock(),
+        )
+        .map_err(|e| format!("tree: {e}")),
         Command::Ping {
             host,
             count,

@@ -266,6 +266,12 @@ impl LinkRegistry {
     /// The `status` text: one line of totals, then one line per link.
     #[must_use]
     pub fn status(&self) -> String {
+        self.status_with(|_| String::new())
+    }
+
+    /// [`status`](Self::status) with `extra(link)` appended to each link's line.
+    #[must_use]
+    pub fn status_with(&self, extra: impl Fn(u64) -> String) -> String {
         let links = self.lock();
         let mut text = format!(
             "links: {} of {} (served {}, refused {})\n",
@@ -281,13 +287,14 @@ impl LinkRegistry {
             let stats = e.counters.read();
             let _ = writeln!(
                 text,
-                "  #{id} {} {terms} up {:.1} s: received {} sent {} auto-answered {} dropped {}",
+                "  #{id} {} {terms} up {:.1} s: received {} sent {} auto-answered {} dropped {}{}",
                 e.peer,
                 e.since.elapsed().as_secs_f64(),
                 stats.received,
                 stats.sent,
                 stats.auto_replies,
-                stats.dropped
+                stats.dropped,
+                extra(*id)
             );
         }
         text
@@ -762,6 +769,9 @@ impl Node {
                     if let Some(host) = &answer.span {
                         answer.lines = vec![dmsg_shell::span_line(host, self.span(slot.id, host))];
                     }
+                    if answer.status {
+                        answer.lines = self.status_lines();
+                    }
                     for line in &answer.lines {
                         send_shell_text(&mut link, line)?;
                     }
@@ -804,6 +814,17 @@ impl Node {
 }
 
 impl Node {
+    /// The DMSG shell's `status` (an h2msg word, docs/dmsg.md 6.4): the links with their
+    /// counters and span counts, then the cluster's totals; one message a line.
+    fn status_lines(&self) -> Vec<String> {
+        let mut text = self.links.status_with(|link| {
+            let (received, relayed) = self.cluster.span_counts(link);
+            format!(" spans in {received} out {relayed}")
+        });
+        let _ = writeln!(text, "{}", self.cluster.summary());
+        text.split_inclusive('\n').map(str::to_string).collect()
+    }
+
     /// Answers a transaction routed to one of our registrations (docs/dmsg.md 5.8): a
     /// `DBG_SHELL` line with its output, one element a line, then our DELETE; an
     /// `LNK_PING` with our DELETE (error 0); anything else with NOSUPP.
@@ -820,6 +841,9 @@ impl Node {
             let mut answer = dmsg_shell::answer(Some(line), || self.cluster.tree());
             if let Some(host) = &answer.span {
                 answer.lines = vec![dmsg_shell::span_line(host, self.span(id, host))];
+            }
+            if answer.status {
+                answer.lines = self.status_lines();
             }
             for (i, text) in answer.lines.iter().enumerate() {
                 let mut aux = Vec::with_capacity(text.len() + 1);

@@ -124,6 +124,16 @@ fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_pat
             >= 1
     );
 
+    // B's `status` (an h2msg word): its link to A brought the span and gets none back;
+    // its link from C gets it relayed.
+    let status = shell(&client, &b.endpoint, "status\n");
+    assert!(status.contains(" spans in 1 out 0\n"), "{status}");
+    assert!(status.contains(" spans in 0 out 1\n"), "{status}");
+    assert!(
+        status.contains("cluster: nodes 1 spans in 1 out "),
+        "{status}"
+    );
+
     // Routed shell: lines typed at C go to alpha's node (A) across B as transactions
     // opened under alpha's span (docs/dmsg.md 5.8); A answers, its `tree` included.
     let mut routed = spawn_shell(&client, &c.endpoint, &["--proto", "dmsg", "--via", "alpha"]);
@@ -159,6 +169,21 @@ fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_pat
     assert!(
         lines[5..].iter().any(|l| l.ends_with(" dist=0 via 0")),
         "{lines:?}"
+    );
+
+    // `h2msg tree`: C's own view, and A's asked across the cluster.
+    let keydir = client.to_str().unwrap();
+    let own = common::h2msg_ok(&["--keydir", keydir, "tree", &c.endpoint]);
+    assert_eq!(
+        best_dist(&own.lines().map(String::from).collect::<Vec<_>>(), "alpha"),
+        Some(2),
+        "{own}"
+    );
+    let far = common::h2msg_ok(&["--keydir", keydir, "tree", &c.endpoint, "--via", "alpha"]);
+    assert_eq!(
+        best_dist(&far.lines().map(String::from).collect::<Vec<_>>(), "alpha"),
+        Some(0),
+        "{far}"
     );
 
     // A node nobody registered: the routed shell gives up naming it.

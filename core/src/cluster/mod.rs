@@ -540,6 +540,18 @@ impl<S: Storage> Cluster<S> {
         self.t.links.items().iter().filter(|l| l.via == via).count()
     }
 
+    /// Received spans held (links), our own registrations included.
+    #[must_use]
+    pub fn link_count(&self) -> usize {
+        self.t.links.items().len()
+    }
+
+    /// Spans we send (relays), on every conn.
+    #[must_use]
+    pub fn relay_count(&self) -> usize {
+        self.t.relays.items().len()
+    }
+
     /// Spans we send on `conn`.
     #[must_use]
     pub fn relays_on(&self, conn: ConnId) -> usize {
