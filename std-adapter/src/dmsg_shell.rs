@@ -30,6 +30,9 @@ pub struct ShellAnswer {
     /// `span <host>`: start an outgoing link to this host, then print [`span_line`] of
     /// how that went (the only output; `lines` is empty then).
     pub span: Option<String>,
+    /// `status` (h2msg's addition, not in `help`; libdmsg answers `Unrecognized
+    /// command`): the caller prints its links and kept-up targets, one message a line.
+    pub status: bool,
 }
 
 /// What `span <host>` prints: `Connected to <host>` once the outgoing link to `host` is
@@ -73,15 +76,20 @@ pub fn answer(aux: Option<&[u8]>, spans: &SpanTree) -> ShellAnswer {
             return ShellAnswer {
                 lines: vec!["sending ping\n".to_string()],
                 ping: true,
-                span: None,
+                ..ShellAnswer::default()
+            };
+        }
+        Some("status") => {
+            return ShellAnswer {
+                status: true,
+                ..ShellAnswer::default()
             };
         }
         Some(word) => vec![format!("Unrecognized command: {word}\n")],
     };
     ShellAnswer {
         lines,
-        ping: false,
-        span: None,
+        ..ShellAnswer::default()
     }
 }
 

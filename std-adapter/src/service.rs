@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use h2msg::{DmsgEvent, Event, IocomStats, SendError};
 use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
+use crate::autoconn::{self, Dialer, KeepOptions, KeptLinks, LinkUp, SessionEnd};
 use crate::blocking::{DmsgLink, Link};
 use crate::dmsg_shell::{self, SpanRegistry};
 use crate::keys::KeyDir;
@@ -257,6 +258,14 @@ impl LinkRegistry {
         let mut links = self.lock();
         links.closed = true;
         for entry in links.by_id.values() {
+            entry.socket.shutdown();
+        }
+    }
+
+    /// Shuts link `id`'s socket down, if it is still served: its thread wakes to end of
+    /// input.
+    pub fn shut_down(&self, id: u64) {
+        if let Some(entry) = self.lock().by_id.get(&id) {
             entry.socket.shutdown();
         }
     }
@@ -558,6 +567,9 @@ struct Node {
     links: Arc<LinkRegistry>,
     spans: SpanRegistry,
     workers: Workers,
+    /// The outgoing links kept up (`--connect`, autoconn), once started: `status` lists
+    /// them.
+    kept: OnceLock<Arc<KeptLinks>>,
 }
 
 impl Node {
@@ -579,6 +591,7 @@ impl Node {
             links,
             spans: SpanRegistry::default(),
             workers: Workers::default(),
+            kept: OnceLock::new(),
         })
     }
 
@@ -628,7 +641,10 @@ impl Node {
         let (report, outcome) = mpsc::sync_channel(0);
         let node = Arc::clone(self);
         let started = self.workers.spawn(format!("span-{asker}"), move || {
-            node.connect_out(&endpoint, &report);
+            // The asker stops waiting after its timeout: a link set up later is closed.
+            let _ = node.connect_out(&endpoint, |set_up| {
+                report.send(set_up.map(|up| up.link)).is_ok()
+            });
         });
         if let Err(e) = started {
             warn!("link {asker}: span {host}: no thread: {e}");
@@ -654,43 +670,57 @@ impl Node {
         }
     }
 
-    /// Connects to `endpoint`, admits and sets up the link, reports its number (or why it
-    /// failed) to `report`, and serves it.
+    /// Connects to `endpoint`, admits and sets up the link, reports it (or why it failed)
+    /// to `report`, and serves it unless `report` declines it (returns false): how it went.
     fn connect_out(
         self: &Arc<Self>,
         endpoint: &Endpoint,
-        report: &SyncSender<Result<u64, String>>,
-    ) {
+        report: impl FnOnce(Result<LinkUp, String>) -> bool,
+    ) -> SessionEnd {
         let set_up = endpoint
             .connect_within(self.handshake_timeout)
             .map_err(|e| e.to_string())
             .and_then(|stream| {
                 let peer = stream.peer_name();
+                let local = stream.local_name();
                 let slot = self
                     .links
                     .admit(&stream)
                     .map_err(|refusal| format!("{peer}: refused: {refusal}"))?;
                 match self.open_dmsg(stream, &slot) {
-                    Ok(link) => Ok((link, slot, peer)),
+                    Ok(link) => Ok((link, slot, peer, local)),
                     Err(e) => Err(format!("link {} ({peer}): {e}", slot.id)),
                 }
             });
-        let (link, slot, peer) = match set_up {
+        let (link, slot, peer, local) = match set_up {
             Ok(set_up) => set_up,
             Err(reason) => {
-                let _ = report.send(Err(reason));
-                return;
+                report(Err(reason.clone()));
+                return SessionEnd::NotSetUp(reason);
             }
         };
-        if report.send(Ok(slot.id)).is_err() {
-            warn!(
-                "link {} ({peer}): set up too late for its span: closed",
-                slot.id
-            );
-            return;
+        if !report(Ok(LinkUp {
+            link: slot.id,
+            local,
+        })) {
+            warn!("link {} ({peer}): not wanted any more: closed", slot.id);
+            return SessionEnd::Declined;
         }
         info!("link {} ({peer}): outgoing, to {endpoint}", slot.id);
-        log_end(&slot, &peer, self.serve_dmsg(link, &slot));
+        let served = self.serve_dmsg(link, &slot);
+        let end = SessionEnd::Ended(served.as_ref().err().map(ToString::to_string));
+        log_end(&slot, &peer, served);
+        end
+    }
+
+    /// The `status` text of a DMSG service (h2msg's addition to the shell of dmsg.md
+    /// 6.4): its links, then the outgoing links it keeps up.
+    fn status(&self) -> String {
+        let mut text = self.links.status();
+        if let Some(kept) = self.kept.get() {
+            text.push_str(&kept.status());
+        }
+        text
     }
 
     /// Serves a DMSG link (`--proto dmsg`), accepted or outgoing, until the peer goes
@@ -731,6 +761,14 @@ impl Node {
                     let mut answer = dmsg_shell::answer(aux.as_deref(), &spans.lock());
                     if let Some(host) = &answer.span {
                         answer.lines = vec![dmsg_shell::span_line(host, self.span(slot.id, host))];
+                    }
+                    if answer.status {
+                        // One message a line, as every DMSG shell answer.
+                        answer.lines = self
+                            .status()
+                            .split_inclusive('\n')
+                            .map(String::from)
+                            .collect();
                     }
                     for line in &answer.lines {
                         send_shell_text(&mut link, line)?;
@@ -804,6 +842,20 @@ fn log_end(slot: &LinkSlot, peer: &str, served: Result<(), LinkError>) {
     }
 }
 
+/// The service's node as the [`Dialer`] of its kept-up links: each session is an
+/// outgoing link set up and served as `span` starts one.
+struct KeepUp(Arc<Node>);
+
+impl Dialer for KeepUp {
+    fn session(&self, endpoint: &Endpoint, up: &mut dyn FnMut(LinkUp) -> bool) -> SessionEnd {
+        self.0.connect_out(endpoint, |set_up| set_up.is_ok_and(up))
+    }
+
+    fn shut_down(&self, link: u64) {
+        self.0.links.shut_down(link);
+    }
+}
+
 /// Most text one shell reply carries; longer answers (`status` of many links) go out as
 /// several streaming replies, split at line ends.
 const SHELL_CHUNK: usize = 8 << 10;
@@ -873,6 +925,10 @@ pub struct ServiceConfig {
     pub liveness: Liveness,
     /// The protocol revision every link speaks.
     pub proto: Proto,
+    /// Targets kept connected (`--connect`, dmsg.md 6.2; DMSG only).
+    pub connect: Vec<String>,
+    /// How often the key directory's `autoconn` file is polled (DMSG only).
+    pub autoconn_poll: Duration,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -884,6 +940,13 @@ pub struct ServiceConfig {
 /// Our own key pair is unusable ([`KeyDir::check_own_keys`]), the bind failure with the
 /// OS reason (§11 S4), or a failure to set up signals.
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    // Kept-up links are DMSG's (dmsg.md 6.2); the seed revision has no such thing.
+    if config.proto != Proto::Dmsg && !config.connect.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--connect needs --proto dmsg",
+        ));
+    }
     // A broken own key would otherwise fail every RSA link, after `listening on`.
     keys.check_own_keys().map_err(io::Error::other)?;
     // RSA peers get prepared handshake blocks from the first link on.
@@ -930,6 +993,20 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         config.proto,
         LinkRegistry::new(max_links, config.handshakes_per_peer),
     );
+    if config.proto == Proto::Dmsg {
+        let kept = KeptLinks::start(
+            Arc::new(KeepUp(Arc::clone(&node))),
+            KeepOptions {
+                connect: config.connect.clone(),
+                file: Some((
+                    keys.path().join(autoconn::AUTOCONN_FILE),
+                    config.autoconn_poll,
+                )),
+                backoff: autoconn::Backoff::default(),
+            },
+        )?;
+        let _ = node.kept.set(kept);
+    }
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -970,7 +1047,16 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
             warn!("no thread for a link: {e}");
         }
     }
+    // Keepers stop first (their waits end, their links are shut down), so none starts a
+    // link while the others go down; a keeper in a handshake ends with the links.
+    let kept = node.kept.get().cloned();
+    if let Some(kept) = &kept {
+        kept.stop();
+    }
     node.links.shut_down_all();
+    if let Some(kept) = &kept {
+        kept.join();
+    }
     node.workers.join_all();
     signal_handle.close();
     let _ = signal_thread.join();
