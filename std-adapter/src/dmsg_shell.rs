@@ -281,6 +281,11 @@ mod tests {
             assert_eq!(answer(empty, &none), ShellAnswer::default(), "{empty:?}");
         }
         assert_eq!(answer(Some(b"tree\0"), &none), ShellAnswer::default());
+        // `status` (h2msg's word) leaves the text to the service; only that word does.
+        let status = answer(Some(b"status extra\0"), &none);
+        assert!(status.status && status.lines.is_empty() && !status.ping);
+        assert!(!answer(Some(b"statusx\0"), &none).status);
+        assert!(!answer(Some(b"help\0"), &none).status);
         assert_eq!(PROMPT, "debug> ");
         assert_eq!(PING_REPLY, "ping reply\n");
     }
