@@ -27,8 +27,9 @@ pub struct ShellAnswer {
     /// `span <host>`: start an outgoing link to this host, then print [`span_line`] of
     /// how that went (the only output; `lines` is empty then).
     pub span: Option<String>,
-    /// `status` (h2msg's word, not libdmsg's, and not in `help`): the caller prints its
-    /// links and cluster (`lines` is empty then).
+    /// `status` (h2msg's addition, not in `help`; libdmsg answers `Unrecognized
+    /// command`): the caller prints its links (with their span counts), kept-up targets
+    /// and cluster totals, one message a line.
     pub status: bool,
 }
 
@@ -219,8 +220,11 @@ mod tests {
             assert_eq!(answer(empty, none), ShellAnswer::default(), "{empty:?}");
         }
         assert_eq!(answer(Some(b"tree\0"), none), ShellAnswer::default());
-        let status = answer(Some(b"status\0"), none);
+        // `status` (h2msg's word) leaves the text to the service; only that word does.
+        let status = answer(Some(b"status extra\0"), none);
         assert!(status.status && status.lines.is_empty() && !status.ping);
+        assert!(!answer(Some(b"statusx\0"), none).status);
+        assert!(!answer(Some(b"help\0"), none).status);
         assert!(
             !HELP.iter().any(|l| l.starts_with("status")),
             "help stays libdmsg's"

@@ -3,7 +3,7 @@
 //! The key-file layout of the 2012 tools ([`keys`]), the raw RSA filters ([`raw_filter`]),
 //! TCP and Unix-socket endpoints ([`transport`]), a blocking driver over any
 //! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
-//! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`])
+//! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`]) and its kept-up outgoing links ([`autoconn`])
 //! and its clients ([`client`]),
 //! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
 //! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
@@ -28,6 +28,7 @@
 //! every stream mode are there without a feature. [`crypto`] re-exports the `rsa` crate
 //! and the key loaders.
 
+pub mod autoconn;
 pub mod bench;
 pub mod blocking;
 pub mod client;

@@ -207,6 +207,16 @@ enum Command {
         mode: ModeArg,
         #[command(flatten)]
         proto: ProtoArg,
+        /// Keep a DMSG link to HOST (HOST, HOST:PORT or unix:PATH) up: connect at start and
+        /// reconnect after any end of the link, waiting 0.25 s doubling up to 5 s between
+        /// failed attempts. Repeatable; `--proto dmsg` only. The lines of `<keydir>/autoconn`
+        /// (looked at every 5 s) are kept up alike.
+        #[arg(long, value_name = "HOST")]
+        connect: Vec<String>,
+        /// Milliseconds between looks at `<keydir>/autoconn` (10 to 86400000; tests).
+        #[arg(long, value_name = "MS", hide = true, default_value_t = 5000,
+              value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+        autoconn_poll_ms: u64,
     },
     /// Connect to a service's debug shell; lines from stdin, answers to stdout.
     Shell {
@@ -358,6 +368,8 @@ fn run(cli: Cli) -> Result<(), String> {
             advertise,
             mode,
             proto,
+            connect,
+            autoconn_poll_ms,
         } => {
             let config = ServiceConfig {
                 listen: Endpoint::parse(Some(&listen)),
@@ -368,6 +380,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
                 proto: proto.proto,
                 advertise,
+                connect,
+                autoconn_poll: Duration::from_millis(autoconn_poll_ms),
             };
             run_service(&config, &KeyDir::new(cli.keydir)).map_err(|e| format!("service: {e}"))
         }
@@ -643,7 +657,7 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 12] = [
+    const TEXT_OPTIONS: [&str; 13] = [
         "keydir",
         "listen",
         "choice",
@@ -656,6 +670,7 @@ mod tests {
         "proto",
         "advertise",
         "via",
+        "connect",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.

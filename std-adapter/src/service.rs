@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use h2msg::{DmsgEvent, Event, IocomStats, SendError};
 use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
+use crate::autoconn::{self, Dialer, KeepOptions, KeptLinks, LinkUp, SessionEnd};
 use crate::blocking::{DmsgLink, Link};
 use crate::cluster_hub::{ClusterHub, Forwarded, SERVICE_LIMITS};
 use crate::dmsg_shell;
@@ -259,6 +260,14 @@ impl LinkRegistry {
         let mut links = self.lock();
         links.closed = true;
         for entry in links.by_id.values() {
+            entry.socket.shutdown();
+        }
+    }
+
+    /// Shuts link `id`'s socket down, if it is still served: its thread wakes to end of
+    /// input.
+    pub fn shut_down(&self, id: u64) {
+        if let Some(entry) = self.lock().by_id.get(&id) {
             entry.socket.shutdown();
         }
     }
@@ -591,6 +600,9 @@ struct Node {
     links: Arc<LinkRegistry>,
     cluster: ClusterHub,
     workers: Workers,
+    /// The outgoing links kept up (`--connect`, autoconn), once started: `status` lists
+    /// them.
+    kept: OnceLock<Arc<KeptLinks>>,
 }
 
 impl Node {
@@ -612,6 +624,7 @@ impl Node {
             links,
             cluster: ClusterHub::new(draw_rself(), SERVICE_LIMITS),
             workers: Workers::default(),
+            kept: OnceLock::new(),
         })
     }
 
@@ -661,7 +674,10 @@ impl Node {
         let (report, outcome) = mpsc::sync_channel(0);
         let node = Arc::clone(self);
         let started = self.workers.spawn(format!("span-{asker}"), move || {
-            node.connect_out(&endpoint, &report);
+            // The asker stops waiting after its timeout: a link set up later is closed.
+            let _ = node.connect_out(&endpoint, |set_up| {
+                report.send(set_up.map(|up| up.link)).is_ok()
+            });
         });
         if let Err(e) = started {
             warn!("link {asker}: span {host}: no thread: {e}");
@@ -687,43 +703,47 @@ impl Node {
         }
     }
 
-    /// Connects to `endpoint`, admits and sets up the link, reports its number (or why it
-    /// failed) to `report`, and serves it.
+    /// Connects to `endpoint`, admits and sets up the link, reports it (or why it failed)
+    /// to `report`, and serves it unless `report` declines it (returns false): how it went.
     fn connect_out(
         self: &Arc<Self>,
         endpoint: &Endpoint,
-        report: &SyncSender<Result<u64, String>>,
-    ) {
+        report: impl FnOnce(Result<LinkUp, String>) -> bool,
+    ) -> SessionEnd {
         let set_up = endpoint
             .connect_within(self.handshake_timeout)
             .map_err(|e| e.to_string())
             .and_then(|stream| {
                 let peer = stream.peer_name();
+                let local = stream.local_name();
                 let slot = self
                     .links
                     .admit(&stream)
                     .map_err(|refusal| format!("{peer}: refused: {refusal}"))?;
                 match self.open_dmsg(stream, &slot) {
-                    Ok(link) => Ok((link, slot, peer)),
+                    Ok(link) => Ok((link, slot, peer, local)),
                     Err(e) => Err(format!("link {} ({peer}): {e}", slot.id)),
                 }
             });
-        let (link, slot, peer) = match set_up {
+        let (link, slot, peer, local) = match set_up {
             Ok(set_up) => set_up,
             Err(reason) => {
-                let _ = report.send(Err(reason));
-                return;
+                report(Err(reason.clone()));
+                return SessionEnd::NotSetUp(reason);
             }
         };
-        if report.send(Ok(slot.id)).is_err() {
-            warn!(
-                "link {} ({peer}): set up too late for its span: closed",
-                slot.id
-            );
-            return;
+        if !report(Ok(LinkUp {
+            link: slot.id,
+            local,
+        })) {
+            warn!("link {} ({peer}): not wanted any more: closed", slot.id);
+            return SessionEnd::Declined;
         }
         info!("link {} ({peer}): outgoing, to {endpoint}", slot.id);
-        log_end(&slot, &peer, self.serve_dmsg(link, &slot));
+        let served = self.serve_dmsg(link, &slot);
+        let end = SessionEnd::Ended(served.as_ref().err().map(ToString::to_string));
+        log_end(&slot, &peer, served);
+        end
     }
 
     /// Serves a DMSG link (`--proto dmsg`), accepted or outgoing, until the peer goes
@@ -815,12 +835,16 @@ impl Node {
 
 impl Node {
     /// The DMSG shell's `status` (an h2msg word, docs/dmsg.md 6.4): the links with their
-    /// counters and span counts, then the cluster's totals; one message a line.
+    /// counters and span counts, the outgoing links it keeps up, then the cluster's
+    /// totals; one message a line.
     fn status_lines(&self) -> Vec<String> {
         let mut text = self.links.status_with(|link| {
             let (received, relayed) = self.cluster.span_counts(link);
             format!(" spans in {received} out {relayed}")
         });
+        if let Some(kept) = self.kept.get() {
+            text.push_str(&kept.status());
+        }
         let _ = writeln!(text, "{}", self.cluster.summary());
         text.split_inclusive('\n').map(str::to_string).collect()
     }
@@ -951,6 +975,20 @@ fn log_end(slot: &LinkSlot, peer: &str, served: Result<(), LinkError>) {
     }
 }
 
+/// The service's node as the [`Dialer`] of its kept-up links: each session is an
+/// outgoing link set up and served as `span` starts one.
+struct KeepUp(Arc<Node>);
+
+impl Dialer for KeepUp {
+    fn session(&self, endpoint: &Endpoint, up: &mut dyn FnMut(LinkUp) -> bool) -> SessionEnd {
+        self.0.connect_out(endpoint, |set_up| set_up.is_ok_and(up))
+    }
+
+    fn shut_down(&self, link: u64) {
+        self.0.links.shut_down(link);
+    }
+}
+
 /// Most text one shell reply carries; longer answers (`status` of many links) go out as
 /// several streaming replies, split at line ends.
 const SHELL_CHUNK: usize = 8 << 10;
@@ -1022,6 +1060,10 @@ pub struct ServiceConfig {
     pub proto: Proto,
     /// Labels of the nodes this service registers in the cluster (`--proto dmsg` only).
     pub advertise: Vec<String>,
+    /// Targets kept connected (`--connect`, dmsg.md 6.2; DMSG only).
+    pub connect: Vec<String>,
+    /// How often the key directory's `autoconn` file is polled (DMSG only).
+    pub autoconn_poll: Duration,
 }
 
 /// `h2msg service`: accepts connections and serves each in its own thread, in the
@@ -1033,6 +1075,13 @@ pub struct ServiceConfig {
 /// Our own key pair is unusable ([`KeyDir::check_own_keys`]), the bind failure with the
 /// OS reason (§11 S4), or a failure to set up signals.
 pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
+    // Kept-up links are DMSG's (dmsg.md 6.2); the seed revision has no such thing.
+    if config.proto != Proto::Dmsg && !config.connect.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--connect needs --proto dmsg",
+        ));
+    }
     let registrations = advertised_spans(&config.advertise, config.proto)?;
     // A broken own key would otherwise fail every RSA link, after `listening on`.
     keys.check_own_keys().map_err(io::Error::other)?;
@@ -1083,6 +1132,20 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     for span in &registrations {
         node.cluster.register(span).map_err(io::Error::other)?;
     }
+    if config.proto == Proto::Dmsg {
+        let kept = KeptLinks::start(
+            Arc::new(KeepUp(Arc::clone(&node))),
+            KeepOptions {
+                connect: config.connect.clone(),
+                file: Some((
+                    keys.path().join(autoconn::AUTOCONN_FILE),
+                    config.autoconn_poll,
+                )),
+                backoff: autoconn::Backoff::default(),
+            },
+        )?;
+        let _ = node.kept.set(kept);
+    }
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -1123,7 +1186,16 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
             warn!("no thread for a link: {e}");
         }
     }
+    // Keepers stop first (their waits end, their links are shut down), so none starts a
+    // link while the others go down; a keeper in a handshake ends with the links.
+    let kept = node.kept.get().cloned();
+    if let Some(kept) = &kept {
+        kept.stop();
+    }
     node.links.shut_down_all();
+    if let Some(kept) = &kept {
+        kept.join();
+    }
     node.workers.join_all();
     signal_handle.close();
     let _ = signal_thread.join();

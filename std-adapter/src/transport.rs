@@ -164,6 +164,17 @@ impl Stream {
         }
     }
 
+    /// Our end's address, for `status` (the peer's `status` names the link by it).
+    #[must_use]
+    pub fn local_name(&self) -> String {
+        match self {
+            Self::Tcp(s) => s
+                .local_addr()
+                .map_or_else(|_| "tcp".to_string(), |a| a.to_string()),
+            Self::Unix(_) => "unix".to_string(),
+        }
+    }
+
     /// Bounds every blocking read (`None`: no bound).
     ///
     /// # Errors
