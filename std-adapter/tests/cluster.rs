@@ -204,3 +204,47 @@ fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_pat
     assert!(at_c.is_empty(), "{at_c:?}");
     drop(a);
 }
+
+/// The same line kept up by `--connect` (docs/dmsg.md 6.2): B keeps a link to A, C to B.
+/// Killing B withdraws A's registration from C; B restarted on its port reconnects to A,
+/// C's keeper reconnects to B, and C sees the registration at dist 2 again.
+#[test]
+fn a_line_kept_up_by_connect_heals_after_the_middle_restarts() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let a = Service::start_with(
+        &node,
+        "127.0.0.1:0",
+        &["--proto", "dmsg", "--advertise", "alpha"],
+    );
+    let b_args = |a: &str| {
+        vec![
+            "--proto".to_string(),
+            "dmsg".into(),
+            "--connect".into(),
+            a.into(),
+        ]
+    };
+    let start = |listen: &str, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Service::start_with(&node, listen, &args)
+    };
+    let mut b = start("127.0.0.1:0", &b_args(&a.endpoint));
+    let b_listen = b.endpoint.clone();
+    let c = start("127.0.0.1:0", &b_args(&b_listen));
+
+    let at_c = tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha") == Some(2));
+    assert_eq!(
+        at_c.iter().filter(|l| l.starts_with("\tSLink")).count(),
+        1,
+        "{at_c:?}"
+    );
+
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha").is_none());
+
+    let _b = start(&b_listen, &b_args(&a.endpoint));
+    let at_c = tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha") == Some(2));
+    assert_eq!(best_dist(&at_c, "alpha"), Some(2), "{at_c:?}");
+}
