@@ -799,6 +799,7 @@ impl KeptLinks {
                 (Arc::clone(&keeper), Arc::clone(&dialer), self.backoff);
             match thread::Builder::new()
                 .name(format!("autoconn {key}"))
+                .stack_size(crate::link::LINK_THREAD_STACK)
                 .spawn(move || running.run(dialing.as_ref(), backoff))
             {
                 Ok(thread) => {

@@ -16,10 +16,12 @@ use h2msg::{DmsgEvent, Event, HandshakeError, KeyExchangeFailure, LinkEnd, Liven
 use h2msg::ModeChoice;
 use log::info;
 
-use crate::blocking::{self, DmsgLink, Link};
+use crate::blocking::{self, Link};
 use crate::dmsg_shell;
 use crate::keys::KeyDir;
-use crate::link::{HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_dmsg_link, open_link};
+use crate::link::{
+    ClusterLink, HANDSHAKE_TIMEOUT, LinkError, LinkTerms, open_dmsg_link, open_link,
+};
 use crate::other;
 use crate::proto::Proto;
 use crate::service::router_conn;
@@ -296,7 +298,7 @@ fn typed_lines(input: impl BufRead + Send + 'static) -> mpsc::Receiver<io::Resul
 
 /// A DMSG shell client's link: the text it prints and how long it waits.
 struct DmsgShell<'a, W> {
-    link: &'a mut DmsgLink<Stream>,
+    link: &'a mut ClusterLink,
     out: &'a mut W,
     reply_text: ReplyText,
     reply_timeout: Duration,
@@ -367,7 +369,7 @@ impl<W: Write> DmsgShell<'_, W> {
 /// # Errors
 /// I/O failure, the service closing, or no prompt in time (`TimedOut`).
 pub(crate) fn dmsg_shell_text(
-    link: &mut DmsgLink<Stream>,
+    link: &mut ClusterLink,
     line: Option<&str>,
     out: &mut Vec<u8>,
     reply_timeout: Duration,
@@ -510,7 +512,7 @@ fn via_event(event: DmsgEvent<'_>) -> ViaEvent {
 /// text of its answer until the node closes it. A close with an error (LOSTLINK when the
 /// route went) ends the shell with that error.
 fn routed_shell(
-    link: &mut DmsgLink<Stream>,
+    link: &mut ClusterLink,
     label: &str,
     options: &ShellOptions,
     input: impl BufRead + Send + 'static,
@@ -533,7 +535,7 @@ fn routed_shell(
         )
     };
     // Drives the link until `done`, keeping the span list current.
-    let wait = |link: &mut DmsgLink<Stream>,
+    let wait = |link: &mut ClusterLink,
                 spans: &mut HashMap<u64, Vec<u8>>,
                 request: Option<u64>,
                 out: &mut dyn Write|
@@ -601,7 +603,7 @@ fn dmsg_client_link(
     keys: &KeyDir,
     mode: ModeChoice,
     options: &ShellOptions,
-) -> io::Result<DmsgLink<Stream>> {
+) -> io::Result<ClusterLink> {
     let connect_timeout = options.connect_timeout;
     let stream = endpoint
         .connect_within(connect_timeout)
@@ -737,10 +739,7 @@ fn ping_event(event: &DmsgEvent<'_>) -> PingEvent {
 ///
 /// # Errors
 /// I/O failure, the link going down or closed, or no reply in time (`TimedOut`).
-pub(crate) fn wait_dmsg_ping_reply(
-    link: &mut DmsgLink<Stream>,
-    endpoint: &Endpoint,
-) -> io::Result<u32> {
+pub(crate) fn wait_dmsg_ping_reply(link: &mut ClusterLink, endpoint: &Endpoint) -> io::Result<u32> {
     let deadline = blocking::now() + DMSG_PING_TIMEOUT;
     loop {
         match link.next_event_until(deadline, |e| ping_event(&e))? {

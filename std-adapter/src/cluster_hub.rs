@@ -21,6 +21,7 @@ use h2msg::trans::DmsgKey;
 use h2msg::wire::{Cmd, DMSG_ERR_LOSTLINK, LnkSpan, MsgFlags};
 
 use crate::blocking::{DuplexWaker, StdDmsgIocom};
+use crate::link::CLUSTER_TRANSACTIONS;
 
 /// How much of the cluster a service holds at most (docs/dmsg.md 5.7).
 pub const SERVICE_LIMITS: Limits = Limits {
@@ -111,7 +112,7 @@ impl Hub {
 /// Sends one forwarded element on link `link`'s connection: opens the twin, or continues
 /// it; a twin that cannot be opened ends the requester's half (its actions in `made`).
 fn forward_one(
-    io: &mut StdDmsgIocom,
+    io: &mut StdDmsgIocom<CLUSTER_TRANSACTIONS>,
     cluster: &mut Cluster<Heap>,
     link: u64,
     f: &Forwarded,
@@ -231,7 +232,7 @@ impl ClusterHub {
     }
 
     /// Sends what is queued for link `link` on its connection `io`.
-    pub fn deliver(&self, link: u64, io: &mut StdDmsgIocom) {
+    pub fn deliver(&self, link: u64, io: &mut StdDmsgIocom<CLUSTER_TRANSACTIONS>) {
         let mut hub = self.lock();
         let Some(mailbox) = hub.mailboxes.get_mut(&link) else {
             return;

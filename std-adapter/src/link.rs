@@ -38,7 +38,7 @@ use h2msg::{
 
 use crate::blocking::{
     DmsgLink, DriveError, Duplex, DuplexStream, Link, StdIocom, TRANSACTIONS, drive_handshake, now,
-    std_dmsg_iocom, std_iocom_sized, std_iocom_with,
+    std_dmsg_iocom_sized, std_iocom_sized, std_iocom_with,
 };
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::proto::Proto;
@@ -500,6 +500,21 @@ pub fn open_link(
     Ok((Link::new(duplex, io), terms))
 }
 
+/// Transactions each side of a DMSG link of the tool may have open: a cluster sends one
+/// span per node on every link and keeps it open (docs/dmsg.md 5.2), so this bounds the
+/// nodes a link carries each way; more are refused with error 0x22 (the peer is told).
+/// The tables take 48 bytes a slot, 48 KiB a link, inside the connection — which lives on
+/// its thread's stack: threads that serve links get [`LINK_THREAD_STACK`].
+pub const CLUSTER_TRANSACTIONS: usize = 512;
+
+/// The stack of a thread that sets up and serves a DMSG link. The connection state is
+/// built on it and moved a few times (more often in a debug build); only the pages used
+/// are ever touched.
+pub const LINK_THREAD_STACK: usize = 8 * 1024 * 1024;
+
+/// A DMSG link of the tool (service, shell, ping): [`CLUSTER_TRANSACTIONS`] a side.
+pub type ClusterLink = DmsgLink<Stream, CLUSTER_TRANSACTIONS>;
+
 /// A DMSG link over `stream`: the handshake of [`handshake_as`] (none at all for a `.none`
 /// peer), then a DMSG connection in the agreed stream mode that takes `DBG_SHELL` and
 /// hands the application `LNK_PING` replies (the connection answers pings, `LNK_CONN`
@@ -514,14 +529,15 @@ pub fn open_dmsg_link(
     timeout: Duration,
     choice: ModeChoice,
     liveness: Liveness,
-) -> Result<(DmsgLink<Stream>, LinkTerms), LinkError> {
+) -> Result<(ClusterLink, LinkTerms), LinkError> {
     let mut duplex = Duplex::new(stream)?;
     let (terms, setup) = handshake_as(&mut duplex, keys, timeout, choice, Proto::Dmsg)?;
     let config = Config {
         liveness,
         ..Config::default()
     };
-    let mut io = std_dmsg_iocom(setup, 0, config).map_err(LinkError::Memory)?;
+    let mut io = std_dmsg_iocom_sized::<CLUSTER_TRANSACTIONS>(setup, 0, config)
+        .map_err(LinkError::Memory)?;
     for cmd in [Cmd::DBG_SHELL, Cmd::LNK_PING] {
         io.accept(cmd).map_err(crate::other)?;
     }

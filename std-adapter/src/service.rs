@@ -33,11 +33,11 @@ use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
 use crate::autoconn::{self, Dialer, KeepOptions, KeptLinks, LinkUp, SessionEnd};
-use crate::blocking::{DmsgLink, Link};
+use crate::blocking::Link;
 use crate::cluster_hub::{ClusterHub, Forwarded, SERVICE_LIMITS};
 use crate::dmsg_shell;
 use crate::keys::KeyDir;
-use crate::link::{LinkError, LinkTerms, open_dmsg_link, open_link};
+use crate::link::{ClusterLink, LinkError, LinkTerms, open_dmsg_link, open_link};
 use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
 
@@ -537,7 +537,7 @@ pub fn router_conn() -> LnkConn {
 }
 
 /// Sends `text` as one one-way `DBG_SHELL|REPLY` (dmsg.md 6.4): the text and its NUL.
-fn send_shell_text(link: &mut DmsgLink<Stream>, text: &str) -> Result<(), LinkError> {
+fn send_shell_text(link: &mut ClusterLink, text: &str) -> Result<(), LinkError> {
     let mut aux = Vec::with_capacity(text.len() + 1);
     aux.extend_from_slice(text.as_bytes());
     aux.push(0);
@@ -545,7 +545,7 @@ fn send_shell_text(link: &mut DmsgLink<Stream>, text: &str) -> Result<(), LinkEr
 }
 
 /// Sends a one-way message, writing out earlier ones first while the ring is full.
-fn send_one_way(link: &mut DmsgLink<Stream>, cmd: Cmd, aux: &[u8]) -> Result<(), LinkError> {
+fn send_one_way(link: &mut ClusterLink, cmd: Cmd, aux: &[u8]) -> Result<(), LinkError> {
     loop {
         match link.io().send_one_way(cmd, &[], aux) {
             Ok(_) => return Ok(()),
@@ -566,7 +566,10 @@ impl Workers {
 
     /// Runs `work` in a new thread called `name`, joined by [`join_all`](Self::join_all).
     fn spawn(&self, name: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        let worker = thread::Builder::new().name(name).spawn(work)?;
+        let worker = thread::Builder::new()
+            .name(name)
+            .stack_size(crate::link::LINK_THREAD_STACK)
+            .spawn(work)?;
         let mut workers = self.lock();
         workers.retain(|w| !w.is_finished());
         workers.push(worker);
@@ -650,7 +653,7 @@ impl Node {
 
     /// The DMSG link setup over `stream` with the keys of the peer's address; `status`
     /// shows its terms from now on.
-    fn open_dmsg(&self, stream: Stream, slot: &LinkSlot) -> Result<DmsgLink<Stream>, LinkError> {
+    fn open_dmsg(&self, stream: Stream, slot: &LinkSlot) -> Result<ClusterLink, LinkError> {
         let (link, terms) = open_dmsg_link(
             stream,
             &self.keys,
@@ -752,7 +755,7 @@ impl Node {
     /// `tree` (`via`) by its slot, as `status` numbers seed links.
     fn serve_dmsg(
         self: &Arc<Self>,
-        mut link: DmsgLink<Stream>,
+        mut link: ClusterLink,
         slot: &LinkSlot,
     ) -> Result<(), LinkError> {
         self.cluster.attach(slot.id, link.transport().waker());
@@ -854,7 +857,7 @@ impl Node {
     /// `LNK_PING` with our DELETE (error 0); anything else with NOSUPP.
     fn answer_routed(
         self: &Arc<Self>,
-        link: &mut DmsgLink<Stream>,
+        link: &mut ClusterLink,
         id: u64,
         key: DmsgKey,
         cmd: u32,
