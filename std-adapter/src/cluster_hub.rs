@@ -161,6 +161,11 @@ impl ClusterHub {
         }))
     }
 
+    /// Turns the loop guard of docs/dmsg.md 5.9 on or off; before any registration.
+    pub fn set_loop_guard(&self, on: bool) {
+        self.lock().cluster.set_loop_guard(on);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Hub> {
         // Every change is made whole under the lock, so a panicked holder left it sound.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -229,6 +234,14 @@ impl ClusterHub {
         let waker = mailbox.waker.clone();
         drop(hub);
         waker.wake();
+    }
+
+    /// Moves our registration to a new route sequence, as a node asked (docs/dmsg.md 5.9).
+    ///
+    /// # Errors
+    /// As [`Cluster::bump`].
+    pub fn bump(&self, registration: Registration) -> Result<Registration, ClusterError> {
+        self.update(|cluster, out| cluster.bump(registration, &mut |a| out(a)))
     }
 
     /// Sends what is queued for link `link` on its connection `io`.

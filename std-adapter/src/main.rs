@@ -203,6 +203,11 @@ enum Command {
         /// as a span to every link and relayed through the cluster (repeatable).
         #[arg(long, value_name = "LABEL")]
         advertise: Vec<String>,
+        /// With dmsg: the loop guard (h2msg's, between h2msg nodes; docs/dmsg.md 5.9): own
+        /// spans carry a route sequence, and a withdrawn registration cannot count to 16
+        /// around a cycle. Off: libdmsg's rules exactly.
+        #[arg(long)]
+        loop_guard: bool,
         #[command(flatten)]
         mode: ModeArg,
         #[command(flatten)]
@@ -366,6 +371,7 @@ fn run(cli: Cli) -> Result<(), String> {
             idle_timeout,
             stall_timeout,
             advertise,
+            loop_guard,
             mode,
             proto,
             connect,
@@ -380,6 +386,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
                 proto: proto.proto,
                 advertise,
+                loop_guard,
                 connect,
                 autoconn_poll: Duration::from_millis(autoconn_poll_ms),
             };

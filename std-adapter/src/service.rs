@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use h2msg::cluster::{ClusterError, Route, SpanInput, refuse_span};
+use h2msg::cluster::{ClusterError, Registration, Route, SpanInput, refuse_span};
 use h2msg::drive::Waited;
 use h2msg::ioq::TxError;
 use h2msg::trans::{DmsgKey, Received, Side};
@@ -433,9 +433,10 @@ enum DmsgInput {
     RefuseWith(DmsgKey, u32),
     /// An element of a routed transaction, for the link it names (docs/dmsg.md 5.8).
     Forward(u64, Box<Forwarded>),
-    /// A transaction routed to one of this service's own registrations: its key, its
-    /// command (flags but REPLY kept) and aux up to the NUL; the service answers it.
-    Routed(DmsgKey, u32, Vec<u8>),
+    /// A transaction routed to one of this service's own registrations: the registration,
+    /// the transaction's key, its command (without flags) and aux up to the NUL; the
+    /// service answers it.
+    Routed(Registration, DmsgKey, u32, Vec<u8>),
     /// Nothing to do (the connection answered it already, or nothing needs an answer).
     Other,
 }
@@ -488,7 +489,8 @@ impl DmsgInput {
                             aux: msg.aux().to_vec(),
                         }),
                     ),
-                    Route::Local(_) => Self::Routed(
+                    Route::Local(registration) => Self::Routed(
+                        registration,
                         key,
                         effective_cmd.clear(MsgFlags::REPLY).switch_key(),
                         msg.aux_until_nul().to_vec(),
@@ -826,8 +828,8 @@ impl Node {
                     let _ = link.io().answer(key, true, error);
                 }
                 DmsgInput::Forward(to, element) => self.cluster.forward(to, *element),
-                DmsgInput::Routed(key, cmd, line) => {
-                    self.answer_routed(&mut link, slot.id, key, cmd, &line)?;
+                DmsgInput::Routed(registration, key, cmd, line) => {
+                    self.answer_routed(&mut link, slot.id, registration, key, cmd, &line)?;
                 }
                 DmsgInput::PingReply | DmsgInput::Other => {}
             }
@@ -854,11 +856,13 @@ impl Node {
 
     /// Answers a transaction routed to one of our registrations (docs/dmsg.md 5.8): a
     /// `DBG_SHELL` line with its output, one element a line, then our DELETE; an
-    /// `LNK_PING` with our DELETE (error 0); anything else with NOSUPP.
+    /// `LNK_PING` with our DELETE (error 0); an `LNK_SEQREQ` by moving the registration to
+    /// a new route sequence (5.9) and our DELETE; anything else with NOSUPP.
     fn answer_routed(
         self: &Arc<Self>,
         link: &mut ClusterLink,
         id: u64,
+        registration: Registration,
         key: DmsgKey,
         cmd: u32,
         line: &[u8],
@@ -886,6 +890,11 @@ impl Node {
             }
             let _ = io.answer(key, true, 0);
         } else if cmd == Cmd::LNK_PING.raw() {
+            let _ = io.answer(key, true, 0);
+        } else if cmd == Cmd::DMSG_LNK_SEQREQ.raw() {
+            if let Err(e) = self.cluster.bump(registration) {
+                warn!("link {id}: a new route sequence for our registration: {e}");
+            }
             let _ = io.answer(key, true, 0);
         } else {
             let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
@@ -1063,6 +1072,8 @@ pub struct ServiceConfig {
     pub proto: Proto,
     /// Labels of the nodes this service registers in the cluster (`--proto dmsg` only).
     pub advertise: Vec<String>,
+    /// The loop guard of docs/dmsg.md 5.9 (`--proto dmsg` only; off: libdmsg's rules).
+    pub loop_guard: bool,
     /// Targets kept connected (`--connect`, dmsg.md 6.2; DMSG only).
     pub connect: Vec<String>,
     /// How often the key directory's `autoconn` file is polled (DMSG only).
@@ -1132,6 +1143,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         config.proto,
         LinkRegistry::new(max_links, config.handshakes_per_peer),
     );
+    node.cluster.set_loop_guard(config.loop_guard);
     for span in &registrations {
         node.cluster.register(span).map_err(io::Error::other)?;
     }

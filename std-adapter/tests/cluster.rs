@@ -248,3 +248,50 @@ fn a_line_kept_up_by_connect_heals_after_the_middle_restarts() {
     let at_c = tree_until(&client, &c.endpoint, |l| best_dist(l, "alpha") == Some(2));
     assert_eq!(best_dist(&at_c, "alpha"), Some(2), "{at_c:?}");
 }
+
+/// The loop guard across processes (docs/dmsg.md 5.9): A advertises alpha; C reaches A
+/// over B (2 hops) and over E and D (3 hops). When B dies, C's remaining route is longer
+/// than what C advertised, so the guard holds it back until C's request for a new route
+/// sequence, routed over E and D, reaches A and A re-advertises: C ends at dist 3.
+#[test]
+fn with_the_loop_guard_a_longer_route_is_taken_after_a_new_sequence() {
+    let t = tempfile::tempdir().unwrap();
+    let (node, client) = plaintext_pair(t.path());
+    let start = |extra: &[&str]| {
+        let mut args = vec!["--proto", "dmsg", "--loop-guard"];
+        args.extend_from_slice(extra);
+        Service::start_with(&node, "127.0.0.1:0", &args)
+    };
+    let a = start(&["--advertise", "alpha"]);
+    let mut b = start(&["--connect", &a.endpoint]);
+    let d = start(&["--connect", &a.endpoint]);
+    let e = start(&["--connect", &d.endpoint]);
+    let c = start(&["--connect", &b.endpoint, "--connect", &e.endpoint]);
+    let at_c = tree_until(&client, &c.endpoint, |l| {
+        best_dist(l, "alpha") == Some(2)
+            && l.iter().filter(|x| x.starts_with("\tSLink")).count() == 2
+    });
+    assert_eq!(best_dist(&at_c, "alpha"), Some(2), "{at_c:?}");
+    let old_long_route = at_c
+        .iter()
+        .find(|l| l.starts_with("\tSLink") && l.contains(" dist=3 "))
+        .cloned()
+        .unwrap();
+
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    // Done when C relays alpha again (to the asking shell): only a feasible route is.
+    let at_c = tree_until(&client, &c.endpoint, |l| {
+        best_dist(l, "alpha") == Some(3) && l.iter().any(|x| x.starts_with("\t    Relay-out"))
+    });
+    let slinks: Vec<&String> = at_c.iter().filter(|x| x.starts_with("\tSLink")).collect();
+    assert_eq!(
+        slinks.len(),
+        1,
+        "only the new sequence's span is left: {at_c:?}"
+    );
+    assert_ne!(
+        *slinks[0], old_long_route,
+        "the 3-hop route is a new span (A re-advertised), not the one held before"
+    );
+}

@@ -142,6 +142,15 @@ pub fn send_action<M, R, C, const T: usize, S: Storage>(
             let _ = io.answer(DmsgKey::ours(*msgid), true, 0);
         }
         Action::CloseSpan { msgid: None, .. } | Action::Terminate { key: None, .. } => {}
+        Action::RequestSeqno { under, .. } => {
+            // Best effort: without it the node stays unreachable until the next sequence.
+            let _ = io.open(
+                Cmd::DMSG_LNK_SEQREQ.set(MsgFlags::DELETE),
+                Some(DmsgKey::theirs(*under)),
+                &[],
+                &[],
+            );
+        }
         Action::Terminate { key: Some(key), .. } => {
             // Nothing to do if our half had closed already.
             let _ = io.abort(*key, DMSG_ERR_LOSTLINK);
@@ -156,6 +165,7 @@ impl Action {
         match self {
             Self::OpenSpan { conn, .. }
             | Self::CloseSpan { conn, .. }
+            | Self::RequestSeqno { conn, .. }
             | Self::Terminate { conn, .. } => *conn,
         }
     }

@@ -40,6 +40,7 @@
 //! caller closes it toward its sender (dmsg.md 5.7).
 
 mod connection;
+mod guard;
 mod route;
 mod table;
 
@@ -103,6 +104,14 @@ pub enum Action {
         relay: RelayId,
         /// Its msgid, if known.
         msgid: Option<u64>,
+    },
+    /// Ask the originator of the span `under`, received on `conn`, for a new route
+    /// sequence (docs/dmsg.md 5.9): open an `LNK_SEQREQ|CREATE|DELETE` under it.
+    RequestSeqno {
+        /// The connection the span came on.
+        conn: ConnId,
+        /// The span's msgid, as its sender allocated it.
+        under: u64,
     },
     /// End our half `key` of the routed transaction `twin` on `conn` with
     /// `LNK_ERROR|DELETE|ABORT`, error 0x21 LOSTLINK: its route is gone (dmsg.md 4.6).
@@ -197,6 +206,12 @@ pub struct Node {
     /// A payload of its first link (one reference held): the node's key and `pfs_type`.
     payload: u64,
     links: u32,
+    /// With the loop guard: the route sequence and the smallest `dist` we advertised for
+    /// it (the feasible distance, docs/dmsg.md 5.9). Kept after the last link goes (the
+    /// node is then a tombstone), so that stale copies still in flight are refused.
+    fd: Option<(u64, u32)>,
+    /// With the loop guard: the route sequence we asked the originator to move past.
+    requested: Option<u64>,
 }
 
 /// A received span.
@@ -209,6 +224,35 @@ pub struct Link {
     msgid: u64,
     dist: u32,
     rnss: u32,
+    /// The originator's route sequence (`reserved02`; 0 from libdmsg nodes).
+    route_seq: u64,
+}
+
+impl Link {
+    /// Its place among its node's links: `dist`, `rnss`, a newer route sequence first
+    /// (always 0 without the loop guard), then arrival.
+    const fn order(&self) -> LinkOrder {
+        LinkOrder {
+            node: self.node,
+            dist: self.dist,
+            rnss: self.rnss,
+            older: u64::MAX - self.route_seq,
+            seq: self.seq,
+        }
+    }
+
+    /// The place of relay `relay` of this link on `conn`.
+    const fn relay_order(&self, conn: ConnId, relay: u64) -> RelayOrder {
+        RelayOrder {
+            conn,
+            node: self.node,
+            dist: self.dist,
+            rnss: self.rnss,
+            older: u64::MAX - self.route_seq,
+            link: self.seq,
+            relay,
+        }
+    }
 }
 
 /// A span we send.
@@ -230,6 +274,7 @@ pub struct LinkOrder {
     node: u64,
     dist: u32,
     rnss: u32,
+    older: u64,
     seq: u64,
 }
 
@@ -248,6 +293,7 @@ pub struct RelayOrder {
     node: u64,
     dist: u32,
     rnss: u32,
+    older: u64,
     link: u64,
     relay: u64,
 }
@@ -261,6 +307,8 @@ pub struct Cluster<S: Storage> {
     next_id: u64,
     /// A pair may be stale: the next trigger scans everything.
     rescan_all: bool,
+    /// The loop guard is on (docs/dmsg.md 5.9).
+    guard: bool,
     stats: ClusterStats,
 }
 
@@ -303,6 +351,7 @@ impl<S: Storage> Cluster<S> {
             rself: rself.get(),
             next_id: 0,
             rescan_all: false,
+            guard: false,
             stats: ClusterStats::default(),
         }
     }
@@ -352,7 +401,8 @@ impl<S: Storage> Cluster<S> {
         } else {
             let mut i = 0;
             while let Some(&NodeOrder(node)) = self.t.node_order.items().get(i) {
-                self.scan_pair(node, entry, out);
+                let best = self.best_link(node, out);
+                self.scan_pair(node, best, entry, out);
                 i += 1;
             }
         }
@@ -435,9 +485,7 @@ impl<S: Storage> Cluster<S> {
         out: &mut impl FnMut(Action),
     ) -> Result<Registration, ClusterError> {
         let id = self.next_id + 1;
-        let mut own = *span;
-        own.set_dist(0, WireOrder::Little);
-        own.set_rnss(0, WireOrder::Little);
+        let own = self.own_span(span);
         let node = self.insert_link(Via::Local, id, &own, WireOrder::Little)?;
         self.rescan_node(node, out);
         Ok(Registration(id))
@@ -580,7 +628,7 @@ impl<S: Storage> Cluster<S> {
             .items()
             .iter()
             .filter_map(|&NodeOrder(id)| {
-                let node = *self.node(id)?;
+                let node = *self.node(id).filter(|n| n.links > 0)?;
                 let span = &self.payload(node.payload)?.span;
                 Some(NodeView {
                     cluster: self,
@@ -648,7 +696,12 @@ impl<S: Storage> Cluster<S> {
         stored.set_dist(0, WireOrder::Little);
         stored.set_rnss(0, WireOrder::Little);
 
-        let node_at = self.find_node(&stored);
+        let mut node_at = self.find_node(&stored);
+        if node_at.is_err() && !(self.t.nodes.has_room() && self.t.node_order.has_room()) {
+            // A tombstone (5.9) gives way to a node that is reachable.
+            self.evict_tombstone();
+            node_at = self.find_node(&stored);
+        }
         let node = node_at.ok().and_then(|i| {
             let NodeOrder(id) = *self.t.node_order.items().get(i)?;
             Some(id)
@@ -703,6 +756,8 @@ impl<S: Storage> Cluster<S> {
                         id,
                         payload,
                         links: 0,
+                        fd: None,
+                        requested: None,
                     },
                 );
                 let _ = self.t.node_order.try_insert(at, NodeOrder(id));
@@ -710,24 +765,18 @@ impl<S: Storage> Cluster<S> {
             }
         };
         let seq = self.fresh_id();
-        let _ = self.t.links.try_insert(
-            self.t.links.items().len(),
-            Link {
-                seq,
-                node,
-                payload,
-                via,
-                msgid,
-                dist,
-                rnss,
-            },
-        );
-        let order_entry = LinkOrder {
+        let link = Link {
+            seq,
             node,
+            payload,
+            via,
+            msgid,
             dist,
             rnss,
-            seq,
+            route_seq: u64::from_le_bytes(stored.reserved02),
         };
+        let _ = self.t.links.try_insert(self.t.links.items().len(), link);
+        let order_entry = link.order();
         let at = self
             .t
             .link_order
@@ -840,13 +889,7 @@ impl<S: Storage> Cluster<S> {
         let Some(link) = self.t.links.remove_at(i) else {
             return;
         };
-        let entry = LinkOrder {
-            node: link.node,
-            dist: link.dist,
-            rnss: link.rnss,
-            seq,
-        };
-        if let Ok(j) = self.t.link_order.items().binary_search(&entry) {
+        if let Ok(j) = self.t.link_order.items().binary_search(&link.order()) {
             self.t.link_order.remove_at(j);
         }
         let source = LinkSource {
@@ -881,7 +924,9 @@ impl<S: Storage> Cluster<S> {
                     n.links = n.links.saturating_sub(1);
                     n.links
                 });
-                if left == 0 {
+                let tombstone =
+                    self.guard && self.t.nodes.items().get(ni).is_some_and(|n| n.fd.is_some());
+                if left == 0 && !tombstone {
                     self.remove_node(ni);
                 }
                 left > 0
@@ -916,9 +961,10 @@ impl<S: Storage> Cluster<S> {
             self.scan_all(out);
             return;
         }
+        let best = self.best_link(node, out);
         let mut i = 0;
         while let Some(&conn) = self.t.conns.items().get(i) {
-            self.scan_pair(node, conn, out);
+            self.scan_pair(node, best, conn, out);
             i += 1;
         }
     }
@@ -928,9 +974,10 @@ impl<S: Storage> Cluster<S> {
         self.stats.full_scans += 1;
         let mut n = 0;
         while let Some(&NodeOrder(node)) = self.t.node_order.items().get(n) {
+            let best = self.best_link(node, out);
             let mut c = 0;
             while let Some(&conn) = self.t.conns.items().get(c) {
-                self.scan_pair(node, conn, out);
+                self.scan_pair(node, best, conn, out);
                 c += 1;
             }
             n += 1;
@@ -956,13 +1003,14 @@ impl<S: Storage> Cluster<S> {
                 && conn.peer_id != payload.span.peer_id)
     }
 
-    /// Makes `node`'s relays on `conn` right: the best link's, or none.
-    fn scan_pair(&mut self, node: u64, conn: Conn, out: &mut impl FnMut(Action)) {
-        let best = self
-            .node_links(node)
-            .first()
-            .and_then(|o| self.link(o.seq))
-            .copied();
+    /// Makes `node`'s relays on `conn` right: those of `best`, its best link, or none.
+    fn scan_pair(
+        &mut self,
+        node: u64,
+        best: Option<Link>,
+        conn: Conn,
+        out: &mut impl FnMut(Action),
+    ) {
         let first = self.pair_relays(conn.id, node).first().copied();
         let keep = match (best, first) {
             (Some(best), Some(r)) if r.link == best.seq => Some(r.relay),
@@ -1013,14 +1061,7 @@ impl<S: Storage> Cluster<S> {
                 msgid: None,
             },
         );
-        let entry = RelayOrder {
-            conn,
-            node: link.node,
-            dist: link.dist,
-            rnss: link.rnss,
-            link: link.seq,
-            relay: id,
-        };
+        let entry = link.relay_order(conn, id);
         let at = self.t.relay_order.items().partition_point(|o| *o < entry);
         let _ = self.t.relay_order.try_insert(at, entry);
         out(Action::OpenSpan {

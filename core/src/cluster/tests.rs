@@ -49,6 +49,8 @@ fn registration(label: &[u8], peer_type: PeerType) -> LnkSpan {
 enum Msg {
     Open(u64, LnkSpan),
     Close(u64),
+    /// An `LNK_SEQREQ` under the receiver's span with this msgid (5.9).
+    SeqReq(u64),
 }
 
 /// Clusters joined by links; conn ids are the neighbour's index.
@@ -57,6 +59,8 @@ struct Net {
     up: Vec<(usize, usize)>,
     wire: VecDeque<(usize, usize, Msg)>,
     sent: usize,
+    /// The largest `dist` any span was sent with.
+    max_dist_sent: u32,
 }
 
 impl Net {
@@ -68,7 +72,17 @@ impl Net {
             up: Vec::new(),
             wire: VecDeque::new(),
             sent: 0,
+            max_dist_sent: 0,
         }
+    }
+
+    /// The same, every node with the loop guard (5.9).
+    fn guarded(n: usize) -> Self {
+        let mut net = Self::new(n);
+        for c in &mut net.nodes {
+            c.set_loop_guard(true);
+        }
+        net
     }
 
     /// Carries out one batch of `node`'s actions: an open cancelled by a close in the
@@ -84,6 +98,7 @@ impl Net {
                         continue;
                     }
                     assert!(self.nodes[node].relay_opened(*relay, relay.0));
+                    self.max_dist_sent = self.max_dist_sent.max(span.dist(LE));
                     self.send(node, *conn as usize, Msg::Open(relay.0, *span));
                 }
                 Action::CloseSpan { conn, relay, msgid } => {
@@ -93,6 +108,9 @@ impl Net {
                     }
                 }
                 Action::Terminate { .. } => panic!("no routed transactions here: {action:?}"),
+                Action::RequestSeqno { conn, under } => {
+                    self.send(node, *conn as usize, Msg::SeqReq(*under));
+                }
             }
         }
     }
@@ -128,6 +146,18 @@ impl Net {
                         c.span_withdrawn(from as u64, msgid, &mut |a| out(a))
                     })
                     .unwrap(),
+                // Routed as a relay routes it (5.8): on to the span's source, or handled
+                // by the originator; a request under a span that is gone dies.
+                Msg::SeqReq(msgid) => match self.nodes[to].relay_source(from as u64, msgid) {
+                    Some((Via::Local, reg)) => {
+                        self.with(to, |c, out| c.bump(Registration(reg), &mut |a| out(a)))
+                            .unwrap();
+                    }
+                    Some((Via::Conn(next), src)) => {
+                        self.send(to, next as usize, Msg::SeqReq(src));
+                    }
+                    None => {}
+                },
             }
         }
     }
@@ -600,7 +630,7 @@ fn hostile_spans_are_bounded_and_refused_cleanly() {
         let mut count = |a: Action| match a {
             Action::OpenSpan { .. } => balance += 1,
             Action::CloseSpan { .. } => balance -= 1,
-            Action::Terminate { .. } => panic!("nothing routed"),
+            Action::Terminate { .. } | Action::RequestSeqno { .. } => panic!("nothing routed"),
         };
         c.span_received(2, 77, &span, LE, &mut count).unwrap();
         c.span_withdrawn(2, 77, &mut count).unwrap();
@@ -703,7 +733,9 @@ fn a_relay_closed_by_its_receiver_returns_at_the_next_trigger() {
         .iter()
         .filter_map(|a| match a {
             Action::OpenSpan { span, .. } => Some(span.pfs_label().to_vec()),
-            Action::CloseSpan { .. } | Action::Terminate { .. } => None,
+            Action::CloseSpan { .. } | Action::Terminate { .. } | Action::RequestSeqno { .. } => {
+                None
+            }
         })
         .collect();
     assert_eq!(opened, vec![b"a".to_vec(), b"b".to_vec()]);
@@ -948,4 +980,98 @@ fn routes_end_here_for_own_registrations_and_are_refused_when_full() {
         c.route(2, DmsgKey::theirs(90), Some(DmsgKey::ours(msgid)), true),
         Route::Refused(ClusterError::Full(TableName::Twins))
     );
+}
+
+/// The count to 16 (5.9): O is attached to X, which closes a triangle X–Y–Z. When O's
+/// link goes, libdmsg's rules let X's own advertisement come back around the triangle
+/// and chase the withdrawal until 17; with the loop guard no span is sent further than
+/// the registration ever was (dist 3), far fewer messages go, and the end state is the
+/// same: nothing left.
+#[test]
+fn the_loop_guard_stops_the_count_to_sixteen() {
+    let mut runs = Vec::new();
+    for guard in [false, true] {
+        let mut net = if guard { Net::guarded(4) } else { Net::new(4) };
+        for (a, b) in [(0, 1), (1, 2), (2, 3), (3, 1)] {
+            net.join(a, b);
+        }
+        net.register(0, b"r");
+        net.check_converged(0, b"r");
+        assert!(net.max_dist_sent <= 3);
+        let before = net.sent;
+        net.cut(0, 1);
+        net.check_converged(0, b"r");
+        runs.push((net.max_dist_sent, net.sent - before));
+    }
+    let [(plain_dist, plain_msgs), (guard_dist, guard_msgs)] = runs[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        plain_dist,
+        DMSG_SPAN_MAXDIST + 1,
+        "libdmsg's rules count to 17"
+    );
+    assert!(
+        guard_dist <= 3,
+        "the guard sends nothing further: {guard_dist}"
+    );
+    assert!(guard_msgs * 2 < plain_msgs, "{guard_msgs} vs {plain_msgs}");
+}
+
+/// With the guard, a longer route that is real is found again: after the ring's cut,
+/// node 1 asks the originator for a new sequence over its only (infeasible) route, the
+/// originator re-advertises, and every node ends at its BFS distance.
+#[test]
+fn with_the_loop_guard_a_cut_ring_reroutes_through_a_new_sequence() {
+    let mut net = Net::guarded(5);
+    for i in 0..5 {
+        net.join(i, (i + 1) % 5);
+    }
+    net.register(0, b"r");
+    net.check_converged(0, b"r");
+    net.cut(0, 1);
+    net.check_converged(0, b"r");
+    assert_eq!((net.best(1)[0].1, net.best(1)[0].2), (4, Via::Conn(2)));
+    net.join(0, 1);
+    net.check_converged(0, b"r");
+    // Cut off entirely: nothing survives anywhere, and tombstones stay out of the tree.
+    net.cut(0, 1);
+    net.cut(0, 4);
+    net.check_converged(0, b"r");
+    for node in 1..5 {
+        assert!(net.best(node).is_empty(), "node {node}");
+    }
+}
+
+/// The guard changes nothing on a loop-free graph or for libdmsg-originated spans: the
+/// line and its 17-hop horizon behave as without it, and a span without a sequence is
+/// never judged (after its best link goes, the next is used at once, however long).
+#[test]
+fn the_loop_guard_leaves_trees_and_libdmsg_spans_alone() {
+    let n = 20;
+    let mut net = Net::guarded(n);
+    for i in 0..n - 1 {
+        net.join(i, i + 1);
+    }
+    net.register(0, b"r");
+    net.check_converged(0, b"r");
+    assert_eq!(net.nodes[17].relays_on(18), 0);
+    let mut c: Cluster<Small> = Cluster::new(&Small::default(), rself(0));
+    c.set_loop_guard(true);
+    c.conn_opened(1, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let mut near = registration(b"x", PeerType::HAMMER2);
+    near.set_dist(1, LE);
+    let mut far = near;
+    far.set_dist(9, LE);
+    c.span_received(2, 1, &near, LE, &mut |_| {}).unwrap();
+    c.span_received(3, 1, &far, LE, &mut |_| {}).unwrap();
+    let mut opened = Vec::new();
+    c.span_withdrawn(2, 1, &mut |a| {
+        if let Action::OpenSpan { span, .. } = a {
+            opened.push(span.dist(LE));
+        }
+    })
+    .unwrap();
+    assert_eq!(opened, vec![10]);
 }

@@ -75,6 +75,11 @@ impl Cmd {
     /// sent one-way inside its open `LNK_CONN`.
     pub const DMSG_LNK_HAMMER2_VOLCONF: Self = Self::from_raw(0x0000_2008);
 
+    /// h2msg's `LNK_SEQREQ` (docs/dmsg.md 5.9, not libdmsg's): opened with DELETE under a
+    /// span, routed to the span's originator, which moves the registration to a new route
+    /// sequence. Only sent for spans whose originator stamped one (libdmsg's never do).
+    pub const DMSG_LNK_SEQREQ: Self = Self::from_raw(0x0000_1301);
+
     /// DMSG's name for this command, flags ignored (`"LNK_CONN"`), if it has one. Unlike
     /// [`Cmd::name`] it reads the size byte in 64-byte units, so it names the commands of
     /// dmsg.md 5.1 and the four that keep their 2012 values.
@@ -86,6 +91,7 @@ impl Cmd {
             0x0000_1002 => "LNK_AUTH",
             0x0000_1106 => "LNK_CONN",
             0x0000_1207 => "LNK_SPAN",
+            0x0000_1301 => "LNK_SEQREQ",
             0x0000_2008 => "LNK_HAMMER2_VOLCONF",
             0x000F_FF01 => "LNK_ERROR",
             0x0010_0101 => "DBG_SHELL",
