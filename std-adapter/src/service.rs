@@ -34,7 +34,7 @@ use log::{debug, info, warn};
 use crate::blocking::{DmsgLink, Link};
 use crate::dmsg_shell::{self, SpanRegistry};
 use crate::keys::KeyDir;
-use crate::link::{LinkError, LinkTerms, open_dmsg_link, open_link};
+use crate::link::{LinkError, LinkTerms, await_peer_block, open_dmsg_link, open_link};
 use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
 
@@ -600,6 +600,7 @@ pub fn serve(
     choice: ModeChoice,
     liveness: Liveness,
 ) -> Result<(), LinkError> {
+    let handshake_timeout = await_peer_block(&stream, keys, handshake_timeout)?;
     let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice, liveness)?;
     slot.up(terms, Proto::Seed);
     let mut counters = Publisher::default();
@@ -860,8 +861,10 @@ impl Node {
                 self.mode,
                 self.liveness,
             ),
-            Proto::Dmsg => self
-                .open_dmsg(stream, slot)
+            // Accepted: the peer sends its block first, and ours waits for it. (An
+            // outgoing `span` link must not wait: its peer may be waiting too.)
+            Proto::Dmsg => await_peer_block(&stream, &self.keys, self.handshake_timeout)
+                .and_then(|left| self.open_dmsg_within(stream, slot, left))
                 .and_then(|link| self.serve_dmsg(link, slot)),
         };
         log_end(slot, &peer, served);
@@ -870,10 +873,20 @@ impl Node {
     /// The DMSG link setup over `stream` with the keys of the peer's address; `status`
     /// shows its terms from now on.
     fn open_dmsg(&self, stream: Stream, slot: &LinkSlot) -> Result<DmsgLink<Stream>, LinkError> {
+        self.open_dmsg_within(stream, slot, self.handshake_timeout)
+    }
+
+    /// [`open_dmsg`](Self::open_dmsg) with `handshake_timeout` for the handshake.
+    fn open_dmsg_within(
+        &self,
+        stream: Stream,
+        slot: &LinkSlot,
+        handshake_timeout: Duration,
+    ) -> Result<DmsgLink<Stream>, LinkError> {
         let (link, terms) = open_dmsg_link(
             stream,
             &self.keys,
-            self.handshake_timeout,
+            handshake_timeout,
             self.mode,
             self.liveness,
         )?;
