@@ -1246,6 +1246,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
             Err(refusal) => {
                 // Rate-limited by the logger per place; `status` counts every refusal.
                 warn!("{}: refused: {refusal}", stream.peer_name());
+                stream.close_refused();
                 continue;
             }
         };

@@ -242,6 +242,26 @@ impl Stream {
         waited
     }
 
+    /// Closes a connection the service turned away so that the peer reads a plain end of
+    /// input before any byte ("refused by the service" on an h2msg client), not a reset:
+    /// our end is shut for writing first (the FIN goes out ahead of anything else), and
+    /// what the peer already sent (its handshake block, typically) is read and dropped —
+    /// closing a socket with unread input would send a reset instead. Never blocks.
+    pub fn close_refused(mut self) {
+        /// Enough for a peer's handshake block and a little more: a peer that sent more
+        /// before being accepted gets its reset, after the FIN.
+        const DRAIN_LIMIT: usize = 2048;
+        let nonblocking = match &self {
+            Self::Tcp(s) => s.set_nonblocking(true),
+            Self::Unix(s) => s.set_nonblocking(true),
+        };
+        let _ = crate::blocking::DuplexStream::shutdown(&self, Shutdown::Write);
+        if nonblocking.is_ok() {
+            let mut sink = [0u8; DRAIN_LIMIT];
+            let _ = self.read(&mut sink);
+        }
+    }
+
     /// Shuts both directions down: a thread blocked on the socket wakes to end of input.
     pub fn shutdown(&self) {
         // Already closed by the peer is as good as shut down.
