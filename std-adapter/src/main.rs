@@ -188,7 +188,10 @@ enum Command {
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         max_handshakes: Option<usize>,
         /// New handshakes a second, on average, from all addresses together (1 to
-        /// 1000000); connections over it are closed at once, before any byte.
+        /// 1000000); connections over it are closed at once, before any byte, and counted
+        /// in `status`. Half of --handshake-burst is kept for addresses with no handshake
+        /// under way and none failed in the last 60 s, so that stalling addresses cannot
+        /// use it all up.
         #[arg(long, value_name = "PER_SECOND", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKE_RATE,
               value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_HANDSHAKE_RATE))]
         handshake_rate: u32,
