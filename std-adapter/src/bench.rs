@@ -576,8 +576,13 @@ impl ChildService {
             .arg(keys.path())
             .args(["service", "--listen", "127.0.0.1:0", "--max-links"])
             .arg(max_links.to_string())
-            // All the links come from loopback, many at once.
+            // All the links come from loopback, many at once and as fast as they can:
+            // no handshake budget or rate below the links.
             .arg("--handshakes-per-peer")
+            .arg(max_links.to_string())
+            .arg("--max-handshakes")
+            .arg(max_links.to_string())
+            .args(["--handshake-rate", "1000000", "--handshake-burst"])
             .arg(max_links.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -58,20 +58,40 @@ pub fn connect_within(
     Ok((link, terms))
 }
 
+/// What a seed-era client adds to a handshake cut short: the likely cause besides a
+/// refusal, a peer speaking the other revision.
+const OTHER_REVISION_HINT: &str = "a DMSG service sends no handshake to a .none peer and \
+                                   reads ours as a bad magic, IOQ 1 SYNC: both ends need the \
+                                   same --proto";
+
 /// A link's setup failure as the tool reports it: `TimedOut` for the handshake's
-/// deadline; a seed-era handshake cut short gets a word on the likely cause, a peer
-/// speaking the other revision.
+/// deadline; a service that closed the connection before any byte of its handshake block
+/// is said to have refused it (its admission limits, #13; its log says which); a seed-era
+/// handshake cut short gets a word on the other likely cause, a peer speaking the other
+/// revision. The IOQ code stays in the text.
 fn setup_error(endpoint: &Endpoint, e: LinkError, proto: Proto) -> io::Error {
     match e {
         LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
             KeyExchangeFailure::Timeout,
         ))) => io::Error::new(io::ErrorKind::TimedOut, format!("{endpoint}: {e}")),
         LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
+            KeyExchangeFailure::Truncated { received: 0 },
+        ))) => {
+            let hint = match proto {
+                Proto::Seed => format!("; or {OTHER_REVISION_HINT}"),
+                Proto::Dmsg => String::new(),
+            };
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "{endpoint}: refused by the service: it closed the connection before any \
+                     handshake byte ({e}; the service's log says why{hint})"
+                ),
+            )
+        }
+        LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(
             KeyExchangeFailure::Truncated { .. },
-        ))) if proto == Proto::Seed => other(format!(
-            "{endpoint}: {e} (a DMSG service sends no handshake to a .none peer and reads \
-             ours as a bad magic, IOQ 1 SYNC: both ends need the same --proto)"
-        )),
+        ))) if proto == Proto::Seed => other(format!("{endpoint}: {e} ({OTHER_REVISION_HINT})")),
         e => other(e),
     }
 }

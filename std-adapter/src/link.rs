@@ -30,10 +30,12 @@ use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use h2msg::wire::limits::HANDSHAKE_LEN;
 use h2msg::wire::{Cmd, WireOrder};
 use h2msg::{
-    Config, Handshake, KeyMode, LinkSetup, Liveness, MemoryError, ModeChoice, NegotiateError,
-    NonePeer, PreparedBlock, PreparedBlockError, SendError, StreamMode,
+    Config, Handshake, HandshakeError, KeyExchangeFailure, KeyMode, LinkSetup, Liveness,
+    MemoryError, ModeChoice, NegotiateError, NonePeer, PreparedBlock, PreparedBlockError,
+    SendError, StreamMode,
 };
 
 use crate::blocking::{
@@ -477,6 +479,39 @@ pub(crate) fn finish_handshake(
     let setup = LinkSetup::negotiate(session, choice).map_err(LinkError::Negotiate)?;
     let mode = setup.mode();
     Ok((LinkTerms { trust, mode }, setup))
+}
+
+/// The service's side of an RSA handshake waits for the peer's whole block before doing
+/// any RSA work of its own (#13): a peer that connects and stalls, or sends part of a
+/// block, costs no CPU but its thread. Returns what is left of `timeout` for the
+/// handshake itself. Peers without RSA (`.none`, whose DMSG link or `cbc` exchange may
+/// start with our bytes) and those whose keys fail are not waited for: the handshake
+/// reports them as before. Only the accepting end may wait so: every peer writes its
+/// block before it reads ours (§2.4), so nothing waits on us; two ends that both waited
+/// would wait for ever.
+///
+/// # Errors
+/// KEYXCHGFAIL: the peer closed before its block was complete (`Truncated`) or the
+/// deadline passed (`Timeout`); the socket's error.
+pub fn await_peer_block(
+    stream: &Stream,
+    keys: &KeyDir,
+    timeout: Duration,
+) -> Result<Duration, LinkError> {
+    let keyed = stream
+        .peer_ip()
+        .is_ok_and(|ip| matches!(keys.peer_key(ip), Ok(PeerKey::Rsa(_))));
+    if !keyed {
+        return Ok(timeout);
+    }
+    let start = std::time::Instant::now();
+    let failed = |why| LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(why)));
+    match stream.wait_for_input(HANDSHAKE_LEN, timeout) {
+        Ok(None) => Ok(timeout.saturating_sub(start.elapsed())),
+        Ok(Some(received)) => Err(failed(KeyExchangeFailure::Truncated { received })),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(failed(KeyExchangeFailure::Timeout)),
+        Err(e) => Err(LinkError::Drive(DriveError::Io(e))),
+    }
 }
 
 /// A link over `stream`: the handshake, then a connection in the agreed stream mode that

@@ -12,13 +12,17 @@ use h2msg::{Liveness, ModeChoice, StreamMode};
 use h2msg_std::keys::{self, DEFAULT_KEY_DIR, KeyDir};
 use h2msg_std::proto::Proto;
 use h2msg_std::raw_filter;
-use h2msg_std::service::{ServiceConfig, run_service};
+use h2msg_std::service::{Admission, ServiceConfig, default_max_handshakes, run_service};
 use h2msg_std::transport::Endpoint;
 
 /// Most links `service` serves, and most handshakes from one address: far more than the
 /// open-file limit of a usual host allows (five descriptors a link), and small enough that
 /// no arithmetic on it can overflow.
 const MOST_LINKS: u64 = 1 << 20;
+
+/// Most new handshakes a second `service --handshake-rate` takes: far beyond what a host
+/// can handshake, so the limit is effectively off.
+const MOST_HANDSHAKE_RATE: u64 = 1_000_000;
 
 /// Most idle links `bench --links` opens (the service it starts gets 16 more).
 const MOST_BENCH_LINKS: u64 = 100_000;
@@ -170,10 +174,32 @@ enum Command {
         /// Where to listen: ADDR:PORT, or unix:PATH for a Unix-domain socket.
         #[arg(long, default_value = "0.0.0.0:987")]
         listen: String,
-        /// Most links served at once (1 to 1048576); more are closed at once.
+        /// Most links served at once, through their handshake or not (1 to 1048576). Once
+        /// this many are through their handshake, more are closed at once; a link still in
+        /// its handshake is displaced to make room for a new one.
         #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_MAX_LINKS,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
         max_links: usize,
+        /// Most links in their handshake at once (1 to 1048576; default a quarter of
+        /// --max-links, at least 1; at most --max-links counts). When they are all taken, a
+        /// new connection displaces the oldest unfinished handshake, so that peers that
+        /// stall in the handshake cannot keep others out.
+        #[arg(long, value_name = "N",
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=MOST_LINKS))]
+        max_handshakes: Option<usize>,
+        /// New handshakes a second, on average, from all addresses together (1 to
+        /// 1000000); connections over it are closed at once, before any byte, and counted
+        /// in `status`. Half of --handshake-burst is kept for addresses with no handshake
+        /// under way and none failed in the last 60 s, so that stalling addresses cannot
+        /// use it all up.
+        #[arg(long, value_name = "PER_SECOND", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKE_RATE,
+              value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_HANDSHAKE_RATE))]
+        handshake_rate: u32,
+        /// New handshakes accepted at once after a quiet spell, over --handshake-rate (1 to
+        /// 1048576).
+        #[arg(long, value_name = "N", default_value_t = h2msg_std::service::DEFAULT_HANDSHAKE_BURST,
+              value_parser = RangedU64ValueParser::<u32>::new().range(1..=MOST_LINKS))]
+        handshake_burst: u32,
         /// Seconds a peer may take to complete the handshake (0.01 to 86400).
         #[arg(long, value_name = "SECONDS", default_value_t = Seconds(h2msg_std::link::HANDSHAKE_TIMEOUT),
               value_parser = parse_timeout)]
@@ -365,6 +391,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Service {
             listen,
             max_links,
+            max_handshakes,
+            handshake_rate,
+            handshake_burst,
             handshake_timeout,
             handshakes_per_peer,
             keepalive,
@@ -379,9 +408,15 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let config = ServiceConfig {
                 listen: Endpoint::parse(Some(&listen)),
-                max_links,
+                admission: Admission {
+                    max_links,
+                    max_handshakes: max_handshakes
+                        .unwrap_or_else(|| default_max_handshakes(max_links)),
+                    handshakes_per_peer,
+                    handshake_rate,
+                    handshake_burst,
+                },
                 handshake_timeout: handshake_timeout.0,
-                handshakes_per_peer,
                 mode: mode.choice,
                 liveness: liveness(keepalive.0, idle_timeout.0, stall_timeout.0)?,
                 proto: proto.proto,

@@ -10,7 +10,7 @@
 //! transactions are aborted as on link loss) and returns; a second signal ends the process
 //! at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io;
 use std::net::IpAddr;
@@ -37,7 +37,7 @@ use crate::blocking::Link;
 use crate::cluster_hub::{ClusterHub, Forwarded, SERVICE_LIMITS};
 use crate::dmsg_shell;
 use crate::keys::KeyDir;
-use crate::link::{ClusterLink, LinkError, LinkTerms, open_dmsg_link, open_link};
+use crate::link::{ClusterLink, LinkError, LinkTerms, await_peer_block, open_dmsg_link, open_link};
 use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
 
@@ -46,6 +46,14 @@ pub const DEFAULT_MAX_LINKS: usize = 1024;
 
 /// Most links from one address in their handshake at once, by default.
 pub const DEFAULT_HANDSHAKES_PER_PEER: usize = 16;
+
+/// New handshakes a second by default: an RSA handshake costs the service about 18 ms of
+/// CPU once the peer's block is in, so this rate of junk blocks keeps it to about one
+/// core; a node's peers reconnecting at once fit in the burst.
+pub const DEFAULT_HANDSHAKE_RATE: u32 = 50;
+
+/// New handshakes at once after a quiet spell, by default.
+pub const DEFAULT_HANDSHAKE_BURST: u32 = 100;
 
 /// The words the shell knows, as `help` lists them. `help` is the C node's own line.
 const HELP: &str = "help        Command help\n\
@@ -77,18 +85,173 @@ struct LinkEntry {
     terms: Option<LinkTerms>,
     /// Published by the link's thread; read by `status`.
     counters: Arc<LiveCounters>,
+    /// Set when a newer connection displaces the link from its handshake.
+    evicted: Arc<AtomicBool>,
     /// A second handle, to shut the link down from the accept loop.
     socket: Stream,
 }
 
-#[derive(Debug, Default)]
+/// How a service takes links in (#13): completed links are bounded by `max_links`;
+/// links still in their handshake by a smaller budget, `max_handshakes`, and by
+/// `handshakes_per_peer` from one address; and new handshakes by a token bucket of
+/// `handshake_rate` a second, up to `handshake_burst` at once.
+///
+/// A connection that finds the handshake budget (or every link slot) taken displaces the
+/// oldest link still in its handshake rather than being refused: a peer that stalls in
+/// its handshake holds its slot only until enough newer connections come, while a link
+/// through its handshake is never displaced. Refused at once, before any byte: a
+/// connection from an address that has its maximum of handshakes under way, one over the
+/// rate, and any once `max_links` links are through their handshakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Most links at once, through their handshake or not.
+    pub max_links: usize,
+    /// Most links in their handshake at once (at most `max_links` counts).
+    pub max_handshakes: usize,
+    /// Most links from one address in their handshake at once.
+    pub handshakes_per_peer: usize,
+    /// New handshakes a second, on average.
+    pub handshake_rate: u32,
+    /// New handshakes at once after a quiet spell: the token bucket's size.
+    pub handshake_burst: u32,
+}
+
+impl Admission {
+    /// The defaults for `max_links` links: a quarter of them may be in their handshake.
+    #[must_use]
+    pub const fn for_max_links(max_links: usize) -> Self {
+        Self {
+            max_links,
+            max_handshakes: default_max_handshakes(max_links),
+            handshakes_per_peer: DEFAULT_HANDSHAKES_PER_PEER,
+            handshake_rate: DEFAULT_HANDSHAKE_RATE,
+            handshake_burst: DEFAULT_HANDSHAKE_BURST,
+        }
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self::for_max_links(DEFAULT_MAX_LINKS)
+    }
+}
+
+/// The handshake budget for `max_links` by default: a quarter of them, at least one, so
+/// that three quarters stay for links that proved themselves.
+#[must_use]
+pub const fn default_max_handshakes(max_links: usize) -> usize {
+    if max_links < 4 { 1 } else { max_links / 4 }
+}
+
+/// A token bucket on a clock the caller gives (so that tests need no sleeps): `rate`
+/// tokens a second, at most `capacity`; it starts full. Counted in millionths of a token,
+/// so that any rate refills exactly without floating point.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: u64,
+    capacity: u64,
+    micro_tokens: u64,
+    last: Option<Instant>,
+}
+
+/// Millionths of a token in one.
+const MICRO: u64 = 1_000_000;
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let capacity = u64::from(burst).saturating_mul(MICRO);
+        Self {
+            rate: u64::from(rate),
+            capacity,
+            micro_tokens: capacity,
+            last: None,
+        }
+    }
+
+    /// Takes a token at `now` if there is one beyond the last `keep`.
+    fn take(&mut self, now: Instant, keep: u32) -> bool {
+        if let Some(last) = self.last {
+            // A rate in tokens a second is that many millionths a microsecond.
+            let micros =
+                u64::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u64::MAX);
+            self.micro_tokens = self
+                .micro_tokens
+                .saturating_add(micros.saturating_mul(self.rate))
+                .min(self.capacity);
+        }
+        // Never backwards: an earlier `now` refills nothing, and later ones count from
+        // the latest seen.
+        self.last = Some(self.last.map_or(now, |last| last.max(now)));
+        let needed = u64::from(keep).saturating_add(1).saturating_mul(MICRO);
+        if self.micro_tokens >= needed {
+            self.micro_tokens -= MICRO;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Links {
     /// Links admitted so far; the last one's id.
     next_id: u64,
     /// The service is stopping: no more links are admitted.
     closed: bool,
     refused: u64,
+    /// Of those refused, for being over the handshake rate.
+    rate_limited: u64,
+    /// Links in their handshake displaced by newer connections.
+    evicted: u64,
+    bucket: TokenBucket,
+    /// By id, which is also the order they were admitted in: the first one still in its
+    /// handshake is the oldest.
     by_id: BTreeMap<u64, LinkEntry>,
+    /// Addresses whose links ended in their handshake (failed, timed out, displaced),
+    /// when they last did: for [`FAILED_MEMORY`], they lose the rate limit's reserve and
+    /// are displaced first. A completed handshake clears the address.
+    failed_recently: HashMap<Option<IpAddr>, Instant>,
+    /// When `failed_recently` was last cleared of old entries.
+    last_forgetting: Option<Instant>,
+}
+
+/// How long an address's failed handshake counts against it.
+const FAILED_MEMORY: Duration = Duration::from_secs(60);
+
+/// Most addresses remembered in `failed_recently`: about 1 MiB. Past it, old entries are
+/// forgotten (at most once a second, the scan being over all of them); an attacker with
+/// more addresses than this, failing within [`FAILED_MEMORY`], is not all remembered.
+const FAILED_ADDRESSES_MAX: usize = 16_384;
+
+impl Links {
+    /// Whether `ip` had a handshake fail within [`FAILED_MEMORY`] of `now`.
+    fn failed_lately(&self, ip: Option<IpAddr>, now: Instant) -> bool {
+        self.failed_recently
+            .get(&ip)
+            .is_some_and(|&when| now.saturating_duration_since(when) < FAILED_MEMORY)
+    }
+
+    /// Remembers that a handshake from `ip` failed at `now`.
+    fn note_failed(&mut self, ip: Option<IpAddr>, now: Instant) {
+        if self.failed_recently.len() >= FAILED_ADDRESSES_MAX
+            && !self.failed_recently.contains_key(&ip)
+        {
+            let due = self
+                .last_forgetting
+                .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
+            if !due {
+                return;
+            }
+            self.last_forgetting = Some(now);
+            self.failed_recently
+                .retain(|_, when| now.saturating_duration_since(*when) < FAILED_MEMORY);
+            if self.failed_recently.len() >= FAILED_ADDRESSES_MAX {
+                return;
+            }
+        }
+        let when = self.failed_recently.entry(ip).or_insert(now);
+        *when = (*when).max(now);
+    }
 }
 
 /// A link's counters as its thread last published them ([`STATS_REFRESH_MIN`] to
@@ -130,23 +293,22 @@ impl LiveCounters {
 const STATS_REFRESH_MIN: Duration = Duration::from_millis(50);
 const STATS_REFRESH_MAX: Duration = Duration::from_secs(1);
 
-/// The links a service has: bounded by `max_links`, and by `handshakes_per_peer` links
-/// still in their handshake from one address — so one host that opens connections and
-/// stalls cannot take every slot from the others. For `status` and shutdown.
+/// The links a service has, admitted as [`Admission`] says. For `status` and shutdown.
 #[derive(Debug)]
 pub struct LinkRegistry {
-    max_links: usize,
-    handshakes_per_peer: usize,
+    admission: Admission,
     links: Mutex<Links>,
 }
 
 /// Why [`LinkRegistry::admit`] turned a connection away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// `max_links` links are served already.
+    /// `max_links` links are served already, all through their handshake.
     Full,
     /// The peer's address has `handshakes_per_peer` links in their handshake already.
     PeerHandshaking,
+    /// More new handshakes than the rate limit lets through.
+    RateLimited,
     /// No second handle on the socket could be made (out of descriptors): a link the
     /// service could not shut down would hold its shutdown up.
     NoHandle,
@@ -159,6 +321,7 @@ impl std::fmt::Display for Refusal {
         f.write_str(match self {
             Self::Full => "the service serves its maximum of links",
             Self::PeerHandshaking => "this address has its maximum of handshakes under way",
+            Self::RateLimited => "over the service's rate of new handshakes",
             Self::NoHandle => "out of file descriptors",
             Self::Stopping => "the service is stopping",
         })
@@ -171,18 +334,56 @@ pub struct LinkSlot {
     registry: Arc<LinkRegistry>,
     id: u64,
     counters: Arc<LiveCounters>,
+    /// Set when a newer connection displaced this link from its handshake.
+    evicted: Arc<AtomicBool>,
 }
 
 impl LinkRegistry {
     /// A registry admitting at most `max_links` links at once, of which at most
-    /// `handshakes_per_peer` from one address may be in their handshake.
+    /// `handshakes_per_peer` from one address may be in their handshake; the other limits
+    /// are [`Admission::for_max_links`]'s.
     #[must_use]
     pub fn new(max_links: usize, handshakes_per_peer: usize) -> Arc<Self> {
-        Arc::new(Self {
-            max_links,
+        Self::with_admission(Admission {
             handshakes_per_peer,
-            links: Mutex::new(Links::default()),
+            ..Admission::for_max_links(max_links)
         })
+    }
+
+    /// A registry admitting links as `admission` says.
+    #[must_use]
+    pub fn with_admission(admission: Admission) -> Arc<Self> {
+        Arc::new(Self {
+            admission,
+            links: Mutex::new(Links {
+                next_id: 0,
+                closed: false,
+                refused: 0,
+                rate_limited: 0,
+                evicted: 0,
+                bucket: TokenBucket::new(admission.handshake_rate, admission.handshake_burst),
+                by_id: BTreeMap::new(),
+                failed_recently: HashMap::new(),
+                last_forgetting: None,
+            }),
+        })
+    }
+
+    /// The tokens of the rate limit a connection may not take: half the burst is kept
+    /// for addresses in good standing — no handshake under way, none failed lately — so
+    /// that a flood from addresses whose handshakes stall, however many and however long,
+    /// leaves room for a newcomer or a known peer reconnecting.
+    fn reserve_for(&self, good_standing: bool) -> u32 {
+        if good_standing {
+            0
+        } else {
+            self.admission.handshake_burst / 2
+        }
+    }
+
+    /// The handshake budget in effect: never more than the links.
+    fn max_handshakes(&self) -> usize {
+        self.admission.max_handshakes.min(self.admission.max_links)
     }
 
     fn lock(&self) -> MutexGuard<'_, Links> {
@@ -190,27 +391,41 @@ impl LinkRegistry {
         self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a link over `stream`, or says why not.
+    /// Admits a link over `stream`, or says why not. When the handshake budget or every
+    /// slot is taken, the oldest link still in its handshake is displaced: its socket is
+    /// shut down, and its thread ends reporting it evicted.
     ///
     /// # Errors
     /// [`Refusal`]; the refusal is counted.
     pub fn admit(self: &Arc<Self>, stream: &Stream) -> Result<LinkSlot, Refusal> {
+        self.admit_at(stream, Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at `now`, the time the rate limit and `status` go by.
+    fn admit_at(self: &Arc<Self>, stream: &Stream, now: Instant) -> Result<LinkSlot, Refusal> {
         let socket = stream.try_clone().ok();
         let ip = stream.peer_ip().ok();
-        let mut links = self.lock();
-        let handshaking = || {
-            links
-                .by_id
-                .values()
-                .filter(|e| e.terms.is_none() && e.ip == ip)
-                .count()
-        };
+        let mut guard = self.lock();
+        let links = &mut *guard;
+        let (mut handshaking, mut from_peer) = (0usize, 0usize);
+        for entry in links.by_id.values().filter(|e| e.terms.is_none()) {
+            handshaking += 1;
+            from_peer += usize::from(entry.ip == ip);
+        }
+        // The cheap refusals first, so that connections refused for them spend no token.
         let admitted = if links.closed {
             Err(Refusal::Stopping)
-        } else if links.by_id.len() >= self.max_links {
+        } else if links.by_id.len() >= self.admission.max_links && handshaking == 0 {
             Err(Refusal::Full)
-        } else if handshaking() >= self.handshakes_per_peer {
+        } else if from_peer >= self.admission.handshakes_per_peer {
             Err(Refusal::PeerHandshaking)
+        } else if socket.is_none() {
+            Err(Refusal::NoHandle)
+        } else if !links.bucket.take(
+            now,
+            self.reserve_for(from_peer == 0 && !links.failed_lately(ip, now)),
+        ) {
+            Err(Refusal::RateLimited)
         } else {
             socket.ok_or(Refusal::NoHandle)
         };
@@ -218,20 +433,26 @@ impl LinkRegistry {
             Ok(socket) => socket,
             Err(refusal) => {
                 links.refused += 1;
+                links.rate_limited += u64::from(refusal == Refusal::RateLimited);
                 return Err(refusal);
             }
         };
+        if handshaking >= self.max_handshakes() || links.by_id.len() >= self.admission.max_links {
+            links.evict_oldest_handshake(now);
+        }
         links.next_id += 1;
         let id = links.next_id;
         let counters = Arc::new(LiveCounters::default());
+        let evicted = Arc::new(AtomicBool::new(false));
         links.by_id.insert(
             id,
             LinkEntry {
                 peer: stream.peer_name(),
                 ip,
-                since: Instant::now(),
+                since: now,
                 terms: None,
                 counters: Arc::clone(&counters),
+                evicted: Arc::clone(&evicted),
                 socket,
             },
         );
@@ -239,6 +460,7 @@ impl LinkRegistry {
             registry: Arc::clone(self),
             id,
             counters,
+            evicted,
         })
     }
 
@@ -282,12 +504,17 @@ impl LinkRegistry {
     #[must_use]
     pub fn status_with(&self, extra: impl Fn(u64) -> String) -> String {
         let links = self.lock();
+        let handshaking = links.by_id.values().filter(|e| e.terms.is_none()).count();
         let mut text = format!(
-            "links: {} of {} (served {}, refused {})\n",
+            "links: {} of {} (served {}, refused {}); handshakes: {handshaking} of {} \
+             (evicted {}, over the rate {})\n",
             links.by_id.len(),
-            self.max_links,
+            self.admission.max_links,
             links.next_id,
-            links.refused
+            links.refused,
+            self.max_handshakes(),
+            links.evicted,
+            links.rate_limited,
         );
         for (id, e) in &links.by_id {
             let terms = e
@@ -310,17 +537,48 @@ impl LinkRegistry {
     }
 }
 
+impl Links {
+    /// Displaces the oldest link still in its handshake, if there is one — from an
+    /// address whose handshakes failed lately if there is such a link, else any: out of
+    /// the registry at once (its slot is free for the newcomer), its socket shut down so
+    /// that its thread ends.
+    fn evict_oldest_handshake(&mut self, now: Instant) {
+        let mut handshaking = self.by_id.iter().filter(|(_, e)| e.terms.is_none());
+        let oldest = handshaking
+            .clone()
+            .find(|(_, e)| self.failed_lately(e.ip, now))
+            .or_else(|| handshaking.next())
+            .map(|(id, _)| *id);
+        if let Some(entry) = oldest.and_then(|id| self.by_id.remove(&id)) {
+            entry.evicted.store(true, Ordering::Relaxed);
+            entry.socket.shutdown();
+            self.evicted += 1;
+            self.note_failed(entry.ip, now);
+        }
+    }
+}
+
 impl LinkSlot {
-    fn update(&self, f: impl FnOnce(&mut LinkEntry)) {
-        if let Some(entry) = self.registry.lock().by_id.get_mut(&self.id) {
-            f(entry);
+    /// The link is through its handshake: `status` shows its terms from now on, and no
+    /// newer connection can displace it. (One displaced just before has its socket shut
+    /// down and ends at its first read or write.)
+    fn up(&self, terms: LinkTerms, proto: Proto) {
+        let mut links = self.registry.lock();
+        if let Some(entry) = links.by_id.get_mut(&self.id) {
+            entry.terms = Some(terms);
+            let ip = entry.ip;
+            // Proven: whatever failed from there before, this peer has the keys.
+            links.failed_recently.remove(&ip);
+        }
+        drop(links);
+        if !self.was_evicted() {
+            info!("link {}: up ({terms}, {proto})", self.id);
         }
     }
 
-    /// The link is through its handshake: `status` shows its terms from now on.
-    fn up(&self, terms: LinkTerms, proto: Proto) {
-        self.update(|e| e.terms = Some(terms));
-        info!("link {}: up ({terms}, {proto})", self.id);
+    /// Whether a newer connection displaced this link from its handshake.
+    fn was_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// Makes `stats` what `status` shows for this link.
@@ -337,7 +595,14 @@ impl LinkSlot {
 
 impl Drop for LinkSlot {
     fn drop(&mut self) {
-        self.registry.lock().by_id.remove(&self.id);
+        let mut links = self.registry.lock();
+        // A link that ends in its handshake counts against its address (one displaced
+        // was counted then, and is gone from the registry already).
+        if let Some(entry) = links.by_id.remove(&self.id)
+            && entry.terms.is_none()
+        {
+            links.note_failed(entry.ip, Instant::now());
+        }
     }
 }
 
@@ -353,6 +618,7 @@ pub fn serve(
     choice: ModeChoice,
     liveness: Liveness,
 ) -> Result<(), LinkError> {
+    let handshake_timeout = await_peer_block(&stream, keys, handshake_timeout)?;
     let (mut link, terms) = open_link(stream, keys, handshake_timeout, choice, liveness)?;
     slot.up(terms, Proto::Seed);
     let mut counters = Publisher::default();
@@ -646,8 +912,10 @@ impl Node {
                 self.mode,
                 self.liveness,
             ),
-            Proto::Dmsg => self
-                .open_dmsg(stream, slot)
+            // Accepted: the peer sends its block first, and ours waits for it. (An
+            // outgoing `span` link must not wait: its peer may be waiting too.)
+            Proto::Dmsg => await_peer_block(&stream, &self.keys, self.handshake_timeout)
+                .and_then(|left| self.open_dmsg_within(stream, slot, left))
                 .and_then(|link| self.serve_dmsg(link, slot)),
         };
         log_end(slot, &peer, served);
@@ -656,10 +924,20 @@ impl Node {
     /// The DMSG link setup over `stream` with the keys of the peer's address; `status`
     /// shows its terms from now on.
     fn open_dmsg(&self, stream: Stream, slot: &LinkSlot) -> Result<ClusterLink, LinkError> {
+        self.open_dmsg_within(stream, slot, self.handshake_timeout)
+    }
+
+    /// [`open_dmsg`](Self::open_dmsg) with `handshake_timeout` for the handshake.
+    fn open_dmsg_within(
+        &self,
+        stream: Stream,
+        slot: &LinkSlot,
+        handshake_timeout: Duration,
+    ) -> Result<ClusterLink, LinkError> {
         let (link, terms) = open_dmsg_link(
             stream,
             &self.keys,
-            self.handshake_timeout,
+            handshake_timeout,
             self.mode,
             self.liveness,
         )?;
@@ -923,7 +1201,7 @@ pub fn serve_one_dmsg(
         mode,
         liveness,
         Proto::Dmsg,
-        LinkRegistry::new(DEFAULT_MAX_LINKS, DEFAULT_HANDSHAKES_PER_PEER),
+        LinkRegistry::with_admission(Admission::default()),
     );
     let slot = node
         .links
@@ -979,9 +1257,16 @@ fn draw_rself() -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(u32::from_le_bytes(bytes)).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
-/// Logs how link `slot` to `peer` ended.
+/// Logs how link `slot` to `peer` ended. (Warnings from one place are rate-limited by the
+/// logger, so a flood of failing or displaced handshakes logs a summary, not a line each.)
 fn log_end(slot: &LinkSlot, peer: &str, served: Result<(), LinkError>) {
     match served {
+        // Its error is only the shut-down socket's.
+        _ if slot.was_evicted() => warn!(
+            "link {} ({peer}): evicted: the oldest unfinished handshake when the handshake \
+             budget was full",
+            slot.id
+        ),
         Ok(()) => info!("link {} ({peer}): closed", slot.id),
         Err(e) => warn!("link {} ({peer}): {e}", slot.id),
     }
@@ -1058,12 +1343,10 @@ fn line_chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
 pub struct ServiceConfig {
     /// Where to listen.
     pub listen: Endpoint,
-    /// Most links served at once.
-    pub max_links: usize,
+    /// How many links are taken in, and how fast.
+    pub admission: Admission,
     /// Deadline for a peer's handshake.
     pub handshake_timeout: Duration,
-    /// Most links from one address in their handshake at once.
-    pub handshakes_per_peer: usize,
     /// The stream modes we accept.
     pub mode: ModeChoice,
     /// When a link's peer is pinged, dropped as dead, or dropped for not reading.
@@ -1108,7 +1391,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])?;
-    let max_links = fit_max_links_to_open_files(config.max_links);
+    let max_links = fit_max_links_to_open_files(config.admission.max_links);
     let listener = config.listen.bind()?;
     // The accept loop polls, rather than waiting in accept until a stop connects to it:
     // a Unix socket whose file was removed cannot be connected to, by us or anyone.
@@ -1141,7 +1424,10 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         config.mode,
         config.liveness,
         config.proto,
-        LinkRegistry::new(max_links, config.handshakes_per_peer),
+        LinkRegistry::with_admission(Admission {
+            max_links,
+            ..config.admission
+        }),
     );
     node.cluster.set_loop_guard(config.loop_guard);
     for span in &registrations {
@@ -1189,7 +1475,9 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         let slot = match node.links.admit(&stream) {
             Ok(slot) => slot,
             Err(refusal) => {
+                // Rate-limited by the logger per place; `status` counts every refusal.
                 warn!("{}: refused: {refusal}", stream.peer_name());
+                stream.close_refused();
                 continue;
             }
         };
@@ -1287,22 +1575,80 @@ mod tests {
         assert_eq!(line_chunks("", 4).count(), 0);
     }
 
+    /// A listener on loopback, and connections to it from chosen loopback addresses:
+    /// the service's end of each (what `admit` sees) and the peer's.
+    struct Loopback {
+        listener: crate::transport::Listener,
+        target: std::net::SocketAddr,
+    }
+
+    impl Loopback {
+        fn new() -> Self {
+            let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
+            let target = listener
+                .local_endpoint()
+                .unwrap()
+                .to_string()
+                .parse()
+                .unwrap();
+            Self { listener, target }
+        }
+
+        /// A connection from 127.0.0.`host`: (the service's end, the peer's end).
+        fn connection_from(&self, host: u8) -> (Stream, std::net::TcpStream) {
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let from = std::net::SocketAddr::from(([127, 0, 0, host], 0));
+            socket.bind(&from.into()).unwrap();
+            socket.connect(&self.target.into()).unwrap();
+            (self.listener.accept().unwrap(), socket.into())
+        }
+    }
+
+    /// Whether the service shut `peer`'s connection down (it reads the end of input).
+    fn shut_down(peer: &mut std::net::TcpStream) -> bool {
+        use std::io::Read as _;
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        matches!(peer.read(&mut [0u8; 16]), Ok(0))
+    }
+
+    const THROUGH: LinkTerms = LinkTerms {
+        trust: crate::link::Trust::Plaintext,
+        mode: h2msg::StreamMode::Seed,
+    };
+
+    /// Limits that only bound what a test looks at: no rate limit to speak of.
+    fn admission(max_links: usize, max_handshakes: usize, per_peer: usize) -> Admission {
+        Admission {
+            max_links,
+            max_handshakes,
+            handshakes_per_peer: per_peer,
+            handshake_rate: 1_000_000,
+            handshake_burst: 1_000_000,
+        }
+    }
+
     #[test]
     fn the_registry_bounds_links_and_status_lists_them() {
-        let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
-        let target = listener.local_endpoint().unwrap();
-        let links = LinkRegistry::new(2, 2);
-        let streams: Vec<Stream> = (0..3).map(|_| target.connect().unwrap()).collect();
-        let a = links.admit(&streams[0]).unwrap();
-        let b = links.admit(&streams[1]).unwrap();
-        assert_eq!(links.admit(&streams[2]).unwrap_err(), Refusal::Full);
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(admission(2, 2, 2));
+        let streams: Vec<_> = (0..3).map(|_| net.connection_from(1)).collect();
+        let a = links.admit(&streams[0].0).unwrap();
+        let b = links.admit(&streams[1].0).unwrap();
+        a.up(THROUGH, Proto::Seed);
+        b.up(THROUGH, Proto::Seed);
+        // Both through their handshake: nothing may be displaced, the third is refused.
+        assert_eq!(links.admit(&streams[2].0).unwrap_err(), Refusal::Full);
         a.publish(&IocomStats {
             received: 7,
             ..IocomStats::default()
         });
         let status = shell_reply(b"status", &links).unwrap();
         assert!(
-            status.starts_with("links: 2 of 2 (served 2, refused 1)\n"),
+            status.starts_with(
+                "links: 2 of 2 (served 2, refused 1); handshakes: 0 of 2 (evicted 0, over \
+                 the rate 0)\n"
+            ),
             "{status}"
         );
         assert!(status.contains("#1 127.0.0.1:"), "{status}");
@@ -1317,24 +1663,202 @@ mod tests {
 
     #[test]
     fn one_address_gets_only_so_many_handshakes_at_once() {
-        let listener = Endpoint::Tcp("127.0.0.1:0".into()).bind().unwrap();
-        let target = listener.local_endpoint().unwrap();
+        let net = Loopback::new();
         let links = LinkRegistry::new(10, 2);
-        let streams: Vec<Stream> = (0..4).map(|_| target.connect().unwrap()).collect();
-        let first = links.admit(&streams[0]).unwrap();
-        let _second = links.admit(&streams[1]).unwrap();
+        let streams: Vec<_> = (0..5).map(|_| net.connection_from(1)).collect();
+        let first = links.admit(&streams[0].0).unwrap();
+        let _second = links.admit(&streams[1].0).unwrap();
         assert_eq!(
-            links.admit(&streams[2]).unwrap_err(),
+            links.admit(&streams[2].0).unwrap_err(),
             Refusal::PeerHandshaking
         );
+        // Another address is not held back by this one's.
+        let other = net.connection_from(2);
+        assert!(links.admit(&other.0).is_ok());
         // Once one of them is through its handshake, the address may start another.
-        first.update(|e| {
-            e.terms = Some(LinkTerms {
-                trust: crate::link::Trust::Plaintext,
-                mode: h2msg::StreamMode::Seed,
-            });
-        });
-        assert!(links.admit(&streams[3]).is_ok());
+        first.up(THROUGH, Proto::Seed);
+        assert!(links.admit(&streams[3].0).is_ok());
         assert!(links.status().contains("refused 1)"));
+    }
+
+    #[test]
+    fn a_full_handshake_budget_displaces_the_oldest_unfinished_handshake() {
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(admission(10, 2, 10));
+        let mut conns: Vec<_> = (0..4).map(|_| net.connection_from(1)).collect();
+        let a = links.admit(&conns[0].0).unwrap();
+        let b = links.admit(&conns[1].0).unwrap();
+        // The budget is full: the third takes the place of the oldest, `a`.
+        let c = links.admit(&conns[2].0).unwrap();
+        assert!(a.was_evicted());
+        assert!(shut_down(&mut conns[0].1));
+        assert!(!b.was_evicted() && !c.was_evicted());
+        assert_eq!(links.len(), 2);
+        // Then `b`, now the oldest; `c` stays.
+        let d = links.admit(&conns[3].0).unwrap();
+        assert!(b.was_evicted() && !c.was_evicted() && !d.was_evicted());
+        assert!(shut_down(&mut conns[1].1));
+        let status = links.status();
+        assert!(
+            status.contains("(served 4, refused 0); handshakes: 2 of 2 (evicted 2,"),
+            "{status}"
+        );
+        assert!(
+            !status.contains("#1 ") && !status.contains("#2 "),
+            "{status}"
+        );
+        // A displaced slot going away later leaves the others alone.
+        drop(a);
+        assert_eq!(links.len(), 2);
+    }
+
+    #[test]
+    fn links_through_their_handshake_are_never_displaced() {
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(admission(3, 3, 10));
+        let conns: Vec<_> = (0..5).map(|_| net.connection_from(1)).collect();
+        let a = links.admit(&conns[0].0).unwrap();
+        let b = links.admit(&conns[1].0).unwrap();
+        let c = links.admit(&conns[2].0).unwrap();
+        a.up(THROUGH, Proto::Seed);
+        b.up(THROUGH, Proto::Seed);
+        // Every slot is taken: the newcomer displaces the one unfinished handshake.
+        let d = links.admit(&conns[3].0).unwrap();
+        assert!(c.was_evicted());
+        assert!(!a.was_evicted() && !b.was_evicted() && !d.was_evicted());
+        d.up(THROUGH, Proto::Seed);
+        // All through their handshake: refused, nobody displaced.
+        assert_eq!(links.admit(&conns[4].0).unwrap_err(), Refusal::Full);
+        assert!(!a.was_evicted() && !b.was_evicted() && !d.was_evicted());
+        assert_eq!(links.len(), 3);
+    }
+
+    #[test]
+    fn the_handshake_budget_is_a_quarter_of_the_links_by_default() {
+        assert_eq!(default_max_handshakes(1024), 256);
+        assert_eq!(default_max_handshakes(200), 50);
+        assert_eq!(default_max_handshakes(3), 1);
+        assert_eq!(default_max_handshakes(1), 1);
+        // Never more than the links, whatever was asked.
+        let links = LinkRegistry::with_admission(admission(2, 50, 10));
+        assert!(links.status().contains("handshakes: 0 of 2 "));
+    }
+
+    #[test]
+    fn the_token_bucket_refills_at_its_rate_up_to_its_burst() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut bucket = TokenBucket::new(10, 3);
+        // Full at first: the burst, then nothing.
+        assert!((0..3).all(|_| bucket.take(t0, 0)));
+        assert!(!bucket.take(t0, 0));
+        // One token every 100 ms at 10 a second.
+        assert!(!bucket.take(ms(99), 0));
+        assert!(bucket.take(ms(100), 0));
+        assert!(!bucket.take(ms(100), 0));
+        // A clock that goes back refills nothing, and later times count from the latest.
+        assert!(!bucket.take(ms(50), 0));
+        assert!(bucket.take(ms(200), 0));
+        // Never more than the burst, however long the quiet.
+        let hours = t0 + Duration::from_secs(7200);
+        assert!((0..3).all(|_| bucket.take(hours, 0)));
+        assert!(!bucket.take(hours, 0));
+        // `keep` leaves that many tokens for others.
+        let mut bucket = TokenBucket::new(10, 3);
+        assert!(bucket.take(t0, 2));
+        assert!(!bucket.take(t0, 2));
+        assert!(bucket.take(t0, 0) && bucket.take(t0, 0));
+    }
+
+    #[test]
+    fn past_the_rate_connections_are_refused_and_counted() {
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(Admission {
+            handshake_rate: 10,
+            handshake_burst: 2,
+            ..admission(100, 100, 100)
+        });
+        let t0 = Instant::now();
+        // Each from its own address, in good standing: the whole burst is theirs.
+        let conns: Vec<_> = (2..6).map(|host| net.connection_from(host)).collect();
+        let _a = links.admit_at(&conns[0].0, t0).unwrap();
+        let _b = links.admit_at(&conns[1].0, t0).unwrap();
+        assert_eq!(
+            links.admit_at(&conns[2].0, t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // 100 ms later at 10 a second there is a token again.
+        let _d = links
+            .admit_at(&conns[3].0, t0 + Duration::from_millis(100))
+            .unwrap();
+        let status = links.status();
+        assert!(status.contains("(served 3, refused 1)"), "{status}");
+        assert!(status.contains("over the rate 1)"), "{status}");
+    }
+
+    #[test]
+    fn half_the_burst_is_kept_for_addresses_in_good_standing() {
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(Admission {
+            handshake_rate: 1,
+            handshake_burst: 6,
+            ..admission(100, 100, 100)
+        });
+        let t0 = Instant::now();
+        // 127.0.0.4 fails a handshake (its slot goes away unfinished): 5 tokens left.
+        let failing = net.connection_from(4);
+        drop(links.admit_at(&failing.0, t0).unwrap());
+        // 127.0.0.2's first handshake may take any token (4 left); with one under way,
+        // its next ones leave the last three, half the burst (3 left, then refused).
+        let busy: Vec<_> = (0..3).map(|_| net.connection_from(2)).collect();
+        let _first = links.admit_at(&busy[0].0, t0).unwrap();
+        let _second = links.admit_at(&busy[1].0, t0).unwrap();
+        assert_eq!(
+            links.admit_at(&busy[2].0, t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // So is the address that failed lately, although it has nothing under way.
+        let again = net.connection_from(4);
+        assert_eq!(
+            links.admit_at(&again.0, t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // A newcomer still gets in, on the reserve.
+        let newcomer = net.connection_from(3);
+        assert!(links.admit_at(&newcomer.0, t0).is_ok());
+        // Once its failure is old enough, the address is in good standing again. (It was
+        // noted at the real time of the drop, a little after `t0`.)
+        let later = t0 + FAILED_MEMORY + Duration::from_secs(1);
+        assert!(!links.lock().failed_lately(again.0.peer_ip().ok(), later));
+        assert!(links.admit_at(&again.0, later).is_ok());
+    }
+
+    #[test]
+    fn handshakes_from_addresses_that_failed_lately_are_displaced_first() {
+        let net = Loopback::new();
+        let links = LinkRegistry::with_admission(admission(10, 2, 10));
+        let t0 = Instant::now();
+        // 127.0.0.2 fails one handshake (its slot goes away unfinished).
+        let failed = net.connection_from(2);
+        drop(links.admit_at(&failed.0, t0).unwrap());
+        // A good peer's handshake, then a newer one from the failing address.
+        let good_conn = net.connection_from(3);
+        let good = links.admit_at(&good_conn.0, t0).unwrap();
+        let suspect_conn = net.connection_from(2);
+        let suspect = links.admit_at(&suspect_conn.0, t0).unwrap();
+        // The budget is full: the failing address's handshake goes, though it is newer.
+        let newcomer = net.connection_from(4);
+        let _new = links.admit_at(&newcomer.0, t0).unwrap();
+        assert!(suspect.was_evicted());
+        assert!(!good.was_evicted());
+        // A completed handshake clears its address.
+        let proven_conn = net.connection_from(2);
+        let proven = links.admit_at(&proven_conn.0, t0).unwrap();
+        assert!(
+            good.was_evicted(),
+            "the oldest, with no failed address left to displace"
+        );
+        proven.up(THROUGH, Proto::Seed);
+        assert!(!links.lock().failed_lately(proven_conn.0.peer_ip().ok(), t0));
     }
 }

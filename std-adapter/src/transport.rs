@@ -197,6 +197,82 @@ impl Stream {
         }
     }
 
+    /// Waits until the peer has sent `len` bytes that are not read yet, without reading
+    /// them: `Ok(None)` once they are all there, `Ok(Some(n))` if the peer closed after
+    /// `n` bytes, `TimedOut` at `timeout`. A Unix-socket peer is on this host and is not
+    /// waited for (`Ok(None)` at once). At most `len` is 512 or so: the bytes are peeked
+    /// into a buffer on the stack.
+    ///
+    /// # Errors
+    /// `TimedOut`, or the socket's error.
+    pub fn wait_for_input(&self, len: usize, timeout: Duration) -> io::Result<Option<usize>> {
+        /// Longest pause between looks while a peer sends its bytes in pieces: a peek
+        /// returns at once while any byte is waiting, so the pauses keep a trickling peer
+        /// from spinning this thread. A whole block in one segment needs no pause at all.
+        const MOST_PAUSE: Duration = Duration::from_millis(50);
+        let Self::Tcp(tcp) = self else {
+            return Ok(None);
+        };
+        let mut buf = [0u8; 1024];
+        let want = len.min(buf.len());
+        let deadline = std::time::Instant::now() + timeout;
+        let (mut seen, mut pause) = (0usize, Duration::from_millis(1));
+        let waited = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(io::ErrorKind::TimedOut.into());
+            }
+            tcp.set_read_timeout(Some(left))?;
+            match tcp.peek(buf.get_mut(..want).unwrap_or_default()) {
+                Ok(0) => break Ok(Some(seen)),
+                Ok(n) if n >= want => break Ok(None),
+                Ok(n) => {
+                    // More came: look again soon. Nothing more: back off.
+                    pause = if n > seen {
+                        Duration::from_millis(1)
+                    } else {
+                        (pause * 2).min(MOST_PAUSE)
+                    };
+                    seen = n;
+                    std::thread::sleep(pause.min(left));
+                }
+                // A socket timeout reads as WouldBlock on Unix.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break Err(io::ErrorKind::TimedOut.into());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        tcp.set_read_timeout(None)?;
+        waited
+    }
+
+    /// Closes a connection the service turned away so that the peer reads a plain end of
+    /// input before any byte ("refused by the service" on an h2msg client), not a reset:
+    /// our end is shut for writing first (the FIN goes out ahead of anything else), and
+    /// what the peer already sent (its handshake block, typically) is read and dropped —
+    /// closing a socket with unread input would send a reset instead. Never blocks.
+    pub fn close_refused(mut self) {
+        /// Enough for a peer's handshake block and a little more: a peer that sent more
+        /// before being accepted gets its reset, after the FIN.
+        const DRAIN_LIMIT: usize = 2048;
+        let nonblocking = match &self {
+            Self::Tcp(s) => s.set_nonblocking(true),
+            Self::Unix(s) => s.set_nonblocking(true),
+        };
+        let _ = crate::blocking::DuplexStream::shutdown(&self, Shutdown::Write);
+        if nonblocking.is_ok() {
+            let mut sink = [0u8; DRAIN_LIMIT];
+            let _ = self.read(&mut sink);
+        }
+    }
+
     /// Shuts both directions down: a thread blocked on the socket wakes to end of input.
     pub fn shutdown(&self) {
         // Already closed by the peer is as good as shut down.

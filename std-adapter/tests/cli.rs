@@ -79,7 +79,9 @@ fn status_lists_the_links() {
     let text = shell(&client, &service.endpoint, "status\n");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        lines[1], "debug> links: 1 of 1024 (served 1, refused 0)",
+        lines[1],
+        "debug> links: 1 of 1024 (served 1, refused 0); handshakes: 0 of 256 (evicted 0, over \
+         the rate 0)",
         "{text}"
     );
     assert!(

@@ -39,7 +39,9 @@ fn a_thousand_concurrent_links_are_served() {
     assert_eq!(
         first,
         format!(
-            "links: {LINKS} of {} (served {LINKS}, refused 0)",
+            "links: {LINKS} of {} (served {LINKS}, refused 0); handshakes: 0 of {} (evicted 0, \
+             over the rate 0)",
+            LINKS + 1,
             LINKS + 1
         )
     );
@@ -54,7 +56,9 @@ fn a_thousand_concurrent_links_are_served() {
     assert_eq!(
         status.lines().next().unwrap(),
         format!(
-            "links: {} of {} (served {}, refused 1)",
+            "links: {} of {} (served {}, refused 1); handshakes: 0 of {} (evicted 0, over the \
+             rate 0)",
+            LINKS + 1,
             LINKS + 1,
             LINKS + 1,
             LINKS + 1

@@ -44,6 +44,13 @@ fn a_log_nobody_reads_holds_up_neither_links_nor_sigterm() {
     let mut child = h2msg()
         .args(["-v", "--keydir", node.to_str().unwrap(), "service"])
         .args(["--listen", "127.0.0.1:0"])
+        // The flood is of log lines, not of handshakes: no rate limit in the way.
+        .args([
+            "--handshake-rate",
+            "1000000",
+            "--handshake-burst",
+            "1048576",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
