@@ -535,6 +535,7 @@ fn v5() -> Vec<u8> {
     )
 }
 
+pub mod cluster_sim;
 pub mod sim;
 
 /// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that
