@@ -324,6 +324,9 @@ impl<const T: usize> ClusterSim<T> {
     /// flight is gone. Each end reports `LinkDown` and its node withdraws what came on it.
     pub fn cut(&mut self, id: ConnId) {
         let link = self.links.get_mut(&id).expect("a link");
+        if link.is_cut() {
+            return;
+        }
         for end in &mut link.ends {
             if let Some(io) = end.io.as_mut() {
                 io.transport_failed();
@@ -335,9 +338,15 @@ impl<const T: usize> ClusterSim<T> {
         }
     }
 
-    /// Crashes `node`: its process and memory are gone, every link of it is lost.
+    /// Crashes `node`: its process and memory are gone, every link of it is lost (also
+    /// one cut already whose loss it has not handled yet: a dead process handles nothing).
     pub fn crash(&mut self, node: usize) {
-        let ids: Vec<ConnId> = self.conns_of(node);
+        let ids: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ends.iter().any(|e| e.node == node))
+            .map(|(&id, _)| id)
+            .collect();
         for id in ids {
             self.cut(id);
             let link = self.links.get_mut(&id).expect("a link");
@@ -639,6 +648,16 @@ impl<const T: usize> ClusterSim<T> {
             .collect()
     }
 
+    /// Each node's links that are up: (link id, the node at the other end).
+    fn conns_by_node(&self) -> Vec<Vec<(ConnId, usize)>> {
+        let mut conns = vec![Vec::new(); self.nodes.len()];
+        for (id, a, b) in self.links_up() {
+            conns[a].push((id, b));
+            conns[b].push((id, a));
+        }
+        conns
+    }
+
     /// The node at the other end of `node`'s link `id`.
     pub fn peer(&self, node: usize, id: ConnId) -> Option<usize> {
         let l = self.links.get(&id)?;
@@ -651,6 +670,7 @@ impl<const T: usize> ClusterSim<T> {
     /// one to one by a received link at the peer with the same msgid, `dist` + 1 and
     /// `rnss` + our `rself`. Returns every violation found.
     pub fn relay_violations(&self) -> Vec<String> {
+        let conns = self.conns_by_node();
         let mut bad = self.unexpected.clone();
         for (id, l) in &self.links {
             for (side, end) in l.ends.iter().enumerate() {
@@ -673,7 +693,7 @@ impl<const T: usize> ClusterSim<T> {
             if stats.relays_deferred + stats.relays_failed + stats.refused > 0 {
                 bad.push(format!("node {u}: tables or queues too small: {stats:?}"));
             }
-            let live: BTreeSet<ConnId> = self.conns_of(u).into_iter().collect();
+            let live: BTreeSet<ConnId> = conns[u].iter().map(|&(c, _)| c).collect();
             // (conn, msgid) -> (dist, rnss) of what we relay there.
             let mut sent: BTreeMap<(ConnId, u64), (u32, u32)> = BTreeMap::new();
             for node in n.cluster.nodes() {
@@ -712,10 +732,7 @@ impl<const T: usize> ClusterSim<T> {
                 }
             }
             // Each relay is a link at the peer, and the peer has nothing else from us.
-            for &conn in &live {
-                let Some(v) = self.peer(u, conn) else {
-                    continue;
-                };
+            for &(conn, v) in &conns[u] {
                 let mut received: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
                 for node in self.nodes[v].cluster.nodes() {
                     for link in node.links().filter(|l| l.via() == Via::Conn(conn)) {
@@ -745,6 +762,7 @@ impl<const T: usize> ClusterSim<T> {
     /// most 16, the peer's filter passes); and [`relay_violations`](Self::relay_violations)
     /// finds nothing. Panics with every violation (the first 20).
     pub fn check_converged(&self) {
+        let conns = self.conns_by_node();
         let mut bad = self.relay_violations();
         let regs: Vec<(usize, Vec<u8>)> = self
             .nodes
@@ -778,10 +796,7 @@ impl<const T: usize> ClusterSim<T> {
                 }
                 // Where the best link may be relayed: every live conn but its own, if
                 // near enough and the peer wants it.
-                for conn in self.conns_of(u) {
-                    let Some(v) = self.peer(u, conn) else {
-                        continue;
-                    };
+                for &(conn, v) in &conns[u] {
                     let wanted = dist <= DMSG_SPAN_MAXDIST
                         && via != Via::Conn(conn)
                         && filter_passes(&self.nodes[v].spec.conn, node.span());

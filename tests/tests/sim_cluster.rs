@@ -4,9 +4,12 @@
 //! breadth-first search. `rself` values come from the simulator's seeded generator, and
 //! expected `rnss` values are sums of them along the path.
 
+use std::time::Duration;
+
 use h2msg::cluster::Via;
 use h2msg::wire::PeerType;
-use h2msg_tests::cluster_sim::{ClusterSim, NodeSpec, uuid};
+use h2msg_tests::cluster_sim::{ClusterSim, Cost, NodeSpec, random_graph, uuid};
+use h2msg_tests::sim::Faults;
 
 /// `sim` with `n` routers in a line 0 – 1 – … – n-1, converged.
 fn line(n: usize, seed: u64) -> ClusterSim {
@@ -244,4 +247,156 @@ fn a_client_with_a_peer_id_is_sent_only_that_clusters_spans() {
     assert_eq!(sim.labels(2), set(&["p7", "p9", "r"]));
     assert_eq!(sim.labels(0), set(&["p7", "p9", "r"]));
     assert!(sim.relay_violations().is_empty());
+}
+
+// ----- random graphs ------------------------------------------------------------------
+
+/// Transactions a side for the 500-node graphs: every link may carry a span for each of
+/// the 500 registrations, plus closes in flight.
+const BIG: usize = 1024;
+
+/// Delays on a third of the segments (up to 4 ms on top of the 1 ms hop), so that spans
+/// from different directions arrive in varied orders.
+fn jitter(seed: u64) -> Faults {
+    Faults {
+        delay_per_mille: 300,
+        max_delay: Duration::from_millis(4),
+        ..Faults::varying_sizes(seed)
+    }
+}
+
+/// `n` routers on a random connected graph with `extra` edges beyond a spanning tree;
+/// only the nodes `registers` picks register. Converged and checked.
+fn random_cluster<const T: usize>(
+    n: usize,
+    extra: usize,
+    seed: u64,
+    registers: impl Fn(usize) -> bool,
+    faults: Option<Faults>,
+) -> (ClusterSim<T>, Cost) {
+    let specs = (0..n)
+        .map(|i| {
+            let label = format!("node-{i}");
+            let reg = registers(i).then_some((PeerType::HAMMER2, label.as_str()));
+            NodeSpec::new(PeerType::ROUTER, u64::MAX, reg)
+        })
+        .collect();
+    let mut sim = ClusterSim::<T>::new(specs, seed);
+    sim.faults = faults;
+    for (a, b) in random_graph(n, extra, seed) {
+        sim.connect(a, b);
+    }
+    let cost = sim.run();
+    sim.check_converged();
+    (sim, cost)
+}
+
+/// The random events of the churn tests: links cut and restored, nodes crashed and
+/// rejoined, one to three at a time (changes that overlap in flight), each batch run to
+/// quiescence and checked against the BFS.
+fn churn<const T: usize>(sim: &mut ClusterSim<T>, batches: usize) {
+    let n = sim.nodes.len();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let mut crashed: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut events = [0usize; 4];
+    for _ in 0..batches {
+        for _ in 0..1 + sim.below(3) {
+            let kind = sim.below(4);
+            match kind {
+                0 => {
+                    let up = sim.links_up();
+                    if up.is_empty() {
+                        continue;
+                    }
+                    let (id, a, b) = up[sim.below(up.len())];
+                    sim.cut(id);
+                    cut.push((a, b));
+                }
+                1 if !cut.is_empty() => {
+                    let (a, b) = cut.swap_remove(sim.below(cut.len()));
+                    let alive = sim.nodes[a].alive && sim.nodes[b].alive;
+                    if alive && sim.link_between(a, b).is_none() {
+                        sim.connect(a, b);
+                    }
+                }
+                2 if crashed.len() < n / 4 => {
+                    let alive: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].alive).collect();
+                    let node = alive[sim.below(alive.len())];
+                    let neighbours = sim
+                        .links_up()
+                        .into_iter()
+                        .filter_map(|(_, a, b)| match (a == node, b == node) {
+                            (true, _) => Some(b),
+                            (_, true) => Some(a),
+                            _ => None,
+                        })
+                        .collect();
+                    sim.crash(node);
+                    crashed.push((node, neighbours));
+                }
+                3 if !crashed.is_empty() => {
+                    let (node, neighbours) = crashed.swap_remove(sim.below(crashed.len()));
+                    sim.rejoin(node, &neighbours);
+                }
+                _ => continue,
+            }
+            events[kind] += 1;
+        }
+        sim.run();
+        sim.check_converged();
+    }
+    // Each kind of event happened, or the run tested less than it claims.
+    assert!(events.iter().all(|&k| k > 0), "events by kind: {events:?}");
+}
+
+#[test]
+fn random_graphs_of_ten_converge_through_cuts_restores_crashes_and_rejoins() {
+    for seed in 1..=4 {
+        let (mut sim, _) = random_cluster::<256>(10, 5, seed, |_| true, Some(jitter(seed)));
+        churn(&mut sim, 40);
+    }
+}
+
+#[test]
+fn a_random_graph_of_a_hundred_converges_through_churn() {
+    let (mut sim, _) = random_cluster::<256>(100, 50, 21, |_| true, Some(jitter(21)));
+    churn(&mut sim, 12);
+}
+
+#[test]
+fn a_random_graph_of_five_hundred_converges_and_survives_a_cut_and_a_crash() {
+    // Every tenth node registers, so that the debug build runs this in seconds; the
+    // ignored test below has all 500 register.
+    let (mut sim, _) = random_cluster::<256>(500, 250, 31, |i| i % 10 == 0, None);
+    let (id, _, _) = sim.links_up()[7];
+    sim.cut(id);
+    sim.run();
+    sim.check_converged();
+    sim.crash(0);
+    sim.run();
+    sim.check_converged();
+    assert!(sim.labels(1).iter().all(|l| l != b"node-0"));
+}
+
+/// `cargo test --release -p h2msg-tests --test sim_cluster -- --ignored every_node`
+/// (about a minute in release).
+#[test]
+#[ignore = "heavy: 500 registrations over 750 links; run in release"]
+fn a_random_graph_of_five_hundred_where_every_node_registers_converges_through_churn() {
+    let (mut sim, _) = random_cluster::<BIG>(500, 250, 41, |_| true, Some(jitter(41)));
+    churn(&mut sim, 6);
+}
+
+#[test]
+fn frames_corrupted_in_flight_lose_their_links_and_the_rest_converges() {
+    // A flipped bit fails the receiver's CRC check: that link is lost (both ends), and
+    // the cluster must settle on the links left.
+    let faults = Faults {
+        corrupt_per_mille: 5,
+        ..jitter(51)
+    };
+    let (sim, _) = random_cluster::<256>(30, 20, 51, |_| true, Some(faults));
+    let up = sim.links_up().len();
+    assert!(up < 29 + 20, "no link was lost: the test tests nothing");
+    assert!(up > 0, "every link was lost: the test tests little");
 }
