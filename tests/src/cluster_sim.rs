@@ -25,6 +25,7 @@ use h2msg::cluster::{
     Action, Cluster, ConnId, Heap, Limits, Registration, SpanInput, Via, refuse_span, send_action,
 };
 use h2msg::rand_core::TryRng;
+use h2msg::trans::Side;
 use h2msg::wire::{
     Cmd, DMSG_SPAN_MAXDIST, DMSG_SPAN_PROTO_1, LnkConn, LnkSpan, PeerType, SoftCrc32c, Uuid,
     WireOrder,
@@ -572,6 +573,11 @@ impl<const T: usize> ClusterSim<T> {
                 if end.down || TX_RING - pending_len(io) < TX_RESERVE {
                     break;
                 }
+                // A new span needs a transaction slot of ours: wait for the peer to
+                // answer the closes in flight rather than fail the relay.
+                if matches!(action, Action::OpenSpan { .. }) && ours_open(io) >= T {
+                    break;
+                }
                 match action {
                     Action::OpenSpan { .. } => self.totals.span_opens += 1,
                     Action::CloseSpan { .. } => self.totals.span_closes += 1,
@@ -845,6 +851,14 @@ impl<const T: usize> SimLink<T> {
     fn is_cut(&self) -> bool {
         self.wires[0].cut
     }
+}
+
+/// Our transactions on `io` (open, or closed by us and waiting for the peer's DELETE).
+fn ours_open<const T: usize>(io: &ClusterIo<T>) -> usize {
+    io.transactions()
+        .iter()
+        .filter(|s| s.key().side == Side::Local)
+        .count()
 }
 
 fn pending_len<const T: usize>(io: &ClusterIo<T>) -> usize {
