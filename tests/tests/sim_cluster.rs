@@ -400,3 +400,112 @@ fn frames_corrupted_in_flight_lose_their_links_and_the_rest_converges() {
     assert!(up < 29 + 20, "no link was lost: the test tests nothing");
     assert!(up > 0, "every link was lost: the test tests little");
 }
+
+// ----- measurements -------------------------------------------------------------------
+
+/// A row of the convergence table: the mean of `costs`.
+fn row(what: &str, n: usize, costs: &[Cost], extra: &str) {
+    let k = costs.len().max(1) as u64;
+    let sum = |f: fn(&Cost) -> u64| costs.iter().map(f).sum::<u64>() / k;
+    println!(
+        "| {what} | {n} | {} | {} | {} | {} | {extra} |",
+        sum(|c| c.span_opens),
+        sum(|c| c.span_closes),
+        sum(|c| c.messages),
+        sum(|c| c.time.as_millis() as u64),
+    );
+}
+
+/// What the joins, cuts, crashes and withdrawals of one graph cost; checked after each.
+fn measure(n: usize, extra: usize, picks: usize, seed: u64, name: &str) {
+    let (mut sim, join) = random_cluster::<BIG>(n, extra, seed, |_| true, None);
+    row(&format!("join ({name})"), n, &[join], "");
+
+    let mut cuts = Vec::new();
+    for _ in 0..picks {
+        let up = sim.links_up();
+        let (id, a, b) = up[sim.below(up.len())];
+        sim.cut(id);
+        cuts.push(sim.run());
+        sim.check_converged();
+        sim.connect(a, b);
+        sim.run();
+    }
+    row(&format!("one link cut ({name})"), n, &cuts, "");
+
+    let mut crashes = Vec::new();
+    for _ in 0..picks {
+        let node = sim.below(n);
+        let neighbours: Vec<usize> = sim
+            .links_up()
+            .into_iter()
+            .filter_map(|(_, a, b)| (a == node).then_some(b).or((b == node).then_some(a)))
+            .collect();
+        sim.crash(node);
+        crashes.push(sim.run());
+        sim.check_converged();
+        sim.rejoin(node, &neighbours);
+        sim.run();
+    }
+    row(&format!("node crash ({name})"), n, &crashes, "");
+
+    // A node cut off while alive: how long its registration lives on elsewhere (count to
+    // 16 over the cycles), and the highest dist any node held for it meanwhile.
+    let (mut gone, mut total, mut highest) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..picks {
+        let x = sim.below(n);
+        let label = format!("node-{x}").into_bytes();
+        let links: Vec<(u64, usize, usize)> = sim
+            .links_up()
+            .into_iter()
+            .filter(|&(_, a, b)| a == x || b == x)
+            .collect();
+        for &(id, _, _) in &links {
+            sim.cut(id);
+        }
+        let (all, until_gone) = sim.run_watching(|s| {
+            let mut held = false;
+            for u in (0..n).filter(|&u| u != x) {
+                for links in s.entries(u, &label) {
+                    held = true;
+                    highest = highest.max(links[0].1);
+                }
+            }
+            !held
+        });
+        sim.check_converged();
+        gone.push(until_gone.expect("the registration disappears"));
+        total.push(all);
+        for &(_, a, b) in &links {
+            sim.connect(a, b);
+        }
+        sim.run();
+    }
+    assert!(highest <= 17, "a dist above 17 was held: {highest}");
+    row(
+        &format!("registration of a cut-off node gone ({name})"),
+        n,
+        &gone,
+        &format!("highest dist held meanwhile: {highest}"),
+    );
+    row(
+        &format!("cut-off node, to quiescence ({name})"),
+        n,
+        &total,
+        "",
+    );
+}
+
+/// Prints the convergence table (markdown):
+/// `cargo test --release -p h2msg-tests --test sim_cluster -- --ignored --nocapture table`.
+/// Means over several picks; 1 ms per hop, no other delay.
+#[test]
+#[ignore = "measurement: prints the convergence table; run in release"]
+fn convergence_table() {
+    println!("| event | nodes | span opens | span closes | DMSG messages | virtual ms | note |");
+    println!("|---|---|---|---|---|---|---|");
+    for &(n, picks) in &[(10usize, 8usize), (100, 5), (500, 3)] {
+        measure(n, n / 2, picks, 61, "graph");
+        measure(n, 0, picks, 62, "tree");
+    }
+}
