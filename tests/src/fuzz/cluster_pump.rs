@@ -141,6 +141,8 @@ pub fn cluster_pump(data: &[u8]) -> PumpReach {
         .collect();
     let mut next_id = SLOTS as ConnId + 1;
     let mut registrations: Vec<Registration> = Vec::new();
+    // Connections lost: nothing may stay on them.
+    let mut retired: Vec<ConnId> = Vec::new();
 
     for _ in 0..MAX_STEPS {
         if input.0.is_empty() {
@@ -205,6 +207,7 @@ pub fn cluster_pump(data: &[u8]) -> PumpReach {
             }
             9 => {
                 cluster.link_down(conn, &mut out);
+                retired.push(conn);
                 // The slot's next connection is a new one.
                 peers[slot] = Peer {
                     id: next_id,
@@ -254,6 +257,15 @@ pub fn cluster_pump(data: &[u8]) -> PumpReach {
             peer.conn_open = false;
         }
         let (links, relays) = check(&cluster, &peers);
+        for &gone in &retired {
+            assert_eq!(cluster.relays_on(gone), 0, "a relay on lost conn {gone}");
+            assert_eq!(
+                cluster.links_via(Via::Conn(gone)),
+                0,
+                "a link from lost conn {gone}"
+            );
+            assert!(!cluster.has_conn(gone));
+        }
         reach.links = reach.links.max(links);
         reach.relays = reach.relays.max(relays);
     }
