@@ -535,6 +535,7 @@ fn v5() -> Vec<u8> {
     )
 }
 
+pub mod cluster_sim;
 pub mod sim;
 
 /// Fuzz target bodies, shared by `fuzz/` (cargo-fuzz, nightly) and by the stable test that
@@ -543,12 +544,14 @@ pub mod fuzz {
     use super::{decode_framed, decode_stream};
     use h2msg::wire::{Crc32c, SoftCrc32c, compute_icrc1};
 
+    mod cluster_pump;
     mod dmsg_peer;
     mod dump;
     mod handshake_rx;
     mod hostile_peer;
     mod key_file;
     mod pump;
+    pub use cluster_pump::{LINKS, PumpReach, RELAYS, cluster_pump};
     pub use dmsg_peer::dmsg_peer;
     pub use dump::dump;
     pub use handshake_rx::handshake_rx;

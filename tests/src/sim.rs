@@ -697,7 +697,7 @@ impl FaultInjector {
         per_mille > 0 && self.below(1000) < u64::from(per_mille)
     }
 
-    fn size(&mut self, cap: usize) -> usize {
+    pub(crate) fn size(&mut self, cap: usize) -> usize {
         let max = self.faults.max_transfer.min(cap).max(1);
         1 + usize::try_from(self.below(max as u64)).unwrap_or(0)
     }
@@ -755,8 +755,73 @@ impl Wire {
             .sum()
     }
 
+    /// Takes `segment`, written at `now`: it arrives `latency` later plus the injector's
+    /// delay (if any), never before the segment ahead of it, perhaps with one bit flipped.
+    pub(crate) fn push(
+        &mut self,
+        now: Instant,
+        latency: Duration,
+        mut segment: Vec<u8>,
+        faults: Option<&mut FaultInjector>,
+    ) {
+        let mut arrives_at = now + latency;
+        let mut corrupted = false;
+        if let Some(f) = faults {
+            arrives_at = arrives_at + f.delay();
+            corrupted = f.corrupt(&mut segment);
+            self.corrupted += usize::from(corrupted);
+        }
+        // A byte stream keeps its order: a segment never overtakes the one before.
+        if let Some(last) = self.in_flight.back() {
+            arrives_at = arrives_at.max(last.arrives_at);
+        }
+        self.in_flight.push_back(Segment {
+            arrives_at,
+            bytes: segment,
+            delivered: 0,
+            corrupted,
+        });
+    }
+
+    /// Hands the bytes that have arrived by `now`, at most `budget`, to `feed` (which
+    /// returns how many it took; fewer means it has no room). Returns the bytes taken.
+    pub(crate) fn deliver(
+        &mut self,
+        now: Instant,
+        mut budget: usize,
+        mut feed: impl FnMut(&[u8]) -> usize,
+    ) -> usize {
+        let mut moved = 0;
+        while budget > 0 {
+            let Some(segment) = self.in_flight.front_mut() else {
+                break;
+            };
+            if segment.arrives_at > now {
+                break;
+            }
+            let rest = &segment.bytes[segment.delivered..];
+            let taken = feed(&rest[..rest.len().min(budget)]);
+            if taken == 0 {
+                break; // the receiver has no room: like a full socket buffer
+            }
+            segment.delivered += taken;
+            self.corruption_delivered |= segment.corrupted;
+            budget -= taken;
+            moved += taken;
+            if segment.delivered == segment.bytes.len() {
+                self.in_flight.pop_front();
+            }
+        }
+        moved
+    }
+
+    /// Forgets every byte in flight (the connection is gone).
+    pub(crate) fn clear(&mut self) {
+        self.in_flight.clear();
+    }
+
     /// The next arrival after `now`, if one is waiting and the wire carries bytes.
-    fn next_arrival(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn next_arrival(&self, now: Instant) -> Option<Instant> {
         if self.cut {
             return None;
         }
@@ -934,52 +999,20 @@ fn carry<I: SimConnection>(
             from.io.advance_write(n).expect("advance within pending");
             from.wrote.extend_from_slice(&segment);
             from.write_log.push((now, from.wrote.len()));
-            let mut arrives_at = now;
-            let mut corrupted = false;
-            if let Some(f) = faults.as_mut() {
-                arrives_at = now + f.delay();
-                corrupted = f.corrupt(&mut segment);
-                wire.corrupted += usize::from(corrupted);
-            }
-            // A byte stream keeps its order: a segment never overtakes the one before.
-            if let Some(last) = wire.in_flight.back() {
-                arrives_at = arrives_at.max(last.arrives_at);
-            }
-            wire.in_flight.push_back(Segment {
-                arrives_at,
-                bytes: segment,
-                delivered: 0,
-                corrupted,
-            });
+            wire.push(now, Duration::ZERO, segment, faults.as_deref_mut());
             moved += n;
         }
     }
     if wire.cut || !to.reading {
         return moved;
     }
-    let mut budget = faults.as_mut().map_or(transfer, |f| f.size(transfer));
-    while budget > 0 {
-        let Some(segment) = wire.in_flight.front_mut() else {
-            break;
-        };
-        if segment.arrives_at > now {
-            break;
-        }
-        let rest = &segment.bytes[segment.delivered..];
-        let taken = to.io.feed(&rest[..rest.len().min(budget)]);
-        if taken == 0 {
-            break; // the receiver has no room: like a full socket buffer
-        }
-        segment.delivered += taken;
-        wire.corruption_delivered |= segment.corrupted;
-        budget -= taken;
-        moved += taken;
-        to.read_log.push((now, to.received_len() + taken));
-        if segment.delivered == segment.bytes.len() {
-            wire.in_flight.pop_front();
-        }
+    let budget = faults.as_mut().map_or(transfer, |f| f.size(transfer));
+    let before = to.received_len();
+    let taken = wire.deliver(now, budget, |bytes| to.io.feed(bytes));
+    if taken > 0 {
+        to.read_log.push((now, before + taken));
     }
-    moved
+    moved + taken
 }
 
 /// The two ends' sessions of one handshake, as `Handshake::poll` would give them: side A

@@ -61,6 +61,13 @@ fn dmsg_peer_seeds() {
 }
 
 #[test]
+fn cluster_pump_seeds() {
+    replay("cluster_pump", |data| {
+        h2msg_tests::fuzz::cluster_pump(data);
+    });
+}
+
+#[test]
 fn repair_makes_a_damaged_stream_decode_again() {
     // The repair helper must really fix CRCs, or the fuzzer would never get past them.
     // (Bytes chosen outside the size fields, which repair keeps as they are.)

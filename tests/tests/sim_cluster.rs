@@ -1,0 +1,511 @@
+//! The cluster (dmsg.md 5.3–5.5) through real DMSG connections: N simulated nodes, each a
+//! `Cluster` behind one `DmsgIocom` per link (`h2msg_tests::cluster_sim`). Scenario
+//! expectations are computed by hand in the comments; random graphs are checked against a
+//! breadth-first search. `rself` values come from the simulator's seeded generator, and
+//! expected `rnss` values are sums of them along the path.
+
+use std::time::Duration;
+
+use h2msg::cluster::Via;
+use h2msg::wire::PeerType;
+use h2msg_tests::cluster_sim::{ClusterSim, Cost, NodeSpec, random_graph, uuid};
+use h2msg_tests::sim::Faults;
+
+/// `sim` with `n` routers in a line 0 – 1 – … – n-1, converged.
+fn line(n: usize, seed: u64) -> ClusterSim {
+    let mut sim = ClusterSim::routers(n, seed);
+    for i in 1..n {
+        sim.connect(i - 1, i);
+    }
+    sim.run();
+    sim
+}
+
+/// `sim` with `n` routers in a ring 0 – 1 – … – n-1 – 0, converged.
+fn ring(n: usize, seed: u64) -> ClusterSim {
+    let mut sim = ClusterSim::routers(n, seed);
+    for i in 0..n {
+        sim.connect(i, (i + 1) % n);
+    }
+    sim.run();
+    sim
+}
+
+fn r(sim: &ClusterSim, node: usize) -> u32 {
+    sim.nodes[node].rself.get()
+}
+
+/// The `rnss` a span gets relayed by `path` (the originator first, which adds its own
+/// `rself` too, as every relaying node does: it sends its own registration as a relay).
+fn rnss(sim: &ClusterSim, path: &[usize]) -> u32 {
+    path.iter()
+        .fold(0u32, |acc, &n| acc.wrapping_add(r(sim, n)))
+}
+
+/// The link of `node` coming from `peer`.
+fn via(sim: &ClusterSim, node: usize, peer: usize) -> Via {
+    Via::Conn(sim.link_between(node, peer).expect("a link up"))
+}
+
+fn label(i: usize) -> Vec<u8> {
+    format!("node-{i}").into_bytes()
+}
+
+/// Asserts `node`'s one entry for `node-{of}` has exactly these links, best first.
+fn assert_links(sim: &ClusterSim, node: usize, of: usize, expected: &[(Via, u32, u32)]) {
+    let entries = sim.entries(node, &label(of));
+    assert_eq!(entries.len(), 1, "node {node}: entries for node-{of}");
+    assert_eq!(entries[0], expected, "node {node}: links to node-{of}");
+}
+
+fn assert_absent(sim: &ClusterSim, node: usize, of: &[u8]) {
+    assert!(
+        sim.entries(node, of).is_empty(),
+        "node {node} still has {}",
+        String::from_utf8_lossy(of)
+    );
+}
+
+#[test]
+fn line_of_three_gives_hop_counts_and_summed_rnss() {
+    let sim = line(3, 1);
+    // Node 0's registration: local at 0, dist 1 at node 1 (node 0 adds its rself), dist 2
+    // at node 2; node 1 does not send it back to 0 (split horizon), so one link each.
+    assert_links(&sim, 0, 0, &[(Via::Local, 0, 0)]);
+    assert_links(&sim, 1, 0, &[(via(&sim, 1, 0), 1, rnss(&sim, &[0]))]);
+    assert_links(&sim, 2, 0, &[(via(&sim, 2, 1), 2, rnss(&sim, &[0, 1]))]);
+    assert_links(&sim, 0, 2, &[(via(&sim, 0, 1), 2, rnss(&sim, &[2, 1]))]);
+    assert_links(&sim, 0, 1, &[(via(&sim, 0, 1), 1, rnss(&sim, &[1]))]);
+    sim.check_converged();
+}
+
+#[test]
+fn ring_of_four_breaks_the_equal_dist_tie_by_rnss() {
+    for seed in 1..=6 {
+        let sim = ring(4, seed);
+        // Node 2 hears node 0 at dist 2 both ways: via 1 with r0+r1, via 3 with r0+r3.
+        let (by_1, by_3) = (rnss(&sim, &[0, 1]), rnss(&sim, &[0, 3]));
+        assert_ne!(by_1, by_3, "seed {seed}: a tie left to arrival order");
+        let (near, far) = if by_1 < by_3 { (1, 3) } else { (3, 1) };
+        let mut both = vec![(via(&sim, 2, 1), 2, by_1), (via(&sim, 2, 3), 2, by_3)];
+        both.sort_by_key(|&(_, _, rn)| rn);
+        assert_links(&sim, 2, 0, &both);
+        // Node 2 relays its best (from `near`) on to `far` only: `far` holds node 0 at
+        // dist 1 directly and at dist 3 through node 2; `near` holds it once.
+        assert_links(
+            &sim,
+            far,
+            0,
+            &[
+                (via(&sim, far, 0), 1, rnss(&sim, &[0])),
+                (via(&sim, far, 2), 3, rnss(&sim, &[0, near, 2])),
+            ],
+        );
+        assert_links(&sim, near, 0, &[(via(&sim, near, 0), 1, rnss(&sim, &[0]))]);
+        sim.check_converged();
+    }
+}
+
+#[test]
+fn ring_of_five_keeps_the_longer_way_round_as_a_second_link() {
+    let sim = ring(5, 7);
+    // Node 0's registration: 1 and 4 at dist 1; 2 via 1 and 3 via 4 at dist 2; each of
+    // 2 and 3 also hears it from the other at dist 3 (their bests come from different
+    // sides, so neither is split-horizon to the other). 1 and 4 hear it once.
+    assert_links(&sim, 1, 0, &[(via(&sim, 1, 0), 1, rnss(&sim, &[0]))]);
+    assert_links(&sim, 4, 0, &[(via(&sim, 4, 0), 1, rnss(&sim, &[0]))]);
+    assert_links(
+        &sim,
+        2,
+        0,
+        &[
+            (via(&sim, 2, 1), 2, rnss(&sim, &[0, 1])),
+            (via(&sim, 2, 3), 3, rnss(&sim, &[0, 4, 3])),
+        ],
+    );
+    assert_links(
+        &sim,
+        3,
+        0,
+        &[
+            (via(&sim, 3, 4), 2, rnss(&sim, &[0, 4])),
+            (via(&sim, 3, 2), 3, rnss(&sim, &[0, 1, 2])),
+        ],
+    );
+    assert_links(&sim, 0, 0, &[(Via::Local, 0, 0)]);
+    sim.check_converged();
+}
+
+#[test]
+fn a_cut_in_the_ring_of_five_reroutes_the_long_way_and_a_new_link_heals_it() {
+    let mut sim = ring(5, 8);
+    let cut = sim.link_between(0, 1).expect("link 0-1");
+    sim.cut(cut);
+    sim.run();
+    // Now a line 1 – 2 – 3 – 4 – 0: node 1 hears node 0 at dist 4 through 2, 3, 4.
+    assert_links(
+        &sim,
+        1,
+        0,
+        &[(via(&sim, 1, 2), 4, rnss(&sim, &[0, 4, 3, 2]))],
+    );
+    assert_links(&sim, 2, 0, &[(via(&sim, 2, 3), 3, rnss(&sim, &[0, 4, 3]))]);
+    assert_links(
+        &sim,
+        0,
+        1,
+        &[(via(&sim, 0, 4), 4, rnss(&sim, &[1, 2, 3, 4]))],
+    );
+    sim.check_converged();
+
+    sim.connect(0, 1);
+    sim.run();
+    assert_links(&sim, 1, 0, &[(via(&sim, 1, 0), 1, rnss(&sim, &[0]))]);
+    assert_links(
+        &sim,
+        2,
+        0,
+        &[
+            (via(&sim, 2, 1), 2, rnss(&sim, &[0, 1])),
+            (via(&sim, 2, 3), 3, rnss(&sim, &[0, 4, 3])),
+        ],
+    );
+    sim.check_converged();
+}
+
+#[test]
+fn a_line_of_nineteen_carries_a_span_seventeen_hops_and_no_further() {
+    let sim = line(19, 3);
+    // Relayed while the link's dist is at most 16, so 17 is the largest dist sent.
+    let path: Vec<usize> = (0..17).collect();
+    assert_links(&sim, 17, 0, &[(via(&sim, 17, 16), 17, rnss(&sim, &path))]);
+    assert_absent(&sim, 18, &label(0));
+    // Node 1 is 17 hops from node 18: relayed by 1 to 17.
+    let path: Vec<usize> = (1..18).collect();
+    assert_links(&sim, 18, 1, &[(via(&sim, 18, 17), 17, rnss(&sim, &path))]);
+    assert_absent(&sim, 0, &label(18));
+    sim.check_converged();
+}
+
+#[test]
+fn a_client_is_never_sent_another_clients_span() {
+    // a (CLIENT) – r (ROUTER) – b (CLIENT), each registering: a and b CLIENT spans.
+    let client = |l: &str| NodeSpec::new(PeerType::CLIENT, u64::MAX, Some((PeerType::CLIENT, l)));
+    let specs = vec![client("a"), NodeSpec::router("r"), client("b")];
+    let mut sim: ClusterSim = ClusterSim::new(specs, 11);
+    sim.connect(0, 1);
+    sim.connect(1, 2);
+    sim.run();
+    let set = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect();
+    assert_eq!(sim.labels(1), set(&["a", "b", "r"]));
+    assert_eq!(sim.labels(0), set(&["a", "r"]), "b is CLIENT, a's conn too");
+    assert_eq!(sim.labels(2), set(&["b", "r"]));
+    assert!(sim.relay_violations().is_empty());
+}
+
+#[test]
+fn peer_mask_lets_through_only_the_types_asked_for() {
+    // x (registers BLOCK) – r (registers HAMMER2) – m (wants HAMMER2 only, registers
+    // HAMMER2).
+    let specs = vec![
+        NodeSpec::new(PeerType::ROUTER, u64::MAX, Some((PeerType::BLOCK, "x"))),
+        NodeSpec::router("r"),
+        NodeSpec::new(PeerType::HAMMER2, 1 << 3, Some((PeerType::HAMMER2, "m"))),
+    ];
+    let mut sim: ClusterSim = ClusterSim::new(specs, 12);
+    sim.connect(0, 1);
+    sim.connect(1, 2);
+    sim.run();
+    let set = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect();
+    assert_eq!(
+        sim.labels(2),
+        set(&["m", "r"]),
+        "x is BLOCK, not in m's mask"
+    );
+    assert_eq!(sim.labels(0), set(&["m", "r", "x"]));
+    assert_eq!(sim.labels(1), set(&["m", "r", "x"]));
+    assert!(sim.relay_violations().is_empty());
+}
+
+#[test]
+fn a_client_with_a_peer_id_is_sent_only_that_clusters_spans() {
+    // p7 and p9 register in clusters 7 and 9, r in the nil cluster; c is a CLIENT asking
+    // for cluster 7 only. All hang off r.
+    let mut p7 = NodeSpec::router("p7");
+    p7.registration.as_mut().unwrap().peer_id = uuid(7);
+    let mut p9 = NodeSpec::router("p9");
+    p9.registration.as_mut().unwrap().peer_id = uuid(9);
+    let mut c = NodeSpec::new(PeerType::CLIENT, u64::MAX, None);
+    c.conn.peer_id = uuid(7);
+    let mut sim: ClusterSim = ClusterSim::new(vec![p7, p9, NodeSpec::router("r"), c], 13);
+    for i in [0, 1, 3] {
+        sim.connect(i, 2);
+    }
+    sim.run();
+    let set = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect();
+    assert_eq!(sim.labels(3), set(&["p7"]));
+    assert_eq!(sim.labels(2), set(&["p7", "p9", "r"]));
+    assert_eq!(sim.labels(0), set(&["p7", "p9", "r"]));
+    assert!(sim.relay_violations().is_empty());
+}
+
+// ----- random graphs ------------------------------------------------------------------
+
+/// Transactions a side for the 500-node graphs: every link may carry a span for each of
+/// the 500 registrations, plus closes in flight.
+const BIG: usize = 1024;
+
+/// Delays on a third of the segments (up to 4 ms on top of the 1 ms hop), so that spans
+/// from different directions arrive in varied orders.
+fn jitter(seed: u64) -> Faults {
+    Faults {
+        delay_per_mille: 300,
+        max_delay: Duration::from_millis(4),
+        ..Faults::varying_sizes(seed)
+    }
+}
+
+/// `n` routers on a random connected graph with `extra` edges beyond a spanning tree;
+/// only the nodes `registers` picks register. Converged and checked.
+fn random_cluster<const T: usize>(
+    n: usize,
+    extra: usize,
+    seed: u64,
+    registers: impl Fn(usize) -> bool,
+    faults: Option<Faults>,
+) -> (ClusterSim<T>, Cost) {
+    let specs = (0..n)
+        .map(|i| {
+            let label = format!("node-{i}");
+            let reg = registers(i).then_some((PeerType::HAMMER2, label.as_str()));
+            NodeSpec::new(PeerType::ROUTER, u64::MAX, reg)
+        })
+        .collect();
+    let mut sim = ClusterSim::<T>::new(specs, seed);
+    sim.faults = faults;
+    for (a, b) in random_graph(n, extra, seed) {
+        sim.connect(a, b);
+    }
+    let cost = sim.run();
+    sim.check_converged();
+    (sim, cost)
+}
+
+/// The random events of the churn tests: links cut and restored, nodes crashed and
+/// rejoined, one to three at a time (changes that overlap in flight), each batch run to
+/// quiescence and checked against the BFS.
+fn churn<const T: usize>(sim: &mut ClusterSim<T>, batches: usize) {
+    let n = sim.nodes.len();
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let mut crashed: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut events = [0usize; 4];
+    for _ in 0..batches {
+        for _ in 0..1 + sim.below(3) {
+            let kind = sim.below(4);
+            match kind {
+                0 => {
+                    let up = sim.links_up();
+                    if up.is_empty() {
+                        continue;
+                    }
+                    let (id, a, b) = up[sim.below(up.len())];
+                    sim.cut(id);
+                    cut.push((a, b));
+                }
+                1 if !cut.is_empty() => {
+                    let (a, b) = cut.swap_remove(sim.below(cut.len()));
+                    let alive = sim.nodes[a].alive && sim.nodes[b].alive;
+                    if alive && sim.link_between(a, b).is_none() {
+                        sim.connect(a, b);
+                    }
+                }
+                2 if crashed.len() < n / 4 => {
+                    let alive: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].alive).collect();
+                    let node = alive[sim.below(alive.len())];
+                    let neighbours = sim
+                        .links_up()
+                        .into_iter()
+                        .filter_map(|(_, a, b)| match (a == node, b == node) {
+                            (true, _) => Some(b),
+                            (_, true) => Some(a),
+                            _ => None,
+                        })
+                        .collect();
+                    sim.crash(node);
+                    crashed.push((node, neighbours));
+                }
+                3 if !crashed.is_empty() => {
+                    let (node, neighbours) = crashed.swap_remove(sim.below(crashed.len()));
+                    sim.rejoin(node, &neighbours);
+                }
+                _ => continue,
+            }
+            events[kind] += 1;
+        }
+        sim.run();
+        sim.check_converged();
+    }
+    // Each kind of event happened, or the run tested less than it claims.
+    assert!(events.iter().all(|&k| k > 0), "events by kind: {events:?}");
+}
+
+#[test]
+fn random_graphs_of_ten_converge_through_cuts_restores_crashes_and_rejoins() {
+    for seed in 1..=4 {
+        let (mut sim, _) = random_cluster::<256>(10, 5, seed, |_| true, Some(jitter(seed)));
+        churn(&mut sim, 40);
+    }
+}
+
+#[test]
+fn a_random_graph_of_a_hundred_converges_through_churn() {
+    let (mut sim, _) = random_cluster::<256>(100, 50, 21, |_| true, Some(jitter(21)));
+    churn(&mut sim, 12);
+}
+
+#[test]
+fn a_random_graph_of_five_hundred_converges_and_survives_a_cut_and_a_crash() {
+    // Every tenth node registers, so that the debug build runs this in seconds; the
+    // ignored test below has all 500 register.
+    let (mut sim, _) = random_cluster::<256>(500, 250, 31, |i| i % 10 == 0, None);
+    let (id, _, _) = sim.links_up()[7];
+    sim.cut(id);
+    sim.run();
+    sim.check_converged();
+    sim.crash(0);
+    sim.run();
+    sim.check_converged();
+    assert!(sim.labels(1).iter().all(|l| l != b"node-0"));
+}
+
+/// `cargo test --release -p h2msg-tests --test sim_cluster -- --ignored every_node`
+/// (about a minute in release).
+#[test]
+#[ignore = "heavy: 500 registrations over 750 links; run in release"]
+fn a_random_graph_of_five_hundred_where_every_node_registers_converges_through_churn() {
+    let (mut sim, _) = random_cluster::<BIG>(500, 250, 41, |_| true, Some(jitter(41)));
+    churn(&mut sim, 6);
+}
+
+#[test]
+fn frames_corrupted_in_flight_lose_their_links_and_the_rest_converges() {
+    // A flipped bit fails the receiver's CRC check: that link is lost (both ends), and
+    // the cluster must settle on the links left.
+    let faults = Faults {
+        corrupt_per_mille: 5,
+        ..jitter(51)
+    };
+    let (sim, _) = random_cluster::<256>(30, 20, 51, |_| true, Some(faults));
+    let up = sim.links_up().len();
+    assert!(up < 29 + 20, "no link was lost: the test tests nothing");
+    assert!(up > 0, "every link was lost: the test tests little");
+}
+
+// ----- measurements -------------------------------------------------------------------
+
+/// A row of the convergence table: the mean of `costs`.
+fn row(what: &str, n: usize, costs: &[Cost], extra: &str) {
+    let k = costs.len().max(1) as u64;
+    let sum = |f: fn(&Cost) -> u64| costs.iter().map(f).sum::<u64>() / k;
+    println!(
+        "| {what} | {n} | {} | {} | {} | {} | {extra} |",
+        sum(|c| c.span_opens),
+        sum(|c| c.span_closes),
+        sum(|c| c.messages),
+        sum(|c| c.time.as_millis() as u64),
+    );
+}
+
+/// What the joins, cuts, crashes and withdrawals of one graph cost; checked after each.
+fn measure(n: usize, extra: usize, picks: usize, seed: u64, name: &str) {
+    let (mut sim, join) = random_cluster::<BIG>(n, extra, seed, |_| true, None);
+    row(&format!("join ({name})"), n, &[join], "");
+
+    let mut cuts = Vec::new();
+    for _ in 0..picks {
+        let up = sim.links_up();
+        let (id, a, b) = up[sim.below(up.len())];
+        sim.cut(id);
+        cuts.push(sim.run());
+        sim.check_converged();
+        sim.connect(a, b);
+        sim.run();
+    }
+    row(&format!("one link cut ({name})"), n, &cuts, "");
+
+    let mut crashes = Vec::new();
+    for _ in 0..picks {
+        let node = sim.below(n);
+        let neighbours: Vec<usize> = sim
+            .links_up()
+            .into_iter()
+            .filter_map(|(_, a, b)| (a == node).then_some(b).or((b == node).then_some(a)))
+            .collect();
+        sim.crash(node);
+        crashes.push(sim.run());
+        sim.check_converged();
+        sim.rejoin(node, &neighbours);
+        sim.run();
+    }
+    row(&format!("node crash ({name})"), n, &crashes, "");
+
+    // A node cut off while alive: how long its registration lives on elsewhere (count to
+    // 16 over the cycles), and the highest dist any node held for it meanwhile.
+    let (mut gone, mut total, mut highest) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..picks {
+        let x = sim.below(n);
+        let label = format!("node-{x}").into_bytes();
+        let links: Vec<(u64, usize, usize)> = sim
+            .links_up()
+            .into_iter()
+            .filter(|&(_, a, b)| a == x || b == x)
+            .collect();
+        for &(id, _, _) in &links {
+            sim.cut(id);
+        }
+        let (all, until_gone) = sim.run_watching(|s| {
+            let mut held = false;
+            for u in (0..n).filter(|&u| u != x) {
+                for links in s.entries(u, &label) {
+                    held = true;
+                    highest = highest.max(links[0].1);
+                }
+            }
+            !held
+        });
+        sim.check_converged();
+        gone.push(until_gone.expect("the registration disappears"));
+        total.push(all);
+        for &(_, a, b) in &links {
+            sim.connect(a, b);
+        }
+        sim.run();
+    }
+    assert!(highest <= 17, "a dist above 17 was held: {highest}");
+    row(
+        &format!("registration of a cut-off node gone ({name})"),
+        n,
+        &gone,
+        &format!("highest dist held meanwhile: {highest}"),
+    );
+    row(
+        &format!("cut-off node, to quiescence ({name})"),
+        n,
+        &total,
+        "",
+    );
+}
+
+/// Prints the convergence table (markdown):
+/// `cargo test --release -p h2msg-tests --test sim_cluster -- --ignored --nocapture table`.
+/// Means over several picks; 1 ms per hop, no other delay.
+#[test]
+#[ignore = "measurement: prints the convergence table; run in release"]
+fn convergence_table() {
+    println!("| event | nodes | span opens | span closes | DMSG messages | virtual ms | note |");
+    println!("|---|---|---|---|---|---|---|");
+    for &(n, picks) in &[(10usize, 8usize), (100, 5), (500, 3)] {
+        measure(n, n / 2, picks, 61, "graph");
+        measure(n, 0, picks, 62, "tree");
+    }
+}
