@@ -236,6 +236,17 @@ impl ClusterHub {
         waker.wake();
     }
 
+    /// Runs the whole scan if a relay is waiting for "the next trigger" (a relay that
+    /// could not be sent, or one its receiver closed; docs/dmsg.md 5.4): link threads call
+    /// it when their timers wake them, so a quiet cluster retries within a second.
+    pub fn rescan_if_stale(&self) {
+        self.update(|cluster, out| {
+            if cluster.rescan_pending() {
+                cluster.rescan(&mut |a| out(a));
+            }
+        });
+    }
+
     /// Moves our registration to a new route sequence, as a node asked (docs/dmsg.md 5.9).
     ///
     /// # Errors

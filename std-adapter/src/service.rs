@@ -1058,7 +1058,11 @@ impl Node {
             counters.update(slot, link.io().stats());
             let input = match waited {
                 Waited::Event(input) => input,
-                Waited::Elapsed | Waited::Woken => continue,
+                Waited::Elapsed => {
+                    self.cluster.rescan_if_stale();
+                    continue;
+                }
+                Waited::Woken => continue,
                 Waited::Closed => break,
             };
             match input {

@@ -566,6 +566,14 @@ impl<S: Storage> Cluster<S> {
         self.scan_all(out);
     }
 
+    /// Whether a pair may be stale (a relay closed by its receiver, or one that could not
+    /// be opened) until the next trigger: a caller with a timer calls
+    /// [`rescan`](Self::rescan) then, so that a quiet cluster does not wait for one.
+    #[must_use]
+    pub const fn rescan_pending(&self) -> bool {
+        self.rescan_all
+    }
+
     // ----- queries ----------------------------------------------------------------------
 
     /// Where our span `msgid` on `conn` gets its payload: the link it relays (for
