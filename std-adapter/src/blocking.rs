@@ -287,8 +287,11 @@ struct Buffers {
     /// The socket went back to the caller ([`Duplex::into_inner`]): the threads finish
     /// without shutting it down.
     released: bool,
-    /// A [`DuplexWaker`] asked the caller to look up.
+    /// A [`DuplexWaker`] asked the caller to look up: the next wait returns at once.
     woken: bool,
+    /// …and `take_wake` reports it (a wait consumes only `woken`, so that a flush
+    /// loop that waits again does not spin on one wake).
+    wake_noted: bool,
 }
 
 impl Buffers {
@@ -346,6 +349,7 @@ impl<S: DuplexStream> Duplex<S> {
                 closing: false,
                 released: false,
                 woken: false,
+                wake_noted: false,
             }),
             changed: Condvar::new(),
         });
@@ -413,7 +417,10 @@ pub struct DuplexWaker(Arc<Shared>);
 impl DuplexWaker {
     /// Asks the link's caller to look up: its wait returns `Waited::Woken`.
     pub fn wake(&self) {
-        self.0.lock().woken = true;
+        let mut buffers = self.0.lock();
+        buffers.woken = true;
+        buffers.wake_noted = true;
+        drop(buffers);
         self.0.changed.notify_all();
     }
 }
@@ -602,7 +609,11 @@ impl<S: DuplexStream> Transport for Duplex<S> {
         loop {
             let readable = !buffers.incoming.is_empty() || !matches!(buffers.input, InputEnd::Open);
             let writable = buffers.write_room() > 0 || buffers.write_failed.is_some();
-            if (interest.read && readable) || (interest.write && writable) || buffers.woken {
+            if (interest.read && readable) || (interest.write && writable) {
+                return Ok(());
+            }
+            if buffers.woken {
+                buffers.woken = false;
                 return Ok(());
             }
             let Some(until) = until else {
@@ -627,6 +638,8 @@ impl<S: DuplexStream> Transport for Duplex<S> {
     }
 
     fn take_wake(&mut self) -> bool {
-        std::mem::take(&mut self.shared.lock().woken)
+        let mut buffers = self.shared.lock();
+        buffers.woken = false;
+        std::mem::take(&mut buffers.wake_noted)
     }
 }

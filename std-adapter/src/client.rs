@@ -605,9 +605,16 @@ fn routed_shell(
             return Err(other(format!("{label}: its span was withdrawn")));
         };
         let aux = [truncate_line(&line).as_bytes(), &[0]].concat();
+        // CREATE|DELETE: the request is whole, so every relay on the way frees its twin
+        // once the answer's DELETE has passed (docs/dmsg.md 5.8).
         let request = link
             .io()
-            .open(Cmd::DBG_SHELL, Some(DmsgKey::theirs(span)), &[], &aux)
+            .open(
+                Cmd::DBG_SHELL.set(MsgFlags::DELETE),
+                Some(DmsgKey::theirs(span)),
+                &[],
+                &aux,
+            )
             .map_err(other)?;
         if !wait(link, &mut spans, Some(request.msgid), out)? {
             return Err(timed_out(&format!("no answer from {label:?}")));

@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use h2msg::SendError;
 use h2msg::cluster::{
-    Action, Cluster, ClusterError, ClusterStats, Heap, Limits, Registration, Route, SpanInput,
-    TwinId, Via, send_action,
+    Action, Cluster, ClusterError, ClusterStats, Heap, Limits, Registration, Route, Sent,
+    SpanInput, TwinId, Via, send_action,
 };
+use h2msg::ioq::TxError;
 use h2msg::trans::DmsgKey;
 use h2msg::wire::{Cmd, DMSG_ERR_LOSTLINK, LnkSpan, MsgFlags};
 
@@ -72,7 +74,14 @@ struct Mailbox {
 struct Hub {
     cluster: Cluster<Heap>,
     mailboxes: HashMap<u64, Mailbox>,
+    /// Registrations (by their current number) moved to a new route sequence lately.
+    bumped: HashMap<u64, std::time::Instant>,
+    /// Registrations asked to move again within [`BUMP_INTERVAL`].
+    deferred_bumps: std::collections::HashSet<u64>,
 }
+
+/// The least time between two moves of one registration to a new route sequence.
+pub const BUMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Hub {
     /// Queues `actions` for their links; returns the wakers of the links that got some.
@@ -117,7 +126,8 @@ fn forward_one(
     link: u64,
     f: &Forwarded,
     made: &mut Vec<Action>,
-) {
+) -> Sent {
+    let full = |e: &SendError| matches!(e, SendError::Tx(TxError::QueueFull { .. }));
     let deleted = f.cmd.flags().contains(MsgFlags::DELETE);
     if let Some(parent) = f.open_under {
         match io.forward_open(f.cmd, Some(parent), f.error, &f.ext, &f.aux) {
@@ -129,15 +139,22 @@ fn forward_one(
                     let _ = io.abort(DmsgKey::ours(sent.msgid), DMSG_ERR_LOSTLINK);
                 }
             }
+            Err(e) if full(&e) => return Sent::QueueFull,
+            // No slot for the twin: the requester hears LOSTLINK rather than nothing.
             Err(_) => cluster.end_twin(f.twin, &mut |a| made.push(a)),
         }
-        return;
+        return Sent::Done;
     }
-    if let Some(key) = cluster.twin_key(f.twin, link)
-        && io.forward(key, f.cmd, f.error, &f.ext, &f.aux).is_ok()
-    {
-        cluster.twin_forwarded(f.twin, link, deleted);
+    let Some(key) = cluster.twin_key(f.twin, link) else {
+        return Sent::Done; // the route is gone; both halves were told
+    };
+    match io.forward(key, f.cmd, f.error, &f.ext, &f.aux) {
+        Ok(_) => cluster.twin_forwarded(f.twin, link, deleted),
+        Err(e) if full(&e) => return Sent::QueueFull,
+        // The transaction broke on this side: end the routed pair, not just this element.
+        Err(_) => cluster.end_twin(f.twin, &mut |a| made.push(a)),
     }
+    Sent::Done
 }
 
 /// The cluster of a service and the mailboxes of its DMSG links.
@@ -158,6 +175,8 @@ impl ClusterHub {
         Self(Mutex::new(Hub {
             cluster: Cluster::new(&Heap(limits), rself),
             mailboxes: HashMap::new(),
+            bumped: HashMap::new(),
+            deferred_bumps: std::collections::HashSet::new(),
         }))
     }
 
@@ -236,42 +255,98 @@ impl ClusterHub {
         waker.wake();
     }
 
-    /// Runs the whole scan if a relay is waiting for "the next trigger" (a relay that
-    /// could not be sent, or one its receiver closed; docs/dmsg.md 5.4): link threads call
-    /// it when their timers wake them, so a quiet cluster retries within a second.
+    /// Runs the whole scan if a relay that could not be sent waits for "the next trigger"
+    /// (docs/dmsg.md 5.4): link threads call it when their timers wake them, so a quiet
+    /// cluster retries within a second.
     pub fn rescan_if_stale(&self) {
         self.update(|cluster, out| {
-            if cluster.rescan_pending() {
+            if cluster.retry_pending() {
                 cluster.rescan(&mut |a| out(a));
             }
         });
+        let now = std::time::Instant::now();
+        let due: Vec<u64> = {
+            let mut hub = self.lock();
+            let hub = &mut *hub;
+            hub.bumped
+                .retain(|_, at| now.duration_since(*at) < BUMP_INTERVAL);
+            let due: Vec<u64> = hub
+                .deferred_bumps
+                .iter()
+                .copied()
+                .filter(|r| !hub.bumped.contains_key(r))
+                .collect();
+            for r in &due {
+                hub.deferred_bumps.remove(r);
+            }
+            due
+        };
+        for registration in due {
+            // Withdrawn meanwhile: nothing to move.
+            let _ = self.bump(Registration(registration));
+        }
     }
 
-    /// Moves our registration to a new route sequence, as a node asked (docs/dmsg.md 5.9).
+    /// Moves our registration to a new route sequence, as a node asked (docs/dmsg.md 5.9):
+    /// only with the loop guard on, and at most once per [`BUMP_INTERVAL`] per
+    /// registration, since each move re-advertises it across the whole cluster. A request
+    /// that comes sooner is kept and served when the interval is over (by a link's timer,
+    /// [`rescan_if_stale`](Self::rescan_if_stale)); `None` then, or with the guard off.
     ///
     /// # Errors
     /// As [`Cluster::bump`].
-    pub fn bump(&self, registration: Registration) -> Result<Registration, ClusterError> {
-        self.update(|cluster, out| cluster.bump(registration, &mut |a| out(a)))
+    pub fn bump(&self, registration: Registration) -> Result<Option<Registration>, ClusterError> {
+        let now = std::time::Instant::now();
+        {
+            let mut hub = self.lock();
+            if !hub.cluster.loop_guard() {
+                return Ok(None);
+            }
+            hub.bumped
+                .retain(|_, at| now.duration_since(*at) < BUMP_INTERVAL);
+            if hub.bumped.contains_key(&registration.0) {
+                hub.deferred_bumps.insert(registration.0);
+                return Ok(None);
+            }
+        }
+        let moved = self.update(|cluster, out| cluster.bump(registration, &mut |a| out(a)))?;
+        self.lock().bumped.insert(moved.0, now);
+        Ok(Some(moved))
     }
 
     /// Sends what is queued for link `link` on its connection `io`.
-    pub fn deliver(&self, link: u64, io: &mut StdDmsgIocom<CLUSTER_TRANSACTIONS>) {
+    /// What is queued goes out in order; when the transmit queue fills, the rest stays
+    /// queued, in order (a close the cluster already forgot must not be lost), and the
+    /// result is true: call again once the link has written some out.
+    pub fn deliver(&self, link: u64, io: &mut StdDmsgIocom<CLUSTER_TRANSACTIONS>) -> bool {
         let mut hub = self.lock();
         let Some(mailbox) = hub.mailboxes.get_mut(&link) else {
-            return;
+            return false;
         };
-        let queued = std::mem::take(&mut mailbox.queued);
+        let mut queued = std::mem::take(&mut mailbox.queued).into_iter();
         let mut made = Vec::new();
-        for work in &queued {
-            match work {
+        let mut left = Vec::new();
+        for work in queued.by_ref() {
+            let sent = match &work {
                 Work::Cluster(action) => send_action(io, &mut hub.cluster, action),
                 Work::Forward(f) => forward_one(io, &mut hub.cluster, link, f, &mut made),
+            };
+            if sent == Sent::QueueFull {
+                left.push(work);
+                break;
             }
+        }
+        left.extend(queued);
+        let full = !left.is_empty();
+        if let Some(mailbox) = hub.mailboxes.get_mut(&link) {
+            // Work posted meanwhile (by this thread's own actions) goes after what was left.
+            left.append(&mut mailbox.queued);
+            mailbox.queued = left;
         }
         let wakers = hub.post(made);
         drop(hub);
         wake_all(wakers);
+        full
     }
 
     /// The `tree` dump (docs/dmsg.md 6.4).

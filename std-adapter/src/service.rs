@@ -1050,11 +1050,16 @@ impl Node {
         let mut pings_out = 0u32;
         let mut counters = Publisher::default();
         loop {
-            // Spans other links' news made for this one (they woke us), and our own.
-            self.cluster.deliver(slot.id, link.io());
-            let waited = link.next_event_until(counters.deadline(), |e| {
-                DmsgInput::of(e, &self.cluster, slot.id)
-            })?;
+            // Spans other links' news made for this one (they woke us), and our own. With
+            // the transmit queue full, look again soon: the link writes meanwhile.
+            let backlog = self.cluster.deliver(slot.id, link.io());
+            let deadline = if backlog {
+                crate::blocking::now() + MAILBOX_RETRY
+            } else {
+                counters.deadline()
+            };
+            let waited =
+                link.next_event_until(deadline, |e| DmsgInput::of(e, &self.cluster, slot.id))?;
             counters.update(slot, link.io().stats());
             let input = match waited {
                 Waited::Event(input) => input,
@@ -1149,7 +1154,6 @@ impl Node {
         cmd: u32,
         line: &[u8],
     ) -> Result<(), LinkError> {
-        let io = link.io();
         if cmd == Cmd::DBG_SHELL.raw() {
             let mut answer = dmsg_shell::answer(Some(line), || self.cluster.tree());
             if let Some(host) = &answer.span {
@@ -1167,23 +1171,36 @@ impl Node {
                 } else {
                     MsgFlags::NONE
                 };
-                io.send(key, Cmd::DBG_SHELL.set(first), &[], &aux)
-                    .map_err(LinkError::Send)?;
+                // A long answer (a big cluster's `tree`) waits for room, as the one-way
+                // shell's does, rather than failing the link.
+                loop {
+                    match link.io().send(key, Cmd::DBG_SHELL.set(first), &[], &aux) {
+                        Ok(_) => break,
+                        Err(SendError::Tx(TxError::QueueFull { .. })) => link.flush()?,
+                        // The requester went (its link, or the route): nothing to answer.
+                        Err(_) => return Ok(()),
+                    }
+                }
             }
-            let _ = io.answer(key, true, 0);
+            let _ = link.io().answer(key, true, 0);
         } else if cmd == Cmd::LNK_PING.raw() {
-            let _ = io.answer(key, true, 0);
+            let _ = link.io().answer(key, true, 0);
         } else if cmd == Cmd::DMSG_LNK_SEQREQ.raw() {
-            if let Err(e) = self.cluster.bump(registration) {
-                warn!("link {id}: a new route sequence for our registration: {e}");
+            match self.cluster.bump(registration) {
+                Ok(Some(_)) | Err(ClusterError::Unknown) => {}
+                Ok(None) => debug!("link {id}: a new route sequence asked again too soon"),
+                Err(e) => warn!("link {id}: a new route sequence for our registration: {e}"),
             }
-            let _ = io.answer(key, true, 0);
+            let _ = link.io().answer(key, true, 0);
         } else {
-            let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
+            let _ = link.io().answer(key, true, DMSG_ERR_NOSUPP);
         }
         Ok(())
     }
 }
+
+/// How soon a link whose transmit queue was too full for its mailbox tries again.
+const MAILBOX_RETRY: Duration = Duration::from_millis(5);
 
 /// Serves the one DMSG link over `stream` as `h2msg service --proto dmsg` serves an
 /// accepted link (its setup with `keys`, `LNK_CONN`, the debug shell, spans), on a node of

@@ -171,6 +171,10 @@ fn a_registration_travels_a_line_of_three_services_and_is_withdrawn_with_its_pat
         "{lines:?}"
     );
 
+    // Each routed request was closed by both ends: B, the relay, holds no twin.
+    let status = shell(&client, &b.endpoint, "status\n");
+    assert!(status.contains(" routed 0 "), "{status}");
+
     // `h2msg tree`: C's own view, and A's asked across the cluster.
     let keydir = client.to_str().unwrap();
     let own = common::h2msg_ok(&["--keydir", keydir, "tree", &c.endpoint]);

@@ -6,7 +6,8 @@
 use rand_core::Rng;
 
 use super::{Action, Cluster, ClusterError, ConnId, Storage};
-use crate::iocom::DmsgIocom;
+use crate::iocom::{DmsgIocom, SendError};
+use crate::ioq::TxError;
 use crate::trans::{DmsgKey, Received, Side};
 use crate::wire::{
     Cmd, Crc32c, DMSG_ERR_IO, DMSG_ERR_LOSTLINK, DmsgReceivedHeader, LnkConn, LnkSpan, MessageView,
@@ -40,11 +41,14 @@ impl SpanInput {
     pub fn of(msg: &MessageView<'_, DmsgReceivedHeader>, received: &Received) -> Option<Self> {
         let Received::Element {
             key,
+            parent: None,
             effective_cmd,
             opened,
             ..
         } = *received
         else {
+            // LNK_CONN and LNK_SPAN are top-level transactions (dmsg.md 5.2); stacked
+            // ones are the application's (or a route's).
             return None;
         };
         let base = effective_cmd.clear(MsgFlags::REPLY).switch_key();
@@ -110,51 +114,73 @@ where
     let _ = io.answer(DmsgKey::theirs(msgid), true, DMSG_ERR_IO);
 }
 
+/// How [`send_action`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Done (or nothing was left to do).
+    Done,
+    /// The transmit queue is full: send the same action again once it has drained, and
+    /// nothing queued after it before (closes must not be lost: the cluster forgot the
+    /// relay or twin already).
+    QueueFull,
+}
+
+/// Whether a send failed only for want of room in the transmit queue.
+const fn queue_full<T>(result: &Result<T, SendError>) -> bool {
+    matches!(result, Err(SendError::Tx(TxError::QueueFull { .. })))
+}
+
 /// Sends `action` on `io`, the connection it names, and tells the cluster how it went:
 /// an opened relay's msgid, or that it could not be opened (retried later). A close whose
 /// relay has no msgid yet sends nothing: its open was never sent, and the caller drops it
-/// from its queue.
+/// from its queue. A full transmit queue is [`Sent::QueueFull`]: nothing was sent or
+/// recorded, try again later.
 pub fn send_action<M, R, C, const T: usize, S: Storage>(
     io: &mut DmsgIocom<M, R, C, T>,
     cluster: &mut Cluster<S>,
     action: &Action,
-) where
+) -> Sent
+where
     M: AsRef<[u8]> + AsMut<[u8]>,
     R: Rng,
     C: Crc32c + Clone,
 {
-    match action {
+    let result = match action {
         Action::OpenSpan { relay, span, .. } => {
-            match io.open(Cmd::DMSG_LNK_SPAN, None, span.as_ext(), &[]) {
+            let opened = io.open(Cmd::DMSG_LNK_SPAN, None, span.as_ext(), &[]);
+            match &opened {
                 Ok(sent) => {
                     if !cluster.relay_opened(*relay, sent.msgid) {
                         // Closed by the cluster while queued: take it back at once.
                         let _ = io.answer(DmsgKey::ours(sent.msgid), true, 0);
                     }
                 }
+                Err(_) if queue_full(&opened) => {}
                 Err(_) => cluster.relay_failed(*relay),
             }
+            opened.map(drop)
         }
+        // Our DELETE may have gone already (the receiver closed first): nothing to do.
         Action::CloseSpan {
             msgid: Some(msgid), ..
-        } => {
-            // Nothing to do if the receiver closed it first and our DELETE went out.
-            let _ = io.answer(DmsgKey::ours(*msgid), true, 0);
-        }
-        Action::CloseSpan { msgid: None, .. } | Action::Terminate { key: None, .. } => {}
-        Action::RequestSeqno { under, .. } => {
-            // Best effort: without it the node stays unreachable until the next sequence.
-            let _ = io.open(
+        } => io.answer(DmsgKey::ours(*msgid), true, 0).map(drop),
+        Action::CloseSpan { msgid: None, .. } | Action::Terminate { key: None, .. } => Ok(()),
+        // Best effort: without it the node stays unreachable until the next sequence.
+        Action::RequestSeqno { under, .. } => io
+            .open(
                 Cmd::DMSG_LNK_SEQREQ.set(MsgFlags::DELETE),
                 Some(DmsgKey::theirs(*under)),
                 &[],
                 &[],
-            );
-        }
-        Action::Terminate { key: Some(key), .. } => {
-            // Nothing to do if our half had closed already.
-            let _ = io.abort(*key, DMSG_ERR_LOSTLINK);
-        }
+            )
+            .map(drop),
+        // Nothing to do if our half had closed already.
+        Action::Terminate { key: Some(key), .. } => io.abort(*key, DMSG_ERR_LOSTLINK).map(drop),
+    };
+    if queue_full(&result) {
+        Sent::QueueFull
+    } else {
+        Sent::Done
     }
 }
 

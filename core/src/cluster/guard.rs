@@ -26,6 +26,12 @@ impl<S: Storage> Cluster<S> {
         self.guard = on;
     }
 
+    /// Whether the loop guard is on.
+    #[must_use]
+    pub const fn loop_guard(&self) -> bool {
+        self.guard
+    }
+
     /// Whether `link` may be `node`'s best (docs/dmsg.md 5.9).
     pub(super) fn feasible(&self, node: &Node, link: &Link) -> bool {
         if !self.guard || link.route_seq == 0 {
@@ -61,12 +67,10 @@ impl<S: Storage> Cluster<S> {
             .copied();
         let mut updated = entry;
         match best {
+            // What we advertise now. For the same sequence it is never more than the
+            // feasible distance (the link is feasible), so this keeps the minimum.
             Some(b) if b.route_seq != 0 => {
-                let advertised = b.dist.saturating_add(1);
-                updated.fd = Some(match entry.fd {
-                    Some((seq, dist)) if seq == b.route_seq => (seq, dist.min(advertised)),
-                    _ => (b.route_seq, advertised),
-                });
+                updated.fd = Some((b.route_seq, b.dist.saturating_add(1)));
             }
             Some(_) => {}
             None => {

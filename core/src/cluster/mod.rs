@@ -47,7 +47,7 @@ mod table;
 use core::cmp::Ordering;
 use core::fmt;
 
-pub use connection::{SpanInput, refuse_span, send_action};
+pub use connection::{Sent, SpanInput, refuse_span, send_action};
 pub use route::{Route, Twin, TwinId};
 #[cfg(feature = "alloc")]
 pub use table::{Capped, Heap};
@@ -307,6 +307,10 @@ pub struct Cluster<S: Storage> {
     next_id: u64,
     /// A pair may be stale: the next trigger scans everything.
     rescan_all: bool,
+    /// A relay could not be opened: worth a scan on the caller's timer too.
+    retry_relays: bool,
+    /// The connection [`link_down`](Self::link_down) is taking out: nothing is sent on it.
+    going: Option<ConnId>,
     /// The loop guard is on (docs/dmsg.md 5.9).
     guard: bool,
     stats: ClusterStats,
@@ -351,6 +355,8 @@ impl<S: Storage> Cluster<S> {
             rself: rself.get(),
             next_id: 0,
             rescan_all: false,
+            retry_relays: false,
+            going: None,
             guard: false,
             stats: ClusterStats::default(),
         }
@@ -420,10 +426,7 @@ impl<S: Storage> Cluster<S> {
     /// its sender had closed it, each with its rescan.
     pub fn link_down(&mut self, conn: ConnId, out: &mut impl FnMut(Action)) {
         self.drop_conn::<fn(Action)>(conn, None);
-        self.cut_twins(
-            |t| (t.from == conn || t.to == conn).then_some(Some(conn)),
-            out,
-        );
+        self.going = Some(conn);
         while let Some(seq) = self
             .t
             .links
@@ -434,6 +437,12 @@ impl<S: Storage> Cluster<S> {
         {
             self.withdraw_link(seq, out);
         }
+        // Twins with a half on the lost link, after the spans' DELETEs (dmsg.md 4.6).
+        self.cut_twins(
+            |t| (t.from == conn || t.to == conn).then_some(Some(conn)),
+            out,
+        );
+        self.going = None;
     }
 
     /// The peer of `conn` opened the span `msgid` with `span` as its payload (integers in
@@ -527,6 +536,7 @@ impl<S: Storage> Cluster<S> {
         if self.remove_relay(relay.0).is_some() {
             self.stats.relays_failed += 1;
             self.rescan_all = true;
+            self.retry_relays = true;
         }
     }
 
@@ -566,12 +576,14 @@ impl<S: Storage> Cluster<S> {
         self.scan_all(out);
     }
 
-    /// Whether a pair may be stale (a relay closed by its receiver, or one that could not
-    /// be opened) until the next trigger: a caller with a timer calls
-    /// [`rescan`](Self::rescan) then, so that a quiet cluster does not wait for one.
+    /// Whether a relay could not be opened (no room in a table or the caller's queue) and
+    /// waits for the next trigger: a caller with a timer calls [`rescan`](Self::rescan)
+    /// then, so that a quiet cluster does not wait for one. (A relay its receiver closed
+    /// waits for a real trigger, as in libdmsg: retrying it on a timer would only have it
+    /// refused again.)
     #[must_use]
-    pub const fn rescan_pending(&self) -> bool {
-        self.rescan_all
+    pub const fn retry_pending(&self) -> bool {
+        self.retry_relays
     }
 
     // ----- queries ----------------------------------------------------------------------
@@ -705,7 +717,13 @@ impl<S: Storage> Cluster<S> {
         stored.set_rnss(0, WireOrder::Little);
 
         let mut node_at = self.find_node(&stored);
-        if node_at.is_err() && !(self.t.nodes.has_room() && self.t.node_order.has_room()) {
+        let link_fits = self.t.links.has_room()
+            && self.t.link_order.has_room()
+            && self.t.link_source.has_room();
+        if link_fits
+            && node_at.is_err()
+            && !(self.t.nodes.has_room() && self.t.node_order.has_room())
+        {
             // A tombstone (5.9) gives way to a node that is reachable.
             self.evict_tombstone();
             node_at = self.find_node(&stored);
@@ -908,8 +926,6 @@ impl<S: Storage> Cluster<S> {
         if let Ok(j) = self.t.link_source.items().binary_search(&source) {
             self.t.link_source.remove_at(j);
         }
-        // Transactions routed over this link lose their route (dmsg.md 4.6).
-        self.cut_twins(|t| (t.link == seq).then_some(None), out);
         while let Some(r) = self
             .t
             .relays
@@ -925,6 +941,9 @@ impl<S: Storage> Cluster<S> {
                 msgid: r.msgid,
             });
         }
+        // Transactions routed over this link lose their route (dmsg.md 4.6): after the
+        // spans' DELETEs, as libdmsg was measured to send them.
+        self.cut_twins(|t| (t.link == seq).then_some(None), out);
         self.drop_payload_ref(link.payload);
         let survives = match by_id(self.t.nodes.items(), link.node, |n| n.id) {
             Some(ni) => {
@@ -979,6 +998,7 @@ impl<S: Storage> Cluster<S> {
 
     fn scan_all(&mut self, out: &mut impl FnMut(Action)) {
         self.rescan_all = false;
+        self.retry_relays = false;
         self.stats.full_scans += 1;
         let mut n = 0;
         while let Some(&NodeOrder(node)) = self.t.node_order.items().get(n) {
@@ -1054,6 +1074,7 @@ impl<S: Storage> Cluster<S> {
         if !self.t.relays.has_room() || !self.t.relay_order.has_room() {
             self.stats.relays_deferred += 1;
             self.rescan_all = true;
+            self.retry_relays = true;
             return None;
         }
         let mut span = self.payload(link.payload)?.span;

@@ -226,7 +226,7 @@ impl<S: Storage> Cluster<S> {
             };
             self.t.twins.remove_at(i);
             for (conn, key) in [(t.from, Some(t.from_key)), (t.to, t.to_key)] {
-                if Some(conn) != dead {
+                if Some(conn) != dead && Some(conn) != self.going {
                     out(Action::Terminate {
                         conn,
                         twin: TwinId(t.id),

@@ -1075,3 +1075,135 @@ fn the_loop_guard_leaves_trees_and_libdmsg_spans_alone() {
     .unwrap();
     assert_eq!(opened, vec![10]);
 }
+
+/// Twins are per transaction: a second request from the same connection gets its own
+/// twin; a non-opening element that names no twin is not routed; ending one twin leaves
+/// the other; a refusal is counted.
+#[test]
+fn each_routed_transaction_has_its_own_twin() {
+    use crate::trans::DmsgKey;
+    let mut c = relay_node();
+    let route = |c: &mut Cluster<Small>, msgid| {
+        c.route(1, DmsgKey::theirs(msgid), Some(DmsgKey::ours(7)), true)
+    };
+    let Route::Forward { twin: first, .. } = route(&mut c, 100) else {
+        panic!("routed")
+    };
+    let Route::Forward {
+        twin: second,
+        open_under,
+        ..
+    } = route(&mut c, 101)
+    else {
+        panic!("routed")
+    };
+    assert_ne!(first, second);
+    assert_eq!(
+        open_under,
+        Some(DmsgKey::theirs(50)),
+        "the second opens its own twin"
+    );
+    assert_eq!(
+        c.route(1, DmsgKey::theirs(102), Some(DmsgKey::ours(7)), false),
+        Route::NotRouted,
+        "an element that opens nothing and names no twin"
+    );
+    assert!(c.twin_opened(first, 9));
+    let mut got = Vec::new();
+    c.end_twin(first, &mut |a| got.push(a));
+    assert_eq!(
+        got,
+        vec![
+            Action::Terminate {
+                conn: 1,
+                twin: first,
+                key: Some(DmsgKey::theirs(100))
+            },
+            Action::Terminate {
+                conn: 2,
+                twin: first,
+                key: Some(DmsgKey::ours(9))
+            },
+        ]
+    );
+    assert_eq!(c.twins(), 1);
+    assert_eq!(c.twin_key(second, 1), Some(DmsgKey::theirs(101)));
+    // A lost link ends only the twins that use it.
+    let mut other: Cluster<Small> = relay_node();
+    let Route::Forward { twin: kept, .. } = route(&mut other, 200) else {
+        panic!()
+    };
+    other
+        .conn_opened(3, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    other.link_down(3, &mut |a| panic!("nothing routed over conn 3: {a:?}"));
+    assert_eq!(other.twin_key(kept, 1), Some(DmsgKey::theirs(200)));
+    let stats_before = c.stats().refused;
+    let mut full: Cluster<Fixed<2, 4, 8, 4, 8, 1>> = Cluster::new(&Fixed, rself(0));
+    full.conn_opened(1, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let mut relay = None;
+    full.span_received(
+        2,
+        50,
+        &registration(b"far", PeerType::HAMMER2),
+        LE,
+        &mut |a| {
+            if let Action::OpenSpan { relay: r, .. } = a {
+                relay = Some(r);
+            }
+        },
+    )
+    .unwrap();
+    assert!(full.relay_opened(relay.unwrap(), 7));
+    assert!(matches!(
+        full.route(1, DmsgKey::theirs(1), Some(DmsgKey::ours(7)), true),
+        Route::Forward { .. }
+    ));
+    assert_eq!(
+        full.route(1, DmsgKey::theirs(2), Some(DmsgKey::ours(7)), true),
+        Route::Refused(ClusterError::Full(TableName::Twins))
+    );
+    assert_eq!(full.stats().refused, 1);
+    assert_eq!(c.stats().refused, stats_before);
+}
+
+/// With the guard, tombstones keep a registration's feasible distance after its last link
+/// goes, out of the tree; when the node table is full, a tombstone gives way to a node
+/// that is reachable.
+#[test]
+fn tombstones_stay_out_of_sight_and_give_way() {
+    let mut c: Cluster<Fixed<2, 2, 8, 4, 8, 1>> = Cluster::new(&Fixed, rself(0));
+    c.set_loop_guard(true);
+    let sequenced = |label: &[u8]| {
+        let mut s = registration(label, PeerType::HAMMER2);
+        s.reserved02 = 1u64.to_le_bytes();
+        s
+    };
+    c.span_received(1, 1, &sequenced(b"a"), LE, &mut |_| {})
+        .unwrap();
+    c.span_received(1, 2, &sequenced(b"b"), LE, &mut |_| {})
+        .unwrap();
+    c.span_withdrawn(1, 1, &mut |_| {}).unwrap();
+    // "a" is a tombstone: not shown, but still taking its slot…
+    let labels: Vec<Vec<u8>> = c.nodes().map(|n| n.span().pfs_label().to_vec()).collect();
+    assert_eq!(labels, vec![b"b".to_vec()]);
+    // …and a stale copy of it at the distance it had is not used.
+    let mut stale = sequenced(b"a");
+    stale.set_dist(1, LE);
+    c.conn_opened(2, &conn_filter(PeerType::ROUTER, u64::MAX), LE, &mut |_| {})
+        .unwrap();
+    let mut opened = 0;
+    c.span_received(1, 3, &stale, LE, &mut |a| {
+        opened += usize::from(matches!(a, Action::OpenSpan { .. }))
+    })
+    .unwrap();
+    assert_eq!(opened, 0, "a stale copy is not relayed");
+    c.span_withdrawn(1, 3, &mut |_| {}).unwrap();
+    // A new node finds the table full of one live node and one tombstone: it takes the
+    // tombstone's place.
+    c.span_received(1, 4, &sequenced(b"c"), LE, &mut |_| {})
+        .unwrap();
+    let labels: Vec<Vec<u8>> = c.nodes().map(|n| n.span().pfs_label().to_vec()).collect();
+    assert_eq!(labels, vec![b"b".to_vec(), b"c".to_vec()]);
+}
