@@ -62,6 +62,7 @@ echo "kernel $KVER, headers $KDIR"
 step "module"
 start=$SECONDS
 rm -rf "$OUT/module"
+mkdir -p "$OUT"
 make -s -C kernel-shim/linux KDIR="$KDIR" BUILD="$OUT/module" 2>&1 | tee "$OUT/module-build.log"
 ko=$OUT/module/h2msg.ko
 [[ -f "$ko" ]] || fail "h2msg.ko was not built"
