@@ -16,4 +16,8 @@ void h2msg_kmod_iocom_free(void *mem);
 /* Runs the in-kernel self-test: one PASS/FAIL line per scenario; returns the failures. */
 int h2msg_selftest_run(void);
 
+/* /dev/h2msg and the handed-over link (h2msg_link.c). */
+int h2msg_link_init(void);
+void h2msg_link_exit(void);
+
 #endif /* H2MSG_KMOD_H */

@@ -83,11 +83,12 @@ static int __init h2msg_init(void)
 		h2msg_iocom_align());
 	if (selftest)
 		h2msg_selftest_run();
-	return 0;
+	return h2msg_link_init();
 }
 
 static void __exit h2msg_exit(void)
 {
+	h2msg_link_exit();
 	pr_info("h2msg: unloaded\n");
 }
 

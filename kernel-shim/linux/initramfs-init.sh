@@ -17,12 +17,30 @@ fi
 insmod /lib/modules/crc32c_generic.ko
 insmod /lib/modules/libcrc32c.ko
 start=$(cut -d' ' -f1 /proc/uptime)
-if insmod /lib/modules/h2msg.ko; then
+# keepalive_ms: the kernel pings an idle peer after 1 s (30 s by default), for the test.
+if insmod /lib/modules/h2msg.ko keepalive_ms=1000; then
     echo "h2msg-test: insmod ok (uptime $start -> $(cut -d' ' -f1 /proc/uptime))"
 fi
 grep -E '^h2msg ' /proc/modules | sed 's/^/h2msg-test: loaded: /'
+
+# The handed-over link over loopback: bad input, shell, pings, keepalive, garbage
+# (attach-test.c), then a link that rmmod closes.
+ip link set lo up
+if attach-test; then
+    echo "h2msg-test: attach ok"
+fi
+attach-test hold &
+holder=$!
+for i in $(seq 50); do
+    grep -q 'h2msg-link' /proc/*/comm 2>/dev/null && break
+    sleep 0.1
+done
+sleep 1
 if rmmod h2msg; then
     echo "h2msg-test: rmmod ok"
+fi
+if wait "$holder"; then
+    echo "h2msg-test: held link closed by rmmod"
 fi
 
 echo "h2msg-test: done"

@@ -95,12 +95,20 @@ tool=$TARGET_ROOT/$MUSL/release/h2msg
 file "$tool" | grep -qE 'static(ally|-pie) linked' || fail "$tool is not statically linked"
 echo "tool build: $((SECONDS - start)) s"
 
+step "attach-test (the link's peer, static, with a user-space build of the shim)"
+"$CARGO" rustc -p h2msg-kshim --lib --profile kshim --crate-type staticlib --features panic-handler \
+    --locked --quiet
+cc -std=c11 -O1 -Wall -Wextra -Werror -static -Ikernel-shim/include -Ikernel-shim/linux \
+    kernel-shim/linux/attach-test.c "$TARGET_ROOT/kshim/libh2msg_kshim.a" -Wl,--gc-sections \
+    -o "$OUT/attach-test"
+
 step "initramfs"
 rd=$OUT/initramfs
 rm -rf "$rd"
 mkdir -p "$rd"/{bin,dev,proc,sys,tmp,lib/modules}
 cp /bin/busybox "$rd/bin/busybox"
 cp "$tool" "$rd/bin/h2msg"
+cp "$OUT/attach-test" "$rd/bin/attach-test"
 cp "$ko" "$rd/lib/modules/"
 # libcrc32c's crc32c() needs a "crc32c" shash: the generic one works on any CPU.
 mods=/lib/modules/$KVER/kernel
@@ -136,8 +144,28 @@ expected=(
     "h2msg: selftest wrap: PASS"
     "h2msg: selftest linkloss: PASS"
     "h2msg: selftest done: 0 failed"
+    "h2msg-attach: ok: a regular file is refused with ENOTSOCK"
+    "h2msg-attach: ok: a closed fd number is refused with EBADF"
+    "h2msg-attach: ok: an unconnected socket is refused with ENOTCONN"
+    "h2msg-attach: ok: a datagram socket is refused with EPROTOTYPE"
+    "h2msg-attach: ok: a bad argument pointer is refused with EFAULT"
+    "h2msg-attach: ok: a connected TCP socket is attached"
+    "h2msg: link attached"
+    "h2msg-attach: ok: DBG_SHELL help answered by the kernel"
+    "h2msg-attach: ok: 5 LNK_PINGs answered by the kernel"
+    "h2msg-attach: ok: a second attach while the link runs is refused with EBUSY"
+    "h2msg-attach: ok: the kernel pings an idle peer (keepalive)"
+    "h2msg-attach: ok: DBG_SHELL status answered with counters"
+    "h2msg: link down: the peer closed the stream"
+    "h2msg: link down: bad magic (IOQ 1 SYNC)"
+    "h2msg: link ended: down kind 1, IOQ 1"
+    "h2msg-attach: ok: the kernel ends the stream after garbage"
+    "h2msg-test: attach ok"
+    "h2msg: link closed by rmmod"
     "h2msg: unloaded"
     "h2msg-test: rmmod ok"
+    "h2msg-attach: ok: the stream ended when the module was unloaded"
+    "h2msg-test: held link closed by rmmod"
     "h2msg-test: done"
 )
 missing=0
