@@ -464,3 +464,87 @@ fn two_dmsg_nodes_talk_over_loopback_tcp_through_the_blocking_driver() {
         assert!(seen.contains(&shell), "{seen:?}");
     }
 }
+
+/// A relay's twin (dmsg.md 4.5, D15): `forward_open` under the peer's transaction sends
+/// CREATE with REVCIRC (the peer opened the parent) and the `error` given, whatever
+/// command it carries — and the peer is handed it although it accepts no such command,
+/// because it is stacked under its own transaction; `forward` on the peer's side answers
+/// with REPLY|REVTRANS and its own `error`; `abort` ends with DELETE|ABORT. The expected
+/// `cmd` words are written out from the flag table of dmsg.md 2.3 and 4.2.
+#[test]
+fn forwarded_elements_carry_their_command_and_error_with_our_rev_flags() {
+    let (mut a, mut b) = (node(), node());
+    // A opens a top-level transaction (a span stands in for it here) that B relays under.
+    let parent = a
+        .open(Cmd::from_raw(LNK_SPAN), None, &[0; 384], &[])
+        .unwrap();
+    let _ = deliver(&mut a, &mut b);
+    let _ = deliver(&mut b, &mut a); // B's automatic result
+    let twin = b
+        .forward_open(
+            Cmd::from_raw(DBG_OTHER | DELETE),
+            Some(DmsgKey::theirs(parent.msgid)),
+            7,
+            &[],
+            b"x\0",
+        )
+        .unwrap();
+    let (wire, seen) = deliver(&mut b, &mut a);
+    assert_eq!(wire.len(), 1);
+    assert_eq!(wire[0].cmd, DBG_OTHER | CREATE | DELETE | REVCIRC);
+    assert_eq!((wire[0].circuit, wire[0].error), (parent.msgid, 7));
+    let Seen::Message(
+        _,
+        Received::Element {
+            key,
+            parent: p,
+            opened: true,
+            ..
+        },
+    ) = &seen[0]
+    else {
+        panic!("A is handed the stacked transaction: {seen:?}")
+    };
+    assert_eq!(
+        (*key, *p),
+        (
+            DmsgKey::theirs(twin.msgid),
+            Some(DmsgKey::ours(parent.msgid))
+        )
+    );
+    // A answers on it with an error of its own: REPLY|REVTRANS, no REVCIRC (A opened the
+    // parent), CREATE as its first answer, DELETE closing.
+    a.forward(
+        DmsgKey::theirs(twin.msgid),
+        Cmd::from_raw(LNK_ERROR | CREATE | DELETE),
+        9,
+        &[],
+        &[],
+    )
+    .unwrap();
+    let (wire, _) = deliver(&mut a, &mut b);
+    assert_eq!(wire[0].cmd, LNK_ERROR | CREATE | DELETE | REPLY | REVTRANS);
+    assert_eq!(
+        (wire[0].msgid, wire[0].circuit, wire[0].error),
+        (twin.msgid, parent.msgid, 9)
+    );
+
+    // abort: B ends a second twin with DELETE|ABORT and LOSTLINK.
+    let second = b
+        .forward_open(
+            Cmd::from_raw(DBG_OTHER),
+            Some(DmsgKey::theirs(parent.msgid)),
+            0,
+            &[],
+            &[],
+        )
+        .unwrap();
+    b.abort(DmsgKey::ours(second.msgid), 0x21).unwrap();
+    let (wire, _) = deliver(&mut b, &mut a);
+    assert_eq!(wire[1].cmd, LNK_ERROR | DELETE | 0x1000_0000 | REVCIRC);
+    assert_eq!((wire[1].msgid, wire[1].error), (second.msgid, 0x21));
+    assert!(
+        b.abort(DmsgKey::ours(second.msgid), 0x21).is_err(),
+        "ours closed already"
+    );
+}

@@ -517,19 +517,7 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<DmsgHeader, SendError> {
-        if !self.ch.is_up() {
-            return Err(SendError::LinkDown);
-        }
-        let cmd = cmd
-            .clear(
-                MsgFlags::REPLY
-                    .union(MsgFlags::REVTRANS)
-                    .union(MsgFlags::REVCIRC),
-            )
-            .set(MsgFlags::CREATE);
-        let room = self.reserve(&DmsgHeader::new(cmd), ext.len(), aux.len())?;
-        let verdict = self.trans.open(cmd, parent);
-        self.queue_stamped(room, verdict, cmd, 0, ext, aux)
+        self.forward_open(cmd, parent, 0, ext, aux)
     }
 
     /// Sends the next element of the open transaction `key`: `cmd`'s CREATE and DELETE
@@ -546,15 +534,7 @@ where
         ext: &[u8],
         aux: &[u8],
     ) -> Result<DmsgHeader, SendError> {
-        let mut cmd = cmd.clear(
-            MsgFlags::REPLY
-                .union(MsgFlags::REVTRANS)
-                .union(MsgFlags::REVCIRC),
-        );
-        if key.side == Side::Remote {
-            cmd = cmd.set(MsgFlags::REPLY);
-        }
-        self.send_element(key, cmd, 0, ext, aux)
+        self.forward(key, cmd, 0, ext, aux)
     }
 
     /// The standard `LNK_ERROR` answer on `key` (dmsg.md 4.4): with `close` false a
@@ -578,9 +558,9 @@ where
         self.send_element(key, cmd, error, &[], &[])
     }
 
-    /// Opens a transaction of ours that continues one received on another connection
-    /// (a relay's twin, dmsg.md 4.5): as [`open`](Self::open), but `cmd`'s DELETE and ABORT
-    /// flags and the `error` value are carried over as received.
+    /// [`open`](Self::open) with an `error` value: a relay opens the twin of a
+    /// transaction received on another connection with its command and `error` as
+    /// received (dmsg.md 4.5; DELETE and ABORT kept, REPLY and the REV flags its own).
     ///
     /// # Errors
     /// As [`open`](Self::open).
@@ -607,8 +587,8 @@ where
         self.queue_stamped(room, verdict, cmd, error, ext, aux)
     }
 
-    /// Sends an element received on another connection on its twin `key` (dmsg.md 4.5):
-    /// as [`send`](Self::send), with the received `error` value.
+    /// [`send`](Self::send) with an `error` value: a relay sends an element received on
+    /// another connection on its twin `key` so (dmsg.md 4.5).
     ///
     /// # Errors
     /// As [`send`](Self::send).
