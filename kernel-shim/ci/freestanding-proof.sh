@@ -247,11 +247,15 @@ control=$(traps "$work/traps.o" "$work/traps.disasm" | awk '{ print $3, $4 }' | 
     fail "control: the trap check misjudges a hand-made object: $control"
 echo "trap check control: 6 reachable traps found, the table-only ud2 told apart"
 
+# Where cargo builds: the developer's CARGO_TARGET_DIR, if set (relative to the root).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+CARGO=${CARGO:-cargo}
+
 start=$SECONDS
 echo "==> stable: $(rustc --version)"
-RUSTFLAGS="$RUST_FLAGS" cargo rustc -p h2msg-kshim --lib --profile kshim --target "$TARGET" \
+RUSTFLAGS="$RUST_FLAGS" "$CARGO" rustc -p h2msg-kshim --lib --profile kshim --target "$TARGET" \
     --crate-type staticlib --features panic-handler --locked --quiet
-prove stable "target/$TARGET/kshim/libh2msg_kshim.a" "target/$TARGET/kshim/h2msg_kshim.o" no
+prove stable "$TARGET_DIR/$TARGET/kshim/libh2msg_kshim.a" "$TARGET_DIR/$TARGET/kshim/h2msg_kshim.o" no
 echo "stable proof: $((SECONDS - start)) s"
 
 start=$SECONDS
@@ -267,7 +271,7 @@ if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src
     echo "nightly has no rust-src and it could not be added: build-std variant skipped"
     exit 0
 fi
-NIGHTLY_DIR=target/nightly-build-std
+NIGHTLY_DIR=$TARGET_DIR/nightly-build-std
 RUSTFLAGS="$RUST_FLAGS -Z plt=yes" cargo +nightly rustc -p h2msg-kshim --lib --profile kshim \
     --target "$TARGET" --crate-type staticlib --features panic-handler --locked --quiet \
     --target-dir "$NIGHTLY_DIR" -Zbuild-std=core,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
