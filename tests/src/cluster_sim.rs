@@ -1026,6 +1026,9 @@ impl<const T: usize> ClusterSim<T> {
                 bad.push(format!("node {u}:{diff}"));
             }
         }
+        if self.guard {
+            bad.extend(self.sequence_violations());
+        }
         assert!(
             bad.is_empty(),
             "{} violations at {}:\n{}",
@@ -1033,6 +1036,49 @@ impl<const T: usize> ClusterSim<T> {
             self.now,
             bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
         );
+    }
+}
+
+impl<const T: usize> ClusterSim<T> {
+    /// With the loop guard: each live node that registers holds one registration of its
+    /// own (an old sequence is withdrawn once a new one is advertised), and every link of
+    /// it anywhere carries its current route sequence.
+    fn sequence_violations(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (x, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.alive) {
+            let Some(label) = n.spec.label() else {
+                continue;
+            };
+            let own: Vec<u64> = n
+                .cluster
+                .nodes()
+                .flat_map(|e| e.links().collect::<Vec<_>>())
+                .filter(|l| l.via() == Via::Local)
+                .map(|l| l.route_seq())
+                .collect();
+            let [seq] = own[..] else {
+                bad.push(format!(
+                    "node {x}: own registrations with sequences {own:?}"
+                ));
+                continue;
+            };
+            if seq == 0 {
+                bad.push(format!("node {x}: its registration carries no sequence"));
+            }
+            for (u, m) in self.nodes.iter().enumerate().filter(|(_, m)| m.alive) {
+                for e in m.cluster.nodes().filter(|e| e.span().pfs_label() == label) {
+                    for l in e.links().filter(|l| l.route_seq() != seq) {
+                        bad.push(format!(
+                            "node {u}: a link to node-{x} with sequence {} (current {seq}, \
+                             dist {})",
+                            l.route_seq(),
+                            l.dist()
+                        ));
+                    }
+                }
+            }
+        }
+        bad
     }
 }
 

@@ -274,6 +274,18 @@ fn random_cluster<const T: usize>(
     registers: impl Fn(usize) -> bool,
     faults: Option<Faults>,
 ) -> (ClusterSim<T>, Cost) {
+    random_cluster_guarded(n, extra, seed, registers, faults, false)
+}
+
+/// [`random_cluster`] with every node's loop guard (docs/dmsg.md 5.9) on if `guard`.
+fn random_cluster_guarded<const T: usize>(
+    n: usize,
+    extra: usize,
+    seed: u64,
+    registers: impl Fn(usize) -> bool,
+    faults: Option<Faults>,
+    guard: bool,
+) -> (ClusterSim<T>, Cost) {
     let specs = (0..n)
         .map(|i| {
             let label = format!("node-{i}");
@@ -281,7 +293,7 @@ fn random_cluster<const T: usize>(
             NodeSpec::new(PeerType::ROUTER, u64::MAX, reg)
         })
         .collect();
-    let mut sim = ClusterSim::<T>::new(specs, seed);
+    let mut sim = ClusterSim::<T>::with_guard(specs, seed, guard);
     sim.faults = faults;
     for (a, b) in random_graph(n, extra, seed) {
         sim.connect(a, b);
@@ -368,6 +380,59 @@ fn a_random_graph_of_five_hundred_converges_and_survives_a_cut_and_a_crash() {
     // Every tenth node registers, so that the debug build runs this in seconds; the
     // ignored test below has all 500 register.
     let (mut sim, _) = random_cluster::<256>(500, 250, 31, |i| i % 10 == 0, None);
+    let (id, _, _) = sim.links_up()[7];
+    sim.cut(id);
+    sim.run();
+    sim.check_converged();
+    sim.crash(0);
+    sim.run();
+    sim.check_converged();
+    assert!(sim.labels(1).iter().all(|l| l != b"node-0"));
+}
+
+// The same checks with every node's loop guard on (docs/dmsg.md 5.9): after quiescence,
+// including the LNK_SEQREQ / bump round trips, the tree is the BFS's, and each
+// registration is held under its originator's current route sequence only.
+
+/// The newest route sequence any live node's own registration carries.
+fn highest_sequence<const T: usize>(sim: &ClusterSim<T>) -> u64 {
+    sim.nodes
+        .iter()
+        .filter(|n| n.alive)
+        .flat_map(|n| {
+            n.cluster
+                .nodes()
+                .flat_map(|e| e.links().collect::<Vec<_>>())
+                .filter(|l| l.via() == Via::Local)
+                .map(|l| l.route_seq())
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn guarded_random_graphs_of_ten_converge_through_churn() {
+    let mut bumped = 0;
+    for seed in 1..=4 {
+        let (mut sim, _) =
+            random_cluster_guarded::<256>(10, 5, seed, |_| true, Some(jitter(seed)), true);
+        churn(&mut sim, 40);
+        bumped = bumped.max(highest_sequence(&sim));
+    }
+    // Some registration moved to a new sequence: LNK_SEQREQ round trips were tested.
+    assert!(bumped > 1, "no sequence request reached an originator");
+}
+
+#[test]
+fn a_guarded_random_graph_of_a_hundred_converges_through_churn() {
+    let (mut sim, _) = random_cluster_guarded::<256>(100, 50, 21, |_| true, Some(jitter(21)), true);
+    churn(&mut sim, 12);
+}
+
+#[test]
+fn a_guarded_random_graph_of_five_hundred_converges_and_survives_a_cut_and_a_crash() {
+    let (mut sim, _) = random_cluster_guarded::<256>(500, 250, 31, |i| i % 10 == 0, None, true);
     let (id, _, _) = sim.links_up()[7];
     sim.cut(id);
     sim.run();

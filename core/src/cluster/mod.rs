@@ -1134,6 +1134,12 @@ impl<S: Storage> LinkView<'_, S> {
         self.link.rnss
     }
 
+    /// Its originator's route sequence (docs/dmsg.md 5.9; 0 without the loop guard).
+    #[must_use]
+    pub const fn route_seq(&self) -> u64 {
+        self.link.route_seq
+    }
+
     /// The relays made from it: (conn, relay, our msgid once known), oldest first.
     pub fn relays(&self) -> impl Iterator<Item = (ConnId, RelayId, Option<u64>)> + '_ {
         let seq = self.link.seq;
