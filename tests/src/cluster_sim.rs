@@ -1374,7 +1374,9 @@ fn app_element<const T: usize>(
             // Our half ends too (nothing is sent if it had already).
             let _ = io.answer(key, true, 0);
         }
-    } else if opened && key.side == Side::Remote && !deleted {
+    } else if opened && key.side == Side::Remote {
+        // Also a CREATE|DELETE (an LNK_SEQREQ under a relay closed meanwhile): without
+        // our DELETE the requester's transaction slot would stay taken forever.
         let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
     }
 }
