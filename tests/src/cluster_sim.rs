@@ -10,25 +10,34 @@
 //! with [`send_action`] while the transmit ring has room (a close without msgid cancels
 //! the open still queued for it).
 //!
+//! Routed transactions (docs/dmsg.md 5.8) go through the same glue as the service's:
+//! every other element is given to [`Cluster::route`]; a forwarded one waits in the queue
+//! of the twin's link end and goes out as `forward_one` sends it (open under the span →
+//! [`Cluster::twin_opened`], else [`Cluster::twin_key`] → [`Cluster::twin_forwarded`]); one
+//! for a registration of the node is answered by the node ([`ClusterSim::request`]'s
+//! application command, or `LNK_SEQREQ` → [`Cluster::bump`]); a refused one is closed
+//! with 0x22.
+//!
 //! Every hop takes [`ClusterSim::latency`] of virtual time, so the time to converge is the
 //! longest chain of messages that caused one another, in hops.
 //!
 //! [`ClusterSim::check_converged`] compares the quiescent state with an independent
 //! breadth-first search over the links that are up.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use h2msg::cluster::{
-    Action, Cluster, ConnId, Heap, Limits, Registration, SpanInput, Via, refuse_span, send_action,
+    Action, Cluster, ConnId, Heap, Limits, Registration, Route, SpanInput, TwinId, Via,
+    refuse_span, send_action,
 };
 use h2msg::rand_core::TryRng;
-use h2msg::trans::Side;
+use h2msg::trans::{DmsgKey, Received, Side};
 use h2msg::wire::{
-    Cmd, DMSG_SPAN_MAXDIST, DMSG_SPAN_PROTO_1, LnkConn, LnkSpan, PeerType, SoftCrc32c, Uuid,
-    WireOrder,
+    Cmd, DMSG_ERR_IO, DMSG_ERR_LOSTLINK, DMSG_ERR_NOSUPP, DMSG_SPAN_MAXDIST, DMSG_SPAN_PROTO_1,
+    LnkConn, LnkSpan, MsgFlags, PeerType, SoftCrc32c, Uuid, WireOrder,
 };
 use h2msg::{Config, DmsgEvent, DmsgIocom, Instant, IocomMemory, LinkSetup, Liveness};
 
@@ -118,13 +127,76 @@ pub struct SimNode {
     registration: Option<Registration>,
 }
 
+/// The application command of [`ClusterSim::request`]: the requester opens it (aux
+/// `req <index>`), the responder answers with one reply element carrying its label and
+/// keeps its half open until the requester closes.
+pub const REQUEST: Cmd = match Cmd::app(1) {
+    Some(cmd) => cmd,
+    None => Cmd::LNK_PAD,
+};
+
+/// A routed request between two nodes ([`ClusterSim::request`]) and how each end saw it.
+#[derive(Clone, Debug, Default)]
+pub struct Routed {
+    /// The requesting node.
+    pub from: usize,
+    /// The node whose registration it was opened toward.
+    pub to: usize,
+    /// The requester's connection and its key there.
+    pub conn: ConnId,
+    key: Option<DmsgKey>,
+    /// The links the open crossed, the requester's first (recorded as nodes forward it).
+    pub hops: Vec<ConnId>,
+    /// The node that answered it (its index), once it did.
+    pub responder: Option<usize>,
+    /// The reply element's aux (the responder's label).
+    pub answer: Option<Vec<u8>>,
+    /// The error of the DELETE that ended the requester's half (0x21 also for the
+    /// connection's own simulated LOSTLINK), once it came.
+    pub requester_end: Option<u32>,
+    /// The same at the responder.
+    pub responder_end: Option<u32>,
+}
+
+/// An element of a routed transaction copied for the twin's link (as the service's
+/// `Forwarded`).
+#[derive(Clone, Debug)]
+struct Forwarded {
+    twin: TwinId,
+    open_under: Option<DmsgKey>,
+    cmd: Cmd,
+    error: u32,
+    ext: Vec<u8>,
+    aux: Vec<u8>,
+}
+
+/// What a link end is to send.
+#[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "span opens dominate the queues, as in the service's mailboxes"
+)]
+enum Work {
+    Cluster(Action),
+    Forward(ConnId, Box<Forwarded>),
+}
+
+impl Work {
+    const fn conn(&self) -> ConnId {
+        match self {
+            Self::Cluster(a) => a.conn(),
+            Self::Forward(to, _) => *to,
+        }
+    }
+}
+
 /// One end of a link.
 struct End<const T: usize> {
     node: usize,
     /// `None` once the node crashed: a dead process neither reads nor writes.
     io: Option<Box<ClusterIo<T>>>,
-    /// Actions waiting for transmit room, oldest first.
-    queue: VecDeque<Action>,
+    /// Actions and forwarded elements waiting for transmit room, oldest first.
+    queue: VecDeque<Work>,
     /// `LinkDown` was seen and given to the cluster.
     down: bool,
     /// Messages counted so far from the connection's own counter.
@@ -178,6 +250,14 @@ pub struct ClusterSim<const T: usize = SIM_TRANSACTIONS> {
     pub unexpected: Vec<String>,
     /// Spans refused for want of room (closed toward their sender).
     pub refused: u64,
+    /// Routed requests opened with [`request`](Self::request), by index.
+    pub routed: Vec<Routed>,
+    /// (node, its conn, key) → (request, whether that half is the requester's).
+    halves: HashMap<(usize, ConnId, DmsgKey), (usize, bool)>,
+    /// Routed transactions refused with 0x22 (twin table full).
+    pub routes_refused: u64,
+    /// Every node's loop guard is on.
+    pub guard: bool,
 }
 
 /// Tables large enough that nothing is refused in the simulated graphs; they grow only
@@ -195,6 +275,12 @@ impl<const T: usize> ClusterSim<T> {
     /// Nodes as `specs` say, unconnected; `seed` draws every `rself` and every link's
     /// fault seed. Each node registers its registration at once (no conn hears it yet).
     pub fn new(specs: Vec<NodeSpec>, seed: u64) -> Self {
+        Self::with_guard(specs, seed, false)
+    }
+
+    /// [`new`](Self::new), with every node's loop guard (docs/dmsg.md 5.9) on if `guard`
+    /// (also after a rejoin).
+    pub fn with_guard(specs: Vec<NodeSpec>, seed: u64, guard: bool) -> Self {
         let mut sim = Self {
             nodes: Vec::with_capacity(specs.len()),
             links: BTreeMap::new(),
@@ -206,11 +292,15 @@ impl<const T: usize> ClusterSim<T> {
             totals: Totals::default(),
             unexpected: Vec::new(),
             refused: 0,
+            routed: Vec::new(),
+            halves: HashMap::new(),
+            routes_refused: 0,
+            guard,
         };
         for spec in specs {
             let rself = sim.draw_rself();
             sim.nodes.push(SimNode {
-                cluster: Cluster::new(&Heap(LIMITS), rself),
+                cluster: new_cluster(rself, guard),
                 spec,
                 rself,
                 alive: true,
@@ -229,6 +319,13 @@ impl<const T: usize> ClusterSim<T> {
                 .collect(),
             seed,
         )
+    }
+
+    /// The node registering `label`.
+    pub fn node_labelled(&self, label: &[u8]) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.spec.label() == Some(label))
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -369,7 +466,7 @@ impl<const T: usize> ClusterSim<T> {
         assert!(!self.nodes[node].alive);
         let rself = self.draw_rself();
         let n = &mut self.nodes[node];
-        n.cluster = Cluster::new(&Heap(LIMITS), rself);
+        n.cluster = new_cluster(rself, self.guard);
         n.rself = rself;
         n.alive = true;
         n.registration = None;
@@ -388,6 +485,69 @@ impl<const T: usize> ClusterSim<T> {
             .filter(|(_, l)| !l.is_cut() && l.ends.iter().any(|e| e.node == node))
             .map(|(&id, _)| id)
             .collect()
+    }
+
+    // ----- routed transactions (docs/dmsg.md 5.8) ---------------------------------------
+
+    /// Opens a [`REQUEST`] at `from` toward node `to`'s registration, under the span
+    /// [`Cluster::route_to`] names; returns its index in [`routed`](Self::routed), or
+    /// `None` if `from` has no route to `to` (or is `to`).
+    pub fn request(&mut self, from: usize, to: usize) -> Option<usize> {
+        let label = self.nodes[to].spec.label()?.to_vec();
+        let (via, msgid) = self.nodes[from]
+            .cluster
+            .route_to(|s| s.pfs_label() == label.as_slice())?;
+        let Via::Conn(conn) = via else {
+            return None;
+        };
+        let index = self.routed.len();
+        let end = self
+            .links
+            .get_mut(&conn)?
+            .ends
+            .iter_mut()
+            .find(|e| e.node == from)?;
+        let io = end.io.as_mut()?;
+        let aux = format!("req {index}\0");
+        let sent = io
+            .open(REQUEST, Some(DmsgKey::theirs(msgid)), &[], aux.as_bytes())
+            .ok()?;
+        let key = DmsgKey::ours(sent.msgid);
+        self.halves.insert((from, conn, key), (index, true));
+        self.routed.push(Routed {
+            from,
+            to,
+            conn,
+            key: Some(key),
+            hops: vec![conn],
+            ..Routed::default()
+        });
+        Some(index)
+    }
+
+    /// The requester of request `index` closes its half (DELETE, error 0); the responder
+    /// answers with its own DELETE when it arrives. False if the requester's half had
+    /// ended already or its link is gone.
+    pub fn finish(&mut self, index: usize) -> bool {
+        let r = &self.routed[index];
+        let (from, conn, key) = (r.from, r.conn, r.key);
+        let Some(key) = key else {
+            return false;
+        };
+        self.links
+            .get_mut(&conn)
+            .and_then(|l| l.ends.iter_mut().find(|e| e.node == from))
+            .and_then(|e| e.io.as_mut())
+            .is_some_and(|io| io.answer(key, true, 0).is_ok())
+    }
+
+    /// Routed transactions passing through the live nodes ([`Cluster::twins`]), summed.
+    pub fn twins(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| n.cluster.twins())
+            .sum()
     }
 
     // ----- running ----------------------------------------------------------------------
@@ -475,16 +635,19 @@ impl<const T: usize> ClusterSim<T> {
             }
             io.handle_timeout(now);
             let fed = wires[1 - side].deliver(now, usize::MAX, |bytes| io.feed(bytes));
-            let node = &mut self.nodes[node_index];
-            let events = handle_events(
-                io,
-                id,
-                &mut node.cluster,
-                &mut actions,
-                &mut end.down,
-                &mut self.unexpected,
-                &mut self.refused,
-            );
+            let mut glue = Glue {
+                node: node_index,
+                conn: id,
+                sim_node: &mut self.nodes[node_index],
+                work: &mut actions,
+                down: &mut end.down,
+                unexpected: &mut self.unexpected,
+                refused: &mut self.refused,
+                routed: &mut self.routed,
+                halves: &mut self.halves,
+                routes_refused: &mut self.routes_refused,
+            };
+            let events = handle_events(io, &mut glue);
             if end.down {
                 // A connection that failed by itself (a corrupted frame) closes its
                 // socket: the peer's transport fails too.
@@ -508,20 +671,27 @@ impl<const T: usize> ClusterSim<T> {
         moved
     }
 
-    /// Puts `node`'s actions in their connections' queues; a close of a relay whose open
-    /// is still queued takes the open back instead.
-    fn enqueue(&mut self, node: usize, actions: Vec<Action>) {
-        for action in actions {
-            let id = action.conn();
-            let Some(link) = self.links.get_mut(&id) else {
+    /// Puts `node`'s work in its connections' queues; a close of a relay whose open is
+    /// still queued takes the open back instead, and a termination of a twin whose open
+    /// is still queued takes back what was queued for it (as the service's hub does).
+    fn enqueue(&mut self, node: usize, work: Vec<Work>) {
+        for w in work {
+            let id = w.conn();
+            let link = self.links.get_mut(&id);
+            let end = link.and_then(|l| l.ends.iter_mut().find(|e| e.node == node));
+            let action = match w {
+                Work::Forward(..) => {
+                    // A link gone (or going): its link_down ends the twin.
+                    if let Some(end) = end.filter(|e| !e.down) {
+                        end.queue.push_back(w);
+                    }
+                    continue;
+                }
+                Work::Cluster(action) => action,
+            };
+            let Some(end) = end else {
                 self.unexpected
                     .push(format!("node {node}: action for unknown conn: {action:?}"));
-                continue;
-            };
-            let Some(end) = link.ends.iter_mut().find(|e| e.node == node) else {
-                self.unexpected.push(format!(
-                    "node {node}: action for a foreign conn: {action:?}"
-                ));
                 continue;
             };
             if end.down {
@@ -529,25 +699,29 @@ impl<const T: usize> ClusterSim<T> {
                     .push(format!("node {node}: action for a lost conn: {action:?}"));
                 continue;
             }
-            if let Action::CloseSpan {
-                relay, msgid: None, ..
-            } = action
-            {
-                let queued = end
-                    .queue
-                    .iter()
-                    .position(|a| matches!(a, Action::OpenSpan { relay: r, .. } if *r == relay));
-                match queued {
-                    Some(at) => {
-                        end.queue.remove(at);
+            match action {
+                Action::CloseSpan {
+                    relay, msgid: None, ..
+                } => {
+                    let queued = end.queue.iter().position(|w| {
+                        matches!(w, Work::Cluster(Action::OpenSpan { relay: r, .. }) if *r == relay)
+                    });
+                    match queued {
+                        Some(at) => {
+                            end.queue.remove(at);
+                        }
+                        None => self.unexpected.push(format!(
+                            "node {node}: close without msgid, no open queued: {action:?}"
+                        )),
                     }
-                    None => self.unexpected.push(format!(
-                        "node {node}: close without msgid, no open queued: {action:?}"
-                    )),
                 }
-                continue;
+                Action::Terminate {
+                    twin, key: None, ..
+                } => end
+                    .queue
+                    .retain(|w| !matches!(w, Work::Forward(_, f) if f.twin == twin)),
+                action => end.queue.push_back(Work::Cluster(action)),
             }
-            end.queue.push_back(action);
         }
     }
 
@@ -566,25 +740,36 @@ impl<const T: usize> ClusterSim<T> {
         let Some(io) = end.io.as_mut() else {
             return 0;
         };
-        let cluster = &mut self.nodes[end.node].cluster;
+        let node = end.node;
+        let cluster = &mut self.nodes[node].cluster;
         let mut moved = 0;
+        let mut made = Vec::new();
         loop {
             let mut sent = 0;
-            while let Some(action) = end.queue.front() {
+            while let Some(work) = end.queue.front() {
                 if end.down || TX_RING - pending_len(io) < TX_RESERVE {
                     break;
                 }
-                // A new span needs a transaction slot of ours: wait for the peer to
-                // answer the closes in flight rather than fail the relay.
-                if matches!(action, Action::OpenSpan { .. }) && ours_open(io) >= T {
+                // A new span or twin needs a transaction slot of ours: wait for the peer
+                // to answer the closes in flight rather than fail it.
+                let opens = matches!(
+                    work,
+                    Work::Cluster(Action::OpenSpan { .. } | Action::RequestSeqno { .. })
+                ) || matches!(work, Work::Forward(_, f) if f.open_under.is_some());
+                if opens && ours_open(io) >= T {
                     break;
                 }
-                match action {
-                    Action::OpenSpan { .. } => self.totals.span_opens += 1,
-                    Action::CloseSpan { .. } => self.totals.span_closes += 1,
-                    Action::Terminate { .. } | Action::RequestSeqno { .. } => {}
+                match work {
+                    Work::Cluster(action) => {
+                        match action {
+                            Action::OpenSpan { .. } => self.totals.span_opens += 1,
+                            Action::CloseSpan { .. } => self.totals.span_closes += 1,
+                            Action::Terminate { .. } | Action::RequestSeqno { .. } => {}
+                        }
+                        send_action(io, cluster, action);
+                    }
+                    Work::Forward(_, f) => forward_one(io, cluster, id, f, &mut made),
                 }
-                send_action(io, cluster, action);
                 end.queue.pop_front();
                 sent += 1;
             }
@@ -604,6 +789,8 @@ impl<const T: usize> ClusterSim<T> {
                 break;
             }
         }
+        // A twin that could not be opened ends its other half.
+        self.enqueue(node, made);
         moved
     }
 
@@ -839,6 +1026,9 @@ impl<const T: usize> ClusterSim<T> {
                 bad.push(format!("node {u}:{diff}"));
             }
         }
+        if self.guard {
+            bad.extend(self.sequence_violations());
+        }
         assert!(
             bad.is_empty(),
             "{} violations at {}:\n{}",
@@ -849,10 +1039,59 @@ impl<const T: usize> ClusterSim<T> {
     }
 }
 
+impl<const T: usize> ClusterSim<T> {
+    /// With the loop guard: each live node that registers holds one registration of its
+    /// own (an old sequence is withdrawn once a new one is advertised), and every link of
+    /// it anywhere carries its current route sequence.
+    fn sequence_violations(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (x, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.alive) {
+            let Some(label) = n.spec.label() else {
+                continue;
+            };
+            let own: Vec<u64> = n
+                .cluster
+                .nodes()
+                .flat_map(|e| e.links().collect::<Vec<_>>())
+                .filter(|l| l.via() == Via::Local)
+                .map(|l| l.route_seq())
+                .collect();
+            let [seq] = own[..] else {
+                bad.push(format!(
+                    "node {x}: own registrations with sequences {own:?}"
+                ));
+                continue;
+            };
+            if seq == 0 {
+                bad.push(format!("node {x}: its registration carries no sequence"));
+            }
+            for (u, m) in self.nodes.iter().enumerate().filter(|(_, m)| m.alive) {
+                for e in m.cluster.nodes().filter(|e| e.span().pfs_label() == label) {
+                    for l in e.links().filter(|l| l.route_seq() != seq) {
+                        bad.push(format!(
+                            "node {u}: a link to node-{x} with sequence {} (current {seq}, \
+                             dist {})",
+                            l.route_seq(),
+                            l.dist()
+                        ));
+                    }
+                }
+            }
+        }
+        bad
+    }
+}
+
 impl<const T: usize> SimLink<T> {
     fn is_cut(&self) -> bool {
         self.wires[0].cut
     }
+}
+
+fn new_cluster(rself: NonZeroU32, guard: bool) -> Cluster<Heap> {
+    let mut cluster = Cluster::new(&Heap(LIMITS), rself);
+    cluster.set_loop_guard(guard);
+    cluster
 }
 
 /// Our transactions on `io` (open, or closed by us and waiting for the peer's DELETE).
@@ -889,49 +1128,289 @@ fn new_io<const T: usize>() -> ClusterIo<T> {
     .expect("the memory fits")
 }
 
-/// Hands every pending event of `io` (connection `conn`) to `cluster`, as a service does
-/// (dmsg.md 5.2, 5.5). Returns how many events there were.
-fn handle_events<const T: usize>(
-    io: &mut ClusterIo<T>,
+/// What one end's events may change besides its connection: its node and the
+/// simulator's records.
+struct Glue<'a> {
+    node: usize,
     conn: ConnId,
-    cluster: &mut Cluster<Heap>,
-    actions: &mut Vec<Action>,
-    down: &mut bool,
-    unexpected: &mut Vec<String>,
-    refused: &mut u64,
-) -> usize {
+    sim_node: &'a mut SimNode,
+    work: &'a mut Vec<Work>,
+    down: &'a mut bool,
+    unexpected: &'a mut Vec<String>,
+    refused: &'a mut u64,
+    routed: &'a mut [Routed],
+    halves: &'a mut HashMap<(usize, ConnId, DmsgKey), (usize, bool)>,
+    routes_refused: &'a mut u64,
+}
+
+/// A delivered event, copied out of the connection's buffers.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one at a time, on the stack: a span input carries its payload once"
+)]
+enum Got {
+    Span(SpanInput),
+    Element {
+        key: DmsgKey,
+        parent: Option<DmsgKey>,
+        opened: bool,
+        /// The element's command as received.
+        cmd: Cmd,
+        /// What a handler dispatches on (the first command with this element's flags).
+        effective: Cmd,
+        error: u32,
+        ext: Vec<u8>,
+        aux: Vec<u8>,
+    },
+    Lost(DmsgKey),
+    Down,
+    Other,
+}
+
+/// The index `req <index>` in a request's aux.
+fn request_index(aux: &[u8]) -> Option<usize> {
+    let text = aux.split(|&b| b == 0).next()?;
+    std::str::from_utf8(text.strip_prefix(b"req ")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Hands every pending event of `io` (connection `glue.conn`) to the node, as a service
+/// does (dmsg.md 5.2, 5.5, docs/dmsg.md 5.8). Returns how many events there were.
+fn handle_events<const T: usize>(io: &mut ClusterIo<T>, g: &mut Glue<'_>) -> usize {
     let mut count = 0;
     loop {
-        let input = match io.poll_event() {
+        let got = match io.poll_event() {
             None => break,
-            Some(DmsgEvent::Message { msg, received }) => SpanInput::of(&msg, &received),
-            Some(DmsgEvent::LinkDown(_)) => {
-                *down = true;
-                cluster.link_down(conn, &mut |a| actions.push(a));
-                count += 1;
-                break;
-            }
-            Some(_) => None,
+            Some(DmsgEvent::Message { msg, received }) => match SpanInput::of(&msg, &received) {
+                Some(input) => Got::Span(input),
+                None => match received {
+                    Received::Element {
+                        key,
+                        parent,
+                        effective_cmd,
+                        opened,
+                        ..
+                    } => Got::Element {
+                        key,
+                        parent,
+                        opened,
+                        cmd: msg.header().command(),
+                        effective: effective_cmd,
+                        error: msg.header().error,
+                        ext: msg.ext().to_vec(),
+                        aux: msg.aux().to_vec(),
+                    },
+                    _ => Got::Other,
+                },
+            },
+            Some(DmsgEvent::Lost(lost)) => Got::Lost(lost.key),
+            Some(DmsgEvent::LinkDown(_)) => Got::Down,
+            Some(_) => Got::Other,
         };
         count += 1;
-        let Some(input) = input else {
-            continue;
-        };
-        match cluster.input(conn, &input, &mut |a| actions.push(a)) {
-            Ok(()) => {}
-            Err(h2msg::cluster::ClusterError::Full(_)) => {
-                if let SpanInput::SpanOpened(msgid, ..) = input {
-                    refuse_span(io, msgid);
-                }
-                *refused += 1;
+        match got {
+            Got::Down => {
+                *g.down = true;
+                let work = &mut *g.work;
+                g.sim_node
+                    .cluster
+                    .link_down(g.conn, &mut |a| work.push(Work::Cluster(a)));
+                break;
             }
-            // Our own DELETE crossed the receiver's: its answer names a relay we forgot.
-            Err(h2msg::cluster::ClusterError::Unknown)
-                if matches!(input, SpanInput::RelayClosed(_)) => {}
-            Err(e) => unexpected.push(format!("conn {conn}: {input:?} refused: {e}")),
+            Got::Span(input) => span_input(io, g, input),
+            Got::Element {
+                key,
+                parent,
+                opened,
+                cmd,
+                effective,
+                error,
+                ext,
+                aux,
+            } => match g.sim_node.cluster.route(g.conn, key, parent, opened) {
+                Route::Forward {
+                    to,
+                    twin,
+                    open_under,
+                } => {
+                    // The harness peeks at the application's aux to record the path.
+                    if open_under.is_some()
+                        && let Some(r) = request_index(&aux).and_then(|i| g.routed.get_mut(i))
+                    {
+                        r.hops.push(to);
+                    }
+                    let f = Forwarded {
+                        twin,
+                        open_under,
+                        cmd,
+                        error,
+                        ext,
+                        aux,
+                    };
+                    g.work.push(Work::Forward(to, Box::new(f)));
+                }
+                Route::Local(registration) => {
+                    answer_local(io, g, registration, key, effective, &aux)
+                }
+                Route::Refused(_) => {
+                    *g.routes_refused += 1;
+                    let _ = io.answer(key, true, DMSG_ERR_IO);
+                }
+                Route::NotRouted => app_element(io, g, key, opened, cmd, error, &aux),
+            },
+            Got::Lost(key) => {
+                if let Some(&(i, requester)) = g.halves.get(&(g.node, g.conn, key)) {
+                    let r = &mut g.routed[i];
+                    let end = if requester {
+                        &mut r.requester_end
+                    } else {
+                        &mut r.responder_end
+                    };
+                    end.get_or_insert(DMSG_ERR_LOSTLINK);
+                }
+            }
+            Got::Other => {}
         }
     }
     count
+}
+
+fn span_input<const T: usize>(io: &mut ClusterIo<T>, g: &mut Glue<'_>, input: SpanInput) {
+    let work = &mut *g.work;
+    match g
+        .sim_node
+        .cluster
+        .input(g.conn, &input, &mut |a| work.push(Work::Cluster(a)))
+    {
+        Ok(()) => {}
+        Err(h2msg::cluster::ClusterError::Full(_)) => {
+            if let SpanInput::SpanOpened(msgid, ..) = input {
+                refuse_span(io, msgid);
+            }
+            *g.refused += 1;
+        }
+        // Our own DELETE crossed the receiver's: its answer names a relay we forgot.
+        Err(h2msg::cluster::ClusterError::Unknown)
+            if matches!(input, SpanInput::RelayClosed(_)) => {}
+        Err(e) => g
+            .unexpected
+            .push(format!("conn {}: {input:?} refused: {e}", g.conn)),
+    }
+}
+
+/// A transaction routed to the node's own registration (docs/dmsg.md 5.8, 5.9): a
+/// [`REQUEST`] is answered with one reply element carrying the node's label (the half
+/// stays open), an `LNK_SEQREQ` moves the registration to a new route sequence.
+fn answer_local<const T: usize>(
+    io: &mut ClusterIo<T>,
+    g: &mut Glue<'_>,
+    registration: Registration,
+    key: DmsgKey,
+    effective: Cmd,
+    aux: &[u8],
+) {
+    let base = effective.clear(MsgFlags::REPLY).switch_key();
+    if base == Cmd::DMSG_LNK_SEQREQ.raw() {
+        let work = &mut *g.work;
+        match g
+            .sim_node
+            .cluster
+            .bump(registration, &mut |a| work.push(Work::Cluster(a)))
+        {
+            Ok(new) => g.sim_node.registration = Some(new),
+            Err(e) => g
+                .unexpected
+                .push(format!("node {}: bump refused: {e}", g.node)),
+        }
+        let _ = io.answer(key, true, 0);
+    } else if base == REQUEST.raw()
+        && let Some(i) = request_index(aux).filter(|&i| i < g.routed.len())
+    {
+        g.routed[i].responder = Some(g.node);
+        g.halves.insert((g.node, g.conn, key), (i, false));
+        let mut label = g.sim_node.spec.label().unwrap_or_default().to_vec();
+        label.push(0);
+        if let Err(e) = io.send(key, REQUEST.set(MsgFlags::CREATE), &[], &label) {
+            g.unexpected
+                .push(format!("node {}: request {i} not answered: {e:?}", g.node));
+        }
+    } else {
+        let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
+    }
+}
+
+/// An element of a transaction that is not routed here: one of the node's own routed
+/// requests or answers (recorded; a DELETE is answered with ours), or an unknown open
+/// (refused with NOSUPP, as the service does).
+fn app_element<const T: usize>(
+    io: &mut ClusterIo<T>,
+    g: &mut Glue<'_>,
+    key: DmsgKey,
+    opened: bool,
+    cmd: Cmd,
+    error: u32,
+    aux: &[u8],
+) {
+    let deleted = cmd.flags().contains(MsgFlags::DELETE);
+    if let Some(&(i, requester)) = g.halves.get(&(g.node, g.conn, key)) {
+        let r = &mut g.routed[i];
+        if requester
+            && r.answer.is_none()
+            && cmd.clear(MsgFlags::REPLY).switch_key() == REQUEST.raw()
+            && !aux.is_empty()
+        {
+            let text = aux.split(|&b| b == 0).next().unwrap_or_default();
+            r.answer = Some(text.to_vec());
+        }
+        if deleted {
+            let end = if requester {
+                &mut r.requester_end
+            } else {
+                &mut r.responder_end
+            };
+            end.get_or_insert(error);
+            // Our half ends too (nothing is sent if it had already).
+            let _ = io.answer(key, true, 0);
+        }
+    } else if opened && key.side == Side::Remote {
+        // Also a CREATE|DELETE (an LNK_SEQREQ under a relay closed meanwhile): without
+        // our DELETE the requester's transaction slot would stay taken forever.
+        let _ = io.answer(key, true, DMSG_ERR_NOSUPP);
+    }
+}
+
+/// Sends one forwarded element on `io` (connection `conn`) as the service's `forward_one`
+/// does: opens the twin, or continues it; a twin that cannot be opened ends the
+/// requester's half (its actions in `made`).
+fn forward_one<const T: usize>(
+    io: &mut ClusterIo<T>,
+    cluster: &mut Cluster<Heap>,
+    conn: ConnId,
+    f: &Forwarded,
+    made: &mut Vec<Work>,
+) {
+    let deleted = f.cmd.flags().contains(MsgFlags::DELETE);
+    if let Some(parent) = f.open_under {
+        match io.forward_open(f.cmd, Some(parent), f.error, &f.ext, &f.aux) {
+            Ok(sent) => {
+                if cluster.twin_opened(f.twin, sent.msgid) {
+                    cluster.twin_forwarded(f.twin, conn, deleted);
+                } else {
+                    // The route went while the open was queued.
+                    let _ = io.abort(DmsgKey::ours(sent.msgid), DMSG_ERR_LOSTLINK);
+                }
+            }
+            Err(_) => cluster.end_twin(f.twin, &mut |a| made.push(Work::Cluster(a))),
+        }
+        return;
+    }
+    if let Some(key) = cluster.twin_key(f.twin, conn)
+        && io.forward(key, f.cmd, f.error, &f.ext, &f.aux).is_ok()
+    {
+        cluster.twin_forwarded(f.twin, conn, deleted);
+    }
 }
 
 /// A connected random graph on `n` nodes: a random spanning tree (each node after the

@@ -12,7 +12,8 @@
 //! its originator, over the best (infeasible) link, to move to a new sequence (an
 //! `LNK_SEQREQ` routed transaction, 5.8): if that path is real, the originator
 //! re-advertises, and the new sequence is feasible everywhere; if it was a loop, the
-//! request dies with it. Spans with sequence 0 (every libdmsg originator's) are never
+//! request dies with it — and when that link is withdrawn, the node asks again over its
+//! next best. Spans with sequence 0 (every libdmsg originator's) are never
 //! judged: the guard changes nothing for them.
 
 use super::{Action, Cluster, ClusterError, Link, Node, Registration, Storage, Table, Via, by_id};
@@ -74,11 +75,20 @@ impl<S: Storage> Cluster<S> {
             }
             Some(_) => {}
             None => {
+                // Once per sequence and link: a request that went over a link since
+                // withdrawn (a loop that collapsed, a path cut) may have died on the way.
+                let pending =
+                    entry
+                        .requested
+                        .zip(entry.fd)
+                        .is_some_and(|((asked, over), (seq, _))| {
+                            asked == seq && self.link(over).is_some()
+                        });
                 if let (Some(link), Some((seq, _))) = (first, entry.fd)
                     && let Via::Conn(conn) = link.via
-                    && entry.requested != Some(seq)
+                    && !pending
                 {
-                    updated.requested = Some(seq);
+                    updated.requested = Some((seq, link.seq));
                     out(Action::RequestSeqno {
                         conn,
                         under: link.msgid,

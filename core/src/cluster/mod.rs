@@ -210,8 +210,9 @@ pub struct Node {
     /// it (the feasible distance, docs/dmsg.md 5.9). Kept after the last link goes (the
     /// node is then a tombstone), so that stale copies still in flight are refused.
     fd: Option<(u64, u32)>,
-    /// With the loop guard: the route sequence we asked the originator to move past.
-    requested: Option<u64>,
+    /// With the loop guard: the route sequence we asked the originator to move past, and
+    /// the link the request went over (while that link lasts, we do not ask again).
+    requested: Option<(u64, u64)>,
 }
 
 /// A received span.
@@ -1160,6 +1161,12 @@ impl<S: Storage> LinkView<'_, S> {
     #[must_use]
     pub const fn rnss(&self) -> u32 {
         self.link.rnss
+    }
+
+    /// Its originator's route sequence (docs/dmsg.md 5.9; 0 without the loop guard).
+    #[must_use]
+    pub const fn route_seq(&self) -> u64 {
+        self.link.route_seq
     }
 
     /// The relays made from it: (conn, relay, our msgid once known), oldest first.

@@ -1207,3 +1207,34 @@ fn tombstones_stay_out_of_sight_and_give_way() {
     let labels: Vec<Vec<u8>> = c.nodes().map(|n| n.span().pfs_label().to_vec()).collect();
     assert_eq!(labels, vec![b"b".to_vec(), b"c".to_vec()]);
 }
+
+/// 5.9: a sequence request can die (it went over a loop that then collapsed, or its path
+/// was cut): when the link it went over is withdrawn and the links left are still
+/// infeasible, the node asks again over its new best link, or it would keep a real route
+/// unused forever (found by the N-node simulator with every guard on).
+#[test]
+fn the_loop_guard_asks_again_when_the_link_its_request_went_over_goes() {
+    let mut c: Cluster<Small> = Cluster::new(&Small::default(), rself(0));
+    c.set_loop_guard(true);
+    let mut x = registration(b"x", PeerType::HAMMER2);
+    x.reserved02 = 1u64.to_le_bytes();
+    for (conn, dist) in [(1, 1), (2, 4), (3, 6)] {
+        let mut span = x;
+        span.set_dist(dist, LE);
+        c.span_received(conn, 7, &span, LE, &mut |_| {}).unwrap();
+    }
+    let asked = |c: &mut Cluster<Small>, conn: u64| {
+        let mut requests = Vec::new();
+        c.span_withdrawn(conn, 7, &mut |a| {
+            if let Action::RequestSeqno { conn, under } = a {
+                requests.push((conn, under));
+            }
+        })
+        .unwrap();
+        requests
+    };
+    // The best (dist 1) goes: dist 4 and 6 are no shorter than the 2 we advertised.
+    assert_eq!(asked(&mut c, 1), vec![(2, 7)]);
+    // The request went over conn 2; that link goes too: ask over conn 3.
+    assert_eq!(asked(&mut c, 2), vec![(3, 7)]);
+}
