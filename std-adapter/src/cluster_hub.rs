@@ -172,8 +172,11 @@ impl ClusterHub {
     /// An empty cluster; `rself` is this process's relay constant (D16).
     #[must_use]
     pub fn new(rself: NonZeroU32, limits: Limits) -> Self {
+        let mut cluster = Cluster::new(&Heap(limits), rself);
+        // A quarter of a link's transactions for routed ones: the rest stay for spans.
+        cluster.set_twin_limit(CLUSTER_TRANSACTIONS / 4);
         Self(Mutex::new(Hub {
-            cluster: Cluster::new(&Heap(limits), rself),
+            cluster,
             mailboxes: HashMap::new(),
             bumped: HashMap::new(),
             deferred_bumps: std::collections::HashSet::new(),

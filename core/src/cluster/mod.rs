@@ -312,6 +312,8 @@ pub struct Cluster<S: Storage> {
     retry_relays: bool,
     /// The connection [`link_down`](Self::link_down) is taking out: nothing is sent on it.
     going: Option<ConnId>,
+    /// Most twins per connection, either end (5.8).
+    twin_limit: usize,
     /// The loop guard is on (docs/dmsg.md 5.9).
     guard: bool,
     stats: ClusterStats,
@@ -358,6 +360,7 @@ impl<S: Storage> Cluster<S> {
             rescan_all: false,
             retry_relays: false,
             going: None,
+            twin_limit: usize::MAX,
             guard: false,
             stats: ClusterStats::default(),
         }

@@ -107,6 +107,17 @@ impl<S: Storage> Cluster<S> {
             Via::Local => return Route::Local(Registration(link.msgid)),
             Via::Conn(to) => to,
         };
+        // Each twin holds a transaction of ours on `to`, where our spans need them too,
+        // and is held as long as its requester likes: bound both ends (5.8).
+        let (mut from_conn, mut to_conn) = (0usize, 0usize);
+        for t in self.t.twins.items() {
+            from_conn += usize::from(t.from == conn);
+            to_conn += usize::from(t.to == to);
+        }
+        if from_conn >= self.twin_limit || to_conn >= self.twin_limit {
+            self.stats.refused += 1;
+            return Route::Refused(ClusterError::Full(TableName::Twins));
+        }
         let id = self.fresh_id();
         let twin = Twin {
             id,
@@ -193,6 +204,15 @@ impl<S: Storage> Cluster<S> {
     /// [`Action::Terminate`].
     pub fn end_twin(&mut self, twin: TwinId, out: &mut impl FnMut(Action)) {
         self.cut_twins(|t| (t.id == twin.0).then_some(None), out);
+    }
+
+    /// Bounds the routed transactions passing through per connection, requested from it
+    /// or opened on it (default: no bound but the twin table's). A relay's twin takes a
+    /// transaction slot of ours on the connection it goes out on, where our spans need
+    /// slots too; a requester may keep its transactions open as long as it likes. Beyond
+    /// the bound a routed CREATE is refused ([`Route::Refused`], answered with 0x22).
+    pub fn set_twin_limit(&mut self, per_conn: usize) {
+        self.twin_limit = per_conn;
     }
 
     /// Routed transactions passing through.

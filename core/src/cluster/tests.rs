@@ -1238,3 +1238,21 @@ fn the_loop_guard_asks_again_when_the_link_its_request_went_over_goes() {
     // The request went over conn 2; that link goes too: ask over conn 3.
     assert_eq!(asked(&mut c, 2), vec![(3, 7)]);
 }
+
+/// The per-connection bound on twins (5.8): a requester cannot take every transaction
+/// slot of ours toward the span's source; the refusal is counted.
+#[test]
+fn routed_transactions_are_bounded_per_connection() {
+    use crate::trans::DmsgKey;
+    let mut c = relay_node();
+    c.set_twin_limit(2);
+    let mut open = |msgid| c.route(1, DmsgKey::theirs(msgid), Some(DmsgKey::ours(7)), true);
+    assert!(matches!(open(1), Route::Forward { .. }));
+    assert!(matches!(open(2), Route::Forward { .. }));
+    assert_eq!(
+        open(3),
+        Route::Refused(ClusterError::Full(TableName::Twins))
+    );
+    assert_eq!(c.twins(), 2);
+    assert_eq!(c.stats().refused, 1);
+}
