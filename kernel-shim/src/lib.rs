@@ -26,11 +26,29 @@
 //! An iocom is not thread-safe: the kernel serialises calls on one iocom (a lock per
 //! link). The kernel's callbacks must not call back into h2msg; a call on the same iocom
 //! from inside one is refused (`H2MSG_ERR_BUSY`).
+//!
+//! With the `linux-attach` feature (std, Linux only) the crate also has
+//! [`linux_attach`]: user space's call that hands a socket to `/dev/h2msg`. The static
+//! library for a kernel is built without it.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// std's panic handler and ours would collide; the two builds are for different worlds.
+#[cfg(all(feature = "linux-attach", feature = "panic-handler"))]
+compile_error!(
+    "features `linux-attach` (std, user space) and `panic-handler` (the kernel's static \
+     library) exclude each other"
+);
+
+#[cfg(all(feature = "linux-attach", target_os = "linux"))]
+extern crate std;
 
 mod abi;
 mod block;
 mod kernel;
+#[cfg(all(feature = "linux-attach", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "linux-attach", target_os = "linux"))))]
+pub mod linux_attach;
 
 use core::ffi::{c_int, c_void};
 use core::ops::{Deref, DerefMut};

@@ -5,7 +5,8 @@
 //! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
 //! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`]) and its kept-up outgoing links ([`autoconn`])
 //! and its clients ([`client`]),
-//! the loopback [`demo`], the capture decoder ([`dump`]), the throughput and memory
+//! the loopback [`demo`], the handover of a link to the Linux kernel module
+//! ([`kernel_attach`]), the capture decoder ([`dump`]), the throughput and memory
 //! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
 //! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
 //!
@@ -37,6 +38,7 @@ pub mod crypto;
 pub mod demo;
 pub mod dmsg_shell;
 pub mod dump;
+pub mod kernel_attach;
 pub mod keys;
 pub mod link;
 pub mod logging;

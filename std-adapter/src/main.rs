@@ -358,6 +358,21 @@ enum Command {
               value_parser = RangedU64ValueParser::<usize>::new().range(0..=MOST_BENCH_LINKS))]
         links: usize,
     },
+    /// Hand a link to the Linux kernel module: connect, run the handshake in seed mode,
+    /// then give the socket to the module's device; its kernel thread drives the link.
+    KernelAttach {
+        /// HOST:PORT of the service (HOST alone: port 987; unix:PATH).
+        host: String,
+        /// The module's device.
+        #[arg(long, value_name = "PATH",
+              default_value = h2msg_std::kernel_attach::DEFAULT_DEVICE)]
+        device: PathBuf,
+        /// Seconds to wait for the TCP connection, and again for the handshake (0.01 to
+        /// 86400).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout,
+              default_value_t = Seconds(h2msg_std::client::DEFAULT_CONNECT_TIMEOUT))]
+        connect_timeout: Seconds,
+    },
     /// Run the protocol on loopback with throwaway keys: handshake, shell, pings, 64 KiB.
     Demo {
         /// Number of pings (1 to 1000000).
@@ -542,6 +557,29 @@ fn run(cli: Cli) -> Result<(), String> {
                 )),
             }
         }
+        Command::KernelAttach {
+            host,
+            device,
+            connect_timeout,
+        } => {
+            let attached = h2msg_std::kernel_attach::kernel_attach(
+                &Endpoint::parse(Some(&host)),
+                &KeyDir::new(cli.keydir),
+                &h2msg_std::kernel_attach::AttachOptions {
+                    device: device.clone(),
+                    connect_timeout: connect_timeout.0,
+                },
+            )
+            .map_err(|e| format!("kernel-attach: {e}"))?;
+            println!(
+                "kernel link up: {} to {} ({}), handed to {}",
+                attached.local,
+                attached.peer,
+                attached.terms,
+                device.display()
+            );
+            Ok(())
+        }
         Command::Demo { pings, proto } => {
             let r = h2msg_std::demo::run_demo_as(pings, proto.proto)
                 .map_err(|e| format!("demo: {e}"))?;
@@ -699,7 +737,7 @@ mod tests {
     use super::*;
 
     /// Options that take text, not numbers.
-    const TEXT_OPTIONS: [&str; 13] = [
+    const TEXT_OPTIONS: [&str; 14] = [
         "keydir",
         "listen",
         "choice",
@@ -713,6 +751,7 @@ mod tests {
         "advertise",
         "via",
         "connect",
+        "device",
     ];
 
     /// The `(MIN to MAX)` an option's help states, as written.
@@ -781,7 +820,8 @@ mod tests {
                 checked += 1;
             }
         }
-        // Every subcommand with numbers was walked (service, ping, bench, demo, shell).
-        assert!(checked >= 11, "only {checked} options checked");
+        // Every subcommand with numbers was walked (service, ping, bench, demo, shell,
+        // kernel-attach).
+        assert!(checked >= 12, "only {checked} options checked");
     }
 }
