@@ -58,8 +58,13 @@ static long long now_ms(void)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* A connected loopback pair: *ours and *theirs, both blocking. */
-static int tcp_pair(int *ours, int *theirs)
+/*
+ * A connected loopback pair: *ours and *theirs, both blocking. With `nonblocking`, *theirs
+ * connects as a connect timeout does (std's connect_timeout, h2msg kernel-attach):
+ * O_NONBLOCK, EINPROGRESS, poll until writable, blocking again. The kernel then leaves
+ * the socket's sock->state at SS_CONNECTING, though TCP is established.
+ */
+static int tcp_pair_connected(int *ours, int *theirs, int nonblocking)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
@@ -67,12 +72,27 @@ static int tcp_pair(int *ours, int *theirs)
     if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
         getsockname(l, (struct sockaddr *)&a, &len))
         return -1;
-    *theirs = socket(AF_INET, SOCK_STREAM, 0);
-    if (*theirs < 0 || connect(*theirs, (struct sockaddr *)&a, sizeof a))
+    *theirs = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    if (*theirs < 0)
+        return -1;
+    if (connect(*theirs, (struct sockaddr *)&a, sizeof a)) {
+        struct pollfd pfd = { .fd = *theirs, .events = POLLOUT };
+        int err = 0;
+        socklen_t elen = sizeof err;
+        if (!nonblocking || errno != EINPROGRESS || poll(&pfd, 1, 3000) != 1 ||
+            getsockopt(*theirs, SOL_SOCKET, SO_ERROR, &err, &elen) || err)
+            return -1;
+    }
+    if (nonblocking && fcntl(*theirs, F_SETFL, fcntl(*theirs, F_GETFL) & ~O_NONBLOCK))
         return -1;
     *ours = accept(l, NULL, NULL);
     close(l);
     return *ours < 0 ? -1 : 0;
+}
+
+static int tcp_pair(int *ours, int *theirs)
+{
+    return tcp_pair_connected(ours, theirs, 0);
 }
 
 static int attach(int dev, int fd)
@@ -225,9 +245,12 @@ int main(int argc, char **argv)
         peer_down(&p); /* the kernel logs the peer's close */
         usleep(300000);
 
-        /* Link 2: garbage from the peer ends the link with its IOQ code (in the kernel log). */
-        CHECK(tcp_pair(&ours, &theirs) == 0 && attach(dev, theirs) == 0,
-              "a new link is attached after the first one ended");
+        /*
+         * Link 2, over a socket connected without blocking: garbage from the peer ends the
+         * link with its IOQ code (in the kernel log).
+         */
+        CHECK(tcp_pair_connected(&ours, &theirs, 1) == 0 && attach(dev, theirs) == 0,
+              "a new link, connected without blocking, is attached after the first one ended");
         close(theirs);
         char garbage[64];
         memset(garbage, 0xEE, sizeof garbage);

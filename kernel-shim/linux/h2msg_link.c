@@ -215,7 +215,11 @@ static int link_attach(int fd)
 		err = -EPROTOTYPE;
 		goto put;
 	}
-	if (sock->state != SS_CONNECTED || !sock->sk || sock->sk->sk_state != TCP_ESTABLISHED) {
+	/*
+	 * The connection's own state, not sock->state: a socket connected without blocking
+	 * (a connect timeout) keeps SS_CONNECTING there until connect() is called again.
+	 */
+	if (!sock->sk || READ_ONCE(sock->sk->sk_state) != TCP_ESTABLISHED) {
 		err = -ENOTCONN;
 		goto put;
 	}

@@ -2,8 +2,10 @@
 # Boot test of h2msg.ko (kernel-shim/README.md, "A Linux module"): builds the module
 # against Debian's kernel headers and a static h2msg tool (musl), packs an initramfs
 # (busybox, the module, the tool, an init script), boots Debian's kernel in
-# qemu-system-x86_64 under TCG (no KVM), loads the module (its self-test runs), unloads
-# it, and fails unless every expected line is in the console log within the time limit.
+# qemu-system-x86_64 under TCG (no KVM), loads the module (its self-test runs), drives
+# handed-over links (attach-test.c; then `h2msg kernel-attach` against `h2msg service`),
+# unloads it, and fails unless every expected line is in the console log within the time
+# limit.
 #
 #   kernel-shim/linux/qemu-test.sh [LOG]
 #
@@ -114,6 +116,14 @@ cp "$ko" "$rd/lib/modules/"
 mods=/lib/modules/$KVER/kernel
 cp "$mods/crypto/crc32c_generic.ko" "$mods/lib/libcrc32c.ko" "$rd/lib/modules/"
 cp kernel-shim/linux/initramfs-init.sh "$rd/init"
+# Keys for the service and the kernel-attach client, made here: RSA key generation under
+# TCG would take most of the boot. Each trusts the other's key for 127.0.0.1.
+keys=$rd/etc/h2msg
+"$tool" -q rsainit "$keys/service"
+"$tool" -q rsainit "$keys/client"
+mkdir -p "$keys/service/remote" "$keys/client/remote"
+cp "$keys/client/rsa.pub" "$keys/service/remote/127.0.0.1.pub"
+cp "$keys/service/rsa.pub" "$keys/client/remote/127.0.0.1.pub"
 chmod +x "$rd/init"
 (cd "$rd" && find . | cpio -o -H newc --quiet | gzip -1) >"$OUT/initramfs.cpio.gz"
 echo "initramfs: $(stat -c %s "$OUT/initramfs.cpio.gz") bytes"
@@ -159,6 +169,7 @@ expected=(
     "h2msg: link down: the peer closed the stream"
     "h2msg: link down: bad magic (IOQ 1 SYNC)"
     "h2msg: link ended: down kind 1, IOQ 1"
+    "h2msg-attach: ok: a new link, connected without blocking, is attached after the first one ended"
     "h2msg-attach: ok: the kernel ends the stream after garbage"
     "h2msg-test: attach ok"
     "h2msg: link closed by rmmod"
@@ -166,7 +177,23 @@ expected=(
     "h2msg-test: rmmod ok"
     "h2msg-attach: ok: the stream ended when the module was unloaded"
     "h2msg-test: held link closed by rmmod"
+    "h2msg-test: service listening on 127.0.0.1:9870"
+    "h2msg-test: kernel-attach without the module: h2msg: kernel-attach: /dev/h2msg: no such device (ENOENT): the h2msg module is not loaded (insmod h2msg.ko)"
+    "h2msg-test: insmod again ok"
+    "h2msg-test: kernel-attach ok"
+    "h2msg-test: second kernel-attach: h2msg: kernel-attach: /dev/h2msg: the kernel refused the socket: the kernel drives a link already (one at a time) (EBUSY): rmmod h2msg (or wait until that link ends) before attaching another"
+    "h2msg-test: service status shows the kernel link's pings answered"
+    "h2msg-test: rmmod with the kernel link ok"
+    "h2msg-test: service logged the kernel link's close"
+    "h2msg-test: service stopped"
     "h2msg-test: done"
+)
+# Lines that must appear exactly so often: two loads, two unloads, and rmmod closing a
+# link each time (attach-test's held link, then the kernel-attach link).
+counted=(
+    "2 h2msg: loaded, iocom "
+    "2 h2msg: link closed by rmmod"
+    "2 h2msg: unloaded"
 )
 missing=0
 for line in "${expected[@]}"; do
@@ -177,7 +204,18 @@ for line in "${expected[@]}"; do
         missing=$((missing + 1))
     fi
 done
-for bad in "FAIL" "Oops" "BUG:" "Call Trace" "Kernel panic" "Unknown rela relocation" "Unknown symbol"; do
+for entry in "${counted[@]}"; do
+    want=${entry%% *}
+    line=${entry#* }
+    got=$(grep -cF "$line" "$LOG" || true)
+    if ((got == want)); then
+        echo "ok: ${got}x $line"
+    else
+        echo "COUNT: $line: $got times, not $want"
+        missing=$((missing + 1))
+    fi
+done
+for bad in "FAIL" "UNEXPECTED" "Oops" "BUG:" "Call Trace" "Kernel panic" "Unknown rela relocation" "Unknown symbol"; do
     if grep -qF "$bad" "$LOG"; then
         grep -nF "$bad" "$LOG" | sed -n 1,5p
         echo "FOUND: $bad"
