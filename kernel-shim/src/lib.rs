@@ -28,7 +28,7 @@
 //! from inside one is refused (`H2MSG_ERR_BUSY`).
 //!
 //! With the `linux-attach` feature (std, Linux only) the crate also has
-//! [`linux_attach`]: user space's call that hands a socket to `/dev/h2msg`. The static
+//! `linux_attach`: user space's call that hands a socket to `/dev/h2msg`. The static
 //! library for a kernel is built without it.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
