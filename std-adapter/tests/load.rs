@@ -127,9 +127,10 @@ fn the_bench_command_prints_a_table_per_revision() {
             assert_eq!(fields[..3], ["seed", aux, "2000"], "{line}");
             assert_eq!(fields[4], "M", "{line}");
             let figures: Vec<f64> = [3, 5, 6, 7].map(|i| fields[i].parse().unwrap()).into();
-            // The ratio is printed to two places: a debug build's can show 0.00.
-            assert!(figures[..3].iter().all(|&f| f > 0.0), "{line}");
-            assert!(figures[3] >= 0.0, "{line}");
+            // Rates are printed to two places: a debug build on a loaded machine can show
+            // 0.00 for any of them, so only their form is checked here; the message count
+            // (the receiver's) is what shows the run moved every message.
+            assert!(figures.iter().all(|f| f.is_finite() && *f >= 0.0), "{line}");
         }
     }
 }
