@@ -139,7 +139,7 @@ extern crate std;
 extern crate alloc;
 
 // The layers, bottom first: time, wire, buf, handshake, stream, ioq, trans, setup, iocom,
-// cluster, drive. A module imports only from the layers below it (tests/layering.rs checks it);
+// transfer, cluster, drive. A module imports only from the layers below it (tests/layering.rs checks it);
 // `handshake` uses only `time`, `wire` and `buf`.
 mod buf;
 pub mod cluster;
@@ -151,6 +151,7 @@ mod setup;
 mod stream;
 mod time;
 pub mod trans;
+pub mod transfer;
 pub mod wire;
 
 pub use buf::OverCommit;
