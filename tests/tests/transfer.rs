@@ -150,7 +150,6 @@ fn drain(io: &mut Io, r: &mut Reassembler<TransKey>, seen: &mut Seen<TransKey>) 
 fn drain_dmsg(io: &mut Dmsg, r: &mut Reassembler<DmsgKey>, seen: &mut Seen<DmsgKey>) {
     while let Some(event) = io.poll_event() {
         let fed = r.handle_dmsg_event(UPLOAD, &event);
-        drop(event);
         match fed {
             Fed::Complete(t) => seen.complete.push((t.key, t.data)),
             Fed::Failed(f) => {
