@@ -4,7 +4,7 @@
 //!
 //! 1. two key directories that trust each other (as in `blocking_client`);
 //! 2. the client sends its payload with `transfer::send`: an 8-byte length announcement,
-//!    then 16 parts of 64 KiB (docs/protocol.md §4.5), waiting for room in the transmit
+//!    then 16 parts of 64 KiB (docs/protocol.md §3.5), waiting for room in the transmit
 //!    queue as it goes;
 //! 3. the service takes it whole with `transfer::receive` (a `Reassembler`, up to
 //!    16 MiB), checks it, and answers with a transfer of its own on the same transaction;

@@ -40,9 +40,19 @@ fn main() -> Result<()> {
 
     println!("{mib} MiB over loopback, best of {rounds}");
     let raw = best(rounds, || raw_copy(&payload))?;
-    println!("raw TCP copy        {:>8.1} ms  {:>7.0} MiB/s", ms(raw), mib_s(size, raw));
-    for (name, mode) in [("seed", ModeChoice::Seed), ("cbc", ModeChoice::Cbc), ("gcm", ModeChoice::Gcm)] {
-        let took = best(rounds, || one_transfer(&payload, mode, &service_keys, &client_keys))?;
+    println!(
+        "raw TCP copy        {:>8.1} ms  {:>7.0} MiB/s",
+        ms(raw),
+        mib_s(size, raw)
+    );
+    for (name, mode) in [
+        ("seed", ModeChoice::Seed),
+        ("cbc", ModeChoice::Cbc),
+        ("gcm", ModeChoice::Gcm),
+    ] {
+        let took = best(rounds, || {
+            one_transfer(&payload, mode, &service_keys, &client_keys)
+        })?;
         println!(
             "transfer, {name:<4}      {:>8.1} ms  {:>7.0} MiB/s  {:.2}x raw",
             ms(took),
@@ -120,10 +130,15 @@ fn one_transfer(
             None => return Err("closed early".into()),
         };
         let same = got.data == expected;
-        link.io().reply(&got.reply_to(), u16::from(!same), &[], true)?;
+        link.io()
+            .reply(&got.reply_to(), u16::from(!same), &[], true)?;
         link.flush()?;
         while link.next_event(|_| ())?.is_some() {}
-        if same { Ok(()) } else { Err("the transfer arrived changed".into()) }
+        if same {
+            Ok(())
+        } else {
+            Err("the transfer arrived changed".into())
+        }
     });
     let (mut link, _) = link::connect(address, client_keys, mode)?;
     link.io().accept(STORE)?;

@@ -3,7 +3,7 @@
 //! feature `tokio`).
 //!
 //! A payload of any size goes as one transaction of ≤ 64 KiB parts after an 8-byte length
-//! announcement (`docs/protocol.md` §4.5); the receiver puts it back together up to its
+//! announcement (`docs/protocol.md` §3.5); the receiver puts it back together up to its
 //! [`Reassembler`]'s maximum (16 MiB by default). These functions take the low-level link
 //! and wait the way its `flush` and `next_event` do; events that are not about transfers
 //! go to the caller's closure, so nothing is lost while a transfer runs.

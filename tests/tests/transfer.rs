@@ -1,4 +1,4 @@
-//! Large transfers over two real connections in memory (protocol.md §4.5): every stream
+//! Large transfers over two real connections in memory (protocol.md §3.5): every stream
 //! mode and both revisions, exact lengths at the sizes around the 32-byte unit and the
 //! 64 KiB part, and the bad inputs — a transfer over the maximum, more data than
 //! announced, a part of a transfer never opened, an abort midway, a lost link — each

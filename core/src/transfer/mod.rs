@@ -1,6 +1,6 @@
 //! Large transfers: a payload of any size sent as **one streaming transaction** of parts
 //! of at most 64 KiB, and put back together on the other end up to a maximum, with its
-//! exact byte length (protocol.md §4.5).
+//! exact byte length (protocol.md §3.5).
 //!
 //! # On the wire
 //!
