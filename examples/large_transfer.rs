@@ -41,8 +41,13 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 /// shifted part shows.
 fn upload() -> Vec<u8> {
     (0..SIZE)
-        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .map(|i| low_byte(i % 251) ^ low_byte(i >> 16))
         .collect()
+}
+
+/// The low 8 bits of `n`.
+fn low_byte(n: usize) -> u8 {
+    u8::try_from(n & 0xFF).unwrap_or_default()
 }
 
 /// The service's answer to `data`: each byte complemented, in reverse order.

@@ -34,7 +34,9 @@ fn main() -> Result<()> {
     let mib: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(1), |a| a.parse())?;
     let size = mib << 20;
-    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let payload: Vec<u8> = (0..size)
+        .map(|i| u8::try_from(i % 251).unwrap_or_default())
+        .collect();
     let dir = tempfile::tempdir()?;
     let (service_keys, client_keys) = trusting_key_dirs(dir.path())?;
 

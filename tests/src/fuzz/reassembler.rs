@@ -44,12 +44,13 @@ pub fn reassembler(data: &[u8]) {
         let len = usize::from(u16::from_le_bytes([head[2], head[3]])).min(tail.len());
         let (aux, next) = tail.split_at(len);
         rest = next;
-        if flags.contains(MsgFlags::CREATE) && error == 0 {
-            if let Some(bytes) = aux.get(..8) {
-                let mut len = [0u8; 8];
-                len.copy_from_slice(bytes);
-                announced.insert(key, u64::from_le_bytes(len));
-            }
+        if flags.contains(MsgFlags::CREATE)
+            && error == 0
+            && let Some(bytes) = aux.get(..8)
+        {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(bytes);
+            announced.insert(key, u64::from_le_bytes(len));
         }
         match r.feed(key, cmd, flags, error, aux, length) {
             Fed::Complete(t) => {
