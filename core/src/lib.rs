@@ -94,11 +94,13 @@
 //!
 //! ## Modules
 //!
-//! The lifecycle's types live at the crate root. Four modules hold what the lifecycle
+//! The lifecycle's types live at the crate root. Five modules hold what the lifecycle
 //! does not need every day: [`wire`] (the exact byte layouts, commands, limits, error
 //! codes, CRC-32C), [`ioq`] (the receive decoder and transmit queue on their own, for
 //! tools such as a capture decoder), [`trans`] (the transaction rules and their
-//! vocabulary) and [`drive`] (what every driver shares; the embedded-io driver).
+//! vocabulary), [`transfer`] (payloads of any size as one transaction of 64 KiB parts,
+//! reassembled with their exact length, §3.5) and [`drive`] (what every driver shares;
+//! the embedded-io driver).
 //!
 //! ## Features
 //!
@@ -108,7 +110,7 @@
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
 //! | `dmsg-gcm-unverified` | **UNVERIFIED** libdmsg's GCM stream keying (dmsg.md 1.4): `LinkSetup::dmsg_gcm_unverified`, `keys::GcmKeys::libdmsg`; implies `stream-crypto` |
 //! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
-//! | `alloc` | `cluster::Heap`: cluster tables that grow as they fill, up to limits |
+//! | `alloc` | `cluster::Heap`: cluster tables that grow as they fill, up to limits; `transfer::Reassembler`: large transfers received into memory that grows as data arrives, up to a maximum |
 //! | `std` | `From<DriveError<std::io::Error>> for std::io::Error` |
 //! | `test-util` | helpers for tests that need known secrets (`Session::from_parts_for_testing`, `keys_for_testing`, the decoded peer block, a prepared block's `sess`); never for products |
 //!
@@ -139,7 +141,7 @@ extern crate std;
 extern crate alloc;
 
 // The layers, bottom first: time, wire, buf, handshake, stream, ioq, trans, setup, iocom,
-// cluster, drive. A module imports only from the layers below it (tests/layering.rs checks it);
+// transfer, cluster, drive. A module imports only from the layers below it (tests/layering.rs checks it);
 // `handshake` uses only `time`, `wire` and `buf`.
 mod buf;
 pub mod cluster;
@@ -151,6 +153,7 @@ mod setup;
 mod stream;
 mod time;
 pub mod trans;
+pub mod transfer;
 pub mod wire;
 
 pub use buf::OverCommit;

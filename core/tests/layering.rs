@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Bottom first.
-const ORDER: [&str; 11] = [
+const ORDER: [&str; 12] = [
     "time",
     "wire",
     "buf",
@@ -22,6 +22,7 @@ const ORDER: [&str; 11] = [
     "trans",
     "setup",
     "iocom",
+    "transfer",
     "cluster",
     "drive",
 ];

@@ -5,8 +5,9 @@
 //! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
 //! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`]) and its kept-up outgoing links ([`autoconn`])
 //! and its clients ([`client`]),
-//! the loopback [`demo`], the handover of a link to the Linux kernel module
-//! ([`kernel_attach`]), the capture decoder ([`dump`]), the throughput and memory
+//! large transfers over a link ([`transfer`]), the loopback [`demo`], the handover of a
+//! link to the Linux kernel module ([`kernel_attach`]), the capture decoder ([`dump`]), the
+//! throughput and memory
 //! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
 //! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
 //!
@@ -49,6 +50,7 @@ pub mod service;
 pub mod threaded_rsa;
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;
+pub mod transfer;
 pub mod transport;
 
 pub use h2msg as core;

@@ -551,6 +551,7 @@ pub mod fuzz {
     mod hostile_peer;
     mod key_file;
     mod pump;
+    mod reassembler;
     pub use cluster_pump::{LINKS, PumpReach, RELAYS, cluster_pump};
     pub use dmsg_peer::dmsg_peer;
     pub use dump::dump;
@@ -558,6 +559,7 @@ pub mod fuzz {
     pub use hostile_peer::hostile_peer;
     pub use key_file::key_file;
     pub use pump::{iocom_pump, stream_pump};
+    pub use reassembler::reassembler;
 
     /// Rewrites every CRC of the frames in `stream` that have a valid magic, so that the
     /// fuzzer reaches the size, extended-header and aux paths behind the checksums.

@@ -82,3 +82,8 @@ fn repair_makes_a_damaged_stream_decode_again() {
     let (msgs, end) = h2msg_tests::decode_stream(&damaged, &[64], 8192, 0);
     assert_eq!((msgs.len(), end), (6, h2msg_tests::Ending::Closed));
 }
+
+#[test]
+fn reassembler_seeds() {
+    replay("reassembler", h2msg_tests::fuzz::reassembler);
+}

@@ -1,0 +1,309 @@
+extern crate std;
+use std::vec::Vec;
+
+use super::*;
+
+/// (aux length, first, last) of every element `Parts` gives for `len` payload bytes.
+fn cut(len: usize) -> Vec<(usize, bool, bool)> {
+    let payload = std::vec![0xA5u8; len];
+    let mut parts = Parts::new(&payload);
+    let mut out = Vec::new();
+    while let Some(part) = parts.next_part() {
+        out.push((part.aux().len(), part.is_first(), part.is_last()));
+        parts.part_sent();
+    }
+    assert!(parts.is_done());
+    out
+}
+
+#[test]
+fn an_empty_payload_is_one_announcement_that_also_closes() {
+    assert_eq!(cut(0), [(8, true, true)]);
+}
+
+#[test]
+fn parts_are_full_64_kib_but_the_last() {
+    assert_eq!(cut(1), [(8, true, false), (1, false, true)]);
+    assert_eq!(cut(65536), [(8, true, false), (65536, false, true)]);
+    assert_eq!(
+        cut(2 * 65536 + 33),
+        [
+            (8, true, false),
+            (65536, false, false),
+            (65536, false, false),
+            (33, false, true)
+        ]
+    );
+}
+
+#[test]
+fn the_announcement_is_the_length_little_endian() {
+    let payload = [0u8; 0x0102];
+    let parts = Parts::new(&payload);
+    let first = parts.next_part().map(|p| p.aux().to_vec());
+    assert_eq!(first.as_deref(), Some(&[0x02, 0x01, 0, 0, 0, 0, 0, 0][..]));
+}
+
+#[test]
+fn part_flags_mark_the_ends() {
+    let payload = [1u8; 10];
+    let mut parts = Parts::new(&payload);
+    let flags: Vec<MsgFlags> = core::iter::from_fn(|| {
+        let f = parts.next_part().map(|p| p.flags());
+        parts.part_sent();
+        f
+    })
+    .collect();
+    assert_eq!(flags, [MsgFlags::CREATE, MsgFlags::DELETE]);
+}
+
+#[test]
+fn padding_past_the_announced_length_is_cut_in_the_seed_era() {
+    let mut r = Reassembly::start(&33u64.to_le_bytes(), 100).unwrap();
+    assert_eq!(r.take(&[1; 32], AuxLength::Padded).unwrap().len(), 32);
+    // One data byte, 31 of padding.
+    assert_eq!(r.take(&[2; 32], AuxLength::Padded).unwrap(), &[2]);
+    assert_eq!(r.finish(), Ok(()));
+}
+
+#[test]
+fn a_full_unit_past_the_announced_length_is_an_overrun() {
+    let mut r = Reassembly::start(&33u64.to_le_bytes(), 100).unwrap();
+    let err = r.take(&[1; 96], AuxLength::Padded);
+    assert_eq!(err, Err(TransferError::Overrun { announced: 33 }));
+    // Nothing changed: the right part is still taken.
+    assert_eq!(r.received(), 0);
+    assert_eq!(r.take(&[1; 64], AuxLength::Padded).map(<[u8]>::len), Ok(33));
+}
+
+#[test]
+fn exact_lengths_allow_no_byte_more() {
+    let mut r = Reassembly::start(&5u64.to_le_bytes(), 100).unwrap();
+    assert_eq!(
+        r.take(&[0; 6], AuxLength::Exact),
+        Err(TransferError::Overrun { announced: 5 })
+    );
+    assert_eq!(r.take(&[0; 4], AuxLength::Exact).map(<[u8]>::len), Ok(4));
+    assert_eq!(
+        r.finish(),
+        Err(TransferError::Truncated {
+            announced: 5,
+            received: 4
+        })
+    );
+}
+
+#[test]
+fn announcements_over_the_maximum_or_too_short_are_refused() {
+    assert_eq!(
+        Reassembly::start(&101u64.to_le_bytes(), 100),
+        Err(TransferError::TooLarge {
+            announced: 101,
+            max: 100
+        })
+    );
+    assert_eq!(
+        Reassembly::start(&u64::MAX.to_le_bytes(), usize::MAX),
+        if usize::BITS == 64 {
+            Ok(Reassembly {
+                total: usize::MAX,
+                received: 0,
+            })
+        } else {
+            Err(TransferError::TooLarge {
+                announced: u64::MAX,
+                max: usize::MAX,
+            })
+        }
+    );
+    assert_eq!(
+        Reassembly::start(&[1, 2, 3], 100),
+        Err(TransferError::BadAnnouncement { len: 3 })
+    );
+}
+
+#[test]
+fn answers_say_whether_the_peer_still_waits() {
+    assert_eq!(
+        TransferError::TooLarge {
+            announced: 1,
+            max: 0
+        }
+        .answer(),
+        Some(0x22)
+    );
+    assert_eq!(TransferError::Abandoned.answer(), Some(0x23));
+    assert_eq!(TransferError::NotOpen.answer(), None);
+    assert_eq!(TransferError::LinkLost.answer(), None);
+}
+
+#[cfg(feature = "alloc")]
+mod reassembler {
+    use super::*;
+    use crate::wire::Cmd;
+
+    const UPLOAD: Cmd = match Cmd::app(7) {
+        Some(c) => c,
+        None => Cmd::LNK_PAD,
+    };
+
+    fn announce(r: &mut Reassembler<u32>, key: u32, len: u64) -> Fed<u32> {
+        r.feed(
+            key,
+            UPLOAD,
+            MsgFlags::CREATE,
+            0,
+            &len.to_le_bytes(),
+            AuxLength::Exact,
+        )
+    }
+
+    fn data(r: &mut Reassembler<u32>, key: u32, bytes: &[u8], last: bool) -> Fed<u32> {
+        let flags = if last {
+            MsgFlags::DELETE
+        } else {
+            MsgFlags::NONE
+        };
+        r.feed(key, UPLOAD, flags, 0, bytes, AuxLength::Exact)
+    }
+
+    fn failed(fed: &Fed<u32>) -> Option<TransferError> {
+        match fed {
+            Fed::Failed(f) => Some(f.error),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interleaved_transfers_complete_apart() {
+        let mut r = Reassembler::with_limits(100, 2);
+        assert_eq!(announce(&mut r, 1, 3), Fed::Pending);
+        assert_eq!(announce(&mut r, 2, 2), Fed::Pending);
+        assert_eq!(data(&mut r, 1, b"ab", false), Fed::Pending);
+        assert_eq!(
+            data(&mut r, 2, b"xy", true),
+            Fed::Complete(Transfer {
+                key: 2,
+                cmd: UPLOAD,
+                data: b"xy".to_vec()
+            })
+        );
+        let Fed::Complete(t) = data(&mut r, 1, b"c", true) else {
+            panic!("transfer 1 completes");
+        };
+        assert_eq!(t.data, b"abc");
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn a_part_beyond_the_announcement_fails_frees_and_later_parts_are_dropped() {
+        let mut r = Reassembler::with_limits(100, 2);
+        announce(&mut r, 1, 4);
+        assert_eq!(data(&mut r, 1, b"abc", false), Fed::Pending);
+        assert!(r.buffered() >= 3);
+        assert_eq!(
+            failed(&data(&mut r, 1, b"de", false)),
+            Some(TransferError::Overrun { announced: 4 })
+        );
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(data(&mut r, 1, b"f", false), Fed::Ignored);
+        assert_eq!(data(&mut r, 1, b"", true), Fed::Ignored);
+        // The record is gone with the DELETE: a new part names nothing.
+        assert_eq!(
+            failed(&data(&mut r, 1, b"g", false)),
+            Some(TransferError::NotOpen)
+        );
+    }
+
+    #[test]
+    fn announcing_more_than_the_maximum_is_refused_before_any_data() {
+        let mut r = Reassembler::with_limits(100, 2);
+        assert_eq!(
+            failed(&announce(&mut r, 1, 101)),
+            Some(TransferError::TooLarge {
+                announced: 101,
+                max: 100
+            })
+        );
+        assert_eq!(r.in_progress(), 0);
+        assert_eq!(data(&mut r, 1, &[0; 50], false), Fed::Ignored);
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn one_transfer_too_many_is_refused() {
+        let mut r = Reassembler::with_limits(100, 1);
+        announce(&mut r, 1, 10);
+        assert_eq!(
+            failed(&announce(&mut r, 2, 10)),
+            Some(TransferError::TooManyTransfers { limit: 1 })
+        );
+        assert_eq!(r.in_progress(), 1);
+    }
+
+    #[test]
+    fn an_abort_midway_abandons_and_frees() {
+        let mut r = Reassembler::with_limits(100, 2);
+        announce(&mut r, 1, 10);
+        data(&mut r, 1, b"12345", false);
+        let aborted = r.feed(
+            1,
+            UPLOAD,
+            MsgFlags::ABORT | MsgFlags::DELETE,
+            0,
+            &[],
+            AuxLength::Exact,
+        );
+        assert_eq!(failed(&aborted), Some(TransferError::Abandoned));
+        assert_eq!((r.in_progress(), r.buffered()), (0, 0));
+    }
+
+    #[test]
+    fn a_lost_transaction_fails_its_transfer() {
+        let mut r = Reassembler::with_limits(100, 2);
+        announce(&mut r, 1, 10);
+        data(&mut r, 1, b"12345", false);
+        assert_eq!(failed(&r.lost(1)), Some(TransferError::LinkLost));
+        assert_eq!(r.lost(1), Fed::NotTransfer);
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn an_early_delete_is_truncated() {
+        let mut r = Reassembler::with_limits(100, 2);
+        announce(&mut r, 1, 10);
+        assert_eq!(
+            failed(&data(&mut r, 1, b"123", true)),
+            Some(TransferError::Truncated {
+                announced: 10,
+                received: 3
+            })
+        );
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn an_error_reply_is_the_peers_refusal() {
+        let mut r = Reassembler::with_limits(100, 2);
+        let fed = r.feed(
+            1,
+            UPLOAD,
+            MsgFlags::CREATE | MsgFlags::DELETE,
+            0x22,
+            &[],
+            AuxLength::Exact,
+        );
+        assert_eq!(failed(&fed), Some(TransferError::Refused { code: 0x22 }));
+    }
+
+    #[test]
+    fn the_buffer_never_grows_past_the_announced_length() {
+        let mut r = Reassembler::with_limits(1000, 1);
+        announce(&mut r, 1, 700);
+        for _ in 0..6 {
+            data(&mut r, 1, &[0; 100], false);
+        }
+        assert!(r.buffered() <= 700, "{}", r.buffered());
+        assert!(matches!(data(&mut r, 1, &[0; 100], true), Fed::Complete(_)));
+    }
+}

@@ -1,0 +1,170 @@
+//! Throughput of one large transfer against a raw TCP copy of the same bytes, measured in
+//! the same run over loopback: 64 MiB through one transaction (h2msg's `transfer::send`
+//! and a `Reassembler` on the other end) in each stream mode, next to 64 MiB written to a
+//! plain socket and read on the other end. Prints the times and the ratio (raw time ÷
+//! transfer time: 1.0 would be as fast as a bare socket). A measurement, not a test: it
+//! asserts nothing about time, only that every byte arrived.
+//!
+//! Run it optimised: `cargo run --release -p h2msg-examples --example transfer_bench`
+//! (`-- 16` for 16 MiB instead of 64, `-- 64 3` for three rounds, the best kept).
+
+use std::error::Error;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use h2msg::ModeChoice;
+use h2msg::transfer::{Reassembler, Sender};
+use h2msg::wire::Cmd;
+use h2msg_std::keys::KeyDir;
+use h2msg_std::{link, transfer};
+
+const STORE: Cmd = match Cmd::app(3) {
+    Some(cmd) => cmd,
+    None => Cmd::LNK_PAD,
+};
+
+type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mib: usize = args.next().map_or(Ok(64), |a| a.parse())?;
+    let rounds: usize = args.next().map_or(Ok(1), |a| a.parse())?;
+    let size = mib << 20;
+    let payload: Vec<u8> = (0..size)
+        .map(|i| u8::try_from(i % 251).unwrap_or_default())
+        .collect();
+    let dir = tempfile::tempdir()?;
+    let (service_keys, client_keys) = trusting_key_dirs(dir.path())?;
+
+    println!("{mib} MiB over loopback, best of {rounds}");
+    let raw = best(rounds, || raw_copy(&payload))?;
+    println!(
+        "raw TCP copy        {:>8.1} ms  {:>7.0} MiB/s",
+        ms(raw),
+        mib_s(size, raw)
+    );
+    for (name, mode) in [
+        ("seed", ModeChoice::Seed),
+        ("cbc", ModeChoice::Cbc),
+        ("gcm", ModeChoice::Gcm),
+    ] {
+        let took = best(rounds, || {
+            one_transfer(&payload, mode, &service_keys, &client_keys)
+        })?;
+        println!(
+            "transfer, {name:<4}      {:>8.1} ms  {:>7.0} MiB/s  {:.2}x raw",
+            ms(took),
+            mib_s(size, took),
+            raw.as_secs_f64() / took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mib_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+fn best(rounds: usize, mut run: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..rounds.max(1) {
+        best = best.min(run()?);
+    }
+    Ok(best)
+}
+
+/// The baseline: `payload` written to a plain loopback socket and read whole on the
+/// other end, timed from the first write to the reader's one-byte acknowledgement.
+fn raw_copy(payload: &[u8]) -> Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let len = payload.len();
+    let reader = thread::spawn(move || -> Result<Vec<u8>> {
+        let (mut socket, _) = listener.accept()?;
+        socket.set_nodelay(true)?;
+        let mut data = vec![0u8; len];
+        socket.read_exact(&mut data)?;
+        socket.write_all(&[1])?;
+        Ok(data)
+    });
+    let mut socket = TcpStream::connect(address)?;
+    socket.set_nodelay(true)?;
+    let start = Instant::now();
+    socket.write_all(payload)?;
+    let mut ack = [0u8];
+    socket.read_exact(&mut ack)?;
+    let took = start.elapsed();
+    let data = reader.join().map_err(|_| "the reader panicked")??;
+    if data != payload {
+        return Err("the raw copy arrived changed".into());
+    }
+    Ok(took)
+}
+
+/// One transfer of `payload` in `mode`: timed from the first part queued to the
+/// receiver's answer that it has every byte (a one-byte reply).
+fn one_transfer(
+    payload: &[u8],
+    mode: ModeChoice,
+    service_keys: &KeyDir,
+    client_keys: &KeyDir,
+) -> Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let expected = payload.to_vec();
+    let keys = service_keys.clone();
+    let service = thread::spawn(move || -> Result<()> {
+        let (socket, _) = listener.accept()?;
+        let (mut link, _) = link::accept(socket, &keys, mode)?;
+        link.io().accept(STORE)?;
+        let mut reassembler = Reassembler::with_limits(expected.len(), 1);
+        let got = match transfer::receive(&mut link, STORE, &mut reassembler, |_| {})? {
+            Some(Ok(got)) => got,
+            Some(Err(failure)) => return Err(failure.error.to_string().into()),
+            None => return Err("closed early".into()),
+        };
+        let same = got.data == expected;
+        link.io()
+            .reply(&got.reply_to(), u16::from(!same), &[], true)?;
+        link.flush()?;
+        while link.next_event(|_| ())?.is_some() {}
+        if same {
+            Ok(())
+        } else {
+            Err("the transfer arrived changed".into())
+        }
+    });
+    let (mut link, _) = link::connect(address, client_keys, mode)?;
+    link.io().accept(STORE)?;
+    let start = Instant::now();
+    let mut sender = Sender::request(STORE, payload);
+    transfer::send(&mut link, &mut sender)?;
+    let msgid = sender.msgid().ok_or("opened")?;
+    let error = link.wait_for_reply(msgid)?;
+    let took = start.elapsed();
+    drop(link);
+    service.join().map_err(|_| "the service panicked")??;
+    if error != 0 {
+        return Err(format!("the receiver answered {error:#x}").into());
+    }
+    Ok(took)
+}
+
+fn trusting_key_dirs(root: &Path) -> Result<(KeyDir, KeyDir)> {
+    let (service, client) = (root.join("service"), root.join("client"));
+    for dir in [&service, &client] {
+        KeyDir::new(dir).init(&mut getrandom::SysRng)?;
+        fs::create_dir_all(dir.join("remote"))?;
+    }
+    fs::copy(client.join("rsa.pub"), service.join("remote/127.0.0.1.pub"))?;
+    fs::copy(service.join("rsa.pub"), client.join("remote/127.0.0.1.pub"))?;
+    Ok((KeyDir::new(service), KeyDir::new(client)))
+}
