@@ -37,6 +37,7 @@ pub mod crypto;
 pub mod demo;
 pub mod dmsg_shell;
 pub mod dump;
+pub mod handle;
 pub mod keys;
 pub mod link;
 pub mod logging;
