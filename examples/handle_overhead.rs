@@ -59,6 +59,10 @@ fn main() -> Result<()> {
                 16 => 100_000.0,
                 _ => 200_000.0,
             };
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a positive count far below usize::MAX; saturating as casts are"
+            )]
             let requests = ((base * scale) as usize).max(concurrent);
             let mut link_rates = Vec::new();
             let mut handle_rates = Vec::new();

@@ -111,7 +111,11 @@ async fn serve(mut incoming: Incoming) -> Result<u64> {
     while let Some(request) = incoming.next().await {
         answers.spawn(async move {
             match first_u64(request.data()) {
-                Some(n) => request.reply(0, n.wrapping_mul(n).to_le_bytes().to_vec()).await,
+                Some(n) => {
+                    request
+                        .reply(0, n.wrapping_mul(n).to_le_bytes().to_vec())
+                        .await
+                }
                 None => request.reply(BAD_REQUEST, Vec::new()).await,
             }
         });

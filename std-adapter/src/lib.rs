@@ -18,11 +18,18 @@
 //! size of the transaction tables) and turn `TCP_NODELAY` on. `docs/guide.md` in the
 //! repository walks through a link's life; `examples/` has programs to start from.
 //!
+//! ## Sharing a link
+//!
+//! [`handle`]: a cloneable [`Handle`](handle::Handle) whose requests each await their own
+//! reply, a stream of the peer's requests with responders, waiting sends and a clean
+//! close, for any number of tasks (`tokio_driver::into_handle` with
+//! feature `tokio`) or threads ([`blocking::into_handle`]).
+//!
 //! ## Features
 //!
 //! | Feature | Adds |
 //! |---|---|
-//! | `tokio` | `tokio_driver`: the async driver and its `connect` / `accept`, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`; a runtime with `enable_time` for timers) |
+//! | `tokio` | `tokio_driver`: the async driver, its `connect` / `accept` and the handle's driver, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`, `macros`; a runtime with `enable_time` for timers). The handle's channels are tokio's `sync` module, always built (no runtime needed) |
 //!
 //! The core is always built with `crypto`, `stream-crypto` and `std`: RSA handshakes and
 //! every stream mode are there without a feature. [`crypto`] re-exports the `rsa` crate

@@ -142,6 +142,7 @@ impl Delivery {
     /// Returns once its consumer has room or is gone (the tokio driver's wait). Only
     /// the driver sends on these channels, so the room is still there for
     /// [`try_deliver`](Self::try_deliver).
+    #[cfg(feature = "tokio")]
     pub(crate) async fn wait_room(&self) {
         match self {
             Self::Part(to, _) => drop(to.reserve().await),
@@ -363,6 +364,7 @@ impl Router {
     }
 
     /// An op a driver received while waiting (`None`: every handle is gone).
+    #[cfg(feature = "tokio")]
     pub(crate) fn handle_op<const T: usize>(
         &mut self,
         io: &mut StdIocom<T>,
@@ -386,6 +388,7 @@ impl Router {
     }
 
     /// A request a driver received while waiting (`None`: every handle is gone).
+    #[cfg(feature = "tokio")]
     pub(crate) fn handle_request<const T: usize>(
         &mut self,
         io: &mut StdIocom<T>,
@@ -406,6 +409,7 @@ impl Router {
 
     /// A request whose responder was dropped unanswered: answered 0x20 with the next
     /// work taken. (`None` never comes: the router holds a sender.)
+    #[cfg(feature = "tokio")]
     pub(crate) fn owe(&mut self, request: Option<MsgHeader>) {
         self.owed.extend(request);
     }
