@@ -534,7 +534,7 @@ pub fn open_idle_links(
                         let mut ping = MsgHeader::new(Cmd::LNK_PING);
                         ping.msgid = 1;
                         link.io().send(ping, &[], &[]).map_err(other)?;
-                        match link.wait_for_reply(1)? {
+                        match crate::client::ping_answer(&mut link, 1)? {
                             0 => links.push(link),
                             e => return Err(other(format!("ping answered with error {e:#x}"))),
                         }

@@ -29,6 +29,9 @@ use h2msg::{
     RawRsa, Session,
 };
 
+mod handle_driver;
+pub use handle_driver::{HandleDriver, into_handle};
+
 /// CRC-32C in hardware where the CPU has it (SSE4.2, ARMv8), from the `crc32c` crate.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HwCrc32c;
@@ -146,12 +149,15 @@ pub fn std_iocom_sized<const T: usize>(
 /// wants one (the transport's own error unchanged, the core's verdicts wrapped).
 pub type DriveError = h2msg::drive::DriveError<io::Error>;
 
-/// One connection over a socket: the core's driver loop over a [`Duplex`].
+/// One connection over a socket: the core's driver loop over a [`Duplex`]. For requests
+/// from several threads, each awaiting its own reply, turn it into a
+/// [`Handle`](crate::handle::Handle) ([`into_handle`]); this is the low-level loop.
 ///
 /// ```no_run
 /// use std::net::TcpStream;
 /// use std::time::Duration;
 ///
+/// use h2msg::drive::reply_error;
 /// use h2msg::{Handshake, KeyMode, LinkSetup, ModeChoice, NoRsa};
 /// use h2msg::wire::{Cmd, MsgHeader, WireOrder};
 /// use h2msg_std::blocking::{Duplex, Link, drive_handshake, now, std_iocom};
@@ -171,7 +177,13 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 /// let mut ping = MsgHeader::new(Cmd::LNK_PING);
 /// ping.msgid = 1;
 /// link.io().send(ping, &[], &[])?;
-/// assert_eq!(link.wait_for_reply(1)?, 0);
+/// // Events until the reply to msgid 1 (the error field of each that is one).
+/// while let Some(answer) = link.next_event(|event| reply_error(&event, 1))? {
+///     if let Some(error) = answer {
+///         assert_eq!(error, 0);
+///         break;
+///     }
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub type Link<S, const T: usize = TRANSACTIONS> = h2msg::drive::Link<Duplex<S>, StdIocom<T>>;
@@ -377,6 +389,37 @@ impl<S: DuplexStream> Duplex<S> {
     /// spell; the core's liveness rules are the way to bound silence.
     pub const fn stream(&self) -> &S {
         &self.stream
+    }
+
+    /// Waits until the writer thread has written everything it took, or failed, or
+    /// [`LINGER`] passed: before the write side is shut.
+    ///
+    /// # Errors
+    /// The write's error; `TimedOut` after [`LINGER`].
+    pub(crate) fn finish_writes(&self) -> io::Result<()> {
+        let give_up = std::time::Instant::now() + LINGER;
+        let mut buffers = self.shared.lock();
+        while (!buffers.outgoing.is_empty() || buffers.in_flight > 0)
+            && buffers.write_failed.is_none()
+        {
+            let left = give_up.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer took nothing for the linger time",
+                ));
+            }
+            buffers = self
+                .shared
+                .changed
+                .wait_timeout(buffers, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        match &buffers.write_failed {
+            Some((kind, text)) => Err(io::Error::new(*kind, text.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The socket back, the threads stopped: for a caller that speaks on it without the

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::cluster::SpanInput;
-use h2msg::drive::{DriveError, Waited};
+use h2msg::drive::{DriveError, Waited, reply_error};
 use h2msg::trans::{DmsgKey, Received, Side};
 use h2msg::wire::{Cmd, DMSG_ERR_LOSTLINK, MsgFlags, MsgHeader};
 use h2msg::{DmsgEvent, Event, HandshakeError, KeyExchangeFailure, LinkEnd, Liveness};
@@ -721,13 +721,33 @@ pub fn ping(
         h.msgid = msgid;
         let sent = Instant::now();
         link.io().send(h, &[], &[]).map_err(other)?;
-        let error = link.wait_for_reply(msgid)?;
+        let error = ping_answer(&mut link, msgid)?;
         replies.push(PingReply {
             rtt: sent.elapsed(),
             error: u32::from(error),
         });
     }
     Ok(replies)
+}
+
+/// Waits for the answer to our `LNK_PING` `msgid` and returns its error field, passing
+/// over other events. A ping is a message with a msgid but no transaction (§4.2), as
+/// the 2012 tools send it, so the [`handle`](crate::handle)'s requests — transactions —
+/// do not carry it; this is the ping client's own wait on the low-level loop.
+///
+/// # Errors
+/// How the link failed; [`DriveError::Closed`] (EOF 2) if the peer closed it first.
+pub fn ping_answer<S: blocking::DuplexStream>(
+    link: &mut Link<S>,
+    msgid: u32,
+) -> Result<u16, blocking::DriveError> {
+    loop {
+        match link.next_event(|event| reply_error(&event, msgid))? {
+            Some(Some(error)) => return Ok(error),
+            Some(None) => {}
+            None => return Err(DriveError::Closed),
+        }
+    }
 }
 
 /// How long `h2msg ping --proto dmsg` waits for each reply.

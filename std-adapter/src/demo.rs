@@ -15,7 +15,8 @@ use h2msg::wire::{Cmd, MsgHeader};
 use h2msg::{Liveness, ModeChoice, StreamMode};
 
 use crate::client::{
-    DEFAULT_REPLY_TIMEOUT, connect, dmsg_shell_text, shell_exchange, wait_dmsg_ping_reply,
+    DEFAULT_REPLY_TIMEOUT, connect, dmsg_shell_text, ping_answer, shell_exchange,
+    wait_dmsg_ping_reply,
 };
 use crate::keys::KeyDir;
 use crate::link::{HANDSHAKE_TIMEOUT, open_dmsg_link};
@@ -134,7 +135,7 @@ pub fn run_demo_as(pings: u32, proto: Proto) -> io::Result<DemoReport> {
         ping.msgid = msgid;
         let sent = Instant::now();
         link.io().send(ping, &[], &[]).map_err(other)?;
-        expect_answer(link.wait_for_reply(msgid)?.into())?;
+        expect_answer(ping_answer(&mut link, msgid)?.into())?;
         times.push(sent.elapsed());
     }
     let ping = min_avg_max(&times);
@@ -145,7 +146,7 @@ pub fn run_demo_as(pings: u32, proto: Proto) -> io::Result<DemoReport> {
     big.msgid = pings + 1;
     let sent = Instant::now();
     link.io().send(big, &[], &aux).map_err(other)?;
-    expect_answer(link.wait_for_reply(pings + 1)?.into())?;
+    expect_answer(ping_answer(&mut link, pings + 1)?.into())?;
     let aux_64k = sent.elapsed();
 
     drop(link); // closes the connection: the node's serve() returns

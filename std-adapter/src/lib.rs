@@ -3,13 +3,14 @@
 //! The key-file layout of the 2012 tools ([`keys`]), the raw RSA filters ([`raw_filter`]),
 //! TCP and Unix-socket endpoints ([`transport`]), a blocking driver over any
 //! `Read + Write` ([`blocking`]), an async one over tokio's `AsyncRead + AsyncWrite`
-//! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), the node ([`service`]) and its kept-up outgoing links ([`autoconn`])
-//! and its clients ([`client`]),
-//! large transfers over a link ([`transfer`]), the loopback [`demo`], the handover of a
-//! link to the Linux kernel module ([`kernel_attach`]), the capture decoder ([`dump`]), the
-//! throughput and memory
-//! measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]). The
-//! embedded-io driver lives in the core (`h2msg::drive::embedded`, feature `embedded-io`).
+//! (`tokio_driver`, feature `tokio`), a link's setup ([`link`]), a shareable
+//! request/reply handle over either driver ([`handle`]), large transfers over a link
+//! ([`transfer`]), the node ([`service`]), its kept-up outgoing links ([`autoconn`]) and
+//! its clients ([`client`]), the loopback [`demo`], the handover of a link to the Linux
+//! kernel module ([`kernel_attach`]), the capture decoder ([`dump`]), the throughput and
+//! memory measurements of `h2msg bench` ([`mod@bench`]) and the tool's log ([`logging`]).
+//! The embedded-io driver lives in the core (`h2msg::drive::embedded`, feature
+//! `embedded-io`).
 //!
 //! ## Getting a link
 //!
@@ -20,11 +21,18 @@
 //! size of the transaction tables) and turn `TCP_NODELAY` on. `docs/guide.md` in the
 //! repository walks through a link's life; `examples/` has programs to start from.
 //!
+//! ## Sharing a link
+//!
+//! [`handle`]: a cloneable [`Handle`](handle::Handle) whose requests each await their own
+//! reply, a stream of the peer's requests with responders, waiting sends and a clean
+//! close, for any number of tasks (`tokio_driver::into_handle` with
+//! feature `tokio`) or threads ([`blocking::into_handle`]).
+//!
 //! ## Features
 //!
 //! | Feature | Adds |
 //! |---|---|
-//! | `tokio` | `tokio_driver`: the async driver and its `connect` / `accept`, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`; a runtime with `enable_time` for timers) |
+//! | `tokio` | `tokio_driver`: the async driver, its `connect` / `accept` and the handle's driver, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`, `macros`; a runtime with `enable_time` for timers). The handle's channels are tokio's `sync` module, always built (no runtime needed) |
 //!
 //! The core is always built with `crypto`, `stream-crypto` and `std`: RSA handshakes and
 //! every stream mode are there without a feature. [`crypto`] re-exports the `rsa` crate
@@ -39,6 +47,7 @@ pub mod crypto;
 pub mod demo;
 pub mod dmsg_shell;
 pub mod dump;
+pub mod handle;
 pub mod kernel_attach;
 pub mod keys;
 pub mod link;

@@ -16,14 +16,16 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, PumpIo, reply_error};
+use h2msg::drive::{HandshakeNext, HandshakePump, IoInterest, NextIo, Pump, PumpIo};
 use h2msg::{Event, Handshake, Instant, RawRsa, Session};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::blocking::{DriveError, StdIocom, TRANSACTIONS, now};
 
+mod handle_driver;
 mod setup;
+pub use handle_driver::{HandleDriver, into_handle};
 pub use setup::{accept, accept_peer, connect};
 
 /// The message of the error a link that needs a timer gets on a runtime without tokio's
@@ -154,13 +156,16 @@ where
     }
 }
 
-/// One connection over an async stream.
+/// One connection over an async stream. For requests from several tasks, each awaiting
+/// its own reply, turn it into a [`Handle`](crate::handle::Handle) ([`into_handle`]);
+/// this is the low-level loop.
 ///
 /// Cancel-safe between awaits: a dropped `next_event` or `flush` loses no byte (a poll
 /// moves nothing it does not report), so a `Link` can sit in a `select!`.
 ///
 /// ```
 /// use h2msg::LinkSetup;
+/// use h2msg::drive::reply_error;
 /// use h2msg::wire::{Cmd, MsgHeader};
 /// use h2msg_std::blocking::std_iocom;
 /// use h2msg_std::tokio_driver::Link;
@@ -178,7 +183,13 @@ where
 ///     let mut ping = MsgHeader::new(Cmd::LNK_PING);
 ///     ping.msgid = 1;
 ///     link.io().send(ping, &[], &[])?;
-///     Ok(link.wait_for_reply(1).await?)
+///     // Events until the reply to msgid 1 (the error field of each that is one).
+///     while let Some(answer) = link.next_event(|event| reply_error(&event, 1)).await? {
+///         if let Some(error) = answer {
+///             return Ok(error);
+///         }
+///     }
+///     Err("the peer closed the link first".into())
 /// }
 /// ```
 ///
@@ -246,22 +257,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> Link<S, T> {
             match self.pump.next_io()? {
                 NextIo::Closed => return Ok(None),
                 NextIo::Wait(wants) => self.turn(wants).await?,
-            }
-        }
-    }
-
-    /// Waits for the reply to our message `msgid` and returns its `error` field; other
-    /// events are passed over.
-    ///
-    /// # Errors
-    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] (EOF, 2) if the peer
-    /// closed the link first.
-    pub async fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError> {
-        loop {
-            match self.next_event(|event| reply_error(&event, msgid)).await? {
-                Some(Some(error)) => return Ok(error),
-                Some(None) => {}
-                None => return Err(DriveError::Closed),
             }
         }
     }

@@ -1,17 +1,13 @@
-//! The driver loop, written once: flush, next event, wait for a reply and the handshake,
+//! The driver loop, written once: flush, next event and the handshake,
 //! over any [`Transport`] — the blocking std driver, the embedded-io driver and the test
 //! doubles all run this code.
 
-use rand_core::Rng;
-
 use super::{
     Connection, DriveError, HandshakeNext, HandshakePump, IoInterest, NextIo, PollEvent, Pump,
-    PumpIo, reply_error,
+    PumpIo,
 };
 use crate::handshake::{Handshake, RawRsa, Session};
-use crate::iocom::Iocom;
 use crate::time::Instant;
-use crate::wire::Crc32c;
 
 /// Why a transport moved no bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +136,7 @@ pub enum Waited<U> {
 
 /// One connection over a [`Transport`]: the driver loop every driver shares.
 ///
-/// `T` is the transport, `I` the connection: an [`Iocom`] or a
+/// `T` is the transport, `I` the connection: an [`Iocom`](crate::Iocom) or a
 /// [`DmsgIocom`](crate::DmsgIocom).
 #[derive(Debug)]
 pub struct Link<T, I> {
@@ -257,30 +253,6 @@ where
         deadline: Option<Instant>,
     ) -> Result<(), DriveError<T::Error>> {
         turn(&mut self.transport, &mut self.pump, wants, deadline)
-    }
-}
-
-impl<T, M, R, C, const N: usize> Link<T, Iocom<M, R, C, N>>
-where
-    T: Transport,
-    M: AsRef<[u8]> + AsMut<[u8]>,
-    R: Rng,
-    C: Crc32c + Clone,
-{
-    /// Waits for the reply to our message `msgid` and returns its `error` field; other
-    /// events are passed over.
-    ///
-    /// # Errors
-    /// As [`next_event`](Self::next_event); [`DriveError::Closed`] if the peer closed
-    /// the link first.
-    pub fn wait_for_reply(&mut self, msgid: u32) -> Result<u16, DriveError<T::Error>> {
-        loop {
-            match self.next_event(|event| reply_error(&event, msgid))? {
-                Some(Some(error)) => return Ok(error),
-                Some(None) => {}
-                None => return Err(DriveError::Closed),
-            }
-        }
     }
 }
 

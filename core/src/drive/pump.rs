@@ -213,8 +213,9 @@ impl<I: Connection> Pump<I> {
     }
 }
 
-/// The `error` field of `event` if it is a reply to our message `msgid`: what
-/// `wait_for_reply` of each driver looks for.
+/// The `error` field of `event` if it is a reply to our message `msgid`: for a caller
+/// of the low-level loop that waits for one reply (`link.next_event(|e| reply_error(&e,
+/// msgid))`); h2msg-std's `handle` routes every reply to its waiter.
 #[must_use]
 pub fn reply_error(event: &Event<'_>, msgid: u32) -> Option<u16> {
     match event {

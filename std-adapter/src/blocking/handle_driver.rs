@@ -1,0 +1,147 @@
+//! The blocking driver behind a [`Handle`]: one thread owns the [`Link`] and serves the
+//! handles' channels between its waits; each handle's call wakes it
+//! ([`DuplexWaker`](super::DuplexWaker)).
+
+use std::net::Shutdown;
+use std::time::Duration;
+
+use h2msg::drive::{IoInterest, Transport, Waited};
+
+use super::{DriveError, DuplexStream, Link, now};
+use crate::handle::{Channels, Delivery, Handle, HandleError, Incoming, Received, Router, Taken};
+
+/// How long the driver waits without a wake before it looks at its channels again: a
+/// backstop only, as every call of a handle wakes it.
+const IDLE_SLICE: Duration = Duration::from_secs(1);
+
+/// Turns a link into a [`Handle`] (cloneable, for any number of threads), the stream of
+/// the peer's requests ([`Incoming`]) and the driver that serves both, which the caller
+/// runs on a thread of its own: `thread::spawn(move || driver.run())`.
+///
+/// Accept the commands the peer may request (`link.io().accept(cmd)`) before; the
+/// commands of our own requests are accepted as they are first used.
+///
+/// ```no_run
+/// use h2msg::ModeChoice;
+/// use h2msg::wire::Cmd;
+/// use h2msg_std::keys::KeyDir;
+/// use h2msg_std::{blocking, link};
+///
+/// let keys = KeyDir::new("/etc/hammer2");
+/// let (link, _terms) = link::connect("192.0.2.7:987", &keys, ModeChoice::Auto)?;
+/// let (handle, _incoming, driver) = blocking::into_handle(link);
+/// let running = std::thread::spawn(move || driver.run());
+/// let echo = Cmd::app(1).ok_or("command number")?;
+/// let reply = handle.blocking_request(echo, b"hello".to_vec())?;
+/// assert_eq!(reply.error(), 0);
+/// handle.blocking_close()?; // what was queued is written first
+/// running.join().map_err(|_| "the driver panicked")??;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn into_handle<S: DuplexStream, const T: usize>(
+    mut link: Link<S, T>,
+) -> (Handle, Incoming, HandleDriver<S, T>) {
+    let waker = link.transport().waker();
+    let (router, channels, handle, incoming) = Router::new(T, Some(waker));
+    let driver = HandleDriver {
+        link,
+        router,
+        channels,
+        parked: None,
+    };
+    (handle, incoming, driver)
+}
+
+/// The thread's work behind a link's [`Handle`]s ([`into_handle`]).
+pub struct HandleDriver<S: DuplexStream, const T: usize> {
+    link: Link<S, T>,
+    router: Router,
+    channels: Channels,
+    /// A received message whose consumer's channel is full: no further event is taken
+    /// until it is handed over (its consumer's next call wakes us).
+    parked: Option<Delivery>,
+}
+
+/// How the driver's loop ended.
+enum Ended {
+    /// We closed the link: asked to, or every handle was dropped.
+    ByUs,
+    /// The peer closed it cleanly.
+    ByPeer,
+}
+
+impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
+    /// Drives the link until it is closed — by [`Handle::blocking_close`] (or `close`),
+    /// by every handle, `Incoming` and responder being dropped (then as `close`: what was queued is
+    /// written first), or by the peer — or fails. Every request still waiting then
+    /// fails with [`HandleError::Closed`] (we closed) or [`HandleError::LinkLost`].
+    ///
+    /// # Errors
+    /// How the link failed, as [`Link::next_event`] says.
+    pub fn run(mut self) -> Result<(), DriveError> {
+        let ended = self.drive();
+        let error = match ended {
+            Ok(Ended::ByUs) => HandleError::Closed,
+            _ => HandleError::LinkLost,
+        };
+        self.router.finish(&mut self.channels, &error);
+        if matches!(ended, Ok(Ended::ByUs)) {
+            self.router.closed();
+        }
+        ended.map(drop)
+    }
+
+    fn drive(&mut self) -> Result<Ended, DriveError> {
+        loop {
+            match self.router.take_work(self.link.io(), &mut self.channels) {
+                Taken::Close => {
+                    self.close()?;
+                    return Ok(Ended::ByUs);
+                }
+                // Only writing makes room; flushing reads meanwhile.
+                Taken::QueueFull => {
+                    self.link.flush()?;
+                    continue;
+                }
+                Taken::Idle => {}
+            }
+            if let Some(delivery) = self.parked.take() {
+                self.parked = delivery.try_deliver();
+                if self.parked.is_some() {
+                    let until = Some(now() + IDLE_SLICE);
+                    let waited = self.link.transport().wait(IoInterest::default(), until);
+                    waited.map_err(DriveError::Io)?;
+                    continue;
+                }
+            }
+            let deadline = now() + IDLE_SLICE;
+            match self.link.next_event_until(deadline, Received::from_event)? {
+                Waited::Event(received) => {
+                    self.parked = self.router.route(received, self.link.io());
+                }
+                Waited::Closed => return Ok(Ended::ByPeer),
+                Waited::Elapsed | Waited::Woken => {}
+            }
+        }
+    }
+
+    /// Queues what the handles had sent before the close, writes everything, waits for
+    /// the socket to take it (within [`LINGER`](super::LINGER)) and shuts the socket's
+    /// write side: the peer reads our last message, then the end.
+    fn close(&mut self) -> Result<(), DriveError> {
+        while self
+            .router
+            .take_remaining(self.link.io(), &mut self.channels)
+            == Taken::QueueFull
+        {
+            self.link.flush()?;
+        }
+        self.link.flush()?;
+        let duplex = self.link.transport();
+        duplex.finish_writes().map_err(DriveError::Io)?;
+        duplex
+            .stream()
+            .shutdown(Shutdown::Write)
+            .map_err(DriveError::Io)
+    }
+}
