@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use h2msg::ModeChoice;
+use h2msg::drive::reply_error;
 use h2msg::transfer::{Reassembler, Sender};
 use h2msg::wire::Cmd;
 use h2msg_std::keys::KeyDir;
@@ -148,7 +149,13 @@ fn one_transfer(
     let mut sender = Sender::request(STORE, payload);
     transfer::send(&mut link, &mut sender)?;
     let msgid = sender.msgid().ok_or("opened")?;
-    let error = link.wait_for_reply(msgid)?;
+    let error = loop {
+        match link.next_event(|event| reply_error(&event, msgid))? {
+            Some(Some(error)) => break error,
+            Some(None) => {}
+            None => return Err("the service closed the link before it answered".into()),
+        }
+    };
     let took = start.elapsed();
     drop(link);
     service.join().map_err(|_| "the service panicked")??;
