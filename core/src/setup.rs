@@ -101,7 +101,10 @@ impl LinkSetup {
     /// of 0 — so that a test reaches the counter's end (IVWRAP) without 2⁶⁴ records.
     /// Never for products: a counter that does not start at 0 is not the protocol.
     #[cfg(all(any(test, feature = "test-util"), feature = "stream-crypto"))]
-    #[cfg_attr(docsrs, doc(cfg(all(feature = "test-util", feature = "stream-crypto"))))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(all(feature = "test-util", feature = "stream-crypto")))
+    )]
     #[must_use]
     pub fn gcm_for_testing(own_sess: &[u8; 64], peer_sess: &[u8; 64], first_record: u64) -> Self {
         let (rx, tx) = crate::stream::gcm_ciphers_at(own_sess, peer_sess, first_record);

@@ -1299,7 +1299,11 @@ mod tests {
         let mut io = gcm_at_end(3, 4);
         io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
         let wire = io.pending()[0].to_vec();
-        assert_eq!(wire.len(), 4 + 32 + 16, "the message alone: the last record");
+        assert_eq!(
+            wire.len(),
+            4 + 32 + 16,
+            "the message alone: the last record"
+        );
         assert_eq!(
             io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]),
             Err(SendError::Tx(TxError::IvWrap))

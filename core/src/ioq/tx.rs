@@ -325,7 +325,11 @@ where
     /// being filled).
     #[must_use]
     pub fn free(&self) -> usize {
-        let reserved = if self.open_record.is_some() { TAG_LEN } else { 0 };
+        let reserved = if self.open_record.is_some() {
+            TAG_LEN
+        } else {
+            0
+        };
         self.capacity().saturating_sub(self.len + reserved)
     }
 
@@ -916,7 +920,8 @@ mod tests {
         assert_eq!(tx.pending()[0].len(), 4 + 32 + 16, "sealed alone");
         // Two more while it is unsent: queued, not yet sendable, tag room reserved.
         tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
-        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"x").unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"x")
+            .unwrap();
         assert_eq!(tx.pending()[0].len(), 52);
         assert_eq!(tx.pending_len(), 52 + 4 + 32 + 64);
         assert_eq!(tx.free(), 4096 - 52 - 4 - 96 - 16);
@@ -938,26 +943,40 @@ mod tests {
         tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
         // 20 000 aux bytes behind it: 20 032 plaintext bytes, split at 16 384.
         let aux = [7u8; 20_000];
-        let needed = tx.check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux.len()).unwrap();
+        let needed = tx
+            .check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux.len())
+            .unwrap();
         assert_eq!(needed, 2 * 20 + 20_032);
-        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux)
+            .unwrap();
         let wire = drain_all(&mut tx);
         assert_eq!(record_lengths(&wire), [32, 16_384, 20_032 - 16_384]);
         // On an idle transport a message of 20 000 bytes is sealed whole at once, from
         // the ring's start.
         let aux_len = 20_000 - 32;
-        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len]).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len])
+            .unwrap();
         assert_eq!(tx.pending()[0].len(), 20_040);
         tx.advance(20_030).unwrap();
         // 9 956 bytes of body fit before the ring's end: the next message's first record
         // ends there and the second starts over at 0.
         let free_before = tx.free();
-        let needed = tx.check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux_len).unwrap();
+        let needed = tx
+            .check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux_len)
+            .unwrap();
         assert_eq!(needed, 20_040);
-        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len]).unwrap();
-        assert_eq!(free_before - tx.free(), needed, "check said what enqueue took");
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len])
+            .unwrap();
+        assert_eq!(
+            free_before - tx.free(),
+            needed,
+            "check said what enqueue took"
+        );
         let wire = drain_all(&mut tx);
-        assert_eq!(record_lengths(&wire[10..]), [30_000 - 20_044, 20_000 - 9_956]);
+        assert_eq!(
+            record_lengths(&wire[10..]),
+            [30_000 - 20_044, 20_000 - 9_956]
+        );
     }
 
     #[test]

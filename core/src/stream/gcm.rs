@@ -16,6 +16,7 @@ pub(crate) const CHUNK: usize = 64;
 /// Tag bytes after each sealed unit.
 pub(crate) const TAG: usize = 16;
 /// Wire bytes per libdmsg chunk.
+#[cfg(feature = "dmsg-gcm-unverified")]
 pub(crate) const CHUNK_RECORD: usize = CHUNK + TAG;
 
 /// Bytes of a record's length header: the plaintext length, big-endian.
@@ -196,7 +197,9 @@ mod tests {
         let mut again = hex(CIPHER);
         assert_eq!(
             rx.open(&mut again, &[], &tag),
-            Err(DecodeError::MacFail { record: COUNTER + 1 })
+            Err(DecodeError::MacFail {
+                record: COUNTER + 1
+            })
         );
         assert_eq!(again, hex(CIPHER), "nothing of a failed chunk is decrypted");
     }

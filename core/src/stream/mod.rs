@@ -438,8 +438,7 @@ fn open_chunks(rx: &mut gcm::GcmReceiver, region: &mut [u8]) -> Opened {
         consumed: 0,
         error: None,
     };
-    while let Some(record) = region.get_mut(opened.consumed..opened.consumed + gcm::CHUNK_RECORD)
-    {
+    while let Some(record) = region.get_mut(opened.consumed..opened.consumed + gcm::CHUNK_RECORD) {
         let Some((chunk, tag)) = record.split_at_mut_checked(gcm::CHUNK) else {
             break;
         };
@@ -463,6 +462,10 @@ pub(crate) enum TxFraming {
     /// h2msg's `gcm`: length header ‖ up to [`RECORD_PLAIN_MAX`] sealed bytes ‖ tag.
     Records,
     /// libdmsg's `gcm`: [`MAX_CHUNK`]-byte chunks, each followed by its tag.
+    #[cfg_attr(
+        not(feature = "dmsg-gcm-unverified"),
+        expect(dead_code, reason = "only libdmsg's unverified gcm frames in chunks")
+    )]
     Chunks,
 }
 
@@ -554,7 +557,11 @@ impl TxCipher {
     /// # Errors
     /// [`DecodeError::IvWrap`] once the counter is spent; also for a mode that seals
     /// nothing (never asked), so that plaintext is never sent as if sealed.
-    pub(crate) fn seal(&mut self, unit: &mut [u8], aad: &[u8]) -> Result<[u8; TAG_LEN], DecodeError> {
+    pub(crate) fn seal(
+        &mut self,
+        unit: &mut [u8],
+        aad: &[u8],
+    ) -> Result<[u8; TAG_LEN], DecodeError> {
         match self {
             #[cfg(feature = "stream-crypto")]
             Self::Gcm(tx) => tx.seal(unit, aad),
@@ -650,6 +657,44 @@ pub(crate) fn gcm_ciphers_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// §2.9's record vector (computed with Python `cryptography`'s AESGCM): key 32 × 0x11,
+    /// fixed part 22222222, counter 0, plaintext 00 01 … 1f.
+    #[cfg(feature = "stream-crypto")]
+    const RECORD_VECTOR: &str = "00000020\
+        fc05e9bbb5d3841c22769cbc1f39a99568342455425dac01dc12b31e3ab2787a\
+        3f5b03d43256e45363ca52c3bf7f43ba";
+
+    #[cfg(feature = "stream-crypto")]
+    fn vector_keys() -> keys::GcmKeys {
+        keys::GcmKeys::from_parts([0x11; 32], [0x22; 4])
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn a_record_seals_and_opens_as_the_spec_vector_says() {
+        let plain: [u8; 32] = core::array::from_fn(|i| i as u8);
+        let expected = test_hex::hex(RECORD_VECTOR);
+        let mut body = plain;
+        let tag = gcm::GcmSender::new(&vector_keys())
+            .seal(&mut body, &expected[..4])
+            .unwrap();
+        assert_eq!([&expected[..4], &body[..], &tag[..]].concat(), expected);
+
+        let mut rx = RxCipher::Gcm(gcm::GcmReceiver::new(&vector_keys()));
+        let mut region = expected.clone();
+        // The header alone, then all but the tag's last byte: nothing opens yet.
+        for partial in [4, expected.len() - 1] {
+            let opened = rx.open(&mut region[..partial]);
+            assert_eq!((opened.plain, opened.consumed, opened.error), (0, 0, None));
+        }
+        let opened = rx.open(&mut region);
+        assert_eq!(
+            (opened.plain, opened.consumed, opened.error),
+            (32, 52, None)
+        );
+        assert_eq!(region[..32], plain);
+    }
 
     /// `seed` is always there; `cbc` and `gcm` exactly when the build has `stream-crypto`.
     /// (`cargo test -p h2msg` runs this without the feature, the workspace run with it.)

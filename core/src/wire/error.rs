@@ -324,10 +324,9 @@ impl fmt::Display for DecodeError {
             Self::MacFail { record } => {
                 write!(f, "{code}: record {record} failed authentication")
             }
-            Self::RecordLen { len } => write!(
-                f,
-                "{code}: record length {len} is outside 1..=16384"
-            ),
+            Self::RecordLen { len } => {
+                write!(f, "{code}: record length {len} is outside 1..=16384")
+            }
             Self::IvWrap => write!(f, "{code}: the nonce counter is exhausted"),
             Self::HdrCrc { stored, computed } => write!(
                 f,
