@@ -541,8 +541,11 @@ where
             return;
         };
         let cap = self.capacity();
-        // The body is at most 16 KiB: its length fits the 32-bit header.
-        let header = (record.body_len as u32).to_be_bytes();
+        // The body is at most 16 KiB, so the conversion cannot fail; if it did, the
+        // receiver would refuse the length.
+        let header = u32::try_from(record.body_len)
+            .unwrap_or(u32::MAX)
+            .to_be_bytes();
         write_wrapped(self.ring.as_mut(), record.header_at, &header);
         let sealed = self
             .ring

@@ -460,6 +460,10 @@ pub(crate) enum TxFraming {
     /// Plaintext-sized output written in place (`seed`, `cbc`).
     InPlace,
     /// h2msg's `gcm`: length header ‖ up to [`RECORD_PLAIN_MAX`] sealed bytes ‖ tag.
+    #[cfg_attr(
+        not(feature = "stream-crypto"),
+        expect(dead_code, reason = "without stream-crypto nothing is sealed")
+    )]
     Records,
     /// libdmsg's `gcm`: [`MAX_CHUNK`]-byte chunks, each followed by its tag.
     #[cfg_attr(
