@@ -46,8 +46,14 @@ fn setup(mode: StreamMode, own: u8, peer: u8) -> LinkSetup {
 }
 
 fn link(mode: StreamMode, own: u8, peer: u8) -> Link {
+    // gcm's FIFO holds the largest header and a whole record (§2.9).
+    let fifo = if mode == StreamMode::Gcm {
+        2048 + 4 + 16_384 + 16
+    } else {
+        8192
+    };
     let memory = IocomMemory {
-        fifo: vec![0u8; 8192],
+        fifo: vec![0u8; fifo],
         aux: vec![0u8; 65536],
         tx_ring: vec![0u8; 2 * (2048 + 65536)],
     };

@@ -171,7 +171,10 @@ pub use iocom::{
 };
 pub use ioq::tx::CounterSalt;
 pub use setup::LinkSetup;
-pub use stream::{FLAG_GCM, ModeChoice, NegotiateError, NonePeer, StreamMode, UnknownMode, keys};
+pub use stream::{
+    FLAG_GCM, ModeChoice, NegotiateError, NonePeer, RETIRED_FLAG_GCM_CHUNKS, StreamMode,
+    UnknownMode, keys,
+};
 pub use time::Instant;
 
 /// The `rand_core` this crate's RNG parameters are written against.

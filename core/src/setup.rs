@@ -96,10 +96,18 @@ impl LinkSetup {
         (self.rx, self.tx)
     }
 
-    /// A `gcm` setup whose counters start at `counter`, to reach IVWRAP in tests.
-    #[cfg(all(test, feature = "stream-crypto"))]
-    pub(crate) fn gcm_at(own_sess: &[u8; 64], peer_sess: &[u8; 64], counter: u64) -> Self {
-        let (rx, tx) = crate::stream::gcm_ciphers_at(own_sess, peer_sess, counter);
+    /// Test helper (feature `test-util`): a `gcm` setup keyed from the two sessions as
+    /// negotiation keys it, whose record counters both start at `first_record` instead
+    /// of 0 — so that a test reaches the counter's end (IVWRAP) without 2⁶⁴ records.
+    /// Never for products: a counter that does not start at 0 is not the protocol.
+    #[cfg(all(any(test, feature = "test-util"), feature = "stream-crypto"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(all(feature = "test-util", feature = "stream-crypto")))
+    )]
+    #[must_use]
+    pub fn gcm_for_testing(own_sess: &[u8; 64], peer_sess: &[u8; 64], first_record: u64) -> Self {
+        let (rx, tx) = crate::stream::gcm_ciphers_at(own_sess, peer_sess, first_record);
         Self {
             mode: StreamMode::Gcm,
             rx,

@@ -69,7 +69,7 @@ fn node(setup: LinkSetup) -> Node {
     h2msg_tests::dmsg_node_with(
         setup,
         CounterSalt::after(V1_SALT_BEFORE),
-        [8192, 1 << 16, 1 << 16],
+        [1 << 15, 1 << 16, 1 << 16],
         &[Cmd::from_raw(DBG_SHELL)],
     )
 }

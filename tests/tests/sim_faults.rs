@@ -91,6 +91,12 @@ fn run_seed_in<I: Echo>(seed: u64, corrupt_per_mille: u32, mode: Option<StreamMo
     let (closed_a, closed_b) = (Rc::default(), Rc::default());
     let cfg = SideConfig {
         liveness: RULES,
+        // A gcm FIFO holds the largest header and a whole record (§2.9).
+        fifo: if mode == Some(StreamMode::Gcm) {
+            2048 + 4 + 16_384 + 16
+        } else {
+            SideConfig::default().fifo
+        },
         ..SideConfig::default()
     };
     let (setup_a, setup_b) = match mode {

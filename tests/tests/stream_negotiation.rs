@@ -5,7 +5,7 @@
 use h2msg::wire::{Cmd, IoqError, MsgHeader, WireOrder, limits::HANDSHAKE_LEN};
 use h2msg::{
     FLAG_GCM, Handshake, HandshakePoll, KeyMode, LinkSetup, ModeChoice, NegotiateError, NonePeer,
-    RsaKeys, Session, StreamMode, UnknownMode,
+    RETIRED_FLAG_GCM_CHUNKS, RsaKeys, Session, StreamMode, UnknownMode,
 };
 use h2msg_tests::sim::{Pair, Side, SideConfig};
 use h2msg_tests::{TestRng, c_peer_wire, receive_block, vectors_dir};
@@ -62,8 +62,13 @@ fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
     let cs = LinkSetup::negotiate(cs, ModeChoice::Auto).unwrap();
     assert_eq!([ns.mode(), cs.mode()], [StreamMode::Gcm, StreamMode::Gcm]);
 
-    let a = Side::with_setup(&SideConfig::default(), cs, None);
-    let mut b = Side::with_setup(&SideConfig::default(), ns, None);
+    // A gcm FIFO holds the largest header and a whole record (§2.9).
+    let config = SideConfig {
+        fifo: 2048 + 4 + 16_384 + 16,
+        ..SideConfig::default()
+    };
+    let a = Side::with_setup(&config, cs, None);
+    let mut b = Side::with_setup(&config, ns, None);
     b.io.accept(Cmd::DBG_SHELL).unwrap();
     let mut pair = Pair::new(a, b, 100);
     pair.a
@@ -74,6 +79,34 @@ fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
     let got = pair.b.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0].aux[..7], b"status\0");
+}
+
+/// An h2msg build from before the record framing offered gcm with bit 0x1 (64-byte
+/// chunks). The bit is no longer sent, and a peer offering only it cannot do gcm: `auto`
+/// falls back to the era mode, `gcm` refuses — the two framings never meet on a link.
+#[test]
+fn the_retired_chunk_flag_is_neither_sent_nor_taken_as_an_offer() {
+    assert_eq!(RETIRED_FLAG_GCM_CHUNKS, 0x1);
+    assert_eq!(FLAG_GCM, 0x2, "protocol.md §2.1");
+    for choice in [ModeChoice::Auto, ModeChoice::Gcm] {
+        assert_eq!(
+            choice.handshake_flags() & RETIRED_FLAG_GCM_CHUNKS,
+            0,
+            "{choice}"
+        );
+    }
+    let old_peer = RETIRED_FLAG_GCM_CHUNKS;
+    let auto = ModeChoice::Auto;
+    assert_eq!(
+        auto.select(auto.handshake_flags(), old_peer),
+        Ok(StreamMode::Seed)
+    );
+    assert_eq!(
+        ModeChoice::Gcm.select(FLAG_GCM, old_peer),
+        Err(NegotiateError::PeerCannotGcm { peer_flags: 0x1 })
+    );
+    // What an old build does with our flags: it looks for bit 0x1 alone, finds none.
+    assert_eq!(ModeChoice::Auto.handshake_flags() & 0x1, 0);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The stream modes on the two-iocom simulator: the same traffic arrives intact in `seed`,
 //! `cbc` and `gcm` under any chunking; a `gcm` stream detects every bit flip, replay,
-//! reordering and loss of a chunk and delivers nothing after the damage; `cbc` enforces
-//! the salt sequence (MSGSEQ).
+//! reordering and loss of a record and delivers nothing after the damage; `cbc` enforces
+//! the salt sequence (MSGSEQ). (`gcm_records.rs` checks the record framing itself.)
 
 use aes::Aes256;
 use cbc::cipher::{BlockModeEncrypt, KeyIvInit, array::Array};
@@ -39,14 +39,15 @@ const AUX_LENS: [usize; 9] = [0, 1, 32, 33, 100, 2100, 8150, 20_000, 65_536];
 fn the_same_traffic_arrives_in_every_mode_and_chunking() {
     for mode in MODES {
         for transfer in [1, 7, 33, 80, 1000, 70_000] {
-            // The smallest FIFO the protected modes accept, to stress compaction.
-            // gcm needs 5/4 of the plaintext in the transmit ring (a tag per 64 bytes).
+            // The smallest FIFO gcm accepts (the largest header and a whole record), to
+            // stress compaction; gcm adds 20 bytes per record in the transmit ring.
             let big_ring = SideConfig {
                 tx_ring: 2 * (2048 + 65_536),
+                fifo: GCM_FIFO,
                 ..SideConfig::default()
             };
             let small = SideConfig {
-                fifo: 2048 + 80,
+                fifo: GCM_FIFO,
                 ..big_ring.clone()
             };
             let mut pair = pair_in(mode, &small, &big_ring, transfer);
@@ -82,43 +83,61 @@ fn the_same_traffic_arrives_in_every_mode_and_chunking() {
             let plain_on_wire = pair.a.wrote.windows(64).any(|w| w == &marker[..64]);
             assert_eq!(plain_on_wire, mode == StreamMode::Seed, "{ctx}");
             if mode == StreamMode::Gcm {
-                assert_eq!(pair.a.wrote.len() % 80, 0, "{ctx}: whole records only");
-                assert_eq!(pair.b.wrote.len() % 80, 0, "{ctx}: whole records only");
+                records(&pair.a.wrote); // whole records only, each within the limit
+                records(&pair.b.wrote);
             }
         }
     }
 }
 
-/// The wire bytes side A sends for three `DBG_SHELL` messages in `gcm`, each sent alone
-/// (so each is completed with an `LNK_PAD`): records 0 | 1–3 | 4–5.
+/// Receive FIFO for `gcm`: the largest header and a whole record (4 + 16384 + 16).
+const GCM_FIFO: usize = 2048 + 4 + 16_384 + 16;
+
+/// The wire bytes side A sends in `gcm` for four `DBG_SHELL` messages: the first alone
+/// (record 0), two queued while it was unsent (record 1, sealed once record 0 had gone),
+/// the last alone again (record 2).
 fn gcm_wire() -> Vec<u8> {
     let mut pair = pair_in(StreamMode::Gcm, &small_side(), &small_side(), 1 << 20);
-    for aux_len in [0, 100, 40] {
-        pair.a
-            .io
-            .send(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux_of(aux_len, 0))
-            .unwrap();
-    }
-    let mut wire = vec![0u8; 1 << 16];
-    let n = pair.a.io.copy_pending(&mut wire);
-    wire.truncate(n);
+    let mut wire = Vec::new();
+    let send = |pair: &mut Pair, aux_lens: &[usize], wire: &mut Vec<u8>| {
+        for &aux_len in aux_lens {
+            pair.a
+                .io
+                .send(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux_of(aux_len, 0))
+                .unwrap();
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = pair.a.io.copy_pending(&mut buf);
+            if n == 0 {
+                break;
+            }
+            wire.extend_from_slice(&buf[..n]);
+            pair.a.io.advance_write(n).unwrap();
+        }
+    };
+    send(&mut pair, &[0, 100, 40], &mut wire);
+    send(&mut pair, &[8], &mut wire);
     wire
 }
 
-/// The last record of each of the three messages.
-const LAST_RECORD: [usize; 3] = [0, 3, 5];
+/// The record holding the last byte of each of the four messages.
+const LAST_RECORD: [usize; 4] = [0, 1, 1, 2];
+
+/// The record lengths of [`gcm_wire`], by §2.9: 4 + plaintext + 16 each.
+const GCM_WIRE_RECORDS: [usize; 3] = [4 + 32 + 16, 4 + (160 + 96) + 16, 4 + 64 + 16];
 
 fn small_side() -> SideConfig {
     SideConfig {
-        fifo: 4096,
+        fifo: GCM_FIFO,
         aux: 0,
         tx_ring: 4096,
         ..SideConfig::default()
     }
 }
 
-/// Feeds `wire` to a fresh `gcm` receiver (side B); returns the aux lengths of the
-/// messages it delivered and the IOQ code it failed with.
+/// Feeds `wire` to a fresh `gcm` receiver (side B), then ends its input; returns the aux
+/// lengths of the messages it delivered and the IOQ code it failed with.
 fn receive_gcm(wire: &[u8]) -> (Vec<usize>, Option<IoqError>) {
     receive_gcm_in_session(sess(2), wire)
 }
@@ -144,6 +163,10 @@ fn receive_gcm_in_session(b_sess: [u8; 64], wire: &[u8]) -> (Vec<usize>, Option<
         }
         let n = b.io.feed(rest);
         rest = &rest[n..];
+        if rest.is_empty() {
+            // The sender closes after its last record.
+            b.io.end_input();
+        }
     }
     (delivered, failure)
 }
@@ -151,15 +174,16 @@ fn receive_gcm_in_session(b_sess: [u8; 64], wire: &[u8]) -> (Vec<usize>, Option<
 #[test]
 fn the_untouched_gcm_stream_is_received() {
     let wire = gcm_wire();
-    assert_eq!(wire.len(), 6 * 80);
+    let lens: Vec<usize> = records(&wire).iter().map(|r| r.len()).collect();
+    assert_eq!(lens, GCM_WIRE_RECORDS);
     let (delivered, failure) = receive_gcm(&wire);
-    assert_eq!(delivered, [0, 128, 64]);
+    assert_eq!(delivered, [0, 128, 64, 32]);
     assert_eq!(failure, None);
 }
 
 /// The libdmsg keying (each direction by its sender's `sess` alone) would accept this: an
 /// attacker replays A's old handshake block and A's old stream into a new session of B.
-/// h2msg mixes B's fresh `sess` into the key, so the first chunk already fails.
+/// h2msg mixes B's fresh `sess` into the key, so the first record already fails.
 #[test]
 fn a_recorded_gcm_session_replayed_into_a_new_session_fails() {
     let wire = gcm_wire();
@@ -184,12 +208,33 @@ fn a_reflected_session_is_refused_by_both_protected_modes() {
 #[test]
 fn every_bit_flip_of_a_gcm_stream_is_detected_and_nothing_after_it_is_delivered() {
     let wire = gcm_wire();
+    let ends: Vec<usize> = GCM_WIRE_RECORDS
+        .iter()
+        .scan(0, |at, len| {
+            *at += len;
+            Some(*at)
+        })
+        .collect();
     for bit in 0..wire.len() * 8 {
         let mut damaged = wire.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
-        let record = bit / 8 / 80;
+        let record = ends.iter().filter(|&&end| end <= bit / 8).count();
+        let start = ends[record] - GCM_WIRE_RECORDS[record];
+        // A flip in a length header (the associated data) that makes the record longer
+        // than the rest of the stream leaves the receiver waiting for bytes that never
+        // come: the stream ends inside a record (EOF). Every other flip fails the tag or
+        // the length check (MACFAIL).
+        let header = u32::from_be_bytes(damaged[start..start + 4].try_into().unwrap());
+        let expected = if bit / 8 < start + 4
+            && (1..=16_384).contains(&header)
+            && start + 4 + header as usize + 16 > wire.len()
+        {
+            IoqError::Eof
+        } else {
+            IoqError::MacFail
+        };
         let (delivered, failure) = receive_gcm(&damaged);
-        assert_eq!(failure, Some(IoqError::MacFail), "bit {bit}");
+        assert_eq!(failure, Some(expected), "bit {bit}");
         let intact = LAST_RECORD.iter().filter(|&&last| last < record).count();
         assert_eq!(
             delivered.len(),
@@ -199,17 +244,28 @@ fn every_bit_flip_of_a_gcm_stream_is_detected_and_nothing_after_it_is_delivered(
     }
 }
 
+/// `wire` cut into records by their length headers (§2.9), checking each is whole and
+/// within 1..=16384 plaintext bytes.
 fn records(wire: &[u8]) -> Vec<&[u8]> {
-    wire.chunks(80).collect()
+    let mut out = Vec::new();
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        assert!((1..=16_384).contains(&len), "record length {len}");
+        let (record, later) = rest.split_at(4 + len + 16);
+        out.push(record);
+        rest = later;
+    }
+    out
 }
 
 #[test]
-fn replayed_reordered_and_dropped_chunks_are_rejected() {
+fn replayed_reordered_and_dropped_records_are_rejected() {
     let wire = gcm_wire();
     let r = records(&wire);
-    let replayed: Vec<u8> = [r[0], r[0], r[1], r[2], r[3]].concat();
-    let reordered: Vec<u8> = [r[0], r[2], r[1], r[3]].concat();
-    let dropped: Vec<u8> = [r[0], r[2], r[3]].concat();
+    let replayed: Vec<u8> = [r[0], r[0], r[1], r[2]].concat();
+    let reordered: Vec<u8> = [r[0], r[2], r[1]].concat();
+    let dropped: Vec<u8> = [r[0], r[2]].concat();
     for (name, stream) in [
         ("replayed", replayed),
         ("reordered", reordered),

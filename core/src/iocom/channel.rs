@@ -99,7 +99,7 @@ where
         let unfit = match mode {
             StreamMode::Seed => ring < answer_len,
             StreamMode::Cbc => ring < answer_len || !ring.is_multiple_of(ALIGN),
-            StreamMode::Gcm => ring < tx_cipher.record_len(),
+            StreamMode::Gcm => ring < tx_cipher.sealed_len(answer_len),
         };
         if unfit {
             return Err(MemoryError::TxRingUnfit { len: ring, mode });

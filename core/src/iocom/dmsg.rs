@@ -218,7 +218,7 @@ where
         loop {
             let step = self.step();
             if !matches!(step, Step::Handled) {
-                self.ch.tx.complete_chunk();
+                self.ch.tx.make_sendable();
             }
             match step {
                 Step::Nothing => return None,
@@ -456,7 +456,7 @@ where
     /// Queues a message into the room reserved for it and makes it sendable now.
     fn queue(&mut self, room: Room<u32>, header: DmsgHeader, ext: &[u8], aux: &[u8]) -> DmsgHeader {
         let sent = self.ch.tx.enqueue_reserved(room, header, ext, aux);
-        self.ch.tx.complete_chunk();
+        self.ch.tx.make_sendable();
         self.ch.stats.sent += 1;
         sent
     }

@@ -631,8 +631,8 @@ where
         loop {
             let step = self.step();
             if !matches!(step, Step::Handled) {
-                // Whatever was queued (auto-answers) can leave now: complete a gcm chunk.
-                self.ch.tx.complete_chunk();
+                // Whatever was queued (auto-answers) can leave now: a gcm record is sealed.
+                self.ch.tx.make_sendable();
             }
             match step {
                 Step::Nothing => return None,
@@ -793,11 +793,11 @@ where
             .map_err(|e| self.refused(e))
     }
 
-    /// Queues a message into the room reserved for it and makes it sendable now (a `gcm`
-    /// chunk is completed).
+    /// Queues a message into the room reserved for it and makes it sendable (§2.9: a
+    /// `gcm` record is sealed unless earlier bytes still wait for the transport).
     fn queue(&mut self, room: Room, header: MsgHeader, ext: &[u8], aux: &[u8]) -> MsgHeader {
         let sent = self.ch.tx.enqueue_reserved(room, header, ext, aux);
-        self.ch.tx.complete_chunk();
+        self.ch.tx.make_sendable();
         self.ch.stats.sent += 1;
         sent
     }
@@ -1288,18 +1288,22 @@ mod tests {
     /// `peer` as the two session keys; `gcm_at_end(4, 3)` is `gcm_at_end(3, 4)`'s peer.
     #[cfg(feature = "stream-crypto")]
     fn gcm_at_end(own: u8, peer: u8) -> Io {
-        let setup = LinkSetup::gcm_at(&[own; 64], &[peer; 64], u64::MAX);
-        with_setup(setup, 2048 + 80, 1024).unwrap()
+        let setup = LinkSetup::gcm_for_testing(&[own; 64], &[peer; 64], u64::MAX);
+        with_setup(setup, 2048 + 4 + 16_384 + 16, 1024).unwrap()
     }
 
     #[cfg(feature = "stream-crypto")]
     #[test]
     fn an_exhausted_gcm_counter_ends_the_link_with_ivwrap_on_both_sides() {
-        // Both counters at their last value: one chunk each way, then IVWRAP.
+        // Both counters at their last value: one record each way, then IVWRAP.
         let mut io = gcm_at_end(3, 4);
         io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap();
         let wire = io.pending()[0].to_vec();
-        assert_eq!(wire.len(), 80, "message and pad: the last chunk");
+        assert_eq!(
+            wire.len(),
+            4 + 32 + 16,
+            "the message alone: the last record"
+        );
         assert_eq!(
             io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]),
             Err(SendError::Tx(TxError::IvWrap))
@@ -1325,7 +1329,7 @@ mod tests {
     #[cfg(feature = "stream-crypto")]
     #[test]
     fn a_ping_that_cannot_be_answered_for_ivwrap_ends_the_link() {
-        // The peer's side sends one ping in the last chunk its counter allows.
+        // The peer's side sends one ping in the last record its counter allows.
         let mut peer = gcm_at_end(4, 3);
         let mut ping = MsgHeader::new(Cmd::LNK_PING);
         ping.msgid = 5;
@@ -1333,7 +1337,7 @@ mod tests {
         let wire = peer.pending()[0].to_vec();
         // Our side can still receive that chunk, but its own counter is spent.
         let mut io = gcm_at_end(3, 4);
-        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap(); // the last chunk
+        io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], &[]).unwrap(); // the last record
         io.feed(&wire);
         match io.poll_event() {
             Some(Event::LinkDown(LinkEnd::Failed(f))) => {
@@ -1347,23 +1351,24 @@ mod tests {
     #[cfg(feature = "stream-crypto")]
     #[test]
     fn a_connection_refuses_memory_that_does_not_fit_its_mode() {
-        let gcm = || LinkSetup::gcm_at(&[3; 64], &[4; 64], 0);
-        // A 2048-byte FIFO: no room for a record beyond a header.
+        let gcm = || LinkSetup::gcm_for_testing(&[3; 64], &[4; 64], 0);
+        // A FIFO needs room for the largest header and a whole record (§2.9: 4 + 16384 + 16).
         assert_eq!(
-            with_setup(gcm(), 2048, 1024).err(),
+            with_setup(gcm(), 18_451, 1024).err(),
             Some(MemoryError::FifoTooSmall {
-                len: 2048,
-                needed: 2128
+                len: 18_451,
+                needed: 18_452
             })
         );
+        // A ring needs room for a header-only reply sealed alone: 4 + 32 + 16.
         assert_eq!(
-            with_setup(gcm(), 4096, 79).err(),
+            with_setup(gcm(), 18_452, 51).err(),
             Some(MemoryError::TxRingUnfit {
-                len: 79,
+                len: 51,
                 mode: StreamMode::Gcm
             })
         );
-        let io = with_setup(gcm(), 2128, 80).unwrap();
+        let io = with_setup(gcm(), 18_452, 52).unwrap();
         assert_eq!(io.stream_mode(), StreamMode::Gcm);
     }
 

@@ -5,7 +5,7 @@ use core::fmt;
 use rand_core::Rng;
 
 use crate::buf::OverCommit;
-use crate::stream::{MAX_CHUNK, TxCipher};
+use crate::stream::{MAX_CHUNK, RECORD_HEADER_LEN, RECORD_PLAIN_MAX, TAG_LEN, TxCipher, TxFraming};
 use crate::wire::{Crc32c, DmsgHeader, EncodeError, MsgHeader, Outgoing, SendFrame, WireOrder};
 
 /// Salt bits from a counter (1, 2, 3, …), for when reproducible salts are wanted: tests,
@@ -68,6 +68,16 @@ pub enum TxError {
     IvWrap,
 }
 
+/// An h2msg `gcm` record being filled (§2.9): its length header's room starts at
+/// `header_at`; its plaintext `body_len` bytes from `body_at`, never across the ring's end,
+/// so that it is sealed in place in one piece.
+#[derive(Clone, Copy, Debug)]
+struct OpenRecord {
+    header_at: usize,
+    body_at: usize,
+    body_len: usize,
+}
+
 /// What [`TxQueue::reserve`] found a message needs: its wire bytes and the value of its
 /// aux size field (`A`: the revision's [`SendFrame::AuxField`]).
 #[derive(Clone, Copy, Debug)]
@@ -114,8 +124,11 @@ pub struct TxQueue<B, R, C, H = MsgHeader> {
     ring: B,
     /// Index of the first unsent byte.
     head: usize,
-    /// Number of queued bytes.
+    /// Number of queued bytes, including those of a `gcm` record not yet sealed.
     len: usize,
+    /// Of those, the bytes at the front that may be sent: all of them, except a `gcm`
+    /// record still open ([`open_record`](Self::open_record)).
+    ready: usize,
     rng: R,
     /// The low byte of the next salt (§3.3).
     seq: u8,
@@ -123,7 +136,10 @@ pub struct TxQueue<B, R, C, H = MsgHeader> {
     order: WireOrder,
     /// The stream mode's transmit side ([`crate::stream`]).
     cipher: TxCipher,
-    /// `gcm`: plaintext of the chunk being filled; sealed into the ring when full.
+    /// h2msg `gcm`: the record being filled in the ring, not yet sealed; its tag's room is
+    /// reserved.
+    open_record: Option<OpenRecord>,
+    /// libdmsg `gcm`: plaintext of the chunk being filled; sealed into the ring when full.
     staged: [u8; MAX_CHUNK],
     staged_len: usize,
     /// The revision is a type only: no value of it is kept.
@@ -141,7 +157,8 @@ impl<B, R, C, H> fmt::Debug for TxQueue<B, R, C, H> {
 }
 
 impl<B, R, C, H> TxQueue<B, R, C, H> {
-    /// Number of bytes waiting to be sent.
+    /// Number of bytes waiting to be sent (with a `gcm` record not yet sealed, which
+    /// [`pending`](Self::pending) does not show yet).
     #[must_use]
     pub const fn pending_len(&self) -> usize {
         self.len
@@ -198,11 +215,13 @@ where
             ring,
             head: 0,
             len: 0,
+            ready: 0,
             rng,
             seq: 0,
             crc,
             order,
             cipher: TxCipher::Plain,
+            open_record: None,
             staged: [0; MAX_CHUNK],
             staged_len: 0,
             revision: core::marker::PhantomData,
@@ -216,16 +235,56 @@ where
         self
     }
 
-    /// Wire bytes (and `gcm` chunks) that `plain` more plaintext bytes take, including the
-    /// `LNK_PAD` that [`complete_chunk`](Self::complete_chunk) may add after them.
+    /// Wire bytes (and `gcm` records or chunks) that `plain` more plaintext bytes take:
+    /// with the tags of the records they open (their room is reserved while a record is
+    /// open) and, for libdmsg chunks, the `LNK_PAD` that
+    /// [`make_sendable`](Self::make_sendable) may add after them.
     fn wire_len_for(&self, plain: usize) -> (usize, u64) {
-        match self.cipher.chunk_len() {
-            None => (plain, 0),
-            Some(chunk) => {
-                let chunks = (self.staged_len + plain).div_ceil(chunk);
-                (chunks * self.cipher.record_len(), chunks as u64)
+        match self.cipher.framing() {
+            TxFraming::InPlace => (plain, 0),
+            TxFraming::Records => self.records_for(plain),
+            TxFraming::Chunks => {
+                let chunks = (self.staged_len + plain).div_ceil(MAX_CHUNK);
+                (chunks * (MAX_CHUNK + TAG_LEN), chunks as u64)
             }
         }
+    }
+
+    /// h2msg `gcm`: walks `plain` bytes through the records they fill, from where the
+    /// ring stands, exactly as [`put_in_records`](Self::put_in_records) will: a record
+    /// closes when full or when its body reaches the ring's end.
+    fn records_for(&self, plain: usize) -> (usize, u64) {
+        let cap = self.capacity();
+        let (mut wire, mut records) = (0usize, 0u64);
+        let mut open = self.open_record.map(|r| r.body_len);
+        let mut tail = wrap(self.head + self.len, cap);
+        let mut rest = plain;
+        while rest > 0 && cap > RECORD_HEADER_LEN + TAG_LEN {
+            let filled = if let Some(filled) = open {
+                filled
+            } else {
+                wire += RECORD_HEADER_LEN + TAG_LEN;
+                records += 1;
+                tail = wrap(tail + RECORD_HEADER_LEN, cap);
+                0
+            };
+            let take = rest.min(RECORD_PLAIN_MAX - filled).min(cap - tail);
+            wire += take;
+            rest -= take;
+            let reached_end = tail + take == cap;
+            tail = wrap(tail + take, cap);
+            open = if filled + take == RECORD_PLAIN_MAX || reached_end {
+                tail = wrap(tail + TAG_LEN, cap);
+                None
+            } else {
+                Some(filled + take)
+            };
+        }
+        if rest > 0 {
+            // A ring too small for any record: never fits.
+            wire = usize::MAX;
+        }
+        (wire, records)
     }
 
     /// True if a message of `plain` wire bytes (before protection) fits now.
@@ -233,13 +292,26 @@ where
         self.wire_len_for(plain).0 <= self.free()
     }
 
-    /// `gcm`: completes a half-filled chunk with a header-only `LNK_PAD` (which receivers
-    /// drop), so every queued message can be sent now. The room was reserved when the
-    /// messages before it were queued. Nothing to do in the other modes.
-    pub(crate) fn complete_chunk(&mut self) {
-        if self.staged_len > 0 {
-            // Cannot fail: enqueue reserved the pad's room and chunk.
-            let _ = self.enqueue(H::link_pad(), &[], &[]);
+    /// Makes every queued message sendable, at the end of each connection call that
+    /// queued something. h2msg `gcm`: seals the open record if nothing before it waits
+    /// for the transport (otherwise it keeps filling, and is sealed once the transport
+    /// has taken what is before it: [`advance`](Self::advance)). libdmsg `gcm`: completes
+    /// a half-filled chunk with a header-only `LNK_PAD` (which receivers drop); the room
+    /// was reserved when the messages before it were queued. Nothing to do otherwise.
+    pub(crate) fn make_sendable(&mut self) {
+        match self.cipher.framing() {
+            TxFraming::InPlace => {}
+            TxFraming::Records => {
+                if self.ready == 0 {
+                    self.seal_open_record();
+                }
+            }
+            TxFraming::Chunks => {
+                if self.staged_len > 0 {
+                    // Cannot fail: enqueue reserved the pad's room and chunk.
+                    let _ = self.enqueue(H::link_pad(), &[], &[]);
+                }
+            }
         }
     }
 
@@ -249,10 +321,16 @@ where
         self.ring.as_ref().len()
     }
 
-    /// Free bytes in the ring.
+    /// Free bytes in the ring (less the room reserved for the tag of a `gcm` record
+    /// being filled).
     #[must_use]
     pub fn free(&self) -> usize {
-        self.capacity() - self.len
+        let reserved = if self.open_record.is_some() {
+            TAG_LEN
+        } else {
+            0
+        };
+        self.capacity().saturating_sub(self.len + reserved)
     }
 
     /// Whether [`enqueue`](Self::enqueue) would accept a message with this header and these
@@ -276,8 +354,10 @@ where
     ) -> Result<Room<H::AuxField>, TxError> {
         let aux_field = header.plan_sizes(ext_len, aux_len)?;
         let plain = H::frame_wire_len(ext_len, aux_field);
-        let (needed, chunks) = self.wire_len_for(plain);
-        if chunks > self.cipher.chunks_left() {
+        let (needed, records) = self.wire_len_for(plain);
+        // The open record's counter value is spoken for.
+        let left = self.cipher.records_left() - u64::from(self.open_record.is_some());
+        if records > left {
             return Err(TxError::IvWrap);
         }
         let capacity = self.capacity();
@@ -327,15 +407,32 @@ where
         let base = header.stamp(aux_field, &out);
         let base = base.as_ref();
         self.seq = self.seq.wrapping_add(1);
-        if self.cipher.chunk_len().is_some() {
-            for part in [base, ext, aux, H::aux_zero_pad(aux.len())] {
-                self.put_chunked(part);
+        match self.cipher.framing() {
+            TxFraming::InPlace => {
+                let start = wrap(self.head + self.len, self.capacity());
+                self.write_plain(start, base, ext, aux);
+                self.encrypt_span(start, needed);
+                self.ready = self.len;
             }
-            return header;
+            TxFraming::Records => {
+                // A message for an idle transport leaves at once, whole; one behind
+                // unsent bytes stays in a record that is sealed when they have gone
+                // (`advance`), so that messages queued meanwhile share it.
+                let idle = self.ready == 0;
+                for part in [base, ext, aux, H::aux_zero_pad(aux.len())] {
+                    self.put_in_records(part);
+                }
+                if idle {
+                    self.seal_open_record();
+                }
+            }
+            TxFraming::Chunks => {
+                for part in [base, ext, aux, H::aux_zero_pad(aux.len())] {
+                    self.put_chunked(part);
+                }
+                self.ready = self.len;
+            }
         }
-        let start = wrap(self.head + self.len, self.capacity());
-        self.write_plain(start, base, ext, aux);
-        self.encrypt_span(start, needed);
         header
     }
 
@@ -361,7 +458,7 @@ where
     /// Both pieces of a wrapped span are whole units: the ring's size and every message
     /// are multiples of 32 bytes (checked when the mode starts).
     fn encrypt_span(&mut self, start: usize, len: usize) {
-        if self.cipher.record_len() == 0 {
+        if self.cipher.in_place_unit() == 0 {
             return;
         }
         let cap = self.capacity();
@@ -389,8 +486,8 @@ where
             rest = later;
             if self.staged_len == MAX_CHUNK {
                 self.staged_len = 0;
-                // Cannot fail: room_for checked the counter covers every chunk.
-                if let Ok(tag) = self.cipher.seal_chunk(&mut self.staged) {
+                // Cannot fail: reserve checked the counter covers every chunk.
+                if let Ok(tag) = self.cipher.seal(&mut self.staged, &[]) {
                     let tail = wrap(self.head + self.len, self.capacity());
                     let tail = write_wrapped(self.ring.as_mut(), tail, &self.staged);
                     self.len += self.staged.len();
@@ -400,13 +497,79 @@ where
         }
     }
 
+    /// h2msg `gcm`: adds plaintext to the open record (opening one after the last),
+    /// copying it straight into the ring; a record that is full or whose body reached the
+    /// ring's end is sealed. [`reserve`](Self::reserve) checked the room and the counter.
+    fn put_in_records(&mut self, bytes: &[u8]) {
+        let cap = self.capacity();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let mut record = self.open_record.take().unwrap_or_else(|| {
+                let header_at = wrap(self.head + self.len, cap);
+                // The header is written when the record is sealed and its length known.
+                self.len += RECORD_HEADER_LEN;
+                OpenRecord {
+                    header_at,
+                    body_at: wrap(header_at + RECORD_HEADER_LEN, cap),
+                    body_len: 0,
+                }
+            });
+            let tail = record.body_at + record.body_len;
+            let take = rest
+                .len()
+                .min(RECORD_PLAIN_MAX - record.body_len)
+                .min(cap.saturating_sub(tail));
+            let (now, later) = rest.split_at(take);
+            if let Some(dst) = self.ring.as_mut().get_mut(tail..tail + take) {
+                dst.copy_from_slice(now);
+            }
+            self.len += take;
+            record.body_len += take;
+            rest = later;
+            self.open_record = Some(record);
+            if record.body_len == RECORD_PLAIN_MAX || tail + take >= cap {
+                self.seal_open_record();
+            }
+        }
+    }
+
+    /// h2msg `gcm`: seals the open record in place — length header, body encrypted, tag
+    /// after it — and makes every queued byte sendable. Records are sealed in stream
+    /// order: the open record is always the last.
+    fn seal_open_record(&mut self) {
+        let Some(record) = self.open_record.take() else {
+            return;
+        };
+        let cap = self.capacity();
+        // The body is at most 16 KiB, so the conversion cannot fail; if it did, the
+        // receiver would refuse the length.
+        let header = u32::try_from(record.body_len)
+            .unwrap_or(u32::MAX)
+            .to_be_bytes();
+        write_wrapped(self.ring.as_mut(), record.header_at, &header);
+        let sealed = self
+            .ring
+            .as_mut()
+            .get_mut(record.body_at..record.body_at + record.body_len)
+            .map(|body| self.cipher.seal(body, &header));
+        if let Some(Ok(tag)) = sealed {
+            let tag_at = wrap(record.body_at + record.body_len, cap);
+            self.write_at(tag_at, &tag);
+            self.ready = self.len;
+        } else {
+            // Cannot happen (reserve checked the counter); if it did, the plaintext must
+            // never be sent: the record is dropped.
+            self.len = self.ready;
+        }
+    }
+
     /// The queued bytes, oldest first, as up to two slices (the second is empty unless
     /// the ring wraps). Hand them to a vectored write, then call [`advance`](Self::advance).
     #[must_use]
     pub fn pending(&self) -> [&[u8]; 2] {
         let ring = self.ring.as_ref();
-        let first_end = (self.head + self.len).min(ring.len());
-        let wrapped = self.head + self.len - first_end;
+        let first_end = (self.head + self.ready).min(ring.len());
+        let wrapped = self.head + self.ready - first_end;
         [
             ring.get(self.head..first_end).unwrap_or_default(),
             ring.get(..wrapped).unwrap_or_default(),
@@ -428,13 +591,14 @@ where
     /// # Errors
     /// [`OverCommit`] if `n` exceeds the pending bytes; nothing changes then.
     pub fn advance(&mut self, n: usize) -> Result<(), OverCommit> {
-        if n > self.len {
+        if n > self.ready {
             return Err(OverCommit {
                 reported: n,
-                room: self.len,
+                room: self.ready,
             });
         }
         self.len -= n;
+        self.ready -= n;
         // head < cap and n ≤ cap: `wrap` suffices, and unlike `%` it has no divide-by-zero
         // panic path for a kernel build to prove unreachable.
         self.head = if self.len == 0 {
@@ -442,6 +606,10 @@ where
         } else {
             wrap(self.head + n, self.capacity())
         };
+        // Everything before the open gcm record has gone: it leaves now.
+        if self.ready == 0 {
+            self.seal_open_record();
+        }
         Ok(())
     }
 
@@ -449,6 +617,8 @@ where
     pub fn discard_all(&mut self) {
         self.head = 0;
         self.len = 0;
+        self.ready = 0;
+        self.open_record = None;
         self.staged_len = 0;
     }
 
@@ -711,6 +881,105 @@ mod tests {
         assert_eq!(tx.pending_len(), 32);
         tx.discard_all();
         assert!(tx.is_empty());
+    }
+
+    /// A queue sealing h2msg `gcm` records with a known key, and the matching opener.
+    #[cfg(feature = "stream-crypto")]
+    fn gcm_queue(cap: usize) -> TxQueue<Vec<u8>, CounterSalt, SoftCrc32c> {
+        let (_, tx) = crate::stream::gcm_ciphers_at(&[1; 64], &[2; 64], 0);
+        queue(cap).with_cipher(tx)
+    }
+
+    /// Everything the queue will send, taking what it offers until it is empty (a gcm
+    /// record left open behind sent bytes is sealed as they go).
+    #[cfg(feature = "stream-crypto")]
+    fn drain_all(tx: &mut TxQueue<Vec<u8>, CounterSalt, SoftCrc32c>) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while !tx.is_empty() {
+            wire.extend(drain(tx));
+        }
+        wire
+    }
+
+    /// Splits `wire` into records by their length headers: (length, wire bytes) each.
+    #[cfg(feature = "stream-crypto")]
+    fn record_lengths(wire: &[u8]) -> Vec<usize> {
+        let mut lens = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let len = u32::from_be_bytes(wire[at..at + 4].try_into().unwrap()) as usize;
+            lens.push(len);
+            at += 4 + len + 16;
+        }
+        assert_eq!(at, wire.len(), "whole records only");
+        lens
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn a_lone_message_is_sealed_at_once_and_later_ones_wait_for_the_transport() {
+        let mut tx = gcm_queue(4096);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        assert_eq!(tx.pending()[0].len(), 4 + 32 + 16, "sealed alone");
+        // Two more while it is unsent: queued, not yet sendable, tag room reserved.
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], b"x")
+            .unwrap();
+        assert_eq!(tx.pending()[0].len(), 52);
+        assert_eq!(tx.pending_len(), 52 + 4 + 32 + 64);
+        assert_eq!(tx.free(), 4096 - 52 - 4 - 96 - 16);
+        // The transport takes part of the first record: nothing new yet.
+        tx.advance(10).unwrap();
+        assert_eq!(tx.pending()[0].len(), 42);
+        // The rest: the other two messages leave in one record.
+        tx.advance(42).unwrap();
+        let wire = drain(&mut tx);
+        assert_eq!(record_lengths(&wire), [96]);
+        assert!(tx.is_empty());
+        assert_eq!(tx.free(), 4096);
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn records_hold_at_most_16_kib_and_never_cross_the_ring_end() {
+        let mut tx = gcm_queue(30_000);
+        tx.enqueue(MsgHeader::new(Cmd::LNK_PING), &[], &[]).unwrap();
+        // 20 000 aux bytes behind it: 20 032 plaintext bytes, split at 16 384.
+        let aux = [7u8; 20_000];
+        let needed = tx
+            .check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux.len())
+            .unwrap();
+        assert_eq!(needed, 2 * 20 + 20_032);
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux)
+            .unwrap();
+        let wire = drain_all(&mut tx);
+        assert_eq!(record_lengths(&wire), [32, 16_384, 20_032 - 16_384]);
+        // On an idle transport a message of 20 000 bytes is sealed whole at once, from
+        // the ring's start.
+        let aux_len = 20_000 - 32;
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len])
+            .unwrap();
+        assert_eq!(tx.pending()[0].len(), 20_040);
+        tx.advance(20_030).unwrap();
+        // 9 956 bytes of body fit before the ring's end: the next message's first record
+        // ends there and the second starts over at 0.
+        let free_before = tx.free();
+        let needed = tx
+            .check(&MsgHeader::new(Cmd::DBG_SHELL), 0, aux_len)
+            .unwrap();
+        assert_eq!(needed, 20_040);
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &aux[..aux_len])
+            .unwrap();
+        assert_eq!(
+            free_before - tx.free(),
+            needed,
+            "check said what enqueue took"
+        );
+        let wire = drain_all(&mut tx);
+        assert_eq!(
+            record_lengths(&wire[10..]),
+            [30_000 - 20_044, 20_000 - 9_956]
+        );
     }
 
     #[test]

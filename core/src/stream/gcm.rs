@@ -1,5 +1,9 @@
-//! The `gcm` mode's cipher (§2.9): AES-256-GCM over 64-byte chunks, each followed by its
-//! 16-byte tag, no associated data, nonce = 4-byte fixed part ‖ 64-bit big-endian counter.
+//! The AES-256-GCM cipher of the `gcm` mode (§2.9): one direction's key, fixed nonce part
+//! and counter, sealing and opening one unit at a time with its own tag. h2msg's framing
+//! seals records of up to [`RECORD_PLAIN_MAX`] bytes with the record's length header as
+//! associated data; libdmsg's (feature `dmsg-gcm-unverified`) seals 64-byte chunks without
+//! associated data. Nonce = 4-byte fixed part ‖ 64-bit big-endian counter, one value per
+//! unit.
 
 use aes_gcm::aead::array::Array;
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
@@ -7,14 +11,24 @@ use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use super::keys::GcmKeys;
 use crate::wire::DecodeError;
 
-/// Plaintext bytes per chunk (`CRYPTO_CHUNK_SIZE` of libdmsg).
+/// Plaintext bytes per libdmsg chunk (`CRYPTO_CHUNK_SIZE`).
 pub(crate) const CHUNK: usize = 64;
-/// Tag bytes after each chunk.
+/// Tag bytes after each sealed unit.
 pub(crate) const TAG: usize = 16;
-/// Wire bytes per chunk.
-pub(crate) const RECORD: usize = CHUNK + TAG;
+/// Wire bytes per libdmsg chunk.
+#[cfg(feature = "dmsg-gcm-unverified")]
+pub(crate) const CHUNK_RECORD: usize = CHUNK + TAG;
 
-/// The nonce counter of one direction: the next value, or exhausted after 2⁶⁴ chunks.
+/// Bytes of a record's length header: the plaintext length, big-endian.
+pub(crate) const RECORD_HEADER: usize = 4;
+/// Most plaintext bytes in one record (§2.9): large enough that the tag and the GCM
+/// setup cost little, small enough that a receive FIFO holds a whole record beside the
+/// largest header.
+pub(crate) const RECORD_PLAIN_MAX: usize = 16 * 1024;
+/// Most wire bytes of one record.
+pub(crate) const RECORD_WIRE_MAX: usize = RECORD_HEADER + RECORD_PLAIN_MAX + TAG;
+
+/// The nonce counter of one direction: the next value, or exhausted after 2⁶⁴ units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Counter(Option<u64>);
 
@@ -23,7 +37,7 @@ impl Counter {
         Self(Some(next))
     }
 
-    /// Chunks that can still be processed (saturating at `u64::MAX`).
+    /// Units (records or chunks) that can still be processed (saturating at `u64::MAX`).
     pub(crate) const fn left(self) -> u64 {
         match self.0 {
             Some(0) => u64::MAX,
@@ -84,21 +98,22 @@ impl GcmSender {
         Self(Direction::new(keys, counter))
     }
 
-    pub(crate) const fn chunks_left(&self) -> u64 {
+    pub(crate) const fn units_left(&self) -> u64 {
         self.0.counter.left()
     }
 
-    /// Encrypts one chunk in place and returns its tag; the counter advances.
+    /// Encrypts one unit in place, authenticating `aad` with it, and returns its tag; the
+    /// counter advances.
     ///
     /// # Errors
-    /// [`DecodeError::IvWrap`] once 2⁶⁴ chunks were sealed; nothing changes then.
-    pub(crate) fn seal(&mut self, chunk: &mut [u8]) -> Result<[u8; TAG], DecodeError> {
+    /// [`DecodeError::IvWrap`] once 2⁶⁴ units were sealed; nothing changes then.
+    pub(crate) fn seal(&mut self, unit: &mut [u8], aad: &[u8]) -> Result<[u8; TAG], DecodeError> {
         let counter = self.0.counter.0.ok_or(DecodeError::IvWrap)?;
         let nonce = self.0.nonce(counter);
         let tag = self
             .0
             .aead
-            .encrypt_inout_detached(&nonce, &[], chunk.into())
+            .encrypt_inout_detached(&nonce, aad, unit.into())
             .map_err(|_| DecodeError::IvWrap)?;
         self.0.counter = self.0.counter.advanced();
         Ok(tag.0)
@@ -117,18 +132,23 @@ impl GcmReceiver {
         Self(Direction::new(keys, counter))
     }
 
-    /// Checks the tag of one chunk and only then decrypts it in place; the counter
-    /// advances only on success, and a chunk that fails is left as ciphertext.
+    /// Checks the tag of one unit (and `aad`) and only then decrypts it in place; the
+    /// counter advances only on success, and a unit that fails is left as ciphertext.
     ///
     /// # Errors
-    /// [`DecodeError::MacFail`] for a wrong tag, [`DecodeError::IvWrap`] after 2⁶⁴ chunks.
-    pub(crate) fn open(&mut self, chunk: &mut [u8], tag: &[u8; TAG]) -> Result<(), DecodeError> {
+    /// [`DecodeError::MacFail`] for a wrong tag, [`DecodeError::IvWrap`] after 2⁶⁴ units.
+    pub(crate) fn open(
+        &mut self,
+        unit: &mut [u8],
+        aad: &[u8],
+        tag: &[u8; TAG],
+    ) -> Result<(), DecodeError> {
         let counter = self.0.counter.0.ok_or(DecodeError::IvWrap)?;
         let nonce = self.0.nonce(counter);
         self.0
             .aead
-            .decrypt_inout_detached(&nonce, &[], chunk.into(), &Array(*tag))
-            .map_err(|_| DecodeError::MacFail { chunk: counter })?;
+            .decrypt_inout_detached(&nonce, aad, unit.into(), &Array(*tag))
+            .map_err(|_| DecodeError::MacFail { record: counter })?;
         self.0.counter = self.0.counter.advanced();
         Ok(())
     }
@@ -160,10 +180,10 @@ mod tests {
     fn a_chunk_seals_to_the_published_vector() {
         let mut tx = GcmSender::with_counter(&keys(), Counter::starting_at(COUNTER));
         let mut chunk = hex(PLAIN);
-        let tag = tx.seal(&mut chunk).unwrap();
+        let tag = tx.seal(&mut chunk, &[]).unwrap();
         assert_eq!(chunk, hex(CIPHER));
         assert_eq!(tag.to_vec(), hex(TAG15));
-        assert_eq!(tx.chunks_left(), u64::MAX - COUNTER);
+        assert_eq!(tx.units_left(), u64::MAX - COUNTER);
     }
 
     #[test]
@@ -171,13 +191,15 @@ mod tests {
         let tag: [u8; 16] = hex(TAG15).try_into().unwrap();
         let mut rx = GcmReceiver::with_counter(&keys(), Counter::starting_at(COUNTER));
         let mut chunk = hex(CIPHER);
-        rx.open(&mut chunk, &tag).unwrap();
+        rx.open(&mut chunk, &[], &tag).unwrap();
         assert_eq!(chunk, hex(PLAIN));
         // The counter moved on: the same record again (a replay) does not authenticate.
         let mut again = hex(CIPHER);
         assert_eq!(
-            rx.open(&mut again, &tag),
-            Err(DecodeError::MacFail { chunk: COUNTER + 1 })
+            rx.open(&mut again, &[], &tag),
+            Err(DecodeError::MacFail {
+                record: COUNTER + 1
+            })
         );
         assert_eq!(again, hex(CIPHER), "nothing of a failed chunk is decrypted");
     }
@@ -187,14 +209,14 @@ mod tests {
         let mut tx = GcmSender::new(&keys());
         let mut rx = GcmReceiver::new(&keys());
         let mut chunk = [7u8; CHUNK];
-        let tag = tx.seal(&mut chunk).unwrap();
+        let tag = tx.seal(&mut chunk, &[]).unwrap();
         let mut bad = chunk;
         bad[5] ^= 0x10;
         assert_eq!(
-            rx.open(&mut bad, &tag),
-            Err(DecodeError::MacFail { chunk: 0 })
+            rx.open(&mut bad, &[], &tag),
+            Err(DecodeError::MacFail { record: 0 })
         );
-        rx.open(&mut chunk, &tag).unwrap();
+        rx.open(&mut chunk, &[], &tag).unwrap();
         assert_eq!(chunk, [7u8; CHUNK]);
     }
 
@@ -202,12 +224,12 @@ mod tests {
     fn the_counter_runs_out_after_the_last_value() {
         let mut tx = GcmSender::with_counter(&keys(), Counter::starting_at(u64::MAX));
         let mut rx = GcmReceiver::with_counter(&keys(), Counter::starting_at(u64::MAX));
-        assert_eq!(tx.chunks_left(), 1);
+        assert_eq!(tx.units_left(), 1);
         let mut chunk = [1u8; CHUNK];
-        let tag = tx.seal(&mut chunk).unwrap();
-        assert_eq!(tx.chunks_left(), 0);
-        assert_eq!(tx.seal(&mut [0u8; CHUNK]), Err(DecodeError::IvWrap));
-        rx.open(&mut chunk, &tag).unwrap();
-        assert_eq!(rx.open(&mut chunk, &tag), Err(DecodeError::IvWrap));
+        let tag = tx.seal(&mut chunk, &[]).unwrap();
+        assert_eq!(tx.units_left(), 0);
+        assert_eq!(tx.seal(&mut [0u8; CHUNK], &[]), Err(DecodeError::IvWrap));
+        rx.open(&mut chunk, &[], &tag).unwrap();
+        assert_eq!(rx.open(&mut chunk, &[], &tag), Err(DecodeError::IvWrap));
     }
 }

@@ -29,8 +29,14 @@ use crate::wire::handshake_block::SESS_LEN;
 use crate::wire::{DecodeError, IoqError};
 
 /// The bit of the handshake block's `flags` field by which an h2msg node says it can run
-/// the `gcm` mode. C nodes send 0 and ignore the field.
-pub const FLAG_GCM: u32 = 0x0000_0001;
+/// the `gcm` mode in records (§2.9). C nodes send 0 and ignore the field.
+pub const FLAG_GCM: u32 = 0x0000_0002;
+
+/// The bit by which h2msg builds before the record framing offered `gcm` in 64-byte
+/// chunks. It is no longer sent, and a peer that offers only it is treated as one that
+/// cannot do `gcm` (`auto`: `seed`; `gcm`: refused with ALGO): the two framings never
+/// meet on one link.
+pub const RETIRED_FLAG_GCM_CHUNKS: u32 = 0x0000_0001;
 
 /// What a link does with its bytes after the handshake.
 ///
@@ -43,7 +49,7 @@ pub const FLAG_GCM: u32 = 0x0000_0001;
 /// |---|---|---|---|
 /// | [`Seed`](StreamMode::Seed) | the seed (§2.7, §11 H11) | plaintext, exactly as in 2012 | nothing beyond the ioq's CRCs |
 /// | [`Cbc`](StreamMode::Cbc) | the successor (§2.8) | AES-256-CBC, no padding, one chain per direction, key and IV from both `sess` (XOR), the same in both directions | `salt & 0xFF` against its message counter (MSGSEQ 15) |
-/// | [`Gcm`](StreamMode::Gcm) | libdmsg (§2.9), h2msg's default between h2msg nodes | 64-byte chunks, each followed by its 16-byte AES-256-GCM tag; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian counter from 0 | the tag of every chunk (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
+/// | [`Gcm`](StreamMode::Gcm) | after libdmsg (§2.9), h2msg's default between h2msg nodes | records: 4-byte big-endian plaintext length (1..=16384) ‖ that many AES-256-GCM ciphertext bytes ‖ 16-byte tag, the length header as associated data; each direction keyed by both sessions, `K(S→R) = S.sess[0..32] ⊕ R.sess[32..64]` (libdmsg used the sender's alone, which lets a recorded session be replayed: see [`keys`]); nonce = the sender's `sess[32..36]` ‖ 64-bit big-endian record counter from 0 | the length (MACFAIL 19 outside 1..=16384, before anything is waited for), the tag of every record (MACFAIL 19), the counter's end (IVWRAP 18), and MSGSEQ 15 as libdmsg does |
 ///
 /// With the feature `dmsg-gcm-unverified`, `LinkSetup::dmsg_gcm_unverified` builds a
 /// [`Gcm`](StreamMode::Gcm) link keyed as libdmsg keyed it, for a DMSG peer after a `.pub`
@@ -52,33 +58,42 @@ pub const FLAG_GCM: u32 = 0x0000_0001;
 /// The mode sits inside [`Iocom`](crate::iocom::Iocom): a driver keeps handing wire bytes
 /// in through `read_buf`/`commit_read`/`feed` and taking them out through
 /// `pending`/`advance_write`; a connection is built already in its mode, from the
-/// [`LinkSetup`](crate::LinkSetup) that negotiation made of the handshake's session. Nothing allocates: received bytes are
-/// decrypted in place in the receive FIFO (for `gcm` the tags are squeezed out as each
-/// chunk is opened), transmitted bytes are encrypted in the transmit ring (`cbc` in place,
-/// `gcm` through one 64-byte staging chunk).
+/// [`LinkSetup`](crate::LinkSetup) that negotiation made of the handshake's session.
+/// Nothing allocates: received bytes are decrypted in place in the receive FIFO (for
+/// `gcm` the length headers and tags are squeezed out as each record is opened),
+/// transmitted bytes are encrypted in place in the transmit ring.
 ///
 /// The `cbc` and `gcm` ciphers need the `stream-crypto` feature (the RustCrypto `aes`,
 /// `cbc` and `aes-gcm` crates); without it only `seed` can be set up and the others are
 /// refused by negotiation ([`NegotiateError::Unsupported`], ALGO 20).
 ///
-/// # `gcm` and the 32-byte messages: `LNK_PAD`
+/// # `gcm` records and when they are sealed
 ///
-/// libdmsg's messages were 64-byte aligned, so a chunk never held part of a message that
-/// had to wait. The 2012 messages are 32-byte aligned: a message can end in the middle of a
-/// chunk. Before the bytes are offered to the transport (at the end of every
-/// [`Iocom`](crate::iocom::Iocom) call that queued something), the sender completes such a
-/// half chunk with a header-only `LNK_PAD` message, which every receiver drops (§4.2). No
-/// message ever waits for later data, and the receive side needs no timer.
+/// Messages are copied into the transmit ring as plaintext, into the record being filled
+/// (its length header's room in front, its tag's room reserved). The record is sealed in
+/// place — and only then offered to the transport — when it holds 16384 bytes, when its
+/// body reaches the ring's end (a record never wraps, so it is sealed in one piece), or
+/// when nothing sealed waits for the transport: at the end of the
+/// [`Iocom`](crate::iocom::Iocom) call that queued it if the transmit side was idle, else
+/// as soon as the transport has taken the bytes before it (`advance_write`). A lone
+/// message therefore leaves at once in a record of its own, and messages queued while
+/// the transport is busy share records: one tag and one GCM setup per up to 16 KiB. The
+/// receive side needs no timer. A record may end anywhere inside a message.
 ///
 /// # Failures
 ///
-/// A chunk whose tag does not verify fails the stream with MACFAIL: its plaintext is never
-/// released (the tag is checked before decryption), nothing after it is decoded, and the
-/// receive counter advances only on an authenticated chunk — so a replayed, reordered,
-/// dropped or modified chunk fails too. A whole recorded session replayed into a new one
-/// fails as well, because each session's keys mix in the receiver's fresh `sess`.
-/// Messages that were complete before the damaged chunk are delivered first. After 2⁶⁴ chunks the counter is exhausted: IVWRAP, on either
-/// side (the C check compared the counter's address and could never fire).
+/// A record length outside 1..=16384 fails the stream with MACFAIL as soon as its four
+/// bytes arrive, before the record is waited for or decrypted. A record whose tag does not
+/// verify fails it with MACFAIL: its plaintext is never released (the tag is checked
+/// before decryption), nothing after it is decoded, and the receive counter advances only
+/// on an authenticated record — so a replayed, reordered, dropped or modified record
+/// fails too, and so does a changed length header (it is the associated data). A whole
+/// recorded session replayed into a new one fails as well, because each session's keys
+/// mix in the receiver's fresh `sess`; a peer's own records sent back to it fail because
+/// the two directions have different keys. Messages that were complete before the
+/// damaged record are delivered first. After 2⁶⁴ records the counter is exhausted:
+/// IVWRAP, on either side (the C check compared the counter's address and could never
+/// fire).
 ///
 /// # Negotiation
 ///
@@ -113,8 +128,9 @@ pub const FLAG_GCM: u32 = 0x0000_0001;
 ///   waits for the rest of its bytes.
 /// * The MSGSEQ check counts every message the decoder completes, `LNK_PAD` included, and
 ///   runs in `cbc` and `gcm` (libdmsg checks it under GCM too, "anyway"), not in `seed`.
-/// * A `gcm` stream that ends inside a chunk ends with EOF (2), like a truncated message.
-/// * `gcm` chunk counters start at 0 in each direction, as in libdmsg.
+/// * A `gcm` stream that ends inside a record ends with EOF (2), like a truncated message.
+/// * `gcm` record counters start at 0 in each direction, as libdmsg's chunk counters do.
+/// * A record of length 0 is refused: no sender makes one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StreamMode {
     /// Plaintext, as the seed era (§2.7).
@@ -122,7 +138,7 @@ pub enum StreamMode {
     Seed,
     /// AES-256-CBC, the seed's successor (§2.8).
     Cbc,
-    /// AES-256-GCM in 64-byte chunks (§2.9).
+    /// AES-256-GCM in records of up to 16 KiB (§2.9).
     Gcm,
 }
 
@@ -325,8 +341,12 @@ pub(crate) enum RxCipher {
     Plain,
     #[cfg(feature = "stream-crypto")]
     Cbc(cbc::CbcReceiver),
+    /// h2msg's `gcm`: length-prefixed records.
     #[cfg(feature = "stream-crypto")]
     Gcm(gcm::GcmReceiver),
+    /// libdmsg's `gcm`: 64-byte chunks, each with its tag.
+    #[cfg(feature = "dmsg-gcm-unverified")]
+    GcmChunks(gcm::GcmReceiver),
 }
 
 impl RxCipher {
@@ -334,15 +354,17 @@ impl RxCipher {
         matches!(self, Self::Plain)
     }
 
-    /// Wire bytes one record occupies: the room a FIFO needs beyond the plaintext it must
-    /// assemble, so that the record completing that plaintext fits.
+    /// Most wire bytes one record occupies: the room a FIFO needs beyond the plaintext it
+    /// must assemble, so that the record completing that plaintext fits.
     pub(crate) const fn record_len(&self) -> usize {
         match self {
             Self::Plain => 0,
             #[cfg(feature = "stream-crypto")]
             Self::Cbc(_) => cbc::UNIT,
             #[cfg(feature = "stream-crypto")]
-            Self::Gcm(_) => gcm::RECORD,
+            Self::Gcm(_) => gcm::RECORD_WIRE_MAX,
+            #[cfg(feature = "dmsg-gcm-unverified")]
+            Self::GcmChunks(_) => gcm::CHUNK_RECORD,
         }
     }
 
@@ -366,11 +388,15 @@ impl RxCipher {
             }
             #[cfg(feature = "stream-crypto")]
             Self::Gcm(rx) => open_records(rx, region),
+            #[cfg(feature = "dmsg-gcm-unverified")]
+            Self::GcmChunks(rx) => open_chunks(rx, region),
         }
     }
 }
 
-/// `gcm`: authenticates and decrypts record after record, squeezing the tags out.
+/// `gcm`: authenticates and decrypts record after record (§2.9), squeezing the length
+/// headers and tags out. A length outside 1..=[`gcm::RECORD_PLAIN_MAX`] fails at once,
+/// before the record's bytes are waited for.
 #[cfg(feature = "stream-crypto")]
 fn open_records(rx: &mut gcm::GcmReceiver, region: &mut [u8]) -> Opened {
     let mut opened = Opened {
@@ -378,20 +404,73 @@ fn open_records(rx: &mut gcm::GcmReceiver, region: &mut [u8]) -> Opened {
         consumed: 0,
         error: None,
     };
-    while let Some(record) = region.get_mut(opened.consumed..opened.consumed + gcm::RECORD) {
+    while let Some(header) = region.get(opened.consumed..opened.consumed + gcm::RECORD_HEADER) {
+        let aad: [u8; gcm::RECORD_HEADER] =
+            core::array::from_fn(|i| header.get(i).copied().unwrap_or(0));
+        let len = u32::from_be_bytes(aad);
+        let body_len = len as usize;
+        if body_len == 0 || body_len > gcm::RECORD_PLAIN_MAX {
+            opened.error = Some(DecodeError::RecordLen { len });
+            break;
+        }
+        let body_at = opened.consumed + gcm::RECORD_HEADER;
+        let Some(record) = region.get_mut(body_at..body_at + body_len + gcm::TAG) else {
+            break;
+        };
+        let (body, tag) = record.split_at_mut(body_len);
+        let tag: [u8; gcm::TAG] = core::array::from_fn(|i| tag.get(i).copied().unwrap_or(0));
+        if let Err(e) = rx.open(body, &aad, &tag) {
+            opened.error = Some(e);
+            break;
+        }
+        region.copy_within(body_at..body_at + body_len, opened.plain);
+        opened.consumed = body_at + body_len + gcm::TAG;
+        opened.plain += body_len;
+    }
+    opened
+}
+
+/// libdmsg's `gcm`: authenticates and decrypts chunk after chunk, squeezing the tags out.
+#[cfg(feature = "dmsg-gcm-unverified")]
+fn open_chunks(rx: &mut gcm::GcmReceiver, region: &mut [u8]) -> Opened {
+    let mut opened = Opened {
+        plain: 0,
+        consumed: 0,
+        error: None,
+    };
+    while let Some(record) = region.get_mut(opened.consumed..opened.consumed + gcm::CHUNK_RECORD) {
         let Some((chunk, tag)) = record.split_at_mut_checked(gcm::CHUNK) else {
             break;
         };
         let tag: [u8; gcm::TAG] = core::array::from_fn(|i| tag.get(i).copied().unwrap_or(0));
-        if let Err(e) = rx.open(chunk, &tag) {
+        if let Err(e) = rx.open(chunk, &[], &tag) {
             opened.error = Some(e);
             break;
         }
         region.copy_within(opened.consumed..opened.consumed + gcm::CHUNK, opened.plain);
-        opened.consumed += gcm::RECORD;
+        opened.consumed += gcm::CHUNK_RECORD;
         opened.plain += gcm::CHUNK;
     }
     opened
+}
+
+/// How the transmit side frames what it seals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxFraming {
+    /// Plaintext-sized output written in place (`seed`, `cbc`).
+    InPlace,
+    /// h2msg's `gcm`: length header ‖ up to [`RECORD_PLAIN_MAX`] sealed bytes ‖ tag.
+    #[cfg_attr(
+        not(feature = "stream-crypto"),
+        expect(dead_code, reason = "without stream-crypto nothing is sealed")
+    )]
+    Records,
+    /// libdmsg's `gcm`: [`MAX_CHUNK`]-byte chunks, each followed by its tag.
+    #[cfg_attr(
+        not(feature = "dmsg-gcm-unverified"),
+        expect(dead_code, reason = "only libdmsg's unverified gcm frames in chunks")
+    )]
+    Chunks,
 }
 
 /// The transmit side of a stream mode.
@@ -399,46 +478,68 @@ pub(crate) enum TxCipher {
     Plain,
     #[cfg(feature = "stream-crypto")]
     Cbc(cbc::CbcSender),
+    /// h2msg's `gcm`: length-prefixed records.
     #[cfg(feature = "stream-crypto")]
     Gcm(gcm::GcmSender),
+    /// libdmsg's `gcm`: 64-byte chunks, each with its tag.
+    #[cfg(feature = "dmsg-gcm-unverified")]
+    GcmChunks(gcm::GcmSender),
 }
 
-/// Plaintext bytes of a `gcm` chunk (the transmit staging size).
+/// Plaintext bytes of a libdmsg `gcm` chunk (the transmit staging size).
 pub(crate) const MAX_CHUNK: usize = 64;
-/// Most tag bytes after a chunk.
-pub(crate) const MAX_TAG: usize = 16;
+/// Tag bytes after a chunk or record.
+pub(crate) const TAG_LEN: usize = 16;
+/// h2msg `gcm`: bytes of a record's length header (§2.9).
+pub(crate) const RECORD_HEADER_LEN: usize = 4;
+/// h2msg `gcm`: most plaintext bytes in one record (§2.9).
+pub(crate) const RECORD_PLAIN_MAX: usize = 16 * 1024;
 
-// The transmit side reserves room by gcm's sizes and stages by these: they must agree.
+// The transmit side frames by these sizes and the ciphers seal by gcm's: they must agree.
 #[cfg(feature = "stream-crypto")]
-const _: () = assert!(MAX_CHUNK == gcm::CHUNK && MAX_TAG == gcm::TAG);
+const _: () = assert!(
+    MAX_CHUNK == gcm::CHUNK
+        && TAG_LEN == gcm::TAG
+        && RECORD_HEADER_LEN == gcm::RECORD_HEADER
+        && RECORD_PLAIN_MAX == gcm::RECORD_PLAIN_MAX
+);
 
 impl TxCipher {
-    /// Plaintext bytes per sealed chunk, or `None` when the mode writes plaintext-sized
-    /// output in place (`seed`, `cbc`).
-    pub(crate) const fn chunk_len(&self) -> Option<usize> {
+    /// How this mode frames its output.
+    pub(crate) const fn framing(&self) -> TxFraming {
         match self {
-            Self::Plain => None,
             #[cfg(feature = "stream-crypto")]
-            Self::Cbc(_) => None,
-            #[cfg(feature = "stream-crypto")]
-            Self::Gcm(_) => Some(gcm::CHUNK),
+            Self::Gcm(_) => TxFraming::Records,
+            #[cfg(feature = "dmsg-gcm-unverified")]
+            Self::GcmChunks(_) => TxFraming::Chunks,
+            _ => TxFraming::InPlace,
         }
     }
 
-    /// Chunks the mode can still seal (`u64::MAX` for the unchunked modes).
-    pub(crate) const fn chunks_left(&self) -> u64 {
+    /// Records (or chunks) the mode can still seal (`u64::MAX` for the unsealed modes).
+    pub(crate) const fn records_left(&self) -> u64 {
         match self {
             #[cfg(feature = "stream-crypto")]
-            Self::Gcm(tx) => tx.chunks_left(),
+            Self::Gcm(tx) => tx.units_left(),
+            #[cfg(feature = "dmsg-gcm-unverified")]
+            Self::GcmChunks(tx) => tx.units_left(),
             _ => u64::MAX,
         }
     }
 
-    /// Wire bytes one chunk takes (chunk + tag).
-    pub(crate) const fn record_len(&self) -> usize {
+    /// Wire bytes `plain` bytes take when they are sealed alone (a `gcm` record, or
+    /// libdmsg chunks with their pad); `plain` for the unsealed modes.
+    pub(crate) const fn sealed_len(&self, plain: usize) -> usize {
+        match self.framing() {
+            TxFraming::InPlace => plain,
+            TxFraming::Records => RECORD_HEADER_LEN + plain + TAG_LEN,
+            TxFraming::Chunks => plain.div_ceil(MAX_CHUNK) * (MAX_CHUNK + TAG_LEN),
+        }
+    }
+
+    /// `cbc`: the unit every message and the ring are a multiple of; 0 otherwise.
+    pub(crate) const fn in_place_unit(&self) -> usize {
         match self {
-            #[cfg(feature = "stream-crypto")]
-            Self::Gcm(_) => gcm::RECORD,
             #[cfg(feature = "stream-crypto")]
             Self::Cbc(_) => cbc::UNIT,
             _ => 0,
@@ -454,14 +555,25 @@ impl TxCipher {
         let _ = bytes;
     }
 
-    /// `gcm`: seals one chunk in place, returning its tag.
-    pub(crate) fn seal_chunk(&mut self, chunk: &mut [u8]) -> Result<[u8; MAX_TAG], DecodeError> {
+    /// `gcm`: seals one record body (`aad`: its length header) or libdmsg chunk (no
+    /// `aad`) in place, returning its tag.
+    ///
+    /// # Errors
+    /// [`DecodeError::IvWrap`] once the counter is spent; also for a mode that seals
+    /// nothing (never asked), so that plaintext is never sent as if sealed.
+    pub(crate) fn seal(
+        &mut self,
+        unit: &mut [u8],
+        aad: &[u8],
+    ) -> Result<[u8; TAG_LEN], DecodeError> {
         match self {
             #[cfg(feature = "stream-crypto")]
-            Self::Gcm(tx) => tx.seal(chunk),
+            Self::Gcm(tx) => tx.seal(unit, aad),
+            #[cfg(feature = "dmsg-gcm-unverified")]
+            Self::GcmChunks(tx) => tx.seal(unit, aad),
             _ => {
-                let _ = chunk;
-                Ok([0; MAX_TAG])
+                let _ = (unit, aad);
+                Err(DecodeError::IvWrap)
             }
         }
     }
@@ -497,9 +609,13 @@ pub(crate) fn ciphers(
             ))
         }
         #[cfg(feature = "stream-crypto")]
-        StreamMode::Gcm => Ok(gcm_ciphers_with(
-            &keys::GcmKeys::for_direction(peer_sess, own_sess),
-            &keys::GcmKeys::for_direction(own_sess, peer_sess),
+        StreamMode::Gcm => Ok((
+            RxCipher::Gcm(gcm::GcmReceiver::new(&keys::GcmKeys::for_direction(
+                peer_sess, own_sess,
+            ))),
+            TxCipher::Gcm(gcm::GcmSender::new(&keys::GcmKeys::for_direction(
+                own_sess, peer_sess,
+            ))),
         )),
         #[cfg(not(feature = "stream-crypto"))]
         StreamMode::Cbc | StreamMode::Gcm => {
@@ -507,16 +623,6 @@ pub(crate) fn ciphers(
             Err(NegotiateError::Unsupported(mode))
         }
     }
-}
-
-/// A `gcm` pair from each direction's keys, counters at 0: whatever the keying, the
-/// chunks are sealed and opened by the one `gcm` cipher.
-#[cfg(feature = "stream-crypto")]
-fn gcm_ciphers_with(rx: &keys::GcmKeys, tx: &keys::GcmKeys) -> (RxCipher, TxCipher) {
-    (
-        RxCipher::Gcm(gcm::GcmReceiver::new(rx)),
-        TxCipher::Gcm(gcm::GcmSender::new(tx)),
-    )
 }
 
 /// libdmsg's `gcm` (unverified, dmsg.md 1.4): each direction keyed by its sender's
@@ -530,14 +636,14 @@ pub(crate) fn libdmsg_gcm_ciphers(
     if same_secret(own_sess, peer_sess) {
         return Err(NegotiateError::ReflectedSession);
     }
-    Ok(gcm_ciphers_with(
-        &keys::GcmKeys::libdmsg(peer_sess),
-        &keys::GcmKeys::libdmsg(own_sess),
+    Ok((
+        RxCipher::GcmChunks(gcm::GcmReceiver::new(&keys::GcmKeys::libdmsg(peer_sess))),
+        TxCipher::GcmChunks(gcm::GcmSender::new(&keys::GcmKeys::libdmsg(own_sess))),
     ))
 }
 
-/// Test access to a `gcm` pair whose counters start at `counter`, to reach IVWRAP.
-#[cfg(all(test, feature = "stream-crypto"))]
+/// A `gcm` pair whose counters start at `counter`, to reach IVWRAP in tests.
+#[cfg(all(any(test, feature = "test-util"), feature = "stream-crypto"))]
 pub(crate) fn gcm_ciphers_at(
     own_sess: &[u8; SESS_LEN],
     peer_sess: &[u8; SESS_LEN],
@@ -555,6 +661,44 @@ pub(crate) fn gcm_ciphers_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// §2.9's record vector (computed with Python `cryptography`'s AESGCM): key 32 × 0x11,
+    /// fixed part 22222222, counter 0, plaintext 00 01 … 1f.
+    #[cfg(feature = "stream-crypto")]
+    const RECORD_VECTOR: &str = "00000020\
+        fc05e9bbb5d3841c22769cbc1f39a99568342455425dac01dc12b31e3ab2787a\
+        3f5b03d43256e45363ca52c3bf7f43ba";
+
+    #[cfg(feature = "stream-crypto")]
+    fn vector_keys() -> keys::GcmKeys {
+        keys::GcmKeys::from_parts([0x11; 32], [0x22; 4])
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn a_record_seals_and_opens_as_the_spec_vector_says() {
+        let plain: [u8; 32] = core::array::from_fn(|i| i as u8);
+        let expected = test_hex::hex(RECORD_VECTOR);
+        let mut body = plain;
+        let tag = gcm::GcmSender::new(&vector_keys())
+            .seal(&mut body, &expected[..4])
+            .unwrap();
+        assert_eq!([&expected[..4], &body[..], &tag[..]].concat(), expected);
+
+        let mut rx = RxCipher::Gcm(gcm::GcmReceiver::new(&vector_keys()));
+        let mut region = expected.clone();
+        // The header alone, then all but the tag's last byte: nothing opens yet.
+        for partial in [4, expected.len() - 1] {
+            let opened = rx.open(&mut region[..partial]);
+            assert_eq!((opened.plain, opened.consumed, opened.error), (0, 0, None));
+        }
+        let opened = rx.open(&mut region);
+        assert_eq!(
+            (opened.plain, opened.consumed, opened.error),
+            (32, 52, None)
+        );
+        assert_eq!(region[..32], plain);
+    }
 
     /// `seed` is always there; `cbc` and `gcm` exactly when the build has `stream-crypto`.
     /// (`cargo test -p h2msg` runs this without the feature, the workspace run with it.)

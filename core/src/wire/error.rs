@@ -226,10 +226,18 @@ pub enum DecodeError {
         /// The salt's low byte.
         found: u8,
     },
-    /// A `gcm` chunk failed authentication (MACFAIL); nothing of it was released.
+    /// A `gcm` record (libdmsg: a 64-byte chunk) failed authentication (MACFAIL); nothing
+    /// of it was released.
     MacFail {
-        /// The chunk's counter value (its index in the stream).
-        chunk: u64,
+        /// The record's counter value (its index in the stream).
+        record: u64,
+    },
+    /// A `gcm` record's length header is 0 or above the 16384-byte maximum (MACFAIL, as
+    /// any other change to a sealed stream): refused before anything of the record is
+    /// waited for or decrypted.
+    RecordLen {
+        /// The length the header announces.
+        len: u32,
     },
     /// The `gcm` nonce counter is exhausted (IVWRAP).
     IvWrap,
@@ -268,7 +276,7 @@ impl DecodeError {
             Self::Xcrc { .. } | Self::HdrCrc { .. } => IoqError::Xcrc,
             Self::Acrc { .. } => IoqError::Acrc,
             Self::MsgSeq { .. } => IoqError::MsgSeq,
-            Self::MacFail { .. } => IoqError::MacFail,
+            Self::MacFail { .. } | Self::RecordLen { .. } => IoqError::MacFail,
             Self::IvWrap => IoqError::IvWrap,
         }
     }
@@ -313,8 +321,11 @@ impl fmt::Display for DecodeError {
             Self::MsgSeq { expected, found } => {
                 write!(f, "{code}: salt sequence {found}, expected {expected}")
             }
-            Self::MacFail { chunk } => {
-                write!(f, "{code}: chunk {chunk} failed authentication")
+            Self::MacFail { record } => {
+                write!(f, "{code}: record {record} failed authentication")
+            }
+            Self::RecordLen { len } => {
+                write!(f, "{code}: record length {len} is outside 1..=16384")
             }
             Self::IvWrap => write!(f, "{code}: the nonce counter is exhausted"),
             Self::HdrCrc { stored, computed } => write!(
@@ -501,7 +512,8 @@ mod tests {
                 15,
             ),
             (DecodeError::IvWrap, 18),
-            (DecodeError::MacFail { chunk: 3 }, 19),
+            (DecodeError::MacFail { record: 3 }, 19),
+            (DecodeError::RecordLen { len: 16_385 }, 19),
         ];
         for (err, code) in cases {
             assert_eq!(err.ioq_error().code(), code, "{err:?}");

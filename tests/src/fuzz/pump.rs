@@ -19,11 +19,11 @@ const PUMP_TRANSACTIONS: usize = 16;
 /// Side A's memory: the smallest FIFO a gcm link takes (a largest header plus one record),
 /// aux storage below the largest aux the operations send (so `AuxStorageTooSmall` ends
 /// links), a transmit ring that fills up.
-const SMALL_FIFO: usize = 2048 + 80;
+const SMALL_FIFO: usize = 2048 + 4 + 16_384 + 16;
 const SMALL_AUX: usize = 1024;
 const SMALL_TX_RING: usize = 4096;
-/// Side B's memory: room for every message the operations make.
-const ROOMY_FIFO: usize = 4096;
+/// Side B's memory: room for every message the operations make (and a gcm record).
+const ROOMY_FIFO: usize = SMALL_FIFO + 4096;
 const ROOMY_AUX: usize = 4096;
 const ROOMY_TX_RING: usize = 8192;
 const PUMP_MEMORY: usize =
