@@ -39,7 +39,8 @@ const PING_APP: Cmd = match Cmd::app(0x124) {
 
 fn memory() -> IocomMemory<Vec<u8>> {
     IocomMemory {
-        fifo: vec![0; 8192 + 80],
+        // A gcm receiver holds a whole record (16 KiB) beside the largest header (§2.9).
+        fifo: vec![0; 32 << 10],
         aux: vec![0; 1 << 20],
         tx_ring: vec![0; 2 * (2048 + 65536)],
     }
