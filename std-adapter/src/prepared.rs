@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use h2msg::wire::WireOrder;
-use h2msg::{OwnKeyId, OwnRsa, OwnRsaKey, PreparedBlock};
+use h2msg::{OwnKeyId, OwnRsa, PreparedBlock};
 use rsa::PrivateKey;
 use rsa::traits::PublicKeyParts;
 
@@ -80,7 +80,8 @@ impl BlockPool {
     /// # Errors
     /// The thread could not be started.
     pub fn start(key: PrivateKey, flags: u32, capacity: usize) -> io::Result<Self> {
-        let own = OwnRsaKey::new(key, getrandom::SysRng);
+        // The RSA implementation of the links (`openssl-rsa` or not).
+        let own = crate::link::link_own_rsa(key).map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             key: own.own_key_id(),
             flags,
@@ -174,7 +175,7 @@ impl Drop for BlockPool {
 }
 
 /// The refill thread: makes blocks while the pool has room, sleeps while it is full.
-fn refill(shared: &Shared, mut own: OwnRsaKey<getrandom::SysRng>) {
+fn refill(shared: &Shared, mut own: crate::link::LinkOwnRsa) {
     loop {
         {
             let mut state = shared.lock();
