@@ -82,6 +82,19 @@ impl BlockPool {
     pub fn start(key: PrivateKey, flags: u32, capacity: usize) -> io::Result<Self> {
         // The RSA implementation of the links (`openssl-rsa` or not).
         let own = crate::link::link_own_rsa(key).map_err(io::Error::other)?;
+        Self::start_with(own, flags, capacity)
+    }
+
+    /// [`start`](Self::start) with a chosen RSA implementation of our key (benchmarks
+    /// comparing them; [`start`](Self::start) takes the one links use).
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start_with<K: OwnRsa + Send + 'static>(
+        own: K,
+        flags: u32,
+        capacity: usize,
+    ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             key: own.own_key_id(),
             flags,
@@ -175,7 +188,7 @@ impl Drop for BlockPool {
 }
 
 /// The refill thread: makes blocks while the pool has room, sleeps while it is full.
-fn refill(shared: &Shared, mut own: crate::link::LinkOwnRsa) {
+fn refill<K: OwnRsa>(shared: &Shared, mut own: K) {
     loop {
         {
             let mut state = shared.lock();
