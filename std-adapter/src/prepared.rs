@@ -256,7 +256,7 @@ pub fn pool_size() -> usize {
     }
 }
 
-/// The id [`h2msg::RsaKeys`] and [`OwnRsaKey`] give `key`.
+/// The id [`h2msg::RsaKeys`] and [`h2msg::OwnRsaKey`] give `key`.
 #[must_use]
 pub fn key_id(key: &PrivateKey) -> OwnKeyId {
     OwnKeyId::from_modulus(&key.n().to_be_bytes())
