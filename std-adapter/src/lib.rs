@@ -32,6 +32,7 @@
 //!
 //! | Feature | Adds |
 //! |---|---|
+//! | `openssl-rsa` | `openssl_rsa`: the handshake's raw RSA on the system's OpenSSL (about 10× faster private operations than the `rsa` crate), used by every link this crate sets up; needs libssl-dev and pkg-config |
 //! | `tokio` | `tokio_driver`: the async driver, its `connect` / `accept` and the handle's driver, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`, `macros`; a runtime with `enable_time` for timers). The handle's channels are tokio's `sync` module, always built (no runtime needed) |
 //!
 //! The core is always built with `crypto`, `stream-crypto` and `std`: RSA handshakes and
@@ -52,6 +53,8 @@ pub mod kernel_attach;
 pub mod keys;
 pub mod link;
 pub mod logging;
+#[cfg(feature = "openssl-rsa")]
+pub mod openssl_rsa;
 pub mod prepared;
 pub mod proto;
 pub mod raw_filter;

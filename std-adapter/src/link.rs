@@ -44,8 +44,8 @@ use crate::blocking::{
 };
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::proto::Proto;
-use crate::threaded_rsa::ThreadedRsa;
 use crate::transport::{Stream, UNIX_PEER_ADDRESS};
+use rsa::{PrivateKey, PublicKey};
 
 /// How long a peer may take to complete the handshake by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -385,7 +385,44 @@ pub(crate) enum HandshakeStart {
     /// Nothing to exchange (a `.none` peer where the revision or mode skips the block).
     Done(LinkTerms, LinkSetup),
     /// The exchange to drive, then [`finish_handshake`].
-    Exchange(Handshake<ThreadedRsa>, Trust),
+    Exchange(Handshake<LinkRsa>, Trust),
+}
+
+/// The handshake's RSA on every link this crate sets up (the service, the tool's clients,
+/// [`connect`] / [`accept`]): the `rsa` crate's on two threads ([`ThreadedRsa`]), or
+/// OpenSSL's with feature `openssl-rsa` ([`OpensslRsa`](crate::openssl_rsa::OpensslRsa)).
+#[cfg(not(feature = "openssl-rsa"))]
+pub(crate) type LinkRsa = crate::threaded_rsa::ThreadedRsa;
+/// The handshake's RSA on every link this crate sets up: OpenSSL's (feature `openssl-rsa`).
+#[cfg(feature = "openssl-rsa")]
+pub(crate) type LinkRsa = crate::openssl_rsa::OpensslRsa;
+
+/// Our key alone in [`LinkRsa`]'s implementation: what the pool of prepared blocks
+/// ([`crate::prepared`]) makes blocks with.
+#[cfg(not(feature = "openssl-rsa"))]
+pub(crate) type LinkOwnRsa = h2msg::OwnRsaKey<getrandom::SysRng>;
+/// Our key alone in OpenSSL (feature `openssl-rsa`), for the pool of prepared blocks.
+#[cfg(feature = "openssl-rsa")]
+pub(crate) type LinkOwnRsa = crate::openssl_rsa::OpensslOwnRsa;
+
+/// [`LinkRsa`] for our key and the peer's; the reason if they cannot be used together.
+pub(crate) fn link_rsa(own: PrivateKey, peer: PublicKey) -> Result<LinkRsa, String> {
+    #[cfg(not(feature = "openssl-rsa"))]
+    let rsa = crate::threaded_rsa::ThreadedRsa::new(own, peer);
+    #[cfg(feature = "openssl-rsa")]
+    let rsa = crate::openssl_rsa::OpensslRsa::new(&own, &peer);
+    rsa.map_err(|e| e.to_string())
+}
+
+/// [`LinkOwnRsa`] for our key.
+///
+/// # Errors
+/// The reason OpenSSL could not take the key (feature `openssl-rsa`); never otherwise.
+pub(crate) fn link_own_rsa(own: PrivateKey) -> Result<LinkOwnRsa, String> {
+    #[cfg(not(feature = "openssl-rsa"))]
+    return Ok(h2msg::OwnRsaKey::new(own, getrandom::SysRng));
+    #[cfg(feature = "openssl-rsa")]
+    crate::openssl_rsa::OpensslOwnRsa::new(&own).map_err(|e| e.to_string())
 }
 
 /// The handshake with `peer`'s keys (§2.2), its deadline `timeout` from now on the std
@@ -412,10 +449,10 @@ pub(crate) fn begin_handshake(
             // Our half of §2.4 done ahead of time, if the pool has a block ready.
             let prepared = crate::prepared::take_prepared(&own, flags);
             // The two received blocks are decrypted on two threads at once.
-            let mut rsa = ThreadedRsa::new(own, peer_key).map_err(|e| {
+            let mut rsa = link_rsa(own, peer_key).map_err(|reason| {
                 LinkError::Keys(KeyError::Format {
                     path: keys.peer_key_path(peer),
-                    reason: e.to_string(),
+                    reason,
                 })
             })?;
             // Else our block now, its two RSA blocks' send loops on two threads.

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use h2msg::wire::WireOrder;
-use h2msg::{OwnKeyId, OwnRsa, OwnRsaKey, PreparedBlock};
+use h2msg::{OwnKeyId, OwnRsa, PreparedBlock};
 use rsa::PrivateKey;
 use rsa::traits::PublicKeyParts;
 
@@ -80,7 +80,21 @@ impl BlockPool {
     /// # Errors
     /// The thread could not be started.
     pub fn start(key: PrivateKey, flags: u32, capacity: usize) -> io::Result<Self> {
-        let own = OwnRsaKey::new(key, getrandom::SysRng);
+        // The RSA implementation of the links (`openssl-rsa` or not).
+        let own = crate::link::link_own_rsa(key).map_err(io::Error::other)?;
+        Self::start_with(own, flags, capacity)
+    }
+
+    /// [`start`](Self::start) with a chosen RSA implementation of our key (benchmarks
+    /// comparing them; [`start`](Self::start) takes the one links use).
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start_with<K: OwnRsa + Send + 'static>(
+        own: K,
+        flags: u32,
+        capacity: usize,
+    ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             key: own.own_key_id(),
             flags,
@@ -174,7 +188,7 @@ impl Drop for BlockPool {
 }
 
 /// The refill thread: makes blocks while the pool has room, sleeps while it is full.
-fn refill(shared: &Shared, mut own: OwnRsaKey<getrandom::SysRng>) {
+fn refill<K: OwnRsa>(shared: &Shared, mut own: K) {
     loop {
         {
             let mut state = shared.lock();
@@ -242,7 +256,7 @@ pub fn pool_size() -> usize {
     }
 }
 
-/// The id [`h2msg::RsaKeys`] and [`OwnRsaKey`] give `key`.
+/// The id [`h2msg::RsaKeys`] and [`h2msg::OwnRsaKey`] give `key`.
 #[must_use]
 pub fn key_id(key: &PrivateKey) -> OwnKeyId {
     OwnKeyId::from_modulus(&key.n().to_be_bytes())
