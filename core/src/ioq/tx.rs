@@ -49,16 +49,19 @@ impl rand_core::TryRng for CounterSalt {
 pub enum TxError {
     /// The message's sizes are not legal (FIELD).
     Encode(EncodeError),
-    /// Not enough free room now: send some bytes and try again.
+    /// Not enough free room now: send some bytes and try again. The message fits the
+    /// queue once it is empty at the latest.
     QueueFull {
-        /// Wire bytes the message needs.
+        /// Wire bytes the message needs where the queue stands now (with `gcm` records
+        /// this can exceed the capacity: records end at the ring's end, so a message
+        /// that would straddle it takes one more record than it does from the start).
         needed: usize,
         /// Free bytes in the queue.
         free: usize,
     },
     /// The message is larger than the whole queue and can never be queued.
     ExceedsCapacity {
-        /// Wire bytes the message needs.
+        /// Wire bytes the message needs in the empty queue.
         needed: usize,
         /// The queue's capacity.
         capacity: usize,
@@ -242,49 +245,26 @@ where
     fn wire_len_for(&self, plain: usize) -> (usize, u64) {
         match self.cipher.framing() {
             TxFraming::InPlace => (plain, 0),
-            TxFraming::Records => self.records_for(plain),
-            TxFraming::Chunks => {
-                let chunks = (self.staged_len + plain).div_ceil(MAX_CHUNK);
-                (chunks * (MAX_CHUNK + TAG_LEN), chunks as u64)
-            }
+            TxFraming::Records => records_walk(
+                self.capacity(),
+                self.open_record.map(|r| r.body_len),
+                wrap(self.head + self.len, self.capacity()),
+                plain,
+            ),
+            TxFraming::Chunks => chunks_for(self.staged_len + plain),
         }
     }
 
-    /// h2msg `gcm`: walks `plain` bytes through the records they fill, from where the
-    /// ring stands, exactly as [`put_in_records`](Self::put_in_records) will: a record
-    /// closes when full or when its body reaches the ring's end.
-    fn records_for(&self, plain: usize) -> (usize, u64) {
-        let cap = self.capacity();
-        let (mut wire, mut records) = (0usize, 0u64);
-        let mut open = self.open_record.map(|r| r.body_len);
-        let mut tail = wrap(self.head + self.len, cap);
-        let mut rest = plain;
-        while rest > 0 && cap > RECORD_HEADER_LEN + TAG_LEN {
-            let filled = if let Some(filled) = open {
-                filled
-            } else {
-                wire += RECORD_HEADER_LEN + TAG_LEN;
-                records += 1;
-                tail = wrap(tail + RECORD_HEADER_LEN, cap);
-                0
-            };
-            let take = rest.min(RECORD_PLAIN_MAX - filled).min(cap - tail);
-            wire += take;
-            rest -= take;
-            let reached_end = tail + take == cap;
-            tail = wrap(tail + take, cap);
-            open = if filled + take == RECORD_PLAIN_MAX || reached_end {
-                tail = wrap(tail + TAG_LEN, cap);
-                None
-            } else {
-                Some(filled + take)
-            };
+    /// The wire bytes `plain` plaintext bytes take in this queue once it is empty (the
+    /// ring then starts over at 0, no record open, nothing staged): the least they can
+    /// ever take. Only a message for which this exceeds the ring can never be queued;
+    /// one that costs more now only because of where the ring stands waits.
+    fn wire_len_when_empty(&self, plain: usize) -> usize {
+        match self.cipher.framing() {
+            TxFraming::InPlace => plain,
+            TxFraming::Records => records_walk(self.capacity(), None, 0, plain).0,
+            TxFraming::Chunks => chunks_for(plain).0,
         }
-        if rest > 0 {
-            // A ring too small for any record: never fits.
-            wire = usize::MAX;
-        }
-        (wire, records)
     }
 
     /// True if a message of `plain` wire bytes (before protection) fits now.
@@ -293,19 +273,14 @@ where
     }
 
     /// Makes every queued message sendable, at the end of each connection call that
-    /// queued something. h2msg `gcm`: seals the open record if nothing before it waits
-    /// for the transport (otherwise it keeps filling, and is sealed once the transport
-    /// has taken what is before it: [`advance`](Self::advance)). libdmsg `gcm`: completes
-    /// a half-filled chunk with a header-only `LNK_PAD` (which receivers drop); the room
-    /// was reserved when the messages before it were queued. Nothing to do otherwise.
+    /// queued something. libdmsg `gcm`: completes a half-filled chunk with a header-only
+    /// `LNK_PAD` (which receivers drop); the room was reserved when the messages before
+    /// it were queued. Nothing to do otherwise: an h2msg `gcm` record is sealed by
+    /// [`enqueue`](Self::enqueue) when nothing before it waits for the transport, and
+    /// otherwise by [`advance`](Self::advance) once what is before it has gone.
     pub(crate) fn make_sendable(&mut self) {
         match self.cipher.framing() {
-            TxFraming::InPlace => {}
-            TxFraming::Records => {
-                if self.ready == 0 {
-                    self.seal_open_record();
-                }
-            }
+            TxFraming::InPlace | TxFraming::Records => {}
             TxFraming::Chunks => {
                 if self.staged_len > 0 {
                     // Cannot fail: enqueue reserved the pad's room and chunk.
@@ -361,8 +336,12 @@ where
             return Err(TxError::IvWrap);
         }
         let capacity = self.capacity();
-        if needed > capacity {
-            return Err(TxError::ExceedsCapacity { needed, capacity });
+        let least = self.wire_len_when_empty(plain);
+        if least > capacity {
+            return Err(TxError::ExceedsCapacity {
+                needed: least,
+                capacity,
+            });
         }
         if needed > self.free() {
             return Err(TxError::QueueFull {
@@ -628,6 +607,48 @@ where
         self.len += bytes.len();
         write_wrapped(self.ring.as_mut(), at, bytes)
     }
+}
+
+/// h2msg `gcm`: walks `plain` bytes through the records they fill in a ring of `cap`
+/// bytes whose free part starts at `tail`, the record open there (if any) holding `open`
+/// body bytes, exactly as [`TxQueue::put_in_records`] will: a record closes when full or
+/// when its body reaches the ring's end. Returns the wire bytes (new records' headers and
+/// tags included) and the records opened; `usize::MAX` bytes if no record fits the ring.
+fn records_walk(cap: usize, open: Option<usize>, tail: usize, plain: usize) -> (usize, u64) {
+    let (mut wire, mut records) = (0usize, 0u64);
+    let (mut open, mut tail, mut rest) = (open, tail, plain);
+    while rest > 0 && cap > RECORD_HEADER_LEN + TAG_LEN {
+        let filled = if let Some(filled) = open {
+            filled
+        } else {
+            wire += RECORD_HEADER_LEN + TAG_LEN;
+            records += 1;
+            tail = wrap(tail + RECORD_HEADER_LEN, cap);
+            0
+        };
+        let take = rest.min(RECORD_PLAIN_MAX - filled).min(cap - tail);
+        wire += take;
+        rest -= take;
+        let reached_end = tail + take == cap;
+        tail = wrap(tail + take, cap);
+        open = if filled + take == RECORD_PLAIN_MAX || reached_end {
+            tail = wrap(tail + TAG_LEN, cap);
+            None
+        } else {
+            Some(filled + take)
+        };
+    }
+    if rest > 0 {
+        wire = usize::MAX;
+    }
+    (wire, records)
+}
+
+/// libdmsg `gcm`: the wire bytes and chunks that `staged` plaintext bytes fill, each
+/// chunk sealed whole with its tag.
+const fn chunks_for(staged: usize) -> (usize, u64) {
+    let chunks = staged.div_ceil(MAX_CHUNK);
+    (chunks * (MAX_CHUNK + TAG_LEN), chunks as u64)
 }
 
 /// Writes `bytes` into `ring` at index `at`, wrapping at the end; returns the index after
@@ -980,6 +1001,123 @@ mod tests {
             record_lengths(&wire[10..]),
             [30_000 - 20_044, 20_000 - 9_956]
         );
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    #[test]
+    fn a_message_that_fits_an_empty_ring_waits_instead_of_being_refused() {
+        // 30 000-byte ring; a message sealed whole at 0 (20 000 plaintext bytes, 20 040 on
+        // the wire), all but 10 of its bytes sent: the free part starts at 20 040.
+        let mut tx = gcm_queue(30_000);
+        tx.enqueue(MsgHeader::new(Cmd::DBG_SHELL), &[], &[7u8; 20_000 - 32])
+            .unwrap();
+        tx.advance(20_030).unwrap();
+        // 29 952 plaintext bytes: from the ring's start, two records (2 × 20 + 29 952 =
+        // 29 992 ≤ 30 000); from 20 040 a record must end at the ring's end (9 956 bytes),
+        // so three (30 012 > 30 000). It fits once the queue is empty: "full", not "never".
+        let aux = std::vec![9u8; 29_952 - 32];
+        let header = MsgHeader::new(Cmd::DBG_SHELL);
+        match tx.check(&header, 0, aux.len()) {
+            Err(TxError::QueueFull { needed, free }) => {
+                assert_eq!((needed, free), (30_012, 29_990));
+            }
+            other => panic!("{other:?}"),
+        }
+        tx.advance(10).unwrap();
+        assert_eq!(tx.check(&header, 0, aux.len()), Ok(29_992));
+        tx.enqueue(header, &[], &aux).unwrap();
+        assert_eq!(
+            record_lengths(&drain_all(&mut tx)),
+            [16_384, 29_952 - 16_384]
+        );
+        // One byte of aux more (29 984 plaintext bytes) never fits: from the start the
+        // second record's body begins at 16 408 and would end at 30 008, past the ring's
+        // end, so a third record is needed: 3 × 20 + 29 984 = 30 044.
+        assert_eq!(
+            tx.check(&header, 0, aux.len() + 1),
+            Err(TxError::ExceedsCapacity {
+                needed: 30_044,
+                capacity: 30_000
+            })
+        );
+    }
+
+    #[cfg(feature = "stream-crypto")]
+    mod records_property {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Queue a `DBG_SHELL` with this many aux bytes.
+            Queue(usize),
+            /// Let the transport take this share (in 1/16) of what is sendable.
+            Send(usize),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0usize..40_000).prop_map(Step::Queue),
+                (0usize..=16).prop_map(Step::Send),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// What `check` says a message takes is what `enqueue` takes (the record walk
+            /// matches the writer), `QueueFull` means the message fits the same ring once
+            /// empty and `ExceedsCapacity` that it never does, and the bytes that leave are
+            /// whole records of at most 16 KiB adding up to what was taken.
+            #[test]
+            fn check_matches_what_enqueue_takes(
+                cap in 60usize..70_000,
+                steps in proptest::collection::vec(step(), 1..40),
+            ) {
+                let mut tx = gcm_queue(cap);
+                let (mut taken, mut wire) = (0usize, Vec::new());
+                for step in steps {
+                    match step {
+                        Step::Queue(aux_len) => {
+                            let aux = std::vec![0xA5u8; aux_len];
+                            let header = MsgHeader::new(Cmd::DBG_SHELL);
+                            let free = tx.free();
+                            let checked = tx.check(&header, 0, aux_len);
+                            let queued = tx.enqueue(header, &[], &aux);
+                            match checked {
+                                Ok(needed) => {
+                                    prop_assert!(queued.is_ok());
+                                    prop_assert_eq!(free - tx.free(), needed);
+                                    taken += needed;
+                                }
+                                Err(TxError::QueueFull { .. }) => {
+                                    prop_assert!(queued.is_err());
+                                    prop_assert_eq!(tx.free(), free);
+                                    prop_assert!(gcm_queue(cap).enqueue(header, &[], &aux).is_ok());
+                                }
+                                Err(TxError::ExceedsCapacity { .. }) => {
+                                    prop_assert!(queued.is_err());
+                                    let fresh = gcm_queue(cap).enqueue(header, &[], &aux);
+                                    let never = matches!(fresh, Err(TxError::ExceedsCapacity { .. }));
+                                    prop_assert!(never, "{:?}", fresh);
+                                }
+                                Err(other) => prop_assert!(false, "{:?}", other),
+                            }
+                        }
+                        Step::Send(share) => {
+                            let [a, b] = tx.pending();
+                            let n = (a.len() + b.len()) * share / 16;
+                            let out: Vec<u8> = a.iter().chain(b).take(n).copied().collect();
+                            tx.advance(n).unwrap();
+                            wire.extend(out);
+                        }
+                    }
+                }
+                wire.extend(drain_all(&mut tx));
+                prop_assert_eq!(wire.len(), taken);
+                prop_assert!(record_lengths(&wire).iter().all(|&len| (1..=16_384).contains(&len)));
+            }
+        }
     }
 
     #[test]
