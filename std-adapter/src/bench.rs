@@ -22,7 +22,9 @@ use h2msg::{Handshake, KeyMode, LinkSetup, Liveness, NoRsa, RsaKeys};
 use h2msg::{ModeChoice, StreamMode};
 use indicatif::ProgressBar;
 
-use crate::blocking::{DmsgLink, Duplex, Link, drive_handshake, now, std_dmsg_iocom};
+use crate::blocking::{
+    DmsgLink, Duplex, Link, STD_FIFO_SIZE, drive_handshake, now, std_dmsg_iocom,
+};
 use crate::client::connect;
 use crate::keys::KeyDir;
 use crate::link::shell_connection;
@@ -266,7 +268,7 @@ fn bench_setup(
     choice: ModeChoice,
     proto: Proto,
 ) -> io::Result<(Duplex<TcpStream>, LinkSetup)> {
-    let flags = choice.handshake_flags();
+    let flags = choice.handshake_flags(STD_FIFO_SIZE);
     let mut s = Duplex::new(s)?;
     let deadline = Some(now() + Duration::from_secs(10));
     let session = match (key, proto) {

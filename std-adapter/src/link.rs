@@ -39,8 +39,8 @@ use h2msg::{
 };
 
 use crate::blocking::{
-    DmsgLink, DriveError, Duplex, DuplexStream, Link, StdIocom, TRANSACTIONS, drive_handshake, now,
-    std_dmsg_iocom_sized, std_iocom_sized, std_iocom_with,
+    DmsgLink, DriveError, Duplex, DuplexStream, Link, STD_FIFO_SIZE, StdIocom, TRANSACTIONS,
+    drive_handshake, now, std_dmsg_iocom_sized, std_iocom_sized, std_iocom_with,
 };
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::proto::Proto;
@@ -444,7 +444,7 @@ pub(crate) fn begin_handshake(
     let hs = match keys.peer_key(peer).map_err(LinkError::Keys)? {
         PeerKey::Rsa(peer_key) => {
             let (own, _) = keys.own_keys().map_err(LinkError::Keys)?;
-            let flags = choice.handshake_flags();
+            let flags = choice.handshake_flags(STD_FIFO_SIZE);
             let deadline = deadline();
             // Our half of §2.4 done ahead of time, if the pool has a block ready.
             let prepared = crate::prepared::take_prepared(&own, flags);

@@ -33,7 +33,7 @@ use h2msg::{Liveness, ModeChoice};
 use log::{debug, info, warn};
 
 use crate::autoconn::{self, Dialer, KeepOptions, KeptLinks, LinkUp, SessionEnd};
-use crate::blocking::Link;
+use crate::blocking::{Link, STD_FIFO_SIZE};
 use crate::cluster_hub::{ClusterHub, Forwarded, SERVICE_LIMITS};
 use crate::dmsg_shell;
 use crate::keys::KeyDir;
@@ -1405,7 +1405,7 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
     keys.check_own_keys().map_err(io::Error::other)?;
     // RSA peers get prepared handshake blocks from the first link on.
     if let Ok((own, _)) = keys.own_keys() {
-        let _ = crate::prepared::warm_up(&own, config.mode.handshake_flags());
+        let _ = crate::prepared::warm_up(&own, config.mode.handshake_flags(STD_FIFO_SIZE));
     }
     // Signals first: a supervisor may signal as soon as it reads `listening on`.
     let mut signals = signal_hook::iterator::Signals::new([

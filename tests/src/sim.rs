@@ -1049,7 +1049,7 @@ pub fn setup_pair(
         StreamMode::Cbc => ModeChoice::Cbc,
         StreamMode::Gcm => ModeChoice::Gcm,
     };
-    let flags = choice.handshake_flags();
+    let flags = choice.handshake_flags(usize::MAX);
     let (a, b) = session_pair(sess_a, sess_b, flags, flags);
     let negotiate = |s| LinkSetup::negotiate(s, choice).expect("both ends agree");
     (negotiate(a), negotiate(b))

@@ -15,7 +15,17 @@ use rsa::{PrivateKey, PublicKey};
 
 type Hs = Handshake<RsaKeys<TestRng>>;
 
+/// A gcm FIFO holds the largest header and a whole record (protocol.md §2.9).
+const GCM_FIFO: usize = 2048 + 4 + 16_384 + 16;
+
+/// The receive FIFO of the sides these tests build: the std adapter's 64 KiB.
+const FIFO: usize = 64 * 1024;
+
 fn handshake(me: &str, peer: &str, seed: u64, choice: ModeChoice) -> Hs {
+    handshake_for_fifo(me, peer, seed, choice, FIFO)
+}
+
+fn handshake_for_fifo(me: &str, peer: &str, seed: u64, choice: ModeChoice, fifo: usize) -> Hs {
     let dir = vectors_dir().join("c-peer/v1-rsa");
     let prv = std::fs::read_to_string(dir.join(me).join("rsa.prv")).unwrap();
     let public = std::fs::read_to_string(dir.join(peer).join("rsa.pub")).unwrap();
@@ -30,7 +40,7 @@ fn handshake(me: &str, peer: &str, seed: u64, choice: ModeChoice) -> Hs {
         &mut TestRng(seed ^ 0xABCD),
         WireOrder::Little,
         None,
-        choice.handshake_flags(),
+        choice.handshake_flags(fifo),
     )
     .unwrap()
 }
@@ -62,9 +72,8 @@ fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
     let cs = LinkSetup::negotiate(cs, ModeChoice::Auto).unwrap();
     assert_eq!([ns.mode(), cs.mode()], [StreamMode::Gcm, StreamMode::Gcm]);
 
-    // A gcm FIFO holds the largest header and a whole record (§2.9).
     let config = SideConfig {
-        fifo: 2048 + 4 + 16_384 + 16,
+        fifo: GCM_FIFO,
         ..SideConfig::default()
     };
     let a = Side::with_setup(&config, cs, None);
@@ -81,6 +90,43 @@ fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
     assert_eq!(&got[0].aux[..7], b"status\0");
 }
 
+/// An `auto` node whose receive FIFO cannot hold a gcm record does not offer gcm: two
+/// such nodes settle on `seed` and the small side's connection is built (offering gcm
+/// would have agreed to a mode its memory refuses). One byte more and gcm is offered.
+#[test]
+fn an_auto_node_with_a_fifo_too_small_for_a_record_settles_on_seed() {
+    let small = GCM_FIFO - 1;
+    let mut n = handshake_for_fifo("node", "client", 1, ModeChoice::Auto, small);
+    let mut c = handshake("client", "node", 2, ModeChoice::Auto);
+    let (n_wire, c_wire) = (n.pending().to_vec(), c.pending().to_vec());
+    let (ns, cs) = (
+        done(receive_block(&mut n, &c_wire)),
+        done(receive_block(&mut c, &n_wire)),
+    );
+    assert_eq!((ns.own_flags(), cs.peer_flags()), (0, 0), "not offered");
+    let ns = LinkSetup::negotiate(ns, ModeChoice::Auto).unwrap();
+    let cs = LinkSetup::negotiate(cs, ModeChoice::Auto).unwrap();
+    assert_eq!([ns.mode(), cs.mode()], [StreamMode::Seed, StreamMode::Seed]);
+    let small_side = SideConfig {
+        fifo: small,
+        ..SideConfig::default()
+    };
+    let mut a = Side::with_setup(&SideConfig::default(), cs, None);
+    let mut b = Side::with_setup(&small_side, ns, None);
+    b.io.accept(Cmd::DBG_SHELL).unwrap();
+    a.io.send(MsgHeader::new(Cmd::DBG_SHELL), &[], b"x")
+        .unwrap();
+    let mut pair = Pair::new(a, b, 100);
+    pair.run(10_000);
+    assert_eq!(pair.b.messages().len(), 1);
+
+    assert_eq!(StreamMode::Gcm.receive_fifo_min(), GCM_FIFO);
+    assert_eq!(ModeChoice::Auto.handshake_flags(GCM_FIFO), FLAG_GCM);
+    assert_eq!(ModeChoice::Auto.handshake_flags(small), 0);
+    // Asked for explicitly, gcm is offered whatever the FIFO (its memory check says no).
+    assert_eq!(ModeChoice::Gcm.handshake_flags(small), FLAG_GCM);
+}
+
 /// An h2msg build from before the record framing offered gcm with bit 0x1 (64-byte
 /// chunks). The bit is no longer sent, and a peer offering only it cannot do gcm: `auto`
 /// falls back to the era mode, `gcm` refuses — the two framings never meet on a link.
@@ -90,7 +136,7 @@ fn the_retired_chunk_flag_is_neither_sent_nor_taken_as_an_offer() {
     assert_eq!(FLAG_GCM, 0x2, "protocol.md §2.1");
     for choice in [ModeChoice::Auto, ModeChoice::Gcm] {
         assert_eq!(
-            choice.handshake_flags() & RETIRED_FLAG_GCM_CHUNKS,
+            choice.handshake_flags(FIFO) & RETIRED_FLAG_GCM_CHUNKS,
             0,
             "{choice}"
         );
@@ -98,7 +144,7 @@ fn the_retired_chunk_flag_is_neither_sent_nor_taken_as_an_offer() {
     let old_peer = RETIRED_FLAG_GCM_CHUNKS;
     let auto = ModeChoice::Auto;
     assert_eq!(
-        auto.select(auto.handshake_flags(), old_peer),
+        auto.select(auto.handshake_flags(FIFO), old_peer),
         Ok(StreamMode::Seed)
     );
     assert_eq!(
@@ -106,7 +152,7 @@ fn the_retired_chunk_flag_is_neither_sent_nor_taken_as_an_offer() {
         Err(NegotiateError::PeerCannotGcm { peer_flags: 0x1 })
     );
     // What an old build does with our flags: it looks for bit 0x1 alone, finds none.
-    assert_eq!(ModeChoice::Auto.handshake_flags() & 0x1, 0);
+    assert_eq!(ModeChoice::Auto.handshake_flags(FIFO) & 0x1, 0);
 }
 
 #[test]

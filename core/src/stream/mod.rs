@@ -26,6 +26,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::wire::handshake_block::SESS_LEN;
+use crate::wire::limits::MSGHDR_MAX;
 use crate::wire::{DecodeError, IoqError};
 
 /// The bit of the handshake block's `flags` field by which an h2msg node says it can run
@@ -113,11 +114,16 @@ pub const RETIRED_FLAG_GCM_CHUNKS: u32 = 0x0000_0001;
 /// use h2msg::{ModeChoice, StreamMode, FLAG_GCM};
 ///
 /// let ours = ModeChoice::Auto;
+/// let fifo = 64 * 1024; // our receive FIFO: room for a gcm record
 /// // Two h2msg nodes: both advertise gcm.
-/// assert_eq!(ours.select(ours.handshake_flags(), FLAG_GCM), Ok(StreamMode::Gcm));
+/// # #[cfg(feature = "stream-crypto")]
+/// assert_eq!(ours.select(ours.handshake_flags(fifo), FLAG_GCM), Ok(StreamMode::Gcm));
 /// // A 2012 C node sends flags 0: the era mode.
-/// assert_eq!(ours.select(ours.handshake_flags(), 0), Ok(StreamMode::Seed));
-/// assert_eq!(ModeChoice::Cbc.select(ModeChoice::Cbc.handshake_flags(), 0), Ok(StreamMode::Cbc));
+/// assert_eq!(ours.select(ours.handshake_flags(fifo), 0), Ok(StreamMode::Seed));
+/// let cbc = ModeChoice::Cbc;
+/// assert_eq!(cbc.select(cbc.handshake_flags(fifo), 0), Ok(StreamMode::Cbc));
+/// // A FIFO too small for a gcm record: auto does not offer it.
+/// assert_eq!(ours.handshake_flags(4096), 0);
 /// // Insisting on gcm refuses such a peer.
 /// assert!(ModeChoice::Gcm.select(FLAG_GCM, 0).is_err());
 /// ```
@@ -153,6 +159,20 @@ impl StreamMode {
         }
     }
 
+    /// Receive FIFO bytes a connection in this mode needs: room for the largest header
+    /// (`MSGHDR_MAX`) and, in a protected mode, one whole unit or record that is opened
+    /// in place — 32 bytes in `cbc`, 4 + 16 384 + 16 in `gcm` (§2.9). A smaller FIFO
+    /// is refused when the connection is built (`MemoryError::FifoTooSmall`).
+    #[must_use]
+    pub const fn receive_fifo_min(self) -> usize {
+        MSGHDR_MAX
+            + match self {
+                Self::Seed => 0,
+                Self::Cbc => CBC_UNIT,
+                Self::Gcm => RECORD_HEADER_LEN + RECORD_PLAIN_MAX + TAG_LEN,
+            }
+    }
+
     /// True if this build can run the mode (`cbc` and `gcm` need `stream-crypto`).
     #[must_use]
     pub const fn is_available(self) -> bool {
@@ -181,13 +201,21 @@ pub enum ModeChoice {
 }
 
 impl ModeChoice {
-    /// The `flags` value to put in our handshake block: [`FLAG_GCM`] for `auto` and `gcm`,
-    /// else 0 (exactly what a C node sends).
+    /// The `flags` value to put in our handshake block for a connection whose receive
+    /// FIFO will hold `receive_fifo` bytes: [`FLAG_GCM`] for `gcm`, and for `auto` when
+    /// this build has `gcm` and the FIFO can hold a record
+    /// ([`StreamMode::receive_fifo_min`]); else 0, exactly what a C node sends. So an
+    /// `auto` node with little memory settles on its era mode instead of agreeing to a
+    /// mode it cannot receive; `gcm` is advertised as asked, and a FIFO too small for it
+    /// is refused when the connection is built.
     #[must_use]
-    pub const fn handshake_flags(self) -> u32 {
+    pub const fn handshake_flags(self, receive_fifo: usize) -> u32 {
+        let can_gcm =
+            StreamMode::Gcm.is_available() && receive_fifo >= StreamMode::Gcm.receive_fifo_min();
         match self {
-            Self::Auto | Self::Gcm => FLAG_GCM,
-            Self::Seed | Self::Cbc => 0,
+            Self::Gcm => FLAG_GCM,
+            Self::Auto if can_gcm => FLAG_GCM,
+            Self::Auto | Self::Seed | Self::Cbc => 0,
         }
     }
 
@@ -490,6 +518,8 @@ pub(crate) enum TxCipher {
 pub(crate) const MAX_CHUNK: usize = 64;
 /// Tag bytes after a chunk or record.
 pub(crate) const TAG_LEN: usize = 16;
+/// `cbc`: bytes of the unit the receiver opens in place (§2.8).
+pub(crate) const CBC_UNIT: usize = 32;
 /// h2msg `gcm`: bytes of a record's length header (§2.9).
 pub(crate) const RECORD_HEADER_LEN: usize = 4;
 /// h2msg `gcm`: most plaintext bytes in one record (§2.9).
@@ -499,6 +529,7 @@ pub(crate) const RECORD_PLAIN_MAX: usize = 16 * 1024;
 #[cfg(feature = "stream-crypto")]
 const _: () = assert!(
     MAX_CHUNK == gcm::CHUNK
+        && CBC_UNIT == cbc::UNIT
         && TAG_LEN == gcm::TAG
         && RECORD_HEADER_LEN == gcm::RECORD_HEADER
         && RECORD_PLAIN_MAX == gcm::RECORD_PLAIN_MAX
