@@ -21,6 +21,7 @@ use h2msg::drive::reply_error;
 use h2msg::transfer::{Reassembler, Sender};
 use h2msg::wire::Cmd;
 use h2msg_std::keys::KeyDir;
+use h2msg_std::transfer::Inbox;
 use h2msg_std::{link, transfer};
 
 const STORE: Cmd = match Cmd::app(3) {
@@ -126,8 +127,8 @@ fn one_transfer(
         let (socket, _) = listener.accept()?;
         let (mut link, _) = link::accept(socket, &keys, mode)?;
         link.io().accept(STORE)?;
-        let mut reassembler = Reassembler::with_limits(expected.len(), 1);
-        let got = match transfer::receive(&mut link, STORE, &mut reassembler, |_| {})? {
+        let mut inbox = Inbox::with_reassembler(STORE, Reassembler::with_limits(expected.len(), 1));
+        let got = match transfer::receive(&mut link, &mut inbox, |_| {})? {
             Some(Ok(got)) => got,
             Some(Err(failure)) => return Err(failure.error.to_string().into()),
             None => return Err("closed early".into()),
@@ -147,7 +148,8 @@ fn one_transfer(
     link.io().accept(STORE)?;
     let start = Instant::now();
     let mut sender = Sender::request(STORE, payload);
-    transfer::send(&mut link, &mut sender)?;
+    // The service sends nothing while it receives.
+    transfer::send(&mut link, &mut sender, &mut Inbox::new(STORE), |_| {})?;
     let msgid = sender.msgid().ok_or("opened")?;
     let error = loop {
         match link.next_event(|event| reply_error(&event, msgid))? {
