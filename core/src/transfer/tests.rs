@@ -296,6 +296,24 @@ mod reassembler {
         assert_eq!(failed(&fed), Some(TransferError::Refused { code: 0x22 }));
     }
 
+    /// The announced length (checked against the maximum first) is reserved once at the
+    /// announcement: the buffer is never reallocated as parts arrive.
+    #[test]
+    fn the_announced_length_is_reserved_once_at_the_announcement() {
+        let mut r = Reassembler::with_limits(1000, 2);
+        assert_eq!(announce(&mut r, 1, 700), Fed::Pending);
+        assert_eq!(r.buffered(), 700, "reserved at the announcement");
+        for _ in 0..6 {
+            assert_eq!(data(&mut r, 1, &[0; 100], false), Fed::Pending);
+            assert_eq!(r.buffered(), 700, "no growth as parts arrive");
+        }
+        // Over the maximum: refused before anything is reserved.
+        assert!(failed(&announce(&mut r, 2, 1001)).is_some());
+        assert_eq!(r.buffered(), 700);
+        assert!(matches!(data(&mut r, 1, &[0; 100], true), Fed::Complete(_)));
+        assert_eq!(r.buffered(), 0);
+    }
+
     #[test]
     fn the_buffer_never_grows_past_the_announced_length() {
         let mut r = Reassembler::with_limits(1000, 1);
