@@ -832,3 +832,81 @@ fn transfers_crossing_with_the_async_send_both_complete() {
     crossing_completes(tokio_end, blocking_end);
     crossing_completes(tokio_end, tokio_end);
 }
+
+/// A transfer the receiver refuses while it is itself sending (its queue full of its own
+/// parts) is still answered: the refused sender hears 0x22, and both ends' other
+/// transfer goes through.
+#[test]
+fn a_transfer_refused_during_a_send_is_answered_and_the_send_completes() {
+    use h2msg_std::transfer::{self, Inbox, Incoming};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let big = payload(CROSSING_LEN, 1);
+    let refused = payload(1 << 20, 2);
+    let receiver = std::thread::spawn(move || {
+        // Takes at most 1000 bytes: the peer's transfer is refused at its announcement.
+        let mut link = blocking_link(listener.accept().unwrap().0, 1);
+        let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(1000, 1));
+        let mut seen = Vec::new();
+        let mut sender = Sender::request(UPLOAD, &big);
+        transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+            if let Incoming::Transfer(outcome) = incoming {
+                seen.push(outcome.map(|t| t.data.len()).map_err(|f| f.error));
+            }
+        })
+        .unwrap();
+        while seen.is_empty() {
+            let outcome = transfer::receive(&mut link, &mut inbox, |_| {}).unwrap();
+            seen.push(outcome.unwrap().map(|t| t.data.len()).map_err(|f| f.error));
+        }
+        while inbox.owes_answers() {
+            link.flush().unwrap();
+            inbox.answer_owed(link.io());
+        }
+        link.flush().unwrap();
+        // Until the peer closes: it has everything then.
+        while link.next_event(|_| ()).unwrap().is_some() {}
+        seen
+    });
+    let mut link = blocking_link(std::net::TcpStream::connect(address).unwrap(), 2);
+    let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(CROSSING_LEN, 1));
+    let mut outcomes = Vec::new();
+    let mut sender = Sender::request(UPLOAD, &refused);
+    transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+        if let Incoming::Transfer(outcome) = incoming {
+            outcomes.push(outcome);
+        }
+    })
+    .unwrap();
+    let msgid = sender.msgid().unwrap();
+    while outcomes.len() < 2 {
+        outcomes.push(
+            transfer::receive(&mut link, &mut inbox, |_| {})
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    drop(link);
+    let failures: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err())
+        .map(|f| (f.key, f.error))
+        .collect();
+    let refusal = TransferError::Refused {
+        code: u32::from(TRANSFER_ERR_TOO_LARGE),
+    };
+    assert_eq!(failures, [(TransKey::local(msgid), refusal)], "0x22 heard");
+    let theirs = outcomes.iter().find_map(|o| o.as_ref().ok());
+    assert!(
+        theirs.is_some_and(|t| t.data == payload(CROSSING_LEN, 1)),
+        "the peer's transfer arrived whole"
+    );
+    let seen = receiver.join().unwrap();
+    assert_eq!(
+        seen,
+        [Err(TransferError::TooLarge {
+            announced: 1 << 20,
+            max: 1000
+        })]
+    );
+}
