@@ -215,7 +215,7 @@ pub enum SendTransferError<E> {
     /// The link failed while the transfer was being sent.
     Drive(DriveError<E>),
     /// The peer closed the link before the last part could be queued.
-    NoProgress,
+    Closed,
 }
 
 impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
@@ -223,7 +223,7 @@ impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
         match self {
             Self::Send(e) => write!(f, "a part of the transfer was refused: {e}"),
             Self::Drive(e) => write!(f, "the link failed during the transfer: {e}"),
-            Self::NoProgress => f.write_str("the link closed before the transfer was sent"),
+            Self::Closed => f.write_str("the link closed before the transfer was sent"),
         }
     }
 }
@@ -260,7 +260,7 @@ pub fn send<Tr: Transport, const T: usize>(
 ) -> Result<(), SendTransferError<Tr::Error>> {
     while !inbox.send_between_turns(link.io(), sender, &mut incoming)? {
         if !link.step()? {
-            return Err(SendTransferError::NoProgress);
+            return Err(SendTransferError::Closed);
         }
     }
     Ok(())
@@ -314,7 +314,7 @@ mod tokio_io {
     ) -> Result<(), SendTransferError<std::io::Error>> {
         while !inbox.send_between_turns(link.io(), sender, &mut incoming)? {
             if !link.step().await? {
-                return Err(SendTransferError::NoProgress);
+                return Err(SendTransferError::Closed);
             }
         }
         Ok(())
