@@ -137,6 +137,102 @@ fn answers_say_whether_the_peer_still_waits() {
     assert_eq!(TransferError::LinkLost.answer(), None);
 }
 
+/// `Parts` says how far it got: the total, the payload bytes queued, and done only once
+/// the last element was queued.
+#[test]
+fn parts_count_what_was_queued() {
+    let payload = std::vec![3u8; 65536 + 100];
+    let mut parts = Parts::new(&payload);
+    assert_eq!(
+        (parts.total(), parts.sent(), parts.is_done()),
+        (65636, 0, false)
+    );
+    parts.part_sent(); // the announcement: no payload byte yet
+    assert_eq!((parts.sent(), parts.is_done()), (0, false));
+    parts.part_sent();
+    assert_eq!((parts.sent(), parts.is_done()), (65536, false));
+    parts.part_sent();
+    assert_eq!((parts.sent(), parts.is_done()), (65636, true));
+    assert_eq!(parts.next_part(), None);
+    parts.part_sent(); // nothing left: no change
+    assert_eq!(
+        (parts.total(), parts.sent(), parts.is_done()),
+        (65636, 65636, true)
+    );
+}
+
+/// The seed era pads only the last 32-byte unit: 31 bytes past the announced length are
+/// padding, 32 are a unit of data too many.
+#[test]
+fn padding_is_less_than_one_unit() {
+    let mut r = Reassembly::start(&40u64.to_le_bytes(), 100).unwrap();
+    assert_eq!(
+        r.take(&[1; 72], AuxLength::Padded),
+        Err(TransferError::Overrun { announced: 40 })
+    );
+    assert_eq!(r.take(&[1; 71], AuxLength::Padded).map(<[u8]>::len), Ok(40));
+    assert_eq!(r.received(), 40);
+    assert_eq!(r.total(), 40);
+}
+
+/// The taken bytes are counted, and only they.
+#[test]
+fn received_counts_the_payload_bytes_taken() {
+    let mut r = Reassembly::start(&100u64.to_le_bytes(), 100).unwrap();
+    assert_eq!(r.take(&[0; 64], AuxLength::Exact).map(<[u8]>::len), Ok(64));
+    assert_eq!(r.received(), 64);
+    assert_eq!(r.take(&[0; 36], AuxLength::Exact).map(<[u8]>::len), Ok(36));
+    assert_eq!(r.received(), 100);
+    assert_eq!(r.finish(), Ok(()));
+}
+
+/// 16 MiB unless configured otherwise (the module docs, protocol.md §3.5).
+#[test]
+fn the_default_maximum_is_16_mib() {
+    assert_eq!(DEFAULT_MAX, 16 * 1024 * 1024);
+}
+
+/// Every message names the numbers it carries.
+#[test]
+fn error_messages_carry_their_numbers() {
+    use std::string::ToString;
+    let cases = [
+        (
+            TransferError::TooLarge {
+                announced: 1001,
+                max: 1000,
+            },
+            &["1001", "1000"][..],
+        ),
+        (TransferError::TooManyTransfers { limit: 4 }, &["4"]),
+        (TransferError::OutOfMemory { needed: 4096 }, &["4096"]),
+        (TransferError::BadAnnouncement { len: 3 }, &["3", "8"]),
+        (TransferError::Overrun { announced: 77 }, &["77"]),
+        (
+            TransferError::Truncated {
+                announced: 90,
+                received: 12,
+            },
+            &["90", "12"],
+        ),
+        (TransferError::Refused { code: 0x22 }, &["0x22"]),
+    ];
+    for (error, numbers) in cases {
+        let text = error.to_string();
+        for number in numbers {
+            assert!(text.contains(number), "{text:?} lacks {number}");
+        }
+    }
+    for error in [
+        TransferError::NotOpen,
+        TransferError::AlreadyOpen,
+        TransferError::Abandoned,
+        TransferError::LinkLost,
+    ] {
+        assert!(!error.to_string().is_empty(), "{error:?}");
+    }
+}
+
 #[cfg(feature = "alloc")]
 mod reassembler {
     use super::*;
