@@ -411,6 +411,14 @@ mod reassembler {
     }
 
     #[test]
+    fn the_limits_are_the_configured_ones() {
+        let r = Reassembler::<u32>::with_limits(1000, 3);
+        assert_eq!((r.max(), r.transfers()), (1000, 3));
+        let r = Reassembler::<u32>::new();
+        assert_eq!((r.max(), r.transfers()), (DEFAULT_MAX, 4));
+    }
+
+    #[test]
     fn the_buffer_never_grows_past_the_announced_length() {
         let mut r = Reassembler::with_limits(1000, 1);
         announce(&mut r, 1, 700);
@@ -419,5 +427,101 @@ mod reassembler {
         }
         assert!(r.buffered() <= 700, "{}", r.buffered());
         assert!(matches!(data(&mut r, 1, &[0; 100], true), Fed::Complete(_)));
+    }
+}
+
+mod sending {
+    use std::vec;
+
+    use super::*;
+    use crate::iocom::{DmsgIocom, Iocom, IocomMemory};
+    use crate::ioq::tx::CounterSalt;
+    use crate::trans::{DmsgKey, TransKey};
+    use crate::wire::{Cmd, MsgHeader, SoftCrc32c};
+    use crate::{Config, LinkSetup};
+
+    const UPLOAD: Cmd = match Cmd::app(7) {
+        Some(c) => c,
+        None => Cmd::LNK_PAD,
+    };
+
+    /// Room for two parts in the transmit ring.
+    fn memory() -> IocomMemory<Vec<u8>> {
+        IocomMemory {
+            fifo: vec![0; 8192],
+            aux: vec![],
+            tx_ring: vec![0; 140_000],
+        }
+    }
+
+    fn seed_io() -> Iocom<Vec<u8>, CounterSalt, SoftCrc32c, 8> {
+        let setup = LinkSetup::plaintext();
+        Iocom::new(setup, memory(), CounterSalt::default(), SoftCrc32c).unwrap()
+    }
+
+    fn dmsg_io() -> DmsgIocom<Vec<u8>, CounterSalt, SoftCrc32c, 8> {
+        let setup = LinkSetup::plaintext();
+        let config = Config::default();
+        DmsgIocom::new(setup, memory(), CounterSalt::default(), SoftCrc32c, config).unwrap()
+    }
+
+    /// A request learns its msgid from the announcement it opened (not some other
+    /// transaction's), and is done only once its last part is queued.
+    #[test]
+    fn a_seed_request_names_the_transaction_it_opened() {
+        let mut io = seed_io();
+        let other = io.open(UPLOAD, &[], &[], false).unwrap().msgid;
+        let payload = vec![5u8; 3 * PART_MAX];
+        let mut sender = Sender::request(UPLOAD, &payload);
+        assert_eq!((sender.msgid(), sender.is_done()), (None, false));
+        assert!(matches!(
+            sender.poll_send(&mut io),
+            Ok(Progress::Blocked { .. })
+        ));
+        assert!(!sender.is_done(), "parts are left");
+        let msgid = sender.msgid().unwrap();
+        assert_ne!(msgid, other);
+        assert!(
+            io.local_transactions()
+                .get(TransKey::local(msgid))
+                .is_some()
+        );
+        // The transport takes what was queued; the rest fits.
+        while sender.poll_send(&mut io) != Ok(Progress::Done) {
+            let [older, newer] = io.pending();
+            let written = older.len() + newer.len();
+            io.advance_write(written).unwrap();
+        }
+        assert!(sender.is_done());
+        assert_eq!(
+            sender.msgid(),
+            Some(msgid),
+            "the same transaction throughout"
+        );
+        assert_eq!(sender.parts().sent(), payload.len());
+    }
+
+    #[test]
+    fn a_reply_transfer_names_the_peers_transaction() {
+        let mut to = MsgHeader::new(UPLOAD);
+        to.msgid = 42;
+        assert_eq!(Sender::reply(&to, &[1, 2, 3]).msgid(), Some(42));
+        let key = DmsgKey::theirs(43);
+        assert_eq!(DmsgSender::reply(key, UPLOAD, &[1]).key(), Some(key));
+    }
+
+    #[test]
+    fn a_dmsg_request_names_the_transaction_it_opened() {
+        let mut io = dmsg_io();
+        let other = io.open(UPLOAD, None, &[], &[]).unwrap().msgid;
+        let payload = vec![6u8; 100];
+        let mut sender = DmsgSender::request(UPLOAD, None, &payload);
+        assert_eq!((sender.key(), sender.is_done()), (None, false));
+        assert_eq!(sender.poll_send(&mut io), Ok(Progress::Done));
+        assert!(sender.is_done());
+        let key = sender.key().unwrap();
+        assert_eq!(key.side, crate::trans::Side::Local);
+        assert_ne!(key.msgid, other);
+        assert!(io.transactions().get(key).is_some());
     }
 }
