@@ -410,6 +410,51 @@ mod reassembler {
         assert_eq!(r.buffered(), 0);
     }
 
+    /// A refused transfer is remembered while the records of refused ones are fewer
+    /// than `transfers` — however many are in progress — so that its parts are dropped
+    /// quietly; past that its parts are reported as never opened. A refusal that also
+    /// closed (CREATE|DELETE) leaves nothing behind: the msgid may open again.
+    #[test]
+    fn refused_transfers_are_remembered_up_to_the_limit() {
+        let mut r = Reassembler::with_limits(100, 2);
+        assert_eq!(announce(&mut r, 9, 10), Fed::Pending);
+        for key in [1, 2] {
+            assert!(failed(&announce(&mut r, key, 101)).is_some());
+        }
+        assert!(failed(&announce(&mut r, 3, 101)).is_some());
+        assert_eq!(data(&mut r, 1, &[0; 4], false), Fed::Ignored);
+        assert_eq!(data(&mut r, 2, &[0; 4], false), Fed::Ignored);
+        assert_eq!(
+            failed(&data(&mut r, 3, &[0; 4], false)),
+            Some(TransferError::NotOpen)
+        );
+        let closed = r.feed(
+            5,
+            UPLOAD,
+            MsgFlags::CREATE | MsgFlags::DELETE,
+            0,
+            &101u64.to_le_bytes(),
+            AuxLength::Exact,
+        );
+        assert!(failed(&closed).is_some());
+        assert_eq!(data(&mut r, 1, &[0; 4], true), Fed::Ignored, "closes 1");
+        assert_eq!(announce(&mut r, 5, 10), Fed::Pending, "5 opens anew");
+    }
+
+    /// `clear` (the link went down) forgets every transfer and frees its memory.
+    #[test]
+    fn clear_forgets_everything() {
+        let mut r = Reassembler::with_limits(100, 2);
+        assert_eq!(announce(&mut r, 1, 10), Fed::Pending);
+        assert_eq!(data(&mut r, 1, &[0; 4], false), Fed::Pending);
+        r.clear();
+        assert_eq!((r.in_progress(), r.buffered()), (0, 0));
+        assert_eq!(
+            failed(&data(&mut r, 1, &[0; 6], true)),
+            Some(TransferError::NotOpen)
+        );
+    }
+
     #[test]
     fn the_limits_are_the_configured_ones() {
         let r = Reassembler::<u32>::with_limits(1000, 3);
