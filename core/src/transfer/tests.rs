@@ -569,4 +569,142 @@ mod sending {
         assert_ne!(key.msgid, other);
         assert!(io.transactions().get(key).is_some());
     }
+
+    /// Moves what `$from` has pending into `$to`.
+    #[cfg(feature = "alloc")]
+    macro_rules! carry {
+        ($from:expr, $to:expr) => {{
+            let [first, second] = $from.pending();
+            let bytes = [first, second].concat();
+            let taken = $to.feed(&bytes);
+            $from.advance_write(taken).unwrap();
+            assert_eq!(taken, bytes.len());
+        }};
+    }
+
+    /// A plain request under another command.
+    #[cfg(feature = "alloc")]
+    const OTHER: Cmd = match Cmd::app(8) {
+        Some(c) => c,
+        None => Cmd::LNK_PAD,
+    };
+
+    /// The seed-era event helper takes the elements of transfers under its command — a
+    /// request of the peer's as Remote, a reply to ours as Local — and nothing else: not
+    /// another command, not a one-way message; a transaction lost midway fails.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn seed_events_feed_the_commands_transfers_only() {
+        let (mut a, mut b) = (seed_io(), seed_io());
+        for io in [&mut a, &mut b] {
+            io.accept(UPLOAD).unwrap();
+            io.accept(OTHER).unwrap();
+        }
+        let (mut ra, mut rb) = (Reassembler::new(), Reassembler::new());
+        a.open(OTHER, &[], b"other", true).unwrap();
+        a.send(MsgHeader::new(UPLOAD), &[], b"one-way").unwrap();
+        let payload = vec![7u8; 1000];
+        let mut sender = Sender::request(UPLOAD, &payload);
+        assert_eq!(sender.poll_send(&mut a), Ok(Progress::Done));
+        let msgid = sender.msgid().unwrap();
+        carry!(a, b);
+        let mut fed = Vec::new();
+        while let Some(event) = b.poll_event() {
+            fed.push(rb.handle_event(UPLOAD, &event));
+        }
+        let upload = Transfer {
+            key: TransKey::remote(msgid),
+            cmd: UPLOAD,
+            data: payload.clone(),
+        };
+        assert_eq!(
+            fed,
+            [
+                Fed::NotTransfer,
+                Fed::NotTransfer,
+                Fed::Pending,
+                Fed::Complete(upload.clone())
+            ]
+        );
+
+        let answer = vec![8u8; 40];
+        let mut reply = Sender::reply(&upload.reply_to(), &answer);
+        assert_eq!(reply.poll_send(&mut b), Ok(Progress::Done));
+        carry!(b, a);
+        let mut fed = Vec::new();
+        while let Some(event) = a.poll_event() {
+            fed.push(ra.handle_event(UPLOAD, &event));
+        }
+        let answered = Transfer {
+            key: TransKey::local(msgid),
+            cmd: UPLOAD,
+            data: answer,
+        };
+        assert!(fed.contains(&Fed::Complete(answered)), "{fed:?}");
+
+        // A transfer cut off by the end of the link.
+        a.open(UPLOAD, &[], &100u64.to_le_bytes(), false).unwrap();
+        carry!(a, b);
+        while let Some(event) = b.poll_event() {
+            assert_eq!(rb.handle_event(UPLOAD, &event), Fed::Pending);
+        }
+        assert_eq!(rb.in_progress(), 1);
+        b.end_input();
+        let mut failures = Vec::new();
+        while let Some(event) = b.poll_event() {
+            if let Fed::Failed(failure) = rb.handle_event(UPLOAD, &event) {
+                failures.push(failure.error);
+            }
+        }
+        assert_eq!(failures, [TransferError::LinkLost]);
+        assert_eq!((rb.in_progress(), rb.buffered()), (0, 0));
+    }
+
+    /// The DMSG event helper likewise: the command's transfers, keyed by the peer's
+    /// transaction; another command is not a transfer; a lost transaction fails.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn dmsg_events_feed_the_commands_transfers_only() {
+        let (mut a, mut b) = (dmsg_io(), dmsg_io());
+        for io in [&mut a, &mut b] {
+            io.accept(UPLOAD).unwrap();
+            io.accept(OTHER).unwrap();
+        }
+        let mut rb = Reassembler::new();
+        a.open(OTHER, None, &[], b"other").unwrap();
+        let payload = vec![9u8; 1000];
+        let mut sender = DmsgSender::request(UPLOAD, None, &payload);
+        assert_eq!(sender.poll_send(&mut a), Ok(Progress::Done));
+        let key = sender.key().unwrap();
+        a.open(UPLOAD, None, &[], &100u64.to_le_bytes()).unwrap();
+        carry!(a, b);
+        let mut fed = Vec::new();
+        while let Some(event) = b.poll_event() {
+            fed.push(rb.handle_dmsg_event(UPLOAD, &event));
+        }
+        let upload = Transfer {
+            key: DmsgKey::theirs(key.msgid),
+            cmd: UPLOAD,
+            data: payload,
+        };
+        assert_eq!(
+            fed,
+            [
+                Fed::NotTransfer,
+                Fed::Pending,
+                Fed::Complete(upload),
+                Fed::Pending
+            ]
+        );
+        assert_eq!(rb.in_progress(), 1);
+        b.end_input();
+        let mut failures = Vec::new();
+        while let Some(event) = b.poll_event() {
+            if let Fed::Failed(failure) = rb.handle_dmsg_event(UPLOAD, &event) {
+                failures.push(failure.error);
+            }
+        }
+        assert_eq!(failures, [TransferError::LinkLost]);
+        assert_eq!((rb.in_progress(), rb.buffered()), (0, 0));
+    }
 }
