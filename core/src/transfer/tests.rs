@@ -707,4 +707,64 @@ mod sending {
         assert_eq!(failures, [TransferError::LinkLost]);
         assert_eq!((rb.in_progress(), rb.buffered()), (0, 0));
     }
+
+    /// A refusal is answered on the wire: the seed-era sender hears 0x22 on its
+    /// transaction, the DMSG sender too.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn failures_are_answered_to_the_sender() {
+        use super::super::{answer_dmsg_failure, answer_failure};
+        let (mut a, mut b) = (seed_io(), seed_io());
+        for io in [&mut a, &mut b] {
+            io.accept(UPLOAD).unwrap();
+        }
+        let (mut ra, mut rb) = (Reassembler::new(), Reassembler::with_limits(10, 1));
+        let opened = a.open(UPLOAD, &[], &11u64.to_le_bytes(), false).unwrap();
+        carry!(a, b);
+        let mut failures = Vec::new();
+        while let Some(event) = b.poll_event() {
+            if let Fed::Failed(failure) = rb.handle_event(UPLOAD, &event) {
+                failures.push(failure);
+            }
+        }
+        for failure in &failures {
+            answer_failure(&mut b, failure).unwrap();
+        }
+        carry!(b, a);
+        let mut heard = Vec::new();
+        while let Some(event) = a.poll_event() {
+            if let Fed::Failed(failure) = ra.handle_event(UPLOAD, &event) {
+                heard.push((failure.key, failure.error));
+            }
+        }
+        let refused = TransferError::Refused {
+            code: u32::from(TRANSFER_ERR_TOO_LARGE),
+        };
+        assert_eq!(heard, [(TransKey::local(opened.msgid), refused)]);
+
+        let (mut a, mut b) = (dmsg_io(), dmsg_io());
+        for io in [&mut a, &mut b] {
+            io.accept(UPLOAD).unwrap();
+        }
+        let (mut ra, mut rb) = (Reassembler::new(), Reassembler::with_limits(10, 1));
+        let opened = a.open(UPLOAD, None, &[], &11u64.to_le_bytes()).unwrap();
+        carry!(a, b);
+        let mut failures = Vec::new();
+        while let Some(event) = b.poll_event() {
+            if let Fed::Failed(failure) = rb.handle_dmsg_event(UPLOAD, &event) {
+                failures.push(failure);
+            }
+        }
+        for failure in &failures {
+            answer_dmsg_failure(&mut b, failure).unwrap();
+        }
+        carry!(b, a);
+        let mut heard = Vec::new();
+        while let Some(event) = a.poll_event() {
+            if let Fed::Failed(failure) = ra.handle_dmsg_event(UPLOAD, &event) {
+                heard.push((failure.key, failure.error));
+            }
+        }
+        assert_eq!(heard, [(DmsgKey::ours(opened.msgid), refused)]);
+    }
 }
