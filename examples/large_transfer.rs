@@ -5,9 +5,10 @@
 //! 1. two key directories that trust each other (as in `blocking_client`);
 //! 2. the client sends its payload with `transfer::send`: an 8-byte length announcement,
 //!    then 16 parts of 64 KiB (docs/protocol.md §3.5), waiting for room in the transmit
-//!    queue as it goes;
-//! 3. the service takes it whole with `transfer::receive` (a `Reassembler`, up to
-//!    16 MiB), checks it, and answers with a transfer of its own on the same transaction;
+//!    queue as it goes (and taking what arrives meanwhile into its `Inbox`);
+//! 3. the service takes it whole with `transfer::receive` (an `Inbox`: a `Reassembler`,
+//!    up to 16 MiB), checks it, and answers with a transfer of its own on the same
+//!    transaction;
 //! 4. the client reassembles the answer and checks it byte for byte.
 //!
 //! Run: `cargo run -p h2msg-examples --example large_transfer`. Exits non-zero if
@@ -20,9 +21,10 @@ use std::path::Path;
 use std::thread;
 
 use h2msg::ModeChoice;
-use h2msg::transfer::{Reassembler, Sender};
+use h2msg::transfer::Sender;
 use h2msg::wire::Cmd;
 use h2msg_std::keys::KeyDir;
+use h2msg_std::transfer::{Inbox, Incoming};
 use h2msg_std::{link, transfer};
 
 /// "Store this blob and send back its transform": number 3 of the application protocol
@@ -69,12 +71,23 @@ fn main() -> Result<()> {
 
     let payload = upload();
     let mut sender = Sender::request(STORE, &payload);
-    transfer::send(&mut link, &mut sender)?;
+    let mut inbox = Inbox::new(STORE); // up to 16 MiB per transfer
+    // A transfer that ends while we send is handed over here (this service answers only
+    // after the whole upload, so none does).
+    let mut early = None;
+    transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+        if let Incoming::Transfer(outcome) = incoming {
+            early = Some(outcome);
+        }
+    })?;
     let msgid = sender.msgid().ok_or("the announcement was queued")?;
     println!("client: {SIZE} bytes queued as transaction {msgid}");
 
-    let mut reassembler = Reassembler::new();
-    let answer = match transfer::receive(&mut link, STORE, &mut reassembler, |_| {})? {
+    let answer = match early {
+        Some(outcome) => Some(outcome),
+        None => transfer::receive(&mut link, &mut inbox, |_| {})?,
+    };
+    let answer = match answer {
         Some(Ok(answer)) => answer,
         Some(Err(failure)) => return Err(format!("the answer failed: {}", failure.error).into()),
         None => return Err("the service closed the link before answering".into()),
@@ -109,8 +122,8 @@ fn serve_one(listener: &TcpListener, keys: &KeyDir) -> Result<usize> {
     let (mut link, terms) = link::accept(socket, keys, ModeChoice::Auto)?;
     println!("service: link up from {peer} ({terms})");
     link.io().accept(STORE)?;
-    let mut reassembler = Reassembler::new(); // up to 16 MiB per transfer
-    let upload_received = match transfer::receive(&mut link, STORE, &mut reassembler, |_| {})? {
+    let mut inbox = Inbox::new(STORE); // up to 16 MiB per transfer
+    let upload_received = match transfer::receive(&mut link, &mut inbox, |_| {})? {
         Some(Ok(upload_received)) => upload_received,
         Some(Err(failure)) => return Err(format!("the upload failed: {}", failure.error).into()),
         None => return Err("the client closed the link before uploading".into()),
@@ -120,7 +133,8 @@ fn serve_one(listener: &TcpListener, keys: &KeyDir) -> Result<usize> {
     }
     let answer = transform(&upload_received.data);
     let mut sender = Sender::reply(&upload_received.reply_to(), &answer);
-    transfer::send(&mut link, &mut sender)?;
+    // The client sends nothing more: whatever else arrives is not ours to take.
+    transfer::send(&mut link, &mut sender, &mut inbox, |_| {})?;
     link.flush()?;
     println!(
         "service: {} bytes taken and answered",

@@ -261,6 +261,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> Link<S, T> {
         }
     }
 
+    /// One turn of the loop for a caller that takes the events itself
+    /// (`link.io().poll_event()`), as the blocking link's
+    /// [`step`](h2msg::drive::Link::step): moves what can move, or waits until something
+    /// could or a timer is due. False once the peer closed the link cleanly and
+    /// everything was said. Cancel-safe, as `next_event` is.
+    ///
+    /// # Errors
+    /// As [`next_event`](Self::next_event).
+    pub async fn step(&mut self) -> Result<bool, DriveError> {
+        match self.pump.next_io()? {
+            NextIo::Closed => Ok(false),
+            NextIo::Wait(wants) => self.turn(wants).await.map(|()| true),
+        }
+    }
+
     /// One turn ([`turn`]), then the time to the connection.
     async fn turn(&mut self, wants: IoInterest) -> Result<(), DriveError> {
         let set = self.timer.set(self.pump.poll_timeout());

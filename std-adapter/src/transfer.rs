@@ -5,25 +5,44 @@
 //! A payload of any size goes as one transaction of ≤ 64 KiB parts after an 8-byte length
 //! announcement (`docs/protocol.md` §3.5); the receiver puts it back together up to its
 //! [`Reassembler`]'s maximum (16 MiB by default). These functions take the low-level link
-//! and wait the way its `flush` and `next_event` do; events that are not about transfers
-//! go to the caller's closure, so nothing is lost while a transfer runs.
+//! and an [`Inbox`]: the transfers coming in under one command.
+//!
+//! Sending keeps the transmit queue full — it queues the next part as soon as the link
+//! wrote enough to make room — and **keeps reading while it waits**: both ends may send
+//! large transfers at once on one link without blocking each other in full socket
+//! buffers. What arrives meanwhile goes into the inbox's reassembler; each transfer that
+//! completes or fails, and every other event, is handed to the caller's closure as it
+//! comes ([`Incoming`]). Nothing is held back beyond the reassembler's own bounded
+//! buffers, so memory stays bounded however much the peer sends.
 //!
 //! ```no_run
-//! use h2msg::transfer::{Reassembler, Sender};
+//! use h2msg::transfer::Sender;
 //! use h2msg::wire::Cmd;
 //! use h2msg::ModeChoice;
-//! use h2msg_std::{keys::KeyDir, link, transfer};
+//! use h2msg_std::transfer::{self, Inbox, Incoming};
+//! use h2msg_std::{keys::KeyDir, link};
 //!
 //! let upload = Cmd::app(7).ok_or("a 12-bit number")?;
 //! let keys = KeyDir::new("/etc/hammer2");
 //! let (mut link, _) = link::connect("192.0.2.7:987", &keys, ModeChoice::Auto)?;
 //! link.io().accept(upload)?; // to see the answer
+//! let mut inbox = Inbox::new(upload);
 //!
-//! // Send 5 MiB as one transaction, then wait for the peer's answer: a transfer back.
+//! // Send 5 MiB as one transaction; a transfer of the peer's that ends meanwhile is
+//! // handed over here.
 //! let payload = vec![0u8; 5 << 20];
-//! transfer::send(&mut link, &mut Sender::request(upload, &payload))?;
-//! let mut reassembler = Reassembler::new();
-//! match transfer::receive(&mut link, upload, &mut reassembler, |_other_event| {})? {
+//! let mut early = None;
+//! transfer::send(&mut link, &mut Sender::request(upload, &payload), &mut inbox, |incoming| {
+//!     if let Incoming::Transfer(outcome) = incoming {
+//!         early = Some(outcome);
+//!     }
+//! })?;
+//! // Then wait for the peer's answer: a transfer back.
+//! let answer = match early {
+//!     Some(outcome) => Some(outcome),
+//!     None => transfer::receive(&mut link, &mut inbox, |_other_event| {})?,
+//! };
+//! match answer {
 //!     Some(Ok(answer)) => println!("{} bytes back", answer.data.len()),
 //!     Some(Err(failure)) => println!("failed: {}", failure.error),
 //!     None => println!("the peer closed the link"),
@@ -34,6 +53,7 @@
 use std::fmt;
 
 use h2msg::drive::{DriveError, Link as DriveLink, Transport};
+use h2msg::ioq::TxError;
 use h2msg::trans::TransKey;
 use h2msg::transfer::{Failure, Fed, Progress, Reassembler, Sender, Transfer, answer_failure};
 use h2msg::wire::Cmd;
@@ -45,17 +65,157 @@ use crate::blocking::StdIocom;
 /// already when the peer waits for an answer).
 pub type Outcome = Result<Transfer<TransKey>, Failure<TransKey>>;
 
+/// What [`send`] hands its caller while it waits for room to send.
+#[derive(Debug)]
+pub enum Incoming<'e> {
+    /// A transfer under the inbox's command ended: its payload whole, or its failure
+    /// (answered, as [`receive`] answers it).
+    Transfer(Outcome),
+    /// Any other event of the link.
+    Event(Event<'e>),
+}
+
+/// The transfers coming in under one command on one link: the [`Reassembler`] that puts
+/// them back together, and the answers to failed ones that found the transmit queue full
+/// (at most one per open transaction, so no more than the two transaction tables hold).
+/// Keep one per link and pass it to every [`send`] and [`receive`] on it: a transfer
+/// half received by one call is completed by the next.
+#[derive(Debug)]
+pub struct Inbox {
+    cmd: Cmd,
+    reassembler: Reassembler<TransKey>,
+    owed: Vec<Failure<TransKey>>,
+}
+
+impl Inbox {
+    /// Transfers under `cmd`, up to the default maximum ([`Reassembler::new`]).
+    #[must_use]
+    pub fn new(cmd: Cmd) -> Self {
+        Self::with_reassembler(cmd, Reassembler::new())
+    }
+
+    /// Transfers under `cmd` into `reassembler` (its limits chosen).
+    #[must_use]
+    pub fn with_reassembler(cmd: Cmd, reassembler: Reassembler<TransKey>) -> Self {
+        Self {
+            cmd,
+            reassembler,
+            owed: Vec::new(),
+        }
+    }
+
+    /// The command the transfers come under.
+    #[must_use]
+    pub const fn cmd(&self) -> Cmd {
+        self.cmd
+    }
+
+    /// The reassembler, to see what it holds.
+    #[must_use]
+    pub const fn reassembler(&self) -> &Reassembler<TransKey> {
+        &self.reassembler
+    }
+
+    /// Whether answers to failed transfers still wait for room in the transmit queue.
+    /// Every [`send`] and [`receive`] call queues them first; a caller done with the
+    /// inbox queues them with [`answer_owed`](Self::answer_owed).
+    #[must_use]
+    pub fn owes_answers(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    /// Queues the answers still owed, as far as the transmit queue has room; true once
+    /// none is left. Between calls, let the link write (`link.flush()`).
+    pub fn answer_owed<const T: usize>(&mut self, io: &mut StdIocom<T>) -> bool {
+        self.owed
+            .retain(|failure| queue_full(answer_failure(io, failure)));
+        self.owed.is_empty()
+    }
+
+    /// Answers a failed transfer now, or once the transmit queue has room.
+    fn answer<const T: usize>(&mut self, io: &mut StdIocom<T>, failure: &Failure<TransKey>) {
+        let owed_already = self.owed.iter().any(|f| f.key == failure.key);
+        if !owed_already && queue_full(answer_failure(io, failure)) {
+            self.owed.push(*failure);
+        }
+    }
+
+    /// Takes the connection's next event, if one is ready: a transfer's element into the
+    /// reassembler (`Some(Some(outcome))` when a transfer ended), any other event to
+    /// `other`. `None` when no event is ready.
+    fn take_event<const T: usize>(
+        &mut self,
+        io: &mut StdIocom<T>,
+        other: impl FnOnce(Event<'_>),
+    ) -> Option<Option<Outcome>> {
+        let fed = {
+            let event = io.poll_event()?;
+            let fed = self.reassembler.handle_event(self.cmd, &event);
+            if fed == Fed::NotTransfer {
+                other(event);
+            }
+            fed
+        };
+        Some(match fed {
+            Fed::Complete(transfer) => Some(Ok(transfer)),
+            Fed::Failed(failure) => {
+                self.answer(io, &failure);
+                Some(Err(failure))
+            }
+            _ => None,
+        })
+    }
+
+    /// What [`send`] does between two turns of the link: take every ready event, queue
+    /// the answers owed, then as many parts as fit. True once every part is queued.
+    fn send_between_turns<const T: usize>(
+        &mut self,
+        io: &mut StdIocom<T>,
+        sender: &mut Sender<'_>,
+        incoming: &mut impl FnMut(Incoming<'_>),
+    ) -> Result<bool, SendError> {
+        while let Some(taken) = self.take_event(io, |event| incoming(Incoming::Event(event))) {
+            if let Some(outcome) = taken {
+                incoming(Incoming::Transfer(outcome));
+            }
+        }
+        self.answer_owed(io);
+        Ok(sender.poll_send(io)? == Progress::Done)
+    }
+
+    /// What [`receive`] does between two turns of the link: queue the answers owed, then
+    /// take ready events until a transfer ends.
+    fn receive_between_turns<const T: usize>(
+        &mut self,
+        io: &mut StdIocom<T>,
+        other: &mut impl FnMut(Event<'_>),
+    ) -> Option<Outcome> {
+        self.answer_owed(io);
+        while let Some(taken) = self.take_event(io, &mut *other) {
+            if taken.is_some() {
+                return taken;
+            }
+        }
+        None
+    }
+}
+
+/// Whether an answer found the transmit queue full (and is still owed). Any other
+/// refusal means no answer can go: the link is down or the transaction is over.
+fn queue_full(answered: Result<(), SendError>) -> bool {
+    matches!(answered, Err(SendError::Tx(TxError::QueueFull { .. })))
+}
+
 /// Why a transfer could not be sent.
 #[derive(Debug)]
 pub enum SendTransferError<E> {
     /// The connection refused a part (the link is down, no free msgid, a transmit queue
     /// too small for one part). The parts before it were sent.
     Send(SendError),
-    /// The link failed while its queue drained.
+    /// The link failed while the transfer was being sent.
     Drive(DriveError<E>),
-    /// The queue drained and still had no room for the next part: the driver made no
-    /// progress (the link ended).
-    NoProgress,
+    /// The peer closed the link before the last part could be queued.
+    Closed,
 }
 
 impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
@@ -63,7 +223,7 @@ impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
         match self {
             Self::Send(e) => write!(f, "a part of the transfer was refused: {e}"),
             Self::Drive(e) => write!(f, "the link failed during the transfer: {e}"),
-            Self::NoProgress => f.write_str("the transmit queue never had room for the next part"),
+            Self::Closed => f.write_str("the link closed before the transfer was sent"),
         }
     }
 }
@@ -76,19 +236,18 @@ impl<E> From<DriveError<E>> for SendTransferError<E> {
     }
 }
 
-/// How far a sender got: parts queued and whether the announcement went.
-fn mark(sender: &Sender<'_>) -> (usize, bool, bool) {
-    (
-        sender.parts().sent(),
-        sender.msgid().is_some(),
-        sender.is_done(),
-    )
+impl<E> From<SendError> for SendTransferError<E> {
+    fn from(e: SendError) -> Self {
+        Self::Send(e)
+    }
 }
 
-/// Sends every part of `sender` on a blocking link, waiting for room in the transmit
-/// queue by writing it out ([`flush`](DriveLink::flush); bytes read meanwhile stay queued
-/// in the connection for the next `next_event`). Returns once the last part is queued;
-/// `link.flush()` to see it leave.
+/// Sends every part of `sender` on a blocking link. Queues parts while the transmit
+/// queue has room and, while it has none, drives the link — writing, and reading too:
+/// every event that arrives meanwhile is taken, transfers under the inbox's command into
+/// its reassembler, and handed to `incoming` (a transfer that ended, or any other event).
+/// Returns once the last part is queued; the link writes the rest as it is driven next
+/// (`receive`, `next_event`, `flush`).
 ///
 /// # Errors
 /// [`SendTransferError`]; a transfer cut short must be aborted by the caller
@@ -96,58 +255,37 @@ fn mark(sender: &Sender<'_>) -> (usize, bool, bool) {
 pub fn send<Tr: Transport, const T: usize>(
     link: &mut DriveLink<Tr, StdIocom<T>>,
     sender: &mut Sender<'_>,
+    inbox: &mut Inbox,
+    mut incoming: impl FnMut(Incoming<'_>),
 ) -> Result<(), SendTransferError<Tr::Error>> {
-    let mut stuck_at = None;
-    loop {
-        match sender.poll_send(link.io()) {
-            Ok(Progress::Done) => return Ok(()),
-            Ok(Progress::Blocked { .. }) => {
-                if stuck_at == Some(mark(sender)) {
-                    return Err(SendTransferError::NoProgress);
-                }
-                stuck_at = Some(mark(sender));
-                link.flush()?;
-            }
-            Err(e) => return Err(SendTransferError::Send(e)),
+    while !inbox.send_between_turns(link.io(), sender, &mut incoming)? {
+        if !link.step()? {
+            return Err(SendTransferError::Closed);
         }
     }
+    Ok(())
 }
 
-/// Drives a blocking link until a transfer under `cmd` completes or fails — a request of
-/// the peer's or a reply to ours — and returns it; `None` once the peer closed the link
-/// cleanly. A failure the peer waits to hear of is answered first
-/// ([`answer_failure`]: 0x22 too large, 0x23 malformed). Every other event is handed to
-/// `other`.
+/// Drives a blocking link until a transfer under the inbox's command completes or fails
+/// — a request of the peer's or a reply to ours — and returns it; `None` once the peer
+/// closed the link cleanly. A failure the peer waits to hear of is answered
+/// ([`answer_failure`]: 0x22 too large, 0x23 malformed) — at once, or by the next call
+/// on the inbox if the transmit queue is full ([`Inbox::owes_answers`]). Every other
+/// event is handed to `other`.
 ///
 /// # Errors
 /// The link's [`DriveError`].
 pub fn receive<Tr: Transport, const T: usize>(
     link: &mut DriveLink<Tr, StdIocom<T>>,
-    cmd: Cmd,
-    reassembler: &mut Reassembler<TransKey>,
+    inbox: &mut Inbox,
     mut other: impl FnMut(Event<'_>),
 ) -> Result<Option<Outcome>, DriveError<Tr::Error>> {
     loop {
-        let fed = link.next_event(|event| {
-            let fed = reassembler.handle_event(cmd, &event);
-            if fed == Fed::NotTransfer {
-                other(event);
-            }
-            fed
-        })?;
-        match fed {
-            None => return Ok(None),
-            Some(Fed::Complete(transfer)) => return Ok(Some(Ok(transfer))),
-            Some(Fed::Failed(failure)) => {
-                if answer_failure(link.io(), &failure).is_err() {
-                    // No room for the answer: make some, then try once more (a link
-                    // going down cannot take it, and is reported by the next wait).
-                    link.flush()?;
-                    let _ = answer_failure(link.io(), &failure);
-                }
-                return Ok(Some(Err(failure)));
-            }
-            Some(_) => {}
+        if let Some(outcome) = inbox.receive_between_turns(link.io(), &mut other) {
+            return Ok(Some(outcome));
+        }
+        if !link.step()? {
+            return Ok(None);
         }
     }
 }
@@ -155,39 +293,31 @@ pub fn receive<Tr: Transport, const T: usize>(
 #[cfg(feature = "tokio")]
 mod tokio_io {
     use h2msg::Event;
-    use h2msg::trans::TransKey;
-    use h2msg::transfer::{Fed, Progress, Reassembler, Sender, answer_failure};
-    use h2msg::wire::Cmd;
+    use h2msg::transfer::Sender;
     use tokio::io::{AsyncRead, AsyncWrite};
 
-    use super::{Outcome, SendTransferError, mark};
+    use super::{Inbox, Incoming, Outcome, SendTransferError};
     use crate::blocking::DriveError;
     use crate::tokio_driver::Link;
 
-    /// [`send`](super::send) over the tokio driver: waits for room with
-    /// `link.flush().await`. Cancel-safe between parts: a dropped future leaves every part
-    /// queued so far queued, and `sender` says how far it got.
+    /// [`send`](super::send) over the tokio driver. Cancel-safe between turns: a dropped
+    /// future leaves every part queued so far queued, `sender` says how far it got, and
+    /// the inbox holds what was received.
     ///
     /// # Errors
     /// As [`send`](super::send).
     pub async fn send_async<S: AsyncRead + AsyncWrite + Unpin, const T: usize>(
         link: &mut Link<S, T>,
         sender: &mut Sender<'_>,
+        inbox: &mut Inbox,
+        mut incoming: impl FnMut(Incoming<'_>),
     ) -> Result<(), SendTransferError<std::io::Error>> {
-        let mut stuck_at = None;
-        loop {
-            match sender.poll_send(link.io()) {
-                Ok(Progress::Done) => return Ok(()),
-                Ok(Progress::Blocked { .. }) => {
-                    if stuck_at == Some(mark(sender)) {
-                        return Err(SendTransferError::NoProgress);
-                    }
-                    stuck_at = Some(mark(sender));
-                    link.flush().await?;
-                }
-                Err(e) => return Err(SendTransferError::Send(e)),
+        while !inbox.send_between_turns(link.io(), sender, &mut incoming)? {
+            if !link.step().await? {
+                return Err(SendTransferError::Closed);
             }
         }
+        Ok(())
     }
 
     /// [`receive`](super::receive) over the tokio driver.
@@ -196,31 +326,15 @@ mod tokio_io {
     /// As [`receive`](super::receive).
     pub async fn receive_async<S: AsyncRead + AsyncWrite + Unpin, const T: usize>(
         link: &mut Link<S, T>,
-        cmd: Cmd,
-        reassembler: &mut Reassembler<TransKey>,
+        inbox: &mut Inbox,
         mut other: impl FnMut(Event<'_>),
     ) -> Result<Option<Outcome>, DriveError> {
         loop {
-            let fed = link
-                .next_event(|event| {
-                    let fed = reassembler.handle_event(cmd, &event);
-                    if fed == Fed::NotTransfer {
-                        other(event);
-                    }
-                    fed
-                })
-                .await?;
-            match fed {
-                None => return Ok(None),
-                Some(Fed::Complete(transfer)) => return Ok(Some(Ok(transfer))),
-                Some(Fed::Failed(failure)) => {
-                    if answer_failure(link.io(), &failure).is_err() {
-                        link.flush().await?;
-                        let _ = answer_failure(link.io(), &failure);
-                    }
-                    return Ok(Some(Err(failure)));
-                }
-                Some(_) => {}
+            if let Some(outcome) = inbox.receive_between_turns(link.io(), &mut other) {
+                return Ok(Some(outcome));
+            }
+            if !link.step().await? {
+                return Ok(None);
             }
         }
     }

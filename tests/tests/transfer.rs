@@ -654,3 +654,259 @@ fn a_queue_full_of_parts_blocks_and_resumes_where_it_stopped() {
     ));
     assert_eq!(sender.parts().sent(), queued);
 }
+
+/// A blocking link over `stream`, handshake done.
+fn blocking_link(
+    stream: std::net::TcpStream,
+    seed: u64,
+) -> h2msg_std::blocking::Link<std::net::TcpStream> {
+    use h2msg_std::blocking::{self, Duplex, std_iocom};
+    let mut duplex = Duplex::new(stream).unwrap();
+    let deadline = Some(blocking::now() + std::time::Duration::from_secs(10));
+    blocking::drive_handshake(
+        &mut duplex,
+        h2msg_tests::plaintext_handshake_until(seed, deadline),
+    )
+    .unwrap();
+    let mut io = std_iocom(LinkSetup::plaintext(), 0).unwrap();
+    io.accept(UPLOAD).unwrap();
+    blocking::Link::new(duplex, io)
+}
+
+/// A tokio link over `stream`, handshake done.
+async fn tokio_link(
+    stream: std::net::TcpStream,
+    seed: u64,
+) -> h2msg_std::tokio_driver::Link<tokio::net::TcpStream> {
+    use h2msg_std::{blocking, tokio_driver};
+    stream.set_nonblocking(true).unwrap();
+    let mut stream = tokio::net::TcpStream::from_std(stream).unwrap();
+    let deadline = Some(blocking::now() + std::time::Duration::from_secs(10));
+    tokio_driver::drive_handshake(
+        &mut stream,
+        h2msg_tests::plaintext_handshake_until(seed, deadline),
+    )
+    .await
+    .unwrap();
+    let mut io = blocking::std_iocom(LinkSetup::plaintext(), 0).unwrap();
+    io.accept(UPLOAD).unwrap();
+    tokio_driver::Link::new(stream, io)
+}
+
+/// Far more than two loopback sockets buffer between them, so that a side that writes
+/// without reading blocks for good.
+const CROSSING_LEN: usize = 24 << 20;
+
+/// One end of a crossing: given its payload and a barrier to wait at once it has
+/// received (and written everything), returns what it received.
+type CrossingSide = Box<dyn FnOnce(Vec<u8>, &std::sync::Barrier) -> Vec<u8> + Send>;
+
+/// Runs the two ends of a crossing over one loopback TCP connection, each on its own
+/// thread with its payload, and checks that each received the other's; fails the test
+/// (instead of hanging it) if they are not both done within a generous deadline.
+fn crossing_completes(
+    a: fn(std::net::TcpStream) -> CrossingSide,
+    b: fn(std::net::TcpStream) -> CrossingSide,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let connecting = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+    let accepted = listener.accept().unwrap().0;
+    let sides = [a(accepted), b(connecting.join().unwrap())];
+    let (done, finished) = std::sync::mpsc::channel();
+    // Neither end closes before both have received: a close with bytes unread would
+    // reset the connection under the other.
+    let received_both = std::sync::Arc::new(std::sync::Barrier::new(2));
+    for (side, seed) in sides.into_iter().zip([1u8, 2]) {
+        let (done, received_both) = (done.clone(), received_both.clone());
+        std::thread::spawn(move || {
+            let received = side(payload(CROSSING_LEN, seed), &received_both);
+            let _ = done.send((seed, received));
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (seed, received) = finished
+            .recv_timeout(left)
+            .expect("both ends send and receive within 60 s: no deadlock");
+        let other = 3 - seed;
+        assert!(
+            received == payload(CROSSING_LEN, other),
+            "end {seed} received end {other}'s payload"
+        );
+    }
+}
+
+/// Takes what `send` hands over: the one transfer expected.
+fn keep_transfer(
+    kept: &mut Option<h2msg_std::transfer::Outcome>,
+) -> impl FnMut(h2msg_std::transfer::Incoming<'_>) + '_ {
+    |incoming| {
+        if let h2msg_std::transfer::Incoming::Transfer(outcome) = incoming {
+            assert!(kept.is_none(), "one transfer comes");
+            *kept = Some(outcome);
+        }
+    }
+}
+
+fn received_data(outcome: Option<h2msg_std::transfer::Outcome>) -> Vec<u8> {
+    match outcome {
+        Some(Ok(transfer)) => transfer.data,
+        other => panic!("no transfer from the other end: {other:?}"),
+    }
+}
+
+/// An end that sends its payload with the blocking `send`, then takes the other end's
+/// (unless it came during the send) with `receive`.
+fn blocking_end(stream: std::net::TcpStream) -> CrossingSide {
+    Box::new(move |data, received_both| {
+        use h2msg_std::transfer::{self, Inbox};
+        let mut link = blocking_link(stream, 1);
+        let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(CROSSING_LEN, 1));
+        let mut early = None;
+        let mut sender = Sender::request(UPLOAD, &data);
+        transfer::send(
+            &mut link,
+            &mut sender,
+            &mut inbox,
+            keep_transfer(&mut early),
+        )
+        .unwrap();
+        let outcome = match early {
+            Some(outcome) => Some(outcome),
+            None => transfer::receive(&mut link, &mut inbox, |_| {}).unwrap(),
+        };
+        // The last parts may still be queued: write them out.
+        link.flush().unwrap();
+        received_both.wait();
+        received_data(outcome)
+    })
+}
+
+/// [`blocking_end`] with the tokio driver's `send_async` and `receive_async`.
+fn tokio_end(stream: std::net::TcpStream) -> CrossingSide {
+    Box::new(move |data, received_both| {
+        use h2msg_std::transfer::{self, Inbox};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut link = tokio_link(stream, 2).await;
+            let mut inbox =
+                Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(CROSSING_LEN, 1));
+            let mut early = None;
+            let mut sender = Sender::request(UPLOAD, &data);
+            transfer::send_async(
+                &mut link,
+                &mut sender,
+                &mut inbox,
+                keep_transfer(&mut early),
+            )
+            .await
+            .unwrap();
+            let outcome = match early {
+                Some(outcome) => Some(outcome),
+                None => transfer::receive_async(&mut link, &mut inbox, |_| {})
+                    .await
+                    .unwrap(),
+            };
+            link.flush().await.unwrap();
+            received_both.wait();
+            received_data(outcome)
+        })
+    })
+}
+
+/// Both ends send a large transfer at once on one link: each must keep reading while it
+/// waits for room to write, or both block writing into full socket buffers.
+#[test]
+fn transfers_crossing_on_one_blocking_link_both_complete() {
+    crossing_completes(blocking_end, blocking_end);
+}
+
+/// The same crossing with the tokio driver at one end and at both.
+#[test]
+fn transfers_crossing_with_the_async_send_both_complete() {
+    crossing_completes(tokio_end, blocking_end);
+    crossing_completes(tokio_end, tokio_end);
+}
+
+/// A transfer the receiver refuses while it is itself sending (its queue full of its own
+/// parts) is still answered: the refused sender hears 0x22, and both ends' other
+/// transfer goes through.
+#[test]
+fn a_transfer_refused_during_a_send_is_answered_and_the_send_completes() {
+    use h2msg_std::transfer::{self, Inbox, Incoming};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let big = payload(CROSSING_LEN, 1);
+    let refused = payload(1 << 20, 2);
+    let receiver = std::thread::spawn(move || {
+        // Takes at most 1000 bytes: the peer's transfer is refused at its announcement.
+        let mut link = blocking_link(listener.accept().unwrap().0, 1);
+        let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(1000, 1));
+        let mut seen = Vec::new();
+        let mut sender = Sender::request(UPLOAD, &big);
+        transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+            if let Incoming::Transfer(outcome) = incoming {
+                seen.push(outcome.map(|t| t.data.len()).map_err(|f| f.error));
+            }
+        })
+        .unwrap();
+        while seen.is_empty() {
+            let outcome = transfer::receive(&mut link, &mut inbox, |_| {}).unwrap();
+            seen.push(outcome.unwrap().map(|t| t.data.len()).map_err(|f| f.error));
+        }
+        while inbox.owes_answers() {
+            link.flush().unwrap();
+            inbox.answer_owed(link.io());
+        }
+        link.flush().unwrap();
+        // Until the peer closes: it has everything then.
+        while link.next_event(|_| ()).unwrap().is_some() {}
+        seen
+    });
+    let mut link = blocking_link(std::net::TcpStream::connect(address).unwrap(), 2);
+    let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(CROSSING_LEN, 1));
+    let mut outcomes = Vec::new();
+    let mut sender = Sender::request(UPLOAD, &refused);
+    transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+        if let Incoming::Transfer(outcome) = incoming {
+            outcomes.push(outcome);
+        }
+    })
+    .unwrap();
+    let msgid = sender.msgid().unwrap();
+    while outcomes.len() < 2 {
+        outcomes.push(
+            transfer::receive(&mut link, &mut inbox, |_| {})
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    drop(link);
+    let failures: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err())
+        .map(|f| (f.key, f.error))
+        .collect();
+    let refusal = TransferError::Refused {
+        code: u32::from(TRANSFER_ERR_TOO_LARGE),
+    };
+    assert_eq!(failures, [(TransKey::local(msgid), refusal)], "0x22 heard");
+    let theirs = outcomes.iter().find_map(|o| o.as_ref().ok());
+    assert!(
+        theirs.is_some_and(|t| t.data == payload(CROSSING_LEN, 1)),
+        "the peer's transfer arrived whole"
+    );
+    let seen = receiver.join().unwrap();
+    assert_eq!(
+        seen,
+        [Err(TransferError::TooLarge {
+            announced: 1 << 20,
+            max: 1000
+        })]
+    );
+}

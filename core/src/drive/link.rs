@@ -240,6 +240,22 @@ where
         }
     }
 
+    /// One turn of the loop, for a caller that takes the events itself
+    /// (`link.io().poll_event()`) and queues between turns: moves what can move in both
+    /// directions — reading too while a write waits — or waits until something could or
+    /// a timer is due, then tells the connection the time. False once the peer closed
+    /// the link cleanly and everything was said. Take every ready event before each
+    /// call: a FIFO holding an untaken message reads no more.
+    ///
+    /// # Errors
+    /// As [`next_event`](Self::next_event).
+    pub fn step(&mut self) -> Result<bool, DriveError<T::Error>> {
+        match self.pump.next_io()? {
+            NextIo::Closed => Ok(false),
+            NextIo::Wait(wants) => self.turn(wants).map(|()| true),
+        }
+    }
+
     /// One turn of the loop: move what can move in both directions, wait if nothing
     /// could, then tell the connection the time.
     fn turn(&mut self, wants: IoInterest) -> Result<(), DriveError<T::Error>> {

@@ -44,9 +44,9 @@
 //! [`Reassembly`] is one transfer's bookkeeping without storage: it checks each part
 //! against the announcement and the maximum and says which bytes are data, for a caller
 //! that brings its own buffer (a kernel, say). With the `alloc` feature,
-//! `Reassembler` keeps the transfers of one connection in memory that grows as data
-//! arrives, up to a maximum per transfer ([`DEFAULT_MAX`]: 16 MiB) and a number of
-//! transfers at once: it takes the connection's events and yields each payload whole, or
+//! `Reassembler` keeps the transfers of one connection in memory, each in a buffer of its
+//! announced length reserved at the announcement, up to a maximum per transfer
+//! ([`DEFAULT_MAX`]: 16 MiB) and a number of transfers at once: it takes the connection's events and yields each payload whole, or
 //! a typed [`TransferError`]. A failed transfer's memory is freed at once; the answer the
 //! peer should get is [`TransferError::answer`], sent by `answer_failure` /
 //! `answer_dmsg_failure`.
@@ -115,7 +115,8 @@ pub enum TransferError {
         /// How many it takes.
         limit: usize,
     },
-    /// The memory for the next part could not be allocated.
+    /// The memory for the transfer's buffer (its announced length) could not be
+    /// allocated; refused at the announcement.
     OutOfMemory {
         /// Bytes the buffer needed.
         needed: usize,

@@ -1,5 +1,5 @@
-//! The transfers of one connection, put back together in memory that grows as data
-//! arrives (feature `alloc`).
+//! The transfers of one connection, each put back together in a buffer of its announced
+//! length (feature `alloc`).
 
 use alloc::vec::Vec;
 
@@ -82,10 +82,13 @@ struct Entry<K> {
 ///
 /// Memory is bounded: a transfer holds at most [`max`](Self::max) bytes (plus what the
 /// allocator rounds up), and at most [`transfers`](Self::transfers) are received at once,
-/// so the whole stays under `max × transfers`. A buffer grows as data arrives — doubling,
-/// never past the announced length — so a peer that announces much and sends little holds
-/// little. Failed transfers are freed at once; a few records of them (no data) are kept
-/// so that their remaining parts are dropped quietly.
+/// so the whole stays under `max × transfers`. A transfer's buffer is reserved once, at
+/// its announcement, at the announced length — checked against the maximum first, so no
+/// announcement makes it larger — and never reallocated as the parts arrive: a large
+/// transfer costs one allocation and no copying. A transfer for which no memory can be
+/// had fails at its announcement ([`TransferError::OutOfMemory`]). Failed transfers are
+/// freed at once; a few records of them (no data) are kept so that their remaining parts
+/// are dropped quietly.
 ///
 /// ```
 /// use h2msg::transfer::{AuxLength, Fed, Parts, Reassembler};
@@ -235,9 +238,10 @@ impl<K: Copy + Eq> Reassembler<K> {
             self.entries.swap_remove(at);
             return fail(TransferError::Abandoned);
         }
+        // `take` keeps the data within the announced length, which was reserved.
         let outcome = progress
             .take(aux, length)
-            .and_then(|part| append(data, progress.total(), part))
+            .map(|part| data.extend_from_slice(part))
             .and_then(|()| if delete { progress.finish() } else { Ok(()) });
         match outcome {
             Ok(()) if delete => {
@@ -286,13 +290,20 @@ impl<K: Copy + Eq> Reassembler<K> {
                 Err(error) => fail(error),
             };
         }
+        // The whole announced length at once (at most `max`: `Reassembly::start` checked
+        // it): one allocation, no reallocation and copying as the parts arrive.
+        let mut data = Vec::new();
+        if data.try_reserve_exact(progress.total()).is_err() {
+            let error = TransferError::OutOfMemory {
+                needed: progress.total(),
+            };
+            self.remember_refused(key, cmd, delete);
+            return fail(error);
+        }
         self.entries.push(Entry {
             key,
             cmd,
-            state: State::Receiving {
-                progress,
-                data: Vec::new(),
-            },
+            state: State::Receiving { progress, data },
         });
         Fed::Pending
     }
@@ -326,21 +337,6 @@ impl<K: Copy + Eq> Reassembler<K> {
             State::Refused => Fed::Ignored,
         }
     }
-}
-
-/// Appends a part's payload bytes, growing the buffer by doubling up to `total`.
-fn append(data: &mut Vec<u8>, total: usize, part: &[u8]) -> Result<(), TransferError> {
-    let needed = data.len().saturating_add(part.len());
-    if needed > data.capacity() {
-        let target = data
-            .capacity()
-            .saturating_mul(2)
-            .clamp(needed, total.max(needed));
-        data.try_reserve_exact(target.saturating_sub(data.len()))
-            .map_err(|_| TransferError::OutOfMemory { needed: target })?;
-    }
-    data.extend_from_slice(part);
-    Ok(())
 }
 
 /// The flags of a received `cmd`, without REPLY.

@@ -2,7 +2,7 @@
 
 use rand_core::Rng;
 
-use super::Parts;
+use super::{Part, Parts};
 use crate::iocom::{DmsgIocom, Iocom, SendError};
 use crate::ioq::TxError;
 use crate::trans::DmsgKey;
@@ -26,6 +26,22 @@ fn blocked(e: SendError) -> Result<Progress, SendError> {
         SendError::Tx(TxError::QueueFull { needed, .. }) => Ok(Progress::Blocked { needed }),
         e => Err(e),
     }
+}
+
+/// Queues the elements of `parts` in order with `queue` (which sends one on the
+/// connection), until every one is queued or the transmit queue is full. An element the
+/// connection refused is not marked sent, so the next call starts with it.
+fn queue_parts(
+    parts: &mut Parts<'_>,
+    mut queue: impl FnMut(Part<'_>) -> Result<(), SendError>,
+) -> Result<Progress, SendError> {
+    while let Some(part) = parts.next_part() {
+        match queue(part) {
+            Ok(()) => parts.part_sent(),
+            Err(e) => return blocked(e),
+        }
+    }
+    Ok(Progress::Done)
 }
 
 /// Where a seed-era transfer goes.
@@ -129,10 +145,15 @@ impl<'p> Sender<'p> {
         R: Rng,
         C: Crc32c + Clone,
     {
-        while let Some(part) = self.parts.next_part() {
-            let result = match &mut self.route {
+        let route = &mut self.route;
+        queue_parts(&mut self.parts, |part| {
+            match route {
                 SeedRoute::Request { cmd, msgid: None } => {
-                    io.open(*cmd, &[], part.aux(), part.is_last())
+                    let sent = io.open(*cmd, &[], part.aux(), part.is_last())?;
+                    *route = SeedRoute::Request {
+                        cmd: *cmd,
+                        msgid: Some(sent.msgid),
+                    };
                 }
                 SeedRoute::Request {
                     cmd,
@@ -140,21 +161,14 @@ impl<'p> Sender<'p> {
                 } => {
                     let mut header = MsgHeader::new(cmd.set(part.flags()));
                     header.msgid = *msgid;
-                    io.send(header, &[], part.aux())
+                    io.send(header, &[], part.aux())?;
                 }
-                SeedRoute::Reply { to } => io.reply(to, 0, part.aux(), part.is_last()),
-            };
-            match result {
-                Ok(sent) => {
-                    if let SeedRoute::Request { msgid: opened, .. } = &mut self.route {
-                        *opened = Some(sent.msgid);
-                    }
-                    self.parts.part_sent();
+                SeedRoute::Reply { to } => {
+                    io.reply(to, 0, part.aux(), part.is_last())?;
                 }
-                Err(e) => return blocked(e),
             }
-        }
-        Ok(Progress::Done)
+            Ok(())
+        })
     }
 }
 
@@ -230,26 +244,22 @@ impl<'p> DmsgSender<'p> {
         R: Rng,
         C: Crc32c + Clone,
     {
-        while let Some(part) = self.parts.next_part() {
-            let cmd = self.cmd.set(part.flags());
-            let result = match self.route {
-                DmsgRoute::Request { parent, key: None } => io
-                    .open(cmd, parent, &[], part.aux())
-                    .map(|sent| Some(DmsgKey::ours(sent.msgid))),
+        let (route, transfer_cmd) = (&mut self.route, self.cmd);
+        queue_parts(&mut self.parts, |part| {
+            let cmd = transfer_cmd.set(part.flags());
+            match route {
+                DmsgRoute::Request { parent, key: None } => {
+                    let sent = io.open(cmd, *parent, &[], part.aux())?;
+                    *route = DmsgRoute::Request {
+                        parent: *parent,
+                        key: Some(DmsgKey::ours(sent.msgid)),
+                    };
+                }
                 DmsgRoute::Request { key: Some(key), .. } | DmsgRoute::Reply { key } => {
-                    io.send(key, cmd, &[], part.aux()).map(|_| None)
+                    io.send(*key, cmd, &[], part.aux())?;
                 }
-            };
-            match result {
-                Ok(opened) => {
-                    if let (DmsgRoute::Request { key, .. }, Some(new)) = (&mut self.route, opened) {
-                        *key = Some(new);
-                    }
-                    self.parts.part_sent();
-                }
-                Err(e) => return blocked(e),
             }
-        }
-        Ok(Progress::Done)
+            Ok(())
+        })
     }
 }
