@@ -147,7 +147,7 @@ impl core::error::Error for HandshakeError {}
 ///
 /// Secret: the keys are private, never printed and zeroized on drop. The only ways to get
 /// one are a [`Handshake`] that completed, and — with the `test-util` feature, for tests
-/// that need chosen keys — [`Session::from_parts_for_testing`].
+/// that need chosen keys — `Session::from_parts_for_testing`.
 ///
 /// ```compile_fail
 /// // The keys are private: a session cannot be written by hand (nor read back).
