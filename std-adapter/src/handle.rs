@@ -55,9 +55,11 @@
 //! # Answers nobody gives
 //!
 //! A request the application cannot answer is still answered, so that the peer never
-//! waits forever: a [`Responder`] dropped without its final reply, and a request that
-//! arrives once [`Incoming`] is dropped, are answered with a final reply of error 0x20
-//! (`MSG_ERR_UNKNOWN`, §8.3), as the connection answers commands nobody accepted.
+//! waits forever: a [`Responder`] dropped without its final reply (a
+//! [`reply`](Responder::reply) future dropped before the driver took the reply
+//! included), and a request that arrives once [`Incoming`] is dropped, are answered with
+//! a final reply of error 0x20 (`MSG_ERR_UNKNOWN`, §8.3), as the connection answers
+//! commands nobody accepted.
 
 mod router;
 
@@ -528,9 +530,12 @@ pub struct Responder {
     request: MsgHeader,
     to: ToDriver,
     /// Where a responder dropped unanswered sends its request's header, for the driver
-    /// to answer 0x20. Room for every open transaction of the peer (the table's `T`),
-    /// so that it is never full; `None` for a one-way message, which needs no answer.
-    abandoned: Option<mpsc::Sender<MsgHeader>>,
+    /// to answer 0x20; `None` for a one-way message, which needs no answer, and once the
+    /// driver has the final reply. Unbounded, so that a drop never loses an answer; it
+    /// holds at most one header per transaction the peer has open (the table's `T`): a
+    /// responder is made only for a request that opened one, the table refuses a second
+    /// CREATE on an open msgid, and the transaction stays open until we answer.
+    abandoned: Option<mpsc::UnboundedSender<MsgHeader>>,
 }
 
 impl Responder {
@@ -547,12 +552,14 @@ impl Responder {
     /// [`HandleError::Closed`], [`TooLarge`](HandleError::TooLarge).
     pub async fn reply(mut self, error: u16, data: impl Into<Vec<u8>>) -> Result<(), HandleError> {
         let op = self.reply_op(error, data.into(), true)?;
-        self.abandoned = None; // answered, whatever happens below
+        // Answered only once the driver has it: a future dropped while it waits for room
+        // drops `self` too, which answers 0x20.
         self.to
             .ops
             .send(op)
             .await
             .map_err(|_| HandleError::Closed)?;
+        self.abandoned = None;
         self.to.wake();
         Ok(())
     }
@@ -570,11 +577,11 @@ impl Responder {
         data: impl Into<Vec<u8>>,
     ) -> Result<(), HandleError> {
         let op = self.reply_op(error, data.into(), true)?;
-        self.abandoned = None;
         self.to
             .ops
             .blocking_send(op)
             .map_err(|_| HandleError::Closed)?;
+        self.abandoned = None;
         self.to.wake();
         Ok(())
     }
@@ -626,9 +633,8 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(abandoned) = self.abandoned.take() {
-            // Never full (see the field); a driver gone needs no answer sent. The driver
-            // is woken as `to` drops.
-            let _ = abandoned.try_send(self.request);
+            // A driver gone needs no answer sent. The driver is woken as `to` drops.
+            let _ = abandoned.send(self.request);
         }
     }
 }

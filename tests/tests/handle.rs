@@ -16,6 +16,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::thread;
+use std::time::Duration;
 
 use h2msg::wire::{Cmd, MSG_ERR_UNKNOWN, MsgFlags};
 use h2msg::{Event, LinkSetup};
@@ -184,6 +185,45 @@ async fn a_request_after_incoming_is_dropped_is_answered_0x20() {
     tokio::spawn(server_driver.run());
     let reply = client.request(SQUARE, 3u64.to_le_bytes().to_vec()).await;
     assert_eq!(reply.unwrap().error(), MSG_ERR_UNKNOWN);
+}
+
+/// How long a test waits for an answer before it calls the wait endless: a guard against
+/// a hung test, far beyond any expected time, not a measurement.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_reply_dropped_before_the_driver_took_it_is_answered_0x20() {
+    let (a, b) = pipe(64 * 1024);
+    let (client, _, client_driver) = tokio_driver::into_handle(tokio_link(a, &[]));
+    let (server, mut incoming, server_driver) =
+        tokio_driver::into_handle(tokio_link(b, &[IGNORED, NOTE]));
+    tokio::spawn(client_driver.run());
+    tokio::spawn(server_driver.run());
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.request(IGNORED, b"anyone?".to_vec()).await })
+    };
+    let request = incoming.next().await.unwrap();
+    // One thread, and no await until the reply below: the server's driver cannot run, so
+    // its op channel stays full.
+    for n in 0..OP_QUEUE as u64 {
+        server.try_send(NOTE, n.to_le_bytes().to_vec()).unwrap();
+    }
+    assert_eq!(server.try_send(NOTE, vec![0]), Err(HandleError::QueueFull));
+    // The reply waits for room; its future is dropped before it finds any (a timeout, a
+    // select): the request was never answered by the application.
+    tokio::select! {
+        biased;
+        _ = request.reply(0, b"late".to_vec()) => panic!("room in a full channel"),
+        () = std::future::ready(()) => {}
+    }
+    let reply = tokio::time::timeout(HANG_GUARD, asking)
+        .await
+        .expect("the request was never answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.error(), MSG_ERR_UNKNOWN);
+    assert!(reply.is_last());
 }
 
 /// Reads one-way NOTEs with the low-level loop until the link ends: their first bytes,

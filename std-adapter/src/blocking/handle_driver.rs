@@ -42,7 +42,7 @@ pub fn into_handle<S: DuplexStream, const T: usize>(
     mut link: Link<S, T>,
 ) -> (Handle, Incoming, HandleDriver<S, T>) {
     let waker = link.transport().waker();
-    let (router, channels, handle, incoming) = Router::new(T, Some(waker));
+    let (router, channels, handle, incoming) = Router::new(Some(waker));
     let driver = HandleDriver {
         link,
         router,

@@ -156,7 +156,7 @@ impl Delivery {
 pub(crate) struct Channels {
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) ops: mpsc::Receiver<Op>,
-    pub(crate) abandoned: mpsc::Receiver<MsgHeader>,
+    pub(crate) abandoned: mpsc::UnboundedReceiver<MsgHeader>,
 }
 
 /// What taking work from the channels came to.
@@ -212,7 +212,7 @@ pub(crate) struct Router {
     /// For making responders without keeping the channels open ourselves.
     ops: mpsc::WeakSender<Op>,
     requests: mpsc::WeakSender<Request>,
-    abandoned: mpsc::Sender<MsgHeader>,
+    abandoned: mpsc::UnboundedSender<MsgHeader>,
     waker: Option<DuplexWaker>,
     /// Taken from a channel, refused for want of room: tried again first.
     parked: Option<Parked>,
@@ -233,15 +233,11 @@ enum Parked {
 }
 
 impl Router {
-    /// A router with its handle, incoming stream and channels; `transactions` is the
-    /// table's `T` (room for one abandoned responder per open transaction of the peer).
-    pub(crate) fn new(
-        transactions: usize,
-        waker: Option<DuplexWaker>,
-    ) -> (Self, Channels, Handle, Incoming) {
+    /// A router with its handle, incoming stream and channels.
+    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Channels, Handle, Incoming) {
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let (op_tx, ops) = mpsc::channel(OP_QUEUE);
-        let (abandoned_tx, abandoned) = mpsc::channel(transactions.max(1));
+        let (abandoned_tx, abandoned) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let router = Self {
             waiting: HashMap::new(),

@@ -35,7 +35,7 @@ pub fn into_handle<S, const T: usize>(link: Link<S, T>) -> (Handle, Incoming, Ha
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (router, channels, handle, incoming) = Router::new(T, None);
+    let (router, channels, handle, incoming) = Router::new(None);
     let driver = HandleDriver {
         link,
         router,
