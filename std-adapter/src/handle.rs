@@ -73,6 +73,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::blocking::DuplexWaker;
 
 pub(crate) use router::{Channels, Delivery, Op, Received, Request, Router, Taken};
+use router::{PartItem, Tail, pop_tail};
 
 /// Requests a link's handles may have waiting for the driver to open them.
 pub const REQUEST_QUEUE: usize = 64;
@@ -407,20 +408,27 @@ impl Handle {
     }
 }
 
-/// The parts of a reply, as they come ([`Handle::request_parts`]). Ends (`None`) after
-/// the final part; a link lost first gives [`HandleError::LinkLost`] as its last item.
+/// The parts of a reply, as they come ([`Handle::request_parts`]). Ends (`None`) only
+/// after the final part (the peer's DELETE, [`Reply::is_last`]) or after an error: a
+/// reply cut short — the link lost ([`HandleError::LinkLost`]) or closed
+/// ([`HandleError::Closed`]) first — gives every part that had come, then that error as
+/// its last item.
 #[derive(Debug)]
 pub struct ReplyParts {
-    parts: mpsc::Receiver<Result<Reply, HandleError>>,
+    parts: mpsc::Receiver<PartItem>,
+    /// What the driver could not fit into `parts` when it ended.
+    tail: Tail,
+    /// The final part or an error was given: nothing follows.
+    ended: bool,
     waker: Option<DuplexWaker>,
 }
 
 impl ReplyParts {
-    /// The next part; `None` after the last.
+    /// The next part; `None` after the last, or after an error.
     pub async fn next(&mut self) -> Option<Result<Reply, HandleError>> {
         let part = self.parts.recv().await;
         self.room_made();
-        part
+        self.after(part)
     }
 
     /// [`next`](Self::next), blocking the calling thread.
@@ -430,7 +438,20 @@ impl ReplyParts {
     pub fn blocking_next(&mut self) -> Option<Result<Reply, HandleError>> {
         let part = self.parts.blocking_recv();
         self.room_made();
-        part
+        self.after(part)
+    }
+
+    /// What to give for what the channel gave: once it is closed, the tail, and an
+    /// error if nothing said the reply was over (a driver dropped before it ended).
+    fn after(&mut self, part: Option<PartItem>) -> Option<PartItem> {
+        if self.ended {
+            return None;
+        }
+        let part = part
+            .or_else(|| pop_tail(&self.tail))
+            .unwrap_or(Err(HandleError::Closed));
+        self.ended = part.as_ref().map_or(true, Reply::is_last);
+        Some(part)
     }
 
     /// A blocking driver waiting for room here looks again.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use h2msg::wire::{Cmd, MSG_ERR_UNKNOWN, MsgFlags};
 use h2msg::{Event, LinkSetup};
 use h2msg_std::blocking::{self, Duplex, std_iocom};
-use h2msg_std::handle::{HandleError, Incoming, OP_QUEUE};
+use h2msg_std::handle::{HandleError, Incoming, OP_QUEUE, REPLY_PART_QUEUE};
 use h2msg_std::tokio_driver::{self, Link};
 use tokio::io::DuplexStream;
 use tokio::task::JoinSet;
@@ -224,6 +224,35 @@ async fn a_reply_dropped_before_the_driver_took_it_is_answered_0x20() {
         .unwrap();
     assert_eq!(reply.error(), MSG_ERR_UNKNOWN);
     assert!(reply.is_last());
+}
+
+#[tokio::test]
+async fn reply_parts_cut_short_by_a_close_end_with_an_error() {
+    let mut server = JoinSet::new();
+    let (client, driving) = client_and_server(&mut server);
+    // 40 parts of 32 bytes and an empty final one: far more than the stream holds while
+    // nobody reads it.
+    let data: Vec<u8> = (0..40 * 32u32).map(|i| (i % 251) as u8).collect();
+    let mut parts = client.request_parts(PARTS, data.clone()).await.unwrap();
+    // Time for the parts to fill the stream (whatever came, the reply cannot be whole).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.close().await.unwrap();
+    driving.await.unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = parts.next().await {
+        items.push(item);
+    }
+    // The parts that came, in order and none of them the last; then why it ended.
+    let (end, delivered) = items.split_last().unwrap();
+    assert_eq!(end, &Err(HandleError::Closed));
+    assert!(delivered.len() >= REPLY_PART_QUEUE, "{}", delivered.len());
+    for (part, expected) in delivered.iter().zip(data.chunks(32)) {
+        let part = part.as_ref().unwrap();
+        assert!(!part.is_last());
+        assert_eq!(part.data(), expected);
+    }
+    // Ended for good.
+    assert!(parts.next().await.is_none());
 }
 
 /// Reads one-way NOTEs with the low-level loop until the link ends: their first bytes,

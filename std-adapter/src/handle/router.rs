@@ -4,6 +4,7 @@
 //! wait for room where this module says it found none.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use h2msg::ioq::TxError;
 use h2msg::trans::{Side, TransKey};
@@ -17,13 +18,46 @@ use super::{
 };
 use crate::blocking::{DuplexWaker, StdIocom};
 
+/// One item of a [`ReplyParts`]: a part, or why the reply ended.
+pub(crate) type PartItem = Result<Reply, HandleError>;
+
+/// What ends a reply that found its stream full when the driver ended: read by
+/// [`ReplyParts`] after the channel's items. At most two: the part the driver held for
+/// it, and why the reply ended.
+pub(crate) type Tail = Arc<Mutex<VecDeque<PartItem>>>;
+
+/// Takes the tail's next item.
+pub(crate) fn pop_tail(tail: &Tail) -> Option<PartItem> {
+    tail.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
+/// The driver's end of a [`ReplyParts`].
+#[derive(Clone, Debug)]
+pub(crate) struct PartsSender {
+    parts: mpsc::Sender<PartItem>,
+    tail: Tail,
+}
+
+impl PartsSender {
+    /// Hands over the item that ends the reply even when the stream is full: into the
+    /// tail then, read after the stream's items.
+    fn end_with(&self, item: PartItem) {
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.parts.try_send(item) {
+            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            tail.push_back(item);
+        }
+    }
+}
+
 /// Where a request's replies go.
 #[derive(Debug)]
 enum Waiter {
     /// [`Handle::request`]: the first reply only.
     One(oneshot::Sender<Result<Reply, HandleError>>),
     /// [`Handle::request_parts`]: every part.
-    Parts(mpsc::Sender<Result<Reply, HandleError>>),
+    Parts(PartsSender),
 }
 
 /// A request on its way to the driver.
@@ -55,12 +89,23 @@ impl Request {
     ) -> Result<(Self, ReplyParts), HandleError> {
         check_len(&data)?;
         let (sender, parts) = mpsc::channel(REPLY_PART_QUEUE);
+        let tail = Tail::default();
+        let sender = PartsSender {
+            parts: sender,
+            tail: Arc::clone(&tail),
+        };
         let request = Self {
             cmd,
             data,
             waiter: Waiter::Parts(sender),
         };
-        Ok((request, ReplyParts { parts, waker }))
+        let parts = ReplyParts {
+            parts,
+            tail,
+            ended: false,
+            waker,
+        };
+        Ok((request, parts))
     }
 
     /// Tells the waiter the request failed.
@@ -69,10 +114,7 @@ impl Request {
             Waiter::One(reply) => {
                 let _ = reply.send(Err(error));
             }
-            // A fresh channel: room for one item.
-            Waiter::Parts(parts) => {
-                let _ = parts.try_send(Err(error));
-            }
+            Waiter::Parts(parts) => parts.end_with(Err(error)),
         }
     }
 }
@@ -106,7 +148,7 @@ enum Waiting {
     /// Awaits its first reply.
     One(oneshot::Sender<Result<Reply, HandleError>>),
     /// Takes every part.
-    Parts(mpsc::Sender<Result<Reply, HandleError>>),
+    Parts(PartsSender),
     /// Has what it wanted, or is gone: later parts are dropped until the final one.
     Done,
 }
@@ -115,10 +157,7 @@ enum Waiting {
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// A reply part or the loss of its transaction.
-    Part(
-        mpsc::Sender<Result<Reply, HandleError>>,
-        Result<Reply, HandleError>,
-    ),
+    Part(PartsSender, PartItem),
     /// A request of the peer.
     Request(mpsc::Sender<IncomingRequest>, IncomingRequest),
 }
@@ -128,7 +167,7 @@ impl Delivery {
     /// is dropped: a responder dropped so answers 0x20.
     pub(crate) fn try_deliver(self) -> Option<Self> {
         match self {
-            Self::Part(to, part) => match to.try_send(part) {
+            Self::Part(to, part) => match to.parts.try_send(part) {
                 Err(mpsc::error::TrySendError::Full(part)) => Some(Self::Part(to, part)),
                 _ => None,
             },
@@ -145,7 +184,7 @@ impl Delivery {
     #[cfg(feature = "tokio")]
     pub(crate) async fn wait_room(&self) {
         match self {
-            Self::Part(to, _) => drop(to.reserve().await),
+            Self::Part(to, _) => drop(to.parts.reserve().await),
             Self::Request(to, _) => drop(to.reserve().await),
         }
     }
@@ -576,16 +615,25 @@ impl Router {
         Delivery::Request(incoming.clone(), request).try_deliver()
     }
 
-    /// The link is over: every request still waiting hears `error`; closers are told.
-    pub(crate) fn finish(&mut self, channels: &mut Channels, error: &HandleError) {
+    /// The link is over: the delivery the driver still held is handed over as the end
+    /// of its reply (a request of the peer is dropped: its responder answers nothing on
+    /// a link that is gone), every request still waiting hears `error`; closers are told.
+    pub(crate) fn finish(
+        &mut self,
+        channels: &mut Channels,
+        held: Option<Delivery>,
+        error: &HandleError,
+    ) {
+        // Before the errors below: its part came first.
+        if let Some(Delivery::Part(to, part)) = held {
+            to.end_with(part);
+        }
         for (_, waiting) in self.waiting.drain() {
             match waiting {
                 Waiting::One(to) => {
                     let _ = to.send(Err(error.clone()));
                 }
-                Waiting::Parts(to) => {
-                    let _ = to.try_send(Err(error.clone()));
-                }
+                Waiting::Parts(to) => to.end_with(Err(error.clone())),
                 Waiting::Done => {}
             }
         }

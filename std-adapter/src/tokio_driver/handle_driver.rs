@@ -77,7 +77,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
             Ok(Ended::ByUs) => HandleError::Closed,
             _ => HandleError::LinkLost,
         };
-        self.router.finish(&mut self.channels, &error);
+        self.router
+            .finish(&mut self.channels, self.parked.take(), &error);
         if matches!(ended, Ok(Ended::ByUs)) {
             self.router.closed();
         }
