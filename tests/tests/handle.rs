@@ -21,7 +21,7 @@ use std::time::Duration;
 use h2msg::wire::{Cmd, MSG_ERR_UNKNOWN, MsgFlags};
 use h2msg::{Event, LinkSetup};
 use h2msg_std::blocking::{self, Duplex, std_iocom};
-use h2msg_std::handle::{HandleError, Incoming, OP_QUEUE, REPLY_PART_QUEUE};
+use h2msg_std::handle::{HandleError, INCOMING_QUEUE, Incoming, OP_QUEUE, REPLY_PART_QUEUE};
 use h2msg_std::tokio_driver::{self, Link};
 use tokio::io::DuplexStream;
 use tokio::task::JoinSet;
@@ -480,4 +480,42 @@ fn a_blocking_handle_serves_several_threads() {
     // Our close ends the server's link cleanly, and with it its incoming stream.
     server_driving.join().unwrap().unwrap();
     assert_eq!(serving.join().unwrap(), 101);
+}
+
+#[test]
+fn a_blocking_driver_keeps_writing_while_a_consumer_does_not_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    let (client, mut client_incoming, client_driver) =
+        blocking::into_handle(blocking_link(a, &[NOTE]));
+    let (server, server_incoming, server_driver) = blocking::into_handle(blocking_link(b, &[NOTE]));
+    let client_driving = thread::spawn(move || client_driver.run());
+    let server_driving = thread::spawn(move || server_driver.run());
+    // More notes than the server's incoming stream holds, and nobody reads it: its driver
+    // holds the next one, waiting for room.
+    for n in 0..INCOMING_QUEUE as u64 + 2 {
+        client
+            .blocking_send(NOTE, n.to_le_bytes().to_vec())
+            .unwrap();
+    }
+    // Time for them to arrive (the check below holds whatever came by then).
+    thread::sleep(Duration::from_millis(200));
+    server
+        .blocking_send(NOTE, 7u64.to_le_bytes().to_vec())
+        .unwrap();
+    let (got, note) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let first = client_incoming.blocking_next().map(|n| first_u64(n.data()));
+        let _ = got.send(first);
+    });
+    assert_eq!(
+        note.recv_timeout(HANG_GUARD)
+            .expect("the note was never written"),
+        Some(Some(7))
+    );
+    drop(server_incoming);
+    drop(server);
+    server_driving.join().unwrap().unwrap();
+    client_driving.join().unwrap().unwrap();
 }

@@ -58,7 +58,8 @@ pub struct HandleDriver<S: DuplexStream, const T: usize> {
     router: Router,
     channels: Channels,
     /// A received message whose consumer's channel is full: no further event is taken
-    /// until it is handed over (its consumer's next call wakes us).
+    /// until it is handed over (its consumer's next call wakes us); writes and timers go
+    /// on meanwhile.
     parked: Option<Delivery>,
 }
 
@@ -109,9 +110,7 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
             if let Some(delivery) = self.parked.take() {
                 self.parked = delivery.try_deliver();
                 if self.parked.is_some() {
-                    let until = Some(now() + IDLE_SLICE);
-                    let waited = self.link.transport().wait(IoInterest::default(), until);
-                    waited.map_err(DriveError::Io)?;
+                    self.drive_while_held()?;
                     continue;
                 }
             }
@@ -124,6 +123,27 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
                 Waited::Elapsed | Waited::Woken => {}
             }
         }
+    }
+
+    /// While a received message waits for its consumer: writes what the handles queued,
+    /// waits for a wake (the consumer's next call, a handle's) or the connection's next
+    /// timer, and runs the timers — pings and the liveness rules go on. No event is
+    /// taken: the peer's bytes wait in the socket.
+    fn drive_while_held(&mut self) -> Result<(), DriveError> {
+        self.link.flush()?;
+        let slice_end = now() + IDLE_SLICE;
+        let until = match self.link.io().poll_timeout() {
+            Some(timer) if timer < slice_end => timer,
+            _ => slice_end,
+        };
+        let waited = self
+            .link
+            .transport()
+            .wait(IoInterest::default(), Some(until));
+        waited.map_err(DriveError::Io)?;
+        let woke_at = self.link.transport().now();
+        self.link.io().handle_timeout(woke_at);
+        Ok(())
     }
 
     /// Queues what the handles had sent before the close, writes everything, waits for
