@@ -72,7 +72,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::blocking::DuplexWaker;
 
-pub(crate) use router::{Channels, Delivery, Op, Received, Request, Router, Taken};
+pub(crate) use router::{Ended, Op, Received, Request, Router, Served, Taken};
 use router::{PartItem, Tail, pop_tail};
 
 /// Requests a link's handles may have waiting for the driver to open them.

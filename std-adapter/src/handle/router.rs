@@ -618,12 +618,7 @@ impl Router {
     /// The link is over: the delivery the driver still held is handed over as the end
     /// of its reply (a request of the peer is dropped: its responder answers nothing on
     /// a link that is gone), every request still waiting hears `error`; closers are told.
-    pub(crate) fn finish(
-        &mut self,
-        channels: &mut Channels,
-        held: Option<Delivery>,
-        error: &HandleError,
-    ) {
+    fn finish(&mut self, channels: &mut Channels, held: Option<Delivery>, error: &HandleError) {
         // Before the errors below: its part came first.
         if let Some(Delivery::Part(to, part)) = held {
             to.end_with(part);
@@ -654,9 +649,95 @@ impl Router {
     }
 
     /// Tells whoever asked for the close that it is done.
-    pub(crate) fn closed(&mut self) {
+    fn closed(&mut self) {
         for done in self.closers.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// How a handle driver's loop ended, when it did not fail.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// We closed the link: asked to, or every handle was dropped.
+    ByUs,
+    /// The peer closed it cleanly.
+    ByPeer,
+}
+
+/// What both handle drivers own besides their link: the router, its channels, and the
+/// received message held for want of room in its consumer's channel.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) router: Router,
+    pub(crate) channels: Channels,
+    /// No further event is taken until it is handed over.
+    pub(crate) held: Option<Delivery>,
+}
+
+impl Served {
+    /// The core of a new driver, with its handle and incoming stream.
+    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Handle, Incoming) {
+        let (router, channels, handle, incoming) = Router::new(waker);
+        let served = Self {
+            router,
+            channels,
+            held: None,
+        };
+        (served, handle, incoming)
+    }
+
+    /// [`Router::take_work`].
+    pub(crate) fn take_work<const T: usize>(&mut self, io: &mut StdIocom<T>) -> Taken {
+        self.router.take_work(io, &mut self.channels)
+    }
+
+    /// [`Router::take_remaining`].
+    pub(crate) fn take_remaining<const T: usize>(&mut self, io: &mut StdIocom<T>) -> Taken {
+        self.router.take_remaining(io, &mut self.channels)
+    }
+
+    /// Routes a received message; what finds no room is held.
+    pub(crate) fn route<const T: usize>(&mut self, received: Received, io: &StdIocom<T>) {
+        self.held = self.router.route(received, io);
+    }
+
+    /// Whether a received message waits for room.
+    pub(crate) const fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Hands the held message over if its consumer has room now. Whether one is still
+    /// held.
+    pub(crate) fn hand_over(&mut self) -> bool {
+        self.held = self.held.take().and_then(Delivery::try_deliver);
+        self.held.is_some()
+    }
+
+    /// Returns once the `held` message's consumer has room or is gone (at once if none
+    /// is held). Takes the field alone, so that a `select!` may borrow the channels too.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn room_for(held: Option<&Delivery>) {
+        if let Some(held) = held {
+            held.wait_room().await;
+        }
+    }
+
+    /// Ends the driver: every request still waiting fails — [`HandleError::Closed`] if
+    /// we closed, [`HandleError::LinkLost`] otherwise — and whoever asked for the close
+    /// is told. Returns how the link ended.
+    pub(crate) fn end<E>(mut self, ended: Result<Ended, E>) -> Result<(), E> {
+        let by_us = matches!(ended, Ok(Ended::ByUs));
+        let error = if by_us {
+            HandleError::Closed
+        } else {
+            HandleError::LinkLost
+        };
+        self.router
+            .finish(&mut self.channels, self.held.take(), &error);
+        if by_us {
+            self.router.closed();
+        }
+        ended.map(drop)
     }
 }
