@@ -519,3 +519,48 @@ fn a_blocking_driver_keeps_writing_while_a_consumer_does_not_read() {
     server_driving.join().unwrap().unwrap();
     client_driving.join().unwrap().unwrap();
 }
+
+#[test]
+fn blocking_reply_parts_cut_short_by_a_close_end_with_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    let (client, _, client_driver) = blocking::into_handle(blocking_link(a, &[]));
+    let (server, mut incoming, server_driver) = blocking::into_handle(blocking_link(b, &[PARTS]));
+    let client_driving = thread::spawn(move || client_driver.run());
+    let server_driving = thread::spawn(move || server_driver.run());
+    drop(server);
+    let serving = thread::spawn(move || {
+        while let Some(request) = incoming.blocking_next() {
+            let (data, mut responder) = request.into_parts();
+            for chunk in data.chunks(32) {
+                if responder.blocking_reply_part(chunk.to_vec()).is_err() {
+                    return;
+                }
+            }
+            let _ = responder.blocking_reply(0, Vec::new());
+        }
+    });
+    // 40 parts and an empty final one, more than the stream holds while nobody reads it.
+    let data: Vec<u8> = (0..40 * 32u32).map(|i| (i % 251) as u8).collect();
+    let mut parts = client.blocking_request_parts(PARTS, data.clone()).unwrap();
+    // Time for the parts to fill the stream (whatever came, the reply cannot be whole).
+    thread::sleep(Duration::from_millis(200));
+    client.blocking_close().unwrap();
+    client_driving.join().unwrap().unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = parts.blocking_next() {
+        items.push(item);
+    }
+    let (end, delivered) = items.split_last().unwrap();
+    assert_eq!(end, &Err(HandleError::Closed));
+    assert!(delivered.len() >= REPLY_PART_QUEUE, "{}", delivered.len());
+    for (part, expected) in delivered.iter().zip(data.chunks(32)) {
+        let part = part.as_ref().unwrap();
+        assert!(!part.is_last());
+        assert_eq!(part.data(), expected);
+    }
+    assert!(parts.blocking_next().is_none());
+    server_driving.join().unwrap().unwrap();
+    serving.join().unwrap();
+}
