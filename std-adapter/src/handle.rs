@@ -41,7 +41,10 @@
 //! in the socket — TCP's own backpressure) or, for [`Handle::try_send`], fail with
 //! [`HandleError::QueueFull`]. Each message carries at most 64 KiB of data (§3.5), so a
 //! link's handle machinery holds at most about (64 + 64 + 64) × 64 KiB plus 16 parts
-//! per open streamed reply.
+//! per open streamed reply. The headers of requests whose [`Responder`] was dropped
+//! unanswered wait in a channel without a fixed size that holds at most one per
+//! transaction the peer has open (the table's `T`), so that a drop never loses its
+//! answer.
 //!
 //! # Waiting
 //!
