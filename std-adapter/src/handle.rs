@@ -75,7 +75,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::blocking::DuplexWaker;
 
-pub(crate) use router::{Ended, Op, Received, Request, Router, Served, Taken};
+#[cfg(feature = "tokio")]
+pub(crate) use router::Router;
+pub(crate) use router::{Ended, Op, Received, Request, Served, Taken};
 use router::{PartItem, Tail, pop_tail};
 
 /// Requests a link's handles may have waiting for the driver to open them.
