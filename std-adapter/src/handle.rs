@@ -41,7 +41,10 @@
 //! in the socket — TCP's own backpressure) or, for [`Handle::try_send`], fail with
 //! [`HandleError::QueueFull`]. Each message carries at most 64 KiB of data (§3.5), so a
 //! link's handle machinery holds at most about (64 + 64 + 64) × 64 KiB plus 16 parts
-//! per open streamed reply.
+//! per open streamed reply. The headers of requests whose [`Responder`] was dropped
+//! unanswered wait in a channel without a fixed size that holds at most one per
+//! transaction the peer has open (the table's `T`), so that a drop never loses its
+//! answer.
 //!
 //! # Waiting
 //!
@@ -55,9 +58,11 @@
 //! # Answers nobody gives
 //!
 //! A request the application cannot answer is still answered, so that the peer never
-//! waits forever: a [`Responder`] dropped without its final reply, and a request that
-//! arrives once [`Incoming`] is dropped, are answered with a final reply of error 0x20
-//! (`MSG_ERR_UNKNOWN`, §8.3), as the connection answers commands nobody accepted.
+//! waits forever: a [`Responder`] dropped without its final reply (a
+//! [`reply`](Responder::reply) future dropped before the driver took the reply
+//! included), and a request that arrives once [`Incoming`] is dropped, are answered with
+//! a final reply of error 0x20 (`MSG_ERR_UNKNOWN`, §8.3), as the connection answers
+//! commands nobody accepted.
 
 mod router;
 
@@ -70,7 +75,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::blocking::DuplexWaker;
 
-pub(crate) use router::{Channels, Delivery, Op, Received, Request, Router, Taken};
+#[cfg(feature = "tokio")]
+pub(crate) use router::Router;
+pub(crate) use router::{Ended, Op, Received, Request, Served, Taken};
+use router::{PartItem, Tail, pop_tail};
 
 /// Requests a link's handles may have waiting for the driver to open them.
 pub const REQUEST_QUEUE: usize = 64;
@@ -405,20 +413,27 @@ impl Handle {
     }
 }
 
-/// The parts of a reply, as they come ([`Handle::request_parts`]). Ends (`None`) after
-/// the final part; a link lost first gives [`HandleError::LinkLost`] as its last item.
+/// The parts of a reply, as they come ([`Handle::request_parts`]). Ends (`None`) only
+/// after the final part (the peer's DELETE, [`Reply::is_last`]) or after an error: a
+/// reply cut short — the link lost ([`HandleError::LinkLost`]) or closed
+/// ([`HandleError::Closed`]) first — gives every part that had come, then that error as
+/// its last item.
 #[derive(Debug)]
 pub struct ReplyParts {
-    parts: mpsc::Receiver<Result<Reply, HandleError>>,
+    parts: mpsc::Receiver<PartItem>,
+    /// What the driver could not fit into `parts` when it ended.
+    tail: Tail,
+    /// The final part or an error was given: nothing follows.
+    ended: bool,
     waker: Option<DuplexWaker>,
 }
 
 impl ReplyParts {
-    /// The next part; `None` after the last.
+    /// The next part; `None` after the last, or after an error.
     pub async fn next(&mut self) -> Option<Result<Reply, HandleError>> {
         let part = self.parts.recv().await;
         self.room_made();
-        part
+        self.after(part)
     }
 
     /// [`next`](Self::next), blocking the calling thread.
@@ -428,7 +443,20 @@ impl ReplyParts {
     pub fn blocking_next(&mut self) -> Option<Result<Reply, HandleError>> {
         let part = self.parts.blocking_recv();
         self.room_made();
-        part
+        self.after(part)
+    }
+
+    /// What to give for what the channel gave: once it is closed, the tail, and an
+    /// error if nothing said the reply was over (a driver dropped before it ended).
+    fn after(&mut self, part: Option<PartItem>) -> Option<PartItem> {
+        if self.ended {
+            return None;
+        }
+        let part = part
+            .or_else(|| pop_tail(&self.tail))
+            .unwrap_or(Err(HandleError::Closed));
+        self.ended = part.as_ref().map_or(true, Reply::is_last);
+        Some(part)
     }
 
     /// A blocking driver waiting for room here looks again.
@@ -528,9 +556,12 @@ pub struct Responder {
     request: MsgHeader,
     to: ToDriver,
     /// Where a responder dropped unanswered sends its request's header, for the driver
-    /// to answer 0x20. Room for every open transaction of the peer (the table's `T`),
-    /// so that it is never full; `None` for a one-way message, which needs no answer.
-    abandoned: Option<mpsc::Sender<MsgHeader>>,
+    /// to answer 0x20; `None` for a one-way message, which needs no answer, and once the
+    /// driver has the final reply. Unbounded, so that a drop never loses an answer; it
+    /// holds at most one header per transaction the peer has open (the table's `T`): a
+    /// responder is made only for a request that opened one, the table refuses a second
+    /// CREATE on an open msgid, and the transaction stays open until we answer.
+    abandoned: Option<mpsc::UnboundedSender<MsgHeader>>,
 }
 
 impl Responder {
@@ -547,12 +578,14 @@ impl Responder {
     /// [`HandleError::Closed`], [`TooLarge`](HandleError::TooLarge).
     pub async fn reply(mut self, error: u16, data: impl Into<Vec<u8>>) -> Result<(), HandleError> {
         let op = self.reply_op(error, data.into(), true)?;
-        self.abandoned = None; // answered, whatever happens below
+        // Answered only once the driver has it: a future dropped while it waits for room
+        // drops `self` too, which answers 0x20.
         self.to
             .ops
             .send(op)
             .await
             .map_err(|_| HandleError::Closed)?;
+        self.abandoned = None;
         self.to.wake();
         Ok(())
     }
@@ -570,11 +603,11 @@ impl Responder {
         data: impl Into<Vec<u8>>,
     ) -> Result<(), HandleError> {
         let op = self.reply_op(error, data.into(), true)?;
-        self.abandoned = None;
         self.to
             .ops
             .blocking_send(op)
             .map_err(|_| HandleError::Closed)?;
+        self.abandoned = None;
         self.to.wake();
         Ok(())
     }
@@ -626,9 +659,8 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(abandoned) = self.abandoned.take() {
-            // Never full (see the field); a driver gone needs no answer sent. The driver
-            // is woken as `to` drops.
-            let _ = abandoned.try_send(self.request);
+            // A driver gone needs no answer sent. The driver is woken as `to` drops.
+            let _ = abandoned.send(self.request);
         }
     }
 }

@@ -16,11 +16,12 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::thread;
+use std::time::Duration;
 
 use h2msg::wire::{Cmd, MSG_ERR_UNKNOWN, MsgFlags};
 use h2msg::{Event, LinkSetup};
 use h2msg_std::blocking::{self, Duplex, std_iocom};
-use h2msg_std::handle::{HandleError, Incoming, OP_QUEUE};
+use h2msg_std::handle::{HandleError, INCOMING_QUEUE, Incoming, OP_QUEUE, REPLY_PART_QUEUE};
 use h2msg_std::tokio_driver::{self, Link};
 use tokio::io::DuplexStream;
 use tokio::task::JoinSet;
@@ -184,6 +185,74 @@ async fn a_request_after_incoming_is_dropped_is_answered_0x20() {
     tokio::spawn(server_driver.run());
     let reply = client.request(SQUARE, 3u64.to_le_bytes().to_vec()).await;
     assert_eq!(reply.unwrap().error(), MSG_ERR_UNKNOWN);
+}
+
+/// How long a test waits for an answer before it calls the wait endless: a guard against
+/// a hung test, far beyond any expected time, not a measurement.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_reply_dropped_before_the_driver_took_it_is_answered_0x20() {
+    let (a, b) = pipe(64 * 1024);
+    let (client, _, client_driver) = tokio_driver::into_handle(tokio_link(a, &[]));
+    let (server, mut incoming, server_driver) =
+        tokio_driver::into_handle(tokio_link(b, &[IGNORED, NOTE]));
+    tokio::spawn(client_driver.run());
+    tokio::spawn(server_driver.run());
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.request(IGNORED, b"anyone?".to_vec()).await })
+    };
+    let request = incoming.next().await.unwrap();
+    // One thread, and no await until the reply below: the server's driver cannot run, so
+    // its op channel stays full.
+    for n in 0..OP_QUEUE as u64 {
+        server.try_send(NOTE, n.to_le_bytes().to_vec()).unwrap();
+    }
+    assert_eq!(server.try_send(NOTE, vec![0]), Err(HandleError::QueueFull));
+    // The reply waits for room; its future is dropped before it finds any (a timeout, a
+    // select): the request was never answered by the application.
+    tokio::select! {
+        biased;
+        _ = request.reply(0, b"late".to_vec()) => panic!("room in a full channel"),
+        () = std::future::ready(()) => {}
+    }
+    let reply = tokio::time::timeout(HANG_GUARD, asking)
+        .await
+        .expect("the request was never answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.error(), MSG_ERR_UNKNOWN);
+    assert!(reply.is_last());
+}
+
+#[tokio::test]
+async fn reply_parts_cut_short_by_a_close_end_with_an_error() {
+    let mut server = JoinSet::new();
+    let (client, driving) = client_and_server(&mut server);
+    // 40 parts of 32 bytes and an empty final one: far more than the stream holds while
+    // nobody reads it.
+    let data: Vec<u8> = (0..40 * 32u32).map(|i| (i % 251) as u8).collect();
+    let mut parts = client.request_parts(PARTS, data.clone()).await.unwrap();
+    // Time for the parts to fill the stream (whatever came, the reply cannot be whole).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.close().await.unwrap();
+    driving.await.unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = parts.next().await {
+        items.push(item);
+    }
+    // The parts that came, in order and none of them the last; then why it ended.
+    let (end, delivered) = items.split_last().unwrap();
+    assert_eq!(end, &Err(HandleError::Closed));
+    assert!(delivered.len() >= REPLY_PART_QUEUE, "{}", delivered.len());
+    for (part, expected) in delivered.iter().zip(data.chunks(32)) {
+        let part = part.as_ref().unwrap();
+        assert!(!part.is_last());
+        assert_eq!(part.data(), expected);
+    }
+    // Ended for good.
+    assert!(parts.next().await.is_none());
 }
 
 /// Reads one-way NOTEs with the low-level loop until the link ends: their first bytes,
@@ -411,4 +480,87 @@ fn a_blocking_handle_serves_several_threads() {
     // Our close ends the server's link cleanly, and with it its incoming stream.
     server_driving.join().unwrap().unwrap();
     assert_eq!(serving.join().unwrap(), 101);
+}
+
+#[test]
+fn a_blocking_driver_keeps_writing_while_a_consumer_does_not_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    let (client, mut client_incoming, client_driver) =
+        blocking::into_handle(blocking_link(a, &[NOTE]));
+    let (server, server_incoming, server_driver) = blocking::into_handle(blocking_link(b, &[NOTE]));
+    let client_driving = thread::spawn(move || client_driver.run());
+    let server_driving = thread::spawn(move || server_driver.run());
+    // More notes than the server's incoming stream holds, and nobody reads it: its driver
+    // holds the next one, waiting for room.
+    for n in 0..INCOMING_QUEUE as u64 + 2 {
+        client
+            .blocking_send(NOTE, n.to_le_bytes().to_vec())
+            .unwrap();
+    }
+    // Time for them to arrive (the check below holds whatever came by then).
+    thread::sleep(Duration::from_millis(200));
+    server
+        .blocking_send(NOTE, 7u64.to_le_bytes().to_vec())
+        .unwrap();
+    let (got, note) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let first = client_incoming.blocking_next().map(|n| first_u64(n.data()));
+        let _ = got.send(first);
+    });
+    assert_eq!(
+        note.recv_timeout(HANG_GUARD)
+            .expect("the note was never written"),
+        Some(Some(7))
+    );
+    drop(server_incoming);
+    drop(server);
+    server_driving.join().unwrap().unwrap();
+    client_driving.join().unwrap().unwrap();
+}
+
+#[test]
+fn blocking_reply_parts_cut_short_by_a_close_end_with_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    let (client, _, client_driver) = blocking::into_handle(blocking_link(a, &[]));
+    let (server, mut incoming, server_driver) = blocking::into_handle(blocking_link(b, &[PARTS]));
+    let client_driving = thread::spawn(move || client_driver.run());
+    let server_driving = thread::spawn(move || server_driver.run());
+    drop(server);
+    let serving = thread::spawn(move || {
+        while let Some(request) = incoming.blocking_next() {
+            let (data, mut responder) = request.into_parts();
+            for chunk in data.chunks(32) {
+                if responder.blocking_reply_part(chunk.to_vec()).is_err() {
+                    return;
+                }
+            }
+            let _ = responder.blocking_reply(0, Vec::new());
+        }
+    });
+    // 40 parts and an empty final one, more than the stream holds while nobody reads it.
+    let data: Vec<u8> = (0..40 * 32u32).map(|i| (i % 251) as u8).collect();
+    let mut parts = client.blocking_request_parts(PARTS, data.clone()).unwrap();
+    // Time for the parts to fill the stream (whatever came, the reply cannot be whole).
+    thread::sleep(Duration::from_millis(200));
+    client.blocking_close().unwrap();
+    client_driving.join().unwrap().unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = parts.blocking_next() {
+        items.push(item);
+    }
+    let (end, delivered) = items.split_last().unwrap();
+    assert_eq!(end, &Err(HandleError::Closed));
+    assert!(delivered.len() >= REPLY_PART_QUEUE, "{}", delivered.len());
+    for (part, expected) in delivered.iter().zip(data.chunks(32)) {
+        let part = part.as_ref().unwrap();
+        assert!(!part.is_last());
+        assert_eq!(part.data(), expected);
+    }
+    assert!(parts.blocking_next().is_none());
+    server_driving.join().unwrap().unwrap();
+    serving.join().unwrap();
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use h2msg::drive::{IoInterest, Transport, Waited};
 
 use super::{DriveError, DuplexStream, Link, now};
-use crate::handle::{Channels, Delivery, Handle, HandleError, Incoming, Received, Router, Taken};
+use crate::handle::{Ended, Handle, Incoming, Received, Served, Taken};
 
 /// How long the driver waits without a wake before it looks at its channels again: a
 /// backstop only, as every call of a handle wakes it.
@@ -42,32 +42,17 @@ pub fn into_handle<S: DuplexStream, const T: usize>(
     mut link: Link<S, T>,
 ) -> (Handle, Incoming, HandleDriver<S, T>) {
     let waker = link.transport().waker();
-    let (router, channels, handle, incoming) = Router::new(T, Some(waker));
-    let driver = HandleDriver {
-        link,
-        router,
-        channels,
-        parked: None,
-    };
-    (handle, incoming, driver)
+    let (served, handle, incoming) = Served::new(Some(waker));
+    (handle, incoming, HandleDriver { link, served })
 }
 
 /// The thread's work behind a link's [`Handle`]s ([`into_handle`]).
 pub struct HandleDriver<S: DuplexStream, const T: usize> {
     link: Link<S, T>,
-    router: Router,
-    channels: Channels,
-    /// A received message whose consumer's channel is full: no further event is taken
-    /// until it is handed over (its consumer's next call wakes us).
-    parked: Option<Delivery>,
-}
-
-/// How the driver's loop ended.
-enum Ended {
-    /// We closed the link: asked to, or every handle was dropped.
-    ByUs,
-    /// The peer closed it cleanly.
-    ByPeer,
+    /// A received message whose consumer's channel is full is held: no further event is
+    /// taken until it is handed over (its consumer's next call wakes us); writes and
+    /// timers go on meanwhile.
+    served: Served,
 }
 
 impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
@@ -80,20 +65,12 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
     /// How the link failed, as [`Link::next_event`] says.
     pub fn run(mut self) -> Result<(), DriveError> {
         let ended = self.drive();
-        let error = match ended {
-            Ok(Ended::ByUs) => HandleError::Closed,
-            _ => HandleError::LinkLost,
-        };
-        self.router.finish(&mut self.channels, &error);
-        if matches!(ended, Ok(Ended::ByUs)) {
-            self.router.closed();
-        }
-        ended.map(drop)
+        self.served.end(ended)
     }
 
     fn drive(&mut self) -> Result<Ended, DriveError> {
         loop {
-            match self.router.take_work(self.link.io(), &mut self.channels) {
+            match self.served.take_work(self.link.io()) {
                 Taken::Close => {
                     self.close()?;
                     return Ok(Ended::ByUs);
@@ -105,19 +82,14 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
                 }
                 Taken::Idle => {}
             }
-            if let Some(delivery) = self.parked.take() {
-                self.parked = delivery.try_deliver();
-                if self.parked.is_some() {
-                    let until = Some(now() + IDLE_SLICE);
-                    let waited = self.link.transport().wait(IoInterest::default(), until);
-                    waited.map_err(DriveError::Io)?;
-                    continue;
-                }
+            if self.served.is_holding() && self.served.hand_over() {
+                self.drive_while_held()?;
+                continue;
             }
             let deadline = now() + IDLE_SLICE;
             match self.link.next_event_until(deadline, Received::from_event)? {
                 Waited::Event(received) => {
-                    self.parked = self.router.route(received, self.link.io());
+                    self.served.route(received, self.link.io());
                 }
                 Waited::Closed => return Ok(Ended::ByPeer),
                 Waited::Elapsed | Waited::Woken => {}
@@ -125,15 +97,32 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
         }
     }
 
+    /// While a received message waits for its consumer: writes what the handles queued,
+    /// waits for a wake (the consumer's next call, a handle's) or the connection's next
+    /// timer, and runs the timers — pings and the liveness rules go on. No event is
+    /// taken: the peer's bytes wait in the socket.
+    fn drive_while_held(&mut self) -> Result<(), DriveError> {
+        self.link.flush()?;
+        let slice_end = now() + IDLE_SLICE;
+        let until = match self.link.io().poll_timeout() {
+            Some(timer) if timer < slice_end => timer,
+            _ => slice_end,
+        };
+        let waited = self
+            .link
+            .transport()
+            .wait(IoInterest::default(), Some(until));
+        waited.map_err(DriveError::Io)?;
+        let woke_at = self.link.transport().now();
+        self.link.io().handle_timeout(woke_at);
+        Ok(())
+    }
+
     /// Queues what the handles had sent before the close, writes everything, waits for
     /// the socket to take it (within [`LINGER`](super::LINGER)) and shuts the socket's
     /// write side: the peer reads our last message, then the end.
     fn close(&mut self) -> Result<(), DriveError> {
-        while self
-            .router
-            .take_remaining(self.link.io(), &mut self.channels)
-            == Taken::QueueFull
-        {
+        while self.served.take_remaining(self.link.io()) == Taken::QueueFull {
             self.link.flush()?;
         }
         self.link.flush()?;

@@ -4,6 +4,7 @@
 //! wait for room where this module says it found none.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use h2msg::ioq::TxError;
 use h2msg::trans::{Side, TransKey};
@@ -17,13 +18,46 @@ use super::{
 };
 use crate::blocking::{DuplexWaker, StdIocom};
 
+/// One item of a [`ReplyParts`]: a part, or why the reply ended.
+pub(crate) type PartItem = Result<Reply, HandleError>;
+
+/// What ends a reply that found its stream full when the driver ended: read by
+/// [`ReplyParts`] after the channel's items. At most two: the part the driver held for
+/// it, and why the reply ended.
+pub(crate) type Tail = Arc<Mutex<VecDeque<PartItem>>>;
+
+/// Takes the tail's next item.
+pub(crate) fn pop_tail(tail: &Tail) -> Option<PartItem> {
+    tail.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
+/// The driver's end of a [`ReplyParts`].
+#[derive(Clone, Debug)]
+pub(crate) struct PartsSender {
+    parts: mpsc::Sender<PartItem>,
+    tail: Tail,
+}
+
+impl PartsSender {
+    /// Hands over the item that ends the reply even when the stream is full: into the
+    /// tail then, read after the stream's items.
+    fn end_with(&self, item: PartItem) {
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.parts.try_send(item) {
+            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            tail.push_back(item);
+        }
+    }
+}
+
 /// Where a request's replies go.
 #[derive(Debug)]
 enum Waiter {
     /// [`Handle::request`]: the first reply only.
     One(oneshot::Sender<Result<Reply, HandleError>>),
     /// [`Handle::request_parts`]: every part.
-    Parts(mpsc::Sender<Result<Reply, HandleError>>),
+    Parts(PartsSender),
 }
 
 /// A request on its way to the driver.
@@ -55,12 +89,23 @@ impl Request {
     ) -> Result<(Self, ReplyParts), HandleError> {
         check_len(&data)?;
         let (sender, parts) = mpsc::channel(REPLY_PART_QUEUE);
+        let tail = Tail::default();
+        let sender = PartsSender {
+            parts: sender,
+            tail: Arc::clone(&tail),
+        };
         let request = Self {
             cmd,
             data,
             waiter: Waiter::Parts(sender),
         };
-        Ok((request, ReplyParts { parts, waker }))
+        let parts = ReplyParts {
+            parts,
+            tail,
+            ended: false,
+            waker,
+        };
+        Ok((request, parts))
     }
 
     /// Tells the waiter the request failed.
@@ -69,10 +114,7 @@ impl Request {
             Waiter::One(reply) => {
                 let _ = reply.send(Err(error));
             }
-            // A fresh channel: room for one item.
-            Waiter::Parts(parts) => {
-                let _ = parts.try_send(Err(error));
-            }
+            Waiter::Parts(parts) => parts.end_with(Err(error)),
         }
     }
 }
@@ -106,7 +148,7 @@ enum Waiting {
     /// Awaits its first reply.
     One(oneshot::Sender<Result<Reply, HandleError>>),
     /// Takes every part.
-    Parts(mpsc::Sender<Result<Reply, HandleError>>),
+    Parts(PartsSender),
     /// Has what it wanted, or is gone: later parts are dropped until the final one.
     Done,
 }
@@ -115,10 +157,7 @@ enum Waiting {
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// A reply part or the loss of its transaction.
-    Part(
-        mpsc::Sender<Result<Reply, HandleError>>,
-        Result<Reply, HandleError>,
-    ),
+    Part(PartsSender, PartItem),
     /// A request of the peer.
     Request(mpsc::Sender<IncomingRequest>, IncomingRequest),
 }
@@ -128,7 +167,7 @@ impl Delivery {
     /// is dropped: a responder dropped so answers 0x20.
     pub(crate) fn try_deliver(self) -> Option<Self> {
         match self {
-            Self::Part(to, part) => match to.try_send(part) {
+            Self::Part(to, part) => match to.parts.try_send(part) {
                 Err(mpsc::error::TrySendError::Full(part)) => Some(Self::Part(to, part)),
                 _ => None,
             },
@@ -145,7 +184,7 @@ impl Delivery {
     #[cfg(feature = "tokio")]
     pub(crate) async fn wait_room(&self) {
         match self {
-            Self::Part(to, _) => drop(to.reserve().await),
+            Self::Part(to, _) => drop(to.parts.reserve().await),
             Self::Request(to, _) => drop(to.reserve().await),
         }
     }
@@ -156,7 +195,7 @@ impl Delivery {
 pub(crate) struct Channels {
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) ops: mpsc::Receiver<Op>,
-    pub(crate) abandoned: mpsc::Receiver<MsgHeader>,
+    pub(crate) abandoned: mpsc::UnboundedReceiver<MsgHeader>,
 }
 
 /// What taking work from the channels came to.
@@ -212,7 +251,7 @@ pub(crate) struct Router {
     /// For making responders without keeping the channels open ourselves.
     ops: mpsc::WeakSender<Op>,
     requests: mpsc::WeakSender<Request>,
-    abandoned: mpsc::Sender<MsgHeader>,
+    abandoned: mpsc::UnboundedSender<MsgHeader>,
     waker: Option<DuplexWaker>,
     /// Taken from a channel, refused for want of room: tried again first.
     parked: Option<Parked>,
@@ -233,15 +272,11 @@ enum Parked {
 }
 
 impl Router {
-    /// A router with its handle, incoming stream and channels; `transactions` is the
-    /// table's `T` (room for one abandoned responder per open transaction of the peer).
-    pub(crate) fn new(
-        transactions: usize,
-        waker: Option<DuplexWaker>,
-    ) -> (Self, Channels, Handle, Incoming) {
+    /// A router with its handle, incoming stream and channels.
+    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Channels, Handle, Incoming) {
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let (op_tx, ops) = mpsc::channel(OP_QUEUE);
-        let (abandoned_tx, abandoned) = mpsc::channel(transactions.max(1));
+        let (abandoned_tx, abandoned) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let router = Self {
             waiting: HashMap::new(),
@@ -580,16 +615,20 @@ impl Router {
         Delivery::Request(incoming.clone(), request).try_deliver()
     }
 
-    /// The link is over: every request still waiting hears `error`; closers are told.
-    pub(crate) fn finish(&mut self, channels: &mut Channels, error: &HandleError) {
+    /// The link is over: the delivery the driver still held is handed over as the end
+    /// of its reply (a request of the peer is dropped: its responder answers nothing on
+    /// a link that is gone), every request still waiting hears `error`; closers are told.
+    fn finish(&mut self, channels: &mut Channels, held: Option<Delivery>, error: &HandleError) {
+        // Before the errors below: its part came first.
+        if let Some(Delivery::Part(to, part)) = held {
+            to.end_with(part);
+        }
         for (_, waiting) in self.waiting.drain() {
             match waiting {
                 Waiting::One(to) => {
                     let _ = to.send(Err(error.clone()));
                 }
-                Waiting::Parts(to) => {
-                    let _ = to.try_send(Err(error.clone()));
-                }
+                Waiting::Parts(to) => to.end_with(Err(error.clone())),
                 Waiting::Done => {}
             }
         }
@@ -610,9 +649,95 @@ impl Router {
     }
 
     /// Tells whoever asked for the close that it is done.
-    pub(crate) fn closed(&mut self) {
+    fn closed(&mut self) {
         for done in self.closers.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// How a handle driver's loop ended, when it did not fail.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// We closed the link: asked to, or every handle was dropped.
+    ByUs,
+    /// The peer closed it cleanly.
+    ByPeer,
+}
+
+/// What both handle drivers own besides their link: the router, its channels, and the
+/// received message held for want of room in its consumer's channel.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) router: Router,
+    pub(crate) channels: Channels,
+    /// No further event is taken until it is handed over.
+    pub(crate) held: Option<Delivery>,
+}
+
+impl Served {
+    /// The core of a new driver, with its handle and incoming stream.
+    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Handle, Incoming) {
+        let (router, channels, handle, incoming) = Router::new(waker);
+        let served = Self {
+            router,
+            channels,
+            held: None,
+        };
+        (served, handle, incoming)
+    }
+
+    /// [`Router::take_work`].
+    pub(crate) fn take_work<const T: usize>(&mut self, io: &mut StdIocom<T>) -> Taken {
+        self.router.take_work(io, &mut self.channels)
+    }
+
+    /// [`Router::take_remaining`].
+    pub(crate) fn take_remaining<const T: usize>(&mut self, io: &mut StdIocom<T>) -> Taken {
+        self.router.take_remaining(io, &mut self.channels)
+    }
+
+    /// Routes a received message; what finds no room is held.
+    pub(crate) fn route<const T: usize>(&mut self, received: Received, io: &StdIocom<T>) {
+        self.held = self.router.route(received, io);
+    }
+
+    /// Whether a received message waits for room.
+    pub(crate) const fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Hands the held message over if its consumer has room now. Whether one is still
+    /// held.
+    pub(crate) fn hand_over(&mut self) -> bool {
+        self.held = self.held.take().and_then(Delivery::try_deliver);
+        self.held.is_some()
+    }
+
+    /// Returns once the `held` message's consumer has room or is gone (at once if none
+    /// is held). Takes the field alone, so that a `select!` may borrow the channels too.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn room_for(held: Option<&Delivery>) {
+        if let Some(held) = held {
+            held.wait_room().await;
+        }
+    }
+
+    /// Ends the driver: every request still waiting fails — [`HandleError::Closed`] if
+    /// we closed, [`HandleError::LinkLost`] otherwise — and whoever asked for the close
+    /// is told. Returns how the link ended.
+    pub(crate) fn end<E>(mut self, ended: Result<Ended, E>) -> Result<(), E> {
+        let by_us = matches!(ended, Ok(Ended::ByUs));
+        let error = if by_us {
+            HandleError::Closed
+        } else {
+            HandleError::LinkLost
+        };
+        self.router
+            .finish(&mut self.channels, self.held.take(), &error);
+        if by_us {
+            self.router.closed();
+        }
+        ended.map(drop)
     }
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::Link;
 use crate::blocking::DriveError;
-use crate::handle::{Channels, Delivery, Handle, HandleError, Incoming, Received, Router, Taken};
+use crate::handle::{Ended, Handle, Incoming, Received, Router, Served, Taken};
 
 /// Turns a link into a [`Handle`] (cloneable, for any number of tasks), the stream of
 /// the peer's requests ([`Incoming`]) and the driver that serves both, which the caller
@@ -35,32 +35,16 @@ pub fn into_handle<S, const T: usize>(link: Link<S, T>) -> (Handle, Incoming, Ha
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (router, channels, handle, incoming) = Router::new(T, None);
-    let driver = HandleDriver {
-        link,
-        router,
-        channels,
-        parked: None,
-    };
-    (handle, incoming, driver)
+    let (served, handle, incoming) = Served::new(None);
+    (handle, incoming, HandleDriver { link, served })
 }
 
 /// The task that owns a link behind its [`Handle`]s ([`into_handle`]).
 pub struct HandleDriver<S, const T: usize> {
     link: Link<S, T>,
-    router: Router,
-    channels: Channels,
-    /// A received message whose consumer's channel is full: no further event is taken
-    /// until it is handed over (the peer's bytes wait in the socket meanwhile).
-    parked: Option<Delivery>,
-}
-
-/// How the driver's loop ended.
-enum Ended {
-    /// We closed the link: asked to, or every handle was dropped.
-    ByUs,
-    /// The peer closed it cleanly.
-    ByPeer,
+    /// A received message whose consumer's channel is full is held: no further event is
+    /// taken until it is handed over (the peer's bytes wait in the socket meanwhile).
+    served: Served,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
@@ -73,20 +57,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
     /// How the link failed, as [`Link::next_event`] says.
     pub async fn run(mut self) -> Result<(), DriveError> {
         let ended = self.drive().await;
-        let error = match ended {
-            Ok(Ended::ByUs) => HandleError::Closed,
-            _ => HandleError::LinkLost,
-        };
-        self.router.finish(&mut self.channels, &error);
-        if matches!(ended, Ok(Ended::ByUs)) {
-            self.router.closed();
-        }
-        ended.map(drop)
+        self.served.end(ended)
     }
 
     async fn drive(&mut self) -> Result<Ended, DriveError> {
         loop {
-            let taken = self.router.take_work(self.link.io(), &mut self.channels);
+            let taken = self.served.take_work(self.link.io());
             if taken == Taken::Close {
                 self.close().await?;
                 return Ok(Ended::ByUs);
@@ -100,30 +76,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
                 Ok(NextIo::Closed) => return Ok(Ended::ByPeer),
                 // Nothing to read (a consumer holds events back), write or time: only
                 // the consumer can move things.
-                Err(CoreDriveError::Stalled) if self.parked.is_some() => IoInterest::default(),
+                Err(CoreDriveError::Stalled) if self.served.is_holding() => IoInterest::default(),
                 Err(e) => return Err(e),
             };
             // With the transmit queue full, only writing makes room.
             let take_ops = taken == Taken::Idle;
             let take_requests = take_ops && Router::has_free_transaction(self.link.io());
-            let parked = self.parked.is_some();
+            let holding = self.served.is_holding();
             tokio::select! {
                 // Delivering and I/O before new work: what is under way finishes first.
                 biased;
-                () = wait_room(self.parked.as_ref()), if parked => {
-                    if let Some(delivery) = self.parked.take() {
-                        self.parked = delivery.try_deliver();
-                    }
+                () = Served::room_for(self.served.held.as_ref()), if holding => {
+                    self.served.hand_over();
                 }
                 turned = self.link.turn(wants) => turned?,
-                op = self.channels.ops.recv(), if take_ops => {
-                    self.router.handle_op(self.link.pump.io(), &mut self.channels, op);
+                op = self.served.channels.ops.recv(), if take_ops => {
+                    let served = &mut self.served;
+                    served.router.handle_op(self.link.pump.io(), &mut served.channels, op);
                 }
-                request = self.channels.requests.recv(), if take_requests => {
-                    self.router.handle_request(self.link.pump.io(), &mut self.channels, request);
+                request = self.served.channels.requests.recv(), if take_requests => {
+                    let served = &mut self.served;
+                    served.router.handle_request(self.link.pump.io(), &mut served.channels, request);
                 }
-                abandoned = self.channels.abandoned.recv(), if take_ops => {
-                    self.router.owe(abandoned);
+                abandoned = self.served.channels.abandoned.recv(), if take_ops => {
+                    self.served.router.owe(abandoned);
                 }
             }
         }
@@ -133,12 +109,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
     /// Whether any was taken.
     fn take_events(&mut self) -> bool {
         let mut took = false;
-        while self.parked.is_none() {
+        while !self.served.is_holding() {
             let Some(event) = self.link.pump.poll_event() else {
                 break;
             };
             let received = Received::from_event(event);
-            self.parked = self.router.route(received, self.link.pump.io());
+            self.served.route(received, self.link.pump.io());
             took = true;
         }
         took
@@ -147,22 +123,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
     /// Queues what the handles had sent before the close, writes everything, and shuts
     /// the stream's write side: the peer reads our last message, then the end.
     async fn close(&mut self) -> Result<(), DriveError> {
-        while self
-            .router
-            .take_remaining(self.link.io(), &mut self.channels)
-            == Taken::QueueFull
-        {
+        while self.served.take_remaining(self.link.io()) == Taken::QueueFull {
             self.link.flush().await?;
         }
         self.link.flush().await?;
         let shut = self.link.stream.shutdown().await;
         shut.map_err(|e| self.link.pump.on_transport_error(e))
-    }
-}
-
-/// Returns once `delivery`'s consumer has room (or is gone).
-async fn wait_room(delivery: Option<&Delivery>) {
-    if let Some(delivery) = delivery {
-        delivery.wait_room().await;
     }
 }
