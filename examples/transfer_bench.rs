@@ -9,7 +9,9 @@
 //! (`-- 16` for 16 MiB instead of 64, `-- 64 5` for five rounds). Each round times the
 //! raw copy and then each mode; it prints each series' median, minimum and maximum and
 //! the median of the rounds' ratios. The byte comparisons are made outside the timed
-//! parts.
+//! parts. Each mode is measured with the blocking driver (a reader and a writer thread
+//! per link) and with the tokio one (each end on a single-threaded runtime: two threads
+//! in all, as the raw copy).
 
 use std::error::Error;
 use std::fs;
@@ -25,7 +27,7 @@ use h2msg::transfer::{Reassembler, Sender};
 use h2msg::wire::Cmd;
 use h2msg_std::keys::KeyDir;
 use h2msg_std::transfer::Inbox;
-use h2msg_std::{link, transfer};
+use h2msg_std::{link, tokio_driver, transfer};
 
 const STORE: Cmd = match Cmd::app(3) {
     Some(cmd) => cmd,
@@ -55,17 +57,26 @@ fn main() -> Result<()> {
     // Each round times the raw copy and then every mode, so that a ratio compares runs
     // made under the same load.
     let mut raw = Vec::new();
-    let mut transfers: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len()];
+    let mut transfers: Vec<Vec<Duration>> = vec![Vec::new(); 2 * MODES.len()];
     for _ in 0..rounds {
         raw.push(raw_copy(&payload)?);
-        for (times, (_, mode)) in transfers.iter_mut().zip(MODES) {
-            times.push(one_transfer(&payload, mode, &service_keys, &client_keys)?);
+        for (pair, (_, mode)) in transfers.chunks_mut(2).zip(MODES) {
+            for (driver, times) in pair.iter_mut().enumerate() {
+                times.push(if driver == 0 {
+                    one_transfer(&payload, mode, &service_keys, &client_keys)?
+                } else {
+                    one_transfer_tokio(&payload, mode, &service_keys, &client_keys)?
+                });
+            }
         }
     }
 
     println!("{mib} MiB over loopback, {rounds} rounds: median (min–max)");
-    println!("raw TCP copy        {}", summary(size, &raw));
-    for ((name, _), times) in MODES.iter().zip(&transfers) {
+    println!("raw TCP copy               {}", summary(size, &raw));
+    let names = MODES
+        .iter()
+        .flat_map(|(name, _)| [format!("{name}, blocking"), format!("{name}, tokio")]);
+    for (name, times) in names.zip(&transfers) {
         let mut ratios: Vec<f64> = raw
             .iter()
             .zip(times)
@@ -73,7 +84,7 @@ fn main() -> Result<()> {
             .collect();
         ratios.sort_by(f64::total_cmp);
         println!(
-            "transfer, {name:<4}      {}  {:.2}x raw (median of the rounds' ratios)",
+            "transfer, {name:<14}  {}  {:.2}x raw (median of the rounds' ratios)",
             summary(size, times),
             median(&ratios)
         );
@@ -186,6 +197,73 @@ fn one_transfer(
     };
     let took = start.elapsed();
     drop(link);
+    service.join().map_err(|_| "the service panicked")??;
+    if error != 0 {
+        return Err(format!("the receiver answered {error:#x}").into());
+    }
+    Ok(took)
+}
+
+/// [`one_transfer`] over the tokio driver: each end on its own single-threaded runtime.
+fn one_transfer_tokio(
+    payload: &[u8],
+    mode: ModeChoice,
+    service_keys: &KeyDir,
+    client_keys: &KeyDir,
+) -> Result<Duration> {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let expected = payload.to_vec();
+    let keys = service_keys.clone();
+    let service_runtime = runtime()?;
+    let service = thread::spawn(move || -> Result<()> {
+        service_runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let (socket, _) = listener.accept().await?;
+            let (mut link, _) = tokio_driver::accept(socket, &keys, mode).await?;
+            link.io().accept(STORE)?;
+            let reassembler = Reassembler::with_limits(expected.len(), 1);
+            let mut inbox = Inbox::with_reassembler(STORE, reassembler);
+            let got = match transfer::receive_async(&mut link, &mut inbox, |_| {}).await? {
+                Some(Ok(got)) => got,
+                Some(Err(failure)) => return Err(failure.error.to_string().into()),
+                None => return Err("closed early".into()),
+            };
+            link.io().reply(&got.reply_to(), 0, &[], true)?;
+            link.flush().await?;
+            while link.next_event(|_| ()).await?.is_some() {}
+            if got.data == expected {
+                Ok(())
+            } else {
+                Err("the transfer arrived changed".into())
+            }
+        })
+    });
+    let error = runtime()?.block_on(async {
+        let (mut link, _) = tokio_driver::connect(address, client_keys, mode).await?;
+        link.io().accept(STORE)?;
+        let start = Instant::now();
+        let mut sender = Sender::request(STORE, payload);
+        let mut inbox = Inbox::new(STORE);
+        transfer::send_async(&mut link, &mut sender, &mut inbox, |_| {}).await?;
+        let msgid = sender.msgid().ok_or("opened")?;
+        loop {
+            match link.next_event(|event| reply_error(&event, msgid)).await? {
+                Some(Some(error)) => {
+                    break Ok::<_, Box<dyn Error + Send + Sync>>((error, start.elapsed()));
+                }
+                Some(None) => {}
+                None => return Err("the service closed the link before it answered".into()),
+            }
+        }
+    });
+    let (error, took) = error?;
     service.join().map_err(|_| "the service panicked")??;
     if error != 0 {
         return Err(format!("the receiver answered {error:#x}").into());
