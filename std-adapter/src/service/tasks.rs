@@ -187,13 +187,15 @@ async fn serve_stream(
             tcp.set_nodelay(true)?;
             let peer = tcp.peer_addr()?.ip().to_canonical();
             let left = await_peer_block(&tcp, node, peer).await?;
-            serve_link(node, pool, tcp, peer, left, slot).await
+            let link = Box::pin(set_up(node, tcp, peer, left, slot)).await?;
+            serve_boxed(link, pool, slot).await
         }
         Stream::Unix(unix) => {
             unix.set_nonblocking(true)?;
             let unix = tokio::net::UnixStream::from_std(unix)?;
             let left = node.handshake_timeout;
-            serve_link(node, pool, unix, UNIX_PEER_ADDRESS, left, slot).await
+            let link = Box::pin(set_up(node, unix, UNIX_PEER_ADDRESS, left, slot)).await?;
+            serve_boxed(link, pool, slot).await
         }
     }
 }
@@ -243,16 +245,30 @@ async fn await_peer_block(
     }
 }
 
-/// The handshake with the keys of `peer` within `timeout`, then the shell until the peer
-/// goes away.
-async fn serve_link<S>(
-    node: &Node,
+/// The shell on `link` until the peer goes away, in a future of its own: the task's
+/// future then keeps only pointers, and the handshake's state (boxed apart by
+/// [`set_up`]) is freed before the link goes idle.
+async fn serve_boxed<S>(
+    link: Link<S>,
     pool: &Arc<AuxPool>,
+    slot: &LinkSlot,
+) -> Result<(), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut lender = AuxLender::new(Arc::clone(pool));
+    Box::pin(serve_shell(link, &mut lender, slot)).await
+}
+
+/// The handshake with the keys of `peer` within `timeout`, then the link with small
+/// memory ([`small_connection`]).
+async fn set_up<S>(
+    node: &Node,
     mut stream: S,
     peer: IpAddr,
     timeout: Duration,
     slot: &LinkSlot,
-) -> Result<(), LinkError>
+) -> Result<Link<S>, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -271,8 +287,7 @@ where
     let mut io = small_connection(setup, config).map_err(LinkError::Memory)?;
     io.accept(Cmd::DBG_SHELL).map_err(crate::other)?;
     slot.up(terms, Proto::Seed);
-    let link = Link::new(stream, io);
-    serve_shell(link, &mut AuxLender::new(Arc::clone(pool)), slot).await
+    Ok(Link::new(stream, io))
 }
 
 /// What one event asks of a link task.
