@@ -524,11 +524,47 @@ pub fn open_idle_links(
     n: usize,
     threads: usize,
 ) -> io::Result<Vec<Link<Stream>>> {
+    open_idle(endpoint, keys, n, threads, Ok)
+}
+
+/// [`open_idle_links`], each link kept as its socket alone, its driver's threads and
+/// extra descriptors released as soon as its ping is answered: this process then holds
+/// one descriptor a link, and raises its open-file limit for them as far as it can.
+///
+/// # Errors
+/// The first link that failed, with its reason.
+pub fn open_idle_sockets(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    n: usize,
+    threads: usize,
+) -> io::Result<Vec<Stream>> {
+    /// Descriptors besides the links': stdio, the transfer rows' sockets, the child's
+    /// pipes, and the driver copies of the links being opened.
+    const SPARE_FILES: u64 = 256;
+    let wanted = u64::try_from(n)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SPARE_FILES);
+    // A failure leaves the limit as it was: links past it fail with the OS's reason.
+    let _ = rlimit::increase_nofile_limit(wanted);
+    open_idle(endpoint, keys, n, threads, |link| {
+        link.into_parts().0.into_inner()
+    })
+}
+
+/// [`open_idle_links`], each link as `keep` makes it once its ping is answered.
+fn open_idle<T: Send>(
+    endpoint: &Endpoint,
+    keys: &KeyDir,
+    n: usize,
+    threads: usize,
+    keep: fn(Link<Stream>) -> io::Result<T>,
+) -> io::Result<Vec<T>> {
     let threads = threads.clamp(1, n.max(1));
     thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                s.spawn(move || -> io::Result<Vec<Link<Stream>>> {
+                s.spawn(move || -> io::Result<Vec<T>> {
                     let mine = n / threads + usize::from(t < n % threads);
                     let mut links = Vec::with_capacity(mine);
                     for _ in 0..mine {
@@ -537,7 +573,7 @@ pub fn open_idle_links(
                         ping.msgid = 1;
                         link.io().send(ping, &[], &[]).map_err(other)?;
                         match crate::client::ping_answer(&mut link, 1)? {
-                            0 => links.push(link),
+                            0 => links.push(keep(link)?),
                             e => return Err(other(format!("ping answered with error {e:#x}"))),
                         }
                     }

@@ -542,13 +542,24 @@ pub fn await_peer_block(
         return Ok(timeout);
     }
     let start = std::time::Instant::now();
-    let failed = |why| LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(why)));
     match stream.wait_for_input(HANDSHAKE_LEN, timeout) {
         Ok(None) => Ok(timeout.saturating_sub(start.elapsed())),
-        Ok(Some(received)) => Err(failed(KeyExchangeFailure::Truncated { received })),
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(failed(KeyExchangeFailure::Timeout)),
+        Ok(Some(received)) => Err(truncated_block(received)),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(block_timed_out()),
         Err(e) => Err(LinkError::Drive(DriveError::Io(e))),
     }
+}
+
+/// The peer's handshake block ended after `received` bytes (the connection closed).
+pub(crate) fn truncated_block(received: usize) -> LinkError {
+    let why = KeyExchangeFailure::Truncated { received };
+    LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(why)))
+}
+
+/// The peer's handshake block did not come within the handshake timeout.
+pub(crate) fn block_timed_out() -> LinkError {
+    let why = KeyExchangeFailure::Timeout;
+    LinkError::Drive(DriveError::Handshake(HandshakeError::KeyExchange(why)))
 }
 
 /// A link over `stream`: the handshake, then a connection in the agreed stream mode that

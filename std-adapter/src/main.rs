@@ -635,7 +635,7 @@ fn bench(
     protos: &[Proto],
     links: usize,
 ) -> io::Result<()> {
-    use h2msg_std::bench::{ChildService, default_count_for, measure_as, open_idle_links};
+    use h2msg_std::bench::{ChildService, default_count_for, measure_as, open_idle_sockets};
     use indicatif::{ProgressBar, ProgressStyle};
 
     for (table, &proto) in protos.iter().enumerate() {
@@ -684,8 +684,15 @@ fn bench(
         let exe = std::env::current_exe()?;
         let (service, keys) = ChildService::start(&exe, links + 16)?;
         let (rss_before, _) = service.rss_kib()?;
-        let open = open_idle_links(&service.endpoint, &keys, links, 16)?;
+        let opening = std::time::Instant::now();
+        let open = open_idle_sockets(&service.endpoint, &keys, links, 16)?;
+        let took = opening.elapsed().as_secs_f64();
         let (rss, peak) = service.rss_kib()?;
+        println!(
+            "{} links opened from 16 threads in {took:.2} s: {:.0} links/s (handshake, ping)",
+            open.len(),
+            open.len() as f64 / took.max(f64::EPSILON)
+        );
         println!(
             "service with {} idle links (each handshook and answered a ping): RSS {:.1} MiB \
              (peak {:.1} MiB, {:.1} MiB before the links), {:.0} KiB per link",

@@ -2,10 +2,12 @@
 //! handshake with the keys of the peer's address, then the debug shell of §4.3
 //! (`LNK_PING` and unknown commands are answered by the core itself).
 //!
-//! Each link runs in its own thread over its own fixed-size connection state (a 64 KiB
-//! FIFO, 64 KiB of aux storage and a transmit ring for two largest messages, about 260 KiB
-//! when a peer fills them all), so a hostile or broken peer costs only its own link and
-//! never more memory than that. The handshake has a deadline; links beyond `max_links` are
+//! Seed links run as tasks on a tokio runtime ([`tasks`]: a 4 KiB FIFO and transmit ring,
+//! aux storage lent only while a large message arrives). DMSG links run each in its own
+//! thread over its own fixed-size connection state (a 64 KiB FIFO, 1 MiB of aux storage
+//! and a transmit ring for one largest message). Either way a hostile or broken peer
+//! costs only its own link and never more memory than that bound. The handshake has a
+//! deadline; links beyond `max_links` are
 //! closed at once. SIGINT or SIGTERM stops accepting, shuts every link down (its open
 //! transactions are aborted as on link loss) and returns; a second signal ends the process
 //! at once.
@@ -40,6 +42,9 @@ use crate::keys::KeyDir;
 use crate::link::{ClusterLink, LinkError, LinkTerms, await_peer_block, open_dmsg_link, open_link};
 use crate::proto::Proto;
 use crate::transport::{Endpoint, Stream};
+
+#[cfg(feature = "tokio")]
+pub mod tasks;
 
 /// Most links served at once by default.
 pub const DEFAULT_MAX_LINKS: usize = 1024;
@@ -87,8 +92,30 @@ struct LinkEntry {
     counters: Arc<LiveCounters>,
     /// Set when a newer connection displaces the link from its handshake.
     evicted: Arc<AtomicBool>,
-    /// A second handle, to shut the link down from the accept loop.
-    socket: Stream,
+    /// How the accept loop shuts the link down.
+    closer: Closer,
+}
+
+/// How a link is shut down from outside its thread or task.
+#[derive(Debug)]
+enum Closer {
+    /// A link on a thread: a second handle on its socket, shut down so that the thread
+    /// wakes to end of input.
+    Socket(Stream),
+    /// A link on a task: its stop signal (no descriptor spent on it).
+    #[cfg(feature = "tokio")]
+    Signal(tasks::StopSignal),
+}
+
+impl Closer {
+    fn close(&self) {
+        match self {
+            Self::Socket(socket) => socket.shutdown(),
+            // A stored permit: a task that is not waiting yet stops at its next wait.
+            #[cfg(feature = "tokio")]
+            Self::Signal(stop) => stop.notify_one(),
+        }
+    }
 }
 
 /// How a service takes links in (#13): completed links are bounded by `max_links`;
@@ -403,7 +430,35 @@ impl LinkRegistry {
 
     /// [`admit`](Self::admit) at `now`, the time the rate limit and `status` go by.
     fn admit_at(self: &Arc<Self>, stream: &Stream, now: Instant) -> Result<LinkSlot, Refusal> {
-        let socket = stream.try_clone().ok();
+        let closer = stream.try_clone().ok().map(Closer::Socket);
+        self.admit_closing(stream, now, closer)
+    }
+
+    /// [`admit`](Self::admit) for a link served as a task: it is shut down through the
+    /// returned signal rather than a second socket handle.
+    ///
+    /// # Errors
+    /// [`Refusal`]; the refusal is counted.
+    #[cfg(feature = "tokio")]
+    pub fn admit_task(
+        self: &Arc<Self>,
+        stream: &Stream,
+    ) -> Result<(LinkSlot, tasks::StopSignal), Refusal> {
+        let stop = tasks::StopSignal::default();
+        let closer = Closer::Signal(Arc::clone(&stop));
+        let slot = self.admit_closing(stream, Instant::now(), Some(closer))?;
+        Ok((slot, stop))
+    }
+
+    /// [`admit_at`](Self::admit_at) with `closer` to shut the link down (`None`: none
+    /// could be made).
+    fn admit_closing(
+        self: &Arc<Self>,
+        stream: &Stream,
+        now: Instant,
+        closer: Option<Closer>,
+    ) -> Result<LinkSlot, Refusal> {
+        let socket = closer;
         let ip = stream.peer_ip().ok();
         let mut guard = self.lock();
         let links = &mut *guard;
@@ -453,7 +508,7 @@ impl LinkRegistry {
                 terms: None,
                 counters: Arc::clone(&counters),
                 evicted: Arc::clone(&evicted),
-                socket,
+                closer: socket,
             },
         );
         Ok(LinkSlot {
@@ -482,7 +537,7 @@ impl LinkRegistry {
         let mut links = self.lock();
         links.closed = true;
         for entry in links.by_id.values() {
-            entry.socket.shutdown();
+            entry.closer.close();
         }
     }
 
@@ -490,7 +545,7 @@ impl LinkRegistry {
     /// input.
     pub fn shut_down(&self, id: u64) {
         if let Some(entry) = self.lock().by_id.get(&id) {
-            entry.socket.shutdown();
+            entry.closer.close();
         }
     }
 
@@ -551,7 +606,7 @@ impl Links {
             .map(|(id, _)| *id);
         if let Some(entry) = oldest.and_then(|id| self.by_id.remove(&id)) {
             entry.evicted.store(true, Ordering::Relaxed);
-            entry.socket.shutdown();
+            entry.closer.close();
             self.evicted += 1;
             self.note_failed(entry.ip, now);
         }
@@ -1412,7 +1467,13 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])?;
-    let max_links = fit_max_links_to_open_files(config.admission.max_links);
+    // A link on a task holds its socket only; one on a thread several descriptors.
+    let files_per_link = if cfg!(feature = "tokio") && config.proto == Proto::Seed {
+        FILES_PER_TASK_LINK
+    } else {
+        FILES_PER_LINK
+    };
+    let max_links = fit_max_links_to_open_files(config.admission.max_links, files_per_link);
     let listener = config.listen.bind()?;
     // The accept loop polls, rather than waiting in accept until a stop connects to it:
     // a Unix socket whose file was removed cannot be connected to, by us or anyone.
@@ -1468,6 +1529,22 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         )?;
         let _ = node.kept.set(kept);
     }
+    // Seed links run as tasks on two workers (one core each on a small machine; links
+    // need little CPU each, and the accept loop keeps its own thread); DMSG links keep
+    // their threads.
+    #[cfg(feature = "tokio")]
+    let runtime = match config.proto {
+        Proto::Seed => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(LINK_WORKERS)
+                .thread_name("links")
+                .enable_all()
+                .build()?,
+        ),
+        Proto::Dmsg => None,
+    };
+    #[cfg(feature = "tokio")]
+    let aux_pool = Arc::new(tasks::AuxPool::default());
     let mut idle_pause = ACCEPT_PAUSE_MIN;
     while !stopping.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -1492,6 +1569,26 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         };
         if stopping.load(Ordering::SeqCst) {
             break;
+        }
+        #[cfg(feature = "tokio")]
+        if let Some(runtime) = &runtime {
+            match node.links.admit_task(&stream) {
+                Ok((slot, stop)) => {
+                    let task = tasks::serve_task(
+                        Arc::clone(&node),
+                        Arc::clone(&aux_pool),
+                        stream,
+                        slot,
+                        stop,
+                    );
+                    drop(runtime.spawn(task));
+                }
+                Err(refusal) => {
+                    warn!("{}: refused: {refusal}", stream.peer_name());
+                    stream.close_refused();
+                }
+            }
+            continue;
         }
         let slot = match node.links.admit(&stream) {
             Ok(slot) => slot,
@@ -1521,6 +1618,16 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
         kept.join();
     }
     node.workers.join_all();
+    #[cfg(feature = "tokio")]
+    if let Some(runtime) = runtime {
+        // Every task was told to stop: each ends at its next wait. Wait for their slots
+        // to go (each logs how its link ended), then for the runtime.
+        let deadline = Instant::now() + TASKS_STOP_WAIT;
+        while !node.links.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        runtime.shutdown_timeout(TASKS_STOP_WAIT);
+    }
     signal_handle.close();
     let _ = signal_thread.join();
     info!("stopped");
@@ -1533,20 +1640,32 @@ pub fn run_service(config: &ServiceConfig, keys: &KeyDir) -> io::Result<()> {
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(1);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(20);
 
+/// Worker threads of the runtime that serves seed links as tasks.
+#[cfg(feature = "tokio")]
+const LINK_WORKERS: usize = 2;
+
+/// How long a stopping service waits for its link tasks to end.
+#[cfg(feature = "tokio")]
+const TASKS_STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// Descriptors the service needs besides its links' (listener, stdio, signal pipe, ...).
 const SPARE_FILES: u64 = 64;
 
-/// Descriptors one link holds: the socket, the handle kept to shut it down, the reader's
+/// Descriptors one link served as a task holds: its socket (it is stopped by a signal,
+/// and a dropped tokio socket is closed at once).
+const FILES_PER_TASK_LINK: u64 = 1;
+
+/// Descriptors one link on a thread holds: the socket, the handle kept to shut it down, the reader's
 /// and the writer's copies, and one more while a dropped link lingers to finish writing.
 const FILES_PER_LINK: u64 = 5;
 
-/// Raises the open-file limit to what `max_links` need ([`FILES_PER_LINK`] each), as far
+/// Raises the open-file limit to what `max_links` need (`files_per_link` each), as far
 /// as the hard limit allows; returns the number of links that fit, warning if that is
 /// fewer than asked for.
-fn fit_max_links_to_open_files(max_links: usize) -> usize {
+fn fit_max_links_to_open_files(max_links: usize, files_per_link: u64) -> usize {
     let links = u64::try_from(max_links).unwrap_or(u64::MAX);
     let wanted = links
-        .saturating_mul(FILES_PER_LINK)
+        .saturating_mul(files_per_link)
         .saturating_add(SPARE_FILES);
     let limit = match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) => limit,
@@ -1556,7 +1675,7 @@ fn fit_max_links_to_open_files(max_links: usize) -> usize {
         }
     };
     let fit =
-        usize::try_from(limit.saturating_sub(SPARE_FILES) / FILES_PER_LINK).unwrap_or(usize::MAX);
+        usize::try_from(limit.saturating_sub(SPARE_FILES) / files_per_link).unwrap_or(usize::MAX);
     if fit < max_links {
         warn!("open-file limit {limit}: serving at most {fit} links, not {max_links}");
         return fit;

@@ -92,7 +92,11 @@ fn the_bench_command_prints_its_table() {
         assert!(figures[3] >= 0.0, "{line}");
     }
     assert!(
-        lines[4]
+        lines[4].starts_with("20 links opened from 16 threads in "),
+        "{text}"
+    );
+    assert!(
+        lines[5]
             .starts_with("service with 20 idle links (each handshook and answered a ping): RSS "),
         "{text}"
     );
