@@ -589,6 +589,31 @@ fn open_idle<T: Send>(
     })
 }
 
+/// The 99th percentile of `pings` round trips on one fresh link to `endpoint`: each
+/// `LNK_PING` sent after the previous one was answered (a good client's latency, to
+/// compare with and without many idle links held on the same service).
+///
+/// # Errors
+/// The link's failure, or a ping answered with an error.
+pub fn ping_p99(endpoint: &Endpoint, keys: &KeyDir, pings: u32) -> io::Result<Duration> {
+    let (mut link, _) = connect(endpoint, keys, ModeChoice::Auto)?;
+    let mut times = Vec::with_capacity(usize::try_from(pings).unwrap_or_default());
+    for msgid in 1..=pings {
+        let mut ping = MsgHeader::new(Cmd::LNK_PING);
+        ping.msgid = msgid;
+        let start = Instant::now();
+        link.io().send(ping, &[], &[]).map_err(other)?;
+        match crate::client::ping_answer(&mut link, msgid)? {
+            0 => times.push(start.elapsed()),
+            e => return Err(other(format!("ping answered with error {e:#x}"))),
+        }
+    }
+    times.sort();
+    // The smallest time at or above 99 % of the rounds (nearest rank).
+    let rank = (times.len() * 99).div_ceil(100).saturating_sub(1);
+    times.get(rank).copied().ok_or_else(|| other("no ping"))
+}
+
 /// A service process of this binary on an ephemeral loopback port, trusting loopback
 /// peers in plaintext; killed when dropped.
 #[derive(Debug)]

@@ -627,6 +627,9 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Pings a good client sends, one after another, for its p99 next to the idle links.
+const PINGS: u32 = 2000;
+
 fn bench(
     sizes: &[usize],
     count: Option<u64>,
@@ -635,7 +638,9 @@ fn bench(
     protos: &[Proto],
     links: usize,
 ) -> io::Result<()> {
-    use h2msg_std::bench::{ChildService, default_count_for, measure_as, open_idle_sockets};
+    use h2msg_std::bench::{
+        ChildService, default_count_for, measure_as, open_idle_sockets, ping_p99,
+    };
     use indicatif::{ProgressBar, ProgressStyle};
 
     for (table, &proto) in protos.iter().enumerate() {
@@ -684,6 +689,7 @@ fn bench(
         let exe = std::env::current_exe()?;
         let (service, keys) = ChildService::start(&exe, links + 16)?;
         let (rss_before, _) = service.rss_kib()?;
+        let quiet_p99 = ping_p99(&service.endpoint, &keys, PINGS)?;
         let opening = std::time::Instant::now();
         let open = open_idle_sockets(&service.endpoint, &keys, links, 16)?;
         let took = opening.elapsed().as_secs_f64();
@@ -701,6 +707,15 @@ fn bench(
             peak as f64 / 1024.0,
             rss_before as f64 / 1024.0,
             rss.saturating_sub(rss_before) as f64 / open.len() as f64
+        );
+        let held_p99 = ping_p99(&service.endpoint, &keys, PINGS)?;
+        println!(
+            "a good client's ping p99 over {PINGS} pings: {:.0} µs with the {} idle links held, \
+             {:.0} µs before them: {:.2}x",
+            held_p99.as_secs_f64() * 1e6,
+            open.len(),
+            quiet_p99.as_secs_f64() * 1e6,
+            held_p99.as_secs_f64() / quiet_p99.as_secs_f64().max(f64::EPSILON)
         );
     }
     Ok(())

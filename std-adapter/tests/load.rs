@@ -100,6 +100,24 @@ fn the_bench_command_prints_its_table() {
             .starts_with("service with 20 idle links (each handshook and answered a ping): RSS "),
         "{text}"
     );
+    // "... p99 over 2000 pings: A µs with the 20 idle links held, B µs before them: Rx",
+    // R being A / B as printed (to rounding).
+    let p99 = lines[6]
+        .strip_prefix("a good client's ping p99 over 2000 pings: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let numbers: Vec<f64> = p99
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|w| !w.is_empty() && *w != ".")
+        .map(|w| w.trim_end_matches('.').parse().unwrap())
+        .collect();
+    let [held, links, quiet, ratio] = numbers[..] else {
+        panic!("{p99}")
+    };
+    assert_eq!(links, 20.0, "{p99}");
+    assert!(held > 0.0 && quiet > 0.0, "{p99}");
+    // The times are printed rounded to 1 µs and the ratio to 0.01: allow for both.
+    let slack = 0.005 + held / quiet * (0.5 / held + 0.5 / quiet);
+    assert!((ratio - held / quiet).abs() <= slack, "{p99}");
 }
 
 /// `--proto seed,dmsg`: one table per revision in the same run, each in the seed table's
