@@ -353,7 +353,8 @@ enum Command {
               value_parser = |s: &str| s.parse::<Proto>().map_err(|e| e.to_string()))]
         proto: Vec<Proto>,
         /// Also start a service and hold this many idle links open to it, each after a
-        /// handshake and a ping; report the service's memory (0 to 100000; 0: no service).
+        /// handshake and a ping; report the service's memory and a good client's ping p99
+        /// before and while they are held (0 to 100000; 0: no service).
         #[arg(long, default_value_t = 0,
               value_parser = RangedU64ValueParser::<usize>::new().range(0..=MOST_BENCH_LINKS))]
         links: usize,
