@@ -59,7 +59,7 @@ impl<S: DuplexStream, const T: usize> HandleDriver<S, T> {
     /// Drives the link until it is closed — by [`Handle::blocking_close`] (or `close`),
     /// by every handle, `Incoming` and responder being dropped (then as `close`: what was queued is
     /// written first), or by the peer — or fails. Every request still waiting then
-    /// fails with [`HandleError::Closed`] (we closed) or [`HandleError::LinkLost`].
+    /// fails with [`HandleError::Closed`](crate::handle::HandleError::Closed) (we closed) or [`HandleError::LinkLost`](crate::handle::HandleError::LinkLost).
     ///
     /// # Errors
     /// How the link failed, as [`Link::next_event`] says.

@@ -51,7 +51,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, const T: usize> HandleDriver<S, T> {
     /// Drives the link until it is closed — by [`Handle::close`], by every handle and
     /// responder being dropped (then as `close`: what was queued is written first), or
     /// by the peer — or fails. Every request still waiting then fails with
-    /// [`HandleError::Closed`] (we closed) or [`HandleError::LinkLost`].
+    /// [`HandleError::Closed`](crate::handle::HandleError::Closed) (we closed) or [`HandleError::LinkLost`](crate::handle::HandleError::LinkLost).
     ///
     /// # Errors
     /// How the link failed, as [`Link::next_event`] says.
