@@ -54,7 +54,16 @@ fn done(poll: HandshakePoll) -> Session {
 
 /// Runs both sides' handshakes against each other; returns (node, client) sessions.
 fn exchange(node: ModeChoice, client: ModeChoice) -> (Session, Session) {
-    let mut n = handshake("node", "client", 1, node);
+    exchange_with_node_fifo(node, client, FIFO)
+}
+
+/// [`exchange`], the node's flags made for a receive FIFO of `node_fifo` bytes.
+fn exchange_with_node_fifo(
+    node: ModeChoice,
+    client: ModeChoice,
+    node_fifo: usize,
+) -> (Session, Session) {
+    let mut n = handshake_for_fifo("node", "client", 1, node, node_fifo);
     let mut c = handshake("client", "node", 2, client);
     let (n_wire, c_wire) = (n.pending().to_vec(), c.pending().to_vec());
     (
@@ -96,13 +105,7 @@ fn two_h2msg_nodes_on_auto_end_in_gcm_and_talk() {
 #[test]
 fn an_auto_node_with_a_fifo_too_small_for_a_record_settles_on_seed() {
     let small = GCM_FIFO - 1;
-    let mut n = handshake_for_fifo("node", "client", 1, ModeChoice::Auto, small);
-    let mut c = handshake("client", "node", 2, ModeChoice::Auto);
-    let (n_wire, c_wire) = (n.pending().to_vec(), c.pending().to_vec());
-    let (ns, cs) = (
-        done(receive_block(&mut n, &c_wire)),
-        done(receive_block(&mut c, &n_wire)),
-    );
+    let (ns, cs) = exchange_with_node_fifo(ModeChoice::Auto, ModeChoice::Auto, small);
     assert_eq!((ns.own_flags(), cs.peer_flags()), (0, 0), "not offered");
     let ns = LinkSetup::negotiate(ns, ModeChoice::Auto).unwrap();
     let cs = LinkSetup::negotiate(cs, ModeChoice::Auto).unwrap();
