@@ -7,11 +7,13 @@
 //! Both sides of each run use the same server: a low-level link on a thread of its own
 //! that echoes every request's data in one final reply. The links are plaintext `seed`
 //! without a handshake (the exchange is what is measured, not the cipher), with tables
-//! of 512 transactions. Each figure is the median of 5 runs.
+//! of 512 transactions. Each run times the low-level loop and then the handle; the rates
+//! printed are the medians of 5 runs, the ratio the median of the runs' own ratios (so a
+//! burst of other work on the machine shifts one pair, not the figure).
 //!
 //! Run: `cargo run --release -p h2msg-examples --example handle_overhead` (add a number
-//! to scale the requests per run: `-- 0.1` for a quick look). It prints; it judges
-//! nothing, as timings belong in no test.
+//! to scale the requests per run — `-- 0.1` for a quick look — and a second for the
+//! runs: `-- 0.3 9`). It prints; it judges nothing, as timings belong in no test.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -31,22 +33,26 @@ const ECHO: Cmd = match Cmd::app(1) {
 
 /// Transactions per direction: room for 256 open requests.
 const TABLE: usize = 512;
+/// Runs per figure unless the second argument says otherwise.
 const RUNS: usize = 5;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 type BenchLink = Link<TcpStream, TABLE>;
 
 fn main() -> Result<()> {
-    let scale: f64 = match std::env::args().nth(1) {
-        Some(arg) => arg.parse()?,
-        None => 1.0,
-    };
+    let mut args = std::env::args().skip(1);
+    let scale: f64 = args.next().map_or(Ok(1.0), |arg| arg.parse())?;
+    let runs: usize = args.next().map_or(Ok(RUNS), |arg| arg.parse())?.max(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     println!(
-        "request/reply round trips per second, tokio, loopback TCP, one link; median of {RUNS} \
+        "request/reply round trips per second, tokio, loopback TCP, one link; median of {runs} \
          runs; link = the low-level Link in one task, handle = handle.request() from as many tasks"
+    );
+    println!(
+        "ratio = the median of the runs' handle/link ratios (each run times both in turn), \
+         with the lowest and highest"
     );
     println!(
         "{:>7} {:>10} {:>9} {:>12} {:>12} {:>7} {:>9}",
@@ -66,22 +72,31 @@ fn main() -> Result<()> {
             let requests = ((base * scale) as usize).max(concurrent);
             let mut link_rates = Vec::new();
             let mut handle_rates = Vec::new();
-            for _ in 0..RUNS {
+            let mut ratios = Vec::new();
+            for _ in 0..runs {
                 let elapsed = runtime.block_on(low_level(payload, concurrent, requests))?;
-                link_rates.push(requests as f64 / elapsed.as_secs_f64());
+                let link = requests as f64 / elapsed.as_secs_f64();
                 let elapsed = runtime.block_on(through_handle(payload, concurrent, requests))?;
-                handle_rates.push(requests as f64 / elapsed.as_secs_f64());
+                let handle = requests as f64 / elapsed.as_secs_f64();
+                link_rates.push(link);
+                handle_rates.push(handle);
+                ratios.push(handle / link);
             }
             let (link, handle) = (median(&mut link_rates), median(&mut handle_rates));
+            let ratio = median(&mut ratios);
+            let (low, high) = (
+                ratios.first().copied().unwrap_or(0.0),
+                ratios.last().copied().unwrap_or(0.0),
+            );
             println!(
-                "{:>6}B {:>10} {:>9} {:>12.0} {:>12.0} {:>7.3} {:>8.1}%",
+                "{:>6}B {:>10} {:>9} {:>12.0} {:>12.0} {:>7.3} {:>8.1}%  ({low:.2}–{high:.2})",
                 payload,
                 concurrent,
                 requests,
                 link,
                 handle,
-                handle / link,
-                (link / handle - 1.0) * 100.0
+                ratio,
+                (1.0 / ratio - 1.0) * 100.0
             );
         }
     }

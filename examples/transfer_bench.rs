@@ -6,7 +6,8 @@
 //! asserts nothing about time, only that every byte arrived.
 //!
 //! Run it optimised: `cargo run --release -p h2msg-examples --example transfer_bench`
-//! (`-- 16` for 16 MiB instead of 64, `-- 64 5` for five rounds). Each round times the
+//! (`-- 16` for 16 MiB instead of 64, `-- 64 5` for five rounds, `-- 64 5 seed` for
+//! the seed mode only, `-- 64 5 seed tokio` for its tokio row only). Each round times the
 //! raw copy and then each mode; it prints each series' median, minimum and maximum and
 //! the median of the rounds' ratios. The byte comparisons are made outside the timed
 //! parts. Each mode is measured with the blocking driver (a reader and a writer thread
@@ -47,6 +48,22 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(1), |a| a.parse())?.max(1);
+    // A third argument names the only mode to run (`seed`, `cbc` or `gcm`), a fourth the
+    // only driver (`blocking` or `tokio`), e.g. to profile one.
+    let only = args.next();
+    let drivers: Vec<usize> = match args.next().as_deref() {
+        None => vec![0, 1],
+        Some("blocking") => vec![0],
+        Some("tokio") => vec![1],
+        Some(_) => return Err("the fourth argument names a driver: blocking or tokio".into()),
+    };
+    let modes: Vec<(&str, ModeChoice)> = MODES
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name))
+        .collect();
+    if modes.is_empty() {
+        return Err("the third argument names a mode: seed, cbc or gcm".into());
+    }
     let size = mib << 20;
     let payload: Vec<u8> = (0..size)
         .map(|i| u8::try_from(i % 251).unwrap_or_default())
@@ -57,11 +74,14 @@ fn main() -> Result<()> {
     // Each round times the raw copy and then every mode, so that a ratio compares runs
     // made under the same load.
     let mut raw = Vec::new();
-    let mut transfers: Vec<Vec<Duration>> = vec![Vec::new(); 2 * MODES.len()];
+    let mut transfers: Vec<Vec<Duration>> = vec![Vec::new(); 2 * modes.len()];
     for _ in 0..rounds {
         raw.push(raw_copy(&payload)?);
-        for (pair, (_, mode)) in transfers.chunks_mut(2).zip(MODES) {
+        for (pair, &(_, mode)) in transfers.chunks_mut(2).zip(&modes) {
             for (driver, times) in pair.iter_mut().enumerate() {
+                if !drivers.contains(&driver) {
+                    continue;
+                }
                 times.push(if driver == 0 {
                     one_transfer(&payload, mode, &service_keys, &client_keys)?
                 } else {
@@ -73,10 +93,10 @@ fn main() -> Result<()> {
 
     println!("{mib} MiB over loopback, {rounds} rounds: median (min–max)");
     println!("raw TCP copy               {}", summary(size, &raw));
-    let names = MODES
+    let names = modes
         .iter()
         .flat_map(|(name, _)| [format!("{name}, blocking"), format!("{name}, tokio")]);
-    for (name, times) in names.zip(&transfers) {
+    for (name, times) in names.zip(&transfers).filter(|(_, times)| !times.is_empty()) {
         let mut ratios: Vec<f64> = raw
             .iter()
             .zip(times)

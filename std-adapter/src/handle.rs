@@ -33,7 +33,8 @@
 //!
 //! # Bounds
 //!
-//! Nothing grows without bound: requests waiting to be opened ([`REQUEST_QUEUE`]), other
+//! Nothing grows without bound: requests waiting to be opened ([`REQUEST_QUEUE`], or the
+//! transaction table's `T` if larger), other
 //! messages waiting to be queued on the link ([`OP_QUEUE`]), received requests not yet
 //! taken from [`Incoming`] ([`INCOMING_QUEUE`]) and reply parts not yet taken from a
 //! [`ReplyParts`] ([`REPLY_PART_QUEUE`]) are bounded channels. A full one makes the
@@ -80,7 +81,10 @@ pub(crate) use router::Router;
 pub(crate) use router::{Ended, Op, Received, Request, Served, Taken};
 use router::{PartItem, Tail, pop_tail};
 
-/// Requests a link's handles may have waiting for the driver to open them.
+/// Requests a link's handles may have waiting for the driver to open them, at least: a
+/// link with a larger transaction table (`T`) has room for `T`, so that as many requests
+/// as it can have open can also be on their way (with fewer, tasks beyond the queue wait
+/// for room one wake at a time).
 pub const REQUEST_QUEUE: usize = 64;
 /// Replies, one-way sends and closes a link's handles may have waiting for the driver.
 pub const OP_QUEUE: usize = 64;

@@ -42,7 +42,7 @@ pub fn into_handle<S: DuplexStream, const T: usize>(
     mut link: Link<S, T>,
 ) -> (Handle, Incoming, HandleDriver<S, T>) {
     let waker = link.transport().waker();
-    let (served, handle, incoming) = Served::new(Some(waker));
+    let (served, handle, incoming) = Served::new(Some(waker), T);
     (handle, incoming, HandleDriver { link, served })
 }
 

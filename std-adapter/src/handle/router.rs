@@ -273,8 +273,11 @@ enum Parked {
 
 impl Router {
     /// A router with its handle, incoming stream and channels.
-    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Channels, Handle, Incoming) {
-        let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+    pub(crate) fn new(
+        waker: Option<DuplexWaker>,
+        transactions: usize,
+    ) -> (Self, Channels, Handle, Incoming) {
+        let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE.max(transactions));
         let (op_tx, ops) = mpsc::channel(OP_QUEUE);
         let (abandoned_tx, abandoned) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
@@ -676,9 +679,10 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    /// The core of a new driver, with its handle and incoming stream.
-    pub(crate) fn new(waker: Option<DuplexWaker>) -> (Self, Handle, Incoming) {
-        let (router, channels, handle, incoming) = Router::new(waker);
+    /// The core of a new driver for a link of `transactions` per direction, with its
+    /// handle and incoming stream.
+    pub(crate) fn new(waker: Option<DuplexWaker>, transactions: usize) -> (Self, Handle, Incoming) {
+        let (router, channels, handle, incoming) = Router::new(waker, transactions);
         let served = Self {
             router,
             channels,

@@ -35,7 +35,7 @@ pub fn into_handle<S, const T: usize>(link: Link<S, T>) -> (Handle, Incoming, Ha
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (served, handle, incoming) = Served::new(None);
+    let (served, handle, incoming) = Served::new(None, T);
     (handle, incoming, HandleDriver { link, served })
 }
 
