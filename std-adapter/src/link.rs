@@ -39,8 +39,8 @@ use h2msg::{
 };
 
 use crate::blocking::{
-    DmsgLink, DriveError, Duplex, DuplexStream, Link, STD_FIFO_SIZE, StdIocom, TRANSACTIONS,
-    drive_handshake, now, std_dmsg_iocom_sized, std_iocom_sized, std_iocom_with,
+    DmsgLink, DriveError, Duplex, DuplexStream, Link, READ_AHEAD, STD_FIFO_SIZE, StdIocom,
+    TRANSACTIONS, drive_handshake, now, std_dmsg_iocom_sized, std_iocom_sized, std_iocom_with,
 };
 use crate::keys::{KeyDir, KeyError, PeerKey};
 use crate::proto::Proto;
@@ -330,6 +330,7 @@ pub fn accept<S: DuplexStream + PeerStream, const T: usize>(
     let mut duplex = Duplex::new(stream)?;
     let (terms, setup) = handshake(&mut duplex, keys, options.timeout, options.mode)?;
     let io = options.connection(setup)?;
+    duplex.read_ahead(READ_AHEAD);
     Ok((Link::new(duplex, io), terms))
 }
 
@@ -580,6 +581,7 @@ pub fn open_link(
     let mut duplex = Duplex::new(stream)?;
     let (terms, setup) = handshake(&mut duplex, keys, timeout, choice)?;
     let io = shell_connection(setup, liveness)?;
+    duplex.read_ahead(READ_AHEAD);
     Ok((Link::new(duplex, io), terms))
 }
 
@@ -624,6 +626,7 @@ pub fn open_dmsg_link(
     for cmd in [Cmd::DBG_SHELL, Cmd::LNK_PING] {
         io.accept(cmd).map_err(crate::other)?;
     }
+    duplex.read_ahead(READ_AHEAD);
     Ok((DmsgLink::new(duplex, io), terms))
 }
 
