@@ -63,7 +63,8 @@
 //! [`reply`](Responder::reply) future dropped before the driver took the reply
 //! included), and a request that arrives once [`Incoming`] is dropped, are answered with
 //! a final reply of error 0x20 (`MSG_ERR_UNKNOWN`, §8.3), as the connection answers
-//! commands nobody accepted.
+//! commands nobody accepted. A responder that sent parts before it was dropped has them
+//! all written before that final reply.
 
 mod router;
 

@@ -48,6 +48,12 @@ const NOTE: Cmd = match Cmd::app(5) {
     Some(cmd) => cmd,
     None => Cmd::LNK_PAD,
 };
+/// "Start answering in parts, then give up": the server sends the request's data in
+/// 32-byte parts and drops its responder without a final reply.
+const HALF: Cmd = match Cmd::app(6) {
+    Some(cmd) => cmd,
+    None => Cmd::LNK_PAD,
+};
 
 /// A tokio link over one end of an in-memory pipe, accepting `commands`.
 fn tokio_link(stream: DuplexStream, commands: &[Cmd]) -> Link<DuplexStream> {
@@ -81,6 +87,12 @@ async fn serve(mut incoming: Incoming) {
                 responder.reply_part(chunk.to_vec()).await.unwrap();
             }
             responder.reply(0, Vec::new()).await.unwrap();
+        } else if cmd == HALF.clear(MsgFlags::ALL) {
+            let (data, mut responder) = request.into_parts();
+            for chunk in data.chunks(32) {
+                responder.reply_part(chunk.to_vec()).await.unwrap();
+            }
+            // Dropped here without its final reply.
         }
         // IGNORED: dropped here, with its responder.
     }
@@ -93,7 +105,7 @@ fn client_and_server(
     let (a, b) = pipe(64 * 1024);
     let (client, _, client_driver) = tokio_driver::into_handle(tokio_link(a, &[]));
     let (server, incoming, server_driver) =
-        tokio_driver::into_handle(tokio_link(b, &[SQUARE, PARTS, IGNORED]));
+        tokio_driver::into_handle(tokio_link(b, &[SQUARE, PARTS, IGNORED, HALF]));
     let driving = tokio::spawn(async move {
         client_driver.run().await.unwrap();
     });
@@ -171,6 +183,28 @@ async fn a_request_its_responder_drops_is_answered_0x20() {
     let reply = client.request(IGNORED, b"anyone?".to_vec()).await.unwrap();
     assert_eq!(reply.error(), MSG_ERR_UNKNOWN);
     assert!(reply.is_last());
+    client.close().await.unwrap();
+    driving.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_responder_dropped_after_some_parts_sends_them_all_before_its_0x20() {
+    let mut server = JoinSet::new();
+    let (client, driving) = client_and_server(&mut server);
+    let data: Vec<u8> = (0..100u8).collect();
+    let mut parts = client.request_parts(HALF, data.clone()).await.unwrap();
+    let mut received = Vec::new();
+    let mut ends = Vec::new();
+    while let Some(part) = parts.next().await {
+        let part = part.unwrap();
+        ends.push((part.error(), part.is_last()));
+        received.push(part.into_data());
+    }
+    // Four parts (32, 32, 32 and 4 bytes padded to 32), then the answer the drop owes:
+    // an empty final reply with error 0x20 — after the parts, never in their place.
+    let ok = (0, false);
+    assert_eq!(ends, [ok, ok, ok, ok, (MSG_ERR_UNKNOWN, true)]);
+    assert_eq!(received.concat().get(..100), Some(&data[..]));
     client.close().await.unwrap();
     driving.await.unwrap();
 }

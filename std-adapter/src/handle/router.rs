@@ -346,15 +346,6 @@ impl Router {
         while let Ok(header) = channels.abandoned.try_recv() {
             self.owed.push_back(header);
         }
-        while let Some(header) = self.owed.front() {
-            match io.reply(header, MSG_ERR_UNKNOWN, &[], true) {
-                Err(SendError::Tx(TxError::QueueFull { .. })) => return Taken::QueueFull,
-                // Sent, or the transaction is over anyway.
-                _ => {
-                    self.owed.pop_front();
-                }
-            }
-        }
         if let Some(stuck) = self.parked.take().and_then(|parked| self.queue(io, parked)) {
             return self.park(stuck);
         }
@@ -396,9 +387,22 @@ impl Router {
                 }
             }
             if !took {
-                return Taken::Idle;
+                break;
             }
         }
+        // The answers owed for dropped responders go after every op taken before them:
+        // a responder that sent parts and was then dropped had its parts in the channel
+        // before its drop was noted, and its 0x20 final must not overtake them.
+        while let Some(header) = self.owed.front() {
+            match io.reply(header, MSG_ERR_UNKNOWN, &[], true) {
+                Err(SendError::Tx(TxError::QueueFull { .. })) => return Taken::QueueFull,
+                // Sent, or the transaction is over anyway.
+                _ => {
+                    self.owed.pop_front();
+                }
+            }
+        }
+        Taken::Idle
     }
 
     /// An op a driver received while waiting (`None`: every handle is gone).
