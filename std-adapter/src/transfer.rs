@@ -52,7 +52,7 @@
 
 use std::fmt;
 
-use h2msg::drive::{DriveError, Link as DriveLink, Transport};
+use h2msg::drive::{DriveError, Link as DriveLink, Transport, reply_error};
 use h2msg::ioq::TxError;
 use h2msg::trans::TransKey;
 use h2msg::transfer::{Failure, Fed, Progress, Reassembler, Sender, Transfer, answer_failure};
@@ -146,10 +146,12 @@ impl Inbox {
     fn take_event<const T: usize>(
         &mut self,
         io: &mut StdIocom<T>,
+        watch: impl FnOnce(&Event<'_>),
         other: impl FnOnce(Event<'_>),
     ) -> Option<Option<Outcome>> {
         let fed = {
             let event = io.poll_event()?;
+            watch(&event);
             let fed = self.reassembler.handle_event(self.cmd, &event);
             if fed == Fed::NotTransfer {
                 other(event);
@@ -168,18 +170,35 @@ impl Inbox {
 
     /// What [`send`] does between two turns of the link: take every ready event, queue
     /// the answers owed, then as many parts as fit. True once every part is queued.
-    fn send_between_turns<const T: usize>(
+    ///
+    /// # Errors
+    /// The connection's refusal of a part, or the peer's of the transfer (a final reply
+    /// to our request with an error): no part is queued after it.
+    fn send_between_turns<const T: usize, E>(
         &mut self,
         io: &mut StdIocom<T>,
         sender: &mut Sender<'_>,
         incoming: &mut impl FnMut(Incoming<'_>),
-    ) -> Result<bool, SendError> {
-        while let Some(taken) = self.take_event(io, |event| incoming(Incoming::Event(event))) {
+    ) -> Result<bool, SendTransferError<E>> {
+        let ours = sender.request_msgid();
+        let mut refused = None;
+        let mut watch = |event: &Event<'_>| {
+            let error = ours.and_then(|msgid| reply_error(event, msgid));
+            if let Some(code) = error.filter(|&code| code != 0) {
+                refused = Some(code);
+            }
+        };
+        while let Some(taken) =
+            self.take_event(io, &mut watch, |event| incoming(Incoming::Event(event)))
+        {
             if let Some(outcome) = taken {
                 incoming(Incoming::Transfer(outcome));
             }
         }
         self.answer_owed(io);
+        if let Some(code) = refused {
+            return Err(SendTransferError::Refused { code });
+        }
         Ok(sender.poll_send(io)? == Progress::Done)
     }
 
@@ -191,7 +210,7 @@ impl Inbox {
         other: &mut impl FnMut(Event<'_>),
     ) -> Option<Outcome> {
         self.answer_owed(io);
-        while let Some(taken) = self.take_event(io, &mut *other) {
+        while let Some(taken) = self.take_event(io, |_| {}, &mut *other) {
             if taken.is_some() {
                 return taken;
             }
@@ -216,6 +235,15 @@ pub enum SendTransferError<E> {
     Drive(DriveError<E>),
     /// The peer closed the link before the last part could be queued.
     Closed,
+    /// The peer refused the transfer — a final reply to our request with error `code`
+    /// ([`TRANSFER_ERR_TOO_LARGE`](h2msg::transfer::TRANSFER_ERR_TOO_LARGE), 0x22, or
+    /// [`TRANSFER_ERR_MALFORMED`](h2msg::transfer::TRANSFER_ERR_MALFORMED), 0x23, §3.5) —
+    /// before its last part was queued. No part is queued after the refusal; abort our
+    /// side of the transaction (`link.io().abort(cmd, msgid)`).
+    Refused {
+        /// The reply's error field.
+        code: u16,
+    },
 }
 
 impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
@@ -224,6 +252,7 @@ impl<E: fmt::Display> fmt::Display for SendTransferError<E> {
             Self::Send(e) => write!(f, "a part of the transfer was refused: {e}"),
             Self::Drive(e) => write!(f, "the link failed during the transfer: {e}"),
             Self::Closed => f.write_str("the link closed before the transfer was sent"),
+            Self::Refused { code } => write!(f, "the peer refused the transfer (error {code:#x})"),
         }
     }
 }

@@ -872,12 +872,22 @@ fn a_transfer_refused_during_a_send_is_answered_and_the_send_completes() {
     let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(CROSSING_LEN, 1));
     let mut outcomes = Vec::new();
     let mut sender = Sender::request(UPLOAD, &refused);
-    transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
+    let sent = transfer::send(&mut link, &mut sender, &mut inbox, |incoming| {
         if let Incoming::Transfer(outcome) = incoming {
             outcomes.push(outcome);
         }
-    })
-    .unwrap();
+    });
+    // All queued before the refusal came, or stopped by it.
+    assert!(
+        matches!(
+            sent,
+            Ok(())
+                | Err(transfer::SendTransferError::Refused {
+                    code: TRANSFER_ERR_TOO_LARGE
+                })
+        ),
+        "{sent:?}"
+    );
     let msgid = sender.msgid().unwrap();
     while outcomes.len() < 2 {
         outcomes.push(
@@ -908,5 +918,55 @@ fn a_transfer_refused_during_a_send_is_answered_and_the_send_completes() {
             announced: 1 << 20,
             max: 1000
         })]
+    );
+}
+
+/// A sender whose transfer the peer refuses stops queueing parts when the refusal
+/// arrives, instead of sending the rest for the peer to drop.
+#[test]
+fn a_refused_transfer_stops_being_sent() {
+    use h2msg_std::transfer::{self, Inbox, SendTransferError};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut link = blocking_link(listener.accept().unwrap().0, 1);
+        let mut inbox = Inbox::with_reassembler(UPLOAD, Reassembler::with_limits(1000, 1));
+        let first = transfer::receive(&mut link, &mut inbox, |_| {}).unwrap();
+        // The rest of the refused transfer is read and dropped until the peer closes.
+        while transfer::receive(&mut link, &mut inbox, |_| {})
+            .unwrap()
+            .is_some()
+        {}
+        first.map(|outcome| outcome.map(|t| t.data.len()).map_err(|f| f.error))
+    });
+    let mut link = blocking_link(std::net::TcpStream::connect(address).unwrap(), 2);
+    let data = payload(CROSSING_LEN, 3);
+    let mut sender = Sender::request(UPLOAD, &data);
+    let sent = transfer::send(&mut link, &mut sender, &mut Inbox::new(UPLOAD), |_| {});
+    assert!(
+        matches!(
+            sent,
+            Err(SendTransferError::Refused {
+                code: TRANSFER_ERR_TOO_LARGE
+            })
+        ),
+        "{sent:?}"
+    );
+    // Far from all of it: what fit in the socket buffers and our queue before the answer.
+    let queued = sender.parts().sent();
+    assert!(
+        queued < CROSSING_LEN / 2,
+        "stopped after {queued} of {CROSSING_LEN} bytes"
+    );
+    let msgid = sender.msgid().unwrap();
+    link.io().abort(UPLOAD, msgid).unwrap();
+    link.flush().unwrap();
+    drop(link);
+    assert_eq!(
+        receiver.join().unwrap(),
+        Some(Err(TransferError::TooLarge {
+            announced: CROSSING_LEN as u64,
+            max: 1000
+        }))
     );
 }

@@ -123,6 +123,17 @@ impl<'p> Sender<'p> {
         self.parts.is_done()
     }
 
+    /// Our request's msgid once its announcement is queued; `None` before, and always for
+    /// a transfer sent as replies. A final reply to it carrying an error is the peer
+    /// refusing the transfer: stop sending ([`abort`](Iocom::abort) the transaction).
+    #[must_use]
+    pub const fn request_msgid(&self) -> Option<u32> {
+        match self.route {
+            SeedRoute::Request { msgid, .. } => msgid,
+            SeedRoute::Reply { .. } => None,
+        }
+    }
+
     /// The parts, to see how far the transfer got.
     #[must_use]
     pub const fn parts(&self) -> &Parts<'p> {
