@@ -21,18 +21,35 @@ fn an_empty_payload_is_one_announcement_that_also_closes() {
     assert_eq!(cut(0), [(8, true, true)]);
 }
 
+/// A full part: the largest aux (65536, §3.5) less the largest header (2048), so that a
+/// part and its header fit a 64 KiB receive FIFO.
+const FULL_PART: usize = 65536 - 2048;
+
 #[test]
-fn parts_are_full_64_kib_but_the_last() {
+fn parts_are_full_62_kib_but_the_last() {
     assert_eq!(cut(1), [(8, true, false), (1, false, true)]);
-    assert_eq!(cut(65536), [(8, true, false), (65536, false, true)]);
+    assert_eq!(cut(FULL_PART), [(8, true, false), (FULL_PART, false, true)]);
     assert_eq!(
-        cut(2 * 65536 + 33),
+        cut(65536),
         [
             (8, true, false),
-            (65536, false, false),
-            (65536, false, false),
+            (FULL_PART, false, false),
+            (2048, false, true)
+        ]
+    );
+    assert_eq!(
+        cut(2 * FULL_PART + 33),
+        [
+            (8, true, false),
+            (FULL_PART, false, false),
+            (FULL_PART, false, false),
             (33, false, true)
         ]
+    );
+    assert_eq!(
+        FULL_PART % 32,
+        0,
+        "every part but the last whole 32-byte units"
     );
 }
 
@@ -141,23 +158,24 @@ fn answers_say_whether_the_peer_still_waits() {
 /// the last element was queued.
 #[test]
 fn parts_count_what_was_queued() {
-    let payload = std::vec![3u8; 65536 + 100];
+    let payload = std::vec![3u8; FULL_PART + 100];
     let mut parts = Parts::new(&payload);
+    let total = FULL_PART + 100;
     assert_eq!(
         (parts.total(), parts.sent(), parts.is_done()),
-        (65636, 0, false)
+        (total, 0, false)
     );
     parts.part_sent(); // the announcement: no payload byte yet
     assert_eq!((parts.sent(), parts.is_done()), (0, false));
     parts.part_sent();
-    assert_eq!((parts.sent(), parts.is_done()), (65536, false));
+    assert_eq!((parts.sent(), parts.is_done()), (FULL_PART, false));
     parts.part_sent();
-    assert_eq!((parts.sent(), parts.is_done()), (65636, true));
+    assert_eq!((parts.sent(), parts.is_done()), (total, true));
     assert_eq!(parts.next_part(), None);
     parts.part_sent(); // nothing left: no change
     assert_eq!(
         (parts.total(), parts.sent(), parts.is_done()),
-        (65636, 65636, true)
+        (total, total, true)
     );
 }
 
