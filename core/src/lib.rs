@@ -28,20 +28,24 @@
 //!     CounterSalt, Event, Handshake, HandshakePoll, Iocom, IocomMemory, KeyMode, LinkSetup,
 //!     ModeChoice, NoRsa, Session,
 //! };
-//! # struct Dice(u8);
-//! # impl h2msg::rand_core::TryRng for Dice {
-//! #     type Error = core::convert::Infallible;
-//! #     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(7) }
-//! #     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(7) }
-//! #     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-//! #         for b in dst { self.0 = self.0.wrapping_mul(31).wrapping_add(7); *b = self.0; }
-//! #         Ok(())
-//! #     }
-//! # }
-//! # impl h2msg::rand_core::TryCryptoRng for Dice {}
 //!
-//! // 1. The handshake of two `.none` peers (a real node passes `KeyMode::Rsa` and the
-//! //    OS random source). Each side's bytes are fed to the other.
+//! // A predictable stand-in for a random source, so that this example needs no
+//! // dependency: never use one like it outside a test. A real node passes
+//! // `&mut getrandom::SysRng` (see "Randomness" below).
+//! struct Dice(u8);
+//! impl h2msg::rand_core::TryRng for Dice {
+//!     type Error = core::convert::Infallible;
+//!     fn try_next_u32(&mut self) -> Result<u32, Self::Error> { Ok(7) }
+//!     fn try_next_u64(&mut self) -> Result<u64, Self::Error> { Ok(7) }
+//!     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+//!         for b in dst { self.0 = self.0.wrapping_mul(31).wrapping_add(7); *b = self.0; }
+//!         Ok(())
+//!     }
+//! }
+//! impl h2msg::rand_core::TryCryptoRng for Dice {}
+//!
+//! // 1. The handshake of two `.none` peers (a real node passes `KeyMode::Rsa`). Each
+//! //    side's bytes are fed to the other.
 //! let side = |seed| Handshake::<NoRsa>::new(KeyMode::Plaintext, &mut Dice(seed), WireOrder::Little, None);
 //! let (mut a, mut b) = (side(1)?, side(2)?);
 //! let (to_b, to_a) = (a.pending().to_vec(), b.pending().to_vec());
@@ -118,7 +122,7 @@
 //!
 //! The handshake draws the random bytes of its block (§2.3) from the RNG the caller
 //! passes: any **`rand_core` 0.10** `TryCryptoRng` (the trait generation this crate is
-//! written against, re-exported as [`rand_core`]). With std, **`getrandom` 0.4** with its
+//! written against, re-exported as `h2msg::rand_core`). With std, **`getrandom` 0.4** with its
 //! `sys_rng` feature provides one, `getrandom::SysRng` (the OS source; h2msg-std uses
 //! it). An RNG implementing an older `rand_core` (0.6, 0.9: `rand` 0.8 and 0.9) does not
 //! satisfy the bound even where its type looks right; the compiler then names a missing

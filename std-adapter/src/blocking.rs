@@ -158,6 +158,10 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 /// from several threads, each awaiting its own reply, turn it into a
 /// [`Handle`](crate::handle::Handle) ([`into_handle`]); this is the low-level loop.
 ///
+/// An alias: its methods — [`io`](h2msg::drive::Link::io) to send,
+/// [`next_event`](h2msg::drive::Link::next_event) to wait, [`flush`](h2msg::drive::Link::flush)
+/// before dropping it — are documented on [`h2msg::drive::Link`].
+///
 /// ```no_run
 /// use std::net::TcpStream;
 /// use std::time::Duration;

@@ -2,11 +2,13 @@
 //! `rsa` crate (0.10) and its key types, and the loaders of the key files of the 2012
 //! layout (§2.2).
 //!
-//! Randomness needs no setup here: h2msg-std draws from the operating system through
-//! `getrandom` 0.4 (`SysRng`, a `rand_core` 0.10 `TryCryptoRng`). The core's own
-//! parameters take any `rand_core` 0.10 `TryCryptoRng` (re-exported as
-//! [`h2msg::rand_core`]); an RNG written against another `rand_core` (0.6, 0.9) does not
-//! satisfy them.
+//! Randomness needs no setup for a link: `link::connect` and `accept` draw from the
+//! operating system through `getrandom` 0.4 (`SysRng`, a `rand_core` 0.10
+//! `TryCryptoRng`). The calls that take an RNG — [`KeyDir::init`], the core's handshake —
+//! take any `rand_core` 0.10 `TryCryptoRng` (re-exported as `h2msg::rand_core`): pass
+//! `&mut getrandom::SysRng`, from a dependency on `getrandom` 0.4 with its `sys_rng`
+//! feature (h2msg does not re-export it). An RNG written against another `rand_core`
+//! (0.6, 0.9) does not satisfy them.
 //!
 //! ```no_run
 //! use std::path::Path;

@@ -372,7 +372,10 @@ impl KeyDir {
     /// `rsainit`: makes the directory (0700; parents 0755) and a new 2048-bit key pair
     /// (`rsa.prv` 0400 PKCS#1 PEM, `rsa.pub` SubjectPublicKeyInfo PEM), never overwriting a
     /// key: an existing `rsa.prv` is kept (and `rsa.pub` derived from it if missing).
-    /// Returns what was done.
+    /// Returns what was done. `remote/` is not made: peers' keys are the caller's to add.
+    ///
+    /// `rng` is any `rand_core` 0.10 `TryCryptoRng`; the OS source is
+    /// `&mut getrandom::SysRng` (`getrandom` 0.4, feature `sys_rng`).
     ///
     /// # Errors
     /// [`KeyError`] for file-system failures or an unreadable existing key.

@@ -33,7 +33,7 @@
 //! | Feature | Adds |
 //! |---|---|
 //! | `openssl-rsa` | `openssl_rsa`: the handshake's raw RSA on the system's OpenSSL (about 10× faster private operations than the `rsa` crate), used by every link this crate sets up; needs libssl-dev and pkg-config |
-//! | `tokio` | `tokio_driver`: the async driver, its `connect` / `accept` and the handle's driver, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`, `macros`; a runtime with `enable_time` for timers). The handle's channels are tokio's `sync` module, always built (no runtime needed) |
+//! | `tokio` (default) | `tokio_driver`: the async driver, its `connect` / `accept` and the handle's driver, over any tokio `AsyncRead + AsyncWrite` (tokio 1, features `io-util`, `time`, `net`, `macros`, `rt-multi-thread`; a runtime with `enable_time` for timers). On by default, because the service runs its links as tasks; `default-features = false` leaves it out. The handle's channels are tokio's `sync` module, always built (no runtime needed) |
 //!
 //! The core is always built with `crypto`, `stream-crypto` and `std`: RSA handshakes and
 //! every stream mode are there without a feature. [`crypto`] re-exports the `rsa` crate
