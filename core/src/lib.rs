@@ -102,15 +102,15 @@
 //! does not need every day: [`wire`] (the exact byte layouts, commands, limits, error
 //! codes, CRC-32C), [`ioq`] (the receive decoder and transmit queue on their own, for
 //! tools such as a capture decoder), [`trans`] (the transaction rules and their
-//! vocabulary), [`transfer`] (payloads of any size as one transaction of 64 KiB parts,
-//! reassembled with their exact length, §3.5) and [`drive`] (what every driver shares;
-//! the embedded-io driver).
+//! vocabulary), [`transfer`] (payloads of any size as one transaction of parts of up to
+//! 64 KiB, reassembled with their exact length, §3.5) and [`drive`] (what every driver
+//! shares; the embedded-io driver).
 //!
 //! ## Features
 //!
 //! | Feature | Adds |
 //! |---|---|
-//! | `crypto` | [`RsaKeys`], the default RSA of the handshake (the `rsa` crate; needs `alloc`) |
+//! | `crypto` | `RsaKeys`, the default RSA of the handshake (the `rsa` crate; needs `alloc`) |
 //! | `stream-crypto` | the `cbc` and `gcm` stream modes (RustCrypto AES, no alloc) |
 //! | `dmsg-gcm-unverified` | **UNVERIFIED** libdmsg's GCM stream keying (dmsg.md 1.4): `LinkSetup::dmsg_gcm_unverified`, `keys::GcmKeys::libdmsg`; implies `stream-crypto` |
 //! | `embedded-io` | `drive::embedded`, a blocking driver over embedded-io 0.7 |
