@@ -169,7 +169,7 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 /// use h2msg::drive::reply_error;
 /// use h2msg::{Handshake, KeyMode, LinkSetup, ModeChoice, NoRsa};
 /// use h2msg::wire::{Cmd, MsgHeader, WireOrder};
-/// use h2msg_std::blocking::{Duplex, Link, drive_handshake, now, std_iocom};
+/// use h2msg_std::blocking::{Duplex, Link, READ_AHEAD, drive_handshake, now, std_iocom};
 ///
 /// let mut duplex = Duplex::new(TcpStream::connect("127.0.0.1:987")?)?;
 /// let hs = Handshake::new(
@@ -182,6 +182,7 @@ pub type DriveError = h2msg::drive::DriveError<io::Error>;
 ///
 /// let mut io = std_iocom(LinkSetup::negotiate(session, ModeChoice::Auto)?, 0)?;
 /// io.accept(Cmd::LNK_PING)?; // to see the reply to our ping
+/// duplex.read_ahead(READ_AHEAD); // the handshake is over (as `link::connect` does)
 /// let mut link = Link::new(duplex, io);
 /// let mut ping = MsgHeader::new(Cmd::LNK_PING);
 /// ping.msgid = 1;
@@ -265,10 +266,11 @@ pub const DUPLEX_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Bytes a link's reader thread may hold before the caller asks for them
 /// ([`Duplex::read_ahead`]): eight FIFOs' worth (512 KiB), read at most one FIFO at a
-/// time. With one FIFO's worth a 64 MiB transfer over loopback ran at 0.33–0.38× a raw
-/// copy, with eight at 0.46–0.52×, with 32 no faster (`transfer_bench`): the reader
+/// time. With one FIFO's worth a 64 MiB transfer over loopback on this driver ran at
+/// 0.33–0.38× a raw copy, with eight at 0.46–0.52×, with 32 no faster (`transfer_bench`,
+/// seed, blocking rows, before the 62 KiB parts): the reader
 /// must stay well ahead of the decoding thread so that neither waits on the other's
-/// wake-up. A busy link's buffer keeps that size once grown.
+/// wake-up. The buffer is given back once such a stream is over and read.
 pub const READ_AHEAD: usize = 8 * STD_FIFO_SIZE;
 
 /// The stack of a [`Duplex`]'s threads: they only move bytes between a socket and a
@@ -309,9 +311,11 @@ struct Buffers {
     /// Bytes the reader may hold without being asked ([`Duplex::read_ahead`]); 0: it
     /// reads only what is asked.
     read_ahead: usize,
-    /// The reader's last read filled its chunk: the socket likely has more, so it reads
-    /// on unasked. After a short read it waits to be asked, so an idle link's reader is
-    /// not inside a read (and [`Duplex::into_inner`] can take the socket back).
+    /// The reader's last read, made while reading ahead was allowed, filled its chunk:
+    /// the socket likely has more, so it reads on unasked. After a short read it waits
+    /// to be asked, so an idle link's reader is normally not inside a read (and
+    /// [`Duplex::into_inner`] can take the socket back) — unless the peer's last bytes
+    /// ended exactly where a read did.
     socket_had_more: bool,
     /// The reader thread is in a read (it may bring bytes at any moment).
     reading: bool,
@@ -416,6 +420,9 @@ impl<S: DuplexStream> Duplex<S> {
     pub fn read_ahead(&self, bytes: usize) {
         let mut buffers = self.shared.lock();
         buffers.read_ahead = bytes;
+        // Reads made before (a handshake's, which fill exactly what they ask) say nothing
+        // about what follows: the reader starts again waiting to be asked.
+        buffers.socket_had_more = false;
         drop(buffers);
         self.shared.changed.notify_all();
     }
@@ -489,8 +496,10 @@ impl<S: DuplexStream> Duplex<S> {
                 "the duplex driver holds bytes or awaits a read",
             ));
         }
-        // Released: the threads end without shutting the socket, and so does Drop.
+        // Released: the threads end without shutting the socket, and so does Drop. The
+        // reader, which reads only under this lock's say, sees it before any further read.
         buffers.released = true;
+        buffers.read_ahead = 0;
         drop(buffers);
         self.stream.try_clone()
     }
@@ -566,7 +575,7 @@ fn read_loop<S: Read>(mut stream: S, shared: &Shared) {
     loop {
         let mut buffers = shared.lock();
         let wanted = loop {
-            if buffers.closing {
+            if buffers.closing || buffers.released {
                 return;
             }
             // Asked for bytes, or room to read ahead: that much, at most, and one FIFO
@@ -583,6 +592,7 @@ fn read_loop<S: Read>(mut stream: S, shared: &Shared) {
             buffers = shared.wait(buffers);
         };
         buffers.reading = true;
+        let reading_ahead = buffers.read_ahead > 0;
         drop(buffers);
         chunk.resize(wanted, 0);
         let result = loop {
@@ -594,7 +604,9 @@ fn read_loop<S: Read>(mut stream: S, shared: &Shared) {
         let mut buffers = shared.lock();
         buffers.read_wanted = 0;
         buffers.reading = false;
-        buffers.socket_had_more = matches!(result, Ok(n) if n == wanted);
+        // Only once reading ahead is allowed: a read that filled its chunk then says the
+        // socket likely has more.
+        buffers.socket_had_more = reading_ahead && matches!(result, Ok(n) if n == wanted);
         let ended = match result {
             Ok(0) => Some(InputEnd::Eof),
             Ok(n) => {
@@ -631,6 +643,8 @@ fn write_loop<S: DuplexStream>(mut stream: S, shared: &Shared) {
         std::mem::swap(&mut writing, &mut buffers.outgoing);
         buffers.in_flight = writing.len();
         drop(buffers);
+        // Room for the next batch while this one is written.
+        shared.changed.notify_all();
         let result = stream.write_all(&writing).and_then(|()| stream.flush());
         writing.clear();
         let mut buffers = shared.lock();
@@ -674,6 +688,13 @@ impl<S: DuplexStream> Transport for Duplex<S> {
                 n += len;
             }
             buffers.incoming.drain(..n);
+            if buffers.incoming.is_empty()
+                && !buffers.socket_had_more
+                && buffers.incoming.capacity() > STD_FIFO_SIZE
+            {
+                // A stream that filled the read-ahead is over: give its memory back.
+                buffers.incoming = VecDeque::new();
+            }
             drop(buffers);
             if reader_waits_for_room {
                 self.shared.changed.notify_all();

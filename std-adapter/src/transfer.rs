@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! use h2msg::transfer::Sender;
-//! use h2msg::wire::Cmd;
+//! use h2msg::wire::{Cmd, MsgFlags};
 //! use h2msg::ModeChoice;
 //! use h2msg_std::transfer::{self, Inbox, Incoming};
 //! use h2msg_std::{keys::KeyDir, link};
@@ -56,7 +56,7 @@ use h2msg::drive::{DriveError, Link as DriveLink, Transport, reply_error};
 use h2msg::ioq::TxError;
 use h2msg::trans::TransKey;
 use h2msg::transfer::{Failure, Fed, Progress, Reassembler, Sender, Transfer, answer_failure};
-use h2msg::wire::Cmd;
+use h2msg::wire::{Cmd, MsgFlags};
 use h2msg::{Event, SendError};
 
 use crate::blocking::StdIocom;
@@ -183,8 +183,7 @@ impl Inbox {
         let ours = sender.request_msgid();
         let mut refused = None;
         let mut watch = |event: &Event<'_>| {
-            let error = ours.and_then(|msgid| reply_error(event, msgid));
-            if let Some(code) = error.filter(|&code| code != 0) {
+            if let Some(code) = ours.and_then(|msgid| refusal(event, msgid)) {
                 refused = Some(code);
             }
         };
@@ -219,6 +218,19 @@ impl Inbox {
     }
 }
 
+/// The error of `event` if it is the peer's final reply (DELETE) to our request `msgid`
+/// with an error: the peer refused the transfer and closed its side.
+fn refusal(event: &Event<'_>, msgid: u32) -> Option<u16> {
+    let Event::Message { msg, .. } = event else {
+        return None;
+    };
+    let header = msg.header();
+    let last = header.cmd.flags().contains(MsgFlags::DELETE);
+    (last && header.error != 0)
+        .then(|| reply_error(event, msgid))
+        .flatten()
+}
+
 /// Whether an answer found the transmit queue full (and is still owed). Any other
 /// refusal means no answer can go: the link is down or the transaction is over.
 fn queue_full(answered: Result<(), SendError>) -> bool {
@@ -227,6 +239,7 @@ fn queue_full(answered: Result<(), SendError>) -> bool {
 
 /// Why a transfer could not be sent.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SendTransferError<E> {
     /// The connection refused a part (the link is down, no free msgid, a transmit queue
     /// too small for one part). The parts before it were sent.

@@ -98,6 +98,28 @@ fn with_read_ahead_a_full_read_goes_on_reading_so_the_socket_is_not_handed_back(
 }
 
 #[test]
+fn reads_filled_before_read_ahead_was_on_do_not_start_it() {
+    // As after a handshake: reads of exactly what was asked, which fill their chunk.
+    let (ours, mut theirs) = pair();
+    let mut duplex = Duplex::new(ours).expect("threads");
+    theirs.write_all(b"the whole block").expect("write");
+    assert_eq!(read_exactly(&mut duplex, 15), b"the whole block");
+    duplex.read_ahead(READ_AHEAD);
+    // Nothing more comes: a reader that took the handshake's full reads as "the socket
+    // has more" would now sit in a read and keep the socket.
+    duplex
+        .wait(READ, Some(now() + Duration::from_millis(300)))
+        .expect("a timed wait");
+    let mut socket = duplex
+        .into_inner()
+        .expect("an idle link's socket comes back");
+    theirs.write_all(b"next").expect("write");
+    let mut next = [0u8; 4];
+    std::io::Read::read_exact(&mut socket, &mut next).expect("read");
+    assert_eq!(&next, b"next");
+}
+
+#[test]
 fn with_read_ahead_a_short_read_stops_the_reader_so_an_idle_socket_comes_back() {
     let (ours, mut theirs) = pair();
     let mut duplex = Duplex::new(ours).expect("threads");

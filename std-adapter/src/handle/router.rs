@@ -257,11 +257,25 @@ pub(crate) struct Router {
     parked: Option<Parked>,
     /// Answers the driver owes the peer (requests nobody takes): at most one per open
     /// transaction of the peer, `T`.
-    owed: VecDeque<MsgHeader>,
+    owed: VecDeque<Owed>,
+    /// Ops received from the channel so far: orders a dropped responder's answer after
+    /// the parts it had sent.
+    ops_received: u64,
     /// Who asked for the close, told once it is done.
     closers: Vec<oneshot::Sender<()>>,
     /// No more work is taken: closing.
     closing: bool,
+}
+
+/// A 0x20 answer the driver owes the peer, and when it may go.
+#[derive(Debug)]
+struct Owed {
+    request: MsgHeader,
+    /// Goes once this many ops have been received: every op in the channel when its
+    /// responder was dropped (its parts among them, at most a full channel) is taken by
+    /// then, so the answer never overtakes them — nor waits behind a channel that never
+    /// empties. 0: at once.
+    after: u64,
 }
 
 /// Work taken from a channel that did not fit yet.
@@ -290,6 +304,7 @@ impl Router {
             waker: waker.clone(),
             parked: None,
             owed: VecDeque::new(),
+            ops_received: 0,
             closers: Vec::new(),
             closing: false,
         };
@@ -344,16 +359,23 @@ impl Router {
 
     fn take<const T: usize>(&mut self, io: &mut StdIocom<T>, channels: &mut Channels) -> Taken {
         while let Ok(header) = channels.abandoned.try_recv() {
-            self.owed.push_back(header);
+            self.owe_after_ops(header);
         }
         if let Some(stuck) = self.parked.take().and_then(|parked| self.queue(io, parked)) {
             return self.park(stuck);
+        }
+        if self.answer_owed(io, false) {
+            return Taken::QueueFull;
         }
         // One of each in turn, so that neither kind starves the other; replies never
         // wait behind requests that find our table full.
         loop {
             let mut took = false;
-            match channels.ops.try_recv() {
+            let op = channels.ops.try_recv();
+            if op.is_ok() {
+                self.ops_received += 1;
+            }
+            match op {
                 Ok(Op::Close(done)) => {
                     self.closers.push(done);
                     if !self.closing {
@@ -390,19 +412,41 @@ impl Router {
                 break;
             }
         }
-        // The answers owed for dropped responders go after every op taken before them:
-        // a responder that sent parts and was then dropped had its parts in the channel
-        // before its drop was noted, and its 0x20 final must not overtake them.
-        while let Some(header) = self.owed.front() {
-            match io.reply(header, MSG_ERR_UNKNOWN, &[], true) {
-                Err(SendError::Tx(TxError::QueueFull { .. })) => return Taken::QueueFull,
+        // The channel is empty: every op sent before any owed answer is queued.
+        if self.answer_owed(io, true) {
+            Taken::QueueFull
+        } else {
+            Taken::Idle
+        }
+    }
+
+    /// Queues the owed answers that may go (`all`, or those whose ops are taken), oldest
+    /// first. True if the transmit queue is full.
+    fn answer_owed<const T: usize>(&mut self, io: &mut StdIocom<T>, all: bool) -> bool {
+        while let Some(owed) = self.owed.front() {
+            if !all && owed.after > self.ops_received {
+                return false;
+            }
+            match io.reply(&owed.request, MSG_ERR_UNKNOWN, &[], true) {
+                Err(SendError::Tx(TxError::QueueFull { .. })) => return true,
                 // Sent, or the transaction is over anyway.
                 _ => {
                     self.owed.pop_front();
                 }
             }
         }
-        Taken::Idle
+        false
+    }
+
+    /// A dropped responder's answer, to go after the ops its parts may be among.
+    fn owe_after_ops(&mut self, request: MsgHeader) {
+        let after = self.ops_received + OP_QUEUE as u64 + 1;
+        self.owed.push_back(Owed { request, after });
+    }
+
+    /// An answer with nothing to wait for (a request nobody takes).
+    fn owe_now(&mut self, request: MsgHeader) {
+        self.owed.push_back(Owed { request, after: 0 });
     }
 
     /// An op a driver received while waiting (`None`: every handle is gone).
@@ -413,6 +457,9 @@ impl Router {
         channels: &mut Channels,
         op: Option<Op>,
     ) {
+        if op.is_some() {
+            self.ops_received += 1;
+        }
         match op {
             Some(Op::Close(done)) => {
                 self.closers.push(done);
@@ -453,7 +500,9 @@ impl Router {
     /// work taken. (`None` never comes: the router holds a sender.)
     #[cfg(feature = "tokio")]
     pub(crate) fn owe(&mut self, request: Option<MsgHeader>) {
-        self.owed.extend(request);
+        if let Some(request) = request {
+            self.owe_after_ops(request);
+        }
     }
 
     fn park(&mut self, stuck: Parked) -> Taken {
@@ -598,14 +647,14 @@ impl Router {
             self.requests.upgrade(),
         ) else {
             if opens {
-                self.owed.push_back(header);
+                self.owe_now(header);
             }
             return None;
         };
         if incoming.is_closed() {
             self.incoming = None;
             if opens {
-                self.owed.push_back(header);
+                self.owe_now(header);
             }
             return None;
         }
