@@ -677,17 +677,8 @@ impl<S: DuplexStream> Transport for Duplex<S> {
         if !buffers.incoming.is_empty() {
             let reader_waits_for_room =
                 buffers.read_ahead > 0 && buffers.incoming.len() >= buffers.read_ahead;
-            let mut n = 0;
-            let (older, newer) = buffers.incoming.as_slices();
-            for from in [older, newer] {
-                let to = buf.get_mut(n..).unwrap_or_default();
-                let len = to.len().min(from.len());
-                if let (Some(to), Some(from)) = (to.get_mut(..len), from.get(..len)) {
-                    to.copy_from_slice(from);
-                }
-                n += len;
-            }
-            buffers.incoming.drain(..n);
+            // `VecDeque<u8>` reads from its front, across its wrap, and drops what it gave.
+            let n = Read::read(&mut buffers.incoming, buf).unwrap_or_default();
             if buffers.incoming.is_empty()
                 && !buffers.socket_had_more
                 && buffers.incoming.capacity() > STD_FIFO_SIZE

@@ -43,18 +43,28 @@ fn without_read_ahead_nothing_is_read_until_asked_and_the_socket_can_be_taken_ba
     assert_eq!(&got, b"after the block");
 }
 
+/// One read into `buf` through the duplex, waiting as a driver does while nothing is
+/// there: the bytes read, 0 at the end of input.
+fn read_some(duplex: &mut Duplex<TcpStream>, buf: &mut [u8]) -> usize {
+    loop {
+        match duplex.try_read(buf) {
+            Ok(n) => return n,
+            Err(TryIoError::WouldBlock) => duplex
+                .wait(READ, Some(now() + Duration::from_secs(10)))
+                .expect("a timed wait"),
+            Err(TryIoError::Failed(e)) => panic!("the read failed: {e}"),
+        }
+    }
+}
+
 /// Reads exactly `n` bytes through the duplex, waiting as a driver does.
 fn read_exactly(duplex: &mut Duplex<TcpStream>, n: usize) -> Vec<u8> {
     let mut got = Vec::new();
     while got.len() < n {
         let mut buf = vec![0u8; n - got.len()];
-        match duplex.try_read(&mut buf) {
-            Ok(0) => panic!("the input ended after {} bytes", got.len()),
-            Ok(k) => got.extend_from_slice(&buf[..k]),
-            Err(TryIoError::WouldBlock) => duplex
-                .wait(READ, Some(now() + Duration::from_secs(10)))
-                .expect("a timed wait"),
-            Err(TryIoError::Failed(e)) => panic!("the read failed: {e}"),
+        match read_some(duplex, &mut buf) {
+            0 => panic!("the input ended after {} bytes", got.len()),
+            k => got.extend_from_slice(&buf[..k]),
         }
     }
     got
@@ -127,15 +137,7 @@ fn with_read_ahead_a_short_read_stops_the_reader_so_an_idle_socket_comes_back() 
     theirs.write_all(b"a ping's reply").expect("write");
     // Asked for more than came: a short read, after which the reader waits to be asked.
     let mut buf = [0u8; 64];
-    let n = loop {
-        match duplex.try_read(&mut buf) {
-            Ok(n) => break n,
-            Err(TryIoError::WouldBlock) => duplex
-                .wait(READ, Some(now() + Duration::from_secs(10)))
-                .expect("a timed wait"),
-            Err(TryIoError::Failed(e)) => panic!("the read failed: {e}"),
-        }
-    };
+    let n = read_some(&mut duplex, &mut buf);
     assert_eq!(&buf[..n], b"a ping's reply");
     let mut socket = duplex
         .into_inner()
@@ -167,13 +169,9 @@ fn read_ahead_delivers_every_byte_in_order_through_reads_of_any_size() {
     loop {
         let mut buf = vec![0u8; sizes[turn % sizes.len()]];
         turn += 1;
-        match duplex.try_read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(TryIoError::WouldBlock) => duplex
-                .wait(READ, Some(now() + Duration::from_secs(10)))
-                .expect("a timed wait"),
-            Err(TryIoError::Failed(e)) => panic!("the read failed: {e}"),
+        match read_some(&mut duplex, &mut buf) {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
         }
     }
     writer.join().expect("the writer");
